@@ -1,0 +1,15 @@
+"""`xrdid predict` (placeholder until implemented)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("predict", help="not implemented yet")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    print("xrdid predict: not implemented yet", file=sys.stderr)
+    return 2

@@ -1,0 +1,15 @@
+"""`xrdid simulate` (placeholder until implemented)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("simulate", help="not implemented yet")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    print("xrdid simulate: not implemented yet", file=sys.stderr)
+    return 2

@@ -1,0 +1,99 @@
+"""The structures table: one row per usable structure, and a failures table with reasons.
+
+Columns (DESIGN.md): ``id``, ``source``, ``formula``, ``elements``, ``space_group`` (spglib on the
+parsed structure at ``symprec``), ``space_group_symbol``, ``symprec``, ``space_group_source`` (the
+label the source gave, null when none), ``crystal_system``, ``n_sites``, ``cif``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Iterable
+
+import pyarrow as pa
+import spglib
+
+from xrdid.io import write_parquet
+from xrdid.labels import crystal_system
+
+log = logging.getLogger(__name__)
+
+STRUCTURE_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("source", pa.string()),
+        ("formula", pa.string()),
+        ("elements", pa.list_(pa.string())),
+        ("space_group", pa.int16()),
+        ("space_group_symbol", pa.string()),
+        ("symprec", pa.float32()),
+        ("space_group_source", pa.int16()),
+        ("crystal_system", pa.string()),
+        ("n_sites", pa.int32()),
+        ("cif", pa.string()),
+    ]
+)
+FAILED_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("reason", pa.string())])
+
+
+class StructureError(ValueError):
+    """A structure that cannot be used; the message is the reason recorded in the failures table."""
+
+
+def describe_structure(
+    structure,
+    *,
+    id: str,
+    source: str,
+    symprec: float = 0.01,
+    space_group_source: int | None = None,
+) -> dict:
+    """One row of the structures table for a pymatgen ``Structure``.
+
+    Raises StructureError for partial occupancies, a (near-)zero cell volume, or a cell spglib cannot
+    symmetrise at ``symprec``.
+    """
+    from pymatgen.io.cif import CifWriter
+
+    if len(structure) == 0:
+        raise StructureError("no atoms")
+    if not structure.is_ordered:
+        raise StructureError("partial occupancy (disordered sites are not simulated)")
+    volume = structure.lattice.volume
+    if not math.isfinite(volume) or volume < 1e-3 or volume < 0.5 * len(structure):
+        raise StructureError(f"degenerate cell volume {volume:.3g} Å³ for {len(structure)} sites")
+    cell = (
+        structure.lattice.matrix,
+        structure.frac_coords,
+        [site.specie.Z for site in structure],
+    )
+    dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    if dataset is None:
+        raise StructureError(f"spglib could not find the symmetry at symprec={symprec}")
+    number = int(dataset.number)
+    return {
+        "id": str(id),
+        "source": source,
+        "formula": structure.composition.reduced_formula,
+        "elements": sorted({el.symbol for el in structure.composition.elements}),
+        "space_group": number,
+        "space_group_symbol": str(dataset.international),
+        "symprec": float(symprec),
+        "space_group_source": None if space_group_source is None else int(space_group_source),
+        "crystal_system": crystal_system(number),
+        "n_sites": len(structure),
+        "cif": str(CifWriter(structure)),
+    }
+
+
+def write_structure_tables(
+    rows: Iterable[dict], failures: Iterable[dict], out: str | Path, failed_out: str | Path
+) -> tuple[int, int]:
+    """Write both tables atomically; returns (n_structures, n_failed) and logs the failure count."""
+    rows, failures = list(rows), list(failures)
+    write_parquet(pa.Table.from_pylist(rows, schema=STRUCTURE_SCHEMA), out)
+    write_parquet(pa.Table.from_pylist(failures, schema=FAILED_SCHEMA), failed_out)
+    log.info("%d structures written to %s; %d failed (see %s)", len(rows), out, len(failures), failed_out)
+    return len(rows), len(failures)
