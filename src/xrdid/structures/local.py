@@ -1,0 +1,189 @@
+"""The ``local`` structure source: every CIF under a folder, parsed with pymatgen.
+
+Each data block of each file is one candidate structure, with the id ``<relative path>#<block index>``
+(POSIX separators, index from 0 in file order), so ids are stable across machines and re-runs and
+unique within the folder. A block that cannot be used — unparseable, partially occupied, a degenerate
+cell, a cell spglib cannot symmetrise — is written to the failures table with its reason; nothing is
+fatal and nothing is dropped silently. Blocks that carry neither a cell nor atom sites (the
+publication-only ``data_global`` block of IUCr CIFs) are not structures and are skipped, with a count
+in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from pathlib import Path
+
+from xrdid.structures.table import StructureError, describe_structure, write_structure_tables
+
+log = logging.getLogger(__name__)
+
+SOURCE = "local"
+CIF_SUFFIXES = (".cif", ".mcif")  # compared case-insensitively: *.cif, *.CIF, *.mcif
+# Tags that carry the space-group number the CIF's authors gave (CIF1 and CIF2/mmCIF spellings).
+SPACE_GROUP_TAGS = (
+    "_space_group_it_number",
+    "_space_group.it_number",
+    "_symmetry_int_tables_number",
+    "_symmetry.int_tables_number",
+)
+
+
+def find_cifs(folder: str | Path) -> list[Path]:
+    """All CIF files under ``folder`` (recursively), sorted by relative path for a stable order."""
+    folder = Path(folder)
+    return sorted(
+        (p for p in folder.rglob("*") if p.suffix.lower() in CIF_SUFFIXES and p.is_file()),
+        key=lambda p: p.relative_to(folder).as_posix(),
+    )
+
+
+def load_local(
+    folder: str | Path, *, out: str | Path, failed_out: str | Path, symprec: float = 0.01
+) -> tuple[int, int]:
+    """Parse every CIF under ``folder`` into the structures table ``out`` and failures ``failed_out``.
+
+    ``symprec`` (Å) is spglib's tolerance for ``space_group``; ``space_group_source`` is the number
+    the CIF states (``_space_group_IT_number`` or ``_symmetry_Int_Tables_number``), null when absent.
+    Returns ``(n_structures, n_failed)``. Raises only when ``folder`` is not a directory.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"local structures folder {folder} does not exist or is not a directory")
+    files = find_cifs(folder)
+    if not files:
+        log.warning("no CIF files (*.cif, *.mcif) under %s", folder)
+    rows: list[dict] = []
+    failures: list[dict] = []
+    skipped = 0
+    for path in files:
+        rel = path.relative_to(folder).as_posix()
+        file_rows, file_failures, file_skipped = _load_file(path, rel, symprec)
+        rows += file_rows
+        failures += file_failures
+        skipped += file_skipped
+    log.info(
+        "%d CIF files under %s: %d structures, %d failed, %d metadata-only blocks skipped",
+        len(files), folder, len(rows), len(failures), skipped,
+    )
+    return write_structure_tables(rows, failures, out, failed_out)
+
+
+def _load_file(path: Path, rel: str, symprec: float) -> tuple[list[dict], list[dict], int]:
+    """Rows and failures for one CIF file; a file that cannot be read or split is one failure."""
+    from pymatgen.io.cif import CifFile
+
+    def failure(id: str, reason: str) -> dict:
+        return {"id": id, "source": SOURCE, "reason": reason}
+
+    try:
+        text = _read_text(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            blocks = list(CifFile.from_str(text).data.values())
+    except Exception as exc:  # noqa: BLE001 — any parser error is a property of the input
+        return [], [failure(f"{rel}#0", f"unreadable CIF: {_describe(exc)}")], 0
+    if not blocks:
+        detail = "; ".join(str(w.message) for w in caught)
+        return [], [failure(f"{rel}#0", "unparseable CIF: no data_ block" + (f" ({detail})" if detail else ""))], 0
+
+    rows, failures, skipped = [], [], 0
+    for index, block in enumerate(blocks):
+        id = f"{rel}#{index}"
+        if not _looks_like_structure(block):
+            log.debug("%s: block data_%s has no cell or atom sites; skipped", id, block.header)
+            skipped += 1
+            continue
+        try:
+            structure = _parse_block(block)
+            rows.append(
+                describe_structure(
+                    structure,
+                    id=id,
+                    source=SOURCE,
+                    symprec=symprec,
+                    space_group_source=stated_space_group(block),
+                )
+            )
+        except StructureError as exc:
+            failures.append(failure(id, str(exc)))
+        except Exception as exc:  # noqa: BLE001 — spglib and pymatgen raise many types on bad cells
+            failures.append(failure(id, _describe(exc)))
+    return rows, failures, skipped
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        # Older CIFs from vendor software are often Latin-1; every byte sequence decodes in it.
+        return data.decode("latin-1")
+
+
+def _looks_like_structure(block) -> bool:
+    keys = {k.lower() for k in block.data}
+    return any(k.startswith(("_cell_length", "_cell.length", "_atom_site_", "_atom_site.")) for k in keys)
+
+
+def _parse_block(block):
+    """A pymatgen Structure from one CIF block, raising StructureError with pymatgen's reasons.
+
+    The block is re-serialised and parsed on its own so that errors and warnings are attributed to it
+    (``CifParser.parse_structures`` only reports a section number and skips the block).
+    """
+    from pymatgen.io.cif import CifParser
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            parser = CifParser.from_str(str(block))
+            structures = parser.parse_structures(primitive=False, on_error="raise")
+        except Exception as exc:  # noqa: BLE001
+            # parse_structures wraps the real error as "No structure parsed for section N"; report the cause.
+            cause = exc.__cause__ or exc
+            if isinstance(cause, KeyError):
+                reason = f"missing CIF tag {cause}"
+            elif "singular matrix" in str(cause).lower() or "below threshold" in str(cause):
+                # pymatgen refuses a (near-)zero-volume lattice before describe_structure sees it.
+                reason = f"degenerate cell (zero or near-zero volume): {_describe(cause)}"
+            else:
+                reason = _describe(cause)
+            notes = _warning_text(caught, exclude=str(exc))
+            raise StructureError(f"unparseable CIF block: {reason}{notes}") from exc
+    if len(structures) != 1:  # pragma: no cover — one block in, one structure out
+        raise StructureError(f"unparseable CIF block: pymatgen returned {len(structures)} structures")
+    if caught:
+        log.debug("pymatgen warnings for block data_%s: %s", block.header, _warning_text(caught))
+    return structures[0]
+
+
+def stated_space_group(block) -> int | None:
+    """The space-group number a CIF block states, or None when absent, unknown ('?', '.') or invalid."""
+    lowered = {k.lower(): v for k, v in block.data.items()}
+    for tag in SPACE_GROUP_TAGS:
+        value = lowered.get(tag)
+        if isinstance(value, list):  # a looped value: take the first
+            value = value[0] if value else None
+        if value is None:
+            continue
+        match = re.match(r"\s*(\d+)", str(value))
+        if match and 1 <= int(match.group(1)) <= 230:
+            return int(match.group(1))
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _warning_text(caught, exclude: str = "") -> str:
+    messages = []
+    for w in caught:
+        text = " ".join(str(w.message).split())
+        if text and text not in exclude and text not in messages:
+            messages.append(text)
+    return f" (pymatgen warnings: {'; '.join(messages)})" if messages else ""
