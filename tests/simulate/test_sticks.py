@@ -1,0 +1,154 @@
+"""compute_sticks against known peaks and against pymatgen's XRDCalculator (small, fast set)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from pymatgen.analysis.diffraction.xrd import XRDCalculator
+from pymatgen.core import Lattice, Structure
+
+from xrdid.simulate.sticks import Sticks, compute_sticks, d_min_for, sticks_to_peaks
+
+CU_KA1 = 1.5406
+MARS = 0.7297
+
+
+def nacl() -> Structure:
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def cscl() -> Structure:
+    return Structure(Lattice.cubic(4.209), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def si() -> Structure:
+    return Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]])
+
+
+def cubic_two_theta(a: float, hkl: tuple[int, int, int], wavelength: float = CU_KA1) -> float:
+    return math.degrees(2 * math.asin(wavelength * math.sqrt(sum(i * i for i in hkl)) / (2 * a)))
+
+
+def assert_matches_pymatgen(structure: Structure, wavelength: float, tt=(5.0, 90.0)) -> None:
+    """Every pymatgen peak above 0.5 % is ours within 0.005° and 1 % (of the strongest); no extra peaks."""
+    ref = XRDCalculator(wavelength=wavelength).get_pattern(structure, two_theta_range=tt)
+    ours = sticks_to_peaks(compute_sticks(structure, d_min_for(wavelength, tt[1])), wavelength, *tt)
+    rx, ry = np.asarray(ref.x), np.asarray(ref.y)
+    ox, oy = ours["two_theta"], ours["intensity"]
+    for x_ref, ys, xs in ((rx, ry, ox), (ox, oy, rx)):
+        for x in x_ref[ys > 0.5] if ys is ry else x_ref[oy > 0.5]:
+            assert np.min(np.abs(xs - x)) < 0.005, f"peak at {x:.4f}° unmatched"
+    # intensities compared as sums over ±0.005° windows, robust to how near-coincident peaks are binned
+    for x in rx[ry > 0.5]:
+        ref_sum = ry[np.abs(rx - x) <= 0.005].sum()
+        our_sum = oy[np.abs(ox - x) <= 0.005].sum()
+        assert our_sum == pytest.approx(ref_sum, abs=1.0), f"intensity at {x:.4f}°"
+
+
+def test_d_min_for():
+    assert d_min_for(CU_KA1, 180.0) == pytest.approx(CU_KA1 / 2)
+    assert d_min_for(MARS, 90.0) == pytest.approx(MARS / math.sqrt(2))
+    with pytest.raises(ValueError):
+        d_min_for(-1.0, 90.0)
+
+
+def test_sticks_contract():
+    st = compute_sticks(nacl(), d_min_for(CU_KA1, 90.0))
+    assert isinstance(st, Sticks)
+    assert st.d.dtype == np.float64 and st.f2m.dtype == np.float64 and st.hkl.dtype == np.int32
+    assert st.hkl.shape == (len(st.d), 3)
+    assert np.all(np.diff(st.d) < 0), "d must be sorted descending"
+    assert np.all(st.f2m > 0)
+
+
+@pytest.mark.parametrize(
+    "make, a, expected",
+    [
+        # fcc rock salt: h,k,l all even or all odd
+        (nacl, 5.64, [(1, 1, 1), (2, 0, 0), (2, 2, 0), (3, 1, 1), (2, 2, 2)]),
+        # primitive cubic: every hkl
+        (cscl, 4.209, [(1, 0, 0), (1, 1, 0), (1, 1, 1), (2, 0, 0), (2, 1, 0)]),
+        # diamond: (200) and (222) absent
+        (si, 5.431, [(1, 1, 1), (2, 2, 0), (3, 1, 1), (4, 0, 0), (3, 3, 1)]),
+    ],
+)
+def test_known_cubic_peaks(make, a, expected):
+    peaks = sticks_to_peaks(compute_sticks(make(), d_min_for(CU_KA1, 90.0)), CU_KA1, 5.0, 90.0)
+    first = peaks["two_theta"][: len(expected)]
+    assert first == pytest.approx([cubic_two_theta(a, hkl) for hkl in expected], abs=1e-9)
+    assert [tuple(sorted(map(abs, h), reverse=True)) for h in peaks["hkl"][: len(expected)]] == expected
+    assert peaks["intensity"].max() == pytest.approx(100.0)
+
+
+def test_nacl_multiplicity_and_known_pattern():
+    st = compute_sticks(nacl(), d_min_for(CU_KA1, 90.0))
+    # (200): multiplicity 6, F = 4 (f_Na + f_Cl): f2m = 6 * 16 (f_Na + f_Cl)^2 > (111) term of 8 * 16 (f_Na - f_Cl)^2
+    peaks = sticks_to_peaks(st, CU_KA1, 5.0, 90.0)
+    assert peaks["two_theta"][np.argmax(peaks["intensity"])] == pytest.approx(cubic_two_theta(5.64, (2, 0, 0)))
+
+
+def test_si_literature_peak():
+    # Si (111) at Cu Kα1: 28.443° (a = 5.431 Å)
+    peaks = sticks_to_peaks(compute_sticks(si(), d_min_for(CU_KA1, 90.0)), CU_KA1, 0.0, 90.0)
+    assert peaks["two_theta"][0] == pytest.approx(28.443, abs=2e-3)
+
+
+@pytest.mark.parametrize("make", [nacl, cscl, si])
+@pytest.mark.parametrize("wavelength", [CU_KA1, MARS])
+def test_simple_against_pymatgen(make, wavelength):
+    assert_matches_pymatgen(make(), wavelength)
+
+
+def test_hexagonal_against_pymatgen():
+    # wurtzite ZnO
+    zno = Structure.from_spacegroup(
+        "P6_3mc", Lattice.hexagonal(3.25, 5.207), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]]
+    )
+    assert_matches_pymatgen(zno, CU_KA1)
+    assert_matches_pymatgen(zno, MARS)
+
+
+def test_monoclinic_and_partial_occupancy_against_pymatgen():
+    lat = Lattice.monoclinic(5.1, 6.3, 7.2, 103.0)
+    s = Structure.from_spacegroup(
+        "P2_1/c", lat, [{"Fe": 0.6, "Mn": 0.4}, "O", "O"], [[0.12, 0.23, 0.31], [0.41, 0.07, 0.18], [0.77, 0.36, 0.02]]
+    )
+    assert_matches_pymatgen(s, CU_KA1)
+    assert_matches_pymatgen(s, MARS)
+
+
+@pytest.mark.parametrize(
+    "sg, n_ions",
+    [(1, [4, 4, 12]), (15, [4, 4, 12]), (62, [4, 4, 12]), (141, [8, 8, 24]), (148, [6, 6, 18]),
+     (186, [4, 4, 12]), (216, [8, 8, 24])],
+)
+def test_random_pyxtal_against_pymatgen(sg, n_ions):
+    pyxtal = pytest.importorskip("pyxtal")
+    c = pyxtal.pyxtal()
+    c.from_random(3, sg, ["Ba", "Ti", "O"], n_ions, random_state=sg)
+    assert_matches_pymatgen(c.to_pymatgen(), MARS)
+
+
+def test_symmetry_orbits_equal_brute_force():
+    pyxtal = pytest.importorskip("pyxtal")
+    c = pyxtal.pyxtal()
+    c.from_random(3, 229, ["Ca", "F"], [12, 24], random_state=3)
+    s = c.to_pymatgen()
+    d_min = d_min_for(MARS, 90.0)
+    a, b = compute_sticks(s, d_min), compute_sticks(s, d_min, use_symmetry=False)
+    np.testing.assert_allclose(a.d, b.d, rtol=1e-12)
+    np.testing.assert_allclose(a.f2m, b.f2m, rtol=1e-9, atol=1e-9 * b.f2m.max())
+
+
+def test_debye_waller_damps_high_angle():
+    d_min = d_min_for(CU_KA1, 90.0)
+    plain = compute_sticks(nacl(), d_min)
+    damped = compute_sticks(nacl(), d_min, debye_waller={"Na": 1.0, "Cl": 1.0})
+    np.testing.assert_allclose(damped.d, plain.d)
+    ratio = damped.f2m / plain.f2m
+    np.testing.assert_allclose(ratio, np.exp(-2 * 1.0 / (4 * plain.d**2)), rtol=1e-12)
+    ref = XRDCalculator(wavelength=CU_KA1, debye_waller_factors={"Na": 1.0, "Cl": 1.0}).get_pattern(nacl())
+    ours = sticks_to_peaks(damped, CU_KA1, 0.0, 90.0)
+    np.testing.assert_allclose(ours["intensity"], ref.y, atol=1e-6)
