@@ -81,11 +81,12 @@ def to_grid(
     mid = (q_grid[1:] + q_grid[:-1]) / 2.0
     lo = np.concatenate([[q_grid[0] - (mid[0] - q_grid[0])], mid])
     hi = np.concatenate([mid, [q_grid[-1] + (q_grid[-1] - mid[-1])]])
+    # A bin only partly inside the data (at either end) takes the point value: averaging over the
+    # covered part alone would bias it by half a bin along any slope.
+    whole = (lo >= q[0]) & (hi <= q[-1])
     lo, hi = np.clip(lo, q[0], q[-1]), np.clip(hi, q[0], q[-1])
-    width = hi - lo
+    width = np.where(whole, hi - lo, 1.0)
     area = _cumulative(q, y, hi) - _cumulative(q, y, lo)
-    point = np.interp(q_grid, q, y)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        avg = np.where(width > 0, area / np.where(width > 0, width, 1.0), point)
+    avg = np.where(whole, area / width, np.interp(q_grid, q, y))
     out[mask] = avg[mask].astype(np.float32)
     return out, mask
