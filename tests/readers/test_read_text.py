@@ -205,3 +205,14 @@ def test_q_from_two_theta_needs_a_wavelength(tmp_path):
     q = p.q(1.5406)
     expected = 4 * np.pi * np.sin(np.radians(TT / 2)) / 1.5406
     np.testing.assert_allclose(q, expected, rtol=1e-6)
+
+
+def test_quoted_csv_and_utf16_export(tmp_path):
+    text = '"2theta","counts"\n' + "".join(f'"{a:.4f}","{b:.3f}"\n' for a, b in zip(TT, Y))
+    p = read_pattern(write(tmp_path, "quoted.csv", text), wavelength_A=1.0)
+    np.testing.assert_allclose(p.y, Y, atol=1e-3)
+    path = tmp_path / "utf16.txt"
+    path.write_bytes(("# 2θ (°)\tI\n" + rows(sep="\t")).encode("utf-16"))
+    p = read_pattern(path, wavelength_A=1.0)
+    assert p.axis == "two_theta" and "axis_assumed" not in p.meta
+    np.testing.assert_allclose(p.x, TT, atol=1e-6)

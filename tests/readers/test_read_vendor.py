@@ -58,3 +58,13 @@ def test_text_file_named_raw_is_read_as_text(tmp_path):
     path = tmp_path / "export.raw"
     path.write_text("".join(f"{10 + i * 0.1} {i}\n" for i in range(20)))
     assert read_pattern(path, wavelength_A=1.0).x.size == 20
+
+
+def test_missing_library_gives_a_clear_error(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fairmat_readers_xrd", None)  # makes the import fail
+    path = tmp_path / "scan.raw"
+    path.write_bytes(raw4()[0])
+    with pytest.raises(PatternError, match=r"scan\.raw.*fairmat-readers-xrd.*\.xy or \.xrdml"):
+        read_pattern(path)

@@ -29,6 +29,8 @@ _SNIFF_BYTES = 4096
 
 
 def _decode(data: bytes) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")  # Windows exporters
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -71,7 +73,7 @@ def read_pattern(
             pattern = read_vendor(p, head)
         elif suffix == ".xrdml" or b"<xrdMeasurements" in head:
             pattern = read_xrdml(p, p.read_bytes())
-        elif b"\x00" in head:
+        elif b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
             raise PatternError(
                 f"{where}: a binary file of unknown format; export it as .xy or .xrdml"
             )

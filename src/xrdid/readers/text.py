@@ -21,7 +21,7 @@ import re
 
 import numpy as np
 
-from .pattern import PatternError, check_wavelength, finalise
+from .pattern import Pattern, PatternError, check_wavelength, finalise
 
 COMMENT_PREFIXES = ("#", ";", "!", "%", "//", "*", "@", "'")
 HC_KEV_A = 12.398419843320026  # h·c in keV·Å: λ[Å] = 12.3984 / E[keV]
@@ -70,7 +70,7 @@ def _fields(line: str) -> list[str]:
 
 def _numbers(line: str) -> list[float] | None:
     try:
-        return [float(f) for f in _fields(line)]
+        return [float(f.strip("\"'")) for f in _fields(line)]
     except ValueError:
         return None
 
@@ -160,7 +160,7 @@ def _wavelength_from_header(lines: list[str], where: str) -> float | None:
     return None
 
 
-def read_text(path, text: str, *, axis: str | None = None) -> "Pattern":  # noqa: F821
+def read_text(path, text: str, *, axis: str | None = None) -> Pattern:
     """Parse column text (see module docstring) into a validated Pattern; λ is the file's or None."""
     where = str(path)
     header: list[str] = []       # comment text and non-numeric lines, for metadata
