@@ -1,0 +1,1 @@
+"""Stick patterns: per structure (``sticks``), per chunk of a structures table and merged (``chunks``)."""

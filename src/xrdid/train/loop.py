@@ -1,0 +1,207 @@
+"""The training loop.
+
+Every step draws a batch of training structures, renders it with fresh random augmentation (so no
+pattern is ever seen twice) and takes one AdamW step on the summed cross-entropy of both heads.
+After each epoch the validation split is rendered with a fixed seed (the same patterns every epoch),
+a row is appended to ``history.csv`` and a resume state is written; a killed run restarts from the
+last finished epoch. At the end the heads' temperatures are fitted on the validation logits.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from xrdid.data import StickTable
+from xrdid.instrument import Augment, Instrument, Renderer
+from xrdid.io import atomic_path
+from xrdid.models import CNNConfig, XRDClassifier, save_checkpoint
+from xrdid.models.cnn import loss_fn
+
+log = logging.getLogger(__name__)
+
+HISTORY_FIELDS = [
+    "epoch", "train_loss", "val_loss", "val_space_group_acc", "val_space_group_top5",
+    "val_crystal_system_acc", "lr", "patterns_per_s", "elapsed_s",
+]
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    steps_per_epoch: int = 100
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.05
+    seed: int = 0
+    max_peaks: int = 512
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def model_input(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Stack pattern and coverage mask into the model's (B, 2, N) input."""
+    return torch.stack([y, mask], dim=1)
+
+
+@torch.no_grad()
+def predict_logits(model, renderer: Renderer, table: StickTable, *, seed: int, batch_size: int = 256, device="cpu"):
+    """Render every structure of ``table`` once (seeded) and return stacked logits of both heads."""
+    model.eval()
+    gen = torch.Generator(device=renderer.device).manual_seed(seed)
+    sg_out, cs_out = [], []
+    for start in range(0, len(table), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(table)))
+        sticks, _, _ = table.batch(index)
+        y, mask = renderer(sticks, gen)
+        sg, cs = model(model_input(y, mask).to(device))
+        sg_out.append(sg.float().cpu())
+        cs_out.append(cs.float().cpu())
+    return torch.cat(sg_out), torch.cat(cs_out)
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Temperature T minimising the NLL of softmax(logits / T) (Guo et al. 2017)."""
+    log_t = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.detach().exp().clamp(0.05, 20.0))
+
+
+def train(
+    *,
+    sticks: str | Path,
+    checkpoint: str | Path,
+    history: str | Path,
+    instrument: Instrument,
+    augment: Augment,
+    model_config: CNNConfig,
+    config: TrainConfig,
+    device: str = "auto",
+    threads: int | None = None,
+    resume_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train a classifier; writes the checkpoint directory and ``history.csv``. Returns final metrics."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    dev = resolve_device(device)
+    torch.manual_seed(config.seed)
+    d_min = instrument.d_min_A
+    train_table = StickTable.from_parquet(sticks, split="train", d_min_A=d_min, max_peaks=config.max_peaks)
+    val_table = StickTable.from_parquet(sticks, split="val", d_min_A=d_min, max_peaks=config.max_peaks)
+    if len(train_table) == 0 or len(val_table) == 0:
+        raise ValueError(f"{sticks}: need structures in both train and val splits, got {len(train_table)} and {len(val_table)}")
+    log.info("training on %d structures, validating on %d, device %s", len(train_table), len(val_table), dev)
+
+    model = XRDClassifier(model_config).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    total_steps = config.epochs * config.steps_per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps, pct_start=0.15)
+    train_renderer = Renderer(instrument, augment, device=dev)
+    val_renderer = Renderer(instrument, augment, device=dev)
+    amp = dev.type == "cuda"
+
+    rows: list[dict] = []
+    start_epoch = 0
+    state_file = Path(resume_dir) / "state.pt" if resume_dir else None
+    fingerprint = {"train": asdict(config), "model": model_config.to_dict(), "instrument": instrument.to_dict(), "augment": asdict(augment)}
+    if state_file is not None and state_file.exists():
+        state = torch.load(state_file, map_location=dev, weights_only=False)
+        if state.get("fingerprint") == fingerprint:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            rows = state["history"]
+            start_epoch = state["epoch"]
+            log.info("resumed from %s after epoch %d", state_file, start_epoch)
+        else:
+            log.info("ignoring %s: it belongs to a different configuration", state_file)
+
+    t_start = time.perf_counter() - (rows[-1]["elapsed_s"] if rows else 0.0)
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        # Per-epoch generators: a resumed run draws exactly the batches an uninterrupted one would.
+        gen = torch.Generator(device=dev).manual_seed(config.seed * 100_003 + epoch)
+        pick = torch.Generator().manual_seed(config.seed * 100_003 + epoch + 50_000)
+        t_epoch = time.perf_counter()
+        running = 0.0
+        bar = tqdm(range(config.steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, mininterval=5)
+        for _ in bar:
+            index = torch.randint(len(train_table), (config.batch_size,), generator=pick)
+            sticks_b, sg, cs = train_table.batch(index)
+            y, mask = train_renderer(sticks_b, gen)
+            x = model_input(y, mask)
+            sg, cs = sg.to(dev), cs.to(dev)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                loss = loss_fn(model(x), sg, cs, config.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            running += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        rate = config.steps_per_epoch * config.batch_size / (time.perf_counter() - t_epoch)
+        sg_logits, cs_logits = predict_logits(model, val_renderer, val_table, seed=config.seed + 7, device=dev)
+        val_loss = float(F.cross_entropy(sg_logits, val_table.space_group) + F.cross_entropy(cs_logits, val_table.crystal_system))
+        top5 = sg_logits.topk(min(5, sg_logits.shape[1]), dim=1).indices
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": running / config.steps_per_epoch,
+            "val_loss": val_loss,
+            "val_space_group_acc": float((sg_logits.argmax(1) == val_table.space_group).float().mean()),
+            "val_space_group_top5": float((top5 == val_table.space_group[:, None]).any(1).float().mean()),
+            "val_crystal_system_acc": float((cs_logits.argmax(1) == val_table.crystal_system).float().mean()),
+            "lr": sched.get_last_lr()[0],
+            "patterns_per_s": rate,
+            "elapsed_s": time.perf_counter() - t_start,
+        }
+        rows.append(row)
+        log.info(
+            "epoch %d: train loss %.3f, val loss %.3f, space group %.1f %% (top-5 %.1f %%), crystal system %.1f %%, %.0f patterns/s",
+            row["epoch"], row["train_loss"], val_loss, 100 * row["val_space_group_acc"],
+            100 * row["val_space_group_top5"], 100 * row["val_crystal_system_acc"], rate,
+        )
+        if state_file is not None:
+            with atomic_path(state_file) as tmp:
+                torch.save(
+                    {"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict(), "history": rows, "epoch": epoch + 1},
+                    tmp,
+                )
+
+    sg_logits, cs_logits = predict_logits(model, val_renderer, val_table, seed=config.seed + 7, device=dev)
+    model.temperature.copy_(torch.tensor([fit_temperature(sg_logits, val_table.space_group), fit_temperature(cs_logits, val_table.crystal_system)]))
+    log.info("fitted temperatures: space group %.2f, crystal system %.2f", *model.temperature.tolist())
+    model.cpu()
+    save_checkpoint(
+        model, instrument, checkpoint,
+        extra={"augment": asdict(augment), "train": asdict(config), "n_train_structures": len(train_table)},
+    )
+    with atomic_path(history) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+    return rows[-1]
