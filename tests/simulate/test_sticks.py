@@ -131,15 +131,25 @@ def test_random_pyxtal_against_pymatgen(sg, n_ions):
     assert_matches_pymatgen(c.to_pymatgen(), MARS)
 
 
-def test_symmetry_orbits_equal_brute_force():
+@pytest.mark.parametrize("sg, n_ions", [(229, [12, 24]), (194, [4, 8]), (2, [4, 8])])
+def test_methods_agree(sg, n_ions, monkeypatch):
     pyxtal = pytest.importorskip("pyxtal")
     c = pyxtal.pyxtal()
-    c.from_random(3, 229, ["Ca", "F"], [12, 24], random_state=3)
+    c.from_random(3, sg, ["Ca", "F"], n_ions, random_state=3)
     s = c.to_pymatgen()
     d_min = d_min_for(MARS, 90.0)
-    a, b = compute_sticks(s, d_min), compute_sticks(s, d_min, use_symmetry=False)
-    np.testing.assert_allclose(a.d, b.d, rtol=1e-12)
-    np.testing.assert_allclose(a.f2m, b.f2m, rtol=1e-9, atol=1e-9 * b.f2m.max())
+    ref = compute_sticks(s, d_min, method="direct")
+    for method in ("separable", "orbits"):
+        got = compute_sticks(s, d_min, method=method)
+        np.testing.assert_allclose(got.d, ref.d, rtol=1e-12)
+        np.testing.assert_allclose(got.f2m, ref.f2m, rtol=1e-9, atol=1e-9 * ref.f2m.max())
+        np.testing.assert_array_equal(got.hkl, ref.hkl)
+    # the chunked paths give the same numbers
+    import xrdid.simulate.sticks as sticks_mod
+
+    monkeypatch.setattr(sticks_mod, "_CHUNK_ENTRIES", 1000)
+    for method in ("separable", "direct"):
+        np.testing.assert_allclose(compute_sticks(s, d_min, method=method).f2m, ref.f2m, rtol=1e-9)
 
 
 def test_debye_waller_damps_high_angle():
