@@ -88,7 +88,9 @@ class StandIn:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     @property
@@ -138,7 +140,8 @@ class StandIn:
         request = Request(parts.path, params, handler.headers.get("x-api-key"))
         with self._lock:
             self.log.append(request)
-            fault = next((f for f in self.faults if (f.times is None or f.hits < f.times) and f.when(request)), None)
+            live = (f for f in self.faults if f.times is None or f.hits < f.times)
+            fault = next((f for f in live if f.when(request)), None)
             if fault is not None:
                 fault.hits += 1
         if fault is not None:
@@ -194,9 +197,10 @@ def _matches(doc: dict, params: dict[str, str]) -> bool:
         return False
     if "nsites_max" in params and doc["nsites"] > int(params["nsites_max"]):
         return False
-    if "energy_above_hull_min" in params and doc["energy_above_hull"] < float(params["energy_above_hull_min"]):
+    e_hull = doc["energy_above_hull"]
+    if "energy_above_hull_min" in params and e_hull < float(params["energy_above_hull_min"]):
         return False
-    if "energy_above_hull_max" in params and doc["energy_above_hull"] > float(params["energy_above_hull_max"]):
+    if "energy_above_hull_max" in params and e_hull > float(params["energy_above_hull_max"]):
         return False
     if "elements" in params and not set(params["elements"].split(",")) <= set(doc["elements"]):
         return False
@@ -252,12 +256,13 @@ def summary_doc(material_id: str, structure: Structure, number: int, symbol: str
 def default_docs() -> list[dict]:
     """Nine small real structures built in code, in the server's (unsorted) order.
 
-    Seven are usable (cubic, hexagonal, monoclinic); ``mp-1001`` is partially occupied (Fe0.5Ni0.5 bcc) and must land in the failures
-    table; ``mp-999`` is deprecated and must never be served to a download.
+    Seven are usable (cubic, hexagonal, monoclinic); ``mp-1001`` is partially occupied (Fe0.5Ni0.5 bcc)
+    and must land in the failures table; ``mp-999`` is deprecated and must never be served to a download.
     """
     # Sites written out by symmetry (pymatgen's from_spacegroup takes ~0.5 s a call; tests must be quick).
     nacl = _rocksalt("Na", "Cl", 5.64)
-    si = Structure(Lattice.cubic(5.43), ["Si"] * 8, _FCC + [[x + 0.25, y + 0.25, z + 0.25] for x, y, z in _FCC])
+    diamond = _FCC + [[x + 0.25, y + 0.25, z + 0.25] for x, y, z in _FCC]
+    si = Structure(Lattice.cubic(5.43), ["Si"] * 8, diamond)
     cscl = Structure(Lattice.cubic(4.12), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     mg = Structure(Lattice.hexagonal(3.21, 5.21), ["Mg", "Mg"], [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]])
     mono = Structure(  # baddeleyite-like ZrO, P2_1/c: x,y,z; -x,y+1/2,-z+1/2; -x,-y,-z; x,-y+1/2,z+1/2
@@ -292,4 +297,9 @@ def _rocksalt(cation: str, anion: str, a: float) -> Structure:
 
 def _p21c(xyz) -> list[list[float]]:
     x, y, z = xyz
-    return [[x, y, z], [-x % 1, (y + 0.5) % 1, (0.5 - z) % 1], [-x % 1, -y % 1, -z % 1], [x, (0.5 - y) % 1, (z + 0.5) % 1]]
+    return [
+        [x, y, z],
+        [-x % 1, (y + 0.5) % 1, (0.5 - z) % 1],
+        [-x % 1, -y % 1, -z % 1],
+        [x, (0.5 - y) % 1, (z + 0.5) % 1],
+    ]

@@ -18,7 +18,9 @@ from .mp_standin import StandIn, default_docs
 KEY = "0123456789abcdef0123456789abcdef"  # mp-api insists on 32 characters
 USABLE = {"mp-13", "mp-149", "mp-153", "mp-2858", "mp-22862", "mp-22865", "mp-23193"}
 # Sorted ids, chunk_size=3: [mp-13, mp-149, mp-153] [mp-1001, mp-2858, mp-22862] [mp-22865, mp-23193]
-CHUNK1, CHUNK2, CHUNK3 = {"mp-13", "mp-149", "mp-153"}, {"mp-1001", "mp-2858", "mp-22862"}, {"mp-22865", "mp-23193"}
+CHUNK1 = {"mp-13", "mp-149", "mp-153"}
+CHUNK2 = {"mp-1001", "mp-2858", "mp-22862"}
+CHUNK3 = {"mp-22865", "mp-23193"}
 
 
 @pytest.fixture(autouse=True)

@@ -87,7 +87,8 @@ def _load_file(path: Path, rel: str, symprec: float) -> tuple[list[dict], list[d
         return [], [failure(f"{rel}#0", f"unreadable CIF: {_describe(exc)}")], 0
     if not blocks:
         detail = "; ".join(str(w.message) for w in caught)
-        return [], [failure(f"{rel}#0", "unparseable CIF: no data_ block" + (f" ({detail})" if detail else ""))], 0
+        reason = "unparseable CIF: no data_ block" + (f" ({detail})" if detail else "")
+        return [], [failure(f"{rel}#0", reason)], 0
 
     rows, failures, skipped = [], [], 0
     for index, block in enumerate(blocks):

@@ -23,6 +23,7 @@ needs no new download.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -109,7 +110,8 @@ def download_materials_project(
 
     def summary():
         if not client:
-            client.append(retry.call("connect to the Materials Project", lambda: _connect(key, endpoint), connect=True))
+            connect = functools.partial(_connect, key, endpoint)
+            client.append(retry.call("connect to the Materials Project", connect, connect=True))
         return client[0]
 
     try:
@@ -119,7 +121,7 @@ def download_materials_project(
             log.info("resuming: %d material ids listed by an earlier run (%s)", len(ids), ids_path)
         else:
             rester = summary()
-            ids = retry.call("list material ids", lambda: _list_ids(rester, query, page))
+            ids = retry.call("list material ids", functools.partial(_list_ids, rester, query, page))
             write_parquet(pa.table({"material_id": pa.array(ids, pa.string())}), ids_path)
             log.info("%d material ids match %s", len(ids), query)
 
@@ -132,7 +134,7 @@ def download_materials_project(
                 continue
             rester = summary()
             what = f"fetch chunk {index + 1}/{len(chunks)} ({len(chunk)} materials)"
-            table = retry.call(what, lambda: _fetch_chunk(rester, chunk, page))
+            table = retry.call(what, functools.partial(_fetch_chunk, rester, chunk, page))
             write_parquet(table, _chunk_path(state, index))
             done.add(index)
             write_text(json.dumps({"n_chunks": len(chunks), "done": sorted(done)}), state / "done.json")
@@ -165,7 +167,9 @@ def _api_key(api_key: str | None) -> str:
 
 def _endpoint(endpoint: str | None) -> str:
     # mp-api reads these variables once, at import; read them here so a setting made later counts.
-    endpoint = endpoint or os.environ.get("MP_API_ENDPOINT") or os.environ.get("MPRESTER_ENDPOINT") or DEFAULT_ENDPOINT
+    endpoint = (
+        endpoint or os.environ.get("MP_API_ENDPOINT") or os.environ.get("MPRESTER_ENDPOINT") or DEFAULT_ENDPOINT
+    )
     return endpoint if endpoint.endswith("/") else endpoint + "/"
 
 
@@ -248,7 +252,8 @@ def _fetch_chunk(summary, ids: list[str], page: int) -> pa.Table:
     for material_id in ids:
         doc = by_id.get(material_id)
         if doc is None:
-            rows.append({"material_id": material_id, "missing_reason": "listed by the query but not returned when fetched"})
+            reason = "listed by the query but not returned when fetched"
+            rows.append({"material_id": material_id, "missing_reason": reason})
             continue
         structure = _get(doc, "structure")
         if structure is not None and not isinstance(structure, dict):
@@ -292,11 +297,10 @@ def is_transient(exc: BaseException, *, connect: bool = False) -> bool:
     """
     import requests
 
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)):
+    network = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+    if isinstance(exc, (*network, requests.exceptions.RetryError)):
         return True
-    if isinstance(exc, requests.exceptions.RetryError):
-        return True
-    if isinstance(exc, (ConnectionError, TimeoutError)):
+    if isinstance(exc, (ConnectionError, TimeoutError, json.JSONDecodeError)):  # JSON: a truncated body
         return True
     if connect and isinstance(exc, (KeyError, ValueError)):
         return True
@@ -327,7 +331,9 @@ class _Retrier:
                         "finished chunks are kept, run again to resume"
                     ) from exc
                 delay = min(self.backoff_s * 2**attempt, MAX_BACKOFF_S)
-                log.warning("%s: %s; retry %d/%d in %.3g s", what, _oneline(exc), attempt + 1, self.max_retries, delay)
+                log.warning(
+                    "%s: %s; retry %d/%d in %.3g s", what, _oneline(exc), attempt + 1, self.max_retries, delay
+                )
                 self.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
