@@ -136,6 +136,20 @@ def test_bad_input_is_recorded_with_a_reason(tmp_path, name, text, reason_words)
     assert failures[f"{name}#0"]["source"] == "local"
 
 
+def test_a_malformed_block_spoils_only_itself_and_same_named_blocks_are_kept(tmp_path):
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    broken = "data_broken\nloop_\n_atom_site_label\n_atom_site_fract_x\nFe1 0 0.5\n"  # 3 values, 2 columns
+    text = p1_cif(name="same") + broken + p1_cif(name="same", a=3.0, b=3.0, c=3.0)
+    (folder / "mixed.cif").write_text(text)
+
+    rows, failures = load(tmp_path, folder)
+
+    assert set(rows) == {"mixed.cif#0", "mixed.cif#2"}
+    assert set(failures) == {"mixed.cif#1"}
+    assert "unparseable" in failures["mixed.cif#1"]["reason"]
+
+
 def test_undecodable_bytes_and_empty_folder(tmp_path, caplog):
     folder = tmp_path / "cifs"
     folder.mkdir()

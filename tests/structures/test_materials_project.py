@@ -122,10 +122,13 @@ def test_interrupted_download_resumes_without_refetching(tmp_path, server):
     assert (tmp_path / "state" / "chunk-00000.parquet").exists()
 
     server.clear_faults()
+    # Meanwhile MP deprecated a listed material: it must show up as a failure, not vanish.
+    next(doc for doc in server.docs if doc["material_id"] == "mp-2858")["deprecated"] = True
     before = len(server.log)
     rows, failures = download(tmp_path, server, max_retries=2)
 
-    assert set(rows) == USABLE and set(failures) == {"mp-1001"}
+    assert set(rows) == USABLE - {"mp-2858"} and set(failures) == {"mp-1001", "mp-2858"}
+    assert "not returned" in failures["mp-2858"]["reason"]
     second_run = [r for r in server.log[before:] if r.path == "/materials/summary/"]
     assert all("material_ids" in r.params for r in second_run)  # ids were not listed again
     assert [set(r.material_ids) for r in second_run] == [CHUNK2, CHUNK3]  # chunk 1 not refetched

@@ -72,27 +72,24 @@ def load_local(
 
 
 def _load_file(path: Path, rel: str, symprec: float) -> tuple[list[dict], list[dict], int]:
-    """Rows and failures for one CIF file; a file that cannot be read or split is one failure."""
-    from pymatgen.io.cif import CifFile
+    """Rows, failures and the number of skipped metadata blocks for one CIF file."""
 
     def failure(id: str, reason: str) -> dict:
         return {"id": id, "source": SOURCE, "reason": reason}
 
     try:
-        text = _read_text(path)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            blocks = list(CifFile.from_str(text).data.values())
-    except Exception as exc:  # noqa: BLE001 — any parser error is a property of the input
-        return [], [failure(f"{rel}#0", f"unreadable CIF: {_describe(exc)}")], 0
+        blocks = _split_blocks(_read_text(path))
+    except OSError as exc:
+        return [], [failure(f"{rel}#0", f"unreadable file: {_describe(exc)}")], 0
     if not blocks:
-        detail = "; ".join(str(w.message) for w in caught)
-        reason = "unparseable CIF: no data_ block" + (f" ({detail})" if detail else "")
-        return [], [failure(f"{rel}#0", reason)], 0
+        return [], [failure(f"{rel}#0", "unparseable CIF: no data_ block")], 0
 
     rows, failures, skipped = [], [], 0
     for index, block in enumerate(blocks):
         id = f"{rel}#{index}"
+        if isinstance(block, Exception):
+            failures.append(failure(id, f"unparseable CIF block: {_describe(block)}"))
+            continue
         if not _looks_like_structure(block):
             log.debug("%s: block data_%s has no cell or atom sites; skipped", id, block.header)
             skipped += 1
@@ -115,6 +112,25 @@ def _load_file(path: Path, rel: str, symprec: float) -> tuple[list[dict], list[d
     return rows, failures, skipped
 
 
+def _split_blocks(text: str) -> list:
+    """Each ``data_`` block of a CIF as a pymatgen CifBlock, or the exception that parsing it raised.
+
+    Done here rather than by ``CifFile.from_str``, which fails the whole file for one malformed block
+    and keeps only the last of several blocks with the same name. Split as pymatgen splits.
+    """
+    from pymatgen.io.cif import CifBlock
+
+    blocks: list = []
+    for piece in re.split(r"^\s*data_", f"x\n{text}", flags=re.MULTILINE)[1:]:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                blocks.append(CifBlock.from_str(f"data_{piece}"))
+        except Exception as exc:  # noqa: BLE001 — any parser error is a property of the input
+            blocks.append(exc)
+    return blocks
+
+
 def _read_text(path: Path) -> str:
     data = path.read_bytes()
     try:
@@ -125,6 +141,8 @@ def _read_text(path: Path) -> str:
 
 
 def _looks_like_structure(block) -> bool:
+    if "powder_pattern" in block.header:  # measured-pattern blocks (Pauling file); pymatgen skips them too
+        return False
     keys = {k.lower() for k in block.data}
     return any(k.startswith(("_cell_length", "_cell.length", "_atom_site_", "_atom_site.")) for k in keys)
 
