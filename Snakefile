@@ -1,0 +1,32 @@
+# xrdid: structures → sticks → training → evaluation → figures.
+#
+# Path grammar (everything a run makes):
+#   resources/structures/{dataset}/{source}.parquet           structures table (+ {source}.failed.parquet)
+#   results/{dataset}/sticks/chunk-{chunk}.parquet            stick patterns of one chunk of structures
+#   results/{dataset}/sticks.parquet                          all chunks, with the group-wise split
+#   results/{dataset}/train/model/                            checkpoint: model.json + weights.pt
+#   results/{dataset}/train/history.csv                       per-epoch losses and validation accuracies
+#   results/{dataset}/evaluate/{metrics.json,confusion_*.csv} test-split metrics
+#   results/{dataset}/plots/{curves,confusion_*}.png          figures
+#   results/{dataset}/logs/…, results/{dataset}/benchmarks/…   one log and one benchmark per job
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/structures.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/plots.smk"
+
+
+rule all:
+    input:
+        get_final_outputs(),
+    default_target: True

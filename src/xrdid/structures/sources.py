@@ -1,0 +1,54 @@
+"""One entry point for the workflow: build the structures table of a configured source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def build_structures(
+    source: str,
+    settings: dict,
+    *,
+    out: str | Path,
+    failed_out: str | Path,
+    symprec: float = 0.01,
+    state_dir: str | Path | None = None,
+    workers: int = 1,
+) -> tuple[int, int]:
+    """Dispatch to the source (``synthetic``, ``materials_project`` or ``local``) with its config section."""
+    if source == "synthetic":
+        from xrdid.structures.synthetic import SyntheticSpec, generate_synthetic
+
+        groups = settings.get("space_groups", "all")
+        spec = SyntheticSpec(
+            space_groups=list(range(1, 231)) if groups == "all" else [int(g) for g in groups],
+            per_group=int(settings["per_group"]),
+            seed=int(settings.get("seed", 0)),
+            max_elements=int(settings.get("max_elements", 3)),
+            max_atoms=int(settings.get("max_atoms", 40)),
+            symprec=symprec,
+            timeout_s=float(settings.get("timeout_s", 5.0)),
+        )
+        return generate_synthetic(spec, out=out, failed_out=failed_out, workers=workers)
+    if source == "materials_project":
+        from xrdid.structures.materials_project import download_materials_project
+
+        if state_dir is None:
+            raise ValueError("the materials_project source needs a state_dir to resume from")
+        num_sites = settings.get("num_sites")
+        return download_materials_project(
+            out=out,
+            failed_out=failed_out,
+            state_dir=state_dir,
+            elements=settings.get("elements"),
+            num_sites=tuple(num_sites) if num_sites else None,
+            energy_above_hull_max=settings.get("energy_above_hull_max"),
+            is_stable=settings.get("is_stable"),
+            chunk_size=int(settings.get("chunk_size", 1000)),
+            symprec=symprec,
+        )
+    if source == "local":
+        from xrdid.structures.local import load_local
+
+        return load_local(settings["folder"], out=out, failed_out=failed_out, symprec=symprec)
+    raise ValueError(f"unknown structure source {source!r} (synthetic | materials_project | local)")

@@ -1,0 +1,35 @@
+rule simulate_chunk:
+    input:
+        structures=lambda wc: f"resources/structures/{wc.dataset}/{SOURCE}.parquet",
+    output:
+        "results/{dataset}/sticks/chunk-{chunk}.parquet",
+    params:
+        n_chunks=N_CHUNKS,
+        d_min_A=config["simulate"]["d_min_A"],
+        group_by=config["split"]["group_by"],
+    log:
+        "results/{dataset}/logs/simulate_chunk/{chunk}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/simulate_chunk/{chunk}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/simulate_chunk.py"
+
+
+rule merge_sticks:
+    input:
+        get_chunks,
+    output:
+        "results/{dataset}/sticks.parquet",
+    params:
+        fractions=config["split"]["fractions"],
+        seed=config["split"]["seed"],
+    log:
+        "results/{dataset}/logs/merge_sticks.log",
+    benchmark:
+        "results/{dataset}/benchmarks/merge_sticks.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/merge_sticks.py"

@@ -1,0 +1,17 @@
+rule generate_structures:
+    output:
+        table="resources/structures/{dataset}/{source}.parquet",
+        failed="resources/structures/{dataset}/{source}.failed.parquet",
+    params:
+        settings=lambda wc: config["structures"][wc.source],
+        symprec=config["structures"]["symprec"],
+        # Finished download chunks are kept here so an interrupted download resumes.
+        state_dir=lambda wc: f"resources/structures/{wc.dataset}/{wc.source}.state",
+    log:
+        "results/{dataset}/logs/generate_structures/{source}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/generate_structures/{source}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/generate_structures.py"

@@ -1,0 +1,23 @@
+rule train_cnn:
+    input:
+        "results/{dataset}/sticks.parquet",
+    output:
+        model=directory("results/{dataset}/train/model"),
+        history="results/{dataset}/train/history.csv",
+    params:
+        instrument=config["instrument"],
+        augment=config["augment"],
+        model=config["model"],
+        train=config["train"],
+        # Per-epoch state for resuming a killed run (kept outside the outputs on purpose).
+        resume_dir=lambda wc: f"results/{wc.dataset}/train/resume",
+    resources:
+        gpu=1,
+    log:
+        "results/{dataset}/logs/train_cnn.log",
+    benchmark:
+        "results/{dataset}/benchmarks/train_cnn.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/train_cnn.py"
