@@ -97,6 +97,8 @@ def download_materials_project(
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    if max_retries < 0 or backoff_s < 0:
+        raise ValueError(f"max_retries and backoff_s must not be negative, got {max_retries}, {backoff_s}")
     key = _api_key(api_key)
     endpoint = _endpoint(endpoint)
     state = Path(state_dir)
@@ -104,6 +106,7 @@ def download_materials_project(
     query = _query(elements, num_sites, energy_above_hull_max, is_stable)
     page = min(chunk_size, MAX_PAGE)
     _reset_state_if_query_changed(state, {"endpoint": endpoint, "filters": query, "chunk_size": chunk_size})
+    log.info("Materials Project download from %s, filters %s, state in %s", endpoint, query, state)
 
     retry = _Retrier(max_retries=max_retries, backoff_s=backoff_s)
     client: list[Any] = []  # the summary rester, made on first need and reused
