@@ -1,15 +1,179 @@
-"""`xrdid simulate` (placeholder until implemented)."""
+"""`xrdid simulate CIF_OR_DIR... [--wavelength Å | --instrument NAME] [--two-theta MIN MAX] [--out FILE]
+[--format parquet|json|csv]`: stick patterns of crystal structures.
+
+json/csv give one record per peak: ``two_theta`` (deg), ``intensity`` (100 at the strongest, as
+pymatgen's XRDCalculator) and ``hkl``; parquet gives the instrument-independent sticks (``d`` in Å,
+``f2m`` = |F|² x multiplicity, ``hkl``), one row per structure, down to the d visible at the largest
+2θ. There is no default wavelength: it comes from ``--wavelength`` or ``--instrument``.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import logging
 import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Until xrdid.instrument provides presets: (wavelength Å, 2θ min, 2θ max in degrees).
+INSTRUMENTS = {
+    "mars": (0.7297, 5.0, 90.0),  # MARS beamline, 16.99 keV
+    "cu": (1.5406, 5.0, 90.0),  # lab Cu Kα1
+}
+FORMATS = ("parquet", "json", "csv")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("simulate", help="not implemented yet")
+    p = sub.add_parser(
+        "simulate",
+        help="stick patterns (2θ, intensity, hkl) of CIF files",
+        description=__doc__.split("\n\n", 1)[1],
+    )
+    p.add_argument("inputs", nargs="+", metavar="CIF_OR_DIR", help="CIF files, or folders searched for *.cif")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--wavelength", type=float, metavar="Å", help="X-ray wavelength in Å")
+    src.add_argument("--instrument", choices=sorted(INSTRUMENTS), help="named preset (wavelength and 2θ range)")
+    p.add_argument("--two-theta", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   help="2θ range in degrees (default: the instrument's, or 5 90 with --wavelength)")
+    p.add_argument("--out", type=Path, help="output file (default: standard output; parquet needs a file)")
+    p.add_argument("--format", choices=FORMATS,
+                   help="output format (default: from the --out suffix, else json)")
     p.set_defaults(run=run)
 
 
+def _cif_files(inputs: list[str]) -> tuple[list[Path], list[str]]:
+    files, errors = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() == ".cif")
+            if not found:
+                errors.append(f"{path}: folder contains no .cif files")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            errors.append(f"{path}: no such file or folder")
+    return files, errors
+
+
+def _settings(args) -> tuple[float, float, float]:
+    if args.instrument:
+        wavelength, lo, hi = INSTRUMENTS[args.instrument]
+    elif args.wavelength is not None:
+        if not args.wavelength > 0:
+            raise ValueError(f"--wavelength must be positive, got {args.wavelength}")
+        wavelength, lo, hi = args.wavelength, 5.0, 90.0
+    elif args.two_theta:
+        raise ValueError("--two-theta needs a wavelength: give --wavelength Å or --instrument NAME "
+                         f"({', '.join(sorted(INSTRUMENTS))}); there is no default (no silent Cu Kα)")
+    else:
+        raise ValueError("no wavelength: give --wavelength Å or --instrument NAME "
+                         f"({', '.join(sorted(INSTRUMENTS))}); there is no default (no silent Cu Kα)")
+    if args.two_theta:
+        lo, hi = args.two_theta
+    if not 0 <= lo < hi <= 180:
+        raise ValueError(f"--two-theta must satisfy 0 <= MIN < MAX <= 180, got {lo} {hi}")
+    return wavelength, lo, hi
+
+
+def _format(args) -> str:
+    if args.format:
+        return args.format
+    if args.out is not None and args.out.suffix.lower().lstrip(".") in FORMATS:
+        return args.out.suffix.lower().lstrip(".")
+    return "json"
+
+
 def run(args) -> int:
-    print("xrdid simulate: not implemented yet", file=sys.stderr)
-    return 2
+    try:
+        wavelength, lo, hi = _settings(args)
+    except ValueError as err:
+        log.error("%s", err)
+        return 2
+    fmt = _format(args)
+    if fmt == "parquet" and args.out is None:
+        log.error("--format parquet needs --out FILE")
+        return 2
+
+    import warnings
+
+    from pymatgen.core import Structure
+
+    from xrdid.simulate.sticks import compute_sticks, d_min_for, sticks_to_peaks
+
+    files, errors = _cif_files(args.inputs)
+    d_min = d_min_for(wavelength, hi)
+    records = []
+    for path in files:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pymatgen's CIF parser warns on harmless issues
+                structure = Structure.from_file(path)
+            sticks = compute_sticks(structure, d_min)
+        except Exception as err:  # one bad file must not stop the batch
+            errors.append(f"{path}: {type(err).__name__}: {err}")
+            continue
+        records.append((path, structure, sticks))
+    for msg in errors:
+        log.error("%s", msg)
+
+    if fmt == "parquet":
+        _write_parquet(records, args.out, wavelength, lo, hi, d_min)
+    else:
+        peaks = [(p, s, sticks_to_peaks(st, wavelength, lo, hi)) for p, s, st in records]
+        text = _to_json(peaks, wavelength) if fmt == "json" else _to_csv(peaks)
+        if args.out is None:
+            sys.stdout.write(text)
+        else:
+            from xrdid.io import write_text
+
+            write_text(text, args.out)
+    if args.out is not None:
+        log.info("wrote %d pattern(s) to %s", len(records), args.out)
+    return 1 if errors else 0
+
+
+def _to_json(peaks, wavelength: float) -> str:
+    out = []
+    for path, structure, pk in peaks:
+        out.append({
+            "file": str(path),
+            "formula": structure.composition.reduced_formula,
+            "wavelength_A": wavelength,
+            "peaks": [
+                {"two_theta": float(t), "intensity": float(i), "hkl": [int(x) for x in h], "d": float(d)}
+                for t, i, h, d in zip(pk["two_theta"], pk["intensity"], pk["hkl"], pk["d"])
+            ],
+        })
+    return json.dumps(out, indent=1) + "\n"
+
+
+def _to_csv(peaks) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["file", "two_theta", "intensity", "hkl", "d"])
+    for path, _, pk in peaks:
+        for t, i, h, d in zip(pk["two_theta"], pk["intensity"], pk["hkl"], pk["d"]):
+            w.writerow([str(path), f"{t:.6f}", f"{i:.6f}", " ".join(str(int(x)) for x in h), f"{d:.8f}"])
+    return buf.getvalue()
+
+
+def _write_parquet(records, out: Path, wavelength: float, lo: float, hi: float, d_min: float) -> None:
+    import pyarrow as pa
+
+    from xrdid.io import write_parquet
+
+    table = pa.table({
+        "file": pa.array([str(p) for p, _, _ in records], pa.string()),
+        "formula": pa.array([s.composition.reduced_formula for _, s, _ in records], pa.string()),
+        "d": pa.array([st.d for _, _, st in records], pa.list_(pa.float64())),
+        "f2m": pa.array([st.f2m for _, _, st in records], pa.list_(pa.float64())),
+        "hkl": pa.array([st.hkl.tolist() for _, _, st in records], pa.list_(pa.list_(pa.int32(), 3))),
+    })
+    meta = {"wavelength_A": wavelength, "two_theta_min_deg": lo, "two_theta_max_deg": hi, "d_min_A": d_min}
+    table = table.replace_schema_metadata({b"xrdid.simulate": json.dumps(meta).encode()})
+    write_parquet(table, out)

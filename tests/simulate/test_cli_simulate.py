@@ -1,0 +1,62 @@
+"""`xrdid simulate` end to end on CIFs written in a temporary folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pyarrow.parquet as pq
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from xrdid.cli import main
+
+
+@pytest.fixture()
+def cif_dir(tmp_path):
+    d = tmp_path / "cifs"
+    d.mkdir()
+    Structure(Lattice.cubic(4.209), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(d / "CsCl.cif"))
+    return d
+
+
+def test_json_cu_known_first_peak(cif_dir, tmp_path):
+    out = tmp_path / "p.json"
+    assert main(["simulate", str(cif_dir / "CsCl.cif"), "--instrument", "cu", "--out", str(out)]) == 0
+    (rec,) = json.loads(out.read_text())
+    first = rec["peaks"][0]
+    assert first["two_theta"] == pytest.approx(math.degrees(2 * math.asin(1.5406 / (2 * 4.209))))
+    assert sorted(map(abs, first["hkl"])) == [0, 0, 1]
+    assert max(p["intensity"] for p in rec["peaks"]) == pytest.approx(100.0)
+    assert rec["formula"] == "CsCl"
+
+
+def test_csv_and_parquet_from_folder(cif_dir, tmp_path):
+    out = tmp_path / "p.csv"
+    assert main(["simulate", str(cif_dir), "--wavelength", "0.7297", "--two-theta", "5", "40", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert rows and {"two_theta", "intensity", "hkl"} <= set(rows[0])
+    assert all(5 <= float(r["two_theta"]) <= 40 for r in rows)
+
+    out = tmp_path / "s.parquet"
+    assert main(["simulate", str(cif_dir), "--instrument", "mars", "--out", str(out)]) == 0
+    table = pq.read_table(out)
+    assert table.num_rows == 1
+    assert {"d", "f2m", "hkl"} <= set(table.column_names)
+    d = table.column("d")[0].as_py()
+    assert d[0] == pytest.approx(4.209) and d == sorted(d, reverse=True)
+
+
+def test_two_theta_without_wavelength_is_an_error(cif_dir, caplog):
+    assert main(["simulate", str(cif_dir), "--two-theta", "5", "90"]) != 0
+    assert "wavelength" in caplog.text
+
+
+def test_bad_cif_reported_and_rest_processed(cif_dir, tmp_path, caplog):
+    bad = cif_dir / "broken.cif"
+    bad.write_text("data_broken\n_cell_length_a not-a-number\n")
+    out = tmp_path / "p.json"
+    assert main(["simulate", str(cif_dir), "--instrument", "cu", "--out", str(out)]) == 1
+    assert "broken.cif" in caplog.text
+    assert [r["formula"] for r in json.loads(out.read_text())] == ["CsCl"]
