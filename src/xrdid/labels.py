@@ -40,9 +40,18 @@ def space_group_to_system_map() -> np.ndarray:
     return np.array([crystal_system_index(n) for n in range(1, N_SPACE_GROUPS + 1)], dtype=np.int64)
 
 
-@lru_cache(maxsize=None)
-def space_group_symbol(space_group: int) -> str:
-    """Hermann–Mauguin short symbol, e.g. 225 → 'Fm-3m'."""
-    from pymatgen.symmetry.groups import SpaceGroup
+@lru_cache(maxsize=1)
+def _short_symbols() -> dict[int, str]:
+    import spglib
 
-    return SpaceGroup.from_int_number(int(space_group)).symbol
+    symbols: dict[int, str] = {}
+    for hall in range(1, 531):  # the first Hall setting of each group is the standard one
+        sg = spglib.get_spacegroup_type(hall)
+        symbols.setdefault(int(sg.number), str(sg.international_short))
+    return symbols
+
+
+def space_group_symbol(space_group: int) -> str:
+    """Hermann–Mauguin short symbol of the standard setting, e.g. 225 → 'Fm-3m', 14 → 'P2_1/c'."""
+    crystal_system_index(space_group)  # validates the number
+    return _short_symbols()[int(space_group)]

@@ -9,6 +9,8 @@ rule evaluate_cnn:
     params:
         augment=config["augment"],
         seed=config["evaluate"]["seed"],
+    # Uses every core it is given (Snakemake scales 64 down to --cores).
+    threads: 64
     log:
         "results/{dataset}/logs/evaluate_cnn.log",
     benchmark:

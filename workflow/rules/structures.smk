@@ -7,6 +7,8 @@ rule generate_structures:
         symprec=config["structures"]["symprec"],
         # Finished download chunks are kept here so an interrupted download resumes.
         state_dir=lambda wc: f"resources/structures/{wc.dataset}/{wc.source}.state",
+    # Uses every core it is given (Snakemake scales 64 down to --cores).
+    threads: 64
     log:
         "results/{dataset}/logs/generate_structures/{source}.log",
     benchmark:

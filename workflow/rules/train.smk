@@ -13,6 +13,8 @@ rule train_cnn:
         resume_dir=lambda wc: f"results/{wc.dataset}/train/resume",
     resources:
         gpu=1,
+    # Uses every core it is given (Snakemake scales 64 down to --cores).
+    threads: 64
     log:
         "results/{dataset}/logs/train_cnn.log",
     benchmark:

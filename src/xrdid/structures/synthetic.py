@@ -12,6 +12,7 @@ otherwise dominate generation time; stalls and failures are recorded in the fail
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import logging
@@ -84,12 +85,34 @@ def _composition(group, rng: np.random.Generator, spec: SyntheticSpec) -> tuple[
     return species, counts
 
 
+@functools.lru_cache(maxsize=1)
+def _share_pyxtal_tolerances() -> None:
+    """Make pyxtal build its default tolerance matrix once per process, not once per call.
+
+    ``pyxtal.symmetry`` calls ``check_images(..., tol=...)`` without a ``tm``, so every call builds
+    ``Tol_matrix(prototype="atomic")`` (about 10 ms of pure Python), which was most of generation time.
+    Passing the same default matrix built once gives identical results.
+    """
+    import pyxtal.symmetry as symmetry
+    from pyxtal.tolerance import Tol_matrix
+
+    shared = Tol_matrix(prototype="atomic")
+    original = symmetry.check_images
+
+    @functools.wraps(original)
+    def check_images(*args, tm=None, **kwargs):
+        return original(*args, tm=shared if tm is None else tm, **kwargs)
+
+    symmetry.check_images = check_images
+
+
 def generate_one(task: tuple[str, int, SyntheticSpec]) -> tuple[dict | None, dict | None]:
     """Generate one crystal: returns (row, None) or (None, failure)."""
     from pyxtal import pyxtal
     from pyxtal.symmetry import Group
 
     structure_id, group_number, spec = task
+    _share_pyxtal_tolerances()
     warnings.filterwarnings("ignore", module="pyxtal")
     rng = np.random.default_rng(structure_seed(spec.seed, structure_id))
     group = Group(group_number)

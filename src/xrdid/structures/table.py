@@ -69,7 +69,10 @@ def describe_structure(
         structure.frac_coords,
         [site.specie.Z for site in structure],
     )
-    dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    try:
+        dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    except Exception as exc:  # newer spglib raises instead of returning None
+        raise StructureError(f"spglib could not find the symmetry at symprec={symprec}: {exc}") from None
     if dataset is None:
         raise StructureError(f"spglib could not find the symmetry at symprec={symprec}")
     number = int(dataset.number)

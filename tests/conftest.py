@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny structures built in code and a small sticks table made from them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+
+@pytest.fixture(scope="session")
+def nacl() -> Structure:
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+@pytest.fixture(scope="session")
+def small_structures() -> list[tuple[str, Structure]]:
+    """A handful of real, ordered structures of different crystal systems."""
+    return [
+        ("NaCl", Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])),
+        ("CsCl", Structure.from_spacegroup("Pm-3m", Lattice.cubic(4.12), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])),
+        ("Si", Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]])),
+        ("ZnO", Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(3.25, 5.21), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]])),
+        ("TiO2", Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(4.594, 2.959), ["Ti", "O"], [[0, 0, 0], [0.305, 0.305, 0]])),
+        ("Al2O3", Structure.from_spacegroup("R-3c", Lattice.hexagonal(4.76, 12.99), ["Al", "O"], [[0, 0, 0.352], [0.306, 0, 0.25]])),
+    ]
+
+
+@pytest.fixture(scope="session")
+def sticks_table(tmp_path_factory, small_structures):
+    """A merged sticks table (all splits populated) built from small_structures via the real pipeline."""
+    from xrdid.simulate.chunks import merge_sticks, simulate_chunk
+    from xrdid.structures.table import describe_structure, write_structure_tables
+
+    root = tmp_path_factory.mktemp("sticks")
+    rows = [describe_structure(s, id=name, source="test") for name, s in small_structures]
+    # Repeat under distinct formulas-as-ids so every split gets rows.
+    write_structure_tables(rows, [], root / "structures.parquet", root / "failed.parquet")
+    simulate_chunk([root / "structures.parquet"], chunk=0, n_chunks=1, out=root / "chunk-0.parquet", d_min_A=0.5)
+    out = root / "sticks.parquet"
+    merge_sticks([root / "chunk-0.parquet"], out=out, fractions=(0.34, 0.33, 0.33), seed=3)
+    return out
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,52 @@
+import polars as pl
+import pytest
+
+from xrdid.simulate.chunks import chunk_bounds, group_key, merge_sticks, split_of
+
+
+def test_chunks_partition_rows():
+    n, k = 103, 7
+    bounds = [chunk_bounds(n, i, k) for i in range(k)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert max(b - a for a, b in bounds) - min(b - a for a, b in bounds) <= 1
+    with pytest.raises(ValueError):
+        chunk_bounds(n, 7, 7)
+
+
+def test_split_is_a_stable_function_of_the_group():
+    fr = (0.8, 0.1, 0.1)
+    assert split_of("NaCl", 0, fr) == split_of("NaCl", 0, fr)
+    splits = [split_of(f"k{i}", 0, fr) for i in range(5000)]
+    assert 0.77 < splits.count("train") / 5000 < 0.83
+    assert 0.08 < splits.count("test") / 5000 < 0.12
+
+
+def test_group_keys():
+    assert group_key("NaCl", 225, "formula") == "NaCl"
+    assert group_key("NaCl", 225, "prototype") == group_key("KBr", 225, "prototype") == "AB|225"
+    with pytest.raises(ValueError, match="straddle"):
+        group_key("NaCl", 225, "id")
+
+
+def test_simulated_chunk_and_merge(sticks_table):
+    frame = pl.read_parquet(sticks_table)
+    assert frame.height == 6
+    assert set(frame["split"]) <= {"train", "val", "test"}
+    nacl = frame.filter(pl.col("id") == "NaCl").row(0, named=True)
+    d = nacl["d"]
+    assert d == sorted(d, reverse=True)
+    # NaCl (a = 5.64 Å): the first reflections are 111 and 200.
+    assert d[0] == pytest.approx(5.64 / 3**0.5, rel=1e-5)
+    assert d[1] == pytest.approx(5.64 / 2, rel=1e-5)
+    assert len(nacl["hkl"][0]) == 3
+
+
+def test_groups_never_straddle_splits(tmp_path, sticks_table):
+    frame = pl.read_parquet(sticks_table)
+    twice = pl.concat([frame.drop("split"), frame.drop("split").with_columns(pl.col("id") + "-copy")])
+    twice.write_parquet(tmp_path / "c.parquet")
+    merge_sticks([tmp_path / "c.parquet"], out=tmp_path / "m.parquet", seed=1)
+    merged = pl.read_parquet(tmp_path / "m.parquet")
+    per_group = merged.group_by("group_key").agg(pl.col("split").n_unique().alias("n"))
+    assert per_group["n"].max() == 1

@@ -1,0 +1,41 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xrdid.config import ConfigError, validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "config" / "schema.yaml"
+
+
+def default_config() -> dict:
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def test_default_config_is_valid_and_defaults_are_filled():
+    c = default_config()
+    del c["evaluate"]
+    validate_config(c, SCHEMA)
+    assert c["evaluate"]["seed"] == 12345
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["train"].update(epochs="ten"), r"train\.epochs: 'ten' is not of type 'integer'"),
+        (lambda c: c["train"].update(epochz=3), r"unknown key\(s\) 'epochz' in train"),
+        (lambda c: c.update(tain={}), r"unknown key\(s\) 'tain' in \(top level\)"),
+        (lambda c: c["structures"].update(source="icsd"), r"structures\.source: 'icsd' is not one of"),
+        (lambda c: c["simulate"].update(chunks=0), r"simulate\.chunks: 0 is less than the minimum"),
+        (lambda c: c["augment"].update(noise=1), r"augment: unknown augmentation key\(s\): noise"),
+        (lambda c: c["instrument"].update(preset="moon"), r"instrument: unknown instrument 'moon'"),
+        (lambda c: c["simulate"].update(d_min_A=0.9), r"simulate\.d_min_A: 0\.9 Å is larger than"),
+        (lambda c: c["split"].update(fractions=[0.5, 0.1, 0.1]), r"split\.fractions: must sum to 1"),
+    ],
+)
+def test_bad_config_names_the_key(edit, message):
+    c = default_config()
+    edit(c)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(c, SCHEMA)

@@ -1,0 +1,98 @@
+import polars as pl
+import torch
+
+from xrdid.evaluate import evaluate_checkpoint
+from xrdid.instrument import Augment, get_instrument
+from xrdid.models import CNNConfig, load_checkpoint
+from xrdid.train import TrainConfig, train
+from xrdid.train.loop import fit_temperature
+
+TINY = CNNConfig(n_points=512, stem_channels=8, stage_channels=(8, 16), hidden=32, dropout=0.0)
+
+
+def _train(sticks, tmp_path, epochs, resume_dir=None):
+    return train(
+        sticks=sticks,
+        checkpoint=tmp_path / "model",
+        history=tmp_path / "history.csv",
+        instrument=get_instrument({"preset": "cu", "n_points": 512}),
+        augment=Augment(),
+        model_config=TINY,
+        config=TrainConfig(epochs=epochs, steps_per_epoch=2, batch_size=8),
+        resume_dir=resume_dir,
+        progress=False,
+    )
+
+
+def test_train_writes_checkpoint_and_history(tmp_path, sticks_table):
+    _train(sticks_table, tmp_path, epochs=2)
+    history = pl.read_csv(tmp_path / "history.csv")
+    assert history["epoch"].to_list() == [1, 2]
+    assert {"train_loss", "val_loss", "val_crystal_system_acc"} <= set(history.columns)
+    model, instrument, meta = load_checkpoint(tmp_path / "model")
+    assert instrument.n_points == 512 and meta["train"]["epochs"] == 2
+
+
+def test_resume_continues_after_the_last_finished_epoch(tmp_path, sticks_table):
+    resume = tmp_path / "resume"
+    _train(sticks_table, tmp_path / "a", epochs=3, resume_dir=resume)
+    full = pl.read_csv(tmp_path / "a" / "history.csv")
+    # A second call with the same configuration finds all epochs done and trains no more.
+    _train(sticks_table, tmp_path / "b", epochs=3, resume_dir=resume)
+    again = pl.read_csv(tmp_path / "b" / "history.csv")
+    assert again["train_loss"].to_list() == full["train_loss"].to_list()
+
+
+def test_interrupted_run_resumes_and_matches_an_uninterrupted_one(tmp_path, sticks_table, monkeypatch):
+    import pytest
+
+    import xrdid.train.loop as loop
+
+    _train(sticks_table, tmp_path / "straight", epochs=2)
+    real = loop.predict_logits
+    calls = {"n": 0}
+
+    def interrupt_in_second_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    resume = tmp_path / "resume"
+    monkeypatch.setattr(loop, "predict_logits", interrupt_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _train(sticks_table, tmp_path / "part", epochs=2, resume_dir=resume)
+    assert not (tmp_path / "part" / "model").exists()
+    monkeypatch.setattr(loop, "predict_logits", real)
+    _train(sticks_table, tmp_path / "part", epochs=2, resume_dir=resume)
+    straight = pl.read_csv(tmp_path / "straight" / "history.csv")["train_loss"].to_list()
+    part = pl.read_csv(tmp_path / "part" / "history.csv")["train_loss"].to_list()
+    assert part == pytest.approx(straight, rel=1e-5)
+
+
+def test_evaluate_writes_metrics(tmp_path, sticks_table):
+    import json
+
+    _train(sticks_table, tmp_path, epochs=1)
+    m = evaluate_checkpoint(
+        checkpoint=tmp_path / "model",
+        sticks=sticks_table,
+        metrics_out=tmp_path / "metrics.json",
+        confusion_space_group=tmp_path / "csg.csv",
+        confusion_crystal_system=tmp_path / "ccs.csv",
+    )
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk["space_group"]["n"] == m["n_structures"] > 0
+    for head in ("space_group", "crystal_system"):
+        assert 0.0 <= on_disk[head]["accuracy"] <= 1.0
+    assert "top5_accuracy" in on_disk["space_group"]
+    ccs = pl.read_csv(tmp_path / "ccs.csv")
+    assert ccs.shape == (7, 8)
+
+
+def test_temperature_fit_softens_overconfident_logits():
+    torch.manual_seed(0)
+    labels = torch.randint(0, 5, (400,))
+    logits = torch.randn(400, 5)
+    logits[torch.arange(400), labels] += 1.0
+    assert fit_temperature(logits * 10, labels) > 3.0

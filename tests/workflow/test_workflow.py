@@ -1,0 +1,192 @@
+"""The workflow as a user runs it: lint, config errors, the whole DAG on a tiny config, re-runs, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "dataset": "tiny",
+    "structures": {
+        "source": "synthetic",
+        "synthetic": {"space_groups": [2, 14, 62, 139, 166, 194, 225], "per_group": 3, "max_atoms": 16},
+    },
+    "simulate": {"chunks": 3, "d_min_A": 0.5},
+    "split": {"fractions": [0.6, 0.2, 0.2]},
+    "instrument": {"preset": "mars", "n_points": 1024},
+    "augment": {"enabled": True},
+    "model": {"stem_channels": 8, "stage_channels": [8, 16], "hidden": 32},
+    "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 16},
+}
+
+
+def make_project(path: Path, config: dict) -> Path:
+    """A copy of the workflow (not of results) with ``config`` as its config.yaml."""
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "Snakefile", path / "Snakefile")
+    for folder in ("workflow", "envs"):
+        shutil.copytree(ROOT / folder, path / folder, dirs_exist_ok=True)
+    (path / "config").mkdir(exist_ok=True)
+    shutil.copy(ROOT / "config" / "schema.yaml", path / "config" / "schema.yaml")
+    write_config(path, config)
+    return path
+
+
+def write_config(path: Path, config: dict) -> None:
+    (path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def snakemake(path: Path, *args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--workflow-profile", "workflow/profiles/default", *args]
+    proc = subprocess.run(cmd, cwd=path, capture_output=True, text=True, timeout=900, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def planned_jobs(path: Path) -> dict[str, int]:
+    """Rules a dry run would execute, with their job counts."""
+    out = snakemake(path, "-n").stdout
+    if "Nothing to be done" in out:
+        return {}
+    jobs, in_table = {}, False
+    for line in out.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+            continue
+        if in_table:
+            parts = line.split()
+            if not parts or parts[0].startswith("-"):
+                continue
+            if parts[0] == "total":
+                break
+            jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    path = make_project(tmp_path_factory.mktemp("tiny"), TINY)
+    snakemake(path)
+    return path
+
+
+def test_lint_is_clean():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "good condition" in proc.stdout + proc.stderr
+
+
+def test_bad_config_fails_before_any_job_naming_the_key(tmp_path):
+    bad = json.loads(json.dumps(TINY))
+    bad["train"]["epochs"] = "many"
+    bad["train"]["learning_rate"] = 0.1
+    path = make_project(tmp_path, bad)
+    proc = snakemake(path, check=False)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "train.epochs: 'many' is not of type 'integer'" in text
+    assert "unknown key(s) 'learning_rate' in train" in text
+    assert not (path / "results").exists() and not (path / "resources").exists()
+
+
+def test_whole_dag_produces_every_output(tiny_run):
+    res = tiny_run / "results" / "tiny"
+    for rel in ("train/model/model.json", "train/model/weights.pt", "train/history.csv", "evaluate/metrics.json",
+                "plots/curves.png", "plots/confusion_crystal_system.png", "plots/confusion_space_group.png"):
+        assert (res / rel).is_file(), rel
+    metrics = json.loads((res / "evaluate" / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["n_structures"] > 0
+    for rule in ("generate_structures/synthetic", "simulate_chunk/0", "train_cnn", "evaluate_cnn"):
+        assert (res / "logs" / f"{rule}.log").is_file()
+        assert (res / "benchmarks" / f"{rule}.tsv").is_file()
+    assert (tiny_run / "resources" / "structures" / "tiny" / "synthetic.failed.parquet").is_file()
+
+
+def test_rerun_right_away_does_nothing(tiny_run):
+    assert planned_jobs(tiny_run) == {}
+
+
+def _edited(path: Path, edit) -> Path:
+    config = yaml.safe_load((path / "config" / "config.yaml").read_text())
+    edit(config)
+    write_config(path, config)
+    return path
+
+
+@pytest.fixture
+def restore_config(tiny_run):
+    original = (tiny_run / "config" / "config.yaml").read_text()
+    yield tiny_run
+    (tiny_run / "config" / "config.yaml").write_text(original)
+
+
+def test_training_hyperparameter_reruns_only_train_evaluate_plot(restore_config):
+    path = _edited(restore_config, lambda c: c["train"].update(lr=0.001))
+    chunk = path / "results" / "tiny" / "sticks" / "chunk-0.parquet"
+    before = chunk.stat().st_mtime_ns
+    assert set(planned_jobs(path)) == {"train_cnn", "evaluate_cnn", "plot_curves", "plot_confusion", "all"}
+    snakemake(path)
+    assert chunk.stat().st_mtime_ns == before
+    assert planned_jobs(path) == {}
+
+
+def test_number_of_structures_reruns_everything_downstream(restore_config):
+    path = _edited(restore_config, lambda c: c["structures"]["synthetic"].update(per_group=4))
+    jobs = planned_jobs(path)
+    assert jobs["generate_structures"] == 1 and jobs["simulate_chunk"] == 3
+    assert {"merge_sticks", "train_cnn", "evaluate_cnn", "plot_curves", "plot_confusion"} <= set(jobs)
+
+
+def test_instrument_change_does_not_resimulate(restore_config):
+    path = _edited(restore_config, lambda c: c["instrument"].update(preset="cu"))
+    jobs = planned_jobs(path)
+    assert "train_cnn" in jobs
+    assert not {"generate_structures", "simulate_chunk", "merge_sticks"} & set(jobs)
+
+
+def test_killed_mid_simulation_resumes_without_redoing_finished_chunks(tmp_path):
+    config = json.loads(json.dumps(TINY))
+    config["simulate"]["chunks"] = 4
+    path = make_project(tmp_path, config)
+    sticks = path / "results" / "tiny" / "sticks"
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--workflow-profile", "workflow/profiles/default",
+           "results/tiny/sticks.parquet"]
+    proc = subprocess.Popen(cmd, cwd=path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while not (sticks / "chunk-0.parquet").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before any chunk finished"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
+    proc.wait(timeout=120)
+    done = {p.name: p.stat().st_mtime_ns for p in sticks.glob("chunk-*.parquet")}
+    assert 1 <= len(done) < 4, f"expected to stop mid-simulation, found {sorted(done)}"
+    assert not list(sticks.glob(".*.part")), "a partial chunk was left behind"
+    jobs = planned_jobs_for(path, "results/tiny/sticks.parquet")
+    assert jobs.get("simulate_chunk") == 4 - len(done)
+    snakemake(path, "results/tiny/sticks.parquet")
+    for name, mtime in done.items():
+        assert (sticks / name).stat().st_mtime_ns == mtime, f"{name} was redone"
+    assert len(list(sticks.glob("chunk-*.parquet"))) == 4
+
+
+def planned_jobs_for(path: Path, target: str) -> dict[str, int]:
+    out = snakemake(path, "-n", target).stdout
+    jobs = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total",):
+            jobs[parts[0]] = int(parts[1])
+    return jobs
