@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -12,24 +13,71 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+class StorageError(OSError):
+    """An output could not be written for a reason the user has to fix: no space, quota, permissions.
+
+    Still an ``OSError`` (with the original ``errno``), so existing handlers keep working; the message
+    names the output and says what to do.
+    """
+
+
+# errno -> (what happened, what to do about it)
+_STORAGE_ERRORS = {
+    errno.ENOSPC: ("no space left on the device", "free space there, or run from a larger file system"),
+    errno.EDQUOT: ("disk quota exceeded", "free space in your quota, or run from a file system with more"),
+    errno.EACCES: ("permission denied", "check the owner and mode of the folder (and of an existing file)"),
+    errno.EPERM: ("operation not permitted", "check the owner and mode of the folder (and of an existing file)"),
+    errno.EROFS: ("read-only file system", "run from a writable location"),
+}
+
+
+def _storage_error(exc: BaseException, path: Path) -> BaseException:
+    """``exc`` as a :class:`StorageError` naming ``path`` when it is a space or permission error, else ``exc``.
+
+    Libraries that wrap C I/O (pyarrow) raise OSError without ``errno`` but with the system message,
+    so the message is matched too.
+    """
+    if not isinstance(exc, OSError) or isinstance(exc, StorageError):
+        return exc
+    code = exc.errno if exc.errno in _STORAGE_ERRORS else None
+    if code is None:
+        text = str(exc)
+        code = next((c for c in _STORAGE_ERRORS if os.strerror(c) in text), None)
+    if code is None:
+        return exc
+    what, hint = _STORAGE_ERRORS[code]
+    error = StorageError(
+        code, f"cannot write {path}: {what} ({errno.errorcode[code]}) in {path.parent}; {hint} [{exc}]"
+    )
+    error.path = path
+    return error
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     A crash or kill leaves no partial file at ``path``, so Snakemake (and a resumed run) never sees
     half an output. The temporary file lives in the same directory so the rename is atomic.
+    A full disk, an exhausted quota or missing permissions raise :class:`StorageError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise _storage_error(exc, path) from exc
     tmp = Path(tmp)
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        raise
+        error = _storage_error(exc, path)
+        if error is exc:
+            raise
+        raise error from exc
 
 
 def write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
