@@ -1,0 +1,245 @@
+"""Physics and robustness of the renderer: Bragg positions, Kα2, LP areas, Caglioti widths, shifts,
+crops, determinism, normalisation, edge cases. Tiny structures in code, CPU, seeded."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from xrdid.instrument import PRESETS, Augment, Instrument, Renderer, StickBatch, get_instrument
+from xrdid.instrument.presets import CU_KA1_A, CU_KA2_A, HC_KEV_A
+
+NACL_A = 5.6402  # Å, rock salt
+SI_A = 5.4309  # Å, diamond cubic
+
+
+def cubic_d(a, hkls):
+    return [a / math.sqrt(h * h + k * k + l * l) for h, k, l in hkls]
+
+
+NACL_HKL = [(1, 1, 1), (2, 0, 0), (2, 2, 0), (3, 1, 1), (2, 2, 2), (4, 0, 0)]
+SI_HKL = [(1, 1, 1), (2, 2, 0), (3, 1, 1), (4, 0, 0)]
+
+
+def sticks(d, f=None):
+    d = torch.tensor([d], dtype=torch.float32)
+    f = torch.ones_like(d) if f is None else torch.tensor([f], dtype=torch.float32)
+    return StickBatch(d, f)
+
+
+def single_line(preset: str, **kw) -> Instrument:
+    inst = get_instrument(preset)
+    return dataclasses.replace(inst, wavelengths_A=inst.wavelengths_A[:1], weights=(1.0,), **kw)
+
+
+def local_maxima(y: np.ndarray, grid: np.ndarray, rel: float = 0.02) -> np.ndarray:
+    i = np.where((y[1:-1] > y[:-2]) & (y[1:-1] >= y[2:]) & (y[1:-1] > rel))[0] + 1
+    # Parabolic refinement of each maximum.
+    num = y[i - 1] - y[i + 1]
+    den = y[i - 1] - 2 * y[i] + y[i + 1]
+    return grid[i] + 0.5 * num / den * (grid[1] - grid[0])
+
+
+def bragg(lam, d):
+    return np.degrees(2 * np.arcsin(lam / (2 * np.asarray(d))))
+
+
+@pytest.mark.parametrize(
+    "inst,a,hkls",
+    [
+        (single_line("cu", n_points=8500), NACL_A, NACL_HKL),
+        (single_line("cu", n_points=8500), SI_A, SI_HKL),
+        (dataclasses.replace(PRESETS["mars"], n_points=8500), NACL_A, NACL_HKL),
+        (dataclasses.replace(PRESETS["mars"], n_points=8500), SI_A, SI_HKL),
+    ],
+)
+def test_peak_positions_follow_bragg(inst, a, hkls):
+    d = cubic_d(a, hkls)
+    y, mask = Renderer(inst)(sticks(d))
+    found = local_maxima(y[0].numpy(), inst.grid())
+    expected = bragg(inst.wavelengths_A[0], d)
+    expected = expected[expected < inst.two_theta_max_deg]
+    assert len(found) == len(expected)
+    np.testing.assert_allclose(np.sort(found), np.sort(expected), atol=0.004)
+    assert torch.all(mask == 1)
+
+
+def test_mars_wavelength():
+    assert PRESETS["mars"].wavelengths_A[0] == pytest.approx(HC_KEV_A / 16.99) == pytest.approx(0.72975, abs=1e-4)
+
+
+def test_kalpha2_position_and_half_intensity():
+    inst = dataclasses.replace(PRESETS["cu"], n_points=8500)
+    d = cubic_d(SI_A, [(4, 0, 0)])  # 2θ ≈ 69°: Kα1 and Kα2 resolved
+    y, _ = Renderer(inst)(sticks(d))
+    grid = inst.grid()
+    y = y[0].numpy()
+    t1, t2 = bragg(CU_KA1_A, d)[0], bragg(CU_KA2_A, d)[0]
+    i1, i2 = np.argmin(abs(grid - t1)), np.argmin(abs(grid - t2))
+    found = local_maxima(y, grid, rel=0.1)
+    assert len(found) == 2
+    np.testing.assert_allclose(found, [t1, t2], atol=0.004)
+    # Separated by ~4 FWHM: heights in the weight ratio within the small overlap.
+    assert y[i2] / y[i1] == pytest.approx(0.5, abs=0.03)
+
+
+def lp(two_theta_deg, k=1.0, mono_deg=0.0):
+    t = np.radians(two_theta_deg)
+    m = np.cos(np.radians(mono_deg)) ** 2
+    return (1 + k * m * np.cos(t) ** 2) / ((1 + k * m) * np.sin(t / 2) ** 2 * np.cos(t / 2))
+
+
+@pytest.mark.parametrize("preset", ["cu", "cu_mono", "mars"])
+def test_peak_area_proportional_to_f2m_lp(preset):
+    # Gaussian-dominated peaks (large crystallites): the window holds the whole area.
+    inst = single_line(preset, n_points=8500)
+    aug = Augment(enabled=False, clean_crystallite_size_nm=5000.0)
+    d = np.array([4.0, 2.5, 1.6, 1.15]) * (inst.wavelengths_A[0] / CU_KA1_A)
+    f = [1.0, 2.0, 0.7, 3.0]
+    y, _ = Renderer(inst, aug)(sticks(d.tolist(), f))
+    grid = inst.grid()
+    y = y[0].numpy()
+    tt = bragg(inst.wavelengths_A[0], d)
+    areas = np.array([y[abs(grid - t) < 0.5].sum() for t in tt])
+    expected = np.array(f) * lp(tt, inst.polarisation_k, inst.monochromator_two_theta_deg)
+    np.testing.assert_allclose(areas / areas[0], expected / expected[0], rtol=0.01)
+
+
+def fwhm_of(y, grid):
+    i = int(np.argmax(y))
+    half = y[i] / 2
+    lo = i
+    while y[lo] > half:
+        lo -= 1
+    hi = i
+    while y[hi] > half:
+        hi += 1
+    # Linear interpolation of the half-maximum crossings.
+    x_lo = grid[lo] + (half - y[lo]) / (y[lo + 1] - y[lo]) * (grid[1] - grid[0])
+    x_hi = grid[hi - 1] + (y[hi - 1] - half) / (y[hi - 1] - y[hi]) * (grid[1] - grid[0])
+    return x_hi - x_lo
+
+
+@pytest.mark.parametrize("two_theta", [20.0, 45.0, 80.0])
+def test_clean_fwhm_matches_caglioti(two_theta):
+    inst = single_line("cu", n_points=8500, caglioti_uvw_deg2=(0.02, -0.01, 0.01))
+    aug = Augment(enabled=False, clean_crystallite_size_nm=1e6)  # no Lorentzian size term
+    r = Renderer(inst, aug)
+    d = CU_KA1_A / (2 * math.sin(math.radians(two_theta / 2)))
+    y, _ = r(sticks([d]))
+    theta = math.radians(two_theta / 2)
+    U, V, W = inst.caglioti_uvw_deg2
+    cag = math.sqrt(U * math.tan(theta) ** 2 + V * math.tan(theta) + W)
+    expected = math.sqrt(cag**2 + r.bin_fwhm2)  # plus the grid bin, 0.2 % here
+    assert fwhm_of(y[0].numpy(), inst.grid()) == pytest.approx(expected, rel=0.01)
+
+
+def test_broad_peaks_on_sub_grids_match_fine_evaluation():
+    inst = single_line("cu", n_points=8500)
+    aug = Augment(enabled=False, clean_crystallite_size_nm=20.0)  # FWHM ~0.4–0.6°: sub-grids used
+    s = sticks(cubic_d(NACL_A, NACL_HKL))
+    y, _ = Renderer(inst, aug)(s)
+    y_fine, _ = Renderer(inst, aug, max_level=1)(s)
+    assert float((y - y_fine).abs().max()) < 3e-3
+
+
+def test_zero_shift_moves_peaks_by_the_shift():
+    inst = single_line("cu", n_points=8500)
+    d = cubic_d(SI_A, SI_HKL)
+    quiet = dict(
+        lattice_strain_frac=(0, 0), crystallite_size_nm=(150, 150), microstrain_frac=(0, 0), caglioti_scale=(1, 1),
+        sample_displacement_um=(0, 0), intensity_jitter_rel=(0, 0), texture_probability=0.0, impurity_peaks=(0, 0),
+        background_rel=(0, 0), peak_counts=(1e9, 1e9), gaussian_noise_rel=(0, 0), crop_probability=0.0,
+    )
+    y, _ = Renderer(inst, Augment(zero_shift_deg=(0.2, 0.2), **quiet))(sticks(d), torch.Generator().manual_seed(0))
+    found = local_maxima(y[0].numpy(), inst.grid(), rel=0.05)
+    np.testing.assert_allclose(np.sort(found), np.sort(bragg(CU_KA1_A, d)) + 0.2, atol=0.005)
+
+
+def test_displacement_shift_follows_geometry():
+    inst = single_line("cu", n_points=8500)
+    r = Renderer(inst)
+    th = torch.tensor([[math.radians(10.0), math.radians(40.0)]])
+    s = r._displacement_deg(torch.tensor([[100.0]]), torch.sin(th), torch.cos(th))
+    expected = -np.degrees(2 * 100e-3 / inst.goniometer_radius_mm * np.cos(th.numpy()))
+    np.testing.assert_allclose(s.numpy(), expected, rtol=1e-5)
+
+
+def test_crop_masks_are_zero_and_pattern_zero_there():
+    inst = dataclasses.replace(PRESETS["cu"], n_points=2048)
+    aug = Augment(crop_probability=1.0, crop_max_fraction=0.4)
+    d = torch.tensor([cubic_d(NACL_A, NACL_HKL)] * 32)
+    y, mask = Renderer(inst, aug)(StickBatch(d, torch.ones_like(d)), torch.Generator().manual_seed(1))
+    assert (mask == 0).any(dim=1).float().mean() > 0.5
+    assert torch.all(y[mask == 0] == 0)
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+    # Covered points form one contiguous range per pattern.
+    for row in mask:
+        idx = torch.nonzero(row).squeeze(1)
+        assert idx.numel() > 0 and idx[-1] - idx[0] + 1 == idx.numel()
+
+
+def test_deterministic_with_seeded_generator_and_normalised():
+    inst = dataclasses.replace(PRESETS["mars"], n_points=2048)
+    rng = np.random.default_rng(0)
+    d = torch.tensor(rng.uniform(0.6, 6.0, (16, 40)), dtype=torch.float32)
+    f = torch.tensor(rng.uniform(0, 1, (16, 40)), dtype=torch.float32)
+    s = StickBatch(d, f)
+    y1, m1 = Renderer(inst, Augment())(s, torch.Generator().manual_seed(3))
+    y2, m2 = Renderer(inst, Augment())(s, torch.Generator().manual_seed(3))
+    y3, _ = Renderer(inst, Augment())(s, torch.Generator().manual_seed(4))
+    assert torch.equal(y1, y2) and torch.equal(m1, m2)
+    assert not torch.equal(y1, y3)
+    assert y1.dtype == torch.float32 and y1.shape == (16, 2048)
+    np.testing.assert_allclose(y1.amax(dim=1).numpy(), 1.0, rtol=1e-6)
+    assert torch.all(y1 >= 0)
+
+
+@pytest.mark.parametrize("augment", [Augment(enabled=False), Augment()])
+def test_edge_cases_give_no_nan(augment):
+    inst = dataclasses.replace(PRESETS["cu"], n_points=1024)
+    lam = inst.wavelengths_A[0]
+    d = torch.tensor(
+        [
+            [0.0, 0.0, 0.0, 0.0],  # empty row
+            [lam / 2 * 0.999, lam / 2 * 0.5, 0.0, 0.0],  # d below λ/2 (no reflection) and barely above
+            [100.0, 50.0, 1.0e4, 0.0],  # far below 2θ_min
+            [0.3, 0.2, 3.0, 0.0],  # beyond 2θ_max, one real peak
+        ]
+    )
+    f = torch.tensor([[0.0, 0, 0, 0], [1.0, 1, 0, 0], [1.0, 1, 1, 0], [1.0, 1, 1, 0]])
+    y, mask = Renderer(inst, augment)(StickBatch(d, f), torch.Generator().manual_seed(0))
+    assert torch.isfinite(y).all() and torch.isfinite(mask).all()
+    if not augment.enabled:
+        assert torch.all(y[0] == 0) and torch.all(y[2] == 0)
+        assert float(y[3].max()) == pytest.approx(1.0)
+    # No sticks at all.
+    y0, m0 = Renderer(inst, augment)(StickBatch(torch.zeros(2, 0), torch.zeros(2, 0)), torch.Generator().manual_seed(0))
+    assert y0.shape == (2, 1024) and torch.isfinite(y0).all()
+
+
+def test_texture_factor_mean_one_and_augmented_batch_renders():
+    inst = dataclasses.replace(PRESETS["cu"], n_points=1024)
+    r = Renderer(inst, Augment(texture_probability=1.0, march_dollase_r=(0.6, 0.6)))
+    t = r._texture(4, 20000, torch.Generator().manual_seed(0))
+    assert float(t.mean()) == pytest.approx(1.0, abs=0.02)
+    assert float(t.max()) <= 0.6**-3 + 1e-3 and float(t.min()) >= 0.6**1.5 - 1e-3
+
+
+def test_instrument_round_trip_presets_and_custom():
+    for inst in PRESETS.values():
+        assert Instrument.from_dict(inst.to_dict()) == inst
+        assert inst.d_min_A == pytest.approx(min(inst.wavelengths_A) / (2 * math.sin(math.radians(45))))
+    custom = get_instrument({"preset": "cu", "wavelength_A": 1.0, "n_points": 512, "geometry": "debye_scherrer"})
+    assert custom.wavelengths_A == (1.0,) and custom.weights == (1.0,) and custom.grid().shape == (512,)
+    with pytest.raises(ValueError):
+        get_instrument({"preset": "cu", "wavelengths_A": [1.0, 1.1], "weights": [1.0]})
+    with pytest.raises(ValueError):
+        get_instrument("nope")
+    assert Augment.from_dict({"zero_shift_deg": [-0.1, 0.1]}).zero_shift_deg == (-0.1, 0.1)
+    with pytest.raises(ValueError):
+        Augment.from_dict({"bogus": 1})
