@@ -8,13 +8,25 @@ validate_config(config, os.path.join(workflow.basedir, "config", "schema.yaml"))
 
 DATASET = config["dataset"]
 SOURCE = config["structures"]["source"]
-N_CHUNKS = config["simulate"]["chunks"]
+
+
+def auto_chunks(chunks, cores, jobs):
+    """simulate.chunks as a number: "auto" is 4 chunks per local core (load balance), or one per cluster job slot."""
+    if chunks != "auto":
+        return chunks
+    if jobs and jobs < 100000:  # --jobs N of a cluster run ("unlimited" is sys.maxsize)
+        return jobs
+    return 4 * max(int(cores or 1), 1)
+
+
+N_CHUNKS = auto_chunks(config["simulate"]["chunks"], workflow.cores, workflow.nodes)
 ENV = "../../envs/xrdid.yaml"
 
 
 def get_final_outputs():
     return [
         f"results/{DATASET}/evaluate/metrics.json",
+        f"results/{DATASET}/evaluate/metrics.html",
         f"results/{DATASET}/plots/curves.png",
         f"results/{DATASET}/plots/confusion_crystal_system.png",
         f"results/{DATASET}/plots/confusion_space_group.png",

@@ -32,3 +32,18 @@ rule plot_confusion:
         ENV
     script:
         "../scripts/plot_confusion.py"
+
+
+rule tabulate_metrics:
+    input:
+        cnn="results/{dataset}/evaluate/metrics.json",
+    output:
+        report("results/{dataset}/evaluate/metrics.html", caption="../report/metrics.rst", category="Evaluation"),
+    log:
+        "results/{dataset}/logs/tabulate_metrics.log",
+    benchmark:
+        "results/{dataset}/benchmarks/tabulate_metrics.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/tabulate_metrics.py"
