@@ -10,16 +10,17 @@ DATASET = config["dataset"]
 SOURCE = config["structures"]["source"]
 
 
-def auto_chunks(chunks, cores, jobs):
-    """simulate.chunks as a number: "auto" is 4 chunks per local core (load balance), or one per cluster job slot."""
+def auto_chunks(chunks):
+    """simulate.chunks as a number: "auto" is one chunk per cluster job slot (--jobs), else 4 per core (--cores)."""
     if chunks != "auto":
         return chunks
-    if jobs and jobs < 100000:  # --jobs N of a cluster run ("unlimited" is sys.maxsize)
+    jobs = workflow.nodes  # --jobs N of a cluster run; "unlimited" is sys.maxsize
+    if jobs and jobs < 100000:
         return jobs
-    return 4 * max(int(cores or 1), 1)
+    return 4 * max(int(workflow.cores or 1), 1)  # a cluster run without --jobs raises here, asking for it
 
 
-N_CHUNKS = auto_chunks(config["simulate"]["chunks"], workflow.cores, workflow.nodes)
+N_CHUNKS = auto_chunks(config["simulate"]["chunks"])
 ENV = "../../envs/xrdid.yaml"
 
 
