@@ -62,6 +62,9 @@ def _check_semantics(config: dict) -> None:
         Augment.from_dict(config["augment"])
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"augment: {exc}") from None
+    for key, value in config["augment"].items():
+        if isinstance(value, list) and len(value) == 2 and value[0] > value[1]:
+            raise ConfigError(f"augment.{key}: range [{value[0]}, {value[1]}] has low > high")
     try:
         CNNConfig.from_dict(config["model"])
     except TypeError as exc:
