@@ -7,7 +7,9 @@
 #   results/{dataset}/train/model/                            checkpoint: model.json + weights.pt
 #   results/{dataset}/train/history.csv                       per-epoch losses and validation accuracies
 #   results/{dataset}/evaluate/{metrics.json,confusion_*.csv} test-split metrics
-#   results/{dataset}/plots/{curves,confusion_*}.png          figures
+#   results/{dataset}/plots/{curves,confusion_*,augmentations}.png  figures
+#   results/{dataset}/measured/{set}/{predictions.csv,metrics.json}  the model on measured patterns
+#   results/{dataset}/plots/synthetic_vs_measured_{set}.png   synthetic test split vs. measured set
 #   results/{dataset}/logs/…, results/{dataset}/benchmarks/…   one log and one benchmark per job
 
 from snakemake.utils import min_version
@@ -24,6 +26,7 @@ include: "workflow/rules/simulate.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/measured.smk"
 
 
 rule all:

@@ -105,7 +105,8 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path):
 def test_whole_dag_produces_every_output(tiny_run):
     res = tiny_run / "results" / "tiny"
     for rel in ("train/model/model.json", "train/model/weights.pt", "train/history.csv", "evaluate/metrics.json",
-                "plots/curves.png", "plots/confusion_crystal_system.png", "plots/confusion_space_group.png"):
+                "plots/curves.png", "plots/confusion_crystal_system.png", "plots/confusion_space_group.png",
+                "plots/augmentations.png"):
         assert (res / rel).is_file(), rel
     metrics = json.loads((res / "evaluate" / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["n_structures"] > 0
@@ -137,7 +138,7 @@ def test_training_hyperparameter_reruns_only_train_evaluate_plot(restore_config)
     path = _edited(restore_config, lambda c: c["train"].update(lr=0.001))
     chunk = path / "results" / "tiny" / "sticks" / "chunk-0.parquet"
     before = chunk.stat().st_mtime_ns
-    assert set(planned_jobs(path)) == {"train_cnn", "evaluate_cnn", "plot_curves", "plot_confusion", "all"}
+    assert set(planned_jobs(path)) == {"train_cnn", "evaluate_cnn", "tabulate_metrics", "plot_curves", "plot_confusion", "all"}
     snakemake(path)
     assert chunk.stat().st_mtime_ns == before
     assert planned_jobs(path) == {}

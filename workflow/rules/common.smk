@@ -31,7 +31,8 @@ def get_final_outputs():
         f"results/{DATASET}/plots/curves.png",
         f"results/{DATASET}/plots/confusion_crystal_system.png",
         f"results/{DATASET}/plots/confusion_space_group.png",
-    ]
+        f"results/{DATASET}/plots/augmentations.png",
+    ] + [f"results/{DATASET}/plots/synthetic_vs_measured_{name}.png" for name in config["measured"]["sets"]]
 
 
 def get_chunks(wildcards):

@@ -71,3 +71,23 @@ def plot_augmentations(
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=130, bbox_inches="tight", format="png")
     plt.close(fig)
+
+
+def plot_augmentations_from_table(
+    sticks: str | Path, instrument: Instrument | str | dict, augment: Augment | dict | None, out_png: str | Path, *, seed: int = 0
+) -> str:
+    """The augmentation figure for one structure of a sticks table: the first test-split structure with
+    at least 10 sticks in range (ids sorted, so the choice is stable). Returns its id."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    inst = get_instrument(instrument)
+    table = pq.read_table(sticks, columns=["id", "formula", "space_group", "d", "f2m", "split"])
+    table = table.filter(pc.equal(table["split"], "test")) if "test" in set(table["split"].to_pylist()) else table
+    rows = sorted(table.to_pylist(), key=lambda r: r["id"])
+    if not rows:
+        raise ValueError(f"{sticks}: no structures to draw")
+    pick = next((r for r in rows if sum(d >= inst.d_min_A for d in r["d"]) >= 10), rows[0])
+    title = f"{pick['formula']} ({pick['id']}, space group {pick['space_group']}) on {inst.name}: clean and {12} augmented"
+    plot_augmentations(pick["d"], pick["f2m"], inst, augment, out_png, n=12, seed=seed, title=title)
+    return pick["id"]

@@ -72,3 +72,37 @@ def plot_confusion(confusion: str | Path, out: str | Path, *, title: str) -> Non
     _save(fig, out)
 
 
+
+
+def plot_synthetic_vs_measured(synthetic_metrics: str | Path, measured_metrics: str | Path, out: str | Path, *, label: str) -> None:
+    """Side by side: accuracy on the synthetic test split and on a measured set, and the measured
+    per-crystal-system accuracy."""
+    import json
+
+    syn = json.loads(Path(synthetic_metrics).read_text())
+    mea = json.loads(Path(measured_metrics).read_text())
+    k = mea.get("top_k", 5)
+    names = ["space group", f"space group top-{k}", "crystal system"]
+    syn_vals = [syn["space_group"]["accuracy"], syn["space_group"].get(f"top{k}_accuracy", np.nan), syn["crystal_system"]["accuracy"]]
+    mea_vals = [mea["space_group_accuracy"], mea["space_group_top_k_accuracy"], mea["crystal_system_accuracy"]]
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1.1, 1]})
+    x = np.arange(len(names))
+    b1 = ax1.bar(x - 0.2, [100 * v for v in syn_vals], 0.4, label=f"synthetic test split (n = {syn['n_structures']})")
+    b2 = ax1.bar(x + 0.2, [100 * v for v in mea_vals], 0.4, label=f"{label} (n = {mea['n_patterns']})")
+    ax1.bar_label(b1, fmt="%.0f", fontsize=9)
+    ax1.bar_label(b2, fmt="%.0f", fontsize=9)
+    ax1.set_xticks(x, names)
+    ax1.set(ylabel="accuracy (%)", ylim=(0, 105), title="Synthetic vs. measured")
+    ax1.legend(loc="upper left", fontsize=9)
+    per = mea.get("per_crystal_system", {})
+    systems = list(per)
+    if systems:
+        vals = [100 * per[s]["crystal_system_accuracy"] for s in systems]
+        bars = ax2.barh(systems, vals, color=sns.color_palette()[1])
+        ax2.bar_label(bars, labels=[f"{v:.0f} % (n = {per[s]['n']})" for v, s in zip(vals, systems)], fontsize=9)
+        ax2.set(xlim=(0, 125), xlabel="crystal-system accuracy (%)", title=f"{label}: per true crystal system")
+        ax2.invert_yaxis()
+    else:
+        ax2.axis("off")
+    _save(fig, out)
