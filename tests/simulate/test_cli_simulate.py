@@ -26,7 +26,7 @@ def test_json_cu_known_first_peak(cif_dir, tmp_path):
     assert main(["simulate", str(cif_dir / "CsCl.cif"), "--instrument", "cu", "--out", str(out)]) == 0
     (rec,) = json.loads(out.read_text())
     first = rec["peaks"][0]
-    assert first["two_theta"] == pytest.approx(math.degrees(2 * math.asin(1.5406 / (2 * 4.209))))
+    assert first["two_theta"] == pytest.approx(math.degrees(2 * math.asin(1.5405929 / (2 * 4.209))))
     assert sorted(map(abs, first["hkl"])) == [0, 0, 1]
     assert max(p["intensity"] for p in rec["peaks"]) == pytest.approx(100.0)
     assert rec["formula"] == "CsCl"
@@ -60,3 +60,17 @@ def test_bad_cif_reported_and_rest_processed(cif_dir, tmp_path, caplog):
     assert main(["simulate", str(cif_dir), "--instrument", "cu", "--out", str(out)]) == 1
     assert "broken.cif" in caplog.text
     assert [r["formula"] for r in json.loads(out.read_text())] == ["CsCl"]
+
+
+def test_instrument_csv_also_writes_the_rendered_pattern(cif_dir, tmp_path):
+    out = tmp_path / "p.csv"
+    assert main(["simulate", str(cif_dir / "CsCl.cif"), "--instrument", "cu", "--format", "csv", "--out", str(out)]) == 0
+    profile = list(csv.DictReader((tmp_path / "p.profile.csv").open()))
+    x = [float(r["two_theta"]) for r in profile]
+    y = [float(r["intensity"]) for r in profile]
+    assert x[0] == pytest.approx(5.0) and x[-1] == pytest.approx(90.0)
+    assert max(y) == pytest.approx(100.0)
+    # The strongest rendered point is at the strongest stick (CsCl 110 at Cu Kα1).
+    peaks = list(csv.DictReader(out.open()))
+    strongest = max(peaks, key=lambda r: float(r["intensity"]))
+    assert x[y.index(max(y))] == pytest.approx(float(strongest["two_theta"]), abs=0.03)

@@ -18,11 +18,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# Until xrdid.instrument provides presets: (wavelength Å, 2θ min, 2θ max in degrees).
-INSTRUMENTS = {
-    "mars": (0.7297, 5.0, 90.0),  # MARS beamline, 16.99 keV
-    "cu": (1.5406, 5.0, 90.0),  # lab Cu Kα1
-}
+from xrdid.instrument import PRESETS as INSTRUMENTS
+
 FORMATS = ("parquet", "json", "csv")
 
 
@@ -35,7 +32,9 @@ def add_parser(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="CIF_OR_DIR", help="CIF files, or folders searched for *.cif")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--wavelength", type=float, metavar="Å", help="X-ray wavelength in Å")
-    src.add_argument("--instrument", choices=sorted(INSTRUMENTS), help="named preset (wavelength and 2θ range)")
+    src.add_argument("--instrument", choices=sorted(INSTRUMENTS),
+                     help="named preset (wavelength, 2θ range, resolution); json/csv output then also carries the "
+                          "rendered pattern (json: a 'profile' per structure; csv with --out F: F's stem + .profile.csv)")
     p.add_argument("--two-theta", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help="2θ range in degrees (default: the instrument's, or 5 90 with --wavelength)")
     p.add_argument("--out", type=Path, help="output file (default: standard output; parquet needs a file)")
@@ -62,7 +61,8 @@ def _cif_files(inputs: list[str]) -> tuple[list[Path], list[str]]:
 
 def _settings(args) -> tuple[float, float, float]:
     if args.instrument:
-        wavelength, lo, hi = INSTRUMENTS[args.instrument]
+        inst = INSTRUMENTS[args.instrument]
+        wavelength, lo, hi = inst.wavelength_A, inst.two_theta_min_deg, inst.two_theta_max_deg
     elif args.wavelength is not None:
         if not args.wavelength > 0:
             raise ValueError(f"--wavelength must be positive, got {args.wavelength}")
@@ -124,22 +124,60 @@ def run(args) -> int:
     if fmt == "parquet":
         _write_parquet(records, args.out, wavelength, lo, hi, d_min)
     else:
+        from xrdid.io import write_text
+
         peaks = [(p, s, sticks_to_peaks(st, wavelength, lo, hi)) for p, s, st in records]
-        text = _to_json(peaks, wavelength) if fmt == "json" else _to_csv(peaks)
+        profiles = _profiles(records, args.instrument, lo, hi) if args.instrument else None
+        text = _to_json(peaks, wavelength, profiles) if fmt == "json" else _to_csv(peaks)
         if args.out is None:
             sys.stdout.write(text)
         else:
-            from xrdid.io import write_text
-
             write_text(text, args.out)
+            if profiles is not None and fmt == "csv":
+                profile_out = args.out.with_name(args.out.stem + ".profile.csv")
+                write_text(_profiles_csv(records, profiles), profile_out)
+                log.info("wrote the rendered pattern(s) to %s", profile_out)
     if args.out is not None:
         log.info("wrote %d pattern(s) to %s", len(records), args.out)
     return 1 if errors else 0
 
 
-def _to_json(peaks, wavelength: float) -> str:
+def _profiles(records, instrument: str, lo: float, hi: float) -> list[tuple]:
+    """Clean rendered patterns (the instrument's profile, all its lines), scaled to 100 at the maximum."""
+    import numpy as np
+    import torch
+
+    from xrdid.instrument import Augment, Renderer, StickBatch, get_instrument
+
+    inst = get_instrument({"preset": instrument, "two_theta_min_deg": lo, "two_theta_max_deg": hi,
+                           "n_points": max(512, int(round((hi - lo) / 0.01)) + 1)})
+    renderer = Renderer(inst, Augment(enabled=False))
     out = []
-    for path, structure, pk in peaks:
+    for _, _, st in records:
+        batch = StickBatch(torch.as_tensor(st.d, dtype=torch.float32)[None], torch.as_tensor(st.f2m, dtype=torch.float32)[None])
+        y, _ = renderer(batch)
+        out.append((inst.grid(), 100.0 * y[0].numpy().astype(np.float64)))
+    return out
+
+
+def _profiles_csv(records, profiles) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["file", "two_theta", "intensity"])
+    for (path, _, _), (x, y) in zip(records, profiles):
+        for a, b in zip(x, y):
+            w.writerow([str(path), f"{a:.4f}", f"{b:.4f}"])
+    return buf.getvalue()
+
+
+def _to_json(peaks, wavelength: float, profiles=None) -> str:
+    out = []
+    for n, (path, structure, pk) in enumerate(peaks):
+        if profiles is not None:
+            extra = {"profile": {"two_theta": [round(float(v), 4) for v in profiles[n][0]],
+                                 "intensity": [round(float(v), 4) for v in profiles[n][1]]}}
+        else:
+            extra = {}
         out.append({
             "file": str(path),
             "formula": structure.composition.reduced_formula,
@@ -148,6 +186,7 @@ def _to_json(peaks, wavelength: float) -> str:
                 {"two_theta": float(t), "intensity": float(i), "hkl": [int(x) for x in h], "d": float(d)}
                 for t, i, h, d in zip(pk["two_theta"], pk["intensity"], pk["hkl"], pk["d"])
             ],
+            **extra,
         })
     return json.dumps(out, indent=1) + "\n"
 
