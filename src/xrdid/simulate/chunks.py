@@ -19,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from xrdid.io import write_parquet
+from xrdid.io import atomic_path, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,12 @@ def simulate_chunk(
 
     from xrdid.simulate.sticks import compute_sticks
 
-    table = pa.concat_tables([pq.read_table(p) for p in structures])
-    start, stop = chunk_bounds(table.num_rows, chunk, n_chunks)
-    rows = table.slice(start, stop - start).to_pylist()
+    # Read only this chunk's rows (slice pushed down into the scan), so a job's memory depends on the
+    # chunk size, not on the number of structures.
+    n_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in structures)
+    start, stop = chunk_bounds(n_rows, chunk, n_chunks)
+    frame = pl.scan_parquet([str(p) for p in structures]).slice(start, stop - start).collect()
+    rows = frame.to_dicts()
     out_rows, failed = [], 0
     t0 = time.perf_counter()
     for row in rows:
@@ -152,14 +155,20 @@ def merge_sticks(
     """Concatenate chunk tables and assign ``split`` by group key; returns the rows per split."""
     if abs(sum(fractions) - 1.0) > 1e-6:
         raise ValueError(f"split fractions must sum to 1, got {fractions}")
-    frame = pl.concat([pl.read_parquet(p) for p in chunks], how="vertical")
-    keys = frame.get_column("group_key").unique().to_list()
+    paths = [str(p) for p in chunks]
+    keys = pl.scan_parquet(paths).select("group_key").unique().collect().get_column("group_key").to_list()
     mapping = pl.DataFrame(
         {"group_key": keys, "split": [split_of(k, seed, tuple(fractions)) for k in keys]},
         schema={"group_key": pl.String, "split": pl.String},
     )
-    frame = frame.join(mapping, on="group_key", how="left").sort("id")
-    write_parquet(frame.to_arrow(), out)
-    counts = dict(frame.group_by("split").len().iter_rows())
+    # Streamed from the chunk files to the output: memory stays flat with the number of structures.
+    # Rows keep the chunk order, i.e. the order of the structures table.
+    with atomic_path(out) as tmp:
+        (
+            pl.scan_parquet(paths)
+            .join(mapping.lazy(), on="group_key", how="left", maintain_order="left")
+            .sink_parquet(tmp, compression="zstd")
+        )
+    counts = dict(pl.scan_parquet(str(out)).group_by("split").len().collect().iter_rows())
     log.info("merged %d chunks into %s: %s", len(chunks), out, counts)
     return counts
