@@ -28,6 +28,8 @@ def build_structures(
             max_atoms=int(settings.get("max_atoms", 40)),
             symprec=symprec,
             timeout_s=float(settings.get("timeout_s", 5.0)),
+            variants=int(settings.get("variants", 1)),
+            variant_strain=float(settings.get("variant_strain", 0.08)),
         )
         return generate_synthetic(spec, out=out, failed_out=failed_out, workers=workers)
     if source == "materials_project":

@@ -53,6 +53,11 @@ class SyntheticSpec:
     symprec: float = 0.01
     timeout_s: float = 5.0
     max_attempts: int = 8
+    # Structures derived from each pyxtal crystal (the crystal itself included) by substituting its
+    # elements and straining its lattice within the metric of its crystal system: the same Wyckoff
+    # arrangement with other scattering powers and cell shape, at a fraction of pyxtal's cost.
+    variants: int = 1
+    variant_strain: float = 0.08
 
 
 class _Timeout(Exception):
@@ -106,12 +111,63 @@ def _share_pyxtal_tolerances() -> None:
     symmetry.check_images = check_images
 
 
-def generate_one(task: tuple[str, int, SyntheticSpec]) -> tuple[dict | None, dict | None]:
-    """Generate one crystal: returns (row, None) or (None, failure)."""
+def _variant(structure, rng: np.random.Generator, spec: SyntheticSpec):
+    """A sibling of ``structure``: new elements, and a lattice strained within its metric constraints.
+
+    Cell lengths that are equal stay equal (one factor for them), angles of 90° or 120° stay fixed and
+    the others move by up to 3°, so the symmetry is kept; the caller re-checks it with spglib anyway.
+    """
+    from pymatgen.core import Lattice, Structure
+
+    lengths = np.array(structure.lattice.abc)
+    angles = np.array(structure.lattice.angles)
+    new_lengths = lengths.copy()
+    done = np.zeros(3, bool)
+    for i in range(3):
+        if done[i]:
+            continue
+        same = np.isclose(lengths, lengths[i], rtol=1e-6) & ~done
+        new_lengths[same] = lengths[i] * rng.uniform(1 - spec.variant_strain, 1 + spec.variant_strain)
+        done |= same
+    special = np.isclose(angles, 90.0, atol=1e-4) | np.isclose(angles, 120.0, atol=1e-4) | np.isclose(angles, 60.0, atol=1e-4)
+    new_angles = np.where(special, angles, angles + rng.uniform(-3.0, 3.0, 3))
+    old = sorted({site.specie.symbol for site in structure})
+    pool = [e for e in spec.elements if e not in old] or list(spec.elements)
+    new = [str(e) for e in rng.choice(np.asarray(pool), size=len(old), replace=False)]
+    mapping = dict(zip(old, new))
+    lattice = Lattice.from_parameters(*new_lengths, *new_angles)
+    return Structure(lattice, [mapping[site.specie.symbol] for site in structure], structure.frac_coords)
+
+
+def generate_one(task: tuple[str, int, SyntheticSpec]) -> tuple[list[dict], list[dict]]:
+    """Generate one pyxtal crystal and its variants: returns (rows, failures)."""
+    structure_id, group_number, spec = task
+    structure, row, failure = _generate_parent(structure_id, group_number, spec)
+    if failure is not None:
+        return [], [failure]
+    rows = [row]
+    for v in range(1, spec.variants):
+        vid = f"{structure_id}-v{v}"
+        rng = np.random.default_rng(structure_seed(spec.seed, vid))
+        for _attempt in range(3):
+            try:
+                vrow = describe_structure(
+                    _variant(structure, rng, spec), id=vid, source="synthetic", symprec=spec.symprec,
+                    space_group_source=group_number,
+                )
+            except (StructureError, ValueError):
+                continue
+            if vrow["space_group"] == row["space_group"]:
+                rows.append(vrow)
+                break
+    return rows, []
+
+
+def _generate_parent(structure_id: str, group_number: int, spec: SyntheticSpec):
+    """One pyxtal crystal of ``group_number``: (structure, row, None) or (None, None, failure)."""
     from pyxtal import pyxtal
     from pyxtal.symmetry import Group
 
-    structure_id, group_number, spec = task
     _share_pyxtal_tolerances()
     warnings.filterwarnings("ignore", module="pyxtal")
     rng = np.random.default_rng(structure_seed(spec.seed, structure_id))
@@ -155,21 +211,22 @@ def generate_one(task: tuple[str, int, SyntheticSpec]) -> tuple[dict | None, dic
             reason = str(exc)
             continue
         if row["space_group"] == group_number:
-            return row, None
+            return structure, row, None
         # pyxtal gave a supergroup (special positions only, or coincident parameters): try again so
         # that groups stay balanced, but keep it as a correctly labelled fallback.
-        fallback = fallback or row
+        fallback = fallback or (structure, row, None)
     if fallback is not None:
-        return fallback, None
-    return None, {"id": structure_id, "source": "synthetic", "reason": reason}
+        return fallback
+    return None, None, {"id": structure_id, "source": "synthetic", "reason": reason}
 
 
 def generate_synthetic(spec: SyntheticSpec, *, out: str | Path, failed_out: str | Path, workers: int = 1) -> tuple[int, int]:
     """Generate the synthetic structures table (and its failures table) with ``workers`` processes."""
+    parents = -(-spec.per_group // max(spec.variants, 1))
     tasks = [
         (f"syn-{group:03d}-{i:05d}", int(group), spec)
         for group in spec.space_groups
-        for i in range(spec.per_group)
+        for i in range(parents)
     ]
     start = time.perf_counter()
     if workers > 1:
@@ -177,8 +234,15 @@ def generate_synthetic(spec: SyntheticSpec, *, out: str | Path, failed_out: str 
             results = pool.map(generate_one, tasks, chunksize=4)
     else:
         results = [generate_one(t) for t in tasks]
-    rows = [r for r, _ in results if r is not None]
-    failures = [f for _, f in results if f is not None]
+    rows, failures, per_group = [], [], {}
+    for task_rows, task_failures in results:
+        failures.extend(task_failures)
+        for r in task_rows:
+            # Keep at most per_group structures per requested group.
+            n = per_group.get(r["space_group_source"], 0)
+            if n < spec.per_group:
+                per_group[r["space_group_source"]] = n + 1
+                rows.append(r)
     elapsed = time.perf_counter() - start
     relabelled = sum(r["space_group"] != r["space_group_source"] for r in rows)
     log.info(
