@@ -1,15 +1,84 @@
-"""`xrdid predict` (placeholder until implemented)."""
+"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json]`:
+space group and crystal system of measured powder patterns.
+
+Any wavelength works: each pattern is mapped onto the model's grid through Q. The wavelength comes from
+the file where it states one, else from ``--wavelength`` or ``--instrument`` (a preset's primary line);
+a 2θ file with neither is an error, never a silent Cu Kα. With ``--json`` each file gives one JSON
+object per line (``file``, ``space_group``, ``top_k``, ``crystal_system``, ``novelty``, ``coverage``);
+otherwise a table. A file that cannot be read or classified is reported on stderr, naming it; the other
+files are still processed and the exit status is 1.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import sys
+
+log = logging.getLogger(__name__)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("predict", help="not implemented yet")
+    from xrdid.instrument import PRESETS
+
+    p = sub.add_parser(
+        "predict",
+        help="space group and crystal system of measured patterns",
+        description=__doc__.split("\n\n", 1)[1],
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="pattern files (.xy, .xye, .csv, .xrdml, …)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--wavelength", type=float, metavar="Å", help="X-ray wavelength in Å (for 2θ files that state none)")
+    src.add_argument("--instrument", choices=sorted(PRESETS), help="instrument preset giving the wavelength")
+    p.add_argument("--model", metavar="CKPT", help="checkpoint directory (default: the pretrained model shipped with xrdid)")
+    p.add_argument("--top-k", type=int, default=5, metavar="K", help="space groups listed per pattern (default 5)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     p.set_defaults(run=run)
 
 
+def _table_row(name: str, r: dict) -> str:
+    sg, cs = r["space_group"], r["crystal_system"]
+    others = ", ".join(f"{t['symbol']} {100 * t['probability']:.0f}%" for t in r["top_k"][1:])
+    return (
+        f"{name}\n  space group     {sg['symbol']} (No. {sg['number']}), p = {sg['probability']:.2f}"
+        f"\n  crystal system  {cs['name']}, p = {cs['probability']:.2f}"
+        f"\n  next            {others or '-'}"
+        f"\n  novelty         {r['novelty']['score']:.2f} ({r['novelty']['method']}); coverage {100 * r['coverage']:.0f} % of the model's range"
+    )
+
+
 def run(args) -> int:
-    print("xrdid predict: not implemented yet", file=sys.stderr)
-    return 2
+    from xrdid.instrument import PRESETS
+    from xrdid.predict import PredictionError, load_model, predict_patterns
+    from xrdid.readers import PatternError, read_patterns
+
+    if args.top_k < 1:
+        print("xrdid predict: --top-k must be ≥ 1", file=sys.stderr)
+        return 2
+    wavelength = PRESETS[args.instrument].wavelength_A if args.instrument else args.wavelength
+    try:
+        bundle = load_model(args.model)
+    except ValueError as exc:
+        print(f"xrdid predict: {exc}", file=sys.stderr)
+        return 2
+    failed = 0
+    for path, pattern in read_patterns(args.files, wavelength_A=wavelength):
+        try:
+            if isinstance(pattern, PatternError):
+                raise pattern
+            (result,) = predict_patterns(bundle, [pattern], wavelength_A=wavelength, top_k=args.top_k)
+        except (PatternError, PredictionError) as exc:
+            failed += 1
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        except Exception as exc:  # noqa: BLE001 - one file must not stop the batch
+            failed += 1
+            print(f"error: {path}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps({"file": str(path), **result}), flush=True)
+        else:
+            print(_table_row(str(path), result), flush=True)
+    if failed:
+        print(f"xrdid predict: {failed} of {len(args.files)} file(s) failed", file=sys.stderr)
+    return 1 if failed else 0

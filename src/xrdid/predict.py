@@ -1,0 +1,218 @@
+r"""Prediction API shared by ``xrdid predict`` and the web page.
+
+    bundle = load_model()                      # the pretrained model shipped in xrdid/pretrained/
+    results = predict_patterns(bundle, [read_pattern("a.xy")], wavelength_A=1.5406, top_k=5)
+
+A measured pattern of any wavelength is put onto the model's 2θ grid through Q with
+:func:`xrdid.readers.to_grid` (grid points the measurement does not cover are masked, never invented),
+then normalised as the training renderer normalises its output (:func:`normalise`), and the model's
+two heads give calibrated probabilities (softmax of logits / T, the temperatures fitted on validation
+data at the end of training).
+
+Input normalisation. Training patterns are peaks + a smooth nonnegative background (up to ~30 % of
+the strongest peak) + counting noise, masked, and scaled to a maximum of 1. A measured pattern gets:
+its constant offset removed (the 0.5th percentile of the covered points, which brings a flat detector
+or air-scatter offset into the trained range and makes background-subtracted data, which may dip
+below zero, nonnegative), negative values clipped to 0, masked points set to 0, and scaled to a
+maximum of 1. A smooth background is otherwise left in place, as in training.
+
+Results follow the CLI contract (DESIGN.md): ``space_group`` {number, symbol, probability}, ``top_k``
+[{number, symbol, probability}…], ``crystal_system`` {name, probability}, and ``novelty``.
+
+Novelty. There is no VAE yet. ``novelty`` is ``{"method": "max_softmax", "score": 1 − max p}``, p the
+calibrated space-group probabilities (Hendrycks & Gimpel, ICLR 2017): 0 for a pattern the model is
+sure about, towards 1 for one it cannot place. It is a weak out-of-distribution signal — a confident
+model can be confidently wrong on a pattern unlike its training data — not a density estimate.
+
+Prior correction. The model is trained on roughly space-group-balanced synthetic crystals; real
+materials are not balanced (P2₁/c is the most common group). When the checkpoint's ``model.json``
+holds ``prior_log_ratio`` (230 values of log p_real(g) − log p_train(g)), it is added to the
+space-group logits before the temperature (Bayes' rule for a change of label prior, Saerens et al.,
+Neural Comput. 14 (2002) 21); ``prior=False`` turns it off.
+
+Bad input raises :class:`PredictionError` with a message naming the file: a malformed pattern (x and
+y of different shapes, NaN or infinite values), a pattern without signal (all zeros or constant),
+and a pattern that covers too little of the model's Q range (less than ``MIN_COVERAGE`` of the grid
+points) — never a confident answer from an input the model cannot judge.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xrdid.instrument import Instrument
+from xrdid.labels import CRYSTAL_SYSTEMS, space_group_symbol
+from xrdid.models import XRDClassifier, load_checkpoint
+from xrdid.readers import Pattern, PatternError, to_grid
+from xrdid.readers.pattern import finalise
+from xrdid.train.loop import model_input
+
+log = logging.getLogger(__name__)
+
+# Fewest grid points (fraction of the model's grid) a measurement must cover to be classified. Training
+# crops at most crop_max_fraction of each end, so coverage down to ~0.2 is within what the model saw.
+MIN_COVERAGE = 0.2
+# Percentile of the covered intensities taken as the constant offset.
+_OFFSET_PERCENTILE = 0.5
+
+
+class PredictionError(ValueError):
+    """A pattern cannot be classified; the message names the file and the reason."""
+
+
+@dataclass
+class ModelBundle:
+    """A loaded model with what prediction needs: its instrument (grid, wavelength) and metadata."""
+
+    model: XRDClassifier
+    instrument: Instrument
+    meta: dict
+    path: str
+    grid: np.ndarray = field(init=False)
+    prior_log_ratio: torch.Tensor | None = field(init=False)
+
+    def __post_init__(self):
+        self.grid = self.instrument.grid()
+        ratio = self.meta.get("prior_log_ratio")
+        self.prior_log_ratio = torch.tensor(ratio, dtype=torch.float32) if ratio is not None else None
+
+    @property
+    def q_range(self) -> tuple[float, float]:
+        """The model's Q range in Å⁻¹."""
+        lam = self.instrument.wavelength_A
+        q = 4 * np.pi * np.sin(np.radians(self.grid[[0, -1]]) / 2) / lam
+        return float(q[0]), float(q[1])
+
+
+def pretrained_path() -> Path:
+    """Directory of the pretrained checkpoint shipped inside the package."""
+    return Path(str(resources.files("xrdid") / "pretrained"))
+
+
+def load_model(path: str | Path | None = None) -> ModelBundle:
+    """Load a checkpoint directory (``None``: the pretrained model shipped with the package).
+
+    Raises ValueError with a clear message when the directory is not a usable checkpoint.
+    """
+    where = Path(path) if path is not None else pretrained_path()
+    if path is None and not (where / "weights.pt").is_file():
+        raise ValueError(f"no pretrained model is installed at {where}; pass a checkpoint with --model")
+    model, instrument, meta = load_checkpoint(where)
+    model.eval()
+    return ModelBundle(model=model, instrument=instrument, meta=meta, path=str(where))
+
+
+def _name(pattern: Pattern) -> str:
+    return pattern.path or "<pattern>"
+
+
+def normalise(y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Offset-removed, nonnegative, masked and max-normalised intensities (see the module docstring)."""
+    y = np.where(mask, y, 0.0).astype(np.float64)
+    covered = y[mask]
+    offset = np.percentile(covered, _OFFSET_PERCENTILE) if covered.size else 0.0
+    y = np.where(mask, np.clip(y - offset, 0.0, None), 0.0)
+    top = y.max()
+    return (y / top if top > 0 else y).astype(np.float32)
+
+
+def prepare(bundle: ModelBundle, pattern: Pattern, *, wavelength_A: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The model input of one pattern: normalised intensities and coverage mask (float32, on the grid).
+
+    Raises PredictionError for malformed patterns, patterns without signal and too little coverage.
+    """
+    where = _name(pattern)
+    try:
+        # Re-validate: a Pattern built in code (the web page, a test) skipped the readers' checks.
+        checked = finalise(pattern.x, pattern.y, axis=pattern.axis, path=where, wavelength_A=pattern.wavelength_A)
+        y_grid, mask = to_grid(checked, bundle.grid, bundle.instrument.wavelength_A, wavelength_A=wavelength_A)
+    except PatternError as exc:
+        raise PredictionError(str(exc)) from None
+    yc = np.asarray(checked.y)
+    if np.ptp(yc) <= 1e-12 * max(np.abs(yc).max(), 1e-300):
+        what = "all zeros" if not np.any(yc) else "constant"
+        raise PredictionError(f"{where}: the intensities are {what}; there is no diffraction signal to classify")
+    coverage = float(mask.mean())
+    if coverage < MIN_COVERAGE:
+        q = checked.q(wavelength_A)
+        lo, hi = bundle.q_range
+        raise PredictionError(
+            f"{where}: the measurement (Q {q.min():.2f}–{q.max():.2f} Å⁻¹) covers {100 * coverage:.0f} % of the "
+            f"model's range (Q {lo:.2f}–{hi:.2f} Å⁻¹); at least {100 * MIN_COVERAGE:.0f} % is needed"
+        )
+    y = normalise(y_grid, mask)
+    if not np.any(y[mask] > 0) or np.ptp(y[mask]) <= 0:
+        raise PredictionError(f"{where}: no signal left on the model's range after offset removal")
+    return y, mask.astype(np.float32)
+
+
+@torch.no_grad()
+def predict_arrays(bundle: ModelBundle, y: np.ndarray, mask: np.ndarray, *, top_k: int = 5, prior: bool = True) -> list[dict]:
+    """Predict from prepared inputs, (B, N) or (N,) arrays on the model's grid (see :func:`prepare`)."""
+    y_t = torch.as_tensor(np.atleast_2d(y), dtype=torch.float32)
+    m_t = torch.as_tensor(np.atleast_2d(mask), dtype=torch.float32)
+    n = bundle.instrument.n_points
+    if y_t.shape != m_t.shape or y_t.shape[-1] != n:
+        raise PredictionError(f"inputs of shape {tuple(y_t.shape)} and {tuple(m_t.shape)}: expected (B, {n}) each")
+    model = bundle.model
+    sg_logits, cs_logits = model(model_input(y_t, m_t))
+    if prior and bundle.prior_log_ratio is not None:
+        sg_logits = sg_logits + bundle.prior_log_ratio
+    t = model.temperature
+    sg_p = (sg_logits / t[0]).softmax(-1)
+    cs_p = (cs_logits / t[1]).softmax(-1)
+    k = max(1, min(int(top_k), sg_p.shape[1]))
+    top_p, top_i = sg_p.topk(k, dim=1)
+    out = []
+    for row in range(sg_p.shape[0]):
+        ranked = [
+            {"number": int(i) + 1, "symbol": space_group_symbol(int(i) + 1), "probability": float(p)}
+            for p, i in zip(top_p[row].tolist(), top_i[row].tolist())
+        ]
+        c = int(cs_p[row].argmax())
+        out.append({
+            "space_group": dict(ranked[0]),
+            "top_k": ranked,
+            "crystal_system": {"name": CRYSTAL_SYSTEMS[c], "probability": float(cs_p[row, c])},
+            "novelty": {"method": "max_softmax", "score": float(1.0 - top_p[row, 0])},
+        })
+    return out
+
+
+def predict_patterns(
+    bundle: ModelBundle, patterns: list[Pattern], *, wavelength_A: float | None = None, top_k: int = 5, prior: bool = True
+) -> list[dict]:
+    """Classify measured patterns; one result dict per pattern (the CLI contract's fields).
+
+    ``wavelength_A`` is used for 2θ patterns whose file states none. Raises PredictionError for the first
+    pattern that cannot be classified; call once per pattern to keep going past bad ones.
+    """
+    if not patterns:
+        return []
+    prepared = [prepare(bundle, p, wavelength_A=wavelength_A) for p in patterns]
+    y = np.stack([a for a, _ in prepared])
+    mask = np.stack([b for _, b in prepared])
+    results = predict_arrays(bundle, y, mask, top_k=top_k, prior=prior)
+    for r, (_, m) in zip(results, prepared):
+        r["coverage"] = float(m.mean())
+    return results
+
+
+def prior_log_ratio(target_counts, train_counts, *, pseudocount: float = 1.0) -> list[float]:
+    """log p_target(g) − log p_train(g) for the 230 groups, from label counts (additive smoothing).
+
+    ``target_counts``: space-group counts of structures representative of the samples to classify (e.g.
+    Materials Project or ICSD statistics); ``train_counts``: the checkpoint's ``train_space_group_counts``.
+    Store the result as ``prior_log_ratio`` in a checkpoint's model.json to apply it (module docstring).
+    """
+    t = np.asarray(target_counts, dtype=np.float64) + pseudocount
+    r = np.asarray(train_counts, dtype=np.float64) + pseudocount
+    if t.shape != (230,) or r.shape != (230,):
+        raise ValueError("need 230 counts each (space groups 1-230)")
+    return (np.log(t / t.sum()) - np.log(r / r.sum())).tolist()

@@ -1,0 +1,161 @@
+"""Prediction API and ``xrdid predict``: contract fields, any wavelength through Q, bad input refused."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from xrdid.cli import main
+from xrdid.instrument import get_instrument
+from xrdid.models import CNNConfig, XRDClassifier, save_checkpoint
+from xrdid.predict import PredictionError, load_model, predict_patterns, prepare, pretrained_path
+from xrdid.readers import Pattern
+
+N = 512
+CU = 1.5405929
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny random-weight checkpoint on a Cu Kα 5–90° grid (shapes and plumbing, not accuracy)."""
+    torch.manual_seed(0)
+    model = XRDClassifier(CNNConfig(n_points=N, stem_channels=8, stage_channels=(8, 16), hidden=32, dropout=0.0, architecture="plain"))
+    model.eval()
+    path = tmp_path_factory.mktemp("ck") / "model"
+    save_checkpoint(model, get_instrument({"preset": "cu", "n_points": N}), path)
+    return path
+
+
+def peaks(two_theta, centres=(28.4, 47.3, 56.1, 69.1, 76.4), width=0.1, background=50.0):
+    y = np.full_like(two_theta, background)
+    for i, c in enumerate(centres):
+        y += 1000.0 / (i + 1) * np.exp(-0.5 * ((two_theta - c) / width) ** 2)
+    return y
+
+
+def write_xy(path, x, y):
+    np.savetxt(path, np.column_stack([x, y]))
+    return path
+
+
+def test_result_fields_and_probabilities(checkpoint):
+    bundle = load_model(checkpoint)
+    tt = np.linspace(5, 90, 4000)
+    (r,) = predict_patterns(bundle, [Pattern(tt, peaks(tt), "two_theta", wavelength_A=CU)], top_k=3)
+    assert set(r) >= {"space_group", "top_k", "crystal_system", "novelty"}
+    assert len(r["top_k"]) == 3 and r["top_k"][0] == r["space_group"]
+    probs = [t["probability"] for t in r["top_k"]]
+    assert probs == sorted(probs, reverse=True) and 0 < probs[0] <= 1
+    assert 1 <= r["space_group"]["number"] <= 230 and isinstance(r["space_group"]["symbol"], str)
+    assert r["crystal_system"]["name"] in {"triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic"}
+    assert r["novelty"]["method"] == "max_softmax" and r["novelty"]["score"] == pytest.approx(1 - probs[0])
+
+
+def test_any_wavelength_maps_through_q(checkpoint):
+    """The same pattern measured at Cu Kα and at 0.5 Å (or given in Q) gives the same model input."""
+    bundle = load_model(checkpoint)
+    tt = np.linspace(2, 100, 20000)
+    cu = Pattern(tt, peaks(tt, width=0.05), "two_theta", wavelength_A=CU, path="cu")
+    q = 4 * np.pi * np.sin(np.radians(tt) / 2) / CU
+    tt_syn = np.degrees(2 * np.arcsin(q * 0.5 / (4 * np.pi)))
+    syn = Pattern(tt_syn, cu.y, "two_theta", wavelength_A=0.5, path="syn")
+    in_q = Pattern(q, cu.y, "q", path="q")
+    a, b, c = (prepare(bundle, p)[0] for p in (cu, syn, in_q))
+    np.testing.assert_allclose(a, b, atol=2e-3)
+    np.testing.assert_allclose(a, c, atol=2e-3)
+
+
+def test_partial_coverage_is_masked(checkpoint):
+    bundle = load_model(checkpoint)
+    tt = np.linspace(30, 90, 3000)
+    y, mask = prepare(bundle, Pattern(tt, peaks(tt), "two_theta", wavelength_A=CU))
+    grid = bundle.grid
+    assert not mask[grid < 29.9].any() and mask[grid > 30.1].all()
+    assert (y[mask == 0] == 0).all() and y.max() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda tt: Pattern(tt, np.zeros_like(tt), "two_theta", wavelength_A=CU), "all zeros"),
+        (lambda tt: Pattern(tt, np.where(tt > 50, np.nan, peaks(tt)), "two_theta", wavelength_A=CU), "non-finite"),
+        (lambda tt: Pattern(tt, peaks(tt)[:-5], "two_theta", wavelength_A=CU), "x values but"),
+        (lambda tt: Pattern(np.linspace(100, 160, 500), np.ones(500) + np.arange(500) % 7, "two_theta", wavelength_A=CU), "covers"),
+        (lambda tt: Pattern(tt, peaks(tt), "two_theta"), "no wavelength"),
+    ],
+    ids=["zeros", "nan", "shape", "coverage", "no-wavelength"],
+)
+def test_bad_input_is_refused(checkpoint, make, message):
+    bundle = load_model(checkpoint)
+    tt = np.linspace(5, 90, 1000)
+    with pytest.raises(PredictionError, match=message):
+        predict_patterns(bundle, [make(tt)])
+
+
+def test_cli_json_batch_with_bad_files(checkpoint, tmp_path, capsys):
+    tt = np.linspace(5, 90, 3000)
+    good = write_xy(tmp_path / "good.xy", tt, peaks(tt))
+    zeros = write_xy(tmp_path / "zeros.xy", tt, np.zeros_like(tt))
+    q = 4 * np.pi * np.sin(np.radians(tt) / 2) / CU
+    in_q = tmp_path / "in_q.csv"
+    in_q.write_text("q,intensity\n" + "\n".join(f"{a},{b}" for a, b in zip(q, peaks(tt))))
+    rc = main(["predict", str(good), str(zeros), str(tmp_path / "missing.xy"), str(in_q),
+               "--model", str(checkpoint), "--wavelength", str(CU), "--json", "--top-k", "2"])
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert rc == 1
+    assert [r["file"] for r in lines] == [str(good), str(in_q)]
+    assert all(len(r["top_k"]) == 2 and "crystal_system" in r and "novelty" in r for r in lines)
+    assert "zeros.xy" in err and "missing.xy" in err and "2 of 4" in err
+
+
+def test_cli_table_and_instrument(checkpoint, tmp_path, capsys):
+    tt = np.linspace(5, 90, 3000)
+    good = write_xy(tmp_path / "good.xy", tt, peaks(tt))
+    assert main(["predict", str(good), "--model", str(checkpoint), "--instrument", "cu"]) == 0
+    out = capsys.readouterr().out
+    assert "space group" in out and "crystal system" in out and "good.xy" in out
+
+
+def test_cli_needs_a_wavelength_for_2theta(checkpoint, tmp_path, capsys):
+    tt = np.linspace(5, 90, 3000)
+    good = write_xy(tmp_path / "good.xy", tt, peaks(tt))
+    assert main(["predict", str(good), "--model", str(checkpoint)]) == 1
+    assert "wavelength" in capsys.readouterr().err
+
+
+def test_cli_bad_model(tmp_path, capsys):
+    assert main(["predict", "x.xy", "--model", str(tmp_path)]) == 2
+    assert "not an xrdid checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (pretrained_path() / "weights.pt").is_file(), reason="no pretrained model installed")
+def test_pretrained_model_loads_and_predicts():
+    bundle = load_model()
+    tt = np.linspace(5, 90, 4000)
+    (r,) = predict_patterns(bundle, [Pattern(tt, peaks(tt), "two_theta", wavelength_A=CU)])
+    assert 1 <= r["space_group"]["number"] <= 230
+    assert (pretrained_path() / "weights.pt").stat().st_size < 15 * 1024**2
+
+
+def test_prior_correction_shifts_towards_common_groups(checkpoint, tmp_path):
+    import shutil
+
+    from xrdid.predict import prior_log_ratio
+
+    target = np.ones(230)
+    target[13] = 1e4  # P2_1/c (No. 14) dominates the target population
+    ratio = prior_log_ratio(target, np.full(230, 10.0))
+    assert ratio[13] > 0 > ratio[0]
+    ck = tmp_path / "ck"
+    shutil.copytree(checkpoint, ck)
+    meta = json.loads((ck / "model.json").read_text())
+    meta["prior_log_ratio"] = ratio
+    (ck / "model.json").write_text(json.dumps(meta))
+    tt = np.linspace(5, 90, 3000)
+    p = Pattern(tt, peaks(tt), "two_theta", wavelength_A=CU)
+    with_prior = predict_patterns(load_model(ck), [p])[0]
+    without = predict_patterns(load_model(ck), [p], prior=False)[0]
+    assert with_prior["space_group"]["number"] == 14
+    assert without == predict_patterns(load_model(checkpoint), [p])[0]
