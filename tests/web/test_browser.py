@@ -1,0 +1,149 @@
+"""The page in a real headless Chromium (selenium + the system chromedriver), served by uvicorn.
+
+Skipped, with the reason, when selenium, chromium or chromedriver is missing (``.ci/install-chromium.sh``
+installs the browser and driver; selenium is in the ``test`` extra). Set ``XRDID_SCREENSHOT=FILE.png``
+to keep a screenshot of the page with a result (docs/img/web.png is made this way) and
+``XRDID_WEB_MODEL=CKPT`` to serve another checkpoint than the tiny untrained one.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None)
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="chromium and chromedriver are not installed (run .ci/install-chromium.sh)",
+)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model):
+    """The app on 127.0.0.1 at a free port (a socket bound here, so no race), in a thread."""
+    import uvicorn
+
+    from xrdid.web import create_app
+
+    model = os.environ.get("XRDID_WEB_MODEL") or tiny_model
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(model), log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    opts = Options()
+    opts.binary_location = CHROMIUM
+    for arg in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--no-first-run",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}", "--window-size=1280,1000",
+        "--force-device-scale-factor=1",
+    ):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def console_errors(driver) -> list[str]:
+    """Script errors in the console (a 4xx answer, logged as a failed resource, is expected)."""
+    return [
+        e["message"] for e in driver.get_log("browser")
+        if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]
+    ]
+
+
+def upload(driver, path):
+    driver.find_element(By.ID, "file-input").send_keys(str(path))
+
+
+def test_upload_asks_for_wavelength_then_shows_results(server, browser, tmp_path, make_xy):
+    wait = WebDriverWait(browser, 30)
+    browser.get(server + "/")
+    wait.until(lambda d: d.find_element(By.ID, "model-status").text.startswith("model:"))
+    assert browser.find_element(By.ID, "results").get_attribute("hidden") is not None
+
+    # A 2θ file with no wavelength: the page says so inline and marks the wavelength field.
+    path = tmp_path / "NaCl.xy"
+    path.write_text(make_xy())
+    upload(browser, path)
+    error = wait.until(EC.visibility_of_element_located((By.ID, "error")))
+    assert "wavelength" in error.text and "NaCl.xy" in error.text
+    assert "needs" in browser.find_element(By.ID, "wl-field").get_attribute("class")
+
+    # A preset fills the wavelength and resends the same file.
+    browser.find_element(By.CSS_SELECTOR, '.preset[data-wavelength="1.5406"]').click()
+    wait.until(EC.visibility_of_element_located((By.ID, "results")))
+    assert not browser.find_element(By.ID, "busy").is_displayed()
+    assert browser.find_element(By.ID, "wavelength").get_attribute("value") == "1.5406"
+    assert not browser.find_element(By.ID, "error").is_displayed()
+
+    rows = browser.find_elements(By.CSS_SELECTOR, "#r-topk li")
+    assert len(rows) == 5
+    assert all(r.find_element(By.CSS_SELECTOR, ".name").text and "%" in r.find_element(By.CSS_SELECTOR, ".pct").text for r in rows)
+    assert browser.find_element(By.ID, "r-sg").text and browser.find_element(By.ID, "r-sg-no").text.startswith("No. ")
+    assert browser.find_element(By.ID, "r-cs").text.split()[0] in {
+        "triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic"
+    }
+    assert browser.find_element(By.ID, "r-novelty").text
+    assert browser.find_element(By.ID, "r-file").text == "NaCl.xy"
+
+    # The plot: an SVG with a drawn trace, axis labels and the model's range shaded.
+    trace = browser.find_element(By.CSS_SELECTOR, "#plot svg path.trace")
+    assert len(trace.get_attribute("d")) > 100
+    assert trace.size["width"] > 300
+    labels = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#plot svg text.label")]
+    assert any(t.startswith("2θ (°)") for t in labels) and "Intensity (a.u.)" in labels
+    assert browser.find_elements(By.CSS_SELECTOR, "#plot svg rect.range")
+
+    shot = os.environ.get("XRDID_SCREENSHOT")
+    if shot:  # the whole page, not only the viewport
+        size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        png = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip})
+        with open(shot, "wb") as f:
+            f.write(base64.b64decode(png["data"]))
+    assert console_errors(browser) == []
+
+
+def test_unreadable_file_shows_error_inline(server, browser, tmp_path):
+    wait = WebDriverWait(browser, 30)
+    browser.get(server + "/")
+    path = tmp_path / "notes.txt"
+    path.write_text("these are my notes, not a pattern\n")
+    upload(browser, path)
+    error = wait.until(EC.visibility_of_element_located((By.ID, "error")))
+    assert "notes.txt" in error.text
+    assert browser.find_element(By.ID, "results").get_attribute("hidden") is not None
