@@ -157,17 +157,23 @@ function render(res) {
   $("r-coverage").textContent =
     res.coverage == null ? "–" : `${pct(res.coverage)} of the model's range`;
 
-  const phases = Array.isArray(res.phases) ? res.phases : null;
+  // Phases, once the server identifies them: a list of xrdid.mixtures PhaseResult dicts, bare or
+  // inside the fit's dict ({phases: [...], rwp, ...}).
+  const phases = Array.isArray(res.phases) ? res.phases : res.phases && Array.isArray(res.phases.phases) ? res.phases.phases : null;
   $("r-phases").hidden = !phases;
   if (phases) {
     const ul = $("r-phase-list");
     ul.replaceChildren();
     for (const ph of phases) {
       const li = document.createElement("li");
-      const frac = ph.weight_fraction != null ? ` · ${pct(ph.weight_fraction)}` : "";
-      li.textContent = `${ph.name || ph.formula || ph.id || "phase"}${frac}`;
+      const parts = [ph.formula || ph.name || ph.id || "phase"];
+      if (ph.space_group != null) parts.push(`No. ${ph.space_group}`);
+      if (ph.weight_fraction != null) parts.push(`${pct(ph.weight_fraction)} by weight`);
+      if (ph.confidence != null) parts.push(`confidence ${ph.confidence.toFixed(2)}`);
+      li.textContent = parts.join(" · ");
       ul.append(li);
     }
+    if (phases.length === 0) ul.textContent = "no library phase found";
   }
   drawPlot($("plot"), res.pattern);
 }
