@@ -70,3 +70,35 @@ def test_not_a_checkpoint(tmp_path):
     (tmp_path / "weights.pt").write_bytes(b"")
     with pytest.raises(ValueError, match="unsupported checkpoint format"):
         load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("architecture", ["resnet", "convnext", "plain"])
+def test_architectures_shapes_step_and_round_trip(architecture, tmp_path):
+    torch.manual_seed(0)
+    cfg = CNNConfig(n_points=256, stem_channels=8, stage_channels=(8, 16), hidden=32, dropout=0.0, architecture=architecture)
+    model = XRDClassifier(cfg)
+    x = torch.rand(8, 2, 256)
+    sg, cs = torch.randint(0, 230, (8,)), torch.randint(0, 7, (8,))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    before = loss_fn(model(x), sg, cs)
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    assert loss_fn(model(x), sg, cs).item() < before.item()
+    model.eval()
+    save_checkpoint(model, get_instrument({"preset": "cu", "n_points": 256}), tmp_path / "ck")
+    loaded, _, meta = load_checkpoint(tmp_path / "ck")
+    assert meta["config"]["architecture"] == architecture
+    with torch.no_grad():
+        assert torch.allclose(model(x)[0], loaded(x)[0])
+
+
+def test_unknown_architecture():
+    with pytest.raises(ValueError, match="unknown architecture"):
+        CNNConfig(architecture="transformer")
+
+
+def test_old_checkpoint_config_without_architecture_loads():
+    d = CNNConfig(n_points=256).to_dict()
+    del d["architecture"], d["depth"]
+    assert CNNConfig.from_dict(d).architecture == "resnet"

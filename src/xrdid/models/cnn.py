@@ -1,9 +1,19 @@
 """A 1D CNN with two heads: 230 space groups and 7 crystal systems.
 
 Input: (B, 2, N) — the normalised pattern and its coverage mask on the instrument's 2θ grid.
-A strided convolutional stem and residual stages shrink N by 2 at each stage; the last feature map is
-flattened (not globally pooled) because absolute peak positions carry the lattice information.
+A strided convolutional stem and stride-2 stages shrink N; the last feature map is flattened (not
+globally pooled) because absolute peak positions carry the lattice information.
 ``forward`` returns logits; the loss lives in one place, :func:`loss_fn`.
+
+Three bodies share the stem and the head (``CNNConfig.architecture``):
+
+* ``resnet`` — residual blocks, each conv(stride 2) → BN → GELU → conv → BN plus a strided 1×1 skip;
+* ``convnext`` — per stage a stride-2 downsampling conv, then ``depth`` ConvNeXt-style blocks
+  (depthwise conv k=7 → BN → 1×1 expand ×2 → GELU → 1×1, residual); BN instead of LayerNorm because it
+  folds into the convolutions and needs no transposes on CPU;
+* ``plain`` — conv(stride 2) → BN → GELU per stage (VGG-like without pooling, the cheapest per point).
+
+The choice was made by an ablation at equal training budget (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -15,6 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from xrdid.labels import N_SPACE_GROUPS, CRYSTAL_SYSTEMS
+
+
+ARCHITECTURES = ("resnet", "convnext", "plain")
 
 
 @dataclass
@@ -32,6 +45,13 @@ class CNNConfig:
     dropout: float = 0.3
     n_space_groups: int = N_SPACE_GROUPS
     n_crystal_systems: int = len(CRYSTAL_SYSTEMS)
+    # Body: "resnet" | "convnext" | "plain" (see the module docstring); depth: blocks per convnext stage.
+    architecture: str = "resnet"
+    depth: int = 1
+
+    def __post_init__(self):
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}; expected one of {', '.join(ARCHITECTURES)}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -63,6 +83,30 @@ class _Block(nn.Module):
         return F.gelu(y + self.skip(x))
 
 
+class _ConvNeXtBlock(nn.Module):
+    """Depthwise conv (k) → BN → 1×1 expand ×2 → GELU → 1×1, added to the input (length kept)."""
+
+    def __init__(self, c: int, k: int = 7, expand: int = 2):
+        super().__init__()
+        self.dw = nn.Conv1d(c, c, k, padding=k // 2, groups=c, bias=False)
+        self.bn = nn.BatchNorm1d(c)
+        self.pw1 = nn.Conv1d(c, expand * c, 1)
+        self.pw2 = nn.Conv1d(expand * c, c, 1)
+
+    def forward(self, x):
+        return x + self.pw2(F.gelu(self.pw1(self.bn(self.dw(x)))))
+
+
+def _convnext_stage(cin: int, cout: int, k: int, depth: int) -> nn.Module:
+    down = [nn.Conv1d(cin, cout, 2, stride=2, bias=False), nn.BatchNorm1d(cout)]
+    return nn.Sequential(*down, *[_ConvNeXtBlock(cout, max(k, 7)) for _ in range(depth)])
+
+
+def _plain_stage(cin: int, cout: int, k: int) -> nn.Module:
+    # A strided convolution (not conv + max-pool): half the multiply-adds for the same output length.
+    return nn.Sequential(nn.Conv1d(cin, cout, k, stride=2, padding=k // 2, bias=False), nn.BatchNorm1d(cout), nn.GELU())
+
+
 class XRDClassifier(nn.Module):
     def __init__(self, config: CNNConfig):
         super().__init__()
@@ -75,7 +119,12 @@ class XRDClassifier(nn.Module):
         )
         blocks, cin = [], c.stem_channels
         for cout in c.stage_channels:
-            blocks.append(_Block(cin, cout, c.kernel_size))
+            if c.architecture == "convnext":
+                blocks.append(_convnext_stage(cin, cout, c.kernel_size, c.depth))
+            elif c.architecture == "plain":
+                blocks.append(_plain_stage(cin, cout, c.kernel_size))
+            else:
+                blocks.append(_Block(cin, cout, c.kernel_size))
             cin = cout
         self.blocks = nn.Sequential(*blocks)
         with torch.no_grad():
