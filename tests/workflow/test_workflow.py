@@ -158,29 +158,50 @@ def test_instrument_change_does_not_resimulate(restore_config):
     assert not {"generate_structures", "simulate_chunk", "merge_sticks"} & set(jobs)
 
 
+def _finished_chunks(log_text: str) -> set[str]:
+    """Chunk files whose simulate_chunk job Snakemake reported as finished, from its console output."""
+    outputs, current = {}, None
+    for line in log_text.splitlines():
+        line = line.strip()
+        if line.startswith("output: results/tiny/sticks/chunk-"):
+            current = line.split("/")[-1]
+        elif line.startswith("jobid:") and current:
+            outputs[line.split()[1]] = current
+            current = None
+    finished = set()
+    for line in log_text.splitlines():
+        if "Finished jobid:" in line and "simulate_chunk" in line:
+            jobid = line.split("Finished jobid:")[1].split()[0]
+            finished.add(outputs[jobid])
+    return finished
+
+
 def test_killed_mid_simulation_resumes_without_redoing_finished_chunks(tmp_path):
     config = json.loads(json.dumps(TINY))
-    config["simulate"]["chunks"] = 4
-    path = make_project(tmp_path, config)
+    config["simulate"]["chunks"] = 6
+    path = make_project(tmp_path / "project", config)
     sticks = path / "results" / "tiny" / "sticks"
+    console = tmp_path / "console.txt"
     cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--workflow-profile", "workflow/profiles/default",
            "results/tiny/sticks.parquet"]
-    proc = subprocess.Popen(cmd, cwd=path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 600
-    while not (sticks / "chunk-0.parquet").exists():
-        assert proc.poll() is None and time.time() < deadline, "the run ended before any chunk finished"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
-    proc.wait(timeout=120)
-    done = {p.name: p.stat().st_mtime_ns for p in sticks.glob("chunk-*.parquet")}
-    assert 1 <= len(done) < 4, f"expected to stop mid-simulation, found {sorted(done)}"
+    with open(console, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 600
+        while not _finished_chunks(console.read_text()):
+            assert proc.poll() is None and time.time() < deadline, "the run ended before any chunk finished"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
+        proc.wait(timeout=120)
+    finished = _finished_chunks(console.read_text())
+    assert 1 <= len(finished) < 6, f"expected to stop mid-simulation, finished {sorted(finished)}"
+    done = {name: (sticks / name).stat().st_mtime_ns for name in finished}
     assert not list(sticks.glob(".*.part")), "a partial chunk was left behind"
     jobs = planned_jobs_for(path, "results/tiny/sticks.parquet")
-    assert jobs.get("simulate_chunk") == 4 - len(done)
+    assert jobs.get("simulate_chunk") == 6 - len(finished)
     snakemake(path, "results/tiny/sticks.parquet")
     for name, mtime in done.items():
         assert (sticks / name).stat().st_mtime_ns == mtime, f"{name} was redone"
-    assert len(list(sticks.glob("chunk-*.parquet"))) == 4
+    assert len(list(sticks.glob("chunk-*.parquet"))) == 6
 
 
 def planned_jobs_for(path: Path, target: str) -> dict[str, int]:
