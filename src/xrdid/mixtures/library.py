@@ -1,0 +1,202 @@
+"""A library of reference phases for mixture fitting: structures → sticks, cell volume and cell mass.
+
+A library is a folder of CIFs (each data block with a cell and atoms is one phase, id = relative path,
+``#i`` appended for the i-th block of a multi-block file) or a structures parquet (columns ``id`` and
+``cif``; ``formula`` and ``space_group`` used when present). Partially occupied sites are allowed (a
+reference phase may be a solid solution). Sticks are computed once per library and d-range and cached
+on disk by content (see :func:`load_library`), because parsing and simulating 100 CIFs takes seconds
+while a fit takes about as long.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Bump when what is cached (sticks, volumes, masses) would change.
+_CACHE_VERSION = 1
+
+
+class LibraryError(ValueError):
+    """The library cannot be used: missing, empty, or no entry could be parsed."""
+
+
+@dataclass
+class LibraryPhase:
+    """One reference phase: sticks (d Å, |F|²·m) of the cell whose volume (Å³) and mass (amu) are given."""
+
+    id: str
+    formula: str
+    space_group: int | None
+    volume_A3: float
+    cell_mass_amu: float
+    d: np.ndarray
+    f2m: np.ndarray
+
+
+@dataclass
+class Library:
+    phases: list[LibraryPhase]
+    source: str
+    d_min_A: float
+    errors: list[str] = field(default_factory=list)
+    # Renders shared by every pattern on the same grid (see fit._screen_columns).
+    screen_cache: dict = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.phases)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "xrdid" / "phases"
+
+
+def _entries(path: Path) -> list[tuple[str, str]]:
+    """(id, CIF text) of every library entry; LibraryError if there is nothing to read."""
+    if path.is_dir():
+        from xrdid.structures.local import find_cifs
+
+        files = find_cifs(path)
+        if not files:
+            raise LibraryError(f"{path}: the library folder contains no .cif files")
+        out = []
+        for f in files:
+            rel = f.relative_to(path).as_posix()
+            try:
+                out.append((rel, f.read_text(encoding="utf-8", errors="replace")))
+            except OSError as e:
+                out.append((rel, f"#unreadable: {e}"))
+        return out
+    if path.is_file() and path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as e:  # noqa: BLE001 - any pyarrow failure is "not a usable table"
+            raise LibraryError(f"{path}: cannot read the parquet library: {e}") from None
+        if "cif" not in table.column_names:
+            raise LibraryError(f"{path}: the parquet library has no 'cif' column (columns: {', '.join(table.column_names)})")
+        ids = table.column("id").to_pylist() if "id" in table.column_names else [f"row{i}" for i in range(table.num_rows)]
+        out = [(str(i), c or "") for i, c in zip(ids, table.column("cif").to_pylist())]
+        if not out:
+            raise LibraryError(f"{path}: the parquet library has no rows")
+        return out
+    if path.is_file() and path.suffix.lower() in (".cif", ".mcif"):
+        return [(path.name, path.read_text(encoding="utf-8", errors="replace"))]
+    if not path.exists():
+        raise LibraryError(f"{path}: no such library folder or file")
+    raise LibraryError(f"{path}: a library is a folder of CIFs or a structures .parquet")
+
+
+def _structures(text: str):
+    """Every structure in a CIF text (pymatgen), in block order."""
+    from pymatgen.io.cif import CifParser
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen warns on harmless CIF issues
+        parser = CifParser(io.StringIO(text), occupancy_tolerance=1.05)
+        structures = parser.parse_structures(primitive=False)
+    if not structures:
+        raise ValueError("no structure in the CIF")
+    return structures
+
+
+def _phase_from_structure(pid: str, structure, d_min: float) -> LibraryPhase:
+    from xrdid.simulate.sticks import compute_sticks
+
+    sticks = compute_sticks(structure, d_min)
+    if len(sticks) == 0:
+        raise ValueError(f"no reflection with d ≥ {d_min:.3f} Å")
+    comp = structure.composition
+    sg = None
+    try:
+        sg = int(structure.get_space_group_info(symprec=0.1)[1])
+    except Exception:  # noqa: BLE001 - the space group is informative only
+        pass
+    return LibraryPhase(
+        id=pid, formula=comp.reduced_formula, space_group=sg, volume_A3=float(structure.volume),
+        cell_mass_amu=float(comp.weight), d=np.asarray(sticks.d, float), f2m=np.asarray(sticks.f2m, float),
+    )
+
+
+def load_library(path: str | os.PathLike, d_min_A: float, *, cache_dir: str | os.PathLike | None = None) -> Library:
+    """Load a CIF folder or structures parquet and simulate its sticks down to ``d_min_A`` (Å).
+
+    With ``cache_dir``, each entry's result is cached under the SHA-1 of its CIF text, the d_min and
+    :data:`_CACHE_VERSION`: a second call parses nothing. Entries that fail are reported in
+    ``Library.errors`` (one line each, naming the entry); LibraryError if none is usable.
+    """
+    path = Path(path)
+    entries = _entries(path)
+    cache: dict = {}
+    cache_file = None
+    if cache_dir is not None:
+        key = hashlib.sha1(f"{path.resolve()}|{d_min_A:.6f}|{_CACHE_VERSION}".encode()).hexdigest()[:16]
+        cache_file = Path(cache_dir) / f"{key}.npz"
+        cache = _read_cache(cache_file)
+    phases, errors, fresh = [], [], {}
+    for pid, text in entries:
+        h = hashlib.sha1(text.encode("utf-8", "replace")).hexdigest()
+        if h in cache:
+            phases.extend(LibraryPhase(**{**p, "id": pid if i == 0 else f"{pid}#{i}"}) for i, p in enumerate(cache[h]))
+            fresh[h] = cache[h]
+            continue
+        try:
+            structures = _structures(text)
+            got = [
+                _phase_from_structure(pid if i == 0 else f"{pid}#{i}", s, d_min_A) for i, s in enumerate(structures)
+            ]
+        except Exception as e:  # noqa: BLE001 - one bad entry must not stop the library
+            errors.append(f"{path}: {pid}: {type(e).__name__}: {e}")
+            continue
+        phases.extend(got)
+        fresh[h] = [{k: v for k, v in p.__dict__.items() if k != "id"} for p in got]
+    if not phases:
+        raise LibraryError(f"{path}: no usable phase in the library ({len(errors)} failed: " + "; ".join(errors[:3]) + ")")
+    if cache_file is not None and fresh.keys() != cache.keys():
+        _write_cache(cache_file, fresh)
+    for e in errors:
+        log.warning("%s", e)
+    return Library(phases=phases, source=str(path), d_min_A=d_min_A, errors=errors)
+
+
+def _read_cache(file: Path) -> dict:
+    try:
+        with np.load(file, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            out = {}
+            for h, items in meta.items():
+                out[h] = [{**m, "d": z[f"{h}_{i}_d"], "f2m": z[f"{h}_{i}_f"]} for i, m in enumerate(items)]
+            return out
+    except FileNotFoundError:
+        return {}
+    except Exception as e:  # noqa: BLE001 - a broken cache is rebuilt, never fatal
+        log.warning("ignoring unreadable phase cache %s: %s", file, e)
+        return {}
+
+
+def _write_cache(file: Path, entries: dict) -> None:
+    arrays, meta = {}, {}
+    for h, items in entries.items():
+        meta[h] = []
+        for i, p in enumerate(items):
+            meta[h].append({k: v for k, v in p.items() if k not in ("d", "f2m")})
+            arrays[f"{h}_{i}_d"], arrays[f"{h}_{i}_f"] = p["d"], p["f2m"]
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_suffix(f".tmp{os.getpid()}.npz")
+        np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
+        os.replace(tmp, file)
+    except OSError as e:  # a read-only home must not stop the fit
+        log.warning("cannot write the phase cache %s: %s", file, e)
