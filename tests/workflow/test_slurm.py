@@ -112,6 +112,7 @@ def slurm_run():
         with open(log, "w") as fh:
             proc = subprocess.Popen(cmd, cwd=path, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
             cancelled = cancel_one_running_chunk(path, proc)
+            print(f"scancelled job {cancelled['job']} while it simulated chunk {cancelled['chunk']}")
             proc.wait(timeout=1200)
         yield {"path": path, "rc": proc.returncode, "log": log.read_text(), "cancelled": cancelled,
                "cluster": cluster, "cmd": cmd}
