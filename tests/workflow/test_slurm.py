@@ -2,8 +2,9 @@
 retried, leaves nothing partial, and a re-run has nothing to do.
 
 Needs a running SLURM whose default partition has a node with one GPU gres (CI starts one with
-.ci/install-slurm.sh && .ci/start-slurm.sh). Skipped, with the reason, where `sinfo` is absent or
-does not answer, so developer machines without SLURM still pass.
+.ci/install-slurm.sh && .ci/start-slurm.sh) and the `cluster` extra. Skipped, with the reason, where
+`sinfo` is absent or does not answer, so developer machines without SLURM still pass; with
+XRDID_REQUIRE_SLURM=1 (CI) a missing SLURM fails instead.
 """
 
 from __future__ import annotations
@@ -30,29 +31,36 @@ def _run(*cmd: str, timeout: float = 20) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
+def _unavailable(reason: str):
+    """Skip; but fail where SLURM must be there (CI sets XRDID_REQUIRE_SLURM=1), so CI never skips silently."""
+    if os.environ.get("XRDID_REQUIRE_SLURM") == "1":
+        pytest.fail(f"XRDID_REQUIRE_SLURM=1 but {reason}")
+    pytest.skip(reason)
+
+
 def slurm_cluster() -> dict:
-    """The default partition and its first node (CPUs, memory), or pytest.skip with the reason."""
+    """The default partition and its first node (CPUs, memory), or a skip with the reason."""
     for tool in ("sinfo", "sbatch", "squeue", "scancel", "scontrol"):
         if shutil.which(tool) is None:
-            pytest.skip(f"SLURM is not installed ({tool} not found); CI runs .ci/install-slurm.sh")
+            _unavailable(f"SLURM is not installed ({tool} not found); CI runs .ci/install-slurm.sh")
     try:
         import snakemake_executor_plugin_slurm  # noqa: F401
     except ImportError:
-        pytest.skip("snakemake-executor-plugin-slurm is not installed (pip install -e '.[cluster]')")
+        _unavailable("snakemake-executor-plugin-slurm is not installed (pip install -e '.[cluster]')")
     try:
         proc = _run("sinfo", "--noheader", "--format=%P|%T|%N|%c|%m|%G")
     except subprocess.TimeoutExpired:
-        pytest.skip("sinfo does not answer (slurmctld not running?); CI runs .ci/start-slurm.sh")
+        _unavailable("sinfo does not answer (slurmctld not running?); CI runs .ci/start-slurm.sh")
     if proc.returncode != 0:
-        pytest.skip(f"sinfo failed (slurmctld not running?): {proc.stderr.strip()}")
+        _unavailable(f"sinfo failed (slurmctld not running?): {proc.stderr.strip()}")
     for line in proc.stdout.splitlines():
         partition, state, nodes, cpus, mem, gres = line.split("|")
         if partition.endswith("*") and state in ("idle", "mixed"):
             if "gpu" not in gres:
-                pytest.skip(f"partition {partition} has no GPU gres ({gres}); see .ci/install-slurm.sh")
+                _unavailable(f"partition {partition} has no GPU gres ({gres}); see .ci/install-slurm.sh")
             node = _run("scontrol", "show", "hostnames", nodes).stdout.split()[0]
             return {"partition": partition.rstrip("*"), "node": node, "cpus": int(cpus), "mem_mb": int(mem.rstrip("+"))}
-    pytest.skip(f"no idle default partition in sinfo: {proc.stdout.strip()!r}")
+    _unavailable(f"no idle default partition in sinfo: {proc.stdout.strip()!r}")
 
 
 def slurm_test_profile(cluster: dict) -> dict:
