@@ -119,3 +119,30 @@ def test_latest_checkpoint_written_each_epoch(tmp_path, sticks_table):
     _train(sticks_table, tmp_path, epochs=1, resume_dir=tmp_path / "resume")
     model, _, meta = load_checkpoint(tmp_path / "resume" / "latest")
     assert meta["epoch"] == 1 and len(meta["train_space_group_counts"]) == 230
+
+
+def _sticks_of(a, c, hkls):
+    import numpy as np
+
+    hkl = np.array(hkls)
+    inv = (hkl[:, 0] ** 2 + hkl[:, 1] ** 2) / a**2 + hkl[:, 2] ** 2 / c**2
+    return (1 / np.sqrt(inv)).astype("float32"), hkl
+
+
+def test_metric_strain_keeps_the_crystal_system():
+    import numpy as np
+
+    from xrdid.train.loop import MetricStrain
+
+    hkls = [(1, 0, 0), (1, 1, 0), (1, 1, 1), (2, 0, 0), (2, 1, 0), (2, 1, 1), (0, 0, 1), (1, 0, 2)]
+    d_cub, hkl = _sticks_of(4.0, 4.0, hkls)
+    d_tet, _ = _sticks_of(4.0, 6.0, hkls)
+    strain = MetricStrain.fit([d_cub, d_tet], [hkl, hkl], width=8, cubic=np.array([True, False]))
+    d = torch.from_numpy(np.stack([d_cub, d_tet]))
+    assert torch.allclose(strain.apply(torch.arange(2), d, 0.0, torch.Generator()), d, rtol=1e-5)
+    out = strain.apply(torch.arange(2), d, 0.05, torch.Generator().manual_seed(3))
+    ratio = out / d
+    assert torch.allclose(ratio[0], ratio[0, :1].expand(8), rtol=1e-5)  # cubic: one isotropic scale
+    # tetragonal: a and c change independently, (100) and (001) by different factors
+    assert abs(float(ratio[1, 0] - ratio[1, 6])) > 1e-4
+    assert float((ratio - 1).abs().max()) <= 0.1 + 1e-6
