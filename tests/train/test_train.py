@@ -18,7 +18,8 @@ def _train(sticks, tmp_path, epochs, resume_dir=None):
         instrument=get_instrument({"preset": "cu", "n_points": 512}),
         augment=Augment(),
         model_config=TINY,
-        config=TrainConfig(epochs=epochs, steps_per_epoch=2, batch_size=8),
+        # In-process rendering keeps these tests fast; the worker path is checked batch for batch below.
+        config=TrainConfig(epochs=epochs, steps_per_epoch=2, batch_size=8, render_workers=0),
         resume_dir=resume_dir,
         progress=False,
     )
