@@ -6,7 +6,7 @@
 #   results/{dataset}/sticks.parquet                          all chunks, with the group-wise split
 #   results/{dataset}/train/model/                            checkpoint: model.json + weights.pt
 #   results/{dataset}/train/history.csv                       per-epoch losses and validation accuracies
-#   results/{dataset}/evaluate/{metrics.json,confusion_*.csv} test-split metrics
+#   results/{dataset}/evaluate/{metrics.json,metrics.html,confusion_*.csv} test-split metrics
 #   results/{dataset}/plots/{curves,confusion_*,augmentations}.png  figures
 #   results/{dataset}/measured/{set}/{predictions.csv,metrics.json}  the model on measured patterns
 #   results/{dataset}/plots/synthetic_vs_measured_{set}.png   synthetic test split vs. measured set
