@@ -147,3 +147,27 @@ def test_metric_strain_keeps_the_crystal_system():
     # tetragonal: a and c change independently, (100) and (001) by different factors
     assert abs(float(ratio[1, 0] - ratio[1, 6])) > 1e-4
     assert float((ratio - 1).abs().max()) <= 0.1 + 1e-6
+
+
+def test_resume_state_of_other_data_is_not_used(tmp_path, sticks_table, caplog):
+    import logging
+
+    import torch
+
+    from xrdid.data import StickTable
+    from xrdid.train.loop import _digest
+
+    def digest(path):
+        return _digest(StickTable.from_parquet(path, split="train").ids, StickTable.from_parquet(path, split="val").ids)
+
+    resume = tmp_path / "resume"
+    _train(sticks_table, tmp_path / "a", epochs=1, resume_dir=resume)
+    # The same configuration on other structures (ids renamed) must train afresh, not resume.
+    other = tmp_path / "other.parquet"
+    pl.read_parquet(sticks_table).with_columns(pl.col("id") + "-b").write_parquet(other)
+    with caplog.at_level(logging.INFO, logger="xrdid.train.loop"):
+        _train(other, tmp_path / "b", epochs=1, resume_dir=resume)
+    assert "belongs to a different configuration" in caplog.text
+    assert "resumed from" not in caplog.text
+    state = torch.load(resume / "state.pt", weights_only=False)
+    assert state["fingerprint"]["data"] == digest(other) != digest(sticks_table)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import logging
 import math
 import time
@@ -59,6 +60,14 @@ class TrainConfig:
     # Symmetry-preserving lattice strain (see MetricStrain): each free term of a crystal's reciprocal
     # metric is scaled by 1 + U(−s, s) per pattern. 0 turns it off.
     metric_strain: float = 0.0
+
+
+def _digest(*id_lists: list[str]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for ids in id_lists:
+        h.update("\x1f".join(ids).encode())
+        h.update(b"\x1e")
+    return h.hexdigest()
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -290,7 +299,12 @@ def train(
     rows: list[dict] = []
     start_epoch = 0
     state_file = Path(resume_dir) / "state.pt" if resume_dir else None
-    fingerprint = {"train": asdict(config), "model": model_config.to_dict(), "instrument": instrument.to_dict(), "augment": asdict(augment)}
+    fingerprint = {
+        "train": asdict(config), "model": model_config.to_dict(), "instrument": instrument.to_dict(),
+        "augment": asdict(augment),
+        # The data too: a state saved for other structures (a changed structures table) is not resumed.
+        "data": _digest(train_table.ids, val_table.ids),
+    }
     if state_file is not None and state_file.exists():
         state = torch.load(state_file, map_location=dev, weights_only=False)
         if state.get("fingerprint") == fingerprint:
