@@ -37,9 +37,8 @@ def structures(n: int):
     out = []
     for i, g in enumerate(GROUPS[:n]):
         with contextlib.redirect_stderr(io.StringIO()):
-            row, _ = generate_one((f"bench-{i}", g, spec))
-        if row is not None:
-            out.append(Structure.from_str(row["cif"], fmt="cif"))
+            rows, _ = generate_one((f"bench-{i}", g, spec))
+        out.extend(Structure.from_str(row["cif"], fmt="cif") for row in rows)
     return out
 
 
