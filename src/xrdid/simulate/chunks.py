@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -72,9 +71,8 @@ def simulate_chunk(
     A structure whose simulation fails is logged with its reason and left out of the chunk (it is
     still listed, with the reason, in the chunk's log).
     """
-    from pymatgen.core import Structure
-
     from xrdid.simulate.sticks import compute_sticks
+    from xrdid.structures.table import structure_from_row
 
     # Read only this chunk's rows (slice pushed down into the scan), so a job's memory depends on the
     # chunk size, not on the number of structures.
@@ -86,10 +84,7 @@ def simulate_chunk(
     t0 = time.perf_counter()
     for row in rows:
         try:
-            with warnings.catch_warnings():
-                # CIF rounding notices are expected for CIFs we wrote ourselves.
-                warnings.simplefilter("ignore")
-                structure = Structure.from_str(row["cif"], fmt="cif")
+            structure = structure_from_row(row)
             sticks = compute_sticks(structure, d_min_A)
         except Exception as exc:  # one bad structure never sinks the chunk
             failed += 1

@@ -2,7 +2,8 @@
 
 Columns (DESIGN.md): ``id``, ``source``, ``formula``, ``elements``, ``space_group`` (spglib on the
 parsed structure at ``symprec``), ``space_group_symbol``, ``symprec``, ``space_group_source`` (the
-label the source gave, null when none), ``crystal_system``, ``n_sites``, ``cif``.
+label the source gave, null when none), ``crystal_system``, ``n_sites``, ``cif``; and ``lattice``,
+``species``, ``frac_coords`` (the ordered structure as arrays, read by :func:`structure_from_row`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ STRUCTURE_SCHEMA = pa.schema(
         ("crystal_system", pa.string()),
         ("n_sites", pa.int32()),
         ("cif", pa.string()),
+        # The same structure as arrays, so simulation needs no CIF parsing (the slow part of a chunk):
+        # lattice matrix rows (Å), one element per site, fractional coordinates.
+        ("lattice", pa.list_(pa.float64(), 9)),
+        ("species", pa.list_(pa.string())),
+        ("frac_coords", pa.list_(pa.list_(pa.float64(), 3))),
     ]
 )
 FAILED_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("reason", pa.string())])
@@ -88,7 +94,24 @@ def describe_structure(
         "crystal_system": crystal_system(number),
         "n_sites": len(structure),
         "cif": str(CifWriter(structure)),
+        "lattice": [float(v) for v in structure.lattice.matrix.reshape(-1)],
+        "species": [site.specie.symbol for site in structure],
+        "frac_coords": [[float(v) for v in site.frac_coords] for site in structure],
     }
+
+
+def structure_from_row(row: dict):
+    """The pymatgen Structure of a structures-table row: from its arrays when present, else its CIF."""
+    from pymatgen.core import Lattice, Structure
+
+    if row.get("lattice") is not None and row.get("species"):
+        return Structure(Lattice(list(zip(*[iter(row["lattice"])] * 3))), row["species"], row["frac_coords"])
+    import warnings
+
+    with warnings.catch_warnings():
+        # CIF rounding notices are expected for CIFs we wrote ourselves.
+        warnings.simplefilter("ignore")
+        return Structure.from_str(row["cif"], fmt="cif")
 
 
 def write_structure_tables(
