@@ -163,20 +163,9 @@ PRESETS: dict[str, Instrument] = {
         geometry="bragg_brentano",
         goniometer_radius_mm=240.0,
     ),
-    # The same with a graphite(002) diffracted-beam monochromator (2θ_M = 26.57° for Cu Kα).
-    "cu_mono": Instrument(
-        name="cu_mono",
-        wavelengths_A=(CU_KA1_A, CU_KA2_A),
-        weights=(1.0, 0.5),
-        two_theta_min_deg=5.0,
-        two_theta_max_deg=90.0,
-        caglioti_uvw_deg2=(0.004, -0.002, 0.002),
-        polarisation_k=1.0,
-        monochromator_two_theta_deg=26.57,
-        geometry="bragg_brentano",
-        goniometer_radius_mm=240.0,
-    ),
 }
+# The same with a graphite(002) diffracted-beam monochromator (2θ_M = 26.57° for Cu Kα).
+PRESETS["cu_mono"] = dataclasses.replace(PRESETS["cu"], name="cu_mono", monochromator_two_theta_deg=26.57)
 
 
 def get_instrument(spec: str | dict | Instrument) -> Instrument:
