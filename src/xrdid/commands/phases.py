@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 
@@ -40,11 +39,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from dataclasses import replace
-
-    from xrdid.mixtures import FitSettings, LibraryError, default_cache_dir, identify_phases, load_library
+    from xrdid.mixtures import LibraryError, identify_in_pattern
     from xrdid.readers import PatternError, read_pattern
-    from xrdid.simulate.sticks import d_min_for
 
     if args.kalpha2_ratio is not None and not 0 <= args.kalpha2_ratio <= 1:
         log.error("--kalpha2-ratio must be between 0 and 1, got %g", args.kalpha2_ratio)
@@ -54,49 +50,22 @@ def run(args) -> int:
         return 2
     try:
         pattern = read_pattern(args.file, wavelength_A=args.wavelength)
-        lam = pattern.resolve_wavelength(args.wavelength)
-        two_theta = _two_theta(pattern, lam)
+        fit, n_library = identify_in_pattern(
+            pattern, args.library, wavelength_A=args.wavelength, kalpha2_ratio=args.kalpha2_ratio,
+            max_phases=args.max_phases, use_cache=not args.no_cache,
+        )
     except PatternError as e:
         log.error("%s", e)
         return 1 if "wavelength" not in str(e) else 2
-
-    settings = FitSettings() if args.max_phases is None else replace(FitSettings(), max_phases=args.max_phases)
-    ka2 = pattern.meta.get("kalpha2_A")
-    lam_long = max(lam, float(ka2) if ka2 else lam)
-    d_min = d_min_for(lam_long, min(float(two_theta[-1]) + 1.0, 179.0)) / (1 + settings.d_scale_range)
-    try:
-        library = load_library(args.library, d_min, cache_dir=None if args.no_cache else default_cache_dir())
     except LibraryError as e:
         log.error("%s", e)
         return 2
-    fit = identify_phases(two_theta, pattern.y, lam, library, kalpha2_A=float(ka2) if ka2 else None,
-                          kalpha2_ratio=args.kalpha2_ratio, settings=settings)
     if args.json:
-        out = {"file": str(args.file), "library": str(args.library), "n_library_phases": len(library), **fit.to_dict()}
+        out = {"file": str(args.file), "library": str(args.library), "n_library_phases": n_library, **fit.to_dict()}
         sys.stdout.write(json.dumps(out) + "\n")
     else:
         sys.stdout.write(_table(args.file, fit))
     return 0
-
-
-def _two_theta(pattern, lam: float):
-    """The pattern's x axis as 2θ (deg) at ``lam`` (Å); Q and d patterns are converted, points beyond
-    the Bragg limit dropped."""
-    import numpy as np
-
-    from xrdid.readers import PatternError
-
-    if pattern.axis == "two_theta":
-        return pattern.x
-    q = pattern.q(lam)
-    s = q * lam / (4 * math.pi)
-    ok = s < 1
-    if ok.sum() < 10:
-        raise PatternError(f"{pattern.path}: fewer than 10 points are reachable at λ = {lam} Å")
-    tt = np.degrees(2 * np.arcsin(s[ok]))
-    order = np.argsort(tt)
-    pattern.y = pattern.y[ok][order]
-    return tt[order]
 
 
 def _table(file, fit) -> str:

@@ -50,8 +50,11 @@ in, other rutile CIFs are not tried (polymorphs, different space groups, still a
 
 from xrdid.mixtures.fit import FitSettings, MixtureFit, PhaseResult, identify_phases
 from xrdid.mixtures.library import Library, LibraryError, LibraryPhase, default_cache_dir, load_library
+from xrdid.mixtures.pattern import identify_in_pattern, two_theta_of
 
 __all__ = [
+    "identify_in_pattern",
+    "two_theta_of",
     "FitSettings", "Library", "LibraryError", "LibraryPhase", "MixtureFit", "PhaseResult",
     "default_cache_dir", "identify_phases", "load_library",
 ]

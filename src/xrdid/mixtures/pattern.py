@@ -1,0 +1,56 @@
+"""A measured pattern against a library, the steps the CLI and the web page share."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from xrdid.mixtures.fit import FitSettings, MixtureFit, identify_phases
+from xrdid.mixtures.library import default_cache_dir, load_library
+from xrdid.readers import Pattern, PatternError
+from xrdid.simulate.sticks import d_min_for
+
+
+def two_theta_of(pattern: Pattern, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """The pattern as (2θ in degrees at ``lam`` Å, y); Q and d patterns are converted, points beyond the
+    Bragg limit dropped, sorted by 2θ."""
+    if pattern.axis == "two_theta":
+        return pattern.x, pattern.y
+    q = pattern.q(lam)
+    s = q * lam / (4 * math.pi)
+    ok = s < 1
+    if ok.sum() < 10:
+        raise PatternError(f"{pattern.path}: fewer than 10 points are reachable at λ = {lam} Å")
+    tt = np.degrees(2 * np.arcsin(s[ok]))
+    order = np.argsort(tt)
+    return tt[order], pattern.y[ok][order]
+
+
+def identify_in_pattern(
+    pattern: Pattern,
+    library: str | Path,
+    *,
+    wavelength_A: float | None = None,
+    kalpha2_ratio: float | None = None,
+    max_phases: int | None = None,
+    use_cache: bool = True,
+) -> tuple[MixtureFit, int]:
+    """Phases of ``library`` (a CIF folder or structures parquet) in ``pattern``: (fit, library size).
+
+    The wavelength is the file's, else ``wavelength_A``, else PatternError; the file's Kα2, when it
+    states one, is fitted with the ratio refined unless ``kalpha2_ratio`` fixes it. Raises LibraryError
+    for an unusable library.
+    """
+    lam = pattern.resolve_wavelength(wavelength_A)
+    two_theta, y = two_theta_of(pattern, lam)
+    settings = FitSettings() if max_phases is None else replace(FitSettings(), max_phases=max_phases)
+    ka2 = pattern.meta.get("kalpha2_A")
+    lam_long = max(lam, float(ka2) if ka2 else lam)
+    d_min = d_min_for(lam_long, min(float(two_theta[-1]) + 1.0, 179.0)) / (1 + settings.d_scale_range)
+    phases = load_library(library, d_min, cache_dir=default_cache_dir() if use_cache else None)
+    fit = identify_phases(two_theta, y, lam, phases, kalpha2_A=float(ka2) if ka2 else None,
+                          kalpha2_ratio=kalpha2_ratio, settings=settings)
+    return fit, len(phases)
