@@ -188,3 +188,22 @@ def test_no_model(tmp_path, xy_text):
         assert r.status_code == 503 and "not an xrdid checkpoint" in r.json()["detail"]
         assert_error(post(c, xy_text, wavelength=CU_KA1_A), 503, "no_model", "not an xrdid checkpoint")
         assert c.get("/").status_code == 200
+
+
+def test_with_a_library_the_prediction_lists_phases(tiny_model, xy_text, tmp_path, nacl):
+    from pymatgen.core import Lattice, Structure
+
+    library = tmp_path / "library"
+    library.mkdir()
+    nacl.to(filename=str(library / "NaCl.cif"))
+    Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]]).to(filename=str(library / "Si.cif"))
+    with TestClient(create_app(tiny_model, library=library)) as c:
+        r = post(c, xy_text, wavelength=CU_KA1_A)
+    assert r.status_code == 200, r.text
+    phases = r.json()["phases"]
+    assert [p["formula"] for p in phases["phases"]] == ["NaCl"]
+    assert 0 < phases["rwp"] < 1
+
+
+def test_without_a_library_there_are_no_phases(client, xy_text):
+    assert "phases" not in post(client, xy_text, wavelength=CU_KA1_A).json()

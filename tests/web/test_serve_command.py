@@ -43,3 +43,10 @@ def test_serve_answers_health(tiny_model):
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_serve_refuses_a_missing_library(tiny_model, tmp_path, caplog):
+    from xrdid.cli import main
+
+    assert main(["serve", "--model", str(tiny_model), "--library", str(tmp_path / "nowhere")]) == 2
+    assert "no such folder or file" in caplog.text

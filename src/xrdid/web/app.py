@@ -146,7 +146,9 @@ def _model_range(bundle, pattern) -> list[float] | None:
     return [float(v) for v in np.degrees(2 * np.arcsin(s))]
 
 
-def classify_upload(bundle, path: Path, name: str, *, wavelength_A: float | None, top_k: int) -> dict:
+def classify_upload(
+    bundle, path: Path, name: str, *, wavelength_A: float | None, top_k: int, library: str | Path | None = None
+) -> dict:
     """Read the pattern at ``path`` (uploaded as ``name``) and classify it: the /api/predict body.
 
     Raises ApiError with the file's name (not the temporary path) in the message.
@@ -175,6 +177,16 @@ def classify_upload(bundle, path: Path, name: str, *, wavelength_A: float | None
         raise ApiError(422, named(exc), "unclassifiable") from None
     except PatternError as exc:  # a reader check the prediction re-runs
         raise ApiError(422, named(exc), "unreadable") from None
+    if library is not None:
+        from xrdid.mixtures import LibraryError, identify_in_pattern
+
+        try:
+            fit, _ = identify_in_pattern(pattern, library, wavelength_A=wavelength_A)
+        except LibraryError as exc:
+            raise ApiError(500, f"the server's phase library is unusable: {exc}", "library") from None
+        except PatternError as exc:
+            raise ApiError(422, named(exc), "unreadable") from None
+        result["phases"] = fit.to_dict()
     return {
         "file": name,
         **result,
@@ -225,8 +237,14 @@ class UploadLimit:
 # --- the app ----------------------------------------------------------------------------------------
 
 
-def create_app(model_path: str | Path | None = None, *, max_upload_mb: float = MAX_UPLOAD_MB) -> FastAPI:
-    """The FastAPI app; the model (``model_path``, default the pretrained one) is loaded at startup."""
+def create_app(
+    model_path: str | Path | None = None, *, max_upload_mb: float = MAX_UPLOAD_MB, library: str | Path | None = None
+) -> FastAPI:
+    """The FastAPI app; the model (``model_path``, default the pretrained one) is loaded at startup.
+
+    With ``library`` (a CIF folder or structures parquet), every prediction also carries ``phases``: the
+    whole-pattern phase identification of :mod:`xrdid.mixtures` against it.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -294,7 +312,7 @@ def create_app(model_path: str | Path | None = None, *, max_upload_mb: float = M
                 shutil.copyfileobj(file.file, out)
             if path.stat().st_size == 0:
                 raise ApiError(400, f"{name}: the file is empty", "empty")
-            return classify_upload(bundle, path, name, wavelength_A=lam, top_k=k)
+            return classify_upload(bundle, path, name, wavelength_A=lam, top_k=k, library=library)
 
     @app.get("/", include_in_schema=False)
     def index():
