@@ -37,6 +37,7 @@ CANDIDATES = {
     "resnet 2048": (2048, CNNConfig(n_points=2048), 1),
     "convnext 2048": (2048, CNNConfig(n_points=2048, architecture="convnext"), 1),
     "plain 2048": (2048, CNNConfig(n_points=2048, architecture="plain"), 1),
+    "plain 2048, in-process": (2048, CNNConfig(n_points=2048, architecture="plain"), 0),
     "plain 2048 stem 16/8": (2048, CNNConfig(n_points=2048, architecture="plain", stem_kernel=16, stem_stride=8, stem_channels=32, stage_channels=(48, 64, 96, 128)), 1),
     "resnet 2048 stem 16/8": (2048, CNNConfig(n_points=2048, stem_kernel=16, stem_stride=8, stem_channels=32, stage_channels=(48, 64, 96, 128)), 1),
 }

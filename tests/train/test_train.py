@@ -100,7 +100,7 @@ def test_temperature_fit_softens_overconfident_logits():
 
 
 def test_rendering_in_a_worker_gives_the_same_batches(tmp_path, sticks_table):
-    """render_workers=1 (CPU default) and in-process rendering draw identical batches."""
+    """render_workers=1 (a worker process) and in-process rendering draw identical batches."""
     from xrdid.instrument import Renderer
     from xrdid.data import StickTable
     from xrdid.train.loop import RenderedBatches, _epoch_batches

@@ -6,13 +6,14 @@ After each epoch the validation split is rendered with a fixed seed (the same pa
 a row is appended to ``history.csv`` and a resume state is written; a killed run restarts from the
 last finished epoch. At the end the heads' temperatures are fitted on the validation logits.
 
-On CPU, rendering runs in ``render_workers`` separate processes (a DataLoader over
-:class:`RenderedBatches`) while the main process trains with the remaining threads: rendering and the
-optimiser step overlap, and no process needs more than one thread. This matters on a small shared
-machine: torch's intra-op parallelism with two threads on two oversubscribed cores was measured 30×
-slower than one thread per process (a parallel region waits for its descheduled thread). The batches
-are the same as rendered in-process (same generators, same order), so a resumed run still draws
-exactly the batches an uninterrupted one would. On CUDA rendering stays on the GPU, in-process.
+With ``render_workers=1`` rendering runs on CPU in a separate process (a DataLoader over
+:class:`RenderedBatches`) while the main process trains with the remaining threads, one thread each.
+Which is faster depends on the machine's load (benchmarks/train.py, 2 cores): idle, in-process with 2
+intra-op threads is 1.6× faster (954 vs 606 patterns/s, plain body); oversubscribed by other users'
+jobs (load 6–8), two intra-op threads stall on each other (a parallel region waits for its descheduled
+thread: rendering took 3–5 s per batch instead of 0.1 s) and the worker was 2× faster. The batches are
+identical either way (same generators, same order), so resuming works across the setting. On CUDA
+rendering stays on the GPU, in-process.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ class TrainConfig:
     label_smoothing: float = 0.05
     seed: int = 0
     max_peaks: int = 512
-    # 1: render training batches in a separate process on CPU (see the module docstring); 0: in-process.
-    render_workers: int = 1
+    # 1: render training batches in a separate process on CPU (faster on oversubscribed machines, see the
+    # module docstring); 0: in the training process (faster on an idle machine).
+    render_workers: int = 0
     # Symmetry-preserving lattice strain (see MetricStrain): each free term of a crystal's reciprocal
     # metric is scaled by 1 + U(−s, s) per pattern. 0 turns it off.
     metric_strain: float = 0.0
