@@ -67,3 +67,17 @@ def test_structure_rows_carry_arrays_that_rebuild_the_structure(small_structures
         from_cif = structure_from_row({**row, "lattice": None, "species": None})
         assert np.allclose(from_cif.lattice.matrix, structure.lattice.matrix, atol=1e-5), name
         assert len(from_cif) == len(structure), name
+
+
+def test_stick_table_keeps_the_hkl_of_the_kept_sticks(sticks_table):
+    import numpy as np
+
+    from xrdid.data import StickTable
+
+    table = StickTable.from_parquet(sticks_table, d_min_A=1.0, max_peaks=5, with_hkl=True)
+    i = table.ids.index("NaCl")
+    d = table.d[i][table.d[i] > 0].numpy()
+    hkl = table.hkl_rows[i]
+    assert len(d) == len(hkl) == 5 and (d >= 1.0).all()
+    assert np.allclose(5.64 / np.sqrt((hkl**2).sum(1)), d, rtol=1e-5)
+    assert StickTable.from_parquet(sticks_table).hkl_rows is None

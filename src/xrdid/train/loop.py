@@ -153,43 +153,12 @@ class MetricStrain:
 
 def load_sticks(path, *, split: str | None, d_min_A: float | None, max_peaks: int, strain: bool) -> tuple[StickTable, MetricStrain | None]:
     """:meth:`StickTable.from_parquet` plus, with ``strain``, the :class:`MetricStrain` of the same sticks."""
+    sticks = StickTable.from_parquet(path, split=split, d_min_A=d_min_A, max_peaks=max_peaks, with_hkl=strain)
     if not strain:
-        return StickTable.from_parquet(path, split=split, d_min_A=d_min_A, max_peaks=max_peaks), None
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from xrdid.labels import crystal_system_index
-
-    names = pq.read_schema(path).names
-    cols = ["id", "space_group", "d", "f2m", "split"] + (["hkl"] if "hkl" in names else [])
-    table = pq.read_table(path, columns=cols)
-    if split is not None:
-        table = table.filter(pc.equal(table["split"], split))
-    d_all, f_all = table["d"].to_pylist(), table["f2m"].to_pylist()
-    hkl_all = table["hkl"].to_pylist() if "hkl" in names else [None] * table.num_rows
-    d_rows, f_rows, h_rows = [], [], []
-    for d, f, hkl in zip(d_all, f_all, hkl_all):
-        d, f = np.asarray(d, np.float32), np.asarray(f, np.float32)
-        hkl = np.asarray(hkl, np.int64).reshape(-1, 3) if hkl is not None and len(hkl) == len(d) else None
-        keep = d >= d_min_A if d_min_A is not None else np.ones(len(d), bool)
-        d, f = d[keep], f[keep]
-        hkl = hkl[keep] if hkl is not None else None
-        if len(d) > max_peaks:
-            top = np.argsort(f)[::-1][:max_peaks]
-            d, f = d[top], f[top]
-            hkl = hkl[top] if hkl is not None else None
-        d_rows.append(d), f_rows.append(f), h_rows.append(hkl)
-    width = max((len(d) for d in d_rows), default=1) or 1
-    D = np.zeros((len(d_rows), width), np.float32)
-    F = np.zeros((len(d_rows), width), np.float32)
-    for i, (d, f) in enumerate(zip(d_rows, f_rows)):
-        D[i, : len(d)], F[i, : len(f)] = d, f
-    sg = table["space_group"].to_numpy().astype(np.int64)
-    sticks = StickTable(
-        ids=table["id"].to_pylist(), d=torch.from_numpy(D), f2m=torch.from_numpy(F), space_group=torch.from_numpy(sg - 1),
-        crystal_system=torch.tensor([crystal_system_index(int(s)) for s in sg], dtype=torch.int64),
-    )
-    return sticks, MetricStrain.fit(d_rows, h_rows, width, cubic=(sticks.crystal_system == 6).numpy())
+        return sticks, None
+    d_rows = [row[row > 0].numpy() for row in sticks.d]  # padding is at the end of each row
+    hkl_rows = sticks.hkl_rows or [None] * len(sticks)
+    return sticks, MetricStrain.fit(d_rows, hkl_rows, sticks.d.shape[1], cubic=(sticks.crystal_system == 6).numpy())
 
 
 class RenderedBatches(torch.utils.data.IterableDataset):
