@@ -23,7 +23,7 @@ import torch
 
 from xrdid.instrument import get_instrument
 from xrdid.models import CNNConfig, XRDClassifier, save_checkpoint
-from xrdid.predict import load_model, predict_arrays, predict_patterns, prepare, pretrained_path
+from xrdid.predict import load_model, predict_patterns, prepare, pretrained_path
 from xrdid.readers import Pattern
 
 

@@ -11,7 +11,6 @@ measured in the same run. Flat means a job's memory depends on its chunk, not on
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-from pymatgen.core import Lattice, Structure
 
 from xrdid.evaluate.measured import evaluate_measured, read_measured_labels
 from xrdid.instrument import get_instrument

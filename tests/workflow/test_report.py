@@ -4,9 +4,6 @@ run statistics."""
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
 
 import pytest
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from pathlib import Path
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ The choice was made by an ablation at equal training budget (benchmarks/README.m
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F

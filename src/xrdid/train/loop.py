@@ -22,7 +22,6 @@ import copy
 import csv
 import hashlib
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
