@@ -2,10 +2,11 @@
 
     python benchmarks/structures.py [--groups-step 10] [--per-group 4]
 
-Generates crystals for every ``groups-step``-th space group with pyxtal alone (variants=1) and with
-variants=4 (element substitution + strain of each pyxtal crystal), then simulates the sticks of the
-generated structures, and prints structures/s for each and their ratios. Generation is the synthetic
-path's bottleneck when its rate is below the simulation rate.
+Generates crystals for every ``groups-step``-th space group with the ``wyckoff`` generator (the
+default), with pyxtal alone (the reference) and with pyxtal plus variants=4 (element substitution +
+strain of each pyxtal crystal), then simulates the sticks of the wyckoff crystals, and prints
+structures/s for each and their ratios. Generation is the synthetic path's bottleneck when its rate is
+below the simulation rate.
 """
 
 from __future__ import annotations
@@ -34,26 +35,28 @@ def main() -> None:
     groups = list(range(1, 231, args.groups_step))
     tmp = tempfile.mkdtemp()
     rates = {}
-    for variants in (1, 4):
-        spec = SyntheticSpec(space_groups=groups, per_group=args.per_group, variants=variants)
+    frames = {}
+    for name, generator, variants in (("wyckoff", "wyckoff", 1), ("pyxtal", "pyxtal", 1), ("pyxtal+variants=4", "pyxtal", 4)):
+        spec = SyntheticSpec(space_groups=groups, per_group=args.per_group, variants=variants, generator=generator)
         t0 = time.perf_counter()
-        n, n_failed = generate_synthetic(spec, out=f"{tmp}/s{variants}.parquet", failed_out=f"{tmp}/f{variants}.parquet")
+        n, n_failed = generate_synthetic(spec, out=f"{tmp}/{name}.parquet", failed_out=f"{tmp}/{name}.failed.parquet")
         dt = time.perf_counter() - t0
-        frame = pl.read_parquet(f"{tmp}/s{variants}.parquet")
+        frame = frames[name] = pl.read_parquet(f"{tmp}/{name}.parquet")
         relabelled = int((frame["space_group"] != frame["space_group_source"]).sum())
-        rates[variants] = n / dt
-        print(f"generation, variants={variants}: {n} structures ({n_failed} failed, {relabelled} relabelled by spglib) "
-              f"in {dt:.1f} s = {n / dt:.1f} structures/s on one core")
+        rates[name] = n / dt
+        print(f"generation, {name}: {n} structures ({n_failed} failed, {relabelled} relabelled by spglib, "
+              f"{frame['n_sites'].mean():.1f} sites on average) in {dt:.1f} s = {n / dt:.1f} structures/s on one core")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        structures = [Structure.from_str(c, fmt="cif") for c in frame["cif"]]
+        structures = [Structure.from_str(c, fmt="cif") for c in frames["wyckoff"]["cif"]]
     t0 = time.perf_counter()
     for s in structures:
         compute_sticks(s, 0.5)
     sim = len(structures) / (time.perf_counter() - t0)
     print(f"stick simulation (d >= 0.5 Å) of the same structures: {sim:.1f} structures/s on one core")
-    print(f"ratio simulation / generation: {sim / rates[1]:.1f}x (pyxtal alone), {sim / rates[4]:.1f}x (variants=4)")
-    print(f"variants=4 speed-up of generation: {rates[4] / rates[1]:.2f}x")
+    print("ratio simulation / generation: " + ", ".join(f"{sim / r:.1f}x ({name})" for name, r in rates.items()))
+    print(f"wyckoff vs pyxtal generation: {rates['wyckoff'] / rates['pyxtal']:.1f}x; "
+          f"vs pyxtal+variants=4: {rates['wyckoff'] / rates['pyxtal+variants=4']:.1f}x")
 
 
 if __name__ == "__main__":

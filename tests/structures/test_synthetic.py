@@ -39,3 +39,10 @@ def test_seed_changes_the_crystals(tmp_path):
     a, _, _ = _run(tmp_path, "a", seed=0)
     b, _, _ = _run(tmp_path, "b", seed=1)
     assert a["cif"].to_list() != b["cif"].to_list()
+
+
+def test_both_generators_label_most_crystals_with_the_requested_group(tmp_path):
+    for generator in ("wyckoff", "pyxtal"):
+        frame, n, _ = _run(tmp_path, generator, generator=generator)
+        assert n >= 12
+        assert (frame["space_group"] == frame["space_group_source"]).sum() >= 0.75 * n, generator

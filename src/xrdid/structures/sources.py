@@ -30,6 +30,7 @@ def build_structures(
             timeout_s=float(settings.get("timeout_s", 5.0)),
             variants=int(settings.get("variants", 1)),
             variant_strain=float(settings.get("variant_strain", 0.08)),
+            generator=str(settings.get("generator", "wyckoff")),
         )
         return generate_synthetic(spec, out=out, failed_out=failed_out, workers=workers)
     if source == "materials_project":

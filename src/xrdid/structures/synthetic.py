@@ -1,12 +1,14 @@
-"""Random symmetric crystals for all 230 space groups (pyxtal), seeded, the embedded default source.
+"""Random symmetric crystals for all 230 space groups, seeded, the embedded default source.
+
+Two generators: ``wyckoff`` (default, :mod:`xrdid.structures.wyckoff`: direct placement on pyxtal's
+Wyckoff positions, about 100 crystals per second per core) and ``pyxtal`` (``pyxtal.from_random``, about
+one per second per core, bounded by a wall-clock limit because a few of its calls stall for minutes).
 
 Each structure's id is ``syn-{requested group:03d}-{index:05d}``; its random seed derives from that id
 and the base seed alone, so the same config gives the same crystals whatever the number of workers.
 Every crystal is labelled by spglib on the generated structure (``space_group``), not by the group
 that was requested (kept as ``space_group_source``): pyxtal often returns a supergroup.
-
-Each pyxtal call runs under a wall-clock limit, because a few calls stall for minutes and would
-otherwise dominate generation time; stalls and failures are recorded in the failures table.
+Failures are recorded in the failures table.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class SyntheticSpec:
     # arrangement with other scattering powers and cell shape, at a fraction of pyxtal's cost.
     variants: int = 1
     variant_strain: float = 0.08
+    generator: str = "wyckoff"  # wyckoff | pyxtal
 
 
 class _Timeout(Exception):
@@ -164,7 +167,11 @@ def generate_one(task: tuple[str, int, SyntheticSpec]) -> tuple[list[dict], list
 
 
 def _generate_parent(structure_id: str, group_number: int, spec: SyntheticSpec):
-    """One pyxtal crystal of ``group_number``: (structure, row, None) or (None, None, failure)."""
+    """One crystal of ``group_number``: (structure, row, None) or (None, None, failure)."""
+    if spec.generator == "wyckoff":
+        return _generate_parent_wyckoff(structure_id, group_number, spec)
+    if spec.generator != "pyxtal":
+        raise ValueError(f"unknown synthetic generator {spec.generator!r} (wyckoff | pyxtal)")
     from pyxtal import pyxtal
     from pyxtal.symmetry import Group
 
@@ -214,6 +221,59 @@ def _generate_parent(structure_id: str, group_number: int, spec: SyntheticSpec):
             return structure, row, None
         # pyxtal gave a supergroup (special positions only, or coincident parameters): try again so
         # that groups stay balanced, but keep it as a correctly labelled fallback.
+        fallback = fallback or (structure, row, None)
+    if fallback is not None:
+        return fallback
+    return None, None, {"id": structure_id, "source": "synthetic", "reason": reason}
+
+
+def _generate_parent_wyckoff(structure_id: str, group_number: int, spec: SyntheticSpec):
+    """Like the pyxtal path, with :func:`xrdid.structures.wyckoff.random_crystal`.
+
+    A draw is cheap (a few ms), so it gets four times the attempts. About a third of first draws come
+    out in a supergroup (only special positions occupied, or free parameters near special values); the
+    draws after one then start from the position with the most free parameters.
+    """
+    import spglib
+    from pymatgen.core import Lattice, Structure
+
+    from xrdid.structures.wyckoff import random_crystal
+
+    rng = np.random.default_rng(structure_seed(spec.seed, structure_id))
+    reason = "no Wyckoff placement found"
+    fallback = None
+    elements = tuple(spec.elements)
+    for _attempt in range(4 * spec.max_attempts):
+        crystal = random_crystal(
+            group_number, rng, elements=elements, max_elements=spec.max_elements, max_atoms=spec.max_atoms,
+            most_free=fallback is not None,
+        )
+        if crystal is None:
+            continue
+        lattice, species, coords = crystal
+        # Label from the arrays first: a crystal is described (CIF, formula: the costly part) only when
+        # it is kept, i.e. in the requested group, or the first fallback.
+        numbers = [elements.index(e) + 1 for e in species]
+        try:
+            dataset = spglib.get_symmetry_dataset((lattice, coords, numbers), symprec=spec.symprec)
+        except Exception:  # newer spglib raises where older returned None
+            dataset = None
+        if dataset is None:
+            reason = f"spglib could not find the symmetry at symprec={spec.symprec}"
+            continue
+        if int(dataset.number) != group_number and fallback is not None:
+            continue
+        structure = Structure(Lattice(lattice), species, coords)
+        try:
+            row = describe_structure(
+                structure, id=structure_id, source="synthetic", symprec=spec.symprec,
+                space_group_source=group_number, dataset=dataset,
+            )
+        except StructureError as exc:
+            reason = str(exc)
+            continue
+        if row["space_group"] == group_number:
+            return structure, row, None
         fallback = fallback or (structure, row, None)
     if fallback is not None:
         return fallback

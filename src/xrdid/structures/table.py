@@ -55,11 +55,13 @@ def describe_structure(
     source: str,
     symprec: float = 0.01,
     space_group_source: int | None = None,
+    dataset=None,
 ) -> dict:
     """One row of the structures table for a pymatgen ``Structure``.
 
     Raises StructureError for partial occupancies, a (near-)zero cell volume, or a cell spglib cannot
-    symmetrise at ``symprec``.
+    symmetrise at ``symprec``. ``dataset``: spglib's dataset of this very cell at ``symprec``, when the
+    caller has it already.
     """
     from pymatgen.io.cif import CifWriter
 
@@ -76,7 +78,7 @@ def describe_structure(
         [site.specie.Z for site in structure],
     )
     try:
-        dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+        dataset = dataset or spglib.get_symmetry_dataset(cell, symprec=symprec)
     except Exception as exc:  # newer spglib raises instead of returning None
         raise StructureError(f"spglib could not find the symmetry at symprec={symprec}: {exc}") from None
     if dataset is None:

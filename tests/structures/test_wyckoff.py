@@ -1,0 +1,89 @@
+"""The Wyckoff-placement generator: symmetry as requested, sensible distances, every group reachable."""
+
+import numpy as np
+import pytest
+import spglib
+
+from xrdid.structures.synthetic import DEFAULT_ELEMENTS
+from xrdid.structures.wyckoff import (
+    _element_data,
+    _min_distances,
+    group_positions,
+    lattice_matrix,
+    random_crystal,
+)
+
+ELEMENTS = tuple(DEFAULT_ELEMENTS)
+
+
+def _label(lattice, species, coords):
+    numbers = [ELEMENTS.index(e) + 1 for e in species]
+    return int(spglib.get_symmetry_dataset((lattice, coords, numbers), symprec=0.01).number)
+
+
+def _invariant(number, species, coords) -> bool:
+    """Every operation of the group maps the crystal onto itself, atom for atom and element for element."""
+    general = group_positions(number)[1][0]
+    for rot, tr in zip(general.rotations, general.translations):
+        image = (coords @ rot.T + tr) % 1.0
+        diff = image[:, None, :] - coords[None, :, :]
+        diff -= np.round(diff)
+        match = (np.abs(diff) < 1e-6).all(-1) & (np.array(species)[:, None] == np.array(species)[None, :])
+        if not match.any(1).all():
+            return False
+    return True
+
+
+@pytest.mark.parametrize("number", [1, 2, 14, 15, 62, 88, 146, 160, 166, 176, 194, 205, 225, 227, 230])
+def test_crystals_have_the_group_symmetry_and_reach_its_label(number):
+    rng = np.random.default_rng(number)
+    labels = []
+    for _ in range(12):
+        crystal = random_crystal(number, rng, elements=ELEMENTS, max_atoms=40)
+        if crystal is None:
+            continue
+        lattice, species, coords = crystal
+        assert len(species) == len(coords) <= 40
+        # Built with the group's operations: spglib can find more symmetry (a supergroup), never less.
+        assert _invariant(number, species, coords)
+        labels.append(_label(lattice, species, coords))
+    assert number in labels, labels  # the aggregate rate is checked in test_synthetic
+
+
+def test_distances_respect_the_atomic_tolerance():
+    rng = np.random.default_rng(7)
+    _, tol = _element_data(ELEMENTS)
+    for number in (2, 14, 62, 139, 194, 225):
+        crystal = random_crystal(number, rng, elements=ELEMENTS)
+        assert crystal is not None
+        lattice, species, coords = crystal
+        kinds = np.array([ELEMENTS.index(e) for e in species])
+        d = _min_distances(coords, coords, lattice)
+        np.fill_diagonal(d, np.inf)
+        assert (d >= tol[kinds][:, kinds] - 1e-9).all()
+
+
+def test_periodic_distance_sees_the_nearest_image_in_a_skewed_cell():
+    lattice = lattice_matrix(3.0, 3.0, 10.0, 90.0, 90.0, 30.0)
+    a = np.array([[0.0, 0.0, 0.0]])
+    b = np.array([[0.9, 0.1, 0.0]])
+    brute = min(
+        np.linalg.norm((b[0] - a[0] + [i, j, k]) @ lattice)
+        for i in range(-2, 3) for j in range(-2, 3) for k in range(-2, 3)
+    )
+    assert _min_distances(a, b, lattice)[0, 0] == pytest.approx(brute)
+
+
+def test_every_group_has_positions_and_a_lattice_type():
+    types = {group_positions(n)[0] for n in range(1, 231)}
+    assert types == {"triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic"}
+    # General position first (pyxtal's order), its multiplicity the largest.
+    for n in (1, 47, 230):
+        positions = group_positions(n)[1]
+        assert positions[0].dof == 3 and positions[0].multiplicity == max(p.multiplicity for p in positions)
+
+
+def test_seeded():
+    a = random_crystal(62, np.random.default_rng(3), elements=ELEMENTS)
+    b = random_crystal(62, np.random.default_rng(3), elements=ELEMENTS)
+    assert a is not None and np.array_equal(a[2], b[2]) and a[1] == b[1]
