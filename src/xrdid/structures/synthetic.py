@@ -206,16 +206,8 @@ def _generate_parent(structure_id: str, group_number: int, spec: SyntheticSpec):
         if not crystal.valid:
             reason = "pyxtal returned an invalid crystal"
             continue
-        try:
-            row = describe_structure(
-                structure,
-                id=structure_id,
-                source="synthetic",
-                symprec=spec.symprec,
-                space_group_source=group_number,
-            )
-        except StructureError as exc:
-            reason = str(exc)
+        row, reason = _describe(structure, structure_id, group_number, spec)
+        if row is None:
             continue
         if row["space_group"] == group_number:
             return structure, row, None
@@ -225,6 +217,17 @@ def _generate_parent(structure_id: str, group_number: int, spec: SyntheticSpec):
     if fallback is not None:
         return fallback
     return None, None, {"id": structure_id, "source": "synthetic", "reason": reason}
+
+
+def _describe(structure, structure_id: str, group_number: int, spec: SyntheticSpec, dataset=None):
+    """(row, None) for a usable crystal, else (None, the reason)."""
+    try:
+        return describe_structure(
+            structure, id=structure_id, source="synthetic", symprec=spec.symprec,
+            space_group_source=group_number, dataset=dataset,
+        ), None
+    except StructureError as exc:
+        return None, str(exc)
 
 
 def _generate_parent_wyckoff(structure_id: str, group_number: int, spec: SyntheticSpec):
@@ -264,13 +267,8 @@ def _generate_parent_wyckoff(structure_id: str, group_number: int, spec: Synthet
         if int(dataset.number) != group_number and fallback is not None:
             continue
         structure = Structure(Lattice(lattice), species, coords)
-        try:
-            row = describe_structure(
-                structure, id=structure_id, source="synthetic", symprec=spec.symprec,
-                space_group_source=group_number, dataset=dataset,
-            )
-        except StructureError as exc:
-            reason = str(exc)
+        row, reason = _describe(structure, structure_id, group_number, spec, dataset)
+        if row is None:
             continue
         if row["space_group"] == group_number:
             return structure, row, None
