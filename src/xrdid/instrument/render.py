@@ -210,11 +210,16 @@ class Renderer:
         self.pad = -(-(2 * self.max_half + 2 * m_max + 4) // m_max) * m_max
         self.buf_len = -(-(grid.size + 2 * self.pad - 1) // m_max) * m_max + 1
         self._rungs_t = torch.tensor(rungs, dtype=torch.float32, device=self.device)
+        # Index of the smallest rung ≥ n, for n = 0 … max_half grid points.
+        self._rung_of = torch.bucketize(torch.arange(self.max_half + 1, dtype=torch.float32), self._rungs_t).to(
+            device=self.device, dtype=torch.int32
+        )
         # Gaussian FWHM² of the grid bin (variance Δ²/12), and the smallest Gaussian FWHM allowed.
         self.bin_fwhm2 = 8 * _LN2 * self.step**2 / 12
         self.min_fwhm = float(min_fwhm_steps) * self.step
         self.bg_basis = torch.as_tensor(_background_basis(instrument, grid), dtype=torch.float32, device=self.device)
         self._bank: torch.Tensor | None = None
+        self._ws: dict[str, torch.Tensor] = {}
         k, m = instrument.polarisation_k, math.cos(math.radians(instrument.monochromator_two_theta_deg)) ** 2
         self._pol = (k * m, 1.0 + k * m)
 
@@ -275,14 +280,26 @@ class Renderer:
         centre, area, gam_g, gam_l = (torch.cat(t, dim=1) for t in zip(*per_line))
         gam, eta = _tch(gam_g, gam_l)
         y = self._scatter_profiles(centre, area, gam, eta)
-        y = y / y.amax(dim=1, keepdim=True).clamp_min(1e-30)
+        y_max = y.amax(dim=1, keepdim=True).clamp_min(1e-30)
         if not on:
-            return y, torch.ones_like(y)
-        y = self._background_and_noise(y, gen)
+            return y / y_max, torch.ones_like(y)
+        # Counts scale (not normalised to max 1 yet): the final normalisation below removes it.
+        y = self._background_and_noise(y, y_max, gen)
         mask = self._crop(B, gen)
-        y = y * mask
-        y = y / y.amax(dim=1, keepdim=True).clamp_min(1e-30)
-        return y, mask
+        y = y.mul_(mask)
+        return y.div_(y.amax(dim=1, keepdim=True).clamp_min(1e-30)), mask
+
+    def __getstate__(self):
+        # Workspaces are scratch: a renderer sent to a worker process travels without them.
+        return {**self.__dict__, "_ws": {}}
+
+    def _workspace(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        """A float32 scratch tensor kept between calls (uninitialised): a fresh multi-MB allocation costs
+        more in page faults on first touch than the arithmetic done in it. Never returned to the caller."""
+        buf = self._ws.get(name)
+        if buf is None or buf.shape != shape:
+            buf = self._ws[name] = torch.empty(shape, device=self.device, dtype=torch.float32)
+        return buf
 
     def _normal(self, B: int, n: int, gen) -> torch.Tensor:
         """(B, n) standard normal draws: rows of a fixed bank of 2²² N(0, 1) values at random offsets, signs.
@@ -292,14 +309,24 @@ class Renderer:
         renderer (fixed seed), so the output depends only on the caller's generator; two patterns share
         noise only if their offsets nearly coincide (probability ~n/2²¹ per pair, sign-flipped half the time).
         """
+        self._ensure_bank(n)
+        z, sign = self._normal_rows(B, n, gen)
+        return z.mul_(sign)
+
+    def _ensure_bank(self, n: int) -> None:
         size = max(1 << 22, 4 * n)
         if self._bank is None or self._bank.numel() < size:
             g = torch.Generator(device=self.device).manual_seed(0x5EED)
             self._bank = torch.randn(size, generator=g, device=self.device)
+
+    def _normal_rows(self, B: int, n: int, gen, out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows of :meth:`_normal` before their signs, (B, n), and the signs, (B, 1)."""
         bank = self._bank
         off = torch.randint(0, bank.numel() - n + 1, (B,), generator=gen, device=self.device)
         sign = torch.randint(0, 2, (B, 1), generator=gen, device=self.device) * 2.0 - 1.0
-        return bank.unfold(0, n, 1)[off] * sign
+        if out is None:
+            return bank.unfold(0, n, 1).index_select(0, off), sign
+        return torch.index_select(bank.unfold(0, n, 1), 0, off, out=out), sign
 
     def _displacement_deg(self, disp_um, sin_t, cos_t):
         r_um = self.instrument.goniometer_radius_mm * 1e3
@@ -359,46 +386,54 @@ class Renderer:
         N = self.grid.numel()
         dev = self.device
         H, pad, F = self.max_half, self.pad, self.buf_len
-        bufs = [torch.zeros(B, (F - 1) // m + 1, device=dev, dtype=torch.float32) for m in self.levels]
         pos = (centre - self.t0) / self.step
         keep = (area > 0) & (pos > -H) & (pos < N - 1 + H) & torch.isfinite(pos)
         sel = keep.view(-1).nonzero().squeeze(1)
         if sel.numel() == 0:
-            return bufs[0][:, pad : pad + N]
-        g_pts = gam.view(-1)[sel] / self.step  # FWHM in grid points
+            return torch.zeros(B, F, device=dev)[:, pad : pad + N]
+
+        def pick(t):
+            return t.reshape(-1).index_select(0, sel)
+
+        g_pts = pick(gam) / self.step  # FWHM in grid points
+        e = pick(eta)
+        dens = pick(area) * (2.0 / self.step) / g_pts  # 2·area/Γ: density scale per degree
+        h_l = dens * e * (1 / math.pi)
+        # Gaussian written as h_g2·exp(−ln2(1 + x²)), which reuses 1 + x² of the Lorentzian.
+        h_g2 = (2.0 * _GAUSS_X) * dens * (1 - e)
+        top = h_l + 0.5 * h_g2  # peak height
         # Level: largest m = 2^k with g/m ≥ points_per_fwhm; then the smallest rung holding the window.
         lvl = torch.floor(torch.log2((g_pts / self.points_per_fwhm).clamp_min(1.0))).clamp(max=len(self.levels) - 1)
-        need = torch.clamp(torch.ceil(self.window_fwhm * g_pts / torch.exp2(lvl)), max=float(H))
-        key = lvl.to(torch.int64) * len(self.rungs) + torch.bucketize(need, self._rungs_t)
-        key, order = torch.sort(key)
-        counts = torch.bincount(key, minlength=len(self.levels) * len(self.rungs)).tolist()
-        # Everything per peak, once, in group order; the loop below only slices.
-        sel = sel[order]
-        g_pts, lvl = g_pts[order], lvl[order]
         m = torch.exp2(lvl)
-        pos_m = (pos.view(-1)[sel] + pad) / m
+        need = torch.clamp(torch.ceil(self.window_fwhm * g_pts / m), max=float(H))
+        rung = self._rung_of.index_select(0, need.to(torch.int64))
+        key = lvl.to(torch.int32) * len(self.rungs) + rung
+        key, order = torch.sort(key, stable=True)
+        counts = torch.bincount(key, minlength=len(self.levels) * len(self.rungs)).tolist()
+        # Only the levels up to the coarsest one in use get a buffer (and a refinement pass).
+        n_lvl = 1 + max(k // len(self.rungs) for k, c in enumerate(counts) if c)
+        bufs = [self._workspace(f"level{m}", (B, (F - 1) // m + 1)).zero_() for m in self.levels[:n_lvl]]
+        # Everything per peak, once, in group order; the loop below only slices.
+        sel = sel.index_select(0, order)
+        g_pts, lvl, m, h_l, h_g2, top, rung = (t.index_select(0, order) for t in (g_pts, lvl, m, h_l, h_g2, top, rung))
+        pos_m = (pos.view(-1).index_select(0, sel) + pad) / m
         idx0 = torch.round(pos_m)
-        b_fine = 2.0 / g_pts
-        b = b_fine * m  # x = 2(2θ − c)/Γ per sub-grid point
+        b = 2.0 * m / g_pts  # x = 2(2θ − c)/Γ per sub-grid point
         a = (idx0 - pos_m) * b
-        e = eta.view(-1)[sel]
-        dens = area.view(-1)[sel] * b_fine / self.step  # 2·area/Γ: density scale per degree
-        half = torch.minimum(self._rungs_t[key % len(self.rungs)], torch.ceil(H / m))
+        half = torch.minimum(self._rungs_t.index_select(0, rung), torch.ceil(H / m))
         xe = half * b - a.abs()  # the nearer window edge in x; the profile is cut there
         # Cut at the window edge, shifted down by the edge value so the profile ends continuously at
         # zero, and rescaled so the peak height stays exact (the cut tails lose ≤ 16 % of a pure
         # Lorentzian's area at ±4 FWHM, nothing of a Gaussian's).
         u_e = 1 + xe * xe
-        h_l = dens * e * (1 / math.pi)
-        # Gaussian written as h_g2·exp(−ln2(1 + x²)), which reuses 1 + x² of the Lorentzian.
-        h_g2 = (2.0 * _GAUSS_X) * dens * (1 - e)
-        edge_l, edge_g = h_l / u_e, h_g2 * torch.exp(-_LN2 * u_e)
-        top = h_l + 0.5 * h_g2
-        scale = top / (top - edge_l - edge_g).clamp_min(1e-30)
-        h_l, h_g2, neg_edge = h_l * scale, h_g2 * scale, -(edge_l + edge_g) * scale
+        edge = h_l / u_e + h_g2 * torch.exp(-_LN2 * u_e)
+        scale = top / (top - edge).clamp_min(1e-30)
+        h_l, h_g2, neg_edge = h_l * scale, h_g2 * scale, -edge * scale
+        # x = a + b·offset as one matrix product per chunk: (n, 2) @ (2, window).
+        ab = torch.stack([a, b], dim=1)
         rows = torch.div(sel, P, rounding_mode="floor")
         widths = torch.tensor([bf.shape[1] for bf in bufs], device=dev)
-        base = rows * widths[lvl.to(torch.int64)] + idx0.to(torch.int64)
+        base = rows * widths.index_select(0, lvl.to(torch.int64)) + idx0.to(torch.int64)
         one = torch.ones((), device=dev)
         start = 0
         for k, cnt in enumerate(counts):
@@ -408,14 +443,14 @@ class Renderer:
             h = min(self.rungs[ri], -(-H // self.levels[li]))
             flat = bufs[li].view(-1)
             off = torch.arange(-h, h + 1, device=dev, dtype=torch.float32)
+            lin = torch.stack([torch.ones_like(off), off])
             off_i = off.to(torch.int64)
             n_chunk = max(1, _CHUNK_ELEMENTS // (2 * h + 1))
             for c0 in range(start, start + cnt, n_chunk):
                 sl = slice(c0, min(c0 + n_chunk, start + cnt))
-                x = torch.addcmul(a[sl, None], off, b[sl, None])
+                x = torch.mm(ab[sl], lin)
                 den = torch.addcmul(one, x, x)
-                prof = torch.mul(den, -_LN2).exp_()
-                prof = torch.addcmul(neg_edge[sl, None], prof, h_g2[sl, None])
+                prof = torch.mul(den, -_LN2).exp_().mul_(h_g2[sl, None]).add_(neg_edge[sl, None])
                 prof.addcdiv_(h_l[sl, None].expand_as(den), den).clamp_min_(0.0)
                 flat.scatter_add_(0, (base[sl, None] + off_i).view(-1), prof.view(-1))
             start += cnt
@@ -426,26 +461,28 @@ class Renderer:
 
     # ------------------------------------------------------------ background, noise, crop
 
-    def _background_and_noise(self, y, gen):
+    def _background_and_noise(self, y, y_max, gen):
+        """Counts (any positive scale per pattern) of ``y``/``y_max`` plus background, with counting noise."""
         aug, dev = self.augment, self.device
         B, N = y.shape
         K = self.bg_basis.shape[0]
         # Nonnegative random weights; decays and humps switched on in ~1/3 of patterns each.
         coef = torch.rand((B, K), generator=gen, device=dev)
         coef[:, 5:] *= torch.rand((B, K - 5), generator=gen, device=dev) < 0.3
-        bg = coef @ self.bg_basis
+        bg = torch.mm(coef, self.bg_basis, out=self._workspace("background", (B, N)))
         level = _uniform(aug.background_rel, (B, 1), gen, dev) / bg.amax(dim=1, keepdim=True).clamp_min(1e-6)
         counts = _log_uniform(aug.peak_counts, (B, 1), gen, dev)
-        lam = torch.addcmul(y, bg, level).mul_(counts)
+        lam = torch.mul(y, counts / y_max).addcmul_(bg, level * counts)
         sigma = _uniform(aug.gaussian_noise_rel, (B, 1), gen, dev) * counts
         if aug.poisson_exact:
             x = torch.poisson(lam, generator=gen)
             x = x + sigma * torch.randn(x.shape, generator=gen, device=dev)
         else:
             s2 = sigma * sigma
-            z = self._normal(B, N, gen)
-            x = lam.add_(s2 + 0.375).sqrt_().add_(z, alpha=0.5).square_().sub_(s2 + 0.625)
-        return x.clamp_min_(0.0).div_(counts)
+            self._ensure_bank(N)
+            z, sign = self._normal_rows(B, N, gen, out=self._workspace("normal", (B, N)))
+            x = lam.add_(s2 + 0.375).sqrt_().addcmul_(z, 0.5 * sign).square_().sub_(s2 + 0.625)
+        return x.clamp_min_(0.0)
 
     def _crop(self, B, gen):
         aug, dev = self.augment, self.device
@@ -455,8 +492,10 @@ class Renderer:
             return torch.ones((B, N), device=dev)
         low = torch.where(r[:, :1] < aug.crop_probability / 2, (r[:, 2:3] * aug.crop_max_fraction * N).floor(), 0.0)
         high = torch.where(r[:, 1:2] < aug.crop_probability / 2, N - (r[:, 3:4] * aug.crop_max_fraction * N).floor(), float(N))
+        # low ≤ i < high ⇔ |i − c| < r with c = (low + high − 1)/2, r = (high − low)/2 (all multiples of ½,
+        # exact in float32); lt_ writes 1.0/0.0 in place, so the mask is the only (B, N) allocation.
         pos = torch.arange(N, device=dev, dtype=torch.float32)
-        return ((pos >= low) & (pos < high)).to(torch.float32)
+        return torch.sub(pos, 0.5 * (low + high - 1.0)).abs_().lt_(0.5 * (high - low))
 
 
 def _refine_add(coarse: torch.Tensor, fine: torch.Tensor) -> None:
@@ -470,7 +509,8 @@ def _refine_add(coarse: torch.Tensor, fine: torch.Tensor) -> None:
     mid = coarse[:, :-1] + coarse[:, 1:]
     odd[:, 0] += 0.5 * mid[:, 0]
     odd[:, -1] += 0.5 * mid[:, -1]
-    odd[:, 1:-1] += torch.sub(mid[:, 1:-1], coarse[:, :-3] + coarse[:, 3:], alpha=1.0 / 9.0).mul_(9.0 / 16.0)
+    # (9·mid − outer)/16 = lerp(outer, mid, 9/8)/2: one pass fewer than scaling each.
+    odd[:, 1:-1].add_(torch.lerp(coarse[:, :-3] + coarse[:, 3:], mid[:, 1:-1], 9.0 / 8.0), alpha=0.5)
 
 
 def _tch(gam_g: torch.Tensor, gam_l: torch.Tensor):
