@@ -76,7 +76,7 @@ class StickBatch:
     d: torch.Tensor
     f2m: torch.Tensor
 
-    def to(self, device) -> "StickBatch":
+    def to(self, device) -> StickBatch:
         return StickBatch(self.d.to(device), self.f2m.to(device))
 
 
@@ -129,7 +129,7 @@ class Augment:
     clean_crystallite_size_nm: float = 150.0
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "Augment":
+    def from_dict(cls, d: dict | None) -> Augment:
         if not d:
             return cls()
         names = {f.name for f in fields(cls)}
@@ -194,13 +194,13 @@ class Renderer:
         self.step = float(grid[1] - grid[0])
         self.t0 = float(grid[0])
         self.window_fwhm = float(window_fwhm)
-        cap = int(math.ceil(max_half_window_deg / self.step))
+        cap = math.ceil(max_half_window_deg / self.step)
         if max_window is not None:
             cap = min(cap, max(1, int(max_window) // 2))
         self.max_half = max(3, cap)
         rungs = [3]
         while rungs[-1] < self.max_half:
-            rungs.append(min(self.max_half, max(rungs[-1] + 1, int(math.ceil(rungs[-1] * _LADDER_RATIO)))))
+            rungs.append(min(self.max_half, max(rungs[-1] + 1, math.ceil(rungs[-1] * _LADDER_RATIO))))
         self.rungs = rungs
         # Dyadic sub-grids for broad peaks (see _scatter_profiles), and the padded buffer length F with
         # (F − 1) divisible by the coarsest step; padding holds every window of a peak within ±H.
