@@ -211,8 +211,8 @@ class Renderer:
         self.buf_len = -(-(grid.size + 2 * self.pad - 1) // m_max) * m_max + 1
         self._rungs_t = torch.tensor(rungs, dtype=torch.float32, device=self.device)
         # Index of the smallest rung ≥ n, for n = 0 … max_half grid points.
-        self._rung_of = torch.bucketize(torch.arange(self.max_half + 1, dtype=torch.float32), self._rungs_t).to(
-            device=self.device, dtype=torch.int32
+        self._rung_of = torch.bucketize(
+            torch.arange(self.max_half + 1, dtype=torch.float32, device=self.device), self._rungs_t, out_int32=True
         )
         # Gaussian FWHM² of the grid bin (variance Δ²/12), and the smallest Gaussian FWHM allowed.
         self.bin_fwhm2 = 8 * _LN2 * self.step**2 / 12
