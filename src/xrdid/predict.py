@@ -30,6 +30,12 @@ holds ``prior_log_ratio`` (230 values of log p_real(g) − log p_train(g)), it i
 space-group logits before the temperature (Bayes' rule for a change of label prior, Saerens et al.,
 Neural Comput. 14 (2002) 21); ``prior=False`` turns it off.
 
+Re-ranking (``rerank=True``, off by default): the classifier's ``RERANK_K`` best space groups are
+re-ordered by :mod:`xrdid.rerank`, which adds to each log-probability a score of how well the group's
+allowed reflections (its systematic absences) index the pattern's peaks after a quick lattice fit. Each
+entry then also carries ``score`` and ``fit`` (cell, matched and missing fractions; None for monoclinic
+and triclinic groups, which are not fitted), and the result a ``rerank`` field with the weights.
+
 Bad input raises :class:`PredictionError` with a message naming the file: a malformed pattern (x and
 y of different shapes, NaN or infinite values), a pattern without signal (all zeros or constant),
 and a pattern that covers too little of the model's Q range (less than ``MIN_COVERAGE`` of the grid
@@ -38,6 +44,7 @@ points) — never a confident answer from an input the model cannot judge.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from importlib import resources
@@ -58,6 +65,8 @@ log = logging.getLogger(__name__)
 # Fewest grid points (fraction of the model's grid) a measurement must cover to be classified. Training
 # crops at most crop_max_fraction of each end, so coverage down to ~0.2 is within what the model saw.
 MIN_COVERAGE = 0.2
+# Classifier candidates re-ranked by the lattice fit with ``rerank=True`` (xrdid.rerank).
+RERANK_K = 15
 # Percentile of the covered intensities taken as the constant offset.
 _OFFSET_PERCENTILE = 0.5
 
@@ -153,8 +162,16 @@ def prepare(bundle: ModelBundle, pattern: Pattern, *, wavelength_A: float | None
 
 
 @torch.no_grad()
-def predict_arrays(bundle: ModelBundle, y: np.ndarray, mask: np.ndarray, *, top_k: int = 5, prior: bool = True) -> list[dict]:
-    """Predict from prepared inputs, (B, N) or (N,) arrays on the model's grid (see :func:`prepare`)."""
+def predict_arrays(
+    bundle: ModelBundle, y: np.ndarray, mask: np.ndarray, *, top_k: int = 5, prior: bool = True, rerank: bool = False,
+    rerank_k: int = RERANK_K,
+) -> list[dict]:
+    """Predict from prepared inputs, (B, N) or (N,) arrays on the model's grid (see :func:`prepare`).
+
+    ``rerank``: re-order the classifier's ``rerank_k`` best space groups by :mod:`xrdid.rerank` (a lattice
+    fit with each group's allowed reflections); ``space_group`` and ``top_k`` then follow the new order,
+    each entry keeps the classifier's ``probability`` and gains ``score`` and ``fit``.
+    """
     y_t = torch.as_tensor(np.atleast_2d(y), dtype=torch.float32)
     m_t = torch.as_tensor(np.atleast_2d(mask), dtype=torch.float32)
     n = bundle.instrument.n_points
@@ -168,13 +185,22 @@ def predict_arrays(bundle: ModelBundle, y: np.ndarray, mask: np.ndarray, *, top_
     sg_p = (sg_logits / t[0]).softmax(-1)
     cs_p = (cs_logits / t[1]).softmax(-1)
     k = max(1, min(int(top_k), sg_p.shape[1]))
-    top_p, top_i = sg_p.topk(k, dim=1)
+    top_p, top_i = sg_p.topk(max(k, int(rerank_k)) if rerank else k, dim=1)
+    y_np, m_np = np.atleast_2d(y), np.atleast_2d(mask)
     out = []
     for row in range(sg_p.shape[0]):
         ranked = [
             {"number": int(i) + 1, "symbol": space_group_symbol(int(i) + 1), "probability": float(p)}
-            for p, i in zip(top_p[row].tolist(), top_i[row].tolist())
+            for p, i in zip(top_p[row].tolist(), top_i[row].tolist(), strict=True)
         ]
+        if rerank:
+            from xrdid import rerank as _rerank
+
+            inst = bundle.instrument
+            ranked = _rerank.rerank(
+                [(r["number"], r["probability"]) for r in ranked], bundle.grid, y_np[row], m_np[row],
+                wavelengths_A=inst.wavelengths_A, line_weights=inst.weights,
+            )[:k]
         c = int(cs_p[row].argmax())
         out.append({
             "space_group": dict(ranked[0]),
@@ -182,11 +208,14 @@ def predict_arrays(bundle: ModelBundle, y: np.ndarray, mask: np.ndarray, *, top_
             "crystal_system": {"name": CRYSTAL_SYSTEMS[c], "probability": float(cs_p[row, c])},
             "novelty": {"method": "max_softmax", "score": float(1.0 - top_p[row, 0])},
         })
+        if rerank:
+            out[-1]["rerank"] = {"k": int(top_p.shape[1]), **dataclasses.asdict(_rerank.WEIGHTS)}
     return out
 
 
 def predict_patterns(
-    bundle: ModelBundle, patterns: list[Pattern], *, wavelength_A: float | None = None, top_k: int = 5, prior: bool = True
+    bundle: ModelBundle, patterns: list[Pattern], *, wavelength_A: float | None = None, top_k: int = 5, prior: bool = True,
+    rerank: bool = False,
 ) -> list[dict]:
     """Classify measured patterns; one result dict per pattern (the CLI contract's fields).
 
@@ -198,8 +227,8 @@ def predict_patterns(
     prepared = [prepare(bundle, p, wavelength_A=wavelength_A) for p in patterns]
     y = np.stack([a for a, _ in prepared])
     mask = np.stack([b for _, b in prepared])
-    results = predict_arrays(bundle, y, mask, top_k=top_k, prior=prior)
-    for r, (_, m) in zip(results, prepared):
+    results = predict_arrays(bundle, y, mask, top_k=top_k, prior=prior, rerank=rerank)
+    for r, (_, m) in zip(results, prepared, strict=True):
         r["coverage"] = float(m.mean())
     return results
 

@@ -1,11 +1,13 @@
-"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json]`:
+"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json] [--rerank]`:
 space group and crystal system of measured powder patterns.
 
 Any wavelength works: each pattern is mapped onto the model's grid through Q. The wavelength comes from
 the file where it states one, else from ``--wavelength`` or ``--instrument`` (a preset's primary line);
 a 2θ file with neither is an error, never a silent Cu Kα. With ``--json`` each file gives one JSON
 object per line (``file``, ``space_group``, ``top_k``, ``crystal_system``, ``novelty``, ``coverage``);
-otherwise a table. A file that cannot be read or classified is reported on stderr, naming it; the other
+otherwise a table. ``--rerank`` re-orders the model's 15 best space groups by a quick lattice fit that
+uses only each group's allowed reflections (entries gain ``score`` and ``fit``; see xrdid.rerank). A
+file that cannot be read or classified is reported on stderr, naming it; the other
 files are still processed and the exit status is 1.
 """
 
@@ -33,6 +35,8 @@ def add_parser(sub) -> None:
     p.add_argument("--model", metavar="CKPT", help="checkpoint directory (default: the pretrained model shipped with xrdid)")
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="space groups listed per pattern (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    p.add_argument("--rerank", action="store_true",
+                   help="re-rank the model's top 15 space groups by a lattice fit with each group's systematic absences")
     p.set_defaults(run=run)
 
 
@@ -66,7 +70,7 @@ def run(args) -> int:
         try:
             if isinstance(pattern, PatternError):
                 raise pattern
-            (result,) = predict_patterns(bundle, [pattern], wavelength_A=wavelength, top_k=args.top_k)
+            (result,) = predict_patterns(bundle, [pattern], wavelength_A=wavelength, top_k=args.top_k, rerank=args.rerank)
         except (PatternError, PredictionError) as exc:
             failed += 1
             print(f"error: {exc}", file=sys.stderr)
