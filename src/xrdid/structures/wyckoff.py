@@ -190,17 +190,22 @@ def random_crystal(
     shape = _cell_shape(lattice_type, rng)
     for _ in range(cell_tries):
         lattice = _scaled_lattice(shape, atoms_volume / packing)
+        # An atom's distance to its own periodic images: the shortest lattice vector.
+        shortest = float(np.sqrt(((_SHIFTS[_SHIFTS.any(1)] @ lattice) ** 2).sum(1)).min())
         coords, kinds = np.zeros((0, 3)), np.zeros(0, int)
         for slot, pos in picks:
             element = int(chosen[slot])
+            if shortest < tol[element, element]:
+                break
             for _ in range(tries_per_orbit if pos.dof else 1):
                 orbit = pos.orbit(pos.project(rng.random(3)))
-                self_d = _min_distances(orbit, orbit, lattice)
-                np.fill_diagonal(self_d, np.inf)
+                # The group's operations are isometries that map the orbit, and the atoms placed so far
+                # (whole orbits), onto themselves: the first atom's distances are every atom's.
+                self_d = _min_distances(orbit[:1], orbit[1:], lattice)
                 if self_d.min(initial=np.inf) < tol[element, element]:
                     continue  # a special point of the position, or too close to its own images
                 if len(coords):
-                    cross = _min_distances(orbit, coords, lattice)
+                    cross = _min_distances(orbit[:1], coords, lattice)
                     if (cross < tol[element][kinds]).any():
                         continue
                 coords = np.vstack([coords, orbit])
