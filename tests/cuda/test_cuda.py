@@ -71,7 +71,9 @@ def test_augmented_render_on_cuda_is_seeded_and_sane(sticks):
     renderer = Renderer(inst, Augment(), device="cuda")
     y1, m1 = renderer(batch, torch.Generator("cuda").manual_seed(5))
     y2, m2 = renderer(batch, torch.Generator("cuda").manual_seed(5))
-    assert torch.equal(y1, y2) and torch.equal(m1, m2)
+    # Same draws; CUDA's scatter_add_ sums in no fixed order, so equal to float rounding, not bitwise.
+    assert torch.equal(m1, m2)
+    assert (y1 - y2).abs().max() < 1e-5
     assert torch.isfinite(y1).all()
     covered = m1 > 0
     assert covered.float().mean() > 0.5
