@@ -171,3 +171,17 @@ def test_resume_state_of_other_data_is_not_used(tmp_path, sticks_table, caplog):
     assert "resumed from" not in caplog.text
     state = torch.load(resume / "state.pt", weights_only=False)
     assert state["fingerprint"]["data"] == digest(other) != digest(sticks_table)
+
+
+def test_batchnorm_recalibration_averages_over_the_batches():
+    from xrdid.train.loop import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.BatchNorm1d(3), torch.nn.Conv1d(3, 2, 1))
+    model[0].running_mean.fill_(100.0)  # stale statistics from training
+    batches = [torch.randn(4, 3, 8) + k for k in range(5)]
+    assert recalibrate_batchnorm(model, [(b, None) for b in batches]) == 5
+    expected = torch.stack([b.mean(dim=(0, 2)) for b in batches]).mean(0)
+    assert torch.allclose(model[0].running_mean, expected, atol=1e-5)
+    assert model[0].momentum == 0.1 and not model.training
+    assert recalibrate_batchnorm(torch.nn.Linear(2, 2), batches) == 0
