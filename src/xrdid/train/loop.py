@@ -248,6 +248,17 @@ def recalibrate_batchnorm(model: torch.nn.Module, batches, device="cpu") -> int:
     return n
 
 
+def _validation_metrics(sg_logits: torch.Tensor, cs_logits: torch.Tensor, table: StickTable) -> dict:
+    """The validation columns of ``history.csv`` from both heads' logits on ``table``."""
+    top5 = sg_logits.topk(min(5, sg_logits.shape[1]), dim=1).indices
+    return {
+        "val_loss": float(F.cross_entropy(sg_logits, table.space_group) + F.cross_entropy(cs_logits, table.crystal_system)),
+        "val_space_group_acc": float((sg_logits.argmax(1) == table.space_group).float().mean()),
+        "val_space_group_top5": float((top5 == table.space_group[:, None]).any(1).float().mean()),
+        "val_crystal_system_acc": float((cs_logits.argmax(1) == table.crystal_system).float().mean()),
+    }
+
+
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Temperature T minimising the NLL of softmax(logits / T) (Guo et al. 2017)."""
     log_t = torch.zeros(1, requires_grad=True)
@@ -347,15 +358,10 @@ def train(
             bar.set_postfix(loss=f"{loss.item():.3f}")
         rate = config.steps_per_epoch * config.batch_size / (time.perf_counter() - t_epoch)
         sg_logits, cs_logits = predict_logits(model, val_renderer, val_table, seed=config.seed + 7, device=dev)
-        val_loss = float(F.cross_entropy(sg_logits, val_table.space_group) + F.cross_entropy(cs_logits, val_table.crystal_system))
-        top5 = sg_logits.topk(min(5, sg_logits.shape[1]), dim=1).indices
         row = {
             "epoch": epoch + 1,
             "train_loss": running / config.steps_per_epoch,
-            "val_loss": val_loss,
-            "val_space_group_acc": float((sg_logits.argmax(1) == val_table.space_group).float().mean()),
-            "val_space_group_top5": float((top5 == val_table.space_group[:, None]).any(1).float().mean()),
-            "val_crystal_system_acc": float((cs_logits.argmax(1) == val_table.crystal_system).float().mean()),
+            **_validation_metrics(sg_logits, cs_logits, val_table),
             "lr": sched.get_last_lr()[0],
             "patterns_per_s": rate,
             "elapsed_s": time.perf_counter() - t_start,
@@ -363,7 +369,7 @@ def train(
         rows.append(row)
         log.info(
             "epoch %d: train loss %.3f, val loss %.3f, space group %.1f %% (top-5 %.1f %%), crystal system %.1f %%, %.0f patterns/s",
-            row["epoch"], row["train_loss"], val_loss, 100 * row["val_space_group_acc"],
+            row["epoch"], row["train_loss"], row["val_loss"], 100 * row["val_space_group_acc"],
             100 * row["val_space_group_top5"], 100 * row["val_crystal_system_acc"], rate,
         )
         if state_file is not None:
@@ -390,10 +396,10 @@ def train(
     )
     recalibrate_batchnorm(model, calibration, device=dev)
     sg_logits, cs_logits = predict_logits(model, val_renderer, val_table, seed=config.seed + 7, device=dev)
+    final = _validation_metrics(sg_logits, cs_logits, val_table)
     log.info(
         "after batch-norm recalibration on %d training batches: validation space group %.1f %%, crystal system %.1f %%",
-        BN_RECALIBRATION_BATCHES, 100 * float((sg_logits.argmax(1) == val_table.space_group).float().mean()),
-        100 * float((cs_logits.argmax(1) == val_table.crystal_system).float().mean()),
+        BN_RECALIBRATION_BATCHES, 100 * final["val_space_group_acc"], 100 * final["val_crystal_system_acc"],
     )
     model.temperature.copy_(torch.tensor([fit_temperature(sg_logits, val_table.space_group), fit_temperature(cs_logits, val_table.crystal_system)]))
     log.info("fitted temperatures: space group %.2f, crystal system %.2f", *model.temperature.tolist())
