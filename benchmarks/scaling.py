@@ -42,21 +42,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "scaling"
 CHUNK_LOG = re.compile(r"chunk \d+/\d+: (\d+) structures simulated in ([0-9.]+) s")
 
 
-def make_project(path: Path, config: dict) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "Snakefile", path / "Snakefile")
-    for folder in ("workflow", "envs"):
-        shutil.copytree(ROOT / folder, path / folder, dirs_exist_ok=True)
-    (path / "config").mkdir(exist_ok=True)
-    shutil.copy(ROOT / "config" / "schema.yaml", path / "config" / "schema.yaml")
-    (path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+# The scratch copy of the workflow is the one the workflow tests make.
+sys.path.insert(0, str(ROOT / "tests" / "workflow"))
+from test_workflow import make_project  # noqa: E402
 
 
 def children_cpu_s() -> float:
