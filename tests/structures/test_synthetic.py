@@ -1,6 +1,7 @@
 """Synthetic crystals: seeded, labelled by spglib, variants keep the group, failures recorded."""
 
 import polars as pl
+import pytest
 
 from xrdid.structures.synthetic import SyntheticSpec, generate_synthetic
 
@@ -46,3 +47,8 @@ def test_both_generators_label_most_crystals_with_the_requested_group(tmp_path):
         frame, n, _ = _run(tmp_path, generator, generator=generator)
         assert n >= 12
         assert (frame["space_group"] == frame["space_group_source"]).sum() >= 0.75 * n, generator
+
+
+def test_species_weights_must_match_max_elements():
+    with pytest.raises(ValueError, match="species_weights needs max_elements = 3"):
+        SyntheticSpec(space_groups=[1], per_group=1, max_elements=3, species_weights=(1.0, 2.0))

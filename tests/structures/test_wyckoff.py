@@ -8,6 +8,7 @@ from xrdid.structures.synthetic import DEFAULT_ELEMENTS
 from xrdid.structures.wyckoff import (
     _element_data,
     _min_distances,
+    draw_n_species,
     group_positions,
     lattice_matrix,
     random_crystal,
@@ -89,3 +90,14 @@ def test_seeded():
     a = random_crystal(62, np.random.default_rng(3), elements=ELEMENTS)
     b = random_crystal(62, np.random.default_rng(3), elements=ELEMENTS)
     assert a is not None and np.array_equal(a[2], b[2]) and a[1] == b[1]
+
+
+def test_species_weights_set_how_many_elements_a_crystal_has():
+    rng = np.random.default_rng(0)
+    counts = np.bincount([draw_n_species(rng, 3, (0.0, 1.0, 3.0)) for _ in range(4000)], minlength=4)
+    assert counts[0] == 0 and counts[1] == 0
+    assert counts[3] / counts[2] == pytest.approx(3.0, rel=0.15)
+    elements = {len(set(c[1])) for c in (random_crystal(2, rng, elements=ELEMENTS, species_weights=(0, 0, 1)) for _ in range(30)) if c}
+    assert elements == {3}
+    with pytest.raises(ValueError, match="3 non-negative values"):
+        draw_n_species(rng, 3, (1.0, 1.0))

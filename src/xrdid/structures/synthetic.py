@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from xrdid.structures.table import StructureError, describe_structure, write_structure_tables
+from xrdid.structures.wyckoff import draw_n_species
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class SyntheticSpec:
     per_group: int
     seed: int = 0
     max_elements: int = 3
+    # Relative weights of 1..max_elements distinct elements per crystal; None: uniform.
+    species_weights: tuple[float, ...] | None = None
     max_atoms: int = 48  # atoms in the conventional cell
     elements: Sequence[str] = DEFAULT_ELEMENTS
     symprec: float = 0.01
@@ -61,6 +64,15 @@ class SyntheticSpec:
     variants: int = 1
     variant_strain: float = 0.08
     generator: str = "wyckoff"  # wyckoff | pyxtal
+
+    def __post_init__(self):
+        if self.species_weights is not None:
+            w = self.species_weights
+            if len(w) != self.max_elements or min(w) < 0 or sum(w) <= 0:
+                raise ValueError(
+                    f"species_weights needs max_elements = {self.max_elements} non-negative values "
+                    f"(for 1..{self.max_elements} elements) with a positive sum, got {list(w)}"
+                )
 
 
 class _Timeout(Exception):
@@ -79,7 +91,7 @@ def structure_seed(base_seed: int, structure_id: str) -> int:
 def _composition(group, rng: np.random.Generator, spec: SyntheticSpec) -> tuple[list[str], list[int]] | None:
     """Random species and numbers of atoms that Wyckoff multiplicities of ``group`` can realise."""
     mults = sorted({w.multiplicity for w in group.Wyckoff_positions})
-    n_species = int(rng.integers(1, spec.max_elements + 1))
+    n_species = draw_n_species(rng, spec.max_elements, spec.species_weights)
     species = [str(e) for e in rng.choice(np.asarray(spec.elements), size=n_species, replace=False)]
     counts = []
     for _ in species:
@@ -248,7 +260,8 @@ def _generate_parent_wyckoff(structure_id: str, group_number: int, spec: Synthet
     elements = tuple(spec.elements)
     for _attempt in range(4 * spec.max_attempts):
         crystal = random_crystal(
-            group_number, rng, elements=elements, max_elements=spec.max_elements, max_atoms=spec.max_atoms,
+            group_number, rng, elements=elements, max_elements=spec.max_elements, species_weights=spec.species_weights,
+            max_atoms=spec.max_atoms,
             most_free=fallback is not None,
         )
         if crystal is None:

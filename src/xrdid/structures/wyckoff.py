@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,12 +162,24 @@ def _choose_sites(positions, n_species: int, max_atoms: int, rng: np.random.Gene
     return picks
 
 
+def draw_n_species(rng: np.random.Generator, max_elements: int, weights: Sequence[float] | None = None) -> int:
+    """Number of distinct elements of one crystal: uniform over 1..``max_elements``, or drawn with
+    relative ``weights`` (one per count, 1 first)."""
+    if weights is None:
+        return int(rng.integers(1, max_elements + 1))
+    w = np.asarray(weights, dtype=float)
+    if len(w) != max_elements or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"species weights need {max_elements} non-negative values (one per number of elements) with a positive sum, got {list(weights)}")
+    return int(rng.choice(max_elements, p=w / w.sum())) + 1
+
+
 def random_crystal(
     number: int,
     rng: np.random.Generator,
     *,
     elements: tuple[str, ...],
     max_elements: int = 3,
+    species_weights: tuple[float, ...] | None = None,
     max_atoms: int = 40,
     tries_per_orbit: int = 12,
     cell_tries: int = 5,
@@ -180,7 +193,7 @@ def random_crystal(
     """
     lattice_type, positions = group_positions(number)
     volumes, tol = _element_data(tuple(elements))
-    n_species = int(rng.integers(1, max_elements + 1))
+    n_species = draw_n_species(rng, max_elements, species_weights)
     chosen = rng.choice(len(elements), size=n_species, replace=False)
     picks = _choose_sites(positions, n_species, max_atoms, rng, most_free)
     if picks is None:
