@@ -47,7 +47,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +58,7 @@ from xrdid.models import XRDClassifier, load_checkpoint
 from xrdid.readers import Pattern, PatternError, to_grid
 from xrdid.readers.pattern import finalise
 from xrdid.train.loop import model_input
+from xrdid.weights import pretrained_path
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +97,6 @@ class ModelBundle:
         lam = self.instrument.wavelength_A
         q = 4 * np.pi * np.sin(np.radians(self.grid[[0, -1]]) / 2) / lam
         return float(q[0]), float(q[1])
-
-
-def pretrained_path() -> Path:
-    """Directory of the pretrained checkpoint shipped inside the package."""
-    return Path(str(resources.files("xrdid") / "pretrained"))
 
 
 def load_model(path: str | Path | None = None) -> ModelBundle:

@@ -10,16 +10,16 @@ from xrdid.train.loop import fit_temperature
 TINY = CNNConfig(n_points=512, stem_channels=8, stage_channels=(8, 16), hidden=32, dropout=0.0)
 
 
-def _train(sticks, tmp_path, epochs, resume_dir=None):
+def _train(sticks, tmp_path, epochs, resume_dir=None, model_config=TINY, **config):
     return train(
         sticks=sticks,
         checkpoint=tmp_path / "model",
         history=tmp_path / "history.csv",
         instrument=get_instrument({"preset": "cu", "n_points": 512}),
         augment=Augment(),
-        model_config=TINY,
+        model_config=model_config,
         # In-process rendering keeps these tests fast; the worker path is checked batch for batch below.
-        config=TrainConfig(epochs=epochs, steps_per_epoch=2, batch_size=8, render_workers=0),
+        config=TrainConfig(**{"epochs": epochs, "steps_per_epoch": 2, "batch_size": 8, "render_workers": 0, **config}),
         resume_dir=resume_dir,
         progress=False,
     )
@@ -185,3 +185,33 @@ def test_batchnorm_recalibration_averages_over_the_batches():
     assert torch.allclose(model[0].running_mean, expected, atol=1e-5)
     assert model[0].momentum == 0.1 and not model.training
     assert recalibrate_batchnorm(torch.nn.Linear(2, 2), batches) == 0
+
+
+def test_init_from_starts_from_a_checkpoints_weights(tmp_path, sticks_table, caplog):
+    import logging
+
+    import pytest
+
+    _train(sticks_table, tmp_path / "a", epochs=1, lr=0.05)
+    donor, _, _ = load_checkpoint(tmp_path / "a" / "model")
+    _train(sticks_table, tmp_path / "b", epochs=1, lr=1e-12)
+    fresh, _, _ = load_checkpoint(tmp_path / "b" / "model")
+    # A learning rate of ~0: what comes out is what went in, so the weights came from the donor.
+    resume = tmp_path / "resume"
+    _train(sticks_table, tmp_path / "c", epochs=1, lr=1e-12, init_from=str(tmp_path / "a" / "model"), resume_dir=resume)
+    started, _, meta = load_checkpoint(tmp_path / "c" / "model")
+    weight = "stem.0.weight"
+    assert torch.allclose(started.state_dict()[weight], donor.state_dict()[weight], atol=1e-6)
+    assert not torch.allclose(fresh.state_dict()[weight], donor.state_dict()[weight], atol=1e-3)
+    assert meta["train"]["init_from"] == str(tmp_path / "a" / "model")
+    # Other starting weights: a new run, not a resumed one.
+    _train(sticks_table, tmp_path / "a", epochs=1, lr=0.05, seed=1)
+    with caplog.at_level(logging.INFO, logger="xrdid.train.loop"):
+        _train(sticks_table, tmp_path / "d", epochs=1, lr=1e-12, init_from=str(tmp_path / "a" / "model"), resume_dir=resume)
+    assert "belongs to a different configuration" in caplog.text
+    # A checkpoint of another model is refused with the reason.
+    other = CNNConfig(n_points=512, stem_channels=8, stage_channels=(8, 24), hidden=32, dropout=0.0)
+    with pytest.raises(ValueError, match="different model"):
+        _train(sticks_table, tmp_path / "e", epochs=1, model_config=other, init_from=str(tmp_path / "a" / "model"))
+    with pytest.raises(ValueError, match="not an xrdid checkpoint"):
+        _train(sticks_table, tmp_path / "f", epochs=1, init_from=str(tmp_path / "nowhere"))

@@ -3,6 +3,7 @@
 import os
 
 from xrdid.config import validate_config
+from xrdid.weights import init_digest
 
 validate_config(config, os.path.join(workflow.basedir, "config", "schema.yaml"))
 

@@ -9,6 +9,9 @@ rule train_cnn:
         augment=config["augment"],
         model=config["model"],
         train=config["train"],
+        # The starting checkpoint's digest (train.init_from): a changed one re-runs training. Not an
+        # input, since it may come from another config's run (which this config must not rebuild).
+        init=init_digest(config["train"].get("init_from")),
         # Per-epoch state for resuming a killed run (kept outside the outputs on purpose).
         resume_dir=lambda wc: f"results/{wc.dataset}/train/resume",
     resources:

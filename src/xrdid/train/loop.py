@@ -38,6 +38,7 @@ from xrdid.instrument import Augment, Instrument, Renderer
 from xrdid.io import atomic_path
 from xrdid.models import CNNConfig, XRDClassifier, save_checkpoint
 from xrdid.models.cnn import loss_fn
+from xrdid.weights import init_digest, resolve_init
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,42 @@ class TrainConfig:
     # Symmetry-preserving lattice strain (see MetricStrain): each free term of a crystal's reciprocal
     # metric is scaled by 1 + U(−s, s) per pattern. 0 turns it off.
     metric_strain: float = 0.0
+    # A checkpoint whose weights start the run ("pretrained": the model shipped in the package), e.g. a
+    # second sitting on new crystals, or fine-tuning for one instrument; None: random initialisation.
+    # The optimiser and schedule start afresh.
+    init_from: str | None = None
+
+
+def _fingerprint_train(config: TrainConfig) -> dict:
+    """The config's part of the resume fingerprint; ``init_from`` enters only when set, so states saved
+    before it existed still resume."""
+    fields = asdict(config)
+    if fields["init_from"] is None:
+        del fields["init_from"]
+    return fields
+
+
+def init_weights(model: XRDClassifier, source: str) -> None:
+    """Copy the weights of checkpoint ``source`` into ``model`` (loaded safely, see
+    :func:`xrdid.models.load_checkpoint`); the temperatures are reset, they are refitted at the end."""
+    from xrdid.models import load_checkpoint
+
+    where = resolve_init(source)
+    try:
+        donor, _instrument, _meta = load_checkpoint(where)
+    except ValueError as exc:
+        raise ValueError(f"train.init_from: {exc}") from None
+    theirs, ours = donor.state_dict(), model.state_dict()
+    mismatched = sorted(k for k in ours.keys() | theirs.keys() if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape)
+    if mismatched:
+        raise ValueError(
+            f"train.init_from: {where} holds a different model ({donor.config.to_dict()}) than the config's "
+            f"({model.config.to_dict()}); mismatched weights: {', '.join(mismatched[:5])}"
+            + (" …" if len(mismatched) > 5 else "")
+        )
+    model.load_state_dict(theirs)
+    model.temperature.fill_(1.0)
+    log.info("initialised from %s", where)
 
 
 def _digest(*id_lists: list[str]) -> str:
@@ -304,7 +341,10 @@ def train(
         raise ValueError(f"{sticks}: need structures in both train and val splits, got {len(train_table)} and {len(val_table)}")
     log.info("training on %d structures, validating on %d, device %s", len(train_table), len(val_table), dev)
 
-    model = XRDClassifier(model_config).to(dev)
+    model = XRDClassifier(model_config)
+    if config.init_from is not None:
+        init_weights(model, config.init_from)
+    model = model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total_steps = config.epochs * config.steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps, pct_start=0.15)
@@ -316,11 +356,13 @@ def train(
     start_epoch = 0
     state_file = Path(resume_dir) / "state.pt" if resume_dir else None
     fingerprint = {
-        "train": asdict(config), "model": model_config.to_dict(), "instrument": instrument.to_dict(),
+        "train": _fingerprint_train(config), "model": model_config.to_dict(), "instrument": instrument.to_dict(),
         "augment": asdict(augment),
         # The data too: a state saved for other structures (a changed structures table) is not resumed.
         "data": _digest(train_table.ids, val_table.ids),
     }
+    if config.init_from is not None:
+        fingerprint["init"] = init_digest(config.init_from)
     if state_file is not None and state_file.exists():
         state = torch.load(state_file, map_location=dev, weights_only=False)
         if state.get("fingerprint") == fingerprint:
