@@ -43,10 +43,14 @@ def test_seed_changes_the_crystals(tmp_path):
 
 
 def test_both_generators_label_most_crystals_with_the_requested_group(tmp_path):
-    for generator in ("wyckoff", "pyxtal"):
-        frame, n, _ = _run(tmp_path, generator, generator=generator)
+    for name, kw in {
+        "wyckoff": {"generator": "wyckoff"},
+        "statistics": {"generator": "wyckoff", "wyckoff_statistics": 1.0, "species_weights": (1, 3, 3)},
+        "pyxtal": {"generator": "pyxtal"},
+    }.items():
+        frame, n, _ = _run(tmp_path, name, **kw)
         assert n >= 12
-        assert (frame["space_group"] == frame["space_group_source"]).sum() >= 0.75 * n, generator
+        assert (frame["space_group"] == frame["space_group_source"]).sum() >= 0.75 * n, name
 
 
 def test_species_weights_must_match_max_elements():

@@ -8,10 +8,12 @@ from xrdid.structures.synthetic import DEFAULT_ELEMENTS
 from xrdid.structures.wyckoff import (
     _element_data,
     _min_distances,
+    _sites_from_statistics,
     draw_n_species,
     group_positions,
     lattice_matrix,
     random_crystal,
+    wyckoff_statistics,
 )
 
 ELEMENTS = tuple(DEFAULT_ELEMENTS)
@@ -101,3 +103,29 @@ def test_species_weights_set_how_many_elements_a_crystal_has():
     assert elements == {3}
     with pytest.raises(ValueError, match="3 non-negative values"):
         draw_n_species(rng, 3, (1.0, 1.0))
+
+
+def test_wyckoff_statistics_index_the_groups_positions():
+    table = wyckoff_statistics()
+    assert len(table) > 200 and 225 in table
+    # The indices are positions of group_positions (pyxtal's order): multiplicities add up to the atoms.
+    for number, (combos, atoms, _counts) in table.items():
+        positions = group_positions(number)[1]
+        assert [sum(positions[i].multiplicity for i in c) for c in combos] == atoms.tolist()
+
+
+def test_sites_from_statistics_are_a_real_combination_with_every_species():
+    rng = np.random.default_rng(1)
+    combos, _, _ = wyckoff_statistics()[225]
+    positions = group_positions(225)[1]
+    for _ in range(50):
+        picks = _sites_from_statistics(225, positions, 3, 40, rng)
+        letters = sorted(p.letter for _, p in picks)
+        assert letters in [sorted(positions[i].letter for i in c) for c in combos]
+        assert sum(p.multiplicity for _, p in picks) <= 40
+        slots = {slot for slot, _ in picks}
+        assert slots == set(range(min(3, len(picks))))
+    # Statistics-drawn crystals keep the requested symmetry (a supergroup at most).
+    for number in (14, 62, 194, 225):
+        crystal = random_crystal(number, rng, elements=ELEMENTS, statistics_fraction=1.0)
+        assert crystal is not None and _invariant(number, crystal[1], crystal[2])

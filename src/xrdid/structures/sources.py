@@ -26,6 +26,7 @@ def build_structures(
             seed=int(settings.get("seed", 0)),
             max_elements=int(settings.get("max_elements", 3)),
             species_weights=None if settings.get("species_weights") is None else tuple(float(w) for w in settings["species_weights"]),
+            wyckoff_statistics=float(settings.get("wyckoff_statistics", 0.0)),
             max_atoms=int(settings.get("max_atoms", 40)),
             symprec=symprec,
             timeout_s=float(settings.get("timeout_s", 5.0)),

@@ -53,6 +53,9 @@ class SyntheticSpec:
     max_elements: int = 3
     # Relative weights of 1..max_elements distinct elements per crystal; None: uniform.
     species_weights: tuple[float, ...] | None = None
+    # Share of wyckoff-generator crystals whose occupied Wyckoff positions follow real crystals'
+    # combinations (xrdid.structures.wyckoff.wyckoff_statistics); the rest are random.
+    wyckoff_statistics: float = 0.0
     max_atoms: int = 48  # atoms in the conventional cell
     elements: Sequence[str] = DEFAULT_ELEMENTS
     symprec: float = 0.01
@@ -261,7 +264,7 @@ def _generate_parent_wyckoff(structure_id: str, group_number: int, spec: Synthet
     for _attempt in range(4 * spec.max_attempts):
         crystal = random_crystal(
             group_number, rng, elements=elements, max_elements=spec.max_elements, species_weights=spec.species_weights,
-            max_atoms=spec.max_atoms,
+            statistics_fraction=spec.wyckoff_statistics, max_atoms=spec.max_atoms,
             most_free=fallback is not None,
         )
         if crystal is None:

@@ -162,6 +162,46 @@ def _choose_sites(positions, n_species: int, max_atoms: int, rng: np.random.Gene
     return picks
 
 
+@functools.cache
+def wyckoff_statistics() -> dict[int, tuple[list[tuple[int, ...]], np.ndarray, np.ndarray]]:
+    """Occupied-Wyckoff-position combinations of real crystals, per space group.
+
+    From pyxtal's ``database/spg_num_wps_mp.csv``: for each space group, each combination of occupied
+    positions (indices into :func:`group_positions`, general position 0) and how many of about 89,000
+    Materials Project structures have it. Returns {group: (combinations, atoms per conventional cell,
+    counts)}. 225 groups have entries.
+    """
+    import csv
+    from importlib import resources
+
+    table: dict[int, tuple[list, list, list]] = {}
+    with (resources.files("pyxtal") / "database" / "spg_num_wps_mp.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            combos, atoms, counts = table.setdefault(int(row["spg"]), ([], [], []))
+            combos.append(tuple(int(i) for i in row["wps"].split("-")))
+            atoms.append(int(row["n_atoms"]))
+            counts.append(float(row["count"]))
+    return {g: (c, np.asarray(a), np.asarray(n)) for g, (c, a, n) in table.items()}
+
+
+def _sites_from_statistics(number: int, positions, n_species: int, max_atoms: int, rng: np.random.Generator):
+    """(species slot, position) pairs from a combination real crystals of the group have (drawn by its
+    count, within max_atoms), or None when the group has none. Every species gets at least one orbit;
+    a combination with fewer orbits than species uses fewer species."""
+    entry = wyckoff_statistics().get(number)
+    if entry is None:
+        return None
+    combos, atoms, counts = entry
+    w = np.where(atoms <= max_atoms, counts, 0.0)
+    if w.sum() == 0:
+        return None
+    combo = combos[int(rng.choice(len(combos), p=w / w.sum()))]
+    n = min(n_species, len(combo))
+    slots = np.concatenate([rng.permutation(n), rng.integers(0, n, len(combo) - n)])
+    order = rng.permutation(len(combo))
+    return [(int(slots[k]), positions[combo[i]]) for k, i in enumerate(order)]
+
+
 def draw_n_species(rng: np.random.Generator, max_elements: int, weights: Sequence[float] | None = None) -> int:
     """Number of distinct elements of one crystal: uniform over 1..``max_elements``, or drawn with
     relative ``weights`` (one per count, 1 first)."""
@@ -180,6 +220,7 @@ def random_crystal(
     elements: tuple[str, ...],
     max_elements: int = 3,
     species_weights: tuple[float, ...] | None = None,
+    statistics_fraction: float = 0.0,
     max_atoms: int = 40,
     tries_per_orbit: int = 12,
     cell_tries: int = 5,
@@ -189,13 +230,18 @@ def random_crystal(
 
     Returns None when no placement was found within the tries (the caller draws again). ``most_free``
     makes a supergroup unlikely (see :func:`_choose_sites`), for a second draw after one came out in a
-    supergroup.
+    supergroup. ``statistics_fraction``: the share of draws whose occupied positions are a combination
+    real crystals of the group have (:func:`wyckoff_statistics`) rather than a random choice.
     """
     lattice_type, positions = group_positions(number)
     volumes, tol = _element_data(tuple(elements))
     n_species = draw_n_species(rng, max_elements, species_weights)
     chosen = rng.choice(len(elements), size=n_species, replace=False)
-    picks = _choose_sites(positions, n_species, max_atoms, rng, most_free)
+    picks = None
+    if statistics_fraction > 0 and not most_free and rng.random() < statistics_fraction:
+        picks = _sites_from_statistics(number, positions, n_species, max_atoms, rng)
+    if picks is None:
+        picks = _choose_sites(positions, n_species, max_atoms, rng, most_free)
     if picks is None:
         return None
     atoms_volume = sum(p.multiplicity * volumes[chosen[slot]] for slot, p in picks)
