@@ -27,8 +27,9 @@ model can be confidently wrong on a pattern unlike its training data — not a d
 Prior correction. The model is trained on roughly space-group-balanced synthetic crystals; real
 materials are not balanced (P2₁/c is the most common group). When the checkpoint's ``model.json``
 holds ``prior_log_ratio`` (230 values of log p_real(g) − log p_train(g)), it is added to the
-space-group logits before the temperature (Bayes' rule for a change of label prior, Saerens et al.,
-Neural Comput. 14 (2002) 21); ``prior=False`` turns it off.
+calibrated space-group log-probabilities (Bayes' rule for a change of label prior, Saerens et al.,
+Neural Comput. 14 (2002) 21), and ``crystal_system_prior_log_ratio`` (7 values) likewise to the crystal
+system's; ``prior=False`` turns both off. :func:`prior_log_ratio` computes them from label counts.
 
 Re-ranking (``rerank=True``, off by default): the classifier's ``RERANK_K`` best space groups are
 re-ordered by :mod:`xrdid.rerank`, which adds to each log-probability a score of how well the group's
@@ -53,7 +54,7 @@ import numpy as np
 import torch
 
 from xrdid.instrument import Instrument
-from xrdid.labels import CRYSTAL_SYSTEMS, space_group_symbol
+from xrdid.labels import CRYSTAL_SYSTEMS, space_group_symbol, space_group_to_system_map
 from xrdid.models import XRDClassifier, load_checkpoint
 from xrdid.readers import Pattern, PatternError, to_grid
 from xrdid.readers.pattern import finalise
@@ -85,11 +86,25 @@ class ModelBundle:
     path: str
     grid: np.ndarray = field(init=False)
     prior_log_ratio: torch.Tensor | None = field(init=False)
+    crystal_system_prior_log_ratio: torch.Tensor | None = field(init=False)
 
     def __post_init__(self):
         self.grid = self.instrument.grid()
         ratio = self.meta.get("prior_log_ratio")
         self.prior_log_ratio = torch.tensor(ratio, dtype=torch.float32) if ratio is not None else None
+        ratio = self.meta.get("crystal_system_prior_log_ratio")
+        self.crystal_system_prior_log_ratio = torch.tensor(ratio, dtype=torch.float32) if ratio is not None else None
+
+    def probabilities(self, sg_logits: torch.Tensor, cs_logits: torch.Tensor, prior: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrated space-group and crystal-system probabilities: logits over the fitted temperatures,
+        plus the checkpoint's prior log-ratios when it has them and ``prior`` (module docstring)."""
+        t = self.model.temperature
+        sg, cs = sg_logits / t[0], cs_logits / t[1]
+        if prior and self.prior_log_ratio is not None:
+            sg = sg + self.prior_log_ratio
+        if prior and self.crystal_system_prior_log_ratio is not None:
+            cs = cs + self.crystal_system_prior_log_ratio
+        return sg.softmax(-1), cs.softmax(-1)
 
     @property
     def q_range(self) -> tuple[float, float]:
@@ -99,17 +114,45 @@ class ModelBundle:
         return float(q[0]), float(q[1])
 
 
-def load_model(path: str | Path | None = None) -> ModelBundle:
+PRIORS = ("checkpoint", "none", "materials_project")
+
+
+def load_model(path: str | Path | None = None, *, prior: str = "checkpoint") -> ModelBundle:
     """Load a checkpoint directory (``None``: the pretrained model shipped with the package).
 
+    ``prior``: "checkpoint" keeps the label prior stored in the checkpoint (if any), "none" drops it,
+    "materials_project" replaces it by real materials' space-group and crystal-system frequencies
+    (:func:`xrdid.structures.wyckoff.real_space_group_counts`) against the checkpoint's training counts.
     Raises ValueError with a clear message when the directory is not a usable checkpoint.
     """
+    if prior not in PRIORS:
+        raise ValueError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
     where = Path(path) if path is not None else pretrained_path()
     if path is None and not (where / "weights.pt").is_file():
         raise ValueError(f"no pretrained model is installed at {where}; pass a checkpoint with --model")
     model, instrument, meta = load_checkpoint(where)
     model.eval()
+    meta = dict(meta)
+    if prior != "checkpoint":
+        meta.pop("prior_log_ratio", None)
+        meta.pop("crystal_system_prior_log_ratio", None)
+    if prior == "materials_project":
+        meta.update(real_prior(meta, where))
     return ModelBundle(model=model, instrument=instrument, meta=meta, path=str(where))
+
+
+def real_prior(meta: dict, where: str | Path = "checkpoint") -> dict:
+    """``prior_log_ratio`` and ``crystal_system_prior_log_ratio`` from Materials Project statistics
+    against the space-group counts of the checkpoint's training set (``train_space_group_counts``)."""
+    from xrdid.structures.wyckoff import real_space_group_counts
+
+    train = meta.get("train_space_group_counts")
+    if train is None:
+        raise ValueError(f"{where}: the checkpoint does not record its training labels, so no prior can be applied")
+    real, train = real_space_group_counts(), np.asarray(train, dtype=np.float64)
+    systems = space_group_to_system_map()
+    per_system = [np.bincount(systems, weights=c, minlength=len(CRYSTAL_SYSTEMS)) for c in (real, train)]
+    return {"prior_log_ratio": prior_log_ratio(real, train), "crystal_system_prior_log_ratio": prior_log_ratio(*per_system)}
 
 
 def _name(pattern: Pattern) -> str:
@@ -173,12 +216,7 @@ def predict_arrays(
     if y_t.shape != m_t.shape or y_t.shape[-1] != n:
         raise PredictionError(f"inputs of shape {tuple(y_t.shape)} and {tuple(m_t.shape)}: expected (B, {n}) each")
     model = bundle.model
-    sg_logits, cs_logits = model(model_input(y_t, m_t))
-    if prior and bundle.prior_log_ratio is not None:
-        sg_logits = sg_logits + bundle.prior_log_ratio
-    t = model.temperature
-    sg_p = (sg_logits / t[0]).softmax(-1)
-    cs_p = (cs_logits / t[1]).softmax(-1)
+    sg_p, cs_p = bundle.probabilities(*model(model_input(y_t, m_t)), prior=prior)
     k = max(1, min(int(top_k), sg_p.shape[1]))
     top_p, top_i = sg_p.topk(max(k, int(rerank_k)) if rerank else k, dim=1)
     y_np, m_np = np.atleast_2d(y), np.atleast_2d(mask)
@@ -229,14 +267,16 @@ def predict_patterns(
 
 
 def prior_log_ratio(target_counts, train_counts, *, pseudocount: float = 1.0) -> list[float]:
-    """log p_target(g) − log p_train(g) for the 230 groups, from label counts (additive smoothing).
+    """log p_target(c) − log p_train(c) per class, from label counts (additive smoothing): 230 space
+    groups, or 7 crystal systems.
 
-    ``target_counts``: space-group counts of structures representative of the samples to classify (e.g.
-    Materials Project or ICSD statistics); ``train_counts``: the checkpoint's ``train_space_group_counts``.
-    Store the result as ``prior_log_ratio`` in a checkpoint's model.json to apply it (module docstring).
+    ``target_counts``: counts of structures representative of the samples to classify (e.g. Materials
+    Project or ICSD statistics); ``train_counts``: the training set's (a checkpoint's
+    ``train_space_group_counts``). Store the result as ``prior_log_ratio`` (or
+    ``crystal_system_prior_log_ratio``) in a checkpoint's model.json to apply it (module docstring).
     """
     t = np.asarray(target_counts, dtype=np.float64) + pseudocount
     r = np.asarray(train_counts, dtype=np.float64) + pseudocount
-    if t.shape != (230,) or r.shape != (230,):
-        raise ValueError("need 230 counts each (space groups 1-230)")
+    if t.shape != r.shape or t.shape not in ((230,), (7,)):
+        raise ValueError(f"need 230 counts each (space groups 1-230) or 7 (crystal systems), got {t.shape} and {r.shape}")
     return (np.log(t / t.sum()) - np.log(r / r.sum())).tolist()

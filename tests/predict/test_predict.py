@@ -159,3 +159,36 @@ def test_prior_correction_shifts_towards_common_groups(checkpoint, tmp_path):
     without = predict_patterns(load_model(ck), [p], prior=False)[0]
     assert with_prior["space_group"]["number"] == 14
     assert without == predict_patterns(load_model(checkpoint), [p])[0]
+
+
+def test_materials_project_prior_favours_common_groups_and_systems(checkpoint, tmp_path):
+    import shutil
+
+    import pytest
+
+    from xrdid.structures.wyckoff import real_space_group_counts
+
+    counts = real_space_group_counts()
+    # The statistics: Fm-3m, P-1 and P2_1/c are among the most common groups.
+    assert {225, 2, 14} <= set(np.argsort(counts)[-5:] + 1)
+    with pytest.raises(ValueError, match="does not record its training labels"):
+        load_model(checkpoint, prior="materials_project")
+    ck = tmp_path / "ck"
+    shutil.copytree(checkpoint, ck)
+    meta = json.loads((ck / "model.json").read_text())
+    meta["train_space_group_counts"] = [10] * 230
+    (ck / "model.json").write_text(json.dumps(meta))
+    checkpoint = ck
+    bundle = load_model(checkpoint, prior="materials_project")
+    sg, cs = bundle.prior_log_ratio, bundle.crystal_system_prior_log_ratio
+    assert sg.shape == (230,) and cs.shape == (7,)
+    assert sg[13] > 0 > sg[229]  # P2_1/c up, Ia-3d down, against balanced training counts
+    assert cs[1] > 0  # monoclinic up
+    tt = np.linspace(5, 90, 3000)
+    p = Pattern(tt, peaks(tt), "two_theta", wavelength_A=CU)
+    with_prior = predict_patterns(bundle, [p])[0]
+    plain = predict_patterns(load_model(checkpoint, prior="none"), [p])[0]
+    assert plain == predict_patterns(load_model(checkpoint), [p])[0]
+    assert with_prior["space_group"]["probability"] != plain["space_group"]["probability"]
+    with pytest.raises(ValueError, match="prior must be one of"):
+        load_model(checkpoint, prior="icsd")

@@ -1,4 +1,4 @@
-"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json] [--rerank]`:
+"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json] [--rerank] [--prior P]`:
 space group and crystal system of measured powder patterns.
 
 Any wavelength works: each pattern is mapped onto the model's grid through Q. The wavelength comes from
@@ -6,8 +6,9 @@ the file where it states one, else from ``--wavelength`` or ``--instrument`` (a 
 a 2θ file with neither is an error, never a silent Cu Kα. With ``--json`` each file gives one JSON
 object per line (``file``, ``space_group``, ``top_k``, ``crystal_system``, ``novelty``, ``coverage``);
 otherwise a table. ``--rerank`` re-orders the model's 15 best space groups by a quick lattice fit that
-uses only each group's allowed reflections (entries gain ``score`` and ``fit``; see xrdid.rerank). A
-file that cannot be read or classified is reported on stderr, naming it; the other
+uses only each group's allowed reflections (entries gain ``score`` and ``fit``; see xrdid.rerank).
+``--prior materials_project`` weighs the answer by how common each space group and crystal system is
+among Materials Project structures (Bayes' rule; see xrdid.predict). A file that cannot be read or classified is reported on stderr, naming it; the other
 files are still processed and the exit status is 1.
 """
 
@@ -37,6 +38,9 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     p.add_argument("--rerank", action="store_true",
                    help="re-rank the model's top 15 space groups by a lattice fit with each group's systematic absences")
+    p.add_argument("--prior", choices=("checkpoint", "none", "materials_project"), default="checkpoint",
+                   help="label prior: the checkpoint's (default; the shipped model has none), none, or Materials "
+                        "Project's space-group frequencies (favours common groups such as P2₁/c)")
     p.set_defaults(run=run)
 
 
@@ -61,7 +65,7 @@ def run(args) -> int:
         return 2
     wavelength = PRESETS[args.instrument].wavelength_A if args.instrument else args.wavelength
     try:
-        bundle = load_model(args.model)
+        bundle = load_model(args.model, prior=args.prior)
     except ValueError as exc:
         print(f"xrdid predict: {exc}", file=sys.stderr)
         return 2

@@ -95,22 +95,22 @@ def sticks_table(structures, d_min_A: float, *, symprec: float = 0.01, max_peaks
 
 
 def evaluate_prototypes(
-    checkpoint, *, augment: Augment | None = None, draws: int = 4, seed: int = 2024, symprec: float = 0.01, limit: int | None = None
+    checkpoint, *, augment: Augment | None = None, draws: int = 4, seed: int = 2024, symprec: float = 0.01, limit: int | None = None,
+    prior: str = "checkpoint",
 ) -> dict:
     """Accuracy of ``checkpoint`` on the AFLOW prototypes rendered ``draws`` times each (see module doc);
-    ``limit``: only the first prototypes (tests)."""
+    ``limit``: only the first prototypes (tests); ``prior``: see :func:`xrdid.predict.load_model`."""
     from xrdid.predict import load_model
 
-    bundle = load_model(checkpoint)
+    bundle = load_model(checkpoint, prior=prior)
     table = sticks_table(aflow_prototypes()[:limit], bundle.instrument.d_min_A, symprec=symprec)
     renderer = Renderer(bundle.instrument, augment if augment is not None else Augment())
     sg_all, cs_all = [], []
     for k in range(draws):
         sg_logits, cs_logits = predict_logits(bundle.model, renderer, table, seed=seed + k)
-        if bundle.prior_log_ratio is not None:
-            sg_logits = sg_logits + bundle.prior_log_ratio
-        sg_all.append((sg_logits / bundle.model.temperature[0]).softmax(-1))
-        cs_all.append((cs_logits / bundle.model.temperature[1]).softmax(-1))
+        sg_p, cs_p = bundle.probabilities(sg_logits, cs_logits)
+        sg_all.append(sg_p)
+        cs_all.append(cs_p)
     sg_p, cs_p = torch.cat(sg_all), torch.cat(cs_all)
     sg_true, cs_true = table.space_group.repeat(draws), table.crystal_system.repeat(draws)
     sg_m = classification_metrics(sg_p, sg_true, N_SPACE_GROUPS, top_k=5)
@@ -127,13 +127,14 @@ def _true_space_group(cif: Path, symprec: float) -> int:
     return spglib_number(structures[0], symprec)
 
 
-def evaluate_measured(checkpoint, folder: str | Path, *, symprec: float = 0.01, top_k: int = 5) -> dict:
-    """Predict every pattern of ``folder/index.csv`` and compare with its refined CIF (see module doc)."""
+def evaluate_measured(checkpoint, folder: str | Path, *, symprec: float = 0.01, top_k: int = 5, prior: str = "checkpoint") -> dict:
+    """Predict every pattern of ``folder/index.csv`` and compare with its refined CIF (see module doc);
+    ``prior``: see :func:`xrdid.predict.load_model`."""
     from xrdid.predict import PredictionError, load_model, predict_patterns
     from xrdid.readers import PatternError, read_pattern
 
     folder = Path(folder)
-    bundle = load_model(checkpoint)
+    bundle = load_model(checkpoint, prior=prior)
     rows = []
     for r in csv.DictReader((folder / "index.csv").open()):
         pattern_file = folder / r["file"]
@@ -192,13 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draws", type=int, default=4, help="augmented renderings per prototype")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--prior", default="checkpoint", choices=("checkpoint", "none", "materials_project"),
+                    help="label prior: the checkpoint's (default), none, or Materials Project frequencies")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    out = {"prototypes": evaluate_prototypes(args.model, draws=args.draws)}
+    out = {"prior": args.prior, "prototypes": evaluate_prototypes(args.model, draws=args.draws, prior=args.prior)}
     log.info("AFLOW prototypes: %s", {k: out["prototypes"][k]["accuracy"] for k in ("space_group", "crystal_system")})
     if args.measured:
-        out["measured"] = evaluate_measured(args.model, args.measured)
+        out["measured"] = evaluate_measured(args.model, args.measured, prior=args.prior)
         log.info("measured: %s", out["measured"]["summary"])
     text = json.dumps(out, indent=2, default=str)
     if args.out:

@@ -184,6 +184,15 @@ def wyckoff_statistics() -> dict[int, tuple[list[tuple[int, ...]], np.ndarray, n
     return {g: (c, np.asarray(a), np.asarray(n)) for g, (c, a, n) in table.items()}
 
 
+def real_space_group_counts() -> np.ndarray:
+    """How many of the structures behind :func:`wyckoff_statistics` have each space group (230 values,
+    group 1 first): a label prior of real materials."""
+    counts = np.zeros(230)
+    for number, (_combos, _atoms, n) in wyckoff_statistics().items():
+        counts[number - 1] = n.sum()
+    return counts
+
+
 def _sites_from_statistics(number: int, positions, n_species: int, max_atoms: int, rng: np.random.Generator):
     """(species slot, position) pairs from a combination real crystals of the group have (drawn by its
     count, within max_atoms), or None when the group has none. Every species gets at least one orbit;
