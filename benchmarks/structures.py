@@ -3,8 +3,9 @@
     python benchmarks/structures.py [--groups-step 10] [--per-group 4]
 
 Generates crystals for every ``groups-step``-th space group with the ``wyckoff`` generator (the
-default), with pyxtal alone (the reference) and with pyxtal plus variants=4 (element substitution +
-strain of each pyxtal crystal), then simulates the sticks of the wyckoff crystals, and prints
+default), with it and real crystals' Wyckoff statistics (``wyckoff_statistics: 0.8``, species weights
+1:3:3, as config/pretrain-stage2.yaml), with pyxtal alone (the reference) and with pyxtal plus
+variants=4 (element substitution + strain of each pyxtal crystal), then simulates the sticks of the wyckoff crystals, and prints
 structures/s for each and their ratios. Generation is the synthetic path's bottleneck when its rate is
 below the simulation rate.
 """
@@ -36,8 +37,14 @@ def main() -> None:
     tmp = tempfile.mkdtemp()
     rates = {}
     frames = {}
-    for name, generator, variants in (("wyckoff", "wyckoff", 1), ("pyxtal", "pyxtal", 1), ("pyxtal+variants=4", "pyxtal", 4)):
-        spec = SyntheticSpec(space_groups=groups, per_group=args.per_group, variants=variants, generator=generator)
+    runs = {
+        "wyckoff": {"generator": "wyckoff"},
+        "wyckoff+statistics": {"generator": "wyckoff", "wyckoff_statistics": 0.8, "species_weights": (1, 3, 3)},
+        "pyxtal": {"generator": "pyxtal"},
+        "pyxtal+variants=4": {"generator": "pyxtal", "variants": 4},
+    }
+    for name, settings in runs.items():
+        spec = SyntheticSpec(space_groups=groups, per_group=args.per_group, **settings)
         t0 = time.perf_counter()
         n, n_failed = generate_synthetic(spec, out=f"{tmp}/{name}.parquet", failed_out=f"{tmp}/{name}.failed.parquet")
         dt = time.perf_counter() - t0
@@ -56,6 +63,7 @@ def main() -> None:
     print(f"stick simulation (d >= 0.5 Å) of the same structures: {sim:.1f} structures/s on one core")
     print("ratio simulation / generation: " + ", ".join(f"{sim / r:.1f}x ({name})" for name, r in rates.items()))
     print(f"wyckoff vs pyxtal generation: {rates['wyckoff'] / rates['pyxtal']:.1f}x; "
+          f"wyckoff+statistics vs pyxtal: {rates['wyckoff+statistics'] / rates['pyxtal']:.1f}x; "
           f"vs pyxtal+variants=4: {rates['wyckoff'] / rates['pyxtal+variants=4']:.1f}x")
 
 
