@@ -22,6 +22,9 @@ CRYSTAL_SYSTEMS: tuple[str, ...] = (
 # Last space-group number of each crystal system, in the order of CRYSTAL_SYSTEMS.
 _SYSTEM_UPPER = (2, 15, 74, 142, 167, 194, 230)
 N_SPACE_GROUPS = 230
+# Label priors a prediction can use (xrdid.predict.load_model): the checkpoint's, none, or Materials
+# Project's space-group and crystal-system frequencies.
+PRIORS: tuple[str, ...] = ("checkpoint", "none", "materials_project")
 
 
 def crystal_system_index(space_group: int) -> int:

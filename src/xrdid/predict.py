@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from xrdid.instrument import Instrument
-from xrdid.labels import CRYSTAL_SYSTEMS, space_group_symbol, space_group_to_system_map
+from xrdid.labels import CRYSTAL_SYSTEMS, PRIORS, space_group_symbol, space_group_to_system_map
 from xrdid.models import XRDClassifier, load_checkpoint
 from xrdid.readers import Pattern, PatternError, to_grid
 from xrdid.readers.pattern import finalise
@@ -112,9 +112,6 @@ class ModelBundle:
         lam = self.instrument.wavelength_A
         q = 4 * np.pi * np.sin(np.radians(self.grid[[0, -1]]) / 2) / lam
         return float(q[0]), float(q[1])
-
-
-PRIORS = ("checkpoint", "none", "materials_project")
 
 
 def load_model(path: str | Path | None = None, *, prior: str = "checkpoint") -> ModelBundle:

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 def add_parser(sub) -> None:
     from xrdid.instrument import PRESETS
+    from xrdid.labels import PRIORS
 
     p = sub.add_parser(
         "predict",
@@ -38,7 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     p.add_argument("--rerank", action="store_true",
                    help="re-rank the model's top 15 space groups by a lattice fit with each group's systematic absences")
-    p.add_argument("--prior", choices=("checkpoint", "none", "materials_project"), default="checkpoint",
+    p.add_argument("--prior", choices=PRIORS, default="checkpoint",
                    help="label prior: the checkpoint's (default; the shipped model has none), none, or Materials "
                         "Project's space-group frequencies (favours common groups such as P2₁/c)")
     p.set_defaults(run=run)

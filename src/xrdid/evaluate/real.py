@@ -27,7 +27,7 @@ import torch
 from xrdid.data import StickTable
 from xrdid.evaluate.metrics import classification_metrics
 from xrdid.instrument import Augment, Renderer
-from xrdid.labels import CRYSTAL_SYSTEMS, N_SPACE_GROUPS, crystal_system, crystal_system_index
+from xrdid.labels import CRYSTAL_SYSTEMS, N_SPACE_GROUPS, PRIORS, crystal_system, crystal_system_index
 from xrdid.train.loop import predict_logits
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draws", type=int, default=4, help="augmented renderings per prototype")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="write the results as JSON here")
-    ap.add_argument("--prior", default="checkpoint", choices=("checkpoint", "none", "materials_project"),
+    ap.add_argument("--prior", default="checkpoint", choices=PRIORS,
                     help="label prior: the checkpoint's (default), none, or Materials Project frequencies")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
