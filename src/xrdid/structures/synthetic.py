@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from xrdid.structures.table import StructureError, describe_structure, write_structure_tables
-from xrdid.structures.wyckoff import draw_n_species
+from xrdid.structures.wyckoff import check_species_weights, draw_n_species
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +69,9 @@ class SyntheticSpec:
     generator: str = "wyckoff"  # wyckoff | pyxtal
 
     def __post_init__(self):
+        # Checked here too, so a bad value stops the run before any worker starts.
         if self.species_weights is not None:
-            w = self.species_weights
-            if len(w) != self.max_elements or min(w) < 0 or sum(w) <= 0:
-                raise ValueError(
-                    f"species_weights needs max_elements = {self.max_elements} non-negative values "
-                    f"(for 1..{self.max_elements} elements) with a positive sum, got {list(w)}"
-                )
+            check_species_weights(self.species_weights, self.max_elements)
 
 
 class _Timeout(Exception):

@@ -211,15 +211,24 @@ def _sites_from_statistics(number: int, positions, n_species: int, max_atoms: in
     return [(int(slots[k]), positions[combo[i]]) for k, i in enumerate(order)]
 
 
+def check_species_weights(weights: Sequence[float], max_elements: int) -> np.ndarray:
+    """``weights`` as probabilities of 1..``max_elements`` elements; ValueError unless there is one
+    non-negative value per count and their sum is positive."""
+    w = np.asarray(weights, dtype=float)
+    if len(w) != max_elements or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(
+            f"species_weights needs max_elements = {max_elements} non-negative values "
+            f"(for 1..{max_elements} elements) with a positive sum, got {list(weights)}"
+        )
+    return w / w.sum()
+
+
 def draw_n_species(rng: np.random.Generator, max_elements: int, weights: Sequence[float] | None = None) -> int:
     """Number of distinct elements of one crystal: uniform over 1..``max_elements``, or drawn with
     relative ``weights`` (one per count, 1 first)."""
     if weights is None:
         return int(rng.integers(1, max_elements + 1))
-    w = np.asarray(weights, dtype=float)
-    if len(w) != max_elements or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(f"species weights need {max_elements} non-negative values (one per number of elements) with a positive sum, got {list(weights)}")
-    return int(rng.choice(max_elements, p=w / w.sum())) + 1
+    return int(rng.choice(max_elements, p=check_species_weights(weights, max_elements))) + 1
 
 
 def random_crystal(
