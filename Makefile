@@ -26,6 +26,8 @@ test: setup
 
 lint: setup
 	$(BIN)/snakemake --lint
+	$(BIN)/ruff check .
+	$(BIN)/snakefmt --check .
 
 report: setup
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default --report results/report.html

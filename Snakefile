@@ -30,6 +30,6 @@ include: "workflow/rules/measured.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_outputs(),
-    default_target: True

@@ -37,7 +37,7 @@ SPECIES_POOL = ["Li", "O", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "K", "Ca", "T
 
 def prototype_structures(max_sites: int) -> list[tuple[str, object]]:
     """pymatgen's AFLOW prototype library: real structures, every crystal system."""
-    import pymatgen.analysis.prototypes as prototypes
+    from pymatgen.analysis import prototypes
     from pymatgen.core import Structure
 
     path = Path(prototypes.__file__).parent / "aflow_prototypes.json.gz"

@@ -52,7 +52,8 @@ def main(argv=None) -> int:
     from xrdid.simulate.sticks import d_min_for
 
     mix_dir = args.data / "mixtures"
-    rows = list(csv.DictReader(open(mix_dir / "labels.csv")))
+    with open(mix_dir / "labels.csv") as fh:
+        rows = list(csv.DictReader(fh))
     if args.only:
         rows = [r for r in rows if args.only in r["id"]]
     settings = FitSettings()
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
     library = load_library(args.data / "library", d_min, cache_dir=default_cache_dir())
     print(f"library: {len(library)} phases loaded in {time.perf_counter() - t:.1f} s ({len(library.errors)} failed)")
 
-    tot = dict(tp=0, found=0, findable=0, true=0, recalled=0)
+    tot = {"tp": 0, "found": 0, "findable": 0, "true": 0, "recalled": 0}
     maes_all, maes_find, times, rwps, out = [], [], [], [], []
     for r in rows:
         names = r["phases"].split(";")

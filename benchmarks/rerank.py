@@ -30,6 +30,8 @@ import torch
 
 from xrdid.labels import CRYSTAL_SYSTEMS, crystal_system
 
+log = logging.getLogger("benchmarks.rerank")
+
 
 def _patterns_prototypes(bundle, draws: int, seed: int):
     """(label, true number, y, mask) of every rendered prototype, draws × prototypes."""
@@ -62,7 +64,7 @@ def _score_rows(bundle, items, k: int):
         fits = fit_candidates([c for c, _ in cands], bundle.grid, y, mask, wavelengths_A=inst.wavelengths_A, line_weights=inst.weights)
         rows.append({"name": name, "true": true, "cands": cands, "fits": fits})
         if (n + 1) % 50 == 0:
-            logging.info("%d/%d patterns, %.2f s each", n + 1, len(items), (time.perf_counter() - t0) / (n + 1))
+            log.info("%d/%d patterns, %.2f s each", n + 1, len(items), (time.perf_counter() - t0) / (n + 1))
     return rows, (time.perf_counter() - t0) / max(len(items), 1)
 
 
@@ -125,7 +127,7 @@ def _measured_items(bundle, folder: Path):
             true = _true_space_group(cifs[0], 0.01)
             y, mask = prepare(bundle, read_pattern(folder / r["file"], wavelength_A=float(r["wavelength_A"])))
         except (PatternError, PredictionError, IndexError, ValueError) as exc:
-            logging.warning("%s: skipped (%s)", r["file"], exc)
+            log.warning("%s: skipped (%s)", r["file"], exc)
             continue
         items.append((r["file"], true, y, mask))
     return items

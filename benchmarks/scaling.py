@@ -42,7 +42,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "scaling"
 CHUNK_LOG = re.compile(r"chunk \d+/\d+: (\d+) structures simulated in ([0-9.]+) s")
@@ -50,7 +49,7 @@ CHUNK_LOG = re.compile(r"chunk \d+/\d+: (\d+) structures simulated in ([0-9.]+) 
 
 # The scratch copy of the workflow is the one the workflow tests make.
 sys.path.insert(0, str(ROOT / "tests" / "workflow"))
-from test_workflow import make_project  # noqa: E402
+from test_workflow import make_project
 
 
 def children_cpu_s() -> float:
@@ -63,7 +62,7 @@ def snakemake(path: Path, cores: int, *targets: str) -> float:
     cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--workflow-profile",
            "workflow/profiles/default", *targets]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=path, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=path, check=False, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"snakemake {' '.join(targets)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -139,8 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
         chunks = ref["chunks"]
         t_structure = sum(c["compute_s"] for c in chunks) / max(sum(c["n"] for c in chunks), 1)
         t_start = sum(c["job_s"] - c["compute_s"] for c in chunks) / len(chunks)
-        merge_s = float(next(csv.DictReader(
-            open(scratch / "results" / DATASET / "benchmarks" / "merge_sticks.tsv"), delimiter="\t"))["s"])
+        with open(scratch / "results" / DATASET / "benchmarks" / "merge_sticks.tsv") as fh:
+            merge_s = float(next(csv.DictReader(fh, delimiter="\t"))["s"])
         from xrdid.simulate.chunks import merge_sticks
 
         chunk_files = sorted(sticks.glob("chunk-*.parquet")) * args.merge_copies

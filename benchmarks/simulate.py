@@ -17,14 +17,14 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import importlib.util
+import sys
+import time
+import warnings
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 N_TARGET, N_CORES = 118_399, 64
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in rates.items():
         cells = [f"{r[k]:8.1f}/s ({r[k] / ref[k]:6.1f}x)" for k in ("prototypes", "random 20-60 atoms", "all")]
         print(f"{name:24s} " + " ".join(f"{c:>22s}" for c in cells))
-    print(f"(patterns per second per core; ratio against pymatgen measured in this run)")
+    print("(patterns per second per core; ratio against pymatgen measured in this run)")
     for name, r in rates.items():
         for k in ("prototypes", "random 20-60 atoms"):
             sec = N_TARGET / (r[k] * N_CORES)

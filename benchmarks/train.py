@@ -87,7 +87,7 @@ def main():
           f"batch {args.batch}; load average {os.getloadavg()[0]:.2f} at start")
     if args.ablation:
         val = StickTable.from_parquet(args.sticks, split="val", d_min_A=get_instrument(args.preset).d_min_A)
-        print(f"| candidate | params | steps | patterns/s | val space group top-1 | top-5 | val crystal system |")
+        print("| candidate | params | steps | patterns/s | val space group top-1 | top-5 | val crystal system |")
         print("|---|---|---|---|---|---|---|")
         for c in cands:
             sched = torch.optim.lr_scheduler.OneCycleLR(c["opt"], max_lr=2e-3, total_steps=args.ablation, pct_start=0.15)

@@ -14,10 +14,9 @@ from xrdid.io import StorageError, atomic_path, write_parquet, write_text
 
 def test_failed_block_leaves_neither_output_nor_temporary(tmp_path):
     out = tmp_path / "sub" / "out.txt"
-    with pytest.raises(RuntimeError):
-        with atomic_path(out) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(out) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
     assert not out.exists()
     assert list(out.parent.iterdir()) == []
 
@@ -37,9 +36,8 @@ def test_success_replaces_existing_output(tmp_path):
 )
 def test_space_and_permission_errors_name_the_output(tmp_path, code, words):
     out = tmp_path / "results" / "chunk-0.parquet"
-    with pytest.raises(StorageError) as info:
-        with atomic_path(out):
-            raise OSError(code, os.strerror(code))
+    with pytest.raises(StorageError) as info, atomic_path(out):
+        raise OSError(code, os.strerror(code))
     message = str(info.value)
     assert str(out) in message and words in message and errno.errorcode[code] in message
     assert info.value.errno == code and isinstance(info.value, OSError)
@@ -70,6 +68,5 @@ def test_library_error_without_errno_is_recognised_by_its_message(tmp_path, monk
 
 
 def test_other_os_errors_pass_through_unchanged(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        with atomic_path(tmp_path / "out.txt"):
-            raise FileNotFoundError(errno.ENOENT, "No such file", "input.cif")
+    with pytest.raises(FileNotFoundError), atomic_path(tmp_path / "out.txt"):
+        raise FileNotFoundError(errno.ENOENT, "No such file", "input.cif")

@@ -11,8 +11,8 @@ import html
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from xrdid.io import write_text
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -112,7 +112,7 @@ def _hkl(hmax: int) -> np.ndarray:
     return hkl[np.any(hkl != 0, axis=1)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def allowed_reflections(number: int, hmax: int = HMAX) -> np.ndarray:
     """Boolean mask over ``_hkl(hmax)``: True where the group's reflection conditions allow hkl."""
     from pyxtal.symmetry import Group
@@ -126,7 +126,7 @@ def allowed_reflections(number: int, hmax: int = HMAX) -> np.ndarray:
     return np.abs(total) > 1e-6
 
 
-@lru_cache(maxsize=None)
+@cache
 def _forms(model: str, hmax: int = HMAX) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct m vectors of the lattice model, the index of each reflection's form, and each form's
     smallest max-|index| (how 'low' it is, for seeding)."""
@@ -139,7 +139,7 @@ def _forms(model: str, hmax: int = HMAX) -> tuple[np.ndarray, np.ndarray, np.nda
     return forms, inverse, order
 
 
-@lru_cache(maxsize=None)
+@cache
 def allowed_forms(number: int, hmax: int = HMAX) -> tuple[np.ndarray, np.ndarray]:
     """(m vectors of the group's lattice model, allowed mask per form) — see the module docstring."""
     model = lattice_model(number)

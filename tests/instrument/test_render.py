@@ -151,11 +151,11 @@ def test_broad_peaks_on_sub_grids_match_fine_evaluation():
 def test_zero_shift_moves_peaks_by_the_shift():
     inst = single_line("cu", n_points=8500)
     d = cubic_d(SI_A, SI_HKL)
-    quiet = dict(
-        lattice_strain_frac=(0, 0), crystallite_size_nm=(150, 150), microstrain_frac=(0, 0), caglioti_scale=(1, 1),
-        sample_displacement_um=(0, 0), intensity_jitter_rel=(0, 0), texture_probability=0.0, impurity_peaks=(0, 0),
-        background_rel=(0, 0), peak_counts=(1e9, 1e9), gaussian_noise_rel=(0, 0), crop_probability=0.0,
-    )
+    quiet = {
+        "lattice_strain_frac": (0, 0), "crystallite_size_nm": (150, 150), "microstrain_frac": (0, 0), "caglioti_scale": (1, 1),
+        "sample_displacement_um": (0, 0), "intensity_jitter_rel": (0, 0), "texture_probability": 0.0, "impurity_peaks": (0, 0),
+        "background_rel": (0, 0), "peak_counts": (1e9, 1e9), "gaussian_noise_rel": (0, 0), "crop_probability": 0.0,
+    }
     y, _ = Renderer(inst, Augment(zero_shift_deg=(0.2, 0.2), **quiet))(sticks(d), torch.Generator().manual_seed(0))
     found = local_maxima(y[0].numpy(), inst.grid(), rel=0.05)
     np.testing.assert_allclose(np.sort(found), np.sort(bragg(CU_KA1_A, d)) + 0.2, atol=0.005)
@@ -219,7 +219,7 @@ def test_edge_cases_give_no_nan(augment):
         assert torch.all(y[0] == 0) and torch.all(y[2] == 0)
         assert float(y[3].max()) == pytest.approx(1.0)
     # No sticks at all.
-    y0, m0 = Renderer(inst, augment)(StickBatch(torch.zeros(2, 0), torch.zeros(2, 0)), torch.Generator().manual_seed(0))
+    y0, _m0 = Renderer(inst, augment)(StickBatch(torch.zeros(2, 0), torch.zeros(2, 0)), torch.Generator().manual_seed(0))
     assert y0.shape == (2, 1024) and torch.isfinite(y0).all()
 
 

@@ -181,7 +181,8 @@ def test_measured_two_phase_mixture(tmp_path):
     """V2O5 + NiO + TiO2 (30/40/30 wt%, weighed) fitted against the three reference CIFs plus decoys."""
     from xrdid.readers import read_pattern
 
-    rows = {r["id"]: r for r in csv.DictReader(open(SHARED / "mixtures" / "labels.csv"))}
+    with open(SHARED / "mixtures" / "labels.csv") as fh:
+        rows = {r["id"]: r for r in csv.DictReader(fh)}
     r = rows["dara__V2O5_0p3005-NiO_0p4020-TiO2_0p3020--8min"]
     lib_dir = tmp_path / "lib"
     lib_dir.mkdir()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-import xrdid.readers as readers
+from xrdid import readers
 from xrdid.readers import PatternError, read_pattern, read_patterns
 
 TT = np.linspace(10.0, 60.0, 30)

@@ -76,7 +76,7 @@ def test_q_and_d_patterns_need_no_wavelength():
         Pattern(q, yq, "q", None, "q.xy", {}),
         finalise(2 * np.pi / q[::-1], yq[::-1], axis="d", path="d.xy"),
     ):
-        y, mask = to_grid(pat, grid, LAM_G)
+        y, _mask = to_grid(pat, grid, LAM_G)
         assert grid[np.argmax(y)] == pytest.approx(tt(3.0, LAM_G), abs=0.03)
 
 
@@ -84,5 +84,5 @@ def test_two_theta_without_any_wavelength_is_an_error():
     pat = finalise(np.linspace(10, 80, 100), np.ones(100), axis="two_theta", path="nolam.xy")
     with pytest.raises(PatternError, match=r"nolam\.xy.*--wavelength"):
         to_grid(pat, np.linspace(5, 90, 100), LAM_G)
-    y, mask = to_grid(pat, np.linspace(5, 90, 100), LAM_G, wavelength_A=LAM_M)
+    _y, mask = to_grid(pat, np.linspace(5, 90, 100), LAM_G, wavelength_A=LAM_M)
     assert mask.any()

@@ -1,3 +1,5 @@
+import itertools
+
 import polars as pl
 import pytest
 
@@ -8,7 +10,7 @@ def test_chunks_partition_rows():
     n, k = 103, 7
     bounds = [chunk_bounds(n, i, k) for i in range(k)]
     assert bounds[0][0] == 0 and bounds[-1][1] == n
-    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
     assert max(b - a for a, b in bounds) - min(b - a for a, b in bounds) <= 1
     with pytest.raises(ValueError):
         chunk_bounds(n, 7, 7)

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from pymatgen.core import Lattice, Structure
@@ -80,7 +80,7 @@ class StandIn:
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 — http.server's naming
+            def do_GET(self):
                 standin._handle(self)
 
             def log_message(self, *args):  # keep pytest output clean
@@ -206,9 +206,7 @@ def _matches(doc: dict, params: dict[str, str]) -> bool:
         return False
     if "material_ids" in params and doc["material_id"] not in params["material_ids"].split(","):
         return False
-    if "batch_id_not_eq" in params and doc.get("batch_id") == params["batch_id_not_eq"]:
-        return False
-    return True
+    return not ("batch_id_not_eq" in params and doc.get("batch_id") == params["batch_id_not_eq"])
 
 
 def _send(handler: BaseHTTPRequestHandler, status: int, body: dict, headers: dict | None = None):

@@ -30,7 +30,7 @@ def test_train_writes_checkpoint_and_history(tmp_path, sticks_table):
     history = pl.read_csv(tmp_path / "history.csv")
     assert history["epoch"].to_list() == [1, 2]
     assert {"train_loss", "val_loss", "val_crystal_system_acc"} <= set(history.columns)
-    model, instrument, meta = load_checkpoint(tmp_path / "model")
+    _model, instrument, meta = load_checkpoint(tmp_path / "model")
     assert instrument.n_points == 512 and meta["train"]["epochs"] == 2
 
 
@@ -47,7 +47,7 @@ def test_resume_continues_after_the_last_finished_epoch(tmp_path, sticks_table):
 def test_interrupted_run_resumes_and_matches_an_uninterrupted_one(tmp_path, sticks_table, monkeypatch):
     import pytest
 
-    import xrdid.train.loop as loop
+    from xrdid.train import loop
 
     _train(sticks_table, tmp_path / "straight", epochs=2)
     real = loop.predict_logits
@@ -101,8 +101,8 @@ def test_temperature_fit_softens_overconfident_logits():
 
 def test_rendering_in_a_worker_gives_the_same_batches(tmp_path, sticks_table):
     """render_workers=1 (a worker process) and in-process rendering draw identical batches."""
-    from xrdid.instrument import Renderer
     from xrdid.data import StickTable
+    from xrdid.instrument import Renderer
     from xrdid.train.loop import RenderedBatches, _epoch_batches
 
     table = StickTable.from_parquet(sticks_table, split="train")
@@ -118,7 +118,7 @@ def test_rendering_in_a_worker_gives_the_same_batches(tmp_path, sticks_table):
 
 def test_latest_checkpoint_written_each_epoch(tmp_path, sticks_table):
     _train(sticks_table, tmp_path, epochs=1, resume_dir=tmp_path / "resume")
-    model, _, meta = load_checkpoint(tmp_path / "resume" / "latest")
+    _model, _, meta = load_checkpoint(tmp_path / "resume" / "latest")
     assert meta["epoch"] == 1 and len(meta["train_space_group_counts"]) == 230
 
 

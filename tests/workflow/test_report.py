@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from test_workflow import TINY, make_project, snakemake
 
 from xrdid.report import metrics_rows, metrics_table

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_workflow import ROOT, TINY, make_project
 
 pytestmark = pytest.mark.slow
@@ -28,7 +27,7 @@ DATASET = TINY["dataset"]
 
 
 def _run(*cmd: str, timeout: float = 20) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
 
 
 def _unavailable(reason: str):
@@ -201,7 +200,7 @@ def test_cancelled_chunk_is_retried_and_leaves_nothing_partial(slurm_run):
 
 def test_rerun_on_slurm_has_nothing_to_do(slurm_run):
     assert slurm_run["rc"] == 0
-    proc = subprocess.run([*slurm_run["cmd"][:-1], "-n"], cwd=slurm_run["path"], capture_output=True, text=True,
+    proc = subprocess.run([*slurm_run["cmd"][:-1], "-n"], cwd=slurm_run["path"], check=False, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Nothing to be done" in proc.stdout + proc.stderr

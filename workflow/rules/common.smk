@@ -18,7 +18,9 @@ def auto_chunks(chunks):
     jobs = workflow.nodes  # --jobs N of a cluster run; "unlimited" is sys.maxsize
     if jobs and jobs < 100000:
         return jobs
-    return 4 * max(int(workflow.cores or 1), 1)  # a cluster run without --jobs raises here, asking for it
+    return 4 * max(
+        int(workflow.cores or 1), 1
+    )  # a cluster run without --jobs raises here, asking for it
 
 
 N_CHUNKS = auto_chunks(config["simulate"]["chunks"])
@@ -33,8 +35,15 @@ def get_final_outputs():
         f"results/{DATASET}/plots/confusion_crystal_system.png",
         f"results/{DATASET}/plots/confusion_space_group.png",
         f"results/{DATASET}/plots/augmentations.png",
-    ] + [f"results/{DATASET}/plots/synthetic_vs_measured_{name}.png" for name in config["measured"]["sets"]]
+    ] + [
+        f"results/{DATASET}/plots/synthetic_vs_measured_{name}.png"
+        for name in config["measured"]["sets"]
+    ]
 
 
 def get_chunks(wildcards):
-    return expand("results/{dataset}/sticks/chunk-{chunk}.parquet", dataset=wildcards.dataset, chunk=range(N_CHUNKS))
+    return expand(
+        "results/{dataset}/sticks/chunk-{chunk}.parquet",
+        dataset=wildcards.dataset,
+        chunk=range(N_CHUNKS),
+    )

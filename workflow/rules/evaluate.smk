@@ -6,16 +6,16 @@ rule evaluate_cnn:
         metrics="results/{dataset}/evaluate/metrics.json",
         confusion_space_group="results/{dataset}/evaluate/confusion_space_group.csv",
         confusion_crystal_system="results/{dataset}/evaluate/confusion_crystal_system.csv",
-    params:
-        augment=config["augment"],
-        seed=config["evaluate"]["seed"],
-    # Uses every core it is given (Snakemake scales 64 down to --cores).
-    threads: 64
     log:
         "results/{dataset}/logs/evaluate_cnn.log",
     benchmark:
         "results/{dataset}/benchmarks/evaluate_cnn.tsv"
     conda:
         ENV
+    # Uses every core it is given (Snakemake scales 64 down to --cores).
+    threads: 64
+    params:
+        augment=config["augment"],
+        seed=config["evaluate"]["seed"],
     script:
         "../scripts/evaluate_cnn.py"

@@ -48,14 +48,14 @@ rule plot_augmentations:
             caption="../report/augmentations.rst",
             category="Rendering",
         ),
-    params:
-        instrument=config["instrument"],
-        augment=config["augment"],
     log:
         "results/{dataset}/logs/plot_augmentations.log",
     benchmark:
         "results/{dataset}/benchmarks/plot_augmentations.tsv"
     conda:
         ENV
+    params:
+        instrument=config["instrument"],
+        augment=config["augment"],
     script:
         "../scripts/plot_augmentations.py"

@@ -2,7 +2,11 @@ rule plot_curves:
     input:
         "results/{dataset}/train/history.csv",
     output:
-        report("results/{dataset}/plots/curves.png", caption="../report/curves.rst", category="Training"),
+        report(
+            "results/{dataset}/plots/curves.png",
+            caption="../report/curves.rst",
+            category="Training",
+        ),
     log:
         "results/{dataset}/logs/plot_curves.log",
     benchmark:
@@ -22,12 +26,12 @@ rule plot_confusion:
             caption="../report/confusion.rst",
             category="Evaluation",
         ),
-    wildcard_constraints:
-        head="space_group|crystal_system",
     log:
         "results/{dataset}/logs/plot_confusion/{head}.log",
     benchmark:
         "results/{dataset}/benchmarks/plot_confusion/{head}.tsv"
+    wildcard_constraints:
+        head="space_group|crystal_system",
     conda:
         ENV
     script:
@@ -38,7 +42,11 @@ rule tabulate_metrics:
     input:
         cnn="results/{dataset}/evaluate/metrics.json",
     output:
-        report("results/{dataset}/evaluate/metrics.html", caption="../report/metrics.rst", category="Evaluation"),
+        report(
+            "results/{dataset}/evaluate/metrics.html",
+            caption="../report/metrics.rst",
+            category="Evaluation",
+        ),
     log:
         "results/{dataset}/logs/tabulate_metrics.log",
     benchmark:

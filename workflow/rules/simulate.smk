@@ -3,16 +3,16 @@ rule simulate_chunk:
         structures=lambda wc: f"resources/structures/{wc.dataset}/{SOURCE}.parquet",
     output:
         "results/{dataset}/sticks/chunk-{chunk}.parquet",
-    params:
-        n_chunks=N_CHUNKS,
-        d_min_A=config["simulate"]["d_min_A"],
-        group_by=config["split"]["group_by"],
     log:
         "results/{dataset}/logs/simulate_chunk/{chunk}.log",
     benchmark:
         "results/{dataset}/benchmarks/simulate_chunk/{chunk}.tsv"
     conda:
         ENV
+    params:
+        n_chunks=N_CHUNKS,
+        d_min_A=config["simulate"]["d_min_A"],
+        group_by=config["split"]["group_by"],
     script:
         "../scripts/simulate_chunk.py"
 
@@ -22,14 +22,14 @@ rule merge_sticks:
         get_chunks,
     output:
         "results/{dataset}/sticks.parquet",
-    params:
-        fractions=config["split"]["fractions"],
-        seed=config["split"]["seed"],
     log:
         "results/{dataset}/logs/merge_sticks.log",
     benchmark:
         "results/{dataset}/benchmarks/merge_sticks.tsv"
     conda:
         ENV
+    params:
+        fractions=config["split"]["fractions"],
+        seed=config["split"]["seed"],
     script:
         "../scripts/merge_sticks.py"

@@ -4,6 +4,16 @@ rule train_cnn:
     output:
         model=directory("results/{dataset}/train/model"),
         history="results/{dataset}/train/history.csv",
+    log:
+        "results/{dataset}/logs/train_cnn.log",
+    benchmark:
+        "results/{dataset}/benchmarks/train_cnn.tsv"
+    conda:
+        ENV
+    # Uses every core it is given (Snakemake scales 64 down to --cores).
+    threads: 64
+    resources:
+        gpu=1,
     params:
         instrument=config["instrument"],
         augment=config["augment"],
@@ -14,15 +24,5 @@ rule train_cnn:
         init=init_digest(config["train"].get("init_from")),
         # Per-epoch state for resuming a killed run (kept outside the outputs on purpose).
         resume_dir=lambda wc: f"results/{wc.dataset}/train/resume",
-    resources:
-        gpu=1,
-    # Uses every core it is given (Snakemake scales 64 down to --cores).
-    threads: 64
-    log:
-        "results/{dataset}/logs/train_cnn.log",
-    benchmark:
-        "results/{dataset}/benchmarks/train_cnn.tsv"
-    conda:
-        ENV
     script:
         "../scripts/train_cnn.py"

@@ -80,7 +80,7 @@ def run(args) -> int:
             failed += 1
             print(f"error: {exc}", file=sys.stderr)
             continue
-        except Exception as exc:  # noqa: BLE001 - one file must not stop the batch
+        except Exception as exc:
             failed += 1
             print(f"error: {path}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
             continue

@@ -150,7 +150,7 @@ def _profiles(records, instrument: str, lo: float, hi: float) -> list[tuple]:
     from xrdid.instrument import Augment, Renderer, StickBatch, get_instrument
 
     inst = get_instrument({"preset": instrument, "two_theta_min_deg": lo, "two_theta_max_deg": hi,
-                           "n_points": max(512, int(round((hi - lo) / 0.01)) + 1)})
+                           "n_points": max(512, round((hi - lo) / 0.01) + 1)})
     renderer = Renderer(inst, Augment(enabled=False))
     out = []
     for _, _, st in records:

@@ -35,7 +35,7 @@ class StickTable:
     def from_parquet(
         cls, path: str | Path, *, split: str | None = None, d_min_A: float | None = None, max_peaks: int = 512,
         with_hkl: bool = False,
-    ) -> "StickTable":
+    ) -> StickTable:
         """Read ``path`` (optionally one split); keep sticks with d ≥ d_min_A, the ``max_peaks`` strongest."""
         with_hkl = with_hkl and "hkl" in pq.read_schema(path).names
         columns = ["id", "space_group", "d", "f2m", "split"] + (["hkl"] if with_hkl else [])

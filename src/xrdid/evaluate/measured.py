@@ -131,11 +131,10 @@ def evaluate_measured(
         "predicted_crystal_system", "crystal_system_probability", "space_group_correct",
         "space_group_top_k_correct", "crystal_system_correct", "coverage", "error",
     ]
-    with atomic_path(predictions_out) as tmp:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fields, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
+    with atomic_path(predictions_out) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
     write_text(json.dumps(metrics, indent=2), metrics_out)
     log.info(
         "measured set %s: %d patterns, %d classified; space group %.1f %% (top-%d %.1f %%), crystal system %.1f %%",

@@ -32,7 +32,7 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, n_classes:
     acc_per_class = tmf.multiclass_accuracy(probs, labels, num_classes=n_classes, average="none")
     majority = torch.bincount(labels, minlength=n_classes).max().item() / max(len(labels), 1)
     out = {
-        "n": int(len(labels)),
+        "n": len(labels),
         "accuracy": float(tmf.multiclass_accuracy(probs, labels, num_classes=n_classes, average="micro")),
         "macro_f1": float(f1_per_class[present].mean()),
         "ece": float(tmf.multiclass_calibration_error(probs, labels, num_classes=n_classes, n_bins=15)),
@@ -47,11 +47,9 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, n_classes:
 
 
 def _write_confusion(matrix: np.ndarray, labels: list[str], path: Path) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as fh:
-            fh.write("true\\predicted," + ",".join(labels) + "\n")
-            for name, row in zip(labels, matrix):
-                fh.write(name + "," + ",".join(str(int(v)) for v in row) + "\n")
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        fh.write("true\\predicted," + ",".join(labels) + "\n")
+        fh.writelines(name + "," + ",".join(str(int(v)) for v in row) + "\n" for name, row in zip(labels, matrix))
 
 
 def evaluate_checkpoint(
@@ -69,7 +67,7 @@ def evaluate_checkpoint(
     """Evaluate ``checkpoint`` on ``split`` of ``sticks``; writes metrics JSON and two confusion CSVs."""
     if threads:
         torch.set_num_threads(int(threads))
-    model, instrument, meta = load_checkpoint(checkpoint)
+    model, instrument, _meta = load_checkpoint(checkpoint)
     table = StickTable.from_parquet(sticks, split=split, d_min_A=instrument.d_min_A)
     if len(table) == 0:
         raise ValueError(f"{sticks}: the {split!r} split is empty")

@@ -70,7 +70,7 @@ def sticks_table(structures, d_min_A: float, *, symprec: float = 0.01, max_peaks
                 continue
             st = compute_sticks(s, d_min_A)
             sg = spglib_number(s, symprec)
-        except Exception as exc:  # noqa: BLE001 - one structure must not stop the evaluation
+        except Exception as exc:
             log.warning("%s: skipped (%s)", sid, exc)
             continue
         d, f = np.asarray(st.d, np.float32), np.asarray(st.f2m, np.float32)
@@ -143,7 +143,7 @@ def evaluate_measured(checkpoint, folder: str | Path, *, symprec: float = 0.01, 
         row = {"file": r["file"], "wavelength_A": r["wavelength_A"] or None}
         try:
             true_sg = _true_space_group(cifs[0], symprec) if cifs else None
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             true_sg, row["cif_error"] = None, str(exc)
         row["true_space_group"] = true_sg
         row["true_crystal_system"] = crystal_system(true_sg) if true_sg else None

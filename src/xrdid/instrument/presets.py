@@ -101,7 +101,7 @@ class Instrument:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Instrument":
+    def from_dict(cls, d: dict) -> Instrument:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - fields
         if unknown:

@@ -53,8 +53,15 @@ from xrdid.mixtures.library import Library, LibraryError, LibraryPhase, default_
 from xrdid.mixtures.pattern import identify_in_pattern, two_theta_of
 
 __all__ = [
+    "FitSettings",
+    "Library",
+    "LibraryError",
+    "LibraryPhase",
+    "MixtureFit",
+    "PhaseResult",
+    "default_cache_dir",
     "identify_in_pattern",
+    "identify_phases",
+    "load_library",
     "two_theta_of",
-    "FitSettings", "Library", "LibraryError", "LibraryPhase", "MixtureFit", "PhaseResult",
-    "default_cache_dir", "identify_phases", "load_library",
 ]

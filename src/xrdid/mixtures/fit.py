@@ -117,7 +117,7 @@ def estimate_fwhm(x: np.ndarray, y: np.ndarray) -> float:
     from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
     step = (x[-1] - x[0]) / (x.size - 1)
-    n = max(3, int(round(3.0 / step)))
+    n = max(3, round(3.0 / step))
     bg = uniform_filter1d(minimum_filter1d(y, n, mode="nearest"), n, mode="nearest")
     sig = np.clip(uniform_filter1d(y, 3) - bg, 0.0, None)
     sig = sig - sig.mean()
@@ -235,7 +235,7 @@ def identify_phases(
     g = np.array([0.0, math.log(ws0), (0.5 if kalpha2_ratio is None else kalpha2_ratio) if ka2 else 0.0])
     log.debug("estimated FWHM %.3f°, bin factor %d, width scale %.1f", fwhm, factor, ws0)
 
-    _, bgc, calc0, chi2_bg = m.linear(np.zeros((0, x.size)))
+    _, bgc, _calc0, chi2_bg = m.linear(np.zeros((0, x.size)))
     phases: list[_Phase] = []
     chi2 = chi2_bg
     steps = []
@@ -327,7 +327,7 @@ def _solve(m: _Model, phases: list[_Phase], g):
 def _phase_stats(m: _Model, phases: list[_Phase], g) -> list[dict]:
     """Per phase: significance (χ² rise on removal, relative) and coverage (calc intensity under the data)."""
     cols = np.array([m.render(p, g) for p in phases])
-    scales, bgc, calc, chi2 = m.linear(cols)
+    scales, _bgc, calc, chi2 = m.linear(cols)
     out = []
     for i in range(len(phases)):
         others = np.delete(cols, i, axis=0)
@@ -356,7 +356,7 @@ def _screen_columns(m: _Model, fwhm: float):
     st = m.st
     lo, hi = st.screen_step_bounds
     step = min(max(st.screen_step_per_fwhm * fwhm, lo), hi)
-    n_half = int(math.ceil(st.d_scale_range / step))
+    n_half = math.ceil(st.d_scale_range / step)
     scales = 1.0 + step * np.arange(-n_half, n_half + 1)
     coarse = np.arange(0, m.grid.size, 2)
     ws = (fwhm / math.sqrt(_caglioti2(m.optics, 35.0))) ** 2
@@ -421,7 +421,7 @@ def _refine(m: _Model, phases: list[_Phase], g, fix_ratio: bool, max_iter: int):
     def evaluate(t):
         phs, gg = unpack(t)
         cols = np.array([m.render(p, gg) for p in phs])
-        a, b, calc, chi2 = m.linear(cols)
+        a, _b, calc, chi2 = m.linear(cols)
         return cols, a, calc, chi2
 
     cols, a, calc, chi2 = evaluate(theta)

@@ -83,7 +83,7 @@ def _entries(path: Path) -> list[tuple[str, str]]:
 
         try:
             table = pq.read_table(path)
-        except Exception as e:  # noqa: BLE001 - any pyarrow failure is "not a usable table"
+        except Exception as e:
             raise LibraryError(f"{path}: cannot read the parquet library: {e}") from None
         if "cif" not in table.column_names:
             raise LibraryError(f"{path}: the parquet library has no 'cif' column (columns: {', '.join(table.column_names)})")
@@ -122,8 +122,8 @@ def _phase_from_structure(pid: str, structure, d_min: float) -> LibraryPhase:
     sg = None
     try:
         sg = int(structure.get_space_group_info(symprec=0.1)[1])
-    except Exception:  # noqa: BLE001 - the space group is informative only
-        pass
+    except Exception as exc:  # the space group is informative only
+        log.debug("%s: no space group at symprec 0.1 (%s)", pid, exc)
     return LibraryPhase(
         id=pid, formula=comp.reduced_formula, space_group=sg, volume_A3=float(structure.volume),
         cell_mass_amu=float(comp.weight), d=np.asarray(sticks.d, float), f2m=np.asarray(sticks.f2m, float),
@@ -157,7 +157,7 @@ def load_library(path: str | os.PathLike, d_min_A: float, *, cache_dir: str | os
             got = [
                 _phase_from_structure(pid if i == 0 else f"{pid}#{i}", s, d_min_A) for i, s in enumerate(structures)
             ]
-        except Exception as e:  # noqa: BLE001 - one bad entry must not stop the library
+        except Exception as e:
             errors.append(f"{path}: {pid}: {type(e).__name__}: {e}")
             continue
         phases.extend(got)
@@ -181,7 +181,7 @@ def _read_cache(file: Path) -> dict:
             return out
     except FileNotFoundError:
         return {}
-    except Exception as e:  # noqa: BLE001 - a broken cache is rebuilt, never fatal
+    except Exception as e:
         log.warning("ignoring unreadable phase cache %s: %s", file, e)
         return {}
 

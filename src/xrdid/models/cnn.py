@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xrdid.labels import N_SPACE_GROUPS, CRYSTAL_SYSTEMS
-
+from xrdid.labels import CRYSTAL_SYSTEMS, N_SPACE_GROUPS
 
 ARCHITECTURES = ("resnet", "convnext", "plain")
 
@@ -59,7 +58,7 @@ class CNNConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CNNConfig":
+    def from_dict(cls, d: dict) -> CNNConfig:
         d = dict(d)
         if "stage_channels" in d:
             d["stage_channels"] = tuple(d["stage_channels"])

@@ -8,12 +8,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-from xrdid.instrument import Augment, Instrument, Renderer, StickBatch, get_instrument  # noqa: E402
-from xrdid.io import atomic_path  # noqa: E402
+from xrdid.instrument import Augment, Instrument, Renderer, StickBatch, get_instrument
+from xrdid.io import atomic_path
 
 
 def plot_augmentations(

@@ -12,8 +12,8 @@ Rigaku .rasx through the optional ``fairmat-readers-xrd`` package.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from .grid import to_grid
 from .pattern import AXES, Pattern, PatternError, check_wavelength
@@ -21,7 +21,7 @@ from .text import read_text
 from .vendor import VENDOR_SUFFIXES, read_vendor
 from .xrdml import read_xrdml
 
-__all__ = ["Pattern", "PatternError", "read_pattern", "read_patterns", "to_grid", "MAX_FILE_BYTES"]
+__all__ = ["MAX_FILE_BYTES", "Pattern", "PatternError", "read_pattern", "read_patterns", "to_grid"]
 
 # A 1D pattern is kilobytes to a few MB; anything this large is a wrong file (an image, an archive).
 MAX_FILE_BYTES = 200 * 1024**2
@@ -105,5 +105,5 @@ def read_patterns(
             yield path, read_pattern(path, **kw)
         except PatternError as e:
             yield path, e
-        except Exception as e:  # noqa: BLE001 - one file must not stop the batch
+        except Exception as e:
             yield path, PatternError(f"{path}: unexpected error while reading: {type(e).__name__}: {e}")

@@ -29,25 +29,25 @@ HC_KEV_A = 12.398419843320026  # h·c in keV·Å: λ[Å] = 12.3984 / E[keV]
 # Axis names, longest alternatives first so that the unit is what remains after removing the name.
 _TWO_THETA = re.compile(
     r"two[\s_-]*theta|2[\s_-]*theta|2\s*θ|tth|2[\s_-]*th|longitude|scattering\s*angle|\bangle\b|^th\b|^theta\b|^a\b",
-    re.I,
+    re.IGNORECASE,
 )
-_Q = re.compile(r"^q(?=$|[\s_(\[/:,])|\bq\s*[(\[]|momentum\s*transfer|scattering\s*vector", re.I)
-_D = re.compile(r"d[\s_-]*spacing|d[\s_-]*value|^d(?=$|[\s_(\[/:,])", re.I)
+_Q = re.compile(r"^q(?=$|[\s_(\[/:,])|\bq\s*[(\[]|momentum\s*transfer|scattering\s*vector", re.IGNORECASE)
+_D = re.compile(r"d[\s_-]*spacing|d[\s_-]*value|^d(?=$|[\s_(\[/:,])", re.IGNORECASE)
 # Names that are clearly an x axis we cannot use (energy-dispersive, detector radius, azimuth…).
 _NOT_DIFFRACTION = re.compile(
     r"^(r|chi|energy|e|kev|ev|pixel|channel|time|tof|t|x_?mm|r_?mm|d\*2|k|wavevector|lambda)(?=$|[\s_(\[])",
-    re.I,
+    re.IGNORECASE,
 )
-_SIGMA_NAME = re.compile(r"sig|err|esd|unc|std|^e?sd$|^s$|^e$|^dy$|^di$", re.I)
+_SIGMA_NAME = re.compile(r"sig|err|esd|unc|std|^e?sd$|^s$|^e$|^dy$|^di$", re.IGNORECASE)
 
 _WAVELENGTH = re.compile(
     r"(?:wave[\s_-]*length|lambda|λ)(?:[\s_]*[(\[]?\s*(?P<kunit>Å|A|angstroms?|nm|m)\s*[)\]]?)?"
     r"\s*[:=]\s*(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|none|nan|null)"
     r"(?:\s*(?P<vunit>Å|angstroms?|A|nm|m)\b)?",
-    re.I,
+    re.IGNORECASE,
 )
 _ENERGY = re.compile(
-    r"\benergy\s*[:=]\s*(?P<value>\d+\.?\d*(?:[eE][-+]?\d+)?)\s*(?P<unit>kev|ev)\b", re.I
+    r"\benergy\s*[:=]\s*(?P<value>\d+\.?\d*(?:[eE][-+]?\d+)?)\s*(?P<unit>kev|ev)\b", re.IGNORECASE
 )
 _KEY_VALUE = re.compile(r"^\s*([A-Za-z][\w .-]*?)\s*[:=]\s*(.*?)\s*$")
 
@@ -259,9 +259,7 @@ def read_text(path, text: str, *, axis: str | None = None) -> Pattern:
         third = names[2] if names and len(names) >= 3 else None
         if (third is not None and _SIGMA_NAME.search(third)) or (
             third is None and ncol == 3 and np.all(data[:, 2] >= 0)
-        ):
-            sigma = data[:, 2]
-        elif meta["format"] == "mcxtrace":
+        ) or meta["format"] == "mcxtrace":
             sigma = data[:, 2]
     wavelength = _wavelength_from_header(header, where)
     return finalise(

@@ -52,7 +52,7 @@ import numpy as np
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-__all__ = ["Sticks", "compute_sticks", "d_min_for", "sticks_to_peaks", "lorentz_polarisation"]
+__all__ = ["Sticks", "compute_sticks", "d_min_for", "lorentz_polarisation", "sticks_to_peaks"]
 
 # spglib tolerances (Å) tried in turn; the first whose operations pass the atom check is used.
 _SYMPRECS = (1e-3, 1e-5)
@@ -96,7 +96,7 @@ def d_min_for(wavelength_A: float, two_theta_max_deg: float) -> float:
 @functools.cache
 def _scattering_params() -> dict[str, np.ndarray]:
     """pymatgen's Cromer-Mann-like coefficients {symbol: (n, 2) [a_i, b_i]}, read from pymatgen itself."""
-    import pymatgen.analysis.diffraction as diffraction
+    from pymatgen.analysis import diffraction
 
     path = Path(diffraction.__file__).parent / "atomic_scattering_params.json"
     with open(path) as fh:
@@ -138,7 +138,7 @@ def _half_sphere_lines(recip: np.ndarray, real: np.ndarray, g_max: float):
     entry per line that meets the sphere; l runs over lo..hi) and the bounds hmax, kmax, lmax.
     """
     # |h| = |g·a| <= g_max |a|: exact bounds on h, k, l; each (h, k) line gets its exact l interval.
-    hmax, kmax, lmax = (int(math.floor(g_max * np.linalg.norm(v) + 1e-9)) for v in real)
+    hmax, kmax, lmax = (math.floor(g_max * np.linalg.norm(v) + 1e-9) for v in real)
     G = recip @ recip.T
     h = np.repeat(np.arange(0, hmax + 1), 2 * kmax + 1)
     k = np.tile(np.arange(-kmax, kmax + 1), hmax + 1)

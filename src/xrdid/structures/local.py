@@ -107,7 +107,7 @@ def _load_file(path: Path, rel: str, symprec: float) -> tuple[list[dict], list[d
             )
         except StructureError as exc:
             failures.append(failure(id, str(exc)))
-        except Exception as exc:  # noqa: BLE001 — spglib and pymatgen raise many types on bad cells
+        except Exception as exc:
             failures.append(failure(id, _describe(exc)))
     return rows, failures, skipped
 
@@ -126,7 +126,7 @@ def _split_blocks(text: str) -> list:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 blocks.append(CifBlock.from_str(f"data_{piece}"))
-        except Exception as exc:  # noqa: BLE001 — any parser error is a property of the input
+        except Exception as exc:
             blocks.append(exc)
     return blocks
 
@@ -160,7 +160,7 @@ def _parse_block(block):
         try:
             parser = CifParser.from_str(str(block))
             structures = parser.parse_structures(primitive=False, on_error="raise")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             # parse_structures wraps the real error as "No structure parsed for section N"; report the cause.
             cause = exc.__cause__ or exc
             if isinstance(cause, KeyError):

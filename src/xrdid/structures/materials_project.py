@@ -29,8 +29,9 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -325,7 +326,7 @@ class _Retrier:
         for attempt in range(self.max_retries + 1):
             try:
                 return fn()
-            except Exception as exc:  # noqa: BLE001 — sorted by is_transient
+            except Exception as exc:
                 if not is_transient(exc, connect=connect):
                     raise MaterialsProjectError(f"{what} failed: {_oneline(exc)}") from exc
                 if attempt == self.max_retries:
@@ -355,32 +356,31 @@ def _merge(state: Path, n_chunks: int, *, out, failed_out, symprec: float) -> tu
     from pymatgen.core import Structure
 
     n_rows, failures = 0, []
-    with atomic_path(out) as tmp:
-        with pq.ParquetWriter(tmp, STRUCTURE_SCHEMA, compression="zstd") as writer:
-            for index in range(n_chunks):
-                rows = []
-                for raw in pq.read_table(_chunk_path(state, index)).to_pylist():
-                    material_id = raw["material_id"]
-                    try:
-                        if raw["structure"] is None:
-                            raise StructureError(raw["missing_reason"] or "no structure")
-                        structure = Structure.from_dict(json.loads(raw["structure"]))
-                        rows.append(
-                            describe_structure(
-                                structure,
-                                id=material_id,
-                                source=SOURCE,
-                                symprec=symprec,
-                                space_group_source=raw["space_group_mp"],
-                            )
+    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, STRUCTURE_SCHEMA, compression="zstd") as writer:
+        for index in range(n_chunks):
+            rows = []
+            for raw in pq.read_table(_chunk_path(state, index)).to_pylist():
+                material_id = raw["material_id"]
+                try:
+                    if raw["structure"] is None:
+                        raise StructureError(raw["missing_reason"] or "no structure")
+                    structure = Structure.from_dict(json.loads(raw["structure"]))
+                    rows.append(
+                        describe_structure(
+                            structure,
+                            id=material_id,
+                            source=SOURCE,
+                            symprec=symprec,
+                            space_group_source=raw["space_group_mp"],
                         )
-                    except StructureError as exc:
-                        failures.append({"id": material_id, "source": SOURCE, "reason": str(exc)})
-                    except Exception as exc:  # noqa: BLE001 — a bad document must not stop the merge
-                        failures.append({"id": material_id, "source": SOURCE, "reason": _oneline(exc)})
-                if rows:
-                    writer.write_table(pa.Table.from_pylist(rows, schema=STRUCTURE_SCHEMA))
-                n_rows += len(rows)
+                    )
+                except StructureError as exc:
+                    failures.append({"id": material_id, "source": SOURCE, "reason": str(exc)})
+                except Exception as exc:
+                    failures.append({"id": material_id, "source": SOURCE, "reason": _oneline(exc)})
+            if rows:
+                writer.write_table(pa.Table.from_pylist(rows, schema=STRUCTURE_SCHEMA))
+            n_rows += len(rows)
     write_parquet(pa.Table.from_pylist(failures, schema=FAILED_SCHEMA), failed_out)
     log.info("%d structures written to %s; %d failed (see %s)", n_rows, out, len(failures), failed_out)
     return n_rows, len(failures)

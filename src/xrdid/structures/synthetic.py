@@ -22,9 +22,9 @@ import multiprocessing as mp
 import signal
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -34,13 +34,7 @@ from xrdid.structures.wyckoff import check_species_weights, draw_n_species
 log = logging.getLogger(__name__)
 
 # Elements drawn for random crystals: stable, not noble gases, up to Bi, as in common training sets.
-DEFAULT_ELEMENTS: tuple[str, ...] = tuple(
-    (
-    "H Li Be B C N O F Na Mg Al Si P S Cl K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Rb Sr Y Zr "
-    "Nb Mo Ru Rh Pd Ag Cd In Sn Sb Te I Cs Ba La Ce Pr Nd Sm Eu Gd Tb Dy Ho Er Tm Yb Lu Hf Ta W Re Os "
-    "Ir Pt Au Hg Tl Pb Bi"
-    ).split()
-)
+DEFAULT_ELEMENTS: tuple[str, ...] = ("H", "Li", "Be", "B", "C", "N", "O", "F", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "K", "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As", "Se", "Br", "Rb", "Sr", "Y", "Zr", "Nb", "Mo", "Ru", "Rh", "Pd", "Ag", "Cd", "In", "Sn", "Sb", "Te", "I", "Cs", "Ba", "La", "Ce", "Pr", "Nd", "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Yb", "Lu", "Hf", "Ta", "W", "Re", "Os", "Ir", "Pt", "Au", "Hg", "Tl", "Pb", "Bi")
 
 
 @dataclass(frozen=True)
@@ -112,7 +106,7 @@ def _share_pyxtal_tolerances() -> None:
     ``Tol_matrix(prototype="atomic")`` (about 10 ms of pure Python), which was most of generation time.
     Passing the same default matrix built once gives identical results.
     """
-    import pyxtal.symmetry as symmetry
+    from pyxtal import symmetry
     from pyxtal.tolerance import Tol_matrix
 
     shared = Tol_matrix(prototype="atomic")

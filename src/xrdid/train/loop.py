@@ -145,7 +145,7 @@ class MetricStrain:
     ok: torch.Tensor  # (S,) bool
 
     @classmethod
-    def fit(cls, d_rows: list[np.ndarray], hkl_rows: list[np.ndarray], width: int, cubic: np.ndarray | None = None) -> "MetricStrain":
+    def fit(cls, d_rows: list[np.ndarray], hkl_rows: list[np.ndarray], width: int, cubic: np.ndarray | None = None) -> MetricStrain:
         S = len(d_rows)
         basis = np.zeros((S, width, _TERMS), np.float32)
         coef = np.zeros((S, _TERMS), np.float32)
@@ -452,9 +452,8 @@ def train(
                "epoch": config.epochs,
                "train_space_group_counts": torch.bincount(train_table.space_group, minlength=model_config.n_space_groups).tolist()},
     )
-    with atomic_path(history) as tmp:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+    with atomic_path(history) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
     return rows[-1]
