@@ -79,3 +79,19 @@ def _check_semantics(config: dict) -> None:
         raise ConfigError("instrument: two_theta_min_deg must be below two_theta_max_deg")
     if abs(sum(config["split"]["fractions"]) - 1.0) > 1e-6:
         raise ConfigError(f"split.fractions: must sum to 1, got {config['split']['fractions']}")
+    sources = structure_sources(config)
+    weights = config["train"].get("source_weights")
+    if weights is not None:
+        unknown = sorted(set(weights) - set(sources))
+        if unknown:
+            raise ConfigError(
+                f"train.source_weights: {', '.join(unknown)} not among structures.source ({', '.join(sources)})"
+            )
+        if not any(weights.get(s, 0) > 0 for s in sources):
+            raise ConfigError("train.source_weights: every configured source has weight 0; nothing to train on")
+
+
+def structure_sources(config: dict) -> list[str]:
+    """``structures.source`` as a list (one source may be given as a plain string)."""
+    source = config["structures"]["source"]
+    return [source] if isinstance(source, str) else list(source)

@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from xrdid.instrument import Instrument
-from xrdid.labels import CRYSTAL_SYSTEMS, PRIORS, space_group_symbol, space_group_to_system_map
+from xrdid.labels import CRYSTAL_SYSTEMS, PRIORS, space_group_symbol
 from xrdid.models import XRDClassifier, load_checkpoint
 from xrdid.readers import Pattern, PatternError, to_grid
 from xrdid.readers.pattern import finalise
@@ -139,17 +139,15 @@ def load_model(path: str | Path | None = None, *, prior: str = "checkpoint") -> 
 
 
 def real_prior(meta: dict, where: str | Path = "checkpoint") -> dict:
-    """``prior_log_ratio`` and ``crystal_system_prior_log_ratio`` from Materials Project statistics
-    against the space-group counts of the checkpoint's training set (``train_space_group_counts``)."""
-    from xrdid.structures.wyckoff import real_space_group_counts
+    """``prior_log_ratio`` and ``crystal_system_prior_log_ratio`` of Materials Project statistics at full
+    strength against the label counts of the checkpoint's training draws (``train_space_group_counts``)."""
+    from xrdid.priors import materials_project_ratios
 
     train = meta.get("train_space_group_counts")
     if train is None:
         raise ValueError(f"{where}: the checkpoint does not record its training labels, so no prior can be applied")
-    real, train = real_space_group_counts(), np.asarray(train, dtype=np.float64)
-    systems = space_group_to_system_map()
-    per_system = [np.bincount(systems, weights=c, minlength=len(CRYSTAL_SYSTEMS)) for c in (real, train)]
-    return {"prior_log_ratio": prior_log_ratio(real, train), "crystal_system_prior_log_ratio": prior_log_ratio(*per_system)}
+    sg, cs = materials_project_ratios(train)
+    return {"prior_log_ratio": sg.tolist(), "crystal_system_prior_log_ratio": cs.tolist()}
 
 
 def _name(pattern: Pattern) -> str:
@@ -263,17 +261,10 @@ def predict_patterns(
     return results
 
 
-def prior_log_ratio(target_counts, train_counts, *, pseudocount: float = 1.0) -> list[float]:
-    """log p_target(c) − log p_train(c) per class, from label counts (additive smoothing): 230 space
-    groups, or 7 crystal systems.
+def prior_log_ratio(target_counts, train_counts) -> list[float]:
+    """log p_target(c) − log p_train(c) per class from label counts (:func:`xrdid.priors.log_ratio`): 230
+    space groups, or 7 crystal systems. Store the result as ``prior_log_ratio`` (or
+    ``crystal_system_prior_log_ratio``) in a checkpoint's model.json to apply it (module docstring)."""
+    from xrdid.priors import log_ratio
 
-    ``target_counts``: counts of structures representative of the samples to classify (e.g. Materials
-    Project or ICSD statistics); ``train_counts``: the training set's (a checkpoint's
-    ``train_space_group_counts``). Store the result as ``prior_log_ratio`` (or
-    ``crystal_system_prior_log_ratio``) in a checkpoint's model.json to apply it (module docstring).
-    """
-    t = np.asarray(target_counts, dtype=np.float64) + pseudocount
-    r = np.asarray(train_counts, dtype=np.float64) + pseudocount
-    if t.shape != r.shape or t.shape not in ((230,), (7,)):
-        raise ValueError(f"need 230 counts each (space groups 1-230) or 7 (crystal systems), got {t.shape} and {r.shape}")
-    return (np.log(t / t.sum()) - np.log(r / r.sum())).tolist()
+    return log_ratio(target_counts, train_counts).tolist()
