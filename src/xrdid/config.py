@@ -30,6 +30,18 @@ def _fill_defaults(schema: dict, config: dict) -> None:
             _fill_defaults(sub, config[key])
 
 
+def _alternative_error(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """For a oneOf/anyOf failure, the error of the alternative whose type the value has (a list of
+    sources: the bad item), instead of "not valid under any of the given schemas"."""
+    branches: dict = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    for errors in branches.values():
+        if not any(sub.validator == "type" and not sub.relative_path for sub in errors):
+            return errors[0]
+    return error.context[0]
+
+
 def validate_config(config: dict, schema_path: str | Path) -> dict:
     """Validate ``config`` in place (defaults filled); raise ConfigError naming the key on failure."""
     schema = yaml.safe_load(Path(schema_path).read_text())
@@ -43,6 +55,9 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
                 extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
                 where = _path(e)
                 lines.append(f"unknown key(s) {', '.join(repr(k) for k in extra)} in {where}")
+            elif e.context:
+                specific = _alternative_error(e)
+                lines.append(f"{_path(specific)}: {specific.message}")
             else:
                 lines.append(f"{_path(e)}: {e.message}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))

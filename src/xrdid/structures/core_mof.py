@@ -114,6 +114,9 @@ def candidates(datasets, max_atoms: int) -> tuple[list[tuple[str, str]], list[di
                 except Exception as exc:  # noted and skipped; the rest of the archive is read
                     left_out.append({"id": id, "source": SOURCE, "reason": f"unparseable CIF: {exc}"})
                     continue
+                if n_atoms == 0:
+                    left_out.append({"id": id, "source": SOURCE, "reason": "unparseable CIF: no atom sites"})
+                    continue
                 if n_atoms > max_atoms:
                     left_out.append({"id": id, "source": SOURCE, "reason": f"left out: {n_atoms} atoms in the cell, above max_atoms={max_atoms}"})
                     continue
