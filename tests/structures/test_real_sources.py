@@ -49,6 +49,7 @@ def test_pymatgen_duplicates_of_encyclopedia_entries_are_left_out(tmp_path, monk
     monkeypatch.setattr(prototypes, "pymatgen_prototypes", lambda: [("AB_cF8_225_a_b", salt), ("A1_cF4_225_a", cu)])
     out, failed = tmp_path / "p.parquet", tmp_path / "p.failed.parquet"
     n, n_failed = load_prototypes(out=out, failed_out=failed, collections=["aflow_encyclopedia", "pymatgen"])
+    assert n == 2
     ids = [r["id"] for r in pq.read_table(out).to_pylist()]
     assert ids == ["aflow/AB_cF8_225_a_b.cif#0", "pymatgen/A1_cF4_225_a/1"]
     reasons = pq.read_table(failed).to_pylist()
