@@ -24,12 +24,15 @@ calibrated space-group probabilities (Hendrycks & Gimpel, ICLR 2017): 0 for a pa
 sure about, towards 1 for one it cannot place. It is a weak out-of-distribution signal — a confident
 model can be confidently wrong on a pattern unlike its training data — not a density estimate.
 
-Prior correction. The model is trained on roughly space-group-balanced synthetic crystals; real
-materials are not balanced (P2₁/c is the most common group). When the checkpoint's ``model.json``
-holds ``prior_log_ratio`` (230 values of log p_real(g) − log p_train(g)), it is added to the
+Label prior. Real samples are not balanced over space groups (P2₁/c is the most common group, Ia-3d
+rare), and a model trained on another mix answers for that mix. When the checkpoint's ``model.json``
+holds ``prior_log_ratio`` (230 values of α·(log p_real(g) − log p_train(g))), it is added to the
 calibrated space-group log-probabilities (Bayes' rule for a change of label prior, Saerens et al.,
 Neural Comput. 14 (2002) 21), and ``crystal_system_prior_log_ratio`` (7 values) likewise to the crystal
-system's; ``prior=False`` turns both off. :func:`prior_log_ratio` computes them from label counts.
+system's. Training stores them (:func:`xrdid.train.loop.tune_prior`): p_real is Materials Project's
+space-group frequencies and the strength α is chosen on the validation split's real structures weighted
+like Materials Project (:mod:`xrdid.priors`), so a shipped model answers as if samples come from the
+real world by default. ``prior=False`` (``xrdid predict --prior none``) gives the model's own answer.
 
 Re-ranking (``rerank=True``, off by default): the classifier's ``RERANK_K`` best space groups are
 re-ordered by :mod:`xrdid.rerank`, which adds to each log-probability a score of how well the group's

@@ -7,9 +7,12 @@ a 2θ file with neither is an error, never a silent Cu Kα. With ``--json`` each
 object per line (``file``, ``space_group``, ``top_k``, ``crystal_system``, ``novelty``, ``coverage``);
 otherwise a table. ``--rerank`` re-orders the model's 15 best space groups by a quick lattice fit that
 uses only each group's allowed reflections (entries gain ``score`` and ``fit``; see xrdid.rerank).
-``--prior materials_project`` weighs the answer by how common each space group and crystal system is
-among Materials Project structures (Bayes' rule; see xrdid.predict). A file that cannot be read or classified is reported on stderr, naming it; the other
-files are still processed and the exit status is 1.
+By default the answer is weighed by how common each space group and crystal system is among real
+materials, at the strength stored in the checkpoint (the shipped model's was chosen on unseen real
+structures; Bayes' rule, see xrdid.predict and xrdid.priors); ``--prior none`` gives the model's own
+likelihoods, ``--prior materials_project`` the full-strength Materials Project prior. A file that cannot
+be read or classified is reported on stderr, naming it; the other files are still processed and the
+exit status is 1.
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ def add_parser(sub) -> None:
     p.add_argument("--rerank", action="store_true",
                    help="re-rank the model's top 15 space groups by a lattice fit with each group's systematic absences")
     p.add_argument("--prior", choices=PRIORS, default="checkpoint",
-                   help="label prior: the checkpoint's (default; the shipped model has none), none, or Materials "
-                        "Project's space-group frequencies (favours common groups such as P2₁/c)")
+                   help="label prior: the checkpoint's (default; the shipped model's favours groups common among real "
+                        "materials, at the strength chosen on unseen real structures), none, or Materials Project's "
+                        "space-group frequencies at full strength")
     p.set_defaults(run=run)
 
 

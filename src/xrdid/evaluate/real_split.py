@@ -77,17 +77,20 @@ def render_patterns(table: StickTable, instrument_name: str, *, draws: int, seed
 def evaluate_real_split(
     checkpoint, sticks: str | Path, *, out: str | Path, predictions: str | Path | None = None, split: str = "val",
     instruments=INSTRUMENTS, draws: int = 2, seed: int = 2024, augment: Augment | None = None, threads: int | None = None,
+    prior: str = "checkpoint",
 ) -> dict:
     """Metrics of ``checkpoint`` (a directory; None: the shipped model) on the real structures of
-    ``split`` (module docstring); writes JSON to ``out`` and one CSV row per pattern to ``predictions``."""
+    ``split`` (module docstring); writes JSON to ``out`` and one CSV row per pattern to ``predictions``.
+    ``prior``: the label prior "with prior" means (:func:`xrdid.predict.load_model`)."""
     from xrdid.predict import PredictionError, load_model, prepare
     from xrdid.readers import Pattern
 
     if threads:
         torch.set_num_threads(int(threads))
-    bundle = load_model(checkpoint)
+    bundle = load_model(checkpoint, prior=prior)
     table = real_table(sticks, split, d_min_A=0.5)
-    result: dict = {"split": split, "n_structures": len(table), "draws": draws, "prior": bundle.meta.get("prior"), "instruments": {}}
+    result: dict = {"split": split, "n_structures": len(table), "draws": draws, "prior": prior,
+                    "checkpoint_prior": bundle.meta.get("prior"), "instruments": {}}
     rows_out = []
     if len(table) == 0:
         log.warning("%s: no real structures in the %s split; nothing to evaluate", sticks, split)
@@ -135,3 +138,31 @@ def evaluate_real_split(
             writer.writeheader()
             writer.writerows(rows_out)
     return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m xrdid.evaluate.real_split --sticks results/<dataset>/sticks.parquet [--model CKPT] …``."""
+    import argparse
+
+    from xrdid.labels import PRIORS
+
+    ap = argparse.ArgumentParser(prog="python -m xrdid.evaluate.real_split", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sticks", required=True, help="a merged sticks table with real sources")
+    ap.add_argument("--model", default=None, help="checkpoint directory (default: the shipped model)")
+    ap.add_argument("--split", default="test", choices=["val", "test"])
+    ap.add_argument("--instruments", nargs="+", default=list(INSTRUMENTS))
+    ap.add_argument("--draws", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=12345)
+    ap.add_argument("--prior", default="checkpoint", choices=PRIORS)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", required=True, help="JSON output")
+    ap.add_argument("--predictions", default=None, help="CSV of every pattern's prediction")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    evaluate_real_split(args.model, args.sticks, out=args.out, predictions=args.predictions, split=args.split,
+                        instruments=args.instruments, draws=args.draws, seed=args.seed, threads=args.threads, prior=args.prior)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -125,6 +125,9 @@ class Augment:
     # Probability of cropping each end of the range, and the largest cropped fraction per end.
     crop_probability: float = 0.3
     crop_max_fraction: float = 0.4
+    # Fraction of patterns rendered with the instrument's strongest line alone (its other lines, e.g. Cu
+    # Kα2, weight 0): a Kα1 monochromator, or synchrotron data mapped onto a Cu grid through Q.
+    monochromatic_probability: float = 0.0
     # Clean patterns use this crystallite size (nm) for their Lorentzian width.
     clean_crystallite_size_nm: float = 150.0
 
@@ -253,6 +256,10 @@ class Renderer:
         else:
             size_A = torch.full((B, 1), 10.0 * aug.clean_crystallite_size_nm, device=dev)
             strain = cag = zero = disp_um = None
+        # Per pattern: 1 keeps the secondary lines, 0 renders the strongest line alone.
+        secondary = None
+        if on and aug.monochromatic_probability > 0 and len(self.instrument.wavelengths_A) > 1:
+            secondary = (torch.rand((B, 1), generator=gen, device=dev) >= aug.monochromatic_probability).float()
 
         inst = self.instrument
         U, V, W = inst.caglioti_uvw_deg2
@@ -261,7 +268,10 @@ class Renderer:
         exists = (f2m > 0) & (d > 0)
         d_safe = torch.where(exists, d, torch.ones_like(d))
         per_line = []
-        for lam, w in zip(inst.wavelengths_A, inst.weights):
+        primary = int(np.argmax(inst.weights))
+        for line, (lam, w) in enumerate(zip(inst.wavelengths_A, inst.weights, strict=True)):
+            if secondary is not None and line != primary:
+                w = w * secondary
             s = lam / (2.0 * d_safe)
             valid = exists & (s < 1.0)
             theta = torch.asin(s.clamp(max=1.0 - 1e-6))
@@ -500,7 +510,8 @@ class Renderer:
             z, sign = self._normal_rows(B, N, gen, out=self._workspace("normal", (B, N)))
             # λ + σ² + 3/8, with λ = counts · (y/y_max + level · bg).
             x = torch.addcmul(s2 + 0.375, y, counts / y_max).addcmul_(bg, level * counts)
-            x = x.sqrt_().addcmul_(z, 0.5 * sign).square_().sub_(s2 + 0.625)
+            # Clamped: float rounding leaves profile tails a hair below 0, which at 1e9 counts is < −3/8.
+            x = x.clamp_min_(0.0).sqrt_().addcmul_(z, 0.5 * sign).square_().sub_(s2 + 0.625)
         return x.clamp_min_(0.0)
 
     def _crop(self, B, gen):
