@@ -137,3 +137,12 @@ def test_core_mof_package_reads(tmp_path):
     rows = pq.read_table(out).to_pylist()
     assert n == len(rows) == 4
     assert all(r["n_sites"] <= 80 and 1 <= r["space_group"] <= 230 for r in rows)
+
+
+def test_pseudo_atoms_without_scattering_factors_are_recorded():
+    from xrdid.structures.table import StructureError, describe_structure
+
+    # The AFLOW encyclopedia writes NH4+ as one pseudo-atom, which pymatgen reads as nihonium.
+    ammonium_nitrate = Structure(Lattice.cubic(4.4), ["Nh", "N"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    with pytest.raises(StructureError, match="no X-ray scattering factors for element.*Nh"):
+        describe_structure(ammonium_nitrate, id="x", source="prototypes")

@@ -77,6 +77,12 @@ def describe_structure(
         raise StructureError("no atoms")
     if not structure.is_ordered:
         raise StructureError("partial occupancy (disordered sites are not simulated)")
+    from xrdid.simulate.sticks import _scattering_params
+
+    unknown = sorted({site.specie.symbol for site in structure} - set(_scattering_params()))
+    if unknown:
+        # e.g. "Nh": the AFLOW encyclopedia writes the ammonium ion as a pseudo-atom read as nihonium.
+        raise StructureError(f"no X-ray scattering factors for element(s) {', '.join(unknown)}")
     volume = structure.lattice.volume
     if not math.isfinite(volume) or volume < 1e-3 or volume < 0.5 * len(structure):
         raise StructureError(f"degenerate cell volume {volume:.3g} Å³ for {len(structure)} sites")
