@@ -4,7 +4,7 @@ The validation (or test) split's *real* structures — rows of the sticks table 
 structure used as it is (:data:`xrdid.structures.sources.REAL_SOURCES`: prototypes, CoRE MOF, local CIFs,
 Materials Project), held out by structure type like everything in the split — are rendered on each
 instrument's own grid (lab Cu Kα1/Kα2 and the MARS beamline by default, 2θ 5–90°, realistic
-augmentation, ``draws`` renderings each), written as 2θ patterns and classified through
+augmentation of a whole scan — no range cropping —, ``draws`` renderings each), written as 2θ patterns and classified through
 :func:`xrdid.predict.predict_arrays` after :func:`xrdid.predict.prepare`, exactly as ``xrdid predict``
 classifies a file: resampled onto the model's grid through Q, normalised, both heads calibrated.
 
@@ -61,7 +61,9 @@ def _log_probs(bundle, y: np.ndarray, mask: np.ndarray, prior: bool) -> tuple[np
 def render_patterns(table: StickTable, instrument_name: str, *, draws: int, seed: int, augment: Augment | None = None):
     """Yield (row index, 2θ grid, intensities, wavelength) of every structure rendered ``draws`` times."""
     instrument = get_instrument({"preset": instrument_name, "two_theta_min_deg": 5.0, "two_theta_max_deg": 90.0, "n_points": N_POINTS})
-    renderer = Renderer(instrument, augment if augment is not None else Augment())
+    # A whole scan by default: the range cropping of training would often leave a synchrotron pattern no
+    # overlap with a Cu model's Q range, which says nothing about the model.
+    renderer = Renderer(instrument, augment if augment is not None else Augment(crop_probability=0.0))
     grid = instrument.grid()
     for k in range(draws):
         gen = torch.Generator().manual_seed(seed + 1000 * k)
