@@ -41,8 +41,10 @@ def test_weighted_scores_by_hand():
     assert plain["space_group_top5"] == pytest.approx(2 / 3)
     assert plain["crystal_system"] == pytest.approx(1 / 3)
     assert plain["crystal_system_recall"] == {"monoclinic": 0.5, "cubic": 0.0}
+    assert plain["effective_n"] == pytest.approx(3.0)
     w = weighted_scores(sg, cs, truth, weights=[0.5, 0.25, 0.25])
     assert w["space_group_top1"] == pytest.approx(0.5)
+    assert w["effective_n"] == pytest.approx(1 / (0.25 + 2 * 0.0625))
     assert w["crystal_system_recall"]["monoclinic"] == pytest.approx(0.25 / 0.75)
     # Swapped heads are caught: crystal-system log-probs where space-group ones belong fail loudly.
     with pytest.raises(IndexError):

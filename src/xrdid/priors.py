@@ -92,6 +92,8 @@ def weighted_scores(sg_logp: np.ndarray, cs_logp: np.ndarray, sg_true: np.ndarra
     rows = np.arange(len(sg_true))
     return {
         "n": len(sg_true),
+        # Kish's effective sample size of the weights: how many equally weighted samples they are worth.
+        "effective_n": float(1.0 / np.sum(w * w)) if len(w) else 0.0,
         "space_group_top1": float(np.sum(w * (sg_p.argmax(1) == sg_true - 1))),
         "space_group_top5": float(np.sum(w * (top5 == (sg_true - 1)[:, None]).any(1))),
         "crystal_system": float(np.sum(w * (cs_pred == cs_true))),
