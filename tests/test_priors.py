@@ -40,6 +40,8 @@ def test_weighted_scores_by_hand():
     assert plain["space_group_top1"] == pytest.approx(2 / 3)
     assert plain["space_group_top5"] == pytest.approx(2 / 3)
     assert plain["crystal_system"] == pytest.approx(1 / 3)
+    # The space-group head puts sample 1 in triclinic (index 0), samples 2 and 3 right.
+    assert plain["crystal_system_from_space_groups"] == pytest.approx(2 / 3)
     assert plain["crystal_system_recall"] == {"monoclinic": 0.5, "cubic": 0.0}
     assert plain["effective_n"] == pytest.approx(3.0)
     w = weighted_scores(sg, cs, truth, weights=[0.5, 0.25, 0.25])
@@ -47,7 +49,7 @@ def test_weighted_scores_by_hand():
     assert w["effective_n"] == pytest.approx(1 / (0.25 + 2 * 0.0625))
     assert w["crystal_system_recall"]["monoclinic"] == pytest.approx(0.25 / 0.75)
     # Swapped heads are caught: crystal-system log-probs where space-group ones belong fail loudly.
-    with pytest.raises(IndexError):
+    with pytest.raises(ValueError, match="need \\(S, 230\\) space-group"):
         weighted_scores(cs, sg, truth)
 
 

@@ -75,9 +75,18 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _system_sums(sg_p: np.ndarray) -> np.ndarray:
+    """(S, 7) summed space-group probabilities of each crystal system."""
+    out = np.zeros((sg_p.shape[0], len(CRYSTAL_SYSTEMS)))
+    np.add.at(out.T, space_group_to_system_map(), sg_p.T)
+    return out
+
+
 def weighted_scores(sg_logp: np.ndarray, cs_logp: np.ndarray, sg_true: np.ndarray, weights: np.ndarray | None = None) -> dict:
     """Weighted accuracies and log-loss of log-probabilities (S, 230) and (S, 7) against space groups
     ``sg_true`` (numbers 1–230); per-crystal-system recall of the crystal-system head."""
+    if sg_logp.shape[1:] != (N_SPACE_GROUPS,) or cs_logp.shape[1:] != (len(CRYSTAL_SYSTEMS),):
+        raise ValueError(f"need (S, 230) space-group and (S, 7) crystal-system log-probabilities, got {sg_logp.shape} and {cs_logp.shape}")
     sg_true = np.asarray(sg_true, dtype=np.int64)
     w = np.full(len(sg_true), 1 / max(len(sg_true), 1)) if weights is None else np.asarray(weights, float) / np.sum(weights)
     cs_true = space_group_to_system_map()[sg_true - 1]
@@ -97,6 +106,8 @@ def weighted_scores(sg_logp: np.ndarray, cs_logp: np.ndarray, sg_true: np.ndarra
         "space_group_top1": float(np.sum(w * (sg_p.argmax(1) == sg_true - 1))),
         "space_group_top5": float(np.sum(w * (top5 == (sg_true - 1)[:, None]).any(1))),
         "crystal_system": float(np.sum(w * (cs_pred == cs_true))),
+        # The crystal system whose space groups hold the most probability (the space-group head's answer).
+        "crystal_system_from_space_groups": float(np.sum(w * (_system_sums(sg_p).argmax(1) == cs_true))),
         "space_group_log_loss": float(-np.sum(w * np.log(np.clip(sg_p[rows, sg_true - 1], 1e-12, None)))),
         "crystal_system_recall": recall,
     }
