@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from xrdid.instrument import Augment, Renderer, get_instrument
@@ -50,3 +51,32 @@ def test_huge_counts_without_background_stay_finite():
     batch = StickBatch(torch.full((16, 1), 0.95), torch.ones(16, 1))
     y, _ = Renderer(inst, Augment(**QUIET))(batch, torch.Generator().manual_seed(0))
     assert torch.isfinite(y).all() and float(y.max()) == 1.0
+
+
+def test_other_wavelength_gives_that_wavelengths_intensities():
+    # Two sticks rendered on a Cu grid as if measured at MARS (0.7297 Å, k = 0.05): their ratio is the
+    # ratio of the Lorentz-polarisation factors at the MARS angles, not at the Cu ones.
+    inst = get_instrument({"preset": "cu", "n_points": 8501})
+    d = [3.0, 1.2]
+    batch = StickBatch(torch.tensor([d]), torch.ones(1, 2))
+    mars = dict(QUIET, monochromatic_probability=1.0, other_wavelength_probability=1.0,
+                other_wavelength_A=(0.7297, 0.7297), other_polarisation_k=(0.05, 0.05))
+    plain, _ = Renderer(inst, Augment(**dict(QUIET, monochromatic_probability=1.0)))(batch, torch.Generator().manual_seed(0))
+    other, _ = Renderer(inst, Augment(**mars))(batch, torch.Generator().manual_seed(0))
+    grid = inst.grid()
+
+    def height(y, dd):
+        i = np.argmin(np.abs(grid - _two_theta(CU_KA1_A, dd)))
+        return float(y[0, i - 3 : i + 4].max())
+
+    def lp(lam, dd, k):
+        t = math.asin(lam / (2 * dd))
+        return (1 + k * math.cos(2 * t) ** 2) / ((1 + k) * math.sin(t) ** 2 * math.cos(t))
+
+    plain_ratio = height(plain, d[1]) / height(plain, d[0])
+    other_ratio = height(other, d[1]) / height(other, d[0])
+    expected = (lp(0.7297, d[1], 0.05) / lp(0.7297, d[0], 0.05)) / (lp(CU_KA1_A, d[1], 1.0) / lp(CU_KA1_A, d[0], 1.0))
+    assert other_ratio / plain_ratio == pytest.approx(expected, rel=0.02)
+    # A reflection that does not exist at the longer wavelength disappears.
+    long, _ = Renderer(inst, Augment(**dict(mars, other_wavelength_A=(2.5, 2.5))))(batch, torch.Generator().manual_seed(0))
+    assert height(long, d[1]) < 1e-3

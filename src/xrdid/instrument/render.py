@@ -128,6 +128,14 @@ class Augment:
     # Fraction of patterns rendered with the instrument's strongest line alone (its other lines, e.g. Cu
     # Kα2, weight 0): a Kα1 monochromator, or synchrotron data mapped onto a Cu grid through Q.
     monochromatic_probability: float = 0.0
+    # Fraction of patterns whose intensities are those of a measurement at another wavelength λ'
+    # (log-uniform in other_wavelength_A) with polarisation k' (uniform in other_polarisation_k), mapped
+    # onto this grid through Q: the same d, so the same positions, but the Lorentz–polarisation factor of
+    # θ' = asin(λ'/2d), and no reflection beyond λ'/2d ≥ 1. A synchrotron pattern (MARS, 0.73 Å, k ≈ 0.05)
+    # on a Cu model's grid is one.
+    other_wavelength_probability: float = 0.0
+    other_wavelength_A: tuple[float, float] = (0.4, 1.8)
+    other_polarisation_k: tuple[float, float] = (0.05, 1.0)
     # Clean patterns use this crystallite size (nm) for their Lorentzian width.
     clean_crystallite_size_nm: float = 150.0
 
@@ -256,6 +264,8 @@ class Renderer:
         else:
             size_A = torch.full((B, 1), 10.0 * aug.clean_crystallite_size_nm, device=dev)
             strain = cag = zero = disp_um = None
+        if on and aug.other_wavelength_probability > 0:
+            f2m = f2m * self._other_wavelength_factor(d, gen)
         # Per pattern: 1 keeps the secondary lines, 0 renders the strongest line alone.
         secondary = None
         if on and aug.monochromatic_probability > 0 and len(self.instrument.wavelengths_A) > 1:
@@ -300,6 +310,29 @@ class Renderer:
         mask = self._crop(B, gen)
         y = y.mul_(mask)
         return y.div_(y.amax(dim=1, keepdim=True).clamp_min(1e-30)), mask
+
+    def _lp(self, d: torch.Tensor, lam, k) -> tuple[torch.Tensor, torch.Tensor]:
+        """Lorentz–polarisation factor (unnormalised, no monochromator) of sticks d at wavelength lam and
+        polarisation k (scalars or (B, 1)), and whether the reflection exists at that wavelength."""
+        s = lam / (2.0 * d.clamp_min(1e-6))
+        exists = (d > 0) & (s < 1.0)
+        sin_t = s.clamp(max=1.0 - 1e-6)
+        cos_t = (1.0 - sin_t * sin_t).sqrt()
+        cos2t = 1.0 - 2.0 * sin_t * sin_t
+        return (1.0 + k * cos2t * cos2t) / ((1.0 + k) * sin_t * sin_t * cos_t), exists
+
+    def _other_wavelength_factor(self, d: torch.Tensor, gen) -> torch.Tensor:
+        """Per stick: LP at a random other wavelength over LP at the instrument's, for a random fraction of
+        patterns (1 for the others); 0 where the reflection does not exist at the other wavelength."""
+        aug, dev, inst = self.augment, self.device, self.instrument
+        B = d.shape[0]
+        use = torch.rand((B, 1), generator=gen, device=dev) < aug.other_wavelength_probability
+        lam = _log_uniform(aug.other_wavelength_A, (B, 1), gen, dev)
+        k = _uniform(aug.other_polarisation_k, (B, 1), gen, dev)
+        lp_other, exists = self._lp(d, lam, k)
+        lp_here, _ = self._lp(d, inst.wavelength_A, inst.polarisation_k)
+        factor = torch.where(exists, lp_other / lp_here, torch.zeros_like(d))
+        return torch.where(use, factor, torch.ones_like(d))
 
     def _offsets(self, h: int) -> tuple[torch.Tensor, torch.Tensor]:
         """For a window of ±h points: (2, 2h + 1) rows [1, offset] (float) and the offsets (int64)."""
