@@ -17,7 +17,6 @@ cancel there. Here the physics is written out independently:
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from pathlib import Path
@@ -33,37 +32,29 @@ from xrdid.cli import main
 CU = ((1.5405929, 1.0), (1.5444140, 0.5))
 
 
-@functools.cache
-def _structures() -> dict[str, Structure]:
-    return {
-        "NaCl": Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.6402), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
-        "Si": Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.4309), ["Si"], [[0, 0, 0]]),
-        "CsCl": Structure.from_spacegroup("Pm-3m", Lattice.cubic(4.123), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
-        "TiO2": Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(4.594, 2.959), ["Ti", "O"],
-                                          [[0, 0, 0], [0.305, 0.305, 0]]),
-        "ZnO": Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(3.2498, 5.2066), ["Zn", "O"],
-                                         [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]]),
-        "Al2O3": Structure.from_spacegroup("R-3c", Lattice.hexagonal(4.759, 12.991), ["Al", "O"],
-                                           [[0, 0, 0.352], [0.306, 0, 0.25]]),
-        "KCl": Structure.from_spacegroup("Fm-3m", Lattice.cubic(6.293), ["K", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
-    }
+@pytest.fixture(scope="module")
+def structures(small_structures) -> dict[str, Structure]:
+    """The conftest's structures (NaCl, CsCl, Si, ZnO, TiO2, Al2O3) and KCl, a decoy of NaCl's type."""
+    kcl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(6.293), ["K", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return {**dict(small_structures), "KCl": kcl}
 
 
 @pytest.fixture(scope="module")
-def library(tmp_path_factory) -> Path:
+def library(tmp_path_factory, structures) -> Path:
     root = tmp_path_factory.mktemp("library")
-    for name, s in _structures().items():
+    for name, s in structures.items():
         s.to(filename=str(root / f"{name}.cif"))
     return root
 
 
-def simulate(fractions: dict[str, float], sizes_nm: dict[str, float], *, expanded: str, seed: int) -> tuple:
+def simulate(structures: dict[str, Structure], fractions: dict[str, float], sizes_nm: dict[str, float], *,
+             expanded: str, seed: int) -> tuple:
     x = np.arange(15.0, 90.0, 0.02)
     zero = 0.02  # degrees
     U, V, W = 0.006, -0.003, 0.003  # deg²
     y = np.zeros_like(x)
     for name, w in fractions.items():
-        s = _structures()[name].copy()
+        s = structures[name].copy()
         if name == expanded:
             s.scale_lattice(s.volume * 1.003**3)
         scale = w / (float(s.volume) * float(s.composition.weight))
@@ -88,9 +79,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_phases_of_an_independently_simulated_mixture(library, tmp_path, capsys, case):
+def test_phases_of_an_independently_simulated_mixture(structures, library, tmp_path, capsys, case):
     fractions, sizes, expanded = CASES[case]
-    x, y = simulate(fractions, sizes, expanded=expanded, seed=len(case))
+    x, y = simulate(structures, fractions, sizes, expanded=expanded, seed=len(case))
     f = tmp_path / f"{case}.xy"
     f.write_text("# wavelength: 1.5405929 A\n" + "".join(f"{a:.3f} {b:.0f}\n" for a, b in zip(x, y)))
     assert main(["phases", str(f), "--library", str(library), "--json", "--no-cache"]) == 0
