@@ -19,3 +19,25 @@ rule evaluate_cnn:
         seed=config["evaluate"]["seed"],
     script:
         "../scripts/evaluate_cnn.py"
+
+
+rule evaluate_indexing:
+    input:
+        sticks="results/{dataset}/sticks.parquet",
+        structures=f"resources/structures/{{dataset}}/{SOURCE}.parquet",
+    output:
+        "results/{dataset}/evaluate/indexing.json",
+    log:
+        "results/{dataset}/logs/evaluate_indexing.log",
+    benchmark:
+        "results/{dataset}/benchmarks/evaluate_indexing.tsv"
+    conda:
+        ENV
+    params:
+        instrument=config["instrument"],
+        augment=config["augment"],
+        seed=config["evaluate"]["seed"],
+        max_patterns=config["evaluate"]["indexing_max_patterns"],
+        time_budget_s=config["evaluate"]["indexing_time_budget_s"],
+    script:
+        "../scripts/evaluate_indexing.py"
