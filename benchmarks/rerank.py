@@ -52,8 +52,9 @@ def _patterns_prototypes(bundle, draws: int, seed: int):
 
 def _score_rows(bundle, items, k: int):
     """CNN top-k and the fits of its candidates, per pattern."""
-    from xrdid.predict import predict_arrays
     from xrdid.rerank import fit_candidates
+
+    from xrdid.predict import predict_arrays
 
     inst = bundle.instrument
     rows = []
@@ -134,8 +135,9 @@ def _measured_items(bundle, folder: Path):
 
 
 def main(argv=None) -> int:
-    from xrdid.predict import load_model
     from xrdid.rerank import WEIGHTS, Weights
+
+    from xrdid.predict import load_model
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="checkpoint directory (default: the pretrained model)")
