@@ -35,10 +35,10 @@ def test_recovers_the_cell_of_a_real_structure(system):
 
 def _with_zero_and_noise(**kw):
     """Only the perturbations asked for: no strain (it changes the true cell), texture, crop or impurities."""
-    base = dict(lattice_strain_frac=(0.0, 0.0), zero_shift_deg=(0.0, 0.0), sample_displacement_um=(0.0, 0.0), intensity_jitter_rel=(0.0, 0.0),
-                texture_probability=0.0, impurity_peaks=(0, 0), background_rel=(0.02, 0.02), peak_counts=(1e6, 1e6),
-                gaussian_noise_rel=(0.0, 0.0), crop_probability=0.0, crystallite_size_nm=(150.0, 150.0), microstrain_frac=(0.0, 0.0),
-                caglioti_scale=(1.0, 1.0))
+    base = {"lattice_strain_frac": (0.0, 0.0), "zero_shift_deg": (0.0, 0.0), "sample_displacement_um": (0.0, 0.0), "intensity_jitter_rel": (0.0, 0.0),
+                "texture_probability": 0.0, "impurity_peaks": (0, 0), "background_rel": (0.02, 0.02), "peak_counts": (1e6, 1e6),
+                "gaussian_noise_rel": (0.0, 0.0), "crop_probability": 0.0, "crystallite_size_nm": (150.0, 150.0), "microstrain_frac": (0.0, 0.0),
+                "caglioti_scale": (1.0, 1.0)}
     base.update(kw)
     return Augment(**base)
 
@@ -90,9 +90,8 @@ def test_too_few_peaks_says_so():
 
 def test_q_input_gives_the_same_cell():
     """A Q-axis pattern (no wavelength needed) indexes to the same cell, with no zero shift refined."""
-    from xrdid.readers import Pattern
-
     from xrdid.instrument import get_instrument
+    from xrdid.readers import Pattern
 
     s = prototype(PROTOTYPES["cubic"])
     ka1 = get_instrument({"preset": "cu", "n_points": 8501, "wavelengths_A": [1.5405929], "weights": [1.0]})

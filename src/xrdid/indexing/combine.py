@@ -72,13 +72,18 @@ def reflections(cell, peaks: PeakList, axis: str = "two_theta", wavelength_A: fl
     lo, hi = peaks.range_deg
     q_max = (2 * math.sin(math.radians(min(hi, 179.0)) / 2) / lam) ** 2
     hkl, qc = _calc_lines(np.asarray(cell.p6), cell.centring, q_max)
-    out, seen = [], set()
-    zero = cell.zero_deg or 0.0
+    # One tick per distinct d, labelled by its most positive indices (111 rather than 1-1-1).
+    rep: dict[float, tuple] = {}
     for h, q in zip(hkl, qc, strict=True):
-        key = round(float(q), 9)
-        if key in seen or q <= 0:
+        if q <= 0:
             continue
-        seen.add(key)
+        key = round(float(q), 9)
+        cand = (int((h >= 0).sum()), tuple(int(v) for v in h))
+        if key not in rep or cand > rep[key][0]:
+            rep[key] = (cand, h, q)
+    out = []
+    zero = cell.zero_deg or 0.0
+    for _, h, q in sorted(rep.values(), key=lambda t: t[2]):
         d = 1.0 / math.sqrt(q)
         tt = 2 * math.degrees(math.asin(min(lam / (2 * d), 1.0))) + zero
         if tt < lo:
@@ -92,8 +97,7 @@ def reflections(cell, peaks: PeakList, axis: str = "two_theta", wavelength_A: fl
 
 def cell_summary(result: IndexingResult, peaks: PeakList, *, n_candidates: int = 3) -> dict:
     """The ``cell`` field of a prediction: the best accepted cell, or why there is none."""
-    out: dict = {"indexed": result.indexed, "message": result.message, "n_peaks": result.n_peaks,
-                 "seconds": round(result.seconds, 3), "kalpha2": peaks.kalpha2}
+    out: dict = {"indexed": result.indexed, "message": result.message, "n_peaks": result.n_peaks, "kalpha2": peaks.kalpha2}
     if result.indexed:
         out.update(result.best.to_dict())
         out["candidates"] = [{k: v for k, v in c.to_dict().items() if k not in ("hkl", "unindexed_two_theta")}
