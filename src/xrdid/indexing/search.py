@@ -659,13 +659,15 @@ def _p_of(system: str, p6: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ driver
 
 
-def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, keep: int) -> list[Cell]:
+def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, keep: int, deadline: float = math.inf) -> list[Cell]:
     if lines.n < 2 * N_PARAMS[system] + 2:
         return []  # too few lines to tell a cell of this many parameters from chance
     zeros = [zero] if zero != 0.0 or not refine_zero or system in ("monoclinic", "triclinic") else list(ZERO_TRIALS_DEG)
     pooled, scores, zs = [], [], []
     n_screen = min(lines.n, N_LINES)
     for z in zeros:
+        if time.perf_counter() > deadline:
+            break
         q = lines.q(z)
         tol = lines.tol_q(SEARCH_TOL, z)
         qs, ts = q[:n_screen], tol[:n_screen]
@@ -693,6 +695,8 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
     order = np.argsort(-score, kind="stable")[:keep]
     cells = []
     for p, z in zip(top[order], zs[order], strict=True):
+        if time.perf_counter() > deadline:
+            break
         if system == "triclinic":
             cells.extend(_from_triclinic(p, lines, float(z), refine_zero))
         else:
@@ -782,7 +786,7 @@ def index_peaks(
                 continue
         keep = {"cubic": 6, "tetragonal": 10, "hexagonal": 10, "orthorhombic": 16, "monoclinic": 24, "triclinic": 24}[system]
         try:
-            found = _search_system(system, lines, zero, refine_zero, keep)
+            found = _search_system(system, lines, zero, refine_zero, keep, deadline=t0 + time_budget_s)
         except np.linalg.LinAlgError as exc:  # a singular trial cell; the other systems still run
             log.debug("%s search failed: %s", system, exc)
             found = []
