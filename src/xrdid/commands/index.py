@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
     src.add_argument("--instrument", choices=sorted(PRESETS), help="instrument preset giving the wavelength")
     p.add_argument("--json", action="store_true", help="one JSON object per file instead of a table")
     p.add_argument("--cells", type=int, default=3, metavar="N", help="candidate cells listed per pattern (default 3)")
-    p.add_argument("--time-budget", type=float, default=10.0, metavar="S", help="seconds of search per pattern (default 10)")
+    p.add_argument("--time-budget", type=float, default=10.0, metavar="S", help="CPU seconds of search per pattern (default 10)")
     p.add_argument("--kalpha2", choices=("auto", "strip", "none"), default="auto",
                    help="Kα2 lines of a tube wavelength: detect and strip (auto, default), always strip, or leave")
     p.set_defaults(run=run)

@@ -27,7 +27,8 @@ refinement then fits z with the cell (weighted linear least squares on Q, linear
 **Figures of merit** (first N = min(20, lines) lines): de Wolff's M_N = Q_N / (2 ε̄ N_calc) (J. Appl. Cryst.
 1 (1968) 108), ε̄ the mean |Q_obs − Q_calc| of the indexed lines and N_calc the distinct allowed lines up
 to Q_N; Smith & Snyder's F_N = N / (⟨|Δ2θ|⟩ N_poss) (J. Appl. Cryst. 12 (1979) 60). Solutions are ranked
-by M_N · exp(−``UNINDEXED_PENALTY`` · unindexed lines) and one lattice is reported once (its best
+by M_N · exp(−``UNINDEXED_PENALTY`` · unindexed lines, each weighed by its intensity against the median
+line's, at most 1) · exp(−``PARAMETER_PENALTY`` per free parameter beyond one), and one lattice is reported once (its best
 description: a higher symmetry has fewer distinct lines, hence the higher M). A solution is accepted with
 M_N ≥ ``MIN_M20`` and at most ``MAX_UNINDEXED_FRACTION`` of the N lines unindexed (both per lattice system:
 stricter for monoclinic and triclinic cells, whose parameters fit random lines); otherwise the pattern is
@@ -37,7 +38,9 @@ one every indexed line obeys.
 **Order and budget.** Systems are searched highest symmetry first, or in the order of a classifier's
 crystal-system probabilities when given; the monoclinic and triclinic searches are skipped when a
 higher-symmetry cell already indexes every line well (M_N ≥ ``GOOD_M20``) and the classifier gives them
-little weight, and no search starts after ``time_budget_s``.
+little weight, and no search starts after ``time_budget_s`` — seconds of CPU time of this process, so that
+a shared, loaded machine gets the same search as an idle one (only later), and results do not depend on
+the load.
 """
 
 from __future__ import annotations
@@ -85,6 +88,9 @@ MAX_VOLUME_A3 = 5000.0
 MIN_M20 = {"cubic": 6.0, "tetragonal": 6.0, "hexagonal": 6.0, "rhombohedral": 6.0, "orthorhombic": 8.0, "monoclinic": 10.0, "triclinic": 10.0}
 MAX_UNINDEXED_FRACTION = {"cubic": 0.2, "tetragonal": 0.2, "hexagonal": 0.2, "rhombohedral": 0.2, "orthorhombic": 0.15, "monoclinic": 0.1,
                           "triclinic": 0.1}
+MAX_WEAK_UNINDEXED_FRACTION = 0.25
+BASIS_MIN_INTENSITY = 0.01
+MAX_UNINDEXED_INTENSITY = 0.05
 GOOD_M20 = 20.0
 UNINDEXED_PENALTY = 0.5
 # Parsimony: the rank of a solution is divided by exp(PARAMETER_PENALTY) per free lattice parameter beyond
@@ -149,6 +155,8 @@ class Cell:
     hkl: list
     unindexed_two_theta: list
     source: str = ""
+    unindexed_intensity: float = 0.0
+    unindexed_weighted: float = 0.0
     rank_score: float = 0.0
 
     @property
@@ -380,7 +388,7 @@ def _unique_rows(p: np.ndarray, decimals: int = 3) -> np.ndarray:
 # ------------------------------------------------------------------------------------- trial cells
 
 
-def _form_seeds(system: str, q: np.ndarray, n_first: int) -> np.ndarray:
+def _form_seeds(system: str, q: np.ndarray, n_first: int, basis: np.ndarray | None = None) -> np.ndarray:
     """Trial cells from assigning k of the first ``n_first`` lines to k distinct low-index forms."""
     k = N_PARAMS[system]
     limit = {"cubic": 4, "tetragonal": 3, "hexagonal": 3, "rhombohedral": 3, "orthorhombic": 2}[system]
@@ -399,7 +407,8 @@ def _form_seeds(system: str, q: np.ndarray, n_first: int) -> np.ndarray:
     good = np.abs(np.linalg.det(Am)) > 1e-9
     Am = Am[good]
     out = []
-    for ps in itertools.combinations(range(min(n_first, len(q))), k):
+    idx = np.arange(len(q)) if basis is None else np.asarray(basis)
+    for ps in itertools.combinations(idx[:n_first].tolist(), k):
         b = np.broadcast_to(q[list(ps)], (len(Am), k))[..., None]
         out.append(np.linalg.solve(Am, b)[..., 0])
     p = np.concatenate(out) if out else np.zeros((0, k))
@@ -415,12 +424,13 @@ class _Zone:
     score: float
 
 
-def _zones(q: np.ndarray, tol: np.ndarray, n_first: int, keep: int) -> list[_Zone]:
+def _zones(q: np.ndarray, tol: np.ndarray, n_first: int, keep: int, basis: np.ndarray | None = None) -> list[_Zone]:
     """2D zones from pairs of the first lines and their cross terms (module docstring), best first."""
     n = len(q)
     cands = []
-    for i in range(min(n_first, n)):
-        for j in range(i, min(n_first, n)):
+    first = (np.arange(n) if basis is None else np.asarray(basis))[:n_first].tolist()
+    for a, i in enumerate(first):
+        for j in first[a:]:
             q1, q2 = q[i], q[j]
             rs = {0.0}
             for line in range(n):
@@ -445,9 +455,9 @@ def _zones(q: np.ndarray, tol: np.ndarray, n_first: int, keep: int) -> list[_Zon
     return [_Zone(*z[o], score[o]) for o in order]
 
 
-def _monoclinic_trials(q: np.ndarray, tol: np.ndarray) -> np.ndarray:
+def _monoclinic_trials(q: np.ndarray, tol: np.ndarray, basis: np.ndarray | None = None) -> np.ndarray:
     """(A, B, C, E) trial cells: an oblique or rectangular zone (halved axes too) plus a perpendicular b*."""
-    zones = _zones(q, tol, n_first=10, keep=24)
+    zones = _zones(q, tol, n_first=10, keep=24, basis=basis)
     out = []
     small = np.array([(h, l) for h in range(3) for l in range(-2, 3)], np.float64)
     for zn in zones:
@@ -467,15 +477,16 @@ def _monoclinic_trials(q: np.ndarray, tol: np.ndarray) -> np.ndarray:
     return _unique_rows(np.asarray(out)) if out else np.zeros((0, 4))
 
 
-def _triclinic_trials(q: np.ndarray, tol: np.ndarray, n_first: int = 10, per_pair: int = 5) -> np.ndarray:
+def _triclinic_trials(q: np.ndarray, tol: np.ndarray, n_first: int = 10, per_pair: int = 5, basis: np.ndarray | None = None) -> np.ndarray:
     """Three lines as a*, b*, c* with cross terms from their zones (module docstring)."""
-    n = min(n_first, len(q))
+    first = (np.arange(len(q)) if basis is None else np.asarray(basis))[:n_first].tolist()
+    n = len(first)
     if n < 3:
         return np.zeros((0, 6))
     cross = {}
     mn = np.array([(m, nn) for m in range(5) for nn in range(-4, 5) if (m > 0 or nn > 0)], np.float64)
-    for i in range(n):
-        for j in range(i + 1, n):
+    for a, i in enumerate(first):
+        for j in first[a + 1 :]:
             q1, q2 = q[i], q[j]
             rs = {0.0}
             for line in range(len(q)):
@@ -493,7 +504,7 @@ def _triclinic_trials(q: np.ndarray, tol: np.ndarray, n_first: int = 10, per_pai
             best = rs[np.argsort(-hits, kind="stable")[:per_pair]]
             cross[(i, j)] = np.unique(np.concatenate([best, [0.0]]))
     out = []
-    for i, j, k in itertools.combinations(range(n), 3):
+    for i, j, k in itertools.combinations(first, 3):
         for d, e, f in itertools.product(cross[(i, j)], cross[(i, k)], cross[(j, k)]):
             out.append((q[i], q[j], q[k], d, e, f))
     p = np.asarray(out)
@@ -622,10 +633,16 @@ def _cell(system: str, p: np.ndarray, centring: str, lines: Lines, zero: float, 
     unindexed = [float(v) for v, ok in zip(lines.two_theta[: f["n"]], f["indexed"], strict=True) if not ok]
     if system == "hexagonal" and centring == "R":
         system = "rhombohedral"
+    inten = lines.intensity[: f["n"]]
+    missed = ~f["indexed"]
+    # Unindexed lines weighed by intensity against the median line: a weak impurity or noise line counts
+    # little, a strong line no cell explains counts fully.
+    weak_share = float(np.minimum(1.0, inten[missed] / max(float(np.median(inten)), 1e-300)).sum())
     cell = Cell(system=system, centring=centring, p6=TRANSFORM[system] @ p, zero_deg=zero if lines.angular else None, m20=f["m20"],
                 f_n=f["f_n"], f_n_mean_deg=f["f_n_mean"], n_possible=f["n_calc"], n_lines=f["n"], n_indexed=n_idx, hkl=f["hkl"],
-                unindexed_two_theta=unindexed, source=source)
-    cell.rank_score = cell.m20 * math.exp(-UNINDEXED_PENALTY * (cell.n_lines - n_idx) - PARAMETER_PENALTY * (N_PARAMS[system] - 1))
+                unindexed_two_theta=unindexed, source=source,
+                unindexed_intensity=float(inten[missed].sum() / max(float(inten.sum()), 1e-300)), unindexed_weighted=weak_share)
+    cell.rank_score = cell.m20 * math.exp(-UNINDEXED_PENALTY * weak_share - PARAMETER_PENALTY * (N_PARAMS[system] - 1))
     return cell
 
 
@@ -662,21 +679,24 @@ def _p_of(system: str, p6: np.ndarray) -> np.ndarray:
 def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, keep: int, deadline: float = math.inf) -> list[Cell]:
     if lines.n < 2 * N_PARAMS[system] + 2:
         return []  # too few lines to tell a cell of this many parameters from chance
-    zeros = [zero] if zero != 0.0 or not refine_zero or system in ("monoclinic", "triclinic") else list(ZERO_TRIALS_DEG)
+    zeros = [zero] if zero != 0.0 or not refine_zero or system == "triclinic" else list(ZERO_TRIALS_DEG)
     pooled, scores, zs = [], [], []
+    # Trial cells are built from lines of at least BASIS_MIN_INTENSITY of the strongest: the weakest lines
+    # are the likeliest to be noise or another phase. All lines count in the screening.
+    basis = np.flatnonzero(lines.intensity >= BASIS_MIN_INTENSITY * lines.intensity.max())
     n_screen = min(lines.n, N_LINES)
     for z in zeros:
-        if time.perf_counter() > deadline:
+        if time.process_time() > deadline:
             break
         q = lines.q(z)
         tol = lines.tol_q(SEARCH_TOL, z)
         qs, ts = q[:n_screen], tol[:n_screen]
         if system in ("cubic", "tetragonal", "hexagonal", "orthorhombic"):
-            trials = _form_seeds(system, q, n_first={"cubic": 4, "tetragonal": 6, "hexagonal": 6, "orthorhombic": 6}[system])
+            trials = _form_seeds(system, q, n_first={"cubic": 4, "tetragonal": 6, "hexagonal": 6, "orthorhombic": 6}[system], basis=basis)
         elif system == "monoclinic":
-            trials = _monoclinic_trials(q, tol)
+            trials = _monoclinic_trials(q, tol, basis=basis)
         elif system == "triclinic":
-            trials = _triclinic_trials(q, tol)
+            trials = _triclinic_trials(q, tol, basis=basis)
         else:
             return []
         if len(trials) == 0:
@@ -695,7 +715,7 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
     order = np.argsort(-score, kind="stable")[:keep]
     cells = []
     for p, z in zip(top[order], zs[order], strict=True):
-        if time.perf_counter() > deadline:
+        if time.process_time() > deadline:
             break
         if system == "triclinic":
             cells.extend(_from_triclinic(p, lines, float(z), refine_zero))
@@ -753,10 +773,10 @@ def index_peaks(
     """Index a peak list (module docstring). ``system_probabilities``: a classifier's crystal-system
     probabilities (cubic … triclinic, trigonal counted for both hexagonal lattices) to order the search.
     Returns up to ``n_cells`` accepted cells, best first, or none with the reason in ``message``."""
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     lines = lines_from_peaks(peaks)
     if lines.n < MIN_LINES:
-        return IndexingResult([], len(peaks), lines.n, time.perf_counter() - t0, [], False,
+        return IndexingResult([], len(peaks), lines.n, time.process_time() - t0, [], False,
                               f"{lines.n} usable peaks; indexing needs at least {MIN_LINES}")
     zero = estimate_zero(lines)
     refine_zero = lines.angular
@@ -776,7 +796,7 @@ def index_peaks(
     for system in order:
         if system == "rhombohedral":
             continue  # found by the hexagonal search (R centring on hexagonal axes) and the triclinic one
-        if time.perf_counter() - t0 > time_budget_s:
+        if time.process_time() - t0 > time_budget_s:
             exhausted = True
             break
         if system in ("monoclinic", "triclinic") and cells:
@@ -795,7 +815,7 @@ def index_peaks(
     cells = _dedupe(cells)
     accepted = [c for c in cells if acceptable(c, min_m20)]
     rejected = [c for c in cells if c not in accepted][:n_cells]
-    seconds = time.perf_counter() - t0
+    seconds = time.process_time() - t0
     if accepted:
         msg = f"indexed: {accepted[0].bravais} cell, M{accepted[0].n_lines} = {accepted[0].m20:.1f}"
     else:
@@ -807,9 +827,14 @@ def index_peaks(
 
 
 def acceptable(cell: Cell, min_m20: dict | None = None) -> bool:
-    """Does a cell pass the acceptance criteria (``MIN_M20``, ``MAX_UNINDEXED_FRACTION``) of its system?"""
+    """Does a cell pass the acceptance criteria of its system: M_N ≥ ``MIN_M20``, and at most
+    ``MAX_UNINDEXED_FRACTION`` of the lines unindexed — or up to ``MAX_WEAK_UNINDEXED_FRACTION`` of them when
+    they are weak (together under ``MAX_UNINDEXED_INTENSITY`` of the lines' intensity: impurities, noise)?"""
     limit = (min_m20 or MIN_M20)[cell.system]
-    return cell.m20 >= limit and cell.n_lines - cell.n_indexed <= int(MAX_UNINDEXED_FRACTION[cell.system] * cell.n_lines + 1e-9)
+    n_un = cell.n_lines - cell.n_indexed
+    few = n_un <= int(MAX_UNINDEXED_FRACTION[cell.system] * cell.n_lines + 1e-9)
+    weak = n_un <= int(MAX_WEAK_UNINDEXED_FRACTION * cell.n_lines + 1e-9) and cell.unindexed_intensity <= MAX_UNINDEXED_INTENSITY
+    return cell.m20 >= limit and (few or weak)
 
 
 def crystal_system_cells(result: IndexingResult) -> dict[str, Cell]:
