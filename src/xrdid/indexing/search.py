@@ -66,6 +66,7 @@ from xrdid.indexing.lattice import (
     lattice_symmetry,
     multiplicity,
     niggli,
+    p6_from_metric,
     parameters,
     primitive_lattice,
     real_lengths,
@@ -89,7 +90,6 @@ MIN_M20 = {"cubic": 6.0, "tetragonal": 6.0, "hexagonal": 6.0, "rhombohedral": 6.
 MAX_UNINDEXED_FRACTION = {"cubic": 0.2, "tetragonal": 0.2, "hexagonal": 0.2, "rhombohedral": 0.2, "orthorhombic": 0.15, "monoclinic": 0.1,
                           "triclinic": 0.1}
 MAX_WEAK_UNINDEXED_FRACTION = 0.25
-BASIS_MIN_INTENSITY = 0.01
 MAX_UNINDEXED_INTENSITY = 0.05
 GOOD_M20 = 20.0
 UNINDEXED_PENALTY = 0.5
@@ -618,14 +618,21 @@ def figures(system: str, p: np.ndarray, centring: str, lines: Lines, zero: float
     return {"m20": min(m20, 1e4), "f_n": min(f_n, 1e5), "f_n_mean": mean_d2t, "n_calc": n_calc, "n": n, "indexed": ok, "hkl": hkl_list}
 
 
-def _best_centring(system: str, p: np.ndarray, lines: Lines, zero: float, indexed_p: int) -> str:
-    """The most restrictive centring of the system under which as many lines are indexed as with the first."""
-    best, best_mult = CENTRINGS[system][0], multiplicity(CENTRINGS[system][0])
-    for c in CENTRINGS[system][1:]:
+def _centred_variants(system: str, p: np.ndarray, lines: Lines, zero: float, indexed: np.ndarray, refine_zero: bool) -> list:
+    """Centrings of the system that keep all but at most one of the indexed lines, refined in that centring:
+    [(centring, p, zero, figures)], most restrictive first. A stray line the primitive cell's extra
+    reflections happen to fit should not hide a centred lattice; the ranking then weighs both."""
+    out = []
+    n_p = int(indexed.sum())
+    for c in sorted(CENTRINGS[system][1:], key=lambda c: -multiplicity(c)):
         f = figures(system, p, c, lines, zero)
-        if int(f["indexed"].sum()) >= indexed_p and multiplicity(c) > best_mult:
-            best, best_mult = c, multiplicity(c)
-    return best
+        if int(f["indexed"].sum()) < n_p - 2:
+            continue
+        p2, z2, _ = refine(system, p, c, lines, zero, refine_zero=refine_zero)
+        f2 = figures(system, p2, c, lines, z2)
+        if int(f2["indexed"].sum()) >= n_p - 1 and f2["m20"] > 0:
+            out.append((c, p2, z2, f2))
+    return out
 
 
 def _cell(system: str, p: np.ndarray, centring: str, lines: Lines, zero: float, source: str, f: dict) -> Cell:
@@ -646,6 +653,21 @@ def _cell(system: str, p: np.ndarray, centring: str, lines: Lines, zero: float, 
     return cell
 
 
+def conventional(system: str, p: np.ndarray) -> np.ndarray:
+    """The conventional description of a refined cell: triclinic cells Niggli-reduced; monoclinic ones with
+    β ≥ 90° (E ≥ 0, since cos β* = E / 2√(AC) and β = 180° − β*); others as found (their axes are fixed)."""
+    if system == "monoclinic":
+        return np.array([p[0], p[1], p[2], abs(p[3])])
+    if system == "triclinic":
+        try:
+            lat = niggli(primitive_lattice(p, "P"))
+        except Exception:  # a degenerate metric is left as it is; its figures will say so
+            return p
+        rec = lat.reciprocal_lattice_crystallographic.matrix
+        return p6_from_metric(rec @ rec.T)
+    return p
+
+
 def _solutions(system: str, p: np.ndarray, centring: str, lines: Lines, zero: float, source: str, *, refine_zero: bool,
                choose_centring: bool = True) -> list[Cell]:
     """A trial cell refined; with ``choose_centring``, the most restrictive centring every indexed line obeys,
@@ -655,15 +677,18 @@ def _solutions(system: str, p: np.ndarray, centring: str, lines: Lines, zero: fl
     p, zero, _ = refine(system, p, centring, lines, zero, refine_zero=refine_zero)
     if not np.all(np.isfinite(p)):
         return []
+    p = conventional(system, p)
     f = figures(system, p, centring, lines, zero)
     out = [] if f["m20"] <= 0 else [_cell(system, p, centring, lines, zero, source, f)]
-    if choose_centring:
-        c2 = _best_centring(system, p, lines, zero, int(f["indexed"].sum()))
-        if c2 != centring:
-            p2, z2, _ = refine(system, p, c2, lines, zero, refine_zero=refine_zero)
-            f2 = figures(system, p2, c2, lines, z2)
-            if f2["m20"] > 0:
-                out.insert(0, _cell(system, p2, c2, lines, z2, source, f2))
+    if choose_centring and out:
+        # The most restrictive variant that indexes as many lines as the primitive cell, and the most
+        # restrictive one that loses a line, if different.
+        variants = _centred_variants(system, p, lines, zero, f["indexed"], refine_zero)
+        n_p = int(f["indexed"].sum())
+        full = [v for v in variants if int(v[3]["indexed"].sum()) >= n_p][:1]
+        lossy = [v for v in variants if int(v[3]["indexed"].sum()) < n_p][:1]
+        for c2, p2, z2, f2 in full + [v for v in lossy if not full or multiplicity(v[0]) > multiplicity(full[0][0])]:
+            out.insert(0, _cell(system, p2, c2, lines, z2, source, f2))
     return out
 
 
@@ -681,9 +706,7 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
         return []  # too few lines to tell a cell of this many parameters from chance
     zeros = [zero] if zero != 0.0 or not refine_zero or system == "triclinic" else list(ZERO_TRIALS_DEG)
     pooled, scores, zs = [], [], []
-    # Trial cells are built from lines of at least BASIS_MIN_INTENSITY of the strongest: the weakest lines
-    # are the likeliest to be noise or another phase. All lines count in the screening.
-    basis = np.flatnonzero(lines.intensity >= BASIS_MIN_INTENSITY * lines.intensity.max())
+    basis = None  # trial cells from the first lines, whatever their intensity (a weak 001 can be the key)
     n_screen = min(lines.n, N_LINES)
     for z in zeros:
         if time.process_time() > deadline:
