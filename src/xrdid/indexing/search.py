@@ -80,6 +80,8 @@ log = logging.getLogger(__name__)
 N_LINES = 20  # lines used by the figures of merit and the final screening
 N_USE = 24  # lines refined against (the first ones; later lines are more often overlaps)
 MIN_LINES = 4
+# Peaks weaker than this fraction of the strongest (height × FWHM) are not used as lines: mostly noise.
+MIN_LINE_INTENSITY = 0.01
 MAX_ZERO_DEG = 0.15
 MIN_CELL_A, MAX_CELL_A = 2.0, 30.0
 MAX_VOLUME_A3 = 5000.0
@@ -215,8 +217,8 @@ class IndexingResult:
 
 
 def lines_from_peaks(peaks: PeakList, n_use: int = N_USE) -> Lines:
-    """The first ``n_use`` peaks (by angle) as lines; too weak peaks (< 0.5 % of the strongest) are left out."""
-    keep = np.flatnonzero(peaks.intensity >= 0.005 * max(float(peaks.intensity.max(initial=0)), 1e-300))[:n_use]
+    """The first ``n_use`` peaks (by angle) as lines; peaks under ``MIN_LINE_INTENSITY`` of the strongest are left out."""
+    keep = np.flatnonzero(peaks.intensity >= MIN_LINE_INTENSITY * max(float(peaks.intensity.max(initial=0)), 1e-300))[:n_use]
     return Lines(peaks.two_theta[keep].copy(), peaks.sigma[keep].copy(), peaks.fwhm[keep].copy(), peaks.intensity[keep].copy(),
                  peaks.wavelength_A, peaks.angular)
 
