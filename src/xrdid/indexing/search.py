@@ -81,7 +81,7 @@ N_LINES = 20  # lines used by the figures of merit and the final screening
 N_USE = 24  # lines refined against (the first ones; later lines are more often overlaps)
 MIN_LINES = 4
 # Peaks weaker than this fraction of the strongest (height × FWHM) are not used as lines: mostly noise.
-MIN_LINE_INTENSITY = 0.01
+MIN_LINE_INTENSITY = 0.005
 MAX_ZERO_DEG = 0.15
 MIN_CELL_A, MAX_CELL_A = 2.0, 30.0
 MAX_VOLUME_A3 = 5000.0
