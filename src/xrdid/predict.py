@@ -24,12 +24,15 @@ calibrated space-group probabilities (Hendrycks & Gimpel, ICLR 2017): 0 for a pa
 sure about, towards 1 for one it cannot place. It is a weak out-of-distribution signal — a confident
 model can be confidently wrong on a pattern unlike its training data — not a density estimate.
 
-Prior correction. The model is trained on roughly space-group-balanced synthetic crystals; real
-materials are not balanced (P2₁/c is the most common group). When the checkpoint's ``model.json``
-holds ``prior_log_ratio`` (230 values of log p_real(g) − log p_train(g)), it is added to the
+Label prior. Real samples are not balanced over space groups (P2₁/c is the most common group, Ia-3d
+rare), and a model trained on another mix answers for that mix. When the checkpoint's ``model.json``
+holds ``prior_log_ratio`` (230 values of α·(log p_real(g) − log p_train(g))), it is added to the
 calibrated space-group log-probabilities (Bayes' rule for a change of label prior, Saerens et al.,
 Neural Comput. 14 (2002) 21), and ``crystal_system_prior_log_ratio`` (7 values) likewise to the crystal
-system's; ``prior=False`` turns both off. :func:`prior_log_ratio` computes them from label counts.
+system's. Training stores them (:func:`xrdid.train.loop.tune_prior`): p_real is Materials Project's
+space-group frequencies and the strength α is chosen on the validation split's real structures weighted
+like Materials Project (:mod:`xrdid.priors`), so a shipped model answers as if samples come from the
+real world by default. ``prior=False`` (``xrdid predict --prior none``) gives the model's own answer.
 
 Cell and re-ranking (:mod:`xrdid.indexing.combine`): with ``cell=True`` (the default of
 :func:`predict_patterns`) the pattern is indexed — peak search, cells of all 14 Bravais lattices, the
@@ -56,7 +59,7 @@ import numpy as np
 import torch
 
 from xrdid.instrument import Instrument
-from xrdid.labels import CRYSTAL_SYSTEMS, PRIORS, space_group_symbol, space_group_to_system_map
+from xrdid.labels import CRYSTAL_SYSTEMS, PRIORS, space_group_symbol
 from xrdid.models import XRDClassifier, load_checkpoint
 from xrdid.readers import Pattern, PatternError, to_grid
 from xrdid.readers.pattern import finalise
@@ -139,17 +142,15 @@ def load_model(path: str | Path | None = None, *, prior: str = "checkpoint") -> 
 
 
 def real_prior(meta: dict, where: str | Path = "checkpoint") -> dict:
-    """``prior_log_ratio`` and ``crystal_system_prior_log_ratio`` from Materials Project statistics
-    against the space-group counts of the checkpoint's training set (``train_space_group_counts``)."""
-    from xrdid.structures.wyckoff import real_space_group_counts
+    """``prior_log_ratio`` and ``crystal_system_prior_log_ratio`` of Materials Project statistics at full
+    strength against the label counts of the checkpoint's training draws (``train_space_group_counts``)."""
+    from xrdid.priors import materials_project_ratios
 
     train = meta.get("train_space_group_counts")
     if train is None:
         raise ValueError(f"{where}: the checkpoint does not record its training labels, so no prior can be applied")
-    real, train = real_space_group_counts(), np.asarray(train, dtype=np.float64)
-    systems = space_group_to_system_map()
-    per_system = [np.bincount(systems, weights=c, minlength=len(CRYSTAL_SYSTEMS)) for c in (real, train)]
-    return {"prior_log_ratio": prior_log_ratio(real, train), "crystal_system_prior_log_ratio": prior_log_ratio(*per_system)}
+    sg, cs = materials_project_ratios(train)
+    return {"prior_log_ratio": sg.tolist(), "crystal_system_prior_log_ratio": cs.tolist()}
 
 
 def _name(pattern: Pattern) -> str:
@@ -259,17 +260,10 @@ def predict_patterns(
     return results
 
 
-def prior_log_ratio(target_counts, train_counts, *, pseudocount: float = 1.0) -> list[float]:
-    """log p_target(c) − log p_train(c) per class, from label counts (additive smoothing): 230 space
-    groups, or 7 crystal systems.
+def prior_log_ratio(target_counts, train_counts) -> list[float]:
+    """log p_target(c) − log p_train(c) per class from label counts (:func:`xrdid.priors.log_ratio`): 230
+    space groups, or 7 crystal systems. Store the result as ``prior_log_ratio`` (or
+    ``crystal_system_prior_log_ratio``) in a checkpoint's model.json to apply it (module docstring)."""
+    from xrdid.priors import log_ratio
 
-    ``target_counts``: counts of structures representative of the samples to classify (e.g. Materials
-    Project or ICSD statistics); ``train_counts``: the training set's (a checkpoint's
-    ``train_space_group_counts``). Store the result as ``prior_log_ratio`` (or
-    ``crystal_system_prior_log_ratio``) in a checkpoint's model.json to apply it (module docstring).
-    """
-    t = np.asarray(target_counts, dtype=np.float64) + pseudocount
-    r = np.asarray(train_counts, dtype=np.float64) + pseudocount
-    if t.shape != r.shape or t.shape not in ((230,), (7,)):
-        raise ValueError(f"need 230 counts each (space groups 1-230) or 7 (crystal systems), got {t.shape} and {r.shape}")
-    return (np.log(t / t.sum()) - np.log(r / r.sum())).tolist()
+    return log_ratio(target_counts, train_counts).tolist()

@@ -24,7 +24,7 @@ rule evaluate_cnn:
 rule evaluate_indexing:
     input:
         sticks="results/{dataset}/sticks.parquet",
-        structures=f"resources/structures/{{dataset}}/{SOURCE}.parquet",
+        structures=get_structure_tables,
     output:
         "results/{dataset}/evaluate/indexing.json",
     log:
@@ -41,3 +41,30 @@ rule evaluate_indexing:
         time_budget_s=config["evaluate"]["indexing_time_budget_s"],
     script:
         "../scripts/evaluate_indexing.py"
+
+
+# The real structures of a split (held out by structure type), rendered for each instrument and
+# classified as `xrdid predict` classifies a file (xrdid.evaluate.real_split).
+rule evaluate_real:
+    input:
+        model="results/{dataset}/train/model",
+        sticks="results/{dataset}/sticks.parquet",
+    output:
+        metrics="results/{dataset}/evaluate/real_{split}.json",
+        predictions="results/{dataset}/evaluate/real_{split}_predictions.csv",
+    log:
+        "results/{dataset}/logs/evaluate_real/{split}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/evaluate_real/{split}.tsv"
+    wildcard_constraints:
+        split="val|test",
+    conda:
+        ENV
+    # Uses every core it is given (Snakemake scales 64 down to --cores).
+    threads: 64
+    params:
+        instruments=config["evaluate"]["real"]["instruments"],
+        draws=config["evaluate"]["real"]["draws"],
+        seed=config["evaluate"]["seed"],
+    script:
+        "../scripts/evaluate_real.py"

@@ -4,7 +4,7 @@ from xrdid.logs import log_to_file
 log_to_file(snakemake.log[0])
 evaluate_indexing(
     sticks=snakemake.input.sticks,
-    structures=snakemake.input.structures,
+    structures=list(snakemake.input.structures),
     out=snakemake.output[0],
     instrument=snakemake.params.instrument,
     augment=snakemake.params.augment,

@@ -9,9 +9,12 @@ object per line (``file``, ``space_group``, ``top_k``, ``crystal_system``, ``nov
 M20, indexed and unindexed lines, zero shift; or ``indexed: false`` and why; ``--no-cell`` skips it).
 ``--rerank`` combines every space group's probability with how well its allowed reflections index the
 pattern (the extinction check; entries gain ``score`` and ``fit``; see xrdid.indexing.combine).
-``--prior materials_project`` weighs the answer by how common each space group and crystal system is
-among Materials Project structures (Bayes' rule; see xrdid.predict). A file that cannot be read or classified is reported on stderr, naming it; the other
-files are still processed and the exit status is 1.
+By default the answer is weighed by how common each space group and crystal system is among real
+materials, at the strength stored in the checkpoint (the shipped model's was chosen on unseen real
+structures; Bayes' rule, see xrdid.predict and xrdid.priors); ``--prior none`` gives the model's own
+likelihoods, ``--prior materials_project`` the full-strength Materials Project prior. A file that cannot
+be read or classified is reported on stderr, naming it; the other files are still processed and the
+exit status is 1.
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ def add_parser(sub) -> None:
                    help="rank the space groups by the model's probability combined with the extinction check on the indexed cell")
     p.add_argument("--no-cell", dest="cell", action="store_false", help="skip the powder indexing (no cell field)")
     p.add_argument("--prior", choices=PRIORS, default="checkpoint",
-                   help="label prior: the checkpoint's (default; the shipped model has none), none, or Materials "
-                        "Project's space-group frequencies (favours common groups such as P2₁/c)")
+                   help="label prior: the checkpoint's (default; the shipped model's favours groups common among real "
+                        "materials, at the strength chosen on unseen real structures), none, or Materials Project's "
+                        "space-group frequencies at full strength")
     p.set_defaults(run=run)
 
 

@@ -145,9 +145,10 @@ def index_measured(folder: str | Path, *, time_budget_s: float = 10.0, n_cells: 
     return rows
 
 
-def evaluate_indexing(*, sticks: str | Path, structures: str | Path, out: str | Path, instrument: dict, augment: dict | None = None,
+def evaluate_indexing(*, sticks: str | Path, structures, out: str | Path, instrument: dict, augment: dict | None = None,
                       seed: int = 0, max_patterns: int = 100, time_budget_s: float = 5.0, split: str = "test") -> dict:
-    """The workflow's indexing evaluation (module docstring): writes and returns the summary JSON."""
+    """The workflow's indexing evaluation (module docstring): writes and returns the summary JSON.
+    ``structures``: the run's structures table, or a list of them (one per source)."""
     import pyarrow.parquet as pq
 
     from xrdid.data import StickTable
@@ -160,11 +161,11 @@ def evaluate_indexing(*, sticks: str | Path, structures: str | Path, out: str | 
     table = StickTable.from_parquet(sticks, split=split, d_min_A=inst.d_min_A)
     ids = table.ids[:max_patterns]
     rows_by_id = {}
-    st = pq.read_table(structures, columns=["id", "space_group", "lattice", "species", "frac_coords"]).to_pylist()
     wanted = set(ids)
-    for r in st:
-        if r["id"] in wanted:
-            rows_by_id[r["id"]] = r
+    for path in [structures] if isinstance(structures, str | Path) else structures:
+        for r in pq.read_table(path, columns=["id", "space_group", "lattice", "species", "frac_coords"]).to_pylist():
+            if r["id"] in wanted:
+                rows_by_id[r["id"]] = r
     items = []
     for i, sid in enumerate(ids):
         r = rows_by_id.get(sid)
