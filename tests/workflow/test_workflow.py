@@ -106,11 +106,14 @@ def test_whole_dag_produces_every_output(tiny_run):
     res = tiny_run / "results" / "tiny"
     for rel in ("train/model/model.json", "train/model/weights.pt", "train/history.csv", "evaluate/metrics.json",
                 "plots/curves.png", "plots/confusion_crystal_system.png", "plots/confusion_space_group.png",
-                "plots/augmentations.png"):
+                "plots/augmentations.png", "evaluate/indexing.json"):
         assert (res / rel).is_file(), rel
     metrics = json.loads((res / "evaluate" / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["n_structures"] > 0
-    for rule in ("generate_structures/synthetic", "simulate_chunk/0", "train_cnn", "evaluate_cnn"):
+    indexing = json.loads((res / "evaluate" / "indexing.json").read_text())
+    assert indexing["n_patterns"] > 0 and 0 <= indexing["success"]["all"]["top3"] <= 1
+    assert "right cell in the top 3" in (res / "evaluate" / "metrics.html").read_text()
+    for rule in ("generate_structures/synthetic", "simulate_chunk/0", "train_cnn", "evaluate_cnn", "evaluate_indexing"):
         assert (res / "logs" / f"{rule}.log").is_file()
         assert (res / "benchmarks" / f"{rule}.tsv").is_file()
     assert (tiny_run / "resources" / "structures" / "tiny" / "synthetic.failed.parquet").is_file()

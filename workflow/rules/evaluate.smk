@@ -21,6 +21,28 @@ rule evaluate_cnn:
         "../scripts/evaluate_cnn.py"
 
 
+rule evaluate_indexing:
+    input:
+        sticks="results/{dataset}/sticks.parquet",
+        structures=get_structure_tables,
+    output:
+        "results/{dataset}/evaluate/indexing.json",
+    log:
+        "results/{dataset}/logs/evaluate_indexing.log",
+    benchmark:
+        "results/{dataset}/benchmarks/evaluate_indexing.tsv"
+    conda:
+        ENV
+    params:
+        instrument=config["instrument"],
+        augment=config["augment"],
+        seed=config["evaluate"]["seed"],
+        max_patterns=config["evaluate"]["indexing_max_patterns"],
+        time_budget_s=config["evaluate"]["indexing_time_budget_s"],
+    script:
+        "../scripts/evaluate_indexing.py"
+
+
 # The real structures of a split (held out by structure type), rendered for each instrument and
 # classified as `xrdid predict` classifies a file (xrdid.evaluate.real_split).
 rule evaluate_real:

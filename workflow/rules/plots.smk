@@ -41,6 +41,7 @@ rule plot_confusion:
 rule tabulate_metrics:
     input:
         cnn="results/{dataset}/evaluate/metrics.json",
+        indexing="results/{dataset}/evaluate/indexing.json",
     output:
         report(
             "results/{dataset}/evaluate/metrics.html",
