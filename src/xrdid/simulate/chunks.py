@@ -7,6 +7,7 @@ Sticks table (DESIGN.md): one row per structure with its labels (``id``, ``sourc
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -16,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from xrdid.io import atomic_path, write_parquet
+from xrdid.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ def chunk_bounds(n_rows: int, chunk: int, n_chunks: int) -> tuple[int, int]:
     return n_rows * chunk // n_chunks, n_rows * (chunk + 1) // n_chunks
 
 
+@functools.lru_cache(maxsize=262144)
 def group_key(formula: str, space_group: int, group_by: str) -> str:
     """Key that keeps near-duplicates together: the reduced formula, or a prototype (anonymous formula + group)."""
     if group_by == "formula":
@@ -57,6 +60,12 @@ def group_key(formula: str, space_group: int, group_by: str) -> str:
     raise ValueError(f"unknown split group_by {group_by!r} (formula | prototype)")
 
 
+# Structures simulated between two writes of a chunk's output (bounds a job's memory).
+WRITE_EVERY = 1000
+_LABELS = ["id", "source", "formula", "space_group", "crystal_system"]
+_ARRAYS = ["lattice", "species", "frac_coords", "occupancies"]
+
+
 def simulate_chunk(
     structures: Sequence[str | Path],
     *,
@@ -68,48 +77,115 @@ def simulate_chunk(
 ) -> int:
     """Compute sticks for chunk ``chunk`` of the concatenated structures tables; returns rows written.
 
-    A structure whose simulation fails is logged with its reason and left out of the chunk (it is
-    still listed, with the reason, in the chunk's log).
+    Reads only this chunk's rows, and of them only the labels and the crystal arrays (never the CIF,
+    except in older tables that have no arrays), and writes the sticks in batches of WRITE_EVERY, so
+    a job's memory depends on neither the table nor the chunk size. A structure whose simulation
+    fails is logged with its reason and left out of the chunk.
     """
     from xrdid.simulate.sticks import compute_sticks
-    from xrdid.structures.table import structure_from_row
 
-    # Read only this chunk's rows (slice pushed down into the scan), so a job's memory depends on the
-    # chunk size, not on the number of structures.
     n_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in structures)
     start, stop = chunk_bounds(n_rows, chunk, n_chunks)
-    frame = pl.scan_parquet([str(p) for p in structures]).slice(start, stop - start).collect()
-    rows = frame.to_dicts()
-    out_rows, failed = [], 0
-    t0 = time.perf_counter()
-    for row in rows:
-        try:
-            structure = structure_from_row(row)
-            sticks = compute_sticks(structure, d_min_A)
-        except Exception as exc:  # one bad structure never sinks the chunk
-            failed += 1
-            log.warning("structure %s: simulation failed: %s: %s", row["id"], type(exc).__name__, exc)
-            continue
-        out_rows.append(
-            {
-                "id": row["id"],
-                "source": row["source"],
-                "formula": row["formula"],
-                "space_group": row["space_group"],
-                "crystal_system": row["crystal_system"],
-                "group_key": group_key(row["formula"], row["space_group"], group_by),
-                "d": sticks.d.astype(np.float32),
-                "f2m": sticks.f2m.astype(np.float32),
-                "hkl": sticks.hkl.astype(np.int16),
-            }
-        )
-    elapsed = time.perf_counter() - t0
-    write_parquet(_sticks_table(out_rows), out)
+    written, failed, elapsed = 0, 0, 0.0
+    pending: list[dict] = []
+    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, STICKS_SCHEMA, compression="zstd") as writer:
+        for labels, crystals in _read_crystals(structures, start, stop):
+            t0 = time.perf_counter()
+            for row, crystal in zip(labels, crystals):
+                try:
+                    if isinstance(crystal, Exception):
+                        raise crystal
+                    sticks = compute_sticks(crystal, d_min_A)
+                except Exception as exc:  # one bad structure never sinks the chunk
+                    failed += 1
+                    log.warning("structure %s: simulation failed: %s: %s", row["id"], type(exc).__name__, exc)
+                    continue
+                pending.append(
+                    {
+                        **row,
+                        "group_key": group_key(row["formula"], row["space_group"], group_by),
+                        "d": sticks.d.astype(np.float32),
+                        "f2m": sticks.f2m.astype(np.float32),
+                        "hkl": sticks.hkl.astype(np.int16),
+                    }
+                )
+            elapsed += time.perf_counter() - t0
+            if len(pending) >= WRITE_EVERY:
+                writer.write_table(_sticks_table(pending))
+                written += len(pending)
+                pending = []
+        writer.write_table(_sticks_table(pending))
+        written += len(pending)
     log.info(
-        "chunk %d/%d: %d structures simulated in %.2f s (%.1f/s), %d failed",
-        chunk, n_chunks, len(out_rows), elapsed, len(out_rows) / max(elapsed, 1e-9), failed,
+        "chunk %d/%d: %d structures simulated in %.2f s (%.1f/s), %d failed; peak memory %.0f MB",
+        chunk, n_chunks, written, elapsed, written / max(elapsed, 1e-9), failed, peak_memory_mb(),
     )
-    return len(out_rows)
+    return written
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (MB), from getrusage (Linux reports KiB)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _read_crystals(paths: Sequence[str | Path], start: int, stop: int):
+    """Yield (label rows, Crystals) for rows [start, stop) of the concatenated tables, a row group at a time.
+
+    Only the row groups that hold these rows are read. A row without arrays (tables written before
+    they existed) has its CIF read instead; one that cannot be read yields the exception in its place.
+    """
+    from xrdid.structures.crystal import Crystal
+    from xrdid.structures.table import crystal_from_row
+
+    offset = 0
+    for path in paths:
+        parquet = pq.ParquetFile(path)
+        n = parquet.metadata.num_rows
+        lo, hi = max(start - offset, 0), min(stop - offset, n)
+        offset += n
+        if lo >= hi:
+            continue
+        names = set(parquet.schema_arrow.names)
+        arrays = [c for c in _ARRAYS if c in names]
+        columns = _LABELS + arrays + (["cif"] if "lattice" not in names and "cif" in names else [])
+        group_start = 0
+        for g in range(parquet.metadata.num_row_groups):
+            group_rows = parquet.metadata.row_group(g).num_rows
+            a, b = max(lo - group_start, 0), min(hi - group_start, group_rows)
+            group_start += group_rows
+            if a >= b:
+                continue
+            batch = parquet.read_row_group(g, columns=columns).slice(a, b - a)
+            labels = batch.select(_LABELS).to_pylist()
+            if "lattice" not in names or batch.column("lattice").null_count:
+                rows = batch.to_pylist()
+                crystals = []
+                for row in rows:
+                    try:
+                        crystals.append(crystal_from_row(row))
+                    except Exception as exc:  # recorded per structure by the caller
+                        crystals.append(exc)
+                yield labels, crystals
+                continue
+            lattice = batch.column("lattice").combine_chunks().flatten().to_numpy().reshape(-1, 3, 3)
+            species_col = batch.column("species").combine_chunks()
+            lengths = pc.list_value_length(species_col).to_numpy(zero_copy_only=False)
+            bounds = np.concatenate([[0], np.cumsum(lengths)])
+            species = species_col.flatten().to_pylist()
+            frac = batch.column("frac_coords").combine_chunks().flatten().flatten().to_numpy().reshape(-1, 3)
+            if "occupancies" in arrays and not batch.column("occupancies").null_count:
+                occ = batch.column("occupancies").combine_chunks().flatten().to_numpy()
+            else:
+                occ = np.ones(len(frac))
+            crystals = [
+                Crystal(lattice[i], tuple(species[bounds[i] : bounds[i + 1]]), frac[bounds[i] : bounds[i + 1]], occ[bounds[i] : bounds[i + 1]])
+                for i in range(len(labels))
+            ]
+            yield labels, crystals
 
 
 def _list_column(arrays: list[np.ndarray], value_type: pa.DataType, width: int | None = None) -> pa.Array:
@@ -124,6 +200,8 @@ def _list_column(arrays: list[np.ndarray], value_type: pa.DataType, width: int |
 
 
 def _sticks_table(rows: list[dict]) -> pa.Table:
+    if not rows:
+        return STICKS_SCHEMA.empty_table()
     scalars = {name: [r[name] for r in rows] for name in STICKS_SCHEMA.names if name not in ("d", "f2m", "hkl")}
     columns = {name: pa.array(values, type=STICKS_SCHEMA.field(name).type) for name, values in scalars.items()}
     columns["d"] = _list_column([r["d"] for r in rows], pa.float32())

@@ -51,9 +51,10 @@ def build_structures(
             is_stable=settings.get("is_stable"),
             chunk_size=int(settings.get("chunk_size", 1000)),
             symprec=symprec,
+            workers=workers,
         )
     if source == "local":
         from xrdid.structures.local import load_local
 
-        return load_local(settings["folder"], out=out, failed_out=failed_out, symprec=symprec)
+        return load_local(settings["folder"], out=out, failed_out=failed_out, symprec=symprec, workers=workers)
     raise ValueError(f"unknown structure source {source!r} (synthetic | materials_project | local)")
