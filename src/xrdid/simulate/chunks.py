@@ -114,8 +114,9 @@ def simulate_chunk(
                 writer.write_table(_sticks_table(pending))
                 written += len(pending)
                 pending = []
-        writer.write_table(_sticks_table(pending))
-        written += len(pending)
+        if pending:
+            writer.write_table(_sticks_table(pending))
+            written += len(pending)
     log.info(
         "chunk %d/%d: %d structures simulated in %.2f s (%.1f/s), %d failed; peak memory %.0f MB",
         chunk, n_chunks, written, elapsed, written / max(elapsed, 1e-9), failed, peak_memory_mb(),
