@@ -132,8 +132,8 @@ def test_older_tables_without_arrays_have_their_cif_read(tmp_path, small_structu
 def test_chunks_over_several_tables_and_row_groups_stream_the_same_rows(tmp_path, small_structures, monkeypatch):
     """Rows of several tables, read a row group at a time and written in batches: the same sticks,
     whatever the chunking, the row-group size or the batch size."""
-    import xrdid.simulate.chunks as chunks
-    import xrdid.structures.table as table
+    from xrdid.simulate import chunks
+    from xrdid.structures import table
 
     whole = [_table(tmp_path, small_structures, "a.parquet"), _table(tmp_path, small_structures[:3], "b.parquet")]
     chunks.simulate_chunk(whole, chunk=0, n_chunks=1, out=tmp_path / "one.parquet", d_min_A=0.7)

@@ -190,7 +190,7 @@ def test_documents_become_arrays_without_pymatgen_structures(tmp_path, server, m
         # provenance kept: the document as the API sent it (JSON: tuples come back as lists)
         assert json.loads(row["document"]) == json.loads(json.dumps(docs[material_id]["structure"]))
         assert row["species"] == [site.specie.symbol for site in reference]
-        assert sum(row["frac_coords"], []) == pytest.approx(reference.frac_coords.reshape(-1).tolist(), abs=1e-12)
+        assert [x for xyz in row["frac_coords"] for x in xyz] == pytest.approx(reference.frac_coords.reshape(-1).tolist(), abs=1e-12)
         assert row["lattice"] == pytest.approx(reference.lattice.matrix.reshape(-1).tolist())
         assert row["occupancies"] == [1.0] * len(reference)
         assert row["formula"] == reference.composition.reduced_formula

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -60,6 +59,8 @@ def group_key(formula: str, space_group: int, group_by: str) -> str:
     raise ValueError(f"unknown split group_by {group_by!r} (formula | prototype)")
 
 
+# Dictionary encoding pays for the label columns only; tried on the float lists it is wasted work.
+_DICTIONARY = ["id", "source", "formula", "crystal_system", "group_key", "split"]
 # Structures simulated between two writes of a chunk's output (bounds a job's memory).
 WRITE_EVERY = 1000
 _LABELS = ["id", "source", "formula", "space_group", "crystal_system"]
@@ -88,7 +89,7 @@ def simulate_chunk(
     start, stop = chunk_bounds(n_rows, chunk, n_chunks)
     written, failed, elapsed = 0, 0, 0.0
     pending: list[dict] = []
-    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, STICKS_SCHEMA, compression="zstd") as writer:
+    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, STICKS_SCHEMA, compression="zstd", use_dictionary=_DICTIONARY) as writer:
         for labels, crystals in _read_crystals(structures, start, stop):
             t0 = time.perf_counter()
             for row, crystal in zip(labels, crystals):
@@ -229,20 +230,22 @@ def merge_sticks(
     """Concatenate chunk tables and assign ``split`` by group key; returns the rows per split."""
     if abs(sum(fractions) - 1.0) > 1e-6:
         raise ValueError(f"split fractions must sum to 1, got {fractions}")
-    paths = [str(p) for p in chunks]
-    keys = pl.scan_parquet(paths).select("group_key").unique().collect().get_column("group_key").to_list()
-    mapping = pl.DataFrame(
-        {"group_key": keys, "split": [split_of(k, seed, tuple(fractions)) for k in keys]},
-        schema={"group_key": pl.String, "split": pl.String},
-    )
-    # Streamed from the chunk files to the output: memory stays flat with the number of structures.
-    # Rows keep the chunk order, i.e. the order of the structures table.
-    with atomic_path(out) as tmp:
-        (
-            pl.scan_parquet(paths)
-            .join(mapping.lazy(), on="group_key", how="left", maintain_order="left")
-            .sink_parquet(tmp, compression="zstd")
-        )
-    counts = dict(pl.scan_parquet(str(out)).group_by("split").len().collect().iter_rows())
+    # Pass 1: the group keys (one small column). Pass 2: the chunk files, a row group at a time, each
+    # batch given its split and written out: memory stays flat with the number of structures, and the
+    # sticks are decompressed and compressed once (no join). Rows keep the chunk order, i.e. the order
+    # of the structures table.
+    files = [pq.ParquetFile(p) for p in chunks]
+    keys = pa.chunked_array([f.read(columns=["group_key"]).column("group_key").cast(pa.string()) for f in files]).unique()
+    splits = pa.array([split_of(k, seed, tuple(fractions)) for k in keys.to_pylist()], pa.string())
+    schema = STICKS_SCHEMA.append(pa.field("split", pa.string()))
+    counts: dict[str, int] = {}
+    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd", use_dictionary=_DICTIONARY) as writer:
+        for f in files:
+            for g in range(f.metadata.num_row_groups):
+                batch = f.read_row_group(g, columns=STICKS_SCHEMA.names)
+                split = splits.take(pc.index_in(batch.column("group_key").cast(pa.string()), value_set=keys))
+                writer.write_table(batch.cast(STICKS_SCHEMA).append_column("split", split))
+                for name, n in zip(*np.unique(split.to_numpy(zero_copy_only=False), return_counts=True)):
+                    counts[str(name)] = counts.get(str(name), 0) + int(n)
     log.info("merged %d chunks into %s: %s", len(chunks), out, counts)
     return counts

@@ -345,13 +345,13 @@ def compute_sticks(
     recip = np.linalg.inv(lattice).T  # rows a*, b*, c* (crystallographic, no 2π)
     g_max = 1.0 / d_min
     # Entries sorted by element: each element's atoms are one contiguous slice.
-    symbols, elem_idx = np.unique(np.asarray(crystal.species, dtype=str), return_inverse=True)
-    elem_idx = elem_idx.reshape(-1)
+    index: dict[str, int] = {}
+    elem_idx = np.array([index.setdefault(x, len(index)) for x in crystal.species], dtype=np.int64)
+    symbols = list(index)
     by_element = np.argsort(elem_idx, kind="stable")
     elem_idx = elem_idx[by_element]
     frac = np.asarray(crystal.frac_coords, dtype=np.float64)[by_element]
     occ = np.asarray(crystal.occupancies, dtype=np.float64)[by_element]
-    symbols = [str(x) for x in symbols]
     zs = [atomic_number(x) for x in symbols]
     element_bounds = np.searchsorted(elem_idx, np.arange(len(symbols) + 1))
 
@@ -388,28 +388,33 @@ def compute_sticks(
     else:
         f2 = _f2_direct(frac, elem_idx, occ, ff[:, stick], hkl)
 
+    # Only the present points (absent ones are often most: centring, glides, screws) go further.
     f2 = f2[order]
-    present = f2 > _ABSENT_RTOL * f_max2[stick_sorted]
-    if not present.any():
+    present = np.flatnonzero(f2 > _ABSENT_RTOL * f_max2[stick_sorted])  # positions in |g| order
+    if len(present) == 0:
         return _empty()
+    stick_of = stick_sorted[present]
+    new = np.empty(len(present), dtype=bool)
+    new[0] = True
+    np.not_equal(stick_of[1:], stick_of[:-1], out=new[1:])
+    first = np.flatnonzero(new)  # the first present member of each stick that has one
     # Each half-space point stands for itself and its Friedel mate: factor 2.
-    f2m = 2.0 * np.add.reduceat(np.where(present, f2, 0.0), starts)
-    has = np.logical_or.reduceat(present, starts)
+    f2m = 2.0 * np.add.reduceat(f2[present], first)
     # d of a stick: that of its first (lowest-g) present member, as pymatgen reports its first reflection's d.
-    d = 1.0 / np.minimum.reduceat(np.where(present, g, np.inf), starts)
+    d = 1.0 / g[present[first]]
     # Representative hkl: lexicographic max over the present members and their Friedel mates, with
     # Miller indices as one integer (mixed radix, centred; the Friedel mate is its negative).
     span = 2 * max(bounds) + 1
-    hkl_sorted = hkl[order]
-    key = (hkl_sorted[:, 0] * span + hkl_sorted[:, 1]) * span + hkl_sorted[:, 2]
-    best = np.maximum.reduceat(np.where(present, np.abs(key), -1), starts)[has]
+    members = hkl[order[present]]
+    key = (members[:, 0] * span + members[:, 1]) * span + members[:, 2]
+    best = np.maximum.reduceat(np.abs(key), first)
     off = span // 2
     shifted = best + off * (span * span + span + 1)
     rep = np.empty((len(best), 3), dtype=np.int32)
     rep[:, 0] = shifted // (span * span) - off
     rep[:, 1] = (shifted // span) % span - off
     rep[:, 2] = shifted % span - off
-    return Sticks(d=d[has], f2m=f2m[has], hkl=rep)
+    return Sticks(d=d, f2m=f2m, hkl=rep)
 
 
 def _empty() -> Sticks:

@@ -290,34 +290,49 @@ def expand_sites(
     comes first). Returns species, fractional coordinates (n, 3) and occupancies, site by site."""
     if len(rotations) == 1 and np.array_equal(rotations[0], np.eye(3)) and not translations.any():
         return list(species), frac.copy(), occupancies.copy()  # P1: nothing to expand
-    metric = lattice @ lattice.T
-    tol2 = merge_A * merge_A
     images = np.einsum("mij,sj->smi", rotations, frac) + translations[None]  # (sites, ops, 3)
     images -= np.floor(images)
     images[images >= 1.0 - 1e-12] = 0.0  # -1e-17 wraps to 1.0 in floating point
-    # A site whose images all lie away from the site itself (a general position) has no repeats: a
-    # repeat x_i = x_j would put x on its own image by op_i⁻¹ op_j. Only the others need the
-    # all-pairs comparison.
-    diff = images - images[:, :1]
-    diff -= np.round(diff)
-    on_itself = np.einsum("...k,...k->...", diff @ metric, diff) < tol2
-    special = np.flatnonzero(on_itself.sum(axis=1) > 1)
-    keep = np.ones(images.shape[:2], dtype=bool)
-    n_ops = len(rotations)
-    lower = np.tril(np.ones((n_ops, n_ops), dtype=bool), -1)
-    # Special sites in blocks, so the (ops x ops) distance tables of big cells stay small.
-    block = max(1, 4_000_000 // max(1, 3 * n_ops * n_ops))
-    for start in range(0, len(special), block):
-        sites = special[start : start + block]
-        img = images[sites]
-        diff = img[:, :, None, :] - img[:, None, :, :]
-        diff -= np.round(diff)
-        dist2 = np.einsum("...k,...k->...", diff @ metric, diff)
-        # An image is a repeat if an earlier image of the same site is within merge_A.
-        keep[sites] = ~((dist2 < tol2) & lower).any(axis=2)
+    keep = ~_repeated_images(images, lattice, merge_A)
     counts = keep.sum(axis=1)
     out_species = [symbol for symbol, n in zip(species, counts.tolist()) for _ in range(n)]
     return out_species, images[keep], np.repeat(occupancies, counts)
+
+
+def _repeated_images(images: np.ndarray, lattice: np.ndarray, merge_A: float) -> np.ndarray:
+    """(sites, ops) mask of images that lie within ``merge_A`` (Å) of an earlier image of the same site.
+
+    Not all pairs (ops² per site): two images closer than merge_A differ in each fractional coordinate
+    i by less than merge_A |a*_i|, so candidates are found by sorting on x (with periodic copies near
+    0 and 1) and taking each image's neighbours within that x window; their y, z and then the exact
+    distance are checked.
+    """
+    n_sites, n_ops, _ = images.shape
+    window = merge_A * np.linalg.norm(np.linalg.inv(lattice), axis=0)  # |a*_i| merge_A, per axis
+    flat = images.reshape(-1, 3)
+    x = flat[:, 0]
+    low, high = np.flatnonzero(x < window[0]), np.flatnonzero(x > 1.0 - window[0])
+    index = np.concatenate([np.arange(len(flat)), low, high])
+    # Sites 4 apart on the key: x (with copies) spans (-1, 2), so windows never join two sites.
+    key = np.repeat(np.arange(n_sites) * 4.0, n_ops)[index] + np.concatenate([x, x[low] + 1.0, x[high] - 1.0])
+    order = np.argsort(key, kind="stable")
+    key, index = key[order], index[order]
+    first = np.searchsorted(key, key - window[0], side="left")
+    last = np.searchsorted(key, key + window[0], side="right")
+    counts = last - first
+    a = np.repeat(np.arange(len(key)), counts)
+    b = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts - first, counts)
+    i, j = index[a], index[b]
+    pairs = i < j  # each unordered pair once; j is the later image (same site, later operation)
+    i, j = i[pairs], j[pairs]
+    d = flat[j] - flat[i]
+    d -= np.round(d)
+    close = (np.abs(d[:, 1]) < window[1]) & (np.abs(d[:, 2]) < window[2])
+    i, j, d = i[close], j[close], d[close]
+    close = np.einsum("ij,ij->i", d @ (lattice @ lattice.T), d) < merge_A * merge_A
+    repeated = np.zeros(len(flat), dtype=bool)
+    repeated[j[close]] = True
+    return repeated.reshape(n_sites, n_ops)
 
 
 def snap_thirds(frac: np.ndarray, tol: float = THIRDS_TOL) -> np.ndarray:
