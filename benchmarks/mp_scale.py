@@ -82,12 +82,35 @@ def real_pool(sets: list[str], cache: Path, max_atoms: int, symprec: float = 0.0
         return pickle.loads(saved.read_bytes())
     rows = []
     for name in sets:
-        files = real_cifs.cif_set(name, cache=cache)
-        for path in files:
+        if name == "pymatgen":  # from pymatgen's own JSON: no CIFs to write first
+            rows += [r for r in pymatgen_prototype_rows(symprec) if r["n_sites"] <= max_atoms]
+            continue
+        for path in real_cifs.cif_set(name, cache=cache):
             file_rows, _, _ = rows_from_cif(path, id=f"{name}/{path.name}", source=name, symprec=symprec)
             rows += [r for r in file_rows[:1] if r["n_sites"] <= max_atoms]
     cache.mkdir(parents=True, exist_ok=True)
     saved.write_bytes(pickle.dumps(rows))
+    return rows
+
+
+def pymatgen_prototype_rows(symprec: float = 0.01) -> list[dict]:
+    """Table rows of the AFLOW prototypes pymatgen ships (ordered ones)."""
+    import gzip
+
+    from pymatgen.analysis import prototypes
+    from pymatgen.core import Structure
+
+    from xrdid.structures.table import StructureError, describe_structure
+
+    with gzip.open(Path(prototypes.__file__).parent / "aflow_prototypes.json.gz", "rt") as fh:
+        entries = json.load(fh)
+    rows = []
+    for entry in entries:
+        try:
+            structure = Structure.from_dict(entry["snl"])
+            rows.append(describe_structure(structure, id=f"pymatgen/{entry['tags']['aflow']}", source="pymatgen", symprec=symprec))
+        except StructureError:
+            continue
     return rows
 
 
@@ -150,7 +173,8 @@ def write_table(pool: list[dict], picks: np.ndarray, out: Path, failed_out: Path
         pq.write_table(FAILED_SCHEMA.empty_table(), tmp)
 
 
-def make_workflow(path: Path, table_args: dict, chunks, profile: str = "default") -> None:
+def make_workflow(path: Path, table_args: dict, chunks) -> None:
+    """A scratch copy of the workflow whose structures table is the drawn one (``write_table``'s arguments)."""
     from test_workflow import make_project
 
     config = {
