@@ -53,6 +53,9 @@ def test_back_to_a_structure_and_to_a_cif(small_structures):
         again = crystal.to_structure()
         assert again.composition == structure.composition, name
         assert len(again) == len(structure), name
+        # The CIF reads back in pymatgen too (the phase library reads the table's CIFs with it).
+        parsed = Structure.from_str(crystal.to_cif(name), fmt="cif")
+        assert parsed.composition == structure.composition and parsed.volume == pytest.approx(structure.volume), name
         (entry,) = read_cif_text(crystal.to_cif(name))
         a, b = compute_sticks(entry.crystal, 0.7), compute_sticks(structure, 0.7)
         # (Sticks weaker than 1e-12 of the strongest are rounding noise of symmetry-forbidden reflections.)
