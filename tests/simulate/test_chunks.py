@@ -149,3 +149,34 @@ def test_chunks_over_several_tables_and_row_groups_stream_the_same_rows(tmp_path
     assert pq.ParquetFile(parts[3]).metadata.num_row_groups == 2  # written as it went, per row group read
     one = pl.read_parquet(tmp_path / "one.parquet")
     assert pl.concat([pl.read_parquet(p) for p in parts]).equals(one)
+
+
+def test_derived_rows_take_their_parents_group_key_across_tables_and_max_sticks_keeps_the_strongest(tmp_path, small_structures):
+    """One chunk over an older parents table (no parent columns) and a derived table: each derived crystal's
+    group key is its parent's; ``max_sticks`` keeps the strongest sticks, in d order."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from xrdid.simulate.chunks import simulate_chunk
+    from xrdid.structures.derived import DeriveSpec, derive_from
+    from xrdid.structures.table import write_structure_tables
+
+    parents = _table(tmp_path, small_structures)
+    old = pq.read_table(parents).drop(["parent_id", "parent_formula", "parent_space_group"])
+    pq.write_table(old, tmp_path / "old.parquet")
+    rows = [r for p in old.to_pylist() for r in derive_from({**p, "source": "x"}, DeriveSpec(per_structure=2, seed=3, substitute=1.0))[0]]
+    assert rows and any(r["formula"] != r["parent_formula"] for r in rows)
+    write_structure_tables(rows, [], tmp_path / "derived.parquet", tmp_path / "derived.failed.parquet")
+    tables = [tmp_path / "old.parquet", tmp_path / "derived.parquet"]
+    simulate_chunk(tables, chunk=0, n_chunks=1, out=tmp_path / "all.parquet", d_min_A=0.7, group_by="formula")
+    sticks = {r["id"]: r for r in pl.read_parquet(tmp_path / "all.parquet").iter_rows(named=True)}
+    assert len(sticks) == len(small_structures) + len(rows)
+    for row in rows:
+        assert sticks[row["id"]]["group_key"] == sticks[row["parent_id"]]["group_key"] == row["parent_formula"]
+
+    simulate_chunk(tables, chunk=0, n_chunks=1, out=tmp_path / "capped.parquet", d_min_A=0.7, max_sticks=3)
+    for capped in pl.read_parquet(tmp_path / "capped.parquet").iter_rows(named=True):
+        full = sticks[capped["id"]]
+        strongest = np.sort(np.argsort(full["f2m"], kind="stable")[::-1][:3])
+        assert capped["d"] == [full["d"][i] for i in strongest]
+        assert capped["f2m"] == [full["f2m"][i] for i in strongest]

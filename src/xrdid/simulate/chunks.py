@@ -64,7 +64,25 @@ _DICTIONARY = ["id", "source", "formula", "crystal_system", "group_key", "split"
 # Structures simulated between two writes of a chunk's output (bounds a job's memory).
 WRITE_EVERY = 1000
 _LABELS = ["id", "source", "formula", "space_group", "crystal_system"]
+# Read when a table has them (derived crystals): the parent's labels give the group key.
+_PARENT = ["parent_formula", "parent_space_group"]
 _ARRAYS = ["lattice", "species", "frac_coords", "occupancies"]
+
+
+def strongest_sticks(sticks, n: int):
+    """The ``n`` sticks of largest |F|²·multiplicity, kept in their d order."""
+    from xrdid.simulate.sticks import Sticks
+
+    keep = np.sort(np.argsort(sticks.f2m, kind="stable")[::-1][:n])
+    return Sticks(sticks.d[keep], sticks.f2m[keep], sticks.hkl[keep])
+
+
+def row_group_key(row: dict, group_by: str) -> str:
+    """The group key of a structures-table row: a derived crystal takes its parent's (the structure type
+    it was made from), so a type and everything derived from it fall on one side of the split."""
+    if row.get("parent_formula"):
+        return group_key(row["parent_formula"], int(row["parent_space_group"]), group_by)
+    return group_key(row["formula"], int(row["space_group"]), group_by)
 
 
 def simulate_chunk(
@@ -75,13 +93,16 @@ def simulate_chunk(
     out: str | Path,
     d_min_A: float,
     group_by: str = "formula",
+    max_sticks: int | None = None,
 ) -> int:
     """Compute sticks for chunk ``chunk`` of the concatenated structures tables; returns rows written.
 
     Reads only this chunk's rows, and of them only the labels and the crystal arrays (never the CIF,
     except in older tables that have no arrays), and writes the sticks in batches of WRITE_EVERY, so
-    a job's memory depends on neither the table nor the chunk size. A structure whose simulation
-    fails is logged with its reason and left out of the chunk.
+    a job's memory depends on neither the table nor the chunk size. ``structures`` may be the tables
+    of several sources, with different columns. ``max_sticks``: keep only the strongest sticks (by
+    |F|²·multiplicity) of each structure, in d order. A structure whose simulation fails is logged
+    with its reason and left out of the chunk.
     """
     from xrdid.simulate.sticks import compute_sticks
 
@@ -97,14 +118,16 @@ def simulate_chunk(
                     if isinstance(crystal, Exception):
                         raise crystal
                     sticks = compute_sticks(crystal, d_min_A)
+                    if max_sticks is not None and len(sticks.d) > max_sticks:
+                        sticks = strongest_sticks(sticks, max_sticks)
                 except Exception as exc:  # one bad structure never sinks the chunk
                     failed += 1
                     log.warning("structure %s: simulation failed: %s: %s", row["id"], type(exc).__name__, exc)
                     continue
                 pending.append(
                     {
-                        **row,
-                        "group_key": group_key(row["formula"], row["space_group"], group_by),
+                        **{k: row[k] for k in _LABELS},
+                        "group_key": row_group_key(row, group_by),
                         "d": sticks.d.astype(np.float32),
                         "f2m": sticks.f2m.astype(np.float32),
                         "hkl": sticks.hkl.astype(np.int16),
@@ -154,7 +177,8 @@ def _read_crystals(paths: Sequence[str | Path], start: int, stop: int):
             continue
         names = set(parquet.schema_arrow.names)
         arrays = [c for c in _ARRAYS if c in names]
-        columns = _LABELS + arrays + (["cif"] if "lattice" not in names and "cif" in names else [])
+        labels_read = _LABELS + [c for c in _PARENT if c in names]
+        columns = labels_read + arrays + (["cif"] if "lattice" not in names and "cif" in names else [])
         group_start = 0
         for g in range(parquet.metadata.num_row_groups):
             group_rows = parquet.metadata.row_group(g).num_rows
@@ -163,7 +187,7 @@ def _read_crystals(paths: Sequence[str | Path], start: int, stop: int):
             if a >= b:
                 continue
             batch = parquet.read_row_group(g, columns=columns).slice(a, b - a)
-            labels = batch.select(_LABELS).to_pylist()
+            labels = batch.select(labels_read).to_pylist()
             if "lattice" not in names or batch.column("lattice").null_count:
                 rows = batch.to_pylist()
                 crystals = []

@@ -81,6 +81,12 @@ def write_cif_rows(tasks, read, *, out, failed_out, workers: int, what: str) -> 
     return n_rows, n_failed
 
 
+def load_cif_file(path: str | Path, rel: str, symprec: float, source: str = SOURCE) -> tuple[list[dict], list[dict], int]:
+    """Rows, failures and the number of skipped metadata blocks for one CIF file, with ids ``<rel>#<block>``
+    (any CIF source reads its files with this)."""
+    return rows_from_cif(Path(path), id=rel, source=source, symprec=symprec)
+
+
 def _read_file(task: tuple[str, str], *, source: str, symprec: float) -> tuple[list[dict], list[dict], int]:
     path, rel = task
-    return rows_from_cif(Path(path), id=rel, source=source, symprec=symprec)
+    return load_cif_file(path, rel, symprec, source=source)

@@ -4,9 +4,12 @@ Columns (DESIGN.md): ``id``, ``source``, ``formula`` (pymatgen's reduced formula
 ``space_group`` (spglib on the parsed structure at ``symprec``), ``space_group_symbol``, ``symprec``,
 ``space_group_source`` (the label the source gave, null when none), ``crystal_system``, ``n_sites``;
 the crystal as arrays, written once at ingestion and all that simulation reads: ``lattice`` (3 x 3,
-rows a, b, c in Å, flattened), ``species``, ``frac_coords``, ``occupancies``; and for provenance and
+rows a, b, c in Å, flattened), ``species``, ``frac_coords``, ``occupancies``; for provenance and
 export ``cif`` (the source's own CIF block, or a P1 CIF written from the arrays) and ``document`` (the
-source's record when it is not a CIF, e.g. the Materials Project API's JSON; null otherwise).
+source's record when it is not a CIF, e.g. the Materials Project API's JSON; null otherwise); and
+``parent_id``, ``parent_formula``, ``parent_space_group``: for a crystal derived from another
+(:mod:`xrdid.structures.derived`), that crystal's id and labels, so the split keeps a structure type and
+everything derived from it on one side (null otherwise).
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ STRUCTURE_SCHEMA = pa.schema(
         ("frac_coords", pa.list_(pa.list_(pa.float64(), 3))),
         ("occupancies", pa.list_(pa.float64())),
         ("document", pa.string()),
+        ("parent_id", pa.string()),
+        ("parent_formula", pa.string()),
+        ("parent_space_group", pa.int16()),
     ]
 )
 FAILED_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("reason", pa.string())])
@@ -68,10 +74,12 @@ def describe_structure(
     symprec: float = 0.01,
     space_group_source: int | None = None,
     dataset=None,
+    parent: dict | None = None,
 ) -> dict:
     """One row of the structures table for a pymatgen ``Structure`` (see :func:`describe_crystal`).
 
     ``dataset``: spglib's dataset of this very cell at ``symprec``, when the caller has it already.
+    ``parent``: the structures-table row this crystal was derived from.
     """
     return describe_crystal(
         crystal_from_structure(structure),
@@ -80,6 +88,7 @@ def describe_structure(
         symprec=symprec,
         space_group_source=space_group_source,
         dataset=dataset,
+        parent=parent,
     )
 
 
@@ -93,12 +102,15 @@ def describe_crystal(
     cif: str | None = None,
     document: str | None = None,
     dataset=None,
+    parent: dict | None = None,
 ) -> dict:
     """One row of the structures table for a crystal given as arrays.
 
     Raises StructureError for partial occupancies, two atoms on one position, a (near-)zero cell
-    volume, or a cell spglib cannot symmetrise at ``symprec``. ``cif``: the source's CIF text (else a
-    P1 CIF is written from the arrays); ``document``: the source's own record, when not a CIF.
+    volume, an element without X-ray scattering factors, or a cell spglib cannot symmetrise at
+    ``symprec``. ``cif``: the source's CIF text (else a P1 CIF is written from the arrays);
+    ``document``: the source's own record, when not a CIF; ``parent``: the structures-table row this
+    crystal was derived from.
     """
     n = len(crystal)
     if n == 0:
@@ -114,6 +126,12 @@ def describe_crystal(
     if not numbers.all():
         bad = crystal.species[int(np.flatnonzero(numbers == 0)[0])]
         raise StructureError(f"species {bad!r} is not an element")
+    from xrdid.simulate.sticks import _scattering_params
+
+    unknown = sorted(set(crystal.species) - set(_scattering_params()))
+    if unknown:
+        # e.g. "Nh": pymatgen reads the AFLOW encyclopedia's ammonium pseudo-atom "NH4" as nihonium.
+        raise StructureError(f"no X-ray scattering factors for element(s) {', '.join(unknown)}")
     try:
         dataset = dataset or spglib.get_symmetry_dataset((crystal.lattice, crystal.frac_coords, numbers), symprec=symprec)
     except Exception as exc:  # newer spglib raises instead of returning None
@@ -138,6 +156,9 @@ def describe_crystal(
         "frac_coords": crystal.frac_coords.tolist(),
         "occupancies": crystal.occupancies.tolist(),
         "document": document,
+        "parent_id": None if parent is None else parent["id"],
+        "parent_formula": None if parent is None else parent["formula"],
+        "parent_space_group": None if parent is None else int(parent["space_group"]),
     }
 
 
