@@ -164,6 +164,8 @@ def write_table(pool: list[dict], picks: np.ndarray, out: Path, failed_out: Path
         "frac_coords": pa.ListArray.from_arrays(offsets, pa.FixedSizeListArray.from_arrays(pa.array(frac), 3)),
         "occupancies": pa.ListArray.from_arrays(offsets, pa.array(occ)),
         "document": pa.nulls(n, pa.string()),
+        # Not derived crystals in the workflow's sense: the labels are the parents' own.
+        **{name: pa.nulls(n, STRUCTURE_SCHEMA.field(name).type) for name in ("parent_id", "parent_formula", "parent_space_group")},
     }
     table = pa.table(columns).cast(STRUCTURE_SCHEMA)
     with atomic_path(out) as tmp:
