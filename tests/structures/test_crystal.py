@@ -64,12 +64,16 @@ def test_back_to_a_structure_and_to_a_cif(small_structures):
         np.testing.assert_allclose(a.f2m[strong_a], b.f2m[strong_b], rtol=1e-6)
 
 
-@pytest.mark.parametrize("symbol, element", [("Fe", "Fe"), ("Fe3+", "Fe"), ("O2-", "O"), ("Cl-1", "Cl"), ("Na+", "Na"), ("D", "D")])
+@pytest.mark.parametrize(
+    "symbol, element",
+    [("Fe", "Fe"), ("Fe3+", "Fe"), ("O2-", "O"), ("Cl-1", "Cl"), ("Na+", "Na"), ("D", "D"), ("Ti3.25+", "Ti"), ("O0.5-", "O"),
+     ("Mn3.58+", "Mn")],
+)
 def test_type_symbols(symbol, element):
     assert element_of_type_symbol(symbol) == element
 
 
-@pytest.mark.parametrize("symbol", ["NH4", "OH", "H2O", "M", "Xx", "fe3+x"])
+@pytest.mark.parametrize("symbol", ["NH4", "OH", "H2O", "M", "Xx", "fe3+x", "Ti3.+", "Mn.5+"])
 def test_type_symbols_that_are_not_elements(symbol):
     with pytest.raises(ValueError, match="not an element"):
         element_of_type_symbol(symbol)

@@ -206,7 +206,8 @@ def crystal_from_arrays(
 
 
 # A CIF atom type: an element symbol, then optionally a charge ("Fe3+", "O2-", "Cl-1", "Na+").
-_TYPE_SYMBOL = re.compile(r"([A-Z][a-z]?)(\d{0,2}[+-]?\d{0,2})")
+# An element and an optional charge, integral or not: "Fe", "Fe3+", "Cl-1", "Ti3.25+", "O0.5-".
+_TYPE_SYMBOL = re.compile(r"([A-Z][a-z]?)((?:\d{1,2}(?:\.\d+)?)?[+-]?(?:\d{1,2}(?:\.\d+)?)?)")
 
 
 def element_of_type_symbol(type_symbol: str) -> str:
