@@ -28,17 +28,24 @@ ENV = "../../envs/xrdid.yaml"
 
 
 def get_final_outputs():
-    return [
-        f"results/{DATASET}/evaluate/metrics.json",
-        f"results/{DATASET}/evaluate/metrics.html",
-        f"results/{DATASET}/plots/curves.png",
-        f"results/{DATASET}/plots/confusion_crystal_system.png",
-        f"results/{DATASET}/plots/confusion_space_group.png",
-        f"results/{DATASET}/plots/augmentations.png",
-    ] + [
-        f"results/{DATASET}/plots/synthetic_vs_measured_{name}.png"
-        for name in config["measured"]["sets"]
-    ]
+    return (
+        [
+            f"results/{DATASET}/evaluate/metrics.json",
+            f"results/{DATASET}/evaluate/metrics.html",
+            f"results/{DATASET}/plots/curves.png",
+            f"results/{DATASET}/plots/confusion_crystal_system.png",
+            f"results/{DATASET}/plots/confusion_space_group.png",
+            f"results/{DATASET}/plots/augmentations.png",
+        ]
+        + [
+            f"results/{DATASET}/plots/synthetic_vs_measured_{name}.png"
+            for name in config["measured"]["sets"]
+        ]
+        + [
+            f"results/{DATASET}/phases/{name}/summary.csv"
+            for name in config["phases"]["sets"]
+        ]
+    )
 
 
 def get_chunks(wildcards):

@@ -72,3 +72,19 @@ def save_fit_figure(fit: MixtureFit, out: str | os.PathLike, title: str = "") ->
     finally:
         plt.close(fig)
     return out
+
+
+def fit_figure_data_url(fit: MixtureFit, title: str = "") -> str:
+    """:func:`fit_figure` as a ``data:image/png;base64,…`` URL (for the web page)."""
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig = fit_figure(fit, title)
+    try:
+        buf = io.BytesIO()
+        fig.savefig(buf, dpi=90, format="png")
+    finally:
+        plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
