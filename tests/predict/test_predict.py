@@ -9,7 +9,7 @@ import torch
 from xrdid.cli import main
 from xrdid.instrument import get_instrument
 from xrdid.models import CNNConfig, XRDClassifier, save_checkpoint
-from xrdid.predict import PredictionError, load_model, predict_patterns, prepare, pretrained_path
+from xrdid.predict import PredictionError, load_model, predict_patterns, prepare
 from xrdid.readers import Pattern
 
 N = 512
@@ -128,15 +128,6 @@ def test_cli_needs_a_wavelength_for_2theta(checkpoint, tmp_path, capsys):
 def test_cli_bad_model(tmp_path, capsys):
     assert main(["predict", "x.xy", "--model", str(tmp_path)]) == 2
     assert "not an xrdid checkpoint" in capsys.readouterr().err
-
-
-@pytest.mark.skipif(not (pretrained_path() / "weights.pt").is_file(), reason="no pretrained model installed")
-def test_pretrained_model_loads_and_predicts():
-    bundle = load_model()
-    tt = np.linspace(5, 90, 4000)
-    (r,) = predict_patterns(bundle, [Pattern(tt, peaks(tt), "two_theta", wavelength_A=CU)])
-    assert 1 <= r["space_group"]["number"] <= 230
-    assert (pretrained_path() / "weights.pt").stat().st_size < 15 * 1024**2
 
 
 def test_prior_correction_shifts_towards_common_groups(checkpoint, tmp_path):

@@ -1,15 +1,20 @@
-"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json] [--rerank] [--prior P]`:
+"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json] [--rerank] [--no-cell] [--prior P]`:
 space group and crystal system of measured powder patterns.
 
 Any wavelength works: each pattern is mapped onto the model's grid through Q. The wavelength comes from
 the file where it states one, else from ``--wavelength`` or ``--instrument`` (a preset's primary line);
 a 2θ file with neither is an error, never a silent Cu Kα. With ``--json`` each file gives one JSON
-object per line (``file``, ``space_group``, ``top_k``, ``crystal_system``, ``novelty``, ``coverage``);
-otherwise a table. ``--rerank`` re-orders the model's 15 best space groups by a quick lattice fit that
-uses only each group's allowed reflections (entries gain ``score`` and ``fit``; see xrdid.rerank).
-``--prior materials_project`` weighs the answer by how common each space group and crystal system is
-among Materials Project structures (Bayes' rule; see xrdid.predict). A file that cannot be read or classified is reported on stderr, naming it; the other
-files are still processed and the exit status is 1.
+object per line (``file``, ``space_group``, ``top_k``, ``crystal_system``, ``novelty``, ``coverage``,
+``cell``); otherwise a table. ``cell`` is the unit cell found by powder indexing (a, b, c, α, β, γ, volume,
+M20, indexed and unindexed lines, zero shift; or ``indexed: false`` and why; ``--no-cell`` skips it).
+``--rerank`` combines every space group's probability with how well its allowed reflections index the
+pattern (the extinction check; entries gain ``score`` and ``fit``; see xrdid.indexing.combine).
+By default the answer is weighed by how common each space group and crystal system is among real
+materials, at the strength stored in the checkpoint (the shipped model's was chosen on unseen real
+structures; Bayes' rule, see xrdid.predict and xrdid.priors); ``--prior none`` gives the model's own
+likelihoods, ``--prior materials_project`` the full-strength Materials Project prior. A file that cannot
+be read or classified is reported on stderr, naming it; the other files are still processed and the
+exit status is 1.
 """
 
 from __future__ import annotations
@@ -38,10 +43,12 @@ def add_parser(sub) -> None:
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="space groups listed per pattern (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     p.add_argument("--rerank", action="store_true",
-                   help="re-rank the model's top 15 space groups by a lattice fit with each group's systematic absences")
+                   help="rank the space groups by the model's probability combined with the extinction check on the indexed cell")
+    p.add_argument("--no-cell", dest="cell", action="store_false", help="skip the powder indexing (no cell field)")
     p.add_argument("--prior", choices=PRIORS, default="checkpoint",
-                   help="label prior: the checkpoint's (default; the shipped model has none), none, or Materials "
-                        "Project's space-group frequencies (favours common groups such as P2₁/c)")
+                   help="label prior: the checkpoint's (default; the shipped model's favours groups common among real "
+                        "materials, at the strength chosen on unseen real structures), none, or Materials Project's "
+                        "space-group frequencies at full strength")
     p.set_defaults(run=run)
 
 
@@ -53,7 +60,15 @@ def _table_row(name: str, r: dict) -> str:
         f"\n  crystal system  {cs['name']}, p = {cs['probability']:.2f}"
         f"\n  next            {others or '-'}"
         f"\n  novelty         {r['novelty']['score']:.2f} ({r['novelty']['method']}); coverage {100 * r['coverage']:.0f} % of the model's range"
-    )
+    ) + (f"\n  cell            {_cell_text(r['cell'])}" if "cell" in r else "")
+
+
+def _cell_text(c: dict) -> str:
+    if not c.get("indexed"):
+        return c.get("message", "not indexed")
+    zero = "" if c.get("zero_shift_deg") is None else f", zero {c['zero_shift_deg']:+.4f}°"
+    return (f"{c['bravais']} a {c['a']:.4f} b {c['b']:.4f} c {c['c']:.4f} Å, α {c['alpha']:.3f} β {c['beta']:.3f} γ {c['gamma']:.3f}°, "
+            f"V {c['volume']:.2f} Å³, M{c['F_N']['N']} {c['M20']:.1f} ({c['indexed']} indexed, {c['unindexed']} unindexed{zero})")
 
 
 def run(args) -> int:
@@ -75,7 +90,7 @@ def run(args) -> int:
         try:
             if isinstance(pattern, PatternError):
                 raise pattern
-            (result,) = predict_patterns(bundle, [pattern], wavelength_A=wavelength, top_k=args.top_k, rerank=args.rerank)
+            (result,) = predict_patterns(bundle, [pattern], wavelength_A=wavelength, top_k=args.top_k, rerank=args.rerank, cell=args.cell)
         except (PatternError, PredictionError) as exc:
             failed += 1
             print(f"error: {exc}", file=sys.stderr)
