@@ -110,6 +110,26 @@ def test_cli_json_batch_with_bad_files(checkpoint, tmp_path, capsys):
     assert "zeros.xy" in err and "missing.xy" in err and "2 of 4" in err
 
 
+def test_cli_indexes_only_small_batches_unless_asked(checkpoint, tmp_path, capsys, monkeypatch):
+    from xrdid.commands import predict as command
+
+    monkeypatch.setattr(command, "CELL_AUTO_MAX_FILES", 1)
+    tt = np.linspace(5, 90, 3000)
+    files = [str(write_xy(tmp_path / f"{i}.xy", tt, peaks(tt))) for i in range(2)]
+    common = ["--model", str(checkpoint), "--wavelength", str(CU), "--json"]
+
+    def cells(paths, *flags):
+        assert main(["predict", *paths, *common, *flags]) == 0
+        out, err = capsys.readouterr()
+        return ["cell" in json.loads(line) for line in out.splitlines()], err
+
+    assert cells(files[:1]) == ([True], "")
+    present, err = cells(files)
+    assert present == [False, False] and "--cell" in err
+    assert cells(files, "--cell")[0] == [True, True]
+    assert cells(files[:1], "--no-cell")[0] == [False]
+
+
 def test_cli_table_and_instrument(checkpoint, tmp_path, capsys):
     tt = np.linspace(5, 90, 3000)
     good = write_xy(tmp_path / "good.xy", tt, peaks(tt))

@@ -1,4 +1,4 @@
-"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json] [--rerank] [--no-cell] [--prior P]`:
+"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json] [--rerank] [--cell | --no-cell] [--prior P]`:
 space group and crystal system of measured powder patterns.
 
 Any wavelength works: each pattern is mapped onto the model's grid through Q. The wavelength comes from
@@ -6,7 +6,8 @@ the file where it states one, else from ``--wavelength`` or ``--instrument`` (a 
 a 2θ file with neither is an error, never a silent Cu Kα. With ``--json`` each file gives one JSON
 object per line (``file``, ``space_group``, ``top_k``, ``crystal_system``, ``novelty``, ``coverage``,
 ``cell``); otherwise a table. ``cell`` is the unit cell found by powder indexing (a, b, c, α, β, γ, volume,
-M20, indexed and unindexed lines, zero shift; or ``indexed: false`` and why; ``--no-cell`` skips it).
+M20, indexed and unindexed lines, zero shift; or ``indexed: false`` and why). Indexing costs about
+2 CPU s a pattern, so it runs by default for up to 20 files (``--cell`` always, ``--no-cell`` never).
 ``--rerank`` combines every space group's probability with how well its allowed reflections index the
 pattern (the extinction check; entries gain ``score`` and ``fit``; see xrdid.indexing.combine).
 By default the answer is weighed by how common each space group and crystal system is among real
@@ -24,6 +25,9 @@ import logging
 import sys
 
 log = logging.getLogger(__name__)
+
+#: Above this many files, ``xrdid predict`` skips the indexing unless ``--cell`` asks for it.
+CELL_AUTO_MAX_FILES = 20
 
 
 def add_parser(sub) -> None:
@@ -44,7 +48,10 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     p.add_argument("--rerank", action="store_true",
                    help="rank the space groups by the model's probability combined with the extinction check on the indexed cell")
-    p.add_argument("--no-cell", dest="cell", action="store_false", help="skip the powder indexing (no cell field)")
+    cell = p.add_mutually_exclusive_group()
+    cell.add_argument("--cell", dest="cell", action="store_true", default=None,
+                      help=f"index every pattern (default: only when at most {CELL_AUTO_MAX_FILES} files are given)")
+    cell.add_argument("--no-cell", dest="cell", action="store_false", help="skip the powder indexing (no cell field)")
     p.add_argument("--prior", choices=PRIORS, default="checkpoint",
                    help="label prior: the checkpoint's (default; the shipped model's favours groups common among real "
                         "materials, at the strength chosen on unseen real structures), none, or Materials Project's "
@@ -80,6 +87,10 @@ def run(args) -> int:
         print("xrdid predict: --top-k must be ≥ 1", file=sys.stderr)
         return 2
     wavelength = PRESETS[args.instrument].wavelength_A if args.instrument else args.wavelength
+    cell = args.cell if args.cell is not None else len(args.files) <= CELL_AUTO_MAX_FILES
+    if args.cell is None and not cell:
+        print(f"xrdid predict: {len(args.files)} files, so no powder indexing (about 2 s a pattern); "
+              "--cell indexes them all", file=sys.stderr)
     try:
         bundle = load_model(args.model, prior=args.prior)
     except ValueError as exc:
@@ -90,7 +101,7 @@ def run(args) -> int:
         try:
             if isinstance(pattern, PatternError):
                 raise pattern
-            (result,) = predict_patterns(bundle, [pattern], wavelength_A=wavelength, top_k=args.top_k, rerank=args.rerank, cell=args.cell)
+            (result,) = predict_patterns(bundle, [pattern], wavelength_A=wavelength, top_k=args.top_k, rerank=args.rerank, cell=cell or args.rerank)
         except (PatternError, PredictionError) as exc:
             failed += 1
             print(f"error: {exc}", file=sys.stderr)
