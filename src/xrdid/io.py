@@ -8,9 +8,10 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class StorageError(OSError):
@@ -81,6 +82,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
+    import pyarrow.parquet as pq  # here, so that write_text needs no pyarrow (the CLI's start-up)
+
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 

@@ -83,3 +83,100 @@ def test_stick_table_keeps_the_hkl_of_the_kept_sticks(sticks_table):
     assert len(d) == len(hkl) == 5 and (d >= 1.0).all()
     assert np.allclose(5.64 / np.sqrt((hkl**2).sum(1)), d, rtol=1e-5)
     assert StickTable.from_parquet(sticks_table).hkl_rows is None
+
+
+def _table(tmp_path, small_structures, name="structures.parquet"):
+    from xrdid.structures.table import describe_structure, write_structure_tables
+
+    rows = [describe_structure(s, id=n, source="test") for n, s in small_structures]
+    write_structure_tables(rows, [], tmp_path / name, tmp_path / f"{name}.failed")
+    return tmp_path / name
+
+
+def test_chunks_read_the_arrays_never_the_cif(tmp_path, small_structures):
+    """A table whose CIFs are garbage simulates exactly as the good one: chunks read arrays only."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from xrdid.simulate.chunks import simulate_chunk
+
+    good = _table(tmp_path, small_structures)
+    table = pq.read_table(good)
+    garbage = table.set_column(table.schema.get_field_index("cif"), "cif", pa.array(["not a CIF"] * table.num_rows))
+    pq.write_table(garbage, tmp_path / "garbage.parquet")
+    for name in ("structures.parquet", "garbage.parquet"):
+        assert simulate_chunk([tmp_path / name], chunk=0, n_chunks=1, out=tmp_path / f"sticks-{name}", d_min_A=0.6) == 6
+    a = pl.read_parquet(tmp_path / "sticks-structures.parquet")
+    b = pl.read_parquet(tmp_path / "sticks-garbage.parquet")
+    assert a.equals(b)
+
+
+def test_older_tables_without_arrays_have_their_cif_read(tmp_path, small_structures):
+    import pyarrow.parquet as pq
+
+    from xrdid.simulate.chunks import simulate_chunk
+
+    good = _table(tmp_path, small_structures)
+    old = pq.read_table(good).drop(["lattice", "species", "frac_coords", "occupancies", "document"])
+    pq.write_table(old, tmp_path / "old.parquet")
+    for name in ("structures.parquet", "old.parquet"):
+        simulate_chunk([tmp_path / name], chunk=0, n_chunks=1, out=tmp_path / f"sticks-{name}", d_min_A=0.6)
+    a = pl.read_parquet(tmp_path / "sticks-structures.parquet")
+    b = pl.read_parquet(tmp_path / "sticks-old.parquet")
+    assert a["id"].to_list() == b["id"].to_list()
+    for x, y in zip(a.iter_rows(named=True), b.iter_rows(named=True)):
+        strong = [d for d, f in zip(x["d"], x["f2m"]) if f > 1e-6 * max(x["f2m"])]
+        assert [d for d, f in zip(y["d"], y["f2m"]) if f > 1e-6 * max(y["f2m"])] == pytest.approx(strong, rel=1e-6)
+
+
+def test_chunks_over_several_tables_and_row_groups_stream_the_same_rows(tmp_path, small_structures, monkeypatch):
+    """Rows of several tables, read a row group at a time and written in batches: the same sticks,
+    whatever the chunking, the row-group size or the batch size."""
+    from xrdid.simulate import chunks
+    from xrdid.structures import table
+
+    whole = [_table(tmp_path, small_structures, "a.parquet"), _table(tmp_path, small_structures[:3], "b.parquet")]
+    chunks.simulate_chunk(whole, chunk=0, n_chunks=1, out=tmp_path / "one.parquet", d_min_A=0.7)
+    monkeypatch.setattr(table, "ROW_GROUP_ROWS", 2)
+    monkeypatch.setattr(chunks, "WRITE_EVERY", 1)
+    small = [_table(tmp_path, small_structures, "c.parquet"), _table(tmp_path, small_structures[:3], "d.parquet")]
+    import pyarrow.parquet as pq
+
+    assert pq.ParquetFile(small[0]).metadata.num_row_groups == 3
+    parts = [tmp_path / f"part-{i}.parquet" for i in range(4)]
+    counts = [chunks.simulate_chunk(small, chunk=i, n_chunks=4, out=p, d_min_A=0.7) for i, p in enumerate(parts)]
+    assert counts == [2, 2, 2, 3]
+    assert pq.ParquetFile(parts[3]).metadata.num_row_groups == 2  # written as it went, per row group read
+    one = pl.read_parquet(tmp_path / "one.parquet")
+    assert pl.concat([pl.read_parquet(p) for p in parts]).equals(one)
+
+
+def test_derived_rows_take_their_parents_group_key_across_tables_and_max_sticks_keeps_the_strongest(tmp_path, small_structures):
+    """One chunk over an older parents table (no parent columns) and a derived table: each derived crystal's
+    group key is its parent's; ``max_sticks`` keeps the strongest sticks, in d order."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from xrdid.simulate.chunks import simulate_chunk
+    from xrdid.structures.derived import DeriveSpec, derive_from
+    from xrdid.structures.table import write_structure_tables
+
+    parents = _table(tmp_path, small_structures)
+    old = pq.read_table(parents).drop(["parent_id", "parent_formula", "parent_space_group"])
+    pq.write_table(old, tmp_path / "old.parquet")
+    rows = [r for p in old.to_pylist() for r in derive_from({**p, "source": "x"}, DeriveSpec(per_structure=2, seed=3, substitute=1.0))[0]]
+    assert rows and any(r["formula"] != r["parent_formula"] for r in rows)
+    write_structure_tables(rows, [], tmp_path / "derived.parquet", tmp_path / "derived.failed.parquet")
+    tables = [tmp_path / "old.parquet", tmp_path / "derived.parquet"]
+    simulate_chunk(tables, chunk=0, n_chunks=1, out=tmp_path / "all.parquet", d_min_A=0.7, group_by="formula")
+    sticks = {r["id"]: r for r in pl.read_parquet(tmp_path / "all.parquet").iter_rows(named=True)}
+    assert len(sticks) == len(small_structures) + len(rows)
+    for row in rows:
+        assert sticks[row["id"]]["group_key"] == sticks[row["parent_id"]]["group_key"] == row["parent_formula"]
+
+    simulate_chunk(tables, chunk=0, n_chunks=1, out=tmp_path / "capped.parquet", d_min_A=0.7, max_sticks=3)
+    for capped in pl.read_parquet(tmp_path / "capped.parquet").iter_rows(named=True):
+        full = sticks[capped["id"]]
+        strongest = np.sort(np.argsort(full["f2m"], kind="stable")[::-1][:3])
+        assert capped["d"] == [full["d"][i] for i in strongest]
+        assert capped["f2m"] == [full["f2m"][i] for i in strongest]

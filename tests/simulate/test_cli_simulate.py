@@ -74,3 +74,34 @@ def test_instrument_csv_also_writes_the_rendered_pattern(cif_dir, tmp_path):
     peaks = list(csv.DictReader(out.open()))
     strongest = max(peaks, key=lambda r: float(r["intensity"]))
     assert x[y.index(max(y))] == pytest.approx(float(strongest["two_theta"]), abs=0.03)
+
+
+def test_simulate_imports_neither_torch_nor_pyarrow(cif_dir, tmp_path):
+    """The start-up of `xrdid simulate` (json out): no torch (seconds to import) and no pyarrow."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from xrdid.cli import main; "
+        f"rc = main(['simulate', {str(cif_dir)!r}, '--wavelength', '1.5406', '--out', {str(tmp_path / 'p.json')!r}]); "
+        "print(sorted(m for m in ('torch', 'pyarrow', 'polars', 'spglib') if m in sys.modules)); sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    assert json.loads((tmp_path / "p.json").read_text())[0]["formula"] == "CsCl"
+
+
+def test_every_structure_block_of_a_file_and_a_pseudo_atom_named(tmp_path, caplog):
+    from pymatgen.io.cif import CifWriter
+
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    cscl = Structure(Lattice.cubic(4.209), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    water = str(CifWriter(cscl)).replace(" Cs ", " H2O ")
+    path = tmp_path / "several.cif"
+    path.write_text("data_global\n_publ_section_title 'x'\n" + str(CifWriter(nacl, symprec=0.01)) + str(CifWriter(cscl)) + water)
+    out = tmp_path / "p.json"
+    assert main(["simulate", str(path), "--wavelength", "1.5406", "--out", str(out)]) == 1
+    records = json.loads(out.read_text())
+    assert [(r["file"], r["formula"]) for r in records] == [(f"{path}#1", "NaCl"), (f"{path}#2", "CsCl")]
+    assert f"{path}#3" in caplog.text and "'H2O' is not an element" in caplog.text

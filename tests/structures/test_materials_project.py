@@ -166,3 +166,120 @@ def test_missing_or_malformed_key_is_a_clear_error(tmp_path, server, monkeypatch
     with pytest.raises(MaterialsProjectKeyError, match="32 characters"):
         download(tmp_path, server, api_key="too-short")
     assert server.log == []  # refused before any request
+
+
+def test_documents_become_arrays_without_pymatgen_structures(tmp_path, server, monkeypatch):
+    """The API's JSON goes straight to the table's arrays: no Structure.from_dict, no CIF round trip."""
+    import json
+
+    from pymatgen.core import Structure
+    from pymatgen.io import cif
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a pymatgen Structure or CIF was made from an API document")
+
+    monkeypatch.setattr(Structure, "from_dict", classmethod(refuse))
+    monkeypatch.setattr(cif.CifParser, "__init__", refuse)
+    monkeypatch.setattr(cif.CifWriter, "__init__", refuse)
+    rows, _ = download(tmp_path, server, workers=2)
+    monkeypatch.undo()
+
+    docs = {d["material_id"]: d for d in server.docs}
+    for material_id, row in rows.items():
+        reference = Structure.from_dict(docs[material_id]["structure"])
+        # provenance kept: the document as the API sent it (JSON: tuples come back as lists)
+        assert json.loads(row["document"]) == json.loads(json.dumps(docs[material_id]["structure"]))
+        assert row["species"] == [site.specie.symbol for site in reference]
+        assert [x for xyz in row["frac_coords"] for x in xyz] == pytest.approx(reference.frac_coords.reshape(-1).tolist(), abs=1e-12)
+        assert row["lattice"] == pytest.approx(reference.lattice.matrix.reshape(-1).tolist())
+        assert row["occupancies"] == [1.0] * len(reference)
+        assert row["formula"] == reference.composition.reduced_formula
+        assert row["cif"].startswith(f"data_{material_id}")  # a P1 CIF for export
+
+
+# -- the retry loop (tenacity), on its own -----------------------------------------------------------
+
+
+def failing(*errors):
+    """A callable that raises ``errors`` in turn, then returns "ok"; ``calls`` counts the calls."""
+    calls = []
+
+    def fn():
+        calls.append(len(calls))
+        if len(calls) <= len(errors):
+            raise errors[len(calls) - 1]
+        return "ok"
+
+    return fn, calls
+
+
+def transient_errors():
+    import requests
+    from mp_api.client.core import MPRestError
+
+    return [
+        MPRestError("REST query returned with error status code 503 on URL ..."),
+        MPRestError("REST query returned with error status code 429 ... too many 429 error responses"),
+        MPRestError("HTTPSConnectionPool: Max retries exceeded with url: /materials/summary/"),
+        requests.ConnectionError("Connection reset by peer"),
+        requests.Timeout("read timed out"),
+    ]
+
+
+def permanent_errors():
+    from mp_api.client.core import MPRestError
+
+    return [
+        MPRestError("REST query returned with error status code 400 on URL ... invalid field"),
+        MPRestError("REST query returned with error status code 403 on URL ... invalid API key"),
+        ValueError("a bug in our own code"),
+        KeyError("version"),  # transient only while connecting (a 429 heartbeat); see below
+    ]
+
+
+@pytest.mark.parametrize("error", transient_errors(), ids=lambda e: type(e).__name__ + str(e)[:40])
+def test_transient_errors_are_retried_with_jittered_exponential_waits(error):
+    from xrdid.structures.materials_project import retrying
+
+    fn, calls = failing(error, error, error)
+    waits: list[float] = []
+    assert retrying(max_retries=5, backoff_s=1.0, budget_s=1e6, sleep=waits.append)(fn) == "ok"
+    assert len(calls) == 4 and len(waits) == 3
+    for n, wait in enumerate(waits):  # backoff_s * 2**n, plus up to backoff_s of jitter
+        assert 2**n <= wait <= 2**n + 1
+    assert any(wait != 2**n for n, wait in enumerate(waits))  # jittered
+
+
+@pytest.mark.parametrize("error", permanent_errors(), ids=lambda e: type(e).__name__ + str(e)[:40])
+def test_permanent_errors_are_not_retried(error):
+    from xrdid.structures.materials_project import retrying
+
+    fn, calls = failing(error)
+    waits: list[float] = []
+    with pytest.raises(type(error)):
+        retrying(max_retries=5, backoff_s=1.0, budget_s=1e6, sleep=waits.append)(fn)
+    assert len(calls) == 1 and waits == []
+
+
+def test_heartbeat_failures_are_transient_while_connecting():
+    from xrdid.structures.materials_project import retrying
+
+    fn, calls = failing(KeyError("version"), ValueError("Expecting value: line 1 column 1"))
+    assert retrying(max_retries=3, backoff_s=0.0, budget_s=1e6, connect=True, sleep=lambda s: None)(fn) == "ok"
+    assert len(calls) == 3
+
+
+def test_retries_stop_at_the_limit_and_the_budget():
+    from mp_api.client.core import MPRestError
+
+    from xrdid.structures.materials_project import MaterialsProjectError, _Retrier
+
+    error = MPRestError("REST query returned with error status code 502")
+    fn, calls = failing(*[error] * 10)
+    with pytest.raises(MaterialsProjectError, match="fetch chunk 1/1 failed after 3 attempts.*502"):
+        _Retrier(max_retries=2, backoff_s=0.0, budget_s=1e6, sleep=lambda s: None).call("fetch chunk 1/1", fn)
+    assert len(calls) == 3
+    fn, calls = failing(*[error] * 10)
+    with pytest.raises(MaterialsProjectError, match="after 1 attempts"):
+        _Retrier(max_retries=5, backoff_s=0.0, budget_s=0.0, sleep=lambda s: None).call("list", fn)  # no time left
+    assert len(calls) == 1

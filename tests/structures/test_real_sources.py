@@ -146,3 +146,43 @@ def test_pseudo_atoms_without_scattering_factors_are_recorded():
     ammonium_nitrate = Structure(Lattice.cubic(4.4), ["Nh", "N"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     with pytest.raises(StructureError, match="no X-ray scattering factors for element.*Nh"):
         describe_structure(ammonium_nitrate, id="x", source="prototypes")
+
+
+def test_new_sources_write_arrays_with_their_provenance(tmp_path, monkeypatch):
+    """core_mof rows keep the framework's CIF text, pymatgen prototypes their structure document, and
+    both carry the arrays simulation reads; derived crystals are derived from the parents' arrays."""
+    import json
+
+    import pyarrow as pa
+
+    from xrdid.structures.derived import DeriveSpec, derive_structures
+    from xrdid.structures.table import structure_from_row
+
+    salt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    folder = tmp_path / "data"
+    folder.mkdir()
+    text = _p1_cif("ABCDEF", salt)
+    _archive(folder / "2014.tar.xz", {"ABCDEF_clean.cif": text})
+    monkeypatch.setattr(core_mof, "package_data", lambda *a, **k: folder)
+    load_core_mof(out=tmp_path / "m.parquet", failed_out=tmp_path / "mf.parquet", datasets=["2014"])
+    (mof,) = pq.read_table(tmp_path / "m.parquet").to_pylist()
+    assert mof["cif"] == text and mof["document"] is None
+    assert sorted(mof["species"]) == ["Cl"] * 4 + ["Na"] * 4 and mof["occupancies"] == [1.0] * 8
+    assert structure_from_row(mof).volume == pytest.approx(salt.volume)
+
+    monkeypatch.setattr(prototypes, "pymatgen_prototypes", lambda: [("AB_cF8_225_a_b", salt)])
+    load_prototypes(out=tmp_path / "p.parquet", failed_out=tmp_path / "pf.parquet", collections=["pymatgen"])
+    (proto,) = pq.read_table(tmp_path / "p.parquet").to_pylist()
+    assert Structure.from_dict(json.loads(proto["document"])) == salt
+    assert proto["space_group"] == 225 and len(proto["species"]) == len(salt)
+
+    # Parents whose CIF text is garbage derive the same crystals: the arrays are what is read.
+    table = pq.read_table(tmp_path / "p.parquet")
+    garbage = table.set_column(table.schema.get_field_index("cif"), "cif", pa.array(["not a CIF"]))
+    pq.write_table(garbage, tmp_path / "g.parquet")
+    spec = DeriveSpec(per_structure=2, seed=1)
+    for name in ("p", "g"):
+        derive_structures([tmp_path / f"{name}.parquet"], spec, out=tmp_path / f"d{name}.parquet", failed_out=tmp_path / f"df{name}.parquet")
+    derived = pq.read_table(tmp_path / "dp.parquet").to_pylist()
+    assert len(derived) == 2 and pq.read_table(tmp_path / "dg.parquet").to_pylist() == derived
+    assert all(r["parent_id"] == proto["id"] and r["lattice"] and r["species"] for r in derived)

@@ -204,3 +204,35 @@ def test_rerun_on_slurm_has_nothing_to_do(slurm_run):
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_mp_like_structures_to_merged_sticks_on_slurm(tmp_path):
+    """benchmarks/mp_scale.py's job, smaller: a table of real crystals with Materials Project's cell sizes,
+    simulated in chunk jobs and merged, through the SLURM profile; every job's benchmark file records
+    its peak memory."""
+    import pyarrow.parquet as pq
+
+    cluster = slurm_cluster()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import mp_scale
+
+    pool = mp_scale.real_pool(["pymatgen"], tmp_path / "cache", max_atoms=200)
+    picks = mp_scale.draw(pool, 600, max_atoms=200, seed=0)
+    path = tmp_path / "project"
+    mp_scale.make_workflow(path, {"pool": pool, "picks": picks, "seed": 0}, chunks=4)
+    profile_dir = path / "workflow" / "profiles" / "slurm-test"
+    profile_dir.mkdir()
+    (profile_dir / "config.yaml").write_text(yaml.safe_dump(slurm_test_profile(cluster)))
+    target = f"results/{mp_scale.DATASET}/sticks.parquet"
+    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "workflow/profiles/slurm-test", target]
+    proc = subprocess.run(cmd, cwd=path, check=False, capture_output=True, text=True, timeout=1200)
+    try:
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+        assert pq.read_metadata(path / target).num_rows == 600
+        chunks, merge = mp_scale.job_files(path, 4)
+        assert sum(c["n"] for c in chunks) == 600
+        assert all(c["max_rss_mb"] > 0 for c in chunks) and merge["max_rss_mb"] > 0
+    finally:
+        leftover = [j["id"] for j in jobs_in(path) if j["state"] in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING")]
+        if leftover:
+            _run("scancel", *leftover)

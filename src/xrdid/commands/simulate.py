@@ -99,25 +99,30 @@ def run(args) -> int:
         log.error("--format parquet needs --out FILE")
         return 2
 
-    import warnings
-
-    from pymatgen.core import Structure
-
     from xrdid.simulate.sticks import compute_sticks, d_min_for, sticks_to_peaks
+    from xrdid.structures.cif import read_cif_file
 
     files, errors = _cif_files(args.inputs)
     d_min = d_min_for(wavelength, hi)
-    records = []
+    records = []  # (label, formula, sticks)
     for path in files:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # pymatgen's CIF parser warns on harmless issues
-                structure = Structure.from_file(path)
-            sticks = compute_sticks(structure, d_min)
-        except Exception as err:  # one bad file must not stop the batch
-            errors.append(f"{path}: {type(err).__name__}: {err}")
+            entries = [e for e in read_cif_file(path) if not e.skipped]
+        except OSError as err:
+            errors.append(f"{path}: cannot read: {err}")
             continue
-        records.append((path, structure, sticks))
+        if not entries:
+            errors.append(f"{path}: no structure in the file (no data_ block with a cell and atom sites)")
+        for entry in entries:
+            # One structure per file is labelled by the file; several by file#block index (as in the tables).
+            label = str(path) if len(entries) == 1 else f"{path}#{entry.index}"
+            if entry.crystal is None:
+                errors.append(f"{label}: {entry.error}")
+                continue
+            try:
+                records.append((label, entry.crystal.formula, compute_sticks(entry.crystal, d_min)))
+            except Exception as err:  # one bad structure must not stop the batch
+                errors.append(f"{label}: {type(err).__name__}: {err}")
     for msg in errors:
         log.error("%s", msg)
 
@@ -126,7 +131,7 @@ def run(args) -> int:
     else:
         from xrdid.io import write_text
 
-        peaks = [(p, s, sticks_to_peaks(st, wavelength, lo, hi)) for p, s, st in records]
+        peaks = [(p, f, sticks_to_peaks(st, wavelength, lo, hi)) for p, f, st in records]
         profiles = _profiles(records, args.instrument, lo, hi) if args.instrument else None
         text = _to_json(peaks, wavelength, profiles) if fmt == "json" else _to_csv(peaks)
         if args.out is None:
@@ -172,7 +177,7 @@ def _profiles_csv(records, profiles) -> str:
 
 def _to_json(peaks, wavelength: float, profiles=None) -> str:
     out = []
-    for n, (path, structure, pk) in enumerate(peaks):
+    for n, (path, formula, pk) in enumerate(peaks):
         if profiles is not None:
             extra = {"profile": {"two_theta": [round(float(v), 4) for v in profiles[n][0]],
                                  "intensity": [round(float(v), 4) for v in profiles[n][1]]}}
@@ -180,7 +185,7 @@ def _to_json(peaks, wavelength: float, profiles=None) -> str:
             extra = {}
         out.append({
             "file": str(path),
-            "formula": structure.composition.reduced_formula,
+            "formula": formula,
             "wavelength_A": wavelength,
             "peaks": [
                 {"two_theta": float(t), "intensity": float(i), "hkl": [int(x) for x in h], "d": float(d)}
@@ -208,7 +213,7 @@ def _write_parquet(records, out: Path, wavelength: float, lo: float, hi: float, 
 
     table = pa.table({
         "file": pa.array([str(p) for p, _, _ in records], pa.string()),
-        "formula": pa.array([s.composition.reduced_formula for _, s, _ in records], pa.string()),
+        "formula": pa.array([f for _, f, _ in records], pa.string()),
         "d": pa.array([st.d for _, _, st in records], pa.list_(pa.float64())),
         "f2m": pa.array([st.f2m for _, _, st in records], pa.list_(pa.float64())),
         "hkl": pa.array([st.hkl.tolist() for _, _, st in records], pa.list_(pa.list_(pa.int32(), 3))),

@@ -7,6 +7,7 @@ Sticks table (DESIGN.md): one row per structure with its labels (``id``, ``sourc
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -14,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from xrdid.io import atomic_path, write_parquet
+from xrdid.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def chunk_bounds(n_rows: int, chunk: int, n_chunks: int) -> tuple[int, int]:
     return n_rows * chunk // n_chunks, n_rows * (chunk + 1) // n_chunks
 
 
+@functools.lru_cache(maxsize=262144)
 def group_key(formula: str, space_group: int, group_by: str) -> str:
     """Key that keeps near-duplicates together: the reduced formula, or a prototype (anonymous formula + group)."""
     if group_by == "formula":
@@ -55,6 +57,16 @@ def group_key(formula: str, space_group: int, group_by: str) -> str:
     if group_by == "id":
         raise ValueError("group_by 'id' is not allowed: it lets near-duplicates straddle the split")
     raise ValueError(f"unknown split group_by {group_by!r} (formula | prototype)")
+
+
+# Dictionary encoding pays for the label columns only; tried on the float lists it is wasted work.
+_DICTIONARY = ["id", "source", "formula", "crystal_system", "group_key", "split"]
+# Structures simulated between two writes of a chunk's output (bounds a job's memory).
+WRITE_EVERY = 1000
+_LABELS = ["id", "source", "formula", "space_group", "crystal_system"]
+# Read when a table has them (derived crystals): the parent's labels give the group key.
+_PARENT = ["parent_formula", "parent_space_group"]
+_ARRAYS = ["lattice", "species", "frac_coords", "occupancies"]
 
 
 def strongest_sticks(sticks, n: int):
@@ -85,53 +97,122 @@ def simulate_chunk(
 ) -> int:
     """Compute sticks for chunk ``chunk`` of the concatenated structures tables; returns rows written.
 
-    ``max_sticks``: keep only the strongest sticks (by |F|²·multiplicity) of each structure, in d order.
-
-    A structure whose simulation fails is logged with its reason and left out of the chunk (it is
-    still listed, with the reason, in the chunk's log).
+    Reads only this chunk's rows, and of them only the labels and the crystal arrays (never the CIF,
+    except in older tables that have no arrays), and writes the sticks in batches of WRITE_EVERY, so
+    a job's memory depends on neither the table nor the chunk size. ``structures`` may be the tables
+    of several sources, with different columns. ``max_sticks``: keep only the strongest sticks (by
+    |F|²·multiplicity) of each structure, in d order. A structure whose simulation fails is logged
+    with its reason and left out of the chunk.
     """
     from xrdid.simulate.sticks import compute_sticks
-    from xrdid.structures.table import structure_from_row
 
-    # Read only this chunk's rows (slice pushed down into the scan), so a job's memory depends on the
-    # chunk size, not on the number of structures.
     n_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in structures)
     start, stop = chunk_bounds(n_rows, chunk, n_chunks)
-    # Tables of several sources are read as one; a table written before a column existed reads it as null.
-    frame = pl.scan_parquet([str(p) for p in structures], missing_columns="insert").slice(start, stop - start).collect()
-    rows = frame.to_dicts()
-    out_rows, failed = [], 0
-    t0 = time.perf_counter()
-    for row in rows:
-        try:
-            structure = structure_from_row(row)
-            sticks = compute_sticks(structure, d_min_A)
-            if max_sticks is not None and len(sticks.d) > max_sticks:
-                sticks = strongest_sticks(sticks, max_sticks)
-        except Exception as exc:  # one bad structure never sinks the chunk
-            failed += 1
-            log.warning("structure %s: simulation failed: %s: %s", row["id"], type(exc).__name__, exc)
-            continue
-        out_rows.append(
-            {
-                "id": row["id"],
-                "source": row["source"],
-                "formula": row["formula"],
-                "space_group": row["space_group"],
-                "crystal_system": row["crystal_system"],
-                "group_key": row_group_key(row, group_by),
-                "d": sticks.d.astype(np.float32),
-                "f2m": sticks.f2m.astype(np.float32),
-                "hkl": sticks.hkl.astype(np.int16),
-            }
-        )
-    elapsed = time.perf_counter() - t0
-    write_parquet(_sticks_table(out_rows), out)
+    written, failed, elapsed, cpu = 0, 0, 0.0, 0.0
+    pending: list[dict] = []
+    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, STICKS_SCHEMA, compression="zstd", use_dictionary=_DICTIONARY) as writer:
+        for labels, crystals in _read_crystals(structures, start, stop):
+            t0, c0 = time.perf_counter(), time.process_time()
+            for row, crystal in zip(labels, crystals):
+                try:
+                    if isinstance(crystal, Exception):
+                        raise crystal
+                    sticks = compute_sticks(crystal, d_min_A)
+                    if max_sticks is not None and len(sticks.d) > max_sticks:
+                        sticks = strongest_sticks(sticks, max_sticks)
+                except Exception as exc:  # one bad structure never sinks the chunk
+                    failed += 1
+                    log.warning("structure %s: simulation failed: %s: %s", row["id"], type(exc).__name__, exc)
+                    continue
+                pending.append(
+                    {
+                        **{k: row[k] for k in _LABELS},
+                        "group_key": row_group_key(row, group_by),
+                        "d": sticks.d.astype(np.float32),
+                        "f2m": sticks.f2m.astype(np.float32),
+                        "hkl": sticks.hkl.astype(np.int16),
+                    }
+                )
+            elapsed += time.perf_counter() - t0
+            cpu += time.process_time() - c0
+            if len(pending) >= WRITE_EVERY:
+                writer.write_table(_sticks_table(pending))
+                written += len(pending)
+                pending = []
+        if pending:
+            writer.write_table(_sticks_table(pending))
+            written += len(pending)
     log.info(
-        "chunk %d/%d: %d structures simulated in %.2f s (%.1f/s), %d failed",
-        chunk, n_chunks, len(out_rows), elapsed, len(out_rows) / max(elapsed, 1e-9), failed,
+        "chunk %d/%d: %d structures simulated in %.2f s (%.1f/s, %.2f CPU s), %d failed; peak memory %.0f MB",
+        chunk, n_chunks, written, elapsed, written / max(elapsed, 1e-9), cpu, failed, peak_memory_mb(),
     )
-    return len(out_rows)
+    return written
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (MB), from getrusage (Linux reports KiB)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _read_crystals(paths: Sequence[str | Path], start: int, stop: int):
+    """Yield (label rows, Crystals) for rows [start, stop) of the concatenated tables, a row group at a time.
+
+    Only the row groups that hold these rows are read. A row without arrays (tables written before
+    they existed) has its CIF read instead; one that cannot be read yields the exception in its place.
+    """
+    from xrdid.structures.crystal import Crystal
+    from xrdid.structures.table import crystal_from_row
+
+    offset = 0
+    for path in paths:
+        parquet = pq.ParquetFile(path)
+        n = parquet.metadata.num_rows
+        lo, hi = max(start - offset, 0), min(stop - offset, n)
+        offset += n
+        if lo >= hi:
+            continue
+        names = set(parquet.schema_arrow.names)
+        arrays = [c for c in _ARRAYS if c in names]
+        labels_read = _LABELS + [c for c in _PARENT if c in names]
+        columns = labels_read + arrays + (["cif"] if "lattice" not in names and "cif" in names else [])
+        group_start = 0
+        for g in range(parquet.metadata.num_row_groups):
+            group_rows = parquet.metadata.row_group(g).num_rows
+            a, b = max(lo - group_start, 0), min(hi - group_start, group_rows)
+            group_start += group_rows
+            if a >= b:
+                continue
+            batch = parquet.read_row_group(g, columns=columns).slice(a, b - a)
+            labels = batch.select(labels_read).to_pylist()
+            if "lattice" not in names or batch.column("lattice").null_count:
+                rows = batch.to_pylist()
+                crystals = []
+                for row in rows:
+                    try:
+                        crystals.append(crystal_from_row(row))
+                    except Exception as exc:  # recorded per structure by the caller
+                        crystals.append(exc)
+                yield labels, crystals
+                continue
+            lattice = batch.column("lattice").combine_chunks().flatten().to_numpy().reshape(-1, 3, 3)
+            species_col = batch.column("species").combine_chunks()
+            lengths = pc.list_value_length(species_col).to_numpy(zero_copy_only=False)
+            bounds = np.concatenate([[0], np.cumsum(lengths)])
+            species = species_col.flatten().to_pylist()
+            frac = batch.column("frac_coords").combine_chunks().flatten().flatten().to_numpy().reshape(-1, 3)
+            if "occupancies" in arrays and not batch.column("occupancies").null_count:
+                occ = batch.column("occupancies").combine_chunks().flatten().to_numpy()
+            else:
+                occ = np.ones(len(frac))
+            crystals = [
+                Crystal(lattice[i], tuple(species[bounds[i] : bounds[i + 1]]), frac[bounds[i] : bounds[i + 1]], occ[bounds[i] : bounds[i + 1]])
+                for i in range(len(labels))
+            ]
+            yield labels, crystals
 
 
 def _list_column(arrays: list[np.ndarray], value_type: pa.DataType, width: int | None = None) -> pa.Array:
@@ -146,6 +227,8 @@ def _list_column(arrays: list[np.ndarray], value_type: pa.DataType, width: int |
 
 
 def _sticks_table(rows: list[dict]) -> pa.Table:
+    if not rows:
+        return STICKS_SCHEMA.empty_table()
     scalars = {name: [r[name] for r in rows] for name in STICKS_SCHEMA.names if name not in ("d", "f2m", "hkl")}
     columns = {name: pa.array(values, type=STICKS_SCHEMA.field(name).type) for name, values in scalars.items()}
     columns["d"] = _list_column([r["d"] for r in rows], pa.float32())
@@ -172,20 +255,22 @@ def merge_sticks(
     """Concatenate chunk tables and assign ``split`` by group key; returns the rows per split."""
     if abs(sum(fractions) - 1.0) > 1e-6:
         raise ValueError(f"split fractions must sum to 1, got {fractions}")
-    paths = [str(p) for p in chunks]
-    keys = pl.scan_parquet(paths).select("group_key").unique().collect().get_column("group_key").to_list()
-    mapping = pl.DataFrame(
-        {"group_key": keys, "split": [split_of(k, seed, tuple(fractions)) for k in keys]},
-        schema={"group_key": pl.String, "split": pl.String},
-    )
-    # Streamed from the chunk files to the output: memory stays flat with the number of structures.
-    # Rows keep the chunk order, i.e. the order of the structures table.
-    with atomic_path(out) as tmp:
-        (
-            pl.scan_parquet(paths)
-            .join(mapping.lazy(), on="group_key", how="left", maintain_order="left")
-            .sink_parquet(tmp, compression="zstd")
-        )
-    counts = dict(pl.scan_parquet(str(out)).group_by("split").len().collect().iter_rows())
+    # Pass 1: the group keys (one small column). Pass 2: the chunk files, a row group at a time, each
+    # batch given its split and written out: memory stays flat with the number of structures, and the
+    # sticks are decompressed and compressed once (no join). Rows keep the chunk order, i.e. the order
+    # of the structures table.
+    files = [pq.ParquetFile(p) for p in chunks]
+    keys = pa.chunked_array([f.read(columns=["group_key"]).column("group_key").cast(pa.string()) for f in files]).unique()
+    splits = pa.array([split_of(k, seed, tuple(fractions)) for k in keys.to_pylist()], pa.string())
+    schema = STICKS_SCHEMA.append(pa.field("split", pa.string()))
+    counts: dict[str, int] = {}
+    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd", use_dictionary=_DICTIONARY) as writer:
+        for f in files:
+            for g in range(f.metadata.num_row_groups):
+                batch = f.read_row_group(g, columns=STICKS_SCHEMA.names)
+                split = splits.take(pc.index_in(batch.column("group_key").cast(pa.string()), value_set=keys))
+                writer.write_table(batch.cast(STICKS_SCHEMA).append_column("split", split))
+                for name, n in zip(*np.unique(split.to_numpy(zero_copy_only=False), return_counts=True)):
+                    counts[str(name)] = counts.get(str(name), 0) + int(n)
     log.info("merged %d chunks into %s: %s", len(chunks), out, counts)
     return counts

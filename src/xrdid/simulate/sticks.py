@@ -52,6 +52,8 @@ import numpy as np
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
+    from xrdid.structures.crystal import Crystal
+
 __all__ = ["Sticks", "compute_sticks", "d_min_for", "lorentz_polarisation", "sticks_to_peaks"]
 
 # spglib tolerances (Å) tried in turn; the first whose operations pass the atom check is used.
@@ -187,35 +189,19 @@ def _phase_table(n_max: int, x: np.ndarray, negative: bool) -> np.ndarray:
     return np.cos(arg) + 1j * np.sin(arg)
 
 
-def _site_arrays(structure: Structure):
-    """Per (site, species) entry: fractional coords, element index, occupancy; plus per-site type ids."""
-    coords, elem_idx, occ = [], [], []
-    symbols: list[str] = []
-    zs: list[int] = []
-    index: dict[str, int] = {}
-    site_types: list[int] = []
-    comp_ids: dict[tuple, int] = {}
-    for site in structure:
-        items = site.species.items()
-        comp_key = tuple(sorted((str(sp), round(float(o), 6)) for sp, o in items))
-        site_types.append(comp_ids.setdefault(comp_key, len(comp_ids)))
-        for sp, o in items:
-            sym = sp.symbol
-            if sym not in index:
-                index[sym] = len(symbols)
-                symbols.append(sym)
-                zs.append(int(sp.Z))
-            coords.append(site.frac_coords)
-            elem_idx.append(index[sym])
-            occ.append(float(o))
-    return (
-        np.asarray(coords, dtype=np.float64).reshape(-1, 3),
-        np.asarray(elem_idx, dtype=np.int64),
-        np.asarray(occ, dtype=np.float64),
-        symbols,
-        zs,
-        np.asarray(site_types, dtype=np.int32),
-    )
+def _site_types(frac: np.ndarray, species: tuple[str, ...], occ: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct positions (sites) and a type id per site from its composition, for spglib.
+
+    Entries on one position (a substitutionally disordered site) are one site whose type is its
+    (element, occupancy) set, so only sites of equal composition can be mapped onto each other.
+    """
+    positions, site_of = np.unique(np.round(frac % 1.0, 8) % 1.0, axis=0, return_inverse=True)
+    compositions: list[list] = [[] for _ in range(len(positions))]
+    for i, site in enumerate(site_of.reshape(-1).tolist()):
+        compositions[site].append((species[i], round(float(occ[i]), 6)))
+    ids: dict[tuple, int] = {}
+    types = np.array([ids.setdefault(tuple(sorted(c)), len(ids)) for c in compositions], dtype=np.int32)
+    return positions, types
 
 
 def _verified_rotations(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, g_max: float) -> np.ndarray:
@@ -259,38 +245,46 @@ def _max_mismatch(lattice, frac, types, rots, trans) -> float:
     return worst
 
 
-def _f2_separable(frac, elem_idx, occ, ff, lines, line, hkl, bounds) -> np.ndarray:
+def _f2_separable(frac, element_bounds, occ, ffp, lines, line, hkl, bounds) -> np.ndarray:
     """|F|² of every point, with exp(2πi(hx+ky+lz)) = e_x^h e_y^k e_z^l: one GEMM per element.
 
-    For each element, S[(h,k) line, l] = Σ_atoms occ e_x^h e_y^k · e_z^l is a complex matrix product
-    (lines x atoms) @ (atoms x l); the points are then gathered from it. Exact (complex128).
+    Atoms are sorted by element (``element_bounds``: each element's slice). For a block of (h, k)
+    lines, A[line, atom] = occ e_x^h e_y^k is formed once; per element, S[line, l] = Σ_atoms A · e_z^l
+    is a complex matrix product (lines x atoms) @ (atoms x l) in BLAS, and each point takes its entry
+    times the element's f. Exact (complex128). ``ffp``: f of each element at each point (E, points).
     """
     h, k, _, _ = lines
     hmax, kmax, lmax = bounds
     ex = _phase_table(hmax, frac[:, 0], negative=False)
     ey = _phase_table(kmax, frac[:, 1], negative=True)
-    ez = _phase_table(lmax, frac[:, 2], negative=True)
+    ez = _phase_table(lmax, frac[:, 2], negative=True).T.copy()  # (atoms, l)
+    n_l = ez.shape[1]
     col = hkl[:, 2] + lmax
-    flat = line * ez.shape[0] + col
     f = np.zeros(len(hkl), dtype=np.complex128)
-    # bound the (lines x l) block to ~_CHUNK_ENTRIES complex numbers
-    rows = max(1, _CHUNK_ENTRIES // ez.shape[0])
-    for e in range(ff.shape[0]):
-        sel = np.flatnonzero(elem_idx == e)
-        a_xy = ex[h][:, sel] * ey[k + kmax][:, sel] * occ[sel]  # (n_lines, n_e)
-        ez_t = ez[:, sel].T.copy()  # (n_e, n_l)
-        if len(h) <= rows:
-            f += ff[e] * np.take(a_xy @ ez_t, flat)
-        else:
-            for start in range(0, len(h), rows):
-                block = a_xy[start : start + rows] @ ez_t
-                pts = slice(*np.searchsorted(line, [start, start + rows]))
-                f[pts] += ff[e, pts] * block[line[pts] - start, col[pts]]
+    # Lines per block: bounds the (lines x atoms) and (lines x l) temporaries to ~_CHUNK_ENTRIES each.
+    rows = max(1, _CHUNK_ENTRIES // max(len(frac), n_l))
+    n_lines = len(h)
+    for start in range(0, n_lines, rows):
+        stop = min(start + rows, n_lines)
+        a_xy = ex[h[start:stop]]
+        a_xy *= ey[k[start:stop] + kmax]
+        a_xy *= occ
+        p0, p1 = (0, len(hkl)) if stop - start == n_lines else np.searchsorted(line, [start, stop])
+        flat = (line[p0:p1] - start) * n_l + col[p0:p1]
+        for e in range(len(element_bounds) - 1):
+            a, b = element_bounds[e], element_bounds[e + 1]
+            if a == b:
+                continue
+            block = a_xy[:, a:b] @ ez[a:b]
+            f[p0:p1] += ffp[e, p0:p1] * block.ravel().take(flat)
     return f.real * f.real + f.imag * f.imag
 
 
-def _f2_direct(frac, elem_idx, occ, ff, hkl) -> np.ndarray:
-    """|F|² of the given points by summing exp(2πi h·r) over atoms directly (chunked)."""
+def _f2_direct(frac, elem_idx, occ, ffp, hkl) -> np.ndarray:
+    """|F|² of the given points by summing exp(2πi h·r) over atoms directly (chunked).
+
+    ``ffp``: f of each element at each point (E, points).
+    """
     f2 = np.empty(len(hkl))
     rows = max(1, _CHUNK_ENTRIES // max(1, len(frac)))
     for start in range(0, len(hkl), rows):
@@ -298,7 +292,7 @@ def _f2_direct(frac, elem_idx, occ, ff, hkl) -> np.ndarray:
         phase = hkl[sl].astype(np.float64) @ frac.T
         phase -= np.round(phase)  # exact reduction before the 2π
         phase *= 2.0 * math.pi
-        w = ff[:, sl].T[:, elem_idx] * occ
+        w = ffp[:, sl].T[:, elem_idx] * occ
         f_re = (w * np.cos(phase)).sum(axis=1)
         f_im = (w * np.sin(phase)).sum(axis=1)
         f2[sl] = f_re * f_re + f_im * f_im
@@ -318,19 +312,21 @@ def _laue_orbits(hkl: np.ndarray, rots: np.ndarray):
 
 
 def compute_sticks(
-    structure: Structure,
+    structure: Structure | Crystal,
     d_min: float,
     *,
     debye_waller: dict[str, float] | None = None,
     merge_tol: float = 1e-7,
     method: str = "separable",
 ) -> Sticks:
-    """Stick pattern of ``structure`` down to ``d_min`` (Å).
+    """Stick pattern of ``structure`` (a :class:`~xrdid.structures.crystal.Crystal` or a pymatgen
+    ``Structure``) down to ``d_min`` (Å).
 
     debye_waller: {element symbol: B in Å²}; the scattering factor is multiplied by exp(-B s²).
     merge_tol: reflections whose d agree within this relative tolerance become one stick. pymatgen
         merges 2θ within 1e-5°, i.e. Δd/d of 9e-8 at 2θ = 90° (2e-6 at 5°), so the default 1e-7
-        reproduces its peak list; equal-d reflections (up to rounding, ~1e-15) always merge.
+        reproduces its peak list; equal-d reflections (up to rounding, ~1e-15) always merge. The
+        scattering factors are evaluated once per stick, at its d (so exact to ~merge_tol).
     method: how |F|² is evaluated, all exact: "separable" (every hkl, through per-element complex
         matrix products, the fastest), "orbits" (once per orbit of the spglib Laue group, verified
         against the atoms), "direct" (every hkl, plain sum over atoms; the reference).
@@ -339,61 +335,82 @@ def compute_sticks(
         raise ValueError(f"d_min must be positive, got {d_min} Å")
     if method not in ("separable", "orbits", "direct"):
         raise ValueError(f"method must be 'separable', 'orbits' or 'direct', got {method!r}")
+    from xrdid.structures.crystal import Crystal, atomic_number, crystal_from_structure
+
+    crystal = structure if isinstance(structure, Crystal) else crystal_from_structure(structure)
     debye_waller = debye_waller or {}
-    lattice = np.array(structure.lattice.matrix, dtype=np.float64)
+    if len(crystal) == 0:
+        return _empty()
+    lattice = np.asarray(crystal.lattice, dtype=np.float64)
     recip = np.linalg.inv(lattice).T  # rows a*, b*, c* (crystallographic, no 2π)
     g_max = 1.0 / d_min
-    frac, elem_idx, occ, symbols, zs, site_types = _site_arrays(structure)
-    if len(frac) == 0:
-        return _empty()
+    # Entries sorted by element: each element's atoms are one contiguous slice.
+    index: dict[str, int] = {}
+    elem_idx = np.array([index.setdefault(x, len(index)) for x in crystal.species], dtype=np.int64)
+    symbols = list(index)
+    by_element = np.argsort(elem_idx, kind="stable")
+    elem_idx = elem_idx[by_element]
+    frac = np.asarray(crystal.frac_coords, dtype=np.float64)[by_element]
+    occ = np.asarray(crystal.occupancies, dtype=np.float64)[by_element]
+    zs = [atomic_number(x) for x in symbols]
+    element_bounds = np.searchsorted(elem_idx, np.arange(len(symbols) + 1))
 
     *lines, bounds = _half_sphere_lines(recip, lattice, g_max * (1.0 + 1e-12))
     line, hkl = _expand_lines(*lines)
     if len(hkl) == 0:
         return _empty()
     g_cart = hkl.astype(np.float64) @ recip
-    g2 = (g_cart * g_cart).sum(axis=1)
-    occ_per_elem = np.bincount(elem_idx, weights=np.abs(occ), minlength=len(symbols))
+    g2 = np.einsum("ij,ij->i", g_cart, g_cart)
 
-    if method == "orbits":
-        rots = _verified_rotations(lattice, structure.frac_coords, site_types, g_max)
-        rep_idx, inverse = _laue_orbits(hkl, rots) if len(rots) > 2 else (np.arange(len(hkl)),) * 2
-        ff = _form_factors(symbols, zs, g2[rep_idx] * 0.25, debye_waller)
-        f2 = _f2_direct(frac, elem_idx, occ, ff, hkl[rep_idx])
-        f2 = np.where(f2 > _ABSENT_RTOL * (occ_per_elem @ np.abs(ff)) ** 2, f2, 0.0)[inverse]
-    else:
-        ff = _form_factors(symbols, zs, g2 * 0.25, debye_waller)
-        if method == "separable":
-            f2 = _f2_separable(frac, elem_idx, occ, ff, lines, line, hkl, bounds)
-        else:
-            f2 = _f2_direct(frac, elem_idx, occ, ff, hkl)
-        f2 = np.where(f2 > _ABSENT_RTOL * (occ_per_elem @ np.abs(ff)) ** 2, f2, 0.0)
-
-    # Each half-space point stands for itself and its Friedel mate: factor 2.
-    present = np.flatnonzero(f2)
-    if len(present) == 0:
-        return _empty()
-    f2_pts = 2.0 * f2[present]
-    g = np.sqrt(g2[present])
-    # Miller indices as one integer (mixed radix, centred); the Friedel mate is its negative.
-    span = 2 * max(bounds) + 1
-    key = (hkl[present, 0] * span + hkl[present, 1]) * span + hkl[present, 2]
-
-    # Merge equal d: sort by |g| ascending (d descending) and split where the relative gap exceeds merge_tol.
-    order = np.argsort(g)
-    g, f2_pts, key = g[order], f2_pts[order], key[order]
+    # Sticks: points sorted by |g| (d descending), split where the relative gap exceeds merge_tol.
+    order = np.argsort(g2)
+    g = np.sqrt(g2[order])
     new = np.empty(len(g), dtype=bool)
     new[0] = True
     np.greater(g[1:] - g[:-1], merge_tol * g[1:], out=new[1:])
     starts = np.flatnonzero(new)
-    f2m = np.add.reduceat(f2_pts, starts)
-    # d of a stick: that of its first (lowest-g) member, as pymatgen reports its first reflection's d.
-    d = 1.0 / g[starts]
-    # Representative hkl: lexicographic max over the members and their Friedel mates.
-    best = np.maximum.reduceat(np.abs(key), starts)
+    stick_sorted = np.cumsum(new) - 1
+    stick = np.empty_like(stick_sorted)
+    stick[order] = stick_sorted  # the stick of each point, in the points' own order
+
+    # Scattering factors once per stick (its members share d within merge_tol).
+    ff = _form_factors(symbols, zs, 0.25 * g[starts] ** 2, debye_waller)  # (elements, sticks)
+    occ_per_elem = np.bincount(elem_idx, weights=np.abs(occ), minlength=len(symbols))
+    f_max2 = (occ_per_elem @ np.abs(ff)) ** 2  # largest possible |F|² of each stick
+
+    if method == "orbits":
+        positions, site_types = _site_types(frac, tuple(symbols[i] for i in elem_idx), occ)
+        rots = _verified_rotations(lattice, positions, site_types, g_max)
+        rep_idx, inverse = _laue_orbits(hkl, rots) if len(rots) > 2 else (np.arange(len(hkl)),) * 2
+        f2 = _f2_direct(frac, elem_idx, occ, ff[:, stick[rep_idx]], hkl[rep_idx])[inverse]
+    elif method == "separable":
+        f2 = _f2_separable(frac, element_bounds, occ, ff[:, stick], lines, line, hkl, bounds)
+    else:
+        f2 = _f2_direct(frac, elem_idx, occ, ff[:, stick], hkl)
+
+    # Only the present points (absent ones are often most: centring, glides, screws) go further.
+    f2 = f2[order]
+    present = np.flatnonzero(f2 > _ABSENT_RTOL * f_max2[stick_sorted])  # positions in |g| order
+    if len(present) == 0:
+        return _empty()
+    stick_of = stick_sorted[present]
+    new = np.empty(len(present), dtype=bool)
+    new[0] = True
+    np.not_equal(stick_of[1:], stick_of[:-1], out=new[1:])
+    first = np.flatnonzero(new)  # the first present member of each stick that has one
+    # Each half-space point stands for itself and its Friedel mate: factor 2.
+    f2m = 2.0 * np.add.reduceat(f2[present], first)
+    # d of a stick: that of its first (lowest-g) present member, as pymatgen reports its first reflection's d.
+    d = 1.0 / g[present[first]]
+    # Representative hkl: lexicographic max over the present members and their Friedel mates, with
+    # Miller indices as one integer (mixed radix, centred; the Friedel mate is its negative).
+    span = 2 * max(bounds) + 1
+    members = hkl[order[present]]
+    key = (members[:, 0] * span + members[:, 1]) * span + members[:, 2]
+    best = np.maximum.reduceat(np.abs(key), first)
     off = span // 2
     shifted = best + off * (span * span + span + 1)
-    rep = np.empty((len(starts), 3), dtype=np.int32)
+    rep = np.empty((len(best), 3), dtype=np.int32)
     rep[:, 0] = shifted // (span * span) - off
     rep[:, 1] = (shifted // span) % span - off
     rep[:, 2] = shifted % span - off

@@ -15,6 +15,7 @@ they are read from the installed package without importing it.
 * ``max_structures``: keep only that many, chosen by a hash of the refcode (a deterministic,
   unbiased subset), for tests and quick runs.
 * spglib finds each framework's symmetry at ``symprec`` (the CIFs carry none); deuterium is read as H.
+* Each framework is stored as arrays (what simulation reads) with its CIF text for provenance.
 
 Ids: ``core_mof/<archive>/<file stem>``.
 """
@@ -29,8 +30,12 @@ import tarfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+from xrdid.structures.crystal import Crystal
 from xrdid.structures.prototypes import package_data
-from xrdid.structures.table import StructureError, describe_structure, write_structure_tables
+from xrdid.structures.table import StructureError, describe_crystal, write_structure_tables
+from xrdid.structures.wyckoff import lattice_matrix
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +71,16 @@ def read_cif_arrays(text: str) -> tuple[tuple[float, ...], list[str], list[list[
 
 
 def _describe(task: tuple[str, str, float]) -> tuple[dict | None, dict | None]:
+    """The structures-table row of one framework, as arrays (its CIF text kept for provenance)."""
     id, text, symprec = task
-    from pymatgen.core import Lattice, Structure
-
     try:
         params, species, frac, occ = read_cif_arrays(text)
         if min(occ, default=1.0) < 0.999:
             raise StructureError("partial occupancy (disordered sites are not simulated)")
-        structure = Structure(Lattice.from_parameters(*params), species, frac)
-        return describe_structure(structure, id=id, source=SOURCE, symprec=symprec), None
+        crystal = Crystal(
+            lattice_matrix(*params), tuple(species), np.asarray(frac, dtype=np.float64).reshape(-1, 3), np.ones(len(species))
+        )
+        return describe_crystal(crystal, id=id, source=SOURCE, symprec=symprec, cif=text), None
     except StructureError as exc:
         return None, {"id": id, "source": SOURCE, "reason": str(exc)}
     except Exception as exc:  # one framework never stops the source

@@ -256,11 +256,13 @@ def derive_structures(
     parents: Sequence[str | Path], spec: DeriveSpec, *, out: str | Path, failed_out: str | Path, workers: int = 1
 ) -> tuple[int, int]:
     """Derive ``spec.per_structure`` crystals from every row of the ``parents`` structures tables."""
-    columns = ["id", "source", "formula", "space_group", "cif", "lattice", "species", "frac_coords"]
+    columns = ["id", "source", "formula", "space_group", "lattice", "species", "frac_coords", "occupancies"]
     parent_rows = []
     for path in parents:
-        table = pq.read_table(path)
-        parent_rows += table.select([c for c in columns if c in table.column_names]).to_pylist()
+        names = pq.read_schema(path).names
+        # The arrays; the CIF only from an older table that has none.
+        wanted = [c for c in columns if c in names] + (["cif"] if "lattice" not in names and "cif" in names else [])
+        parent_rows += pq.read_table(path, columns=wanted).to_pylist()
     tasks = [(row, spec) for row in parent_rows]
     t0 = time.perf_counter()
     if workers > 1 and len(tasks) > 1:

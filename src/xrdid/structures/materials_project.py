@@ -15,10 +15,15 @@ exponential back-off on rate limits (429), server errors (5xx) and connection fa
 
 A rerun with the same query skips the listing and every finished chunk, so an interrupted download
 resumes where it stopped. A different query (endpoint, filters or chunk size, recorded in
-``state_dir/query.json``) starts afresh. Finally every chunk is described (``describe_structure``:
-spglib at ``symprec``, with MP's own number kept as ``space_group_source``) and streamed into ``out``
-and ``failed_out``. Raw answers rather than described rows are kept so that a change of ``symprec``
-needs no new download.
+``state_dir/query.json``) starts afresh. Finally every chunk is described, in ``workers`` processes:
+the API's structure JSON becomes the table's arrays directly (no pymatgen objects, no CIF round
+trip), spglib labels it at ``symprec`` (MP's own number is kept as ``space_group_source``), and the
+JSON is kept as the row's ``document``; rows stream into ``out`` and ``failed_out``. Raw answers
+rather than described rows are kept so that a change of ``symprec`` needs no new download.
+
+Retries are tenacity's (:func:`retrying`): only errors :func:`is_transient` calls transient (rate
+limits, server errors, dropped connections; the mp-api-specific part) are retried, with jittered
+exponential back-off, at most ``max_retries`` times and within ``retry_budget_s`` seconds per step.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import multiprocessing as mp
 import os
 import re
 import time
@@ -35,9 +41,11 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import tenacity
 
-from xrdid.io import atomic_path, write_parquet, write_text
-from xrdid.structures.table import FAILED_SCHEMA, STRUCTURE_SCHEMA, StructureError, describe_structure
+from xrdid.io import write_parquet, write_text
+from xrdid.structures.crystal import crystal_from_pymatgen_dict
+from xrdid.structures.table import StructureError, StructureTableWriter, describe_crystal
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +89,19 @@ def download_materials_project(
     chunk_size: int = 1000,
     max_retries: int = 6,
     backoff_s: float = 2.0,
+    retry_budget_s: float = 900.0,
     symprec: float = 0.01,
+    workers: int = 1,
 ) -> tuple[int, int]:
     """Download Materials Project structures into the structures table; resumable.
 
     Filters: ``elements`` (materials containing all of them), ``num_sites`` (sites per cell, a number or
     an inclusive ``(min, max)``), ``energy_above_hull_max`` (eV/atom), ``is_stable``; deprecated
     materials are always excluded. ``chunk_size`` is the number of materials per chunk (and per page,
-    up to the API's 1000). Each network step is tried ``1 + max_retries`` times, waiting ``backoff_s *
-    2**attempt`` seconds (capped at 120 s) in between. ``symprec`` (Å) is spglib's tolerance for
-    ``space_group``. The key comes from ``api_key``, else ``MP_API_KEY``; the endpoint from ``endpoint``,
+    up to the API's 1000). Each network step is tried up to ``1 + max_retries`` times within
+    ``retry_budget_s`` seconds, waiting ``backoff_s * 2**attempt`` seconds plus up to ``backoff_s`` of
+    jitter (capped at 120 s) in between. ``symprec`` (Å) is spglib's tolerance for ``space_group``;
+    ``workers`` processes turn the downloaded chunks into table rows. The key comes from ``api_key``, else ``MP_API_KEY``; the endpoint from ``endpoint``,
     else ``MP_API_ENDPOINT``/``MPRESTER_ENDPOINT`` (read now, not at import), else MP's default.
 
     Returns ``(n_structures, n_failed)``. Raises MaterialsProjectKeyError before any request when no
@@ -98,8 +109,10 @@ def download_materials_project(
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    if max_retries < 0 or backoff_s < 0:
-        raise ValueError(f"max_retries and backoff_s must not be negative, got {max_retries}, {backoff_s}")
+    if max_retries < 0 or backoff_s < 0 or retry_budget_s < 0:
+        raise ValueError(
+            f"max_retries, backoff_s and retry_budget_s must not be negative, got {max_retries}, {backoff_s}, {retry_budget_s}"
+        )
     key = _api_key(api_key)
     endpoint = _endpoint(endpoint)
     state = Path(state_dir)
@@ -109,7 +122,7 @@ def download_materials_project(
     _reset_state_if_query_changed(state, {"endpoint": endpoint, "filters": query, "chunk_size": chunk_size})
     log.info("Materials Project download from %s, filters %s, state in %s", endpoint, query, state)
 
-    retry = _Retrier(max_retries=max_retries, backoff_s=backoff_s)
+    retry = _Retrier(max_retries=max_retries, backoff_s=backoff_s, budget_s=retry_budget_s)
     client: list[Any] = []  # the summary rester, made on first need and reused
 
     def summary():
@@ -147,7 +160,7 @@ def download_materials_project(
         if client:
             client[0].session.close()
 
-    return _merge(state, len(chunks), out=out, failed_out=failed_out, symprec=symprec)
+    return _merge(state, len(chunks), out=out, failed_out=failed_out, symprec=symprec, workers=workers)
 
 
 # -- configuration ---------------------------------------------------------------------------------
@@ -318,28 +331,56 @@ def is_transient(exc: BaseException, *, connect: bool = False) -> bool:
     return False
 
 
+def retrying(
+    *,
+    max_retries: int,
+    backoff_s: float,
+    budget_s: float,
+    connect: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+    what: str = "request",
+) -> tenacity.Retrying:
+    """tenacity's retry loop for one network step: transient errors only (:func:`is_transient`), jittered
+    exponential back-off (``backoff_s * 2**n`` plus up to ``backoff_s``, at most MAX_BACKOFF_S), at most
+    ``max_retries`` retries and ``budget_s`` seconds in all; the last error is re-raised."""
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        log.warning(
+            "%s: %s; retry %d/%d in %.3g s",
+            what, _oneline(state.outcome.exception()), state.attempt_number, max_retries, state.next_action.sleep,
+        )
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(functools.partial(is_transient, connect=connect)),
+        stop=tenacity.stop_after_attempt(max_retries + 1) | tenacity.stop_after_delay(budget_s),
+        wait=tenacity.wait_exponential(multiplier=backoff_s, max=MAX_BACKOFF_S) + tenacity.wait_random(0, backoff_s),
+        sleep=sleep,
+        before_sleep=log_retry,
+        reraise=True,
+    )
+
+
 class _Retrier:
-    def __init__(self, *, max_retries: int, backoff_s: float, sleep: Callable[[float], None] = time.sleep):
-        self.max_retries, self.backoff_s, self.sleep = max_retries, backoff_s, sleep
+    """Runs a network step under :func:`retrying`; a final failure becomes MaterialsProjectError."""
+
+    def __init__(self, *, max_retries: int, backoff_s: float, budget_s: float, sleep: Callable[[float], None] = time.sleep):
+        self.max_retries, self.backoff_s, self.budget_s, self.sleep = max_retries, backoff_s, budget_s, sleep
 
     def call(self, what: str, fn: Callable[[], T], *, connect: bool = False) -> T:
-        for attempt in range(self.max_retries + 1):
-            try:
-                return fn()
-            except Exception as exc:
-                if not is_transient(exc, connect=connect):
-                    raise MaterialsProjectError(f"{what} failed: {_oneline(exc)}") from exc
-                if attempt == self.max_retries:
-                    raise MaterialsProjectError(
-                        f"{what} failed after {attempt + 1} attempts: {_oneline(exc)}; "
-                        "finished chunks are kept, run again to resume"
-                    ) from exc
-                delay = min(self.backoff_s * 2**attempt, MAX_BACKOFF_S)
-                log.warning(
-                    "%s: %s; retry %d/%d in %.3g s", what, _oneline(exc), attempt + 1, self.max_retries, delay
-                )
-                self.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        loop = retrying(
+            max_retries=self.max_retries, backoff_s=self.backoff_s, budget_s=self.budget_s, connect=connect,
+            sleep=self.sleep, what=what,
+        )
+        try:
+            return loop(fn)
+        except Exception as exc:
+            if not is_transient(exc, connect=connect):
+                raise MaterialsProjectError(f"{what} failed: {_oneline(exc)}") from exc
+            attempts = loop.statistics.get("attempt_number", 1)
+            raise MaterialsProjectError(
+                f"{what} failed after {attempts} attempts: {_oneline(exc)}; "
+                "finished chunks are kept, run again to resume"
+            ) from exc
 
 
 def _oneline(exc: BaseException) -> str:
@@ -351,36 +392,42 @@ def _oneline(exc: BaseException) -> str:
 # -- merge -----------------------------------------------------------------------------------------
 
 
-def _merge(state: Path, n_chunks: int, *, out, failed_out, symprec: float) -> tuple[int, int]:
-    """Describe every saved chunk and stream the rows into ``out``; failures go to ``failed_out``."""
-    from pymatgen.core import Structure
+def _merge(state: Path, n_chunks: int, *, out, failed_out, symprec: float, workers: int = 1) -> tuple[int, int]:
+    """Describe every saved chunk (in ``workers`` processes) and stream the rows into ``out``; failures
+    go to ``failed_out``."""
+    describe = functools.partial(_describe_chunk, state=state, symprec=symprec)
+    with StructureTableWriter(out, failed_out) as writer:
+        if workers > 1 and n_chunks > 1:
+            with mp.get_context("fork").Pool(min(workers, n_chunks)) as pool:
+                for rows, failures in pool.imap(describe, range(n_chunks)):
+                    writer.add(rows, failures)
+        else:
+            for index in range(n_chunks):
+                writer.add(*describe(index))
+    return writer.counts
 
-    n_rows, failures = 0, []
-    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, STRUCTURE_SCHEMA, compression="zstd") as writer:
-        for index in range(n_chunks):
-            rows = []
-            for raw in pq.read_table(_chunk_path(state, index)).to_pylist():
-                material_id = raw["material_id"]
-                try:
-                    if raw["structure"] is None:
-                        raise StructureError(raw["missing_reason"] or "no structure")
-                    structure = Structure.from_dict(json.loads(raw["structure"]))
-                    rows.append(
-                        describe_structure(
-                            structure,
-                            id=material_id,
-                            source=SOURCE,
-                            symprec=symprec,
-                            space_group_source=raw["space_group_mp"],
-                        )
-                    )
-                except StructureError as exc:
-                    failures.append({"id": material_id, "source": SOURCE, "reason": str(exc)})
-                except Exception as exc:
-                    failures.append({"id": material_id, "source": SOURCE, "reason": _oneline(exc)})
-            if rows:
-                writer.write_table(pa.Table.from_pylist(rows, schema=STRUCTURE_SCHEMA))
-            n_rows += len(rows)
-    write_parquet(pa.Table.from_pylist(failures, schema=FAILED_SCHEMA), failed_out)
-    log.info("%d structures written to %s; %d failed (see %s)", n_rows, out, len(failures), failed_out)
-    return n_rows, len(failures)
+
+def _describe_chunk(index: int, *, state: Path, symprec: float) -> tuple[list[dict], list[dict]]:
+    """Rows and failures of one downloaded chunk: the API's JSON straight to arrays, then described."""
+    rows, failures = [], []
+    for raw in pq.read_table(_chunk_path(state, index)).to_pylist():
+        material_id = raw["material_id"]
+        try:
+            if raw["structure"] is None:
+                raise StructureError(raw["missing_reason"] or "no structure")
+            crystal = crystal_from_pymatgen_dict(json.loads(raw["structure"]))
+            rows.append(
+                describe_crystal(
+                    crystal,
+                    id=material_id,
+                    source=SOURCE,
+                    symprec=symprec,
+                    space_group_source=raw["space_group_mp"],
+                    document=raw["structure"],
+                )
+            )
+        except StructureError as exc:
+            failures.append({"id": material_id, "source": SOURCE, "reason": str(exc)})
+        except Exception as exc:  # a malformed document: recorded, never fatal
+            failures.append({"id": material_id, "source": SOURCE, "reason": _oneline(exc)})
+    return rows, failures

@@ -14,8 +14,12 @@ Three collections, each a set of real, published crystal structures (no network,
 * ``pyxtal`` — the CIFs in pyxtal's wheel (``pyxtal/database/cifs``): molecular crystals and a few
   inorganic ones.
 
-Ids: ``aflow/<file>#<block>``, ``pymatgen/<label>/<index>``, ``pyxtal/<file>#<block>``. Every entry
-that cannot be used (disordered, unparseable, no symmetry at ``symprec``) is recorded with its reason.
+Ids: ``aflow/<file>#<block>``, ``pymatgen/<label>/<index>``, ``pyxtal/<file>#<block>``. CIFs are read by
+:func:`xrdid.structures.local.load_cif_file` (gemmi, pymatgen as the fallback) into arrays, each row
+keeping its CIF block; a pymatgen prototype keeps its structure document. Every entry that cannot be
+used (disordered, unparseable, no symmetry at ``symprec``, a molecular pseudo-atom such as the
+encyclopedia's ``H2O``, ``OH`` or ``NH4``, an element without X-ray scattering factors) is recorded with
+its reason.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import multiprocessing as mp
 from importlib import metadata
 from pathlib import Path
 
-from xrdid.structures.table import StructureError, describe_structure, write_structure_tables
+from xrdid.structures.crystal import crystal_from_structure
+from xrdid.structures.table import StructureError, describe_crystal, write_structure_tables
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +135,10 @@ def load_prototypes(
         for index, (label, structure) in enumerate(pymatgen_prototypes()):
             id = f"pymatgen/{label}/{index}"
             try:
-                row = describe_structure(structure, id=id, source=SOURCE, symprec=symprec)
+                # The source's record is pymatgen's structure document (kept as the row's ``document``).
+                row = describe_crystal(
+                    crystal_from_structure(structure), id=id, source=SOURCE, symprec=symprec, document=json.dumps(structure.as_dict())
+                )
             except StructureError as exc:
                 failures.append({"id": id, "source": SOURCE, "reason": str(exc)})
                 continue

@@ -57,11 +57,12 @@ def build_structures(
             is_stable=settings.get("is_stable"),
             chunk_size=int(settings.get("chunk_size", 1000)),
             symprec=symprec,
+            workers=workers,
         )
     if source == "local":
         from xrdid.structures.local import load_local
 
-        return load_local(settings["folder"], out=out, failed_out=failed_out, symprec=symprec)
+        return load_local(settings["folder"], out=out, failed_out=failed_out, symprec=symprec, workers=workers)
     if source == "prototypes":
         from xrdid.structures.prototypes import COLLECTIONS, load_prototypes
 
