@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = {"sets": results, "all": {"structures": n, "ours_s": ours, "pymatgen_s": pmg, "ratio": pmg / max(ours, 1e-12)},
            "start_up": startup}
     if args.json:
-        args.json.write_text(json.dumps(out, indent=1))
+        args.json.write_text(json.dumps(out, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
     return out
 
 

@@ -70,3 +70,29 @@ def test_library_error_without_errno_is_recognised_by_its_message(tmp_path, monk
 def test_other_os_errors_pass_through_unchanged(tmp_path):
     with pytest.raises(FileNotFoundError), atomic_path(tmp_path / "out.txt"):
         raise FileNotFoundError(errno.ENOENT, "No such file", "input.cif")
+
+
+def test_sigterm_removes_the_temporary_file(tmp_path):
+    """A cancelled cluster job (SIGTERM) leaves neither the output nor the temporary file behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out.parquet"
+    code = (
+        "import sys, time\n"
+        "from xrdid.io import atomic_path\n"
+        f"with atomic_path({str(out)!r}) as tmp:\n"
+        "    tmp.write_bytes(b'half')\n"
+        "    print('ready', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    assert list(tmp_path.glob("*.part"))
+    proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert time.monotonic() - t0 < 30
+    assert not out.exists() and list(tmp_path.iterdir()) == []

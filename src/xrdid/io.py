@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,12 +56,34 @@ def _storage_error(exc: BaseException, path: Path) -> BaseException:
     return error
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """While active, SIGTERM (what ``scancel``, ``kill`` and Snakemake send) raises ``SystemExit(143)``.
+
+    By default SIGTERM ends Python without unwinding, so ``finally`` blocks (the removal of a temporary
+    file) never run. Only the main thread can set handlers; a handler someone else installed is kept.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     A crash or kill leaves no partial file at ``path``, so Snakemake (and a resumed run) never sees
-    half an output. The temporary file lives in the same directory so the rename is atomic.
+    half an output. The temporary file lives in the same directory so the rename is atomic; it is
+    removed on an exception and on SIGTERM (a cancelled cluster job), though not on SIGKILL.
     A full disk, an exhausted quota or missing permissions raise :class:`StorageError` naming ``path``.
     """
     path = Path(path)
@@ -71,7 +95,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise _storage_error(exc, path) from exc
     tmp = Path(tmp)
     try:
-        yield tmp
+        with _sigterm_unwinds():
+            yield tmp
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)

@@ -435,12 +435,14 @@ def sticks_to_peaks(
     *,
     scaled: bool = True,
     min_relative_intensity: float = 1e-5,
+    merge_tolerance_deg: float = 1e-5,
 ) -> dict:
     """Peaks at one wavelength: {two_theta (deg), intensity, hkl (int32 (n,3)), d (Å)}, by 2θ ascending.
 
     intensity = f2m x (1 + cos² 2θ)/(sin² θ cos θ); scaled to 100 at the strongest peak when ``scaled``
     (as pymatgen). Peaks weaker than ``min_relative_intensity`` x the strongest are dropped (pymatgen
-    drops those below 1e-3 on its 0-100 scale, i.e. 1e-5).
+    drops those below 1e-3 on its 0-100 scale, i.e. 1e-5). Lines whose 2θ rounds to the same multiple of
+    ``merge_tolerance_deg`` are one peak (pymatgen's binning and tolerance).
     """
     if wavelength_A <= 0:
         raise ValueError(f"wavelength must be positive, got {wavelength_A} Å")
@@ -452,6 +454,16 @@ def sticks_to_peaks(
     two_theta = two_theta[keep]
     intensity = sticks.f2m[keep] * lorentz_polarisation(two_theta)
     hkl, d = sticks.hkl[keep], sticks.d[keep]
+    if len(intensity) > 1:
+        # Lines of different families at the same angle (metric coincidences no symmetry relates, e.g.
+        # in a triclinic cell with one right angle) are one peak, as pymatgen reports them: summed, at
+        # the first line's angle, with its hkl.
+        order = np.argsort(two_theta, kind="stable")
+        two_theta, intensity, hkl, d = two_theta[order], intensity[order], hkl[order], d[order]
+        key = np.round(two_theta / merge_tolerance_deg).astype(np.int64)
+        first = np.flatnonzero(np.r_[True, np.diff(key) != 0])
+        intensity = np.add.reduceat(intensity, first)
+        two_theta, hkl, d = two_theta[first], hkl[first], d[first]
     if len(intensity):
         top = intensity.max()
         strong = intensity > min_relative_intensity * top
