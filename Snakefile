@@ -10,6 +10,7 @@
 #   results/{dataset}/plots/{curves,confusion_*,augmentations}.png  figures
 #   results/{dataset}/measured/{set}/{predictions.csv,metrics.json}  the model on measured patterns
 #   results/{dataset}/plots/synthetic_vs_measured_{set}.png   synthetic test split vs. measured set
+#   results/{dataset}/phases/{set}/{summary.csv,figures/}      phases of a folder of mixture patterns
 #   results/{dataset}/logs/…, results/{dataset}/benchmarks/…   one log and one benchmark per job
 
 from snakemake.utils import min_version
@@ -27,6 +28,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/measured.smk"
+include: "workflow/rules/phases.smk"
 
 
 rule all:

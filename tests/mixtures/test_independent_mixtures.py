@@ -96,4 +96,8 @@ def test_phases_of_an_independently_simulated_mixture(structures, library, tmp_p
         assert phases[name]["weight_fraction"] == pytest.approx(w, abs=0.03), phases
     assert out["gof"] < 1.6, out
     assert phases[expanded]["d_scale"] == pytest.approx(1.003, abs=0.001)
-    assert out["zero_shift_deg"] == pytest.approx(0.02, abs=0.01)
+    # The fit moves peaks by a zero shift plus a sample displacement (Δ2θ = zero + displacement · cos θ),
+    # nearly collinear over 15–90°: what the data fix is their sum, the peak shift at each angle.
+    theta = np.radians(x / 2)
+    shift = out["zero_shift_deg"] + out["displacement_deg"] * np.cos(theta)
+    assert np.abs(shift - 0.02).max() < 0.01, (out["zero_shift_deg"], out["displacement_deg"])

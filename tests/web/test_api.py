@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import tempfile
 
 import pytest
@@ -203,6 +204,9 @@ def test_with_a_library_the_prediction_lists_phases(tiny_model, xy_text, tmp_pat
     phases = r.json()["phases"]
     assert [p["formula"] for p in phases["phases"]] == ["NaCl"]
     assert 0 < phases["rwp"] < 1
+    assert phases["verdict"] and isinstance(phases["unexplained_peaks"], list)
+    png = base64.b64decode(phases["figure"].removeprefix("data:image/png;base64,"))
+    assert png.startswith(b"\x89PNG")
 
 
 def test_without_a_library_there_are_no_phases(client, xy_text):

@@ -43,6 +43,10 @@ def get_final_outputs():
             f"results/{DATASET}/plots/synthetic_vs_measured_{name}.png"
             for name in config["measured"]["sets"]
         ]
+        + [
+            f"results/{DATASET}/phases/{name}/summary.csv"
+            for name in config["phases"]["sets"]
+        ]
         + get_real_outputs()
     )
 

@@ -1,12 +1,15 @@
-"""`xrdid phases FILE --library CIF_DIR_OR_PARQUET [--wavelength Å] [--json]`: which library phases a
-powder pattern contains, with weight fractions, confidence and the fit residual.
+"""`xrdid phases FILE --library CIF_DIR_OR_PARQUET [--wavelength Å] [--json] [--plot PNG]`: which library
+phases a powder pattern contains, with weight fractions, confidence, the close alternatives, the peaks
+nothing in the library explains, and the fit residual.
 
-Whole-pattern fitting against every phase of the library (see ``xrdid.mixtures``): greedy selection of
-phases, joint refinement of lattice scale, crystallite size, zero shift, peak width and Kα2 ratio, and
-Rietveld weight fractions W ∝ S·Z·M·V. The wavelength comes from the file where it says so, else from
---wavelength; there is no default. A Kα1 wavelength of a known anode (Cu 1.5406 Å, Co, Mo …) is fitted
-as the Kα1/Kα2 doublet, its ratio refined unless --kalpha2-ratio fixes it (0: monochromatic Kα1).
-Simulated library sticks are cached under $XDG_CACHE_HOME/xrdid/phases (--no-cache to skip).
+Whole-pattern fitting against every phase of the library (see ``xrdid.mixtures``): a beam of phase-set
+hypotheses judged by a penalised criterion, each phase refined for its lattice (within its symmetry),
+crystallite size, microstrain and March–Dollase texture, globally zero shift, sample displacement, peak
+width and Kα2 ratio; Rietveld weight fractions W ∝ S·Z·M·V. The wavelength comes from the file where it
+says so, else from --wavelength; there is no default. A Kα1 wavelength of a known anode (Cu 1.5406 Å,
+Co, Mo …) is fitted as the Kα1/Kα2 doublet; the Kα2/Kα1 ratio is the file's when it states one (.xrdml),
+else refined, unless --kalpha2-ratio fixes it (0: monochromatic Kα1). Simulated library sticks are
+cached under $XDG_CACHE_HOME/xrdid/phases (--no-cache to skip).
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ def add_parser(sub) -> None:
     p.add_argument("--max-phases", type=int, default=None, metavar="N", help="most phases to report (default 6)")
     p.add_argument("--json", action="store_true", help="one JSON object on standard output")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the library sticks cache")
+    p.add_argument("--lattice-tolerance", type=float, default=None, metavar="FRACTION",
+                   help="how far a cell may be from its reference, 1σ (default 0.005; ~0.01 for DFT references)")
+    p.add_argument("--plot", metavar="PNG", default=None,
+                   help="write the fit's figure here (measured, fit, each phase, difference, tick marks)")
     p.set_defaults(run=run)
 
 
@@ -47,11 +54,14 @@ def run(args) -> int:
     if args.max_phases is not None and args.max_phases < 1:
         log.error("--max-phases must be at least 1, got %d", args.max_phases)
         return 2
+    if args.lattice_tolerance is not None and not 0 < args.lattice_tolerance <= 0.05:
+        log.error("--lattice-tolerance must be in (0, 0.05], got %g", args.lattice_tolerance)
+        return 2
     try:
         pattern = read_pattern(args.file, wavelength_A=args.wavelength)
         fit, n_library = identify_in_pattern(
             pattern, args.library, wavelength_A=args.wavelength, kalpha2_ratio=args.kalpha2_ratio,
-            max_phases=args.max_phases, use_cache=not args.no_cache,
+            max_phases=args.max_phases, use_cache=not args.no_cache, lattice_sigma=args.lattice_tolerance,
         )
     except PatternError as e:
         log.error("%s", e)
@@ -59,8 +69,19 @@ def run(args) -> int:
     except LibraryError as e:
         log.error("%s", e)
         return 2
+    if args.plot:
+        from xrdid.io import StorageError
+        from xrdid.mixtures.plot import save_fit_figure
+
+        try:
+            save_fit_figure(fit, args.plot, title=str(args.file))
+        except (StorageError, ValueError) as e:
+            log.error("%s: cannot write the figure: %s", args.plot, e)
+            return 1
     if args.json:
         out = {"file": str(args.file), "library": str(args.library), "n_library_phases": n_library, **fit.to_dict()}
+        if args.plot:
+            out["plot"] = str(args.plot)
         sys.stdout.write(json.dumps(out) + "\n")
     else:
         sys.stdout.write(_table(args.file, fit))
@@ -78,6 +99,11 @@ def _table(file, fit) -> str:
         for p in fit.phases:
             lines.append(f"  {100 * p.weight_fraction:8.1f}  {p.confidence:10.2f}  {p.formula:<14} "
                          f"{p.space_group or '-':>4}  {p.d_scale:7.4f}  {p.id}")
-    else:
-        lines.append("  no library phase explains the pattern")
+            for a in p.alternatives:
+                lines.append(f"  {'':8}  {'':10}  or {a['formula']:<11} {a['space_group'] or '-':>4}  "
+                             f"{'':7}  {a['id']} (criterion +{a['delta_criterion']:.1f})")
+    lines.append(f"  {fit.verdict}")
+    for u in fit.unexplained:
+        lines.append(f"  unexplained peak at 2θ {u['two_theta_deg']:8.3f}°: height {u['height']:.4g} "
+                     f"({100 * u['relative_height']:.1f} % of the strongest), area {u['area']:.4g}")
     return "\n".join(lines) + "\n"

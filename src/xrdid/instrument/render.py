@@ -577,10 +577,14 @@ def _refine_add(coarse: torch.Tensor, fine: torch.Tensor) -> None:
 
 
 def _tch(gam_g: torch.Tensor, gam_l: torch.Tensor):
-    """Thompson–Cox–Hastings pseudo-Voigt: total FWHM and Lorentzian fraction η."""
+    """Thompson–Cox–Hastings pseudo-Voigt: total FWHM and Lorentzian fraction η.
+
+    Written with operations torch tensors and numpy arrays share, so the mixture fit
+    (:mod:`xrdid.mixtures.profile`) uses this one implementation on numpy arrays.
+    """
     g, l = gam_g, gam_l
     g2, l2 = g * g, l * l
     gam = (g2 * g2 * g + 2.69269 * g2 * g2 * l + 2.42843 * g2 * g * l2 + 4.47163 * g2 * l2 * l + 0.07842 * g * l2 * l2 + l2 * l2 * l) ** 0.2
     q = l / gam
-    eta = (1.36603 * q - 0.47719 * q * q + 0.11116 * q * q * q).clamp(0, 1)
+    eta = (1.36603 * q - 0.47719 * q * q + 0.11116 * q * q * q).clip(0, 1)
     return gam, eta

@@ -1,51 +1,68 @@
 r"""Mixture phase identification: which library phases a powder pattern contains, in what weight fractions.
 
-Method (whole-pattern fitting, a simplified automatic Rietveld/Le Bail-free quantification):
+Method (whole-pattern fitting with a physical model of the scan and several competing hypotheses):
 
-1. **Model.** The measured pattern y(2θ) (weights :math:`w = 1/y`, counting statistics) is fitted as
+1. **Model** (:mod:`xrdid.mixtures.model`, :mod:`xrdid.mixtures.profile`). The measured pattern y(2θ)
+   (weights w = 1/y, counting statistics) is fitted as
 
-   .. math:: y_{calc}(2θ) = \sum_i S_i\, P_i(2θ;\, s_i, L_i, z, c, ρ) + \sum_{k=0}^{K} b_k T_k(t)
+   .. math:: y_{calc}(2θ) = \sum_i S_i\, P_i(2θ) + \sum_{k=0}^{K} b_k T_k(t)
 
-   where :math:`P_i` is phase i rendered at absolute scale (:func:`xrdid.mixtures.profile.render_phase`:
-   :math:`|F|^2 m \cdot LP` per reflection, pseudo-Voigt TCH profiles, Kα1 + ρ·Kα2), :math:`T_k` are
-   Chebyshev polynomials on the 2θ range (K = 12, free signs: air scatter, fluorescence, amorphous humps),
-   and the scale factors :math:`S_i \ge 0`. Per phase, two nuisances are refined: an isotropic lattice
-   scale :math:`s_i` (d → s·d, within ±2.5 %: DFT references are ~1–2 % too large) and a Scherrer
-   crystallite size :math:`L_i`; globally a zero shift z (±0.3°), a factor c on the instrument's Caglioti
-   U, V, W, and the Kα2/Kα1 ratio ρ (when the wavelength is a known anode's Kα1; fixed if given).
-2. **Screening.** Every library phase is rendered once, at every lattice scale of a 0.1 % grid, with
-   broadened peaks so the grid step is never larger than a peak. Given the current fit's weighted
-   residual :math:`r = W(y - y_{calc})`, adding a column p alone lowers χ² by :math:`(r\cdot p)^2 /
-   (p^T W p)` (r is orthogonal to the current columns); candidates are ranked by their best gain over
-   the scales, all in one matrix product per phase.
-3. **Greedy forward selection.** The best ``top_k`` candidates are each added to the current model and
-   refined jointly (bounded weighted least squares, :func:`scipy.optimize.least_squares`, Jacobian by
-   re-rendering only what a parameter changes); the one with the lowest χ² is accepted if it lowers χ² by
-   at least ``min_significance`` (3 %) of χ² *and* its coverage is at least ``min_coverage`` (0.65), else
-   it is rejected and the next candidates are tried; the loop stops when none qualifies.
-   Coverage = :math:`\sum \min(m_i, \max(y - (y_{calc} - m_i), 0)) / \sum m_i` with :math:`m_i = S_iP_i`:
-   the fraction of the phase's calculated intensity that the data actually contain once everything else
-   is subtracted. A χ²-based test (F-test, BIC) alone accepts almost anything on real data, whose
-   residuals are dominated by model error (texture, phases missing from the library), not by noise;
-   coverage rejects a phase fitted to one unexplained peak while predicting others that are not there.
-4. **Final refinement and pruning**: all parameters refined together; any phase whose removal raises χ²
-   by less than 3 % or whose coverage fell below 0.65 is dropped (weakest first) and the fit repeated.
-5. **Weight fractions** (Hill & Howard, J. Appl. Cryst. 20 (1987) 467): with intensities
-   :math:`I = S\,|F|^2 m\, LP` and F per unit cell of volume V, the scale is
-   :math:`S ∝ v/V^2` (v the phase's volume fraction), so
+   where :math:`P_i` is phase i at absolute scale: per reflection :math:`|F|^2 m \cdot LP \cdot T_{MD}`,
+   Thompson–Cox–Hastings pseudo-Voigt profiles (the training renderer's ``_tch``) for Kα1 and, with
+   the file's or the anode's Kα2, Kα2 (ratio from the file, else refined). Per phase: the lattice
+   (isotropic scale s plus the symmetry-allowed anisotropic deformations of the reciprocal metric:
+   0 parameters for cubic, up to 5 for triclinic), Scherrer crystallite size (Lorentzian), microstrain
+   (Gaussian, 4ε tanθ) and March–Dollase preferred orientation on the low-index axis that earns it.
+   Globally: zero shift, sample displacement (Δ2θ ∝ cos θ), a factor on the instrument's Caglioti
+   width. :math:`T_k` are Chebyshev polynomials, one per ~6° of range (free signs: air scatter,
+   fluorescence, amorphous humps), and the scales :math:`S_i \ge 0`; both are solved exactly for any
+   nonlinear parameters (variable projection, :mod:`xrdid.mixtures.refine`).
+2. **Criterion.** A hypothesis (a set of phases, refined) is scored by a BIC with unknown variance and
+   an effective sample size, plus Gaussian priors on how far each phase departs from its reference:
+
+   .. math:: C = N_{eff}\ln χ^2 + k \ln N_{eff} + \sum_i \Big[\Big(\frac{s_i-1}{σ_a}\Big)^2 + \sum_j\Big(\frac{q_{ij}}{σ_a}\Big)^2 + \Big(\frac{\ln r_i}{σ_r}\Big)^2\Big]
+
+   :math:`N_{eff}` = 2θ range / FWHM: on real scans the residual is model error correlated over a peak
+   width, so a χ² difference is worth about one observation per resolution element (Bérar & Lelann,
+   J. Appl. Cryst. 24 (1991) 1), not one per point. k counts each phase's parameters (scale, lattice,
+   size, strain, texture). :math:`σ_a` (``FitSettings.lattice_sigma``, 0.5 %) says how well a reference
+   cell matches a measured one; the searched range is 4σ. The priors are what make an isostructural
+   stand-in, stretched by a few per cent onto the true phase's peaks, lose to the right phase.
+3. **Search** (:func:`xrdid.mixtures.fit.identify_phases`). A beam of hypotheses (``beam_width``)
+   grows one phase per level: candidates come from screening every library phase, at every lattice
+   scale of a fine grid, against the current residual (the χ² drop of adding it alone, one matrix
+   product per phase); the best ``candidates`` are each added and their lattice refined; a child is
+   kept if it lowers C and its coverage (below) is at least ``min_coverage``. The best
+   ``final_hypotheses`` get the full physics (anisotropic lattice, strain, displacement, texture,
+   Kα2 ratio; positions first with blurred peaks, for a wide basin), and phases that no longer lower
+   C, or whose coverage fell, are pruned. Then each phase is swapped for the screening's best
+   replacements (refined the same way): a better C is taken; swaps within ``alternative_margin``
+   (10, "strong evidence" in BIC units) are reported as the phase's alternatives (polymorphs,
+   isostructural or same-formula phases the data cannot tell apart), and other phase sets within the
+   margin as alternative sets.
+   Coverage = :math:`\sum \min(m_i, \max(y - (y_{calc} - m_i), 0)) / \sum m_i` with
+   :math:`m_i = S_iP_i`: the fraction of the phase's calculated intensity that the data contain once
+   everything else is subtracted; it rejects a phase fitted to a few peaks while predicting others
+   that are not there.
+4. **Weight fractions** (Hill & Howard, J. Appl. Cryst. 20 (1987) 467): with F per unit cell of
+   volume V, :math:`S ∝ v/V^2` (v the volume fraction), so
 
    .. math:: W_i = \frac{S_i Z_i M_i V_i}{\sum_j S_j Z_j M_j V_j}
 
-   with :math:`Z_iM_i` the cell mass and :math:`V_i = s_i^3 V_i^{lib}` the refined cell volume.
-   Left out: micro-absorption (Brindley), preferred orientation, amorphous content (fractions are
-   relative to the crystalline phases found), anisotropic broadening.
-6. **Outputs**: per phase the weight fraction, confidence = coverage × (1 − exp(−significance/0.05))
-   (0–1: both how much the fit needs the phase and how well its own peaks are supported), refined lattice
-   scale and size; for the fit, :math:`R_{wp} = \sqrt{\sum w(y-y_{calc})^2/\sum w y^2}`, :math:`R_{exp}`
-   and GoF = Rwp/Rexp.
+   with :math:`Z_iM_i` the cell mass and :math:`V_i` the refined cell volume. Left out:
+   micro-absorption (Brindley), amorphous content (fractions are relative to the crystalline phases
+   found), anisotropic size broadening.
+5. **Not in the library** (:mod:`xrdid.mixtures.peaks`): peaks of the final residual that stand
+   significantly above the noise (σ from counting statistics × the GoF) are reported with position,
+   height and area; the verdict says when they carry more than ``unexplained_warn`` of the diffracted
+   intensity, or when no phase explains the pattern at all.
+6. **Outputs**: per phase the weight fraction, a confidence (coverage × (1 − exp(−ΔC/10)), ΔC the rise
+   of C without the phase), the refined cell, lattice scale, size, strain and texture, and the
+   alternatives; for the fit Rwp, Rexp, GoF, zero shift, displacement, the unexplained peaks, the
+   verdict; the figure (:mod:`xrdid.mixtures.plot`).
 
-Library phases are deduplicated by (reduced formula, space group) within one fit: once one rutile CIF is
-in, other rutile CIFs are not tried (polymorphs, different space groups, still are).
+Library phases of the same (reduced formula, space group) are not both tried in one set. Scoring
+against labelled mixtures and the fixed tuning / held-out split: :mod:`xrdid.mixtures.evaluate`.
 """
 
 from xrdid.mixtures.fit import FitSettings, MixtureFit, PhaseResult, identify_phases

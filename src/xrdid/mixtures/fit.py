@@ -1,4 +1,4 @@
-"""Whole-pattern mixture fitting: greedy phase selection, joint refinement, weight fractions.
+"""Whole-pattern mixture fitting: a beam of phase-set hypotheses, a penalised criterion, weight fractions.
 
 See :mod:`xrdid.mixtures` for the method and its formulas; this module is the implementation.
 """
@@ -11,40 +11,65 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import lsq_linear
 
 from xrdid.mixtures.library import Library
+from xrdid.mixtures.model import Globals, Model, PhaseState
+from xrdid.mixtures.peaks import unexplained_peaks
 from xrdid.mixtures.profile import Optics, kalpha2_for, render_phase
+from xrdid.mixtures.refine import Bounds, refine, slots_for
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class FitSettings:
-    """Science choices of the fit; the defaults were chosen on the development mixtures (see the report)."""
+    """Science choices of the fit (see :mod:`xrdid.mixtures` for what each does and why)."""
 
-    # Largest isotropic lattice-scale error |d_obs/d_lib − 1| searched per phase (DFT-relaxed references
-    # are up to ~2 % too large; thermal expansion and solid solutions add ~0.5 %).
-    d_scale_range: float = 0.025
+    @property
+    def d_scale_range(self) -> float:
+        """Largest |d_obs/d_lib − 1| searched: 4σ of the lattice prior."""
+        return 4 * self.lattice_sigma
+
+    # How far a measured cell may be from its reference: the prior width (1σ) of the isotropic lattice
+    # scale d_obs/d_lib and of each symmetry-allowed anisotropic change of 1/d², and the searched range
+    # (4σ). 0.5 % suits room-temperature experimental references (on the tuning mixtures the right
+    # phases refine to within 0.3 %, RMS 0.17 %); DFT-relaxed references (1–2 % too large) need ~1 %.
+    lattice_sigma: float = 0.005
     # Screening step in d scale, as a fraction of the estimated peak FWHM (deg), within these bounds.
     screen_step_per_fwhm: float = 0.01
     screen_step_bounds: tuple[float, float] = (0.0008, 0.004)
-    # Points per estimated FWHM kept when the data are binned for fitting (fewer points, same information).
-    points_per_fwhm: float = 8.0
-    # Chebyshev background degree on the 2θ range.
-    background_degree: int = 12
-    # Candidates refined per greedy step (the best by screening gain), and the most phases reported.
-    top_k: int = 3
+    # Points per estimated FWHM kept when the data are binned for the search (fewer points, same information).
+    points_per_fwhm: float = 5.0
+    # One Chebyshev background degree per this many degrees 2θ (within 6–24): broad enough to absorb
+    # amorphous humps and air scatter (FWHM ≳ 2× this), too stiff to absorb a Bragg peak.
+    background_deg_per_term: float = 6.0
+    # Beam search: hypotheses kept per level, candidates tried per hypothesis, most phases in a set.
+    beam_width: int = 3
+    candidates: int = 4
     max_phases: int = 6
-    # A phase is kept only if removing it raises χ² by at least this fraction of the full fit's χ² ...
-    min_significance: float = 0.03
-    # ... and at least this fraction of its calculated intensity lies under the data it is fitted to.
-    min_coverage: float = 0.65
-    # Starting crystallite size (nm); the instrumental width starts from the pattern's estimated FWHM.
+    # Hypotheses refined with the full physics (texture, strain, anisotropic lattice, displacement).
+    final_hypotheses: int = 2
+    # A phase's calculated intensity must be supported by the data (coverage, 0–1) at least this much.
+    min_coverage: float = 0.7
+    # Criterion margin (BIC units: 2 × log-likelihood) within which alternatives are reported.
+    alternative_margin: float = 10.0
+    # Swapped hypotheses whose quick fit is within this margin get the full refinement; rounds of swaps.
+    swap_margin: float = 60.0
+    swap_candidates: int = 3
+    swap_rounds: int = 2
+    # Starting crystallite size (nm).
     size_nm: float = 300.0
-    # Levenberg–Marquardt iterations per greedy candidate and for the final fit.
-    nfev_candidate: int = 6
-    nfev_final: int = 25
+    # Levenberg–Marquardt iterations: candidate, beam member, final hypothesis.
+    nfev_candidate: int = 4
+    nfev_beam: int = 6
+    nfev_final: int = 12
+    # Unexplained peaks: significance (σ, with the fit's GoF folded in) and least height relative to the
+    # strongest observed peak.
+    unexplained_sigma: float = 6.0
+    unexplained_min_relative: float = 0.03
+    # The verdict says the library does not explain the pattern when unexplained peaks carry more than
+    # this fraction of the diffracted intensity, or when no phase is found.
+    unexplained_warn: float = 0.1
 
 
 @dataclass
@@ -55,13 +80,24 @@ class PhaseResult:
     weight_fraction: float
     confidence: float
     scale: float  # Rietveld scale factor S (intensity = S · |F|²m · LP), in the data's units
-    d_scale: float  # refined d_obs / d_library (isotropic lattice scale)
+    d_scale: float  # refined isotropic d_obs / d_library
     size_nm: float  # refined Scherrer crystallite size
-    significance: float  # relative χ² increase when the phase is removed
+    significance: float  # criterion rise (BIC units) when the phase is removed
     coverage: float  # fraction of its calculated intensity supported by the data
+    cell: tuple = ()  # refined a, b, c (Å), α, β, γ (deg) in the library cell's setting
+    strain: float = 0.0  # microstrain Δd/d
+    texture: dict | None = None  # {"axis": [h, k, l], "march_dollase_r": r} when refined
+    alternatives: list = field(default_factory=list)  # [{id, formula, space_group, delta_criterion}]
 
     def to_dict(self) -> dict:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        out = {}
+        for k, v in self.__dict__.items():
+            if isinstance(v, float):
+                v = round(v, 6)
+            elif isinstance(v, tuple):
+                v = [round(float(x), 5) for x in v]
+            out[k] = v
+        return out
 
 
 @dataclass
@@ -81,6 +117,16 @@ class MixtureFit:
     background: np.ndarray = field(repr=False)
     seconds: float = 0.0
     steps: list[dict] = field(default_factory=list)
+    displacement_deg: float = 0.0
+    # Per phase (same order as phases): its calculated contribution on two_theta, and its reflections
+    # (2θ of Kα1, relative intensity) for tick marks.
+    phase_curves: np.ndarray | None = field(default=None, repr=False)
+    ticks: list = field(default_factory=list, repr=False)
+    unexplained: list = field(default_factory=list)
+    unexplained_fraction: float = 0.0
+    alternatives: list = field(default_factory=list)  # other phase sets within the margin
+    criterion: float = 0.0
+    verdict: str = ""
 
     def to_dict(self) -> dict:
         return {
@@ -90,11 +136,16 @@ class MixtureFit:
             "gof": round(self.gof, 4),
             "rwp_background_only": round(self.rwp_background_only, 6),
             "zero_shift_deg": round(self.zero_shift_deg, 5),
+            "displacement_deg": round(self.displacement_deg, 5),
             "width_scale": round(self.width_scale, 4),
             "kalpha2_ratio": None if self.kalpha2_ratio is None else round(self.kalpha2_ratio, 4),
             "wavelengths_A": list(self.wavelengths_A),
             "two_theta_range_deg": [float(self.two_theta[0]), float(self.two_theta[-1])],
             "n_points": int(self.two_theta.size),
+            "unexplained_peaks": self.unexplained,
+            "unexplained_fraction": round(self.unexplained_fraction, 4),
+            "alternatives": self.alternatives,
+            "verdict": self.verdict,
             "seconds": round(self.seconds, 3),
         }
 
@@ -135,69 +186,59 @@ def _bin(x: np.ndarray, y: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
     return x[:n].reshape(-1, f).mean(axis=1), y[:n].reshape(-1, f).mean(axis=1)
 
 
-def _weights(y: np.ndarray) -> np.ndarray:
-    """Counting-statistics weights 1/σ² = 1/y, with a floor so near-zero (or subtracted) points do not dominate."""
-    top = float(np.max(np.abs(y))) or 1.0
-    floor = max(float(np.percentile(y, 5)), 1e-3 * top, 1e-12)
-    return 1.0 / np.maximum(y, floor)
-
-
-def _chebyshev(grid: np.ndarray, degree: int) -> np.ndarray:
-    t = 2.0 * (grid - grid[0]) / (grid[-1] - grid[0]) - 1.0
-    return np.polynomial.chebyshev.chebvander(t, degree).T  # (K, N)
-
-
 @dataclass
-class _Phase:
-    index: int  # into library.phases
-    d_scale: float
-    log_size: float
+class _Hyp:
+    phases: list[PhaseState]
+    g: Globals
+    cols: np.ndarray
+    scales: np.ndarray
+    calc: np.ndarray
+    chi2: float
+    final: bool = False
+
+    @property
+    def key(self) -> tuple:
+        return tuple(sorted(p.index for p in self.phases))
 
 
-class _Model:
-    """The measured pattern, the background basis and the rendering of phase states."""
+def _n_params(m: Model, phases: list[PhaseState]) -> int:
+    """Parameters a phase brings: scale, isotropic lattice, size, anisotropic lattice, strain, texture r."""
+    return sum(3 + m.data(p.index).n_aniso + (p.strain > 0) + (p.axis >= 0) for p in phases)
 
-    def __init__(self, grid, y, library: Library, optics: Optics, settings: FitSettings):
-        self.grid, self.y, self.lib, self.optics, self.st = grid, y, library, optics, settings
-        self.w = _weights(y)
-        self.sw = np.sqrt(self.w)
-        self.bg = _chebyshev(grid, settings.background_degree)
-        self.doublet = len(optics.wavelengths_A) > 1
 
-    def render(self, ph: _Phase, g: np.ndarray) -> np.ndarray:
-        """g = (zero_deg, log width scale, Kα2 ratio)."""
-        p = self.lib.phases[ph.index]
-        return render_phase(
-            p.d, p.f2m, self.grid, self.optics, d_scale=ph.d_scale, zero_deg=g[0], width_scale=math.exp(g[1]),
-            size_nm=math.exp(ph.log_size), kalpha2_ratio=g[2], window_fwhm=6.0,
-        )
+def n_effective(x: np.ndarray, fwhm_deg: float) -> float:
+    """Effective number of independent observations: the number of resolution elements, range / FWHM.
 
-    def linear(self, cols: np.ndarray):
-        """Scales (≥ 0) and background coefficients minimising the weighted χ², by bounded least squares.
+    On real scans the residual is dominated by model error (profile shape, texture, phases missing
+    from the library), and a misfit spans a whole peak: neighbouring points are not independent
+    (Bérar & Lelann, J. Appl. Cryst. 24 (1991) 1, correct esds for exactly this serial correlation),
+    so a χ² difference is worth about one observation per peak width, not one per point. Fixed per
+    pattern, so that every hypothesis is judged on the same footing."""
+    return max((x[-1] - x[0]) / fwhm_deg, 10.0)
 
-        Solved through the (k × k) Gram matrix of the column-normalised weighted design: its Cholesky
-        factor R turns min |M c − b|² into the equivalent min |R c − R⁻ᵀMᵀb|², which is tiny (LAPACK on the
-        N × k design is slow when BLAS threads fight for a loaded machine, and it is not needed).
-        """
-        n = cols.shape[0]
-        A = np.vstack([cols, self.bg]) if n else self.bg
-        norm = np.sqrt(((A * self.sw) ** 2).sum(axis=1))
-        norm[norm == 0] = 1.0
-        M = A / norm[:, None] * self.sw  # (k, N)
-        b = self.y * self.sw
-        G = M @ M.T
-        G[np.diag_indices_from(G)] += 1e-10
-        Mb = M @ b
-        coef = np.linalg.solve(G, Mb)
-        if n and coef[:n].min() < 0:
-            R = np.linalg.cholesky(G).T  # G = RᵀR
-            rhs = np.linalg.solve(R.T, Mb)
-            lo = np.r_[np.zeros(n), np.full(self.bg.shape[0], -np.inf)]
-            coef = lsq_linear(R, rhs, bounds=(lo, np.inf), method="bvls").x
-        coef = coef / norm
-        calc = coef @ A
-        chi2 = float(np.sum(self.w * (self.y - calc) ** 2))
-        return coef[:n], coef[n:], calc, chi2
+
+def criterion(chi2: float, k: int, n_eff: float) -> float:
+    """BIC with unknown variance and effective sample size: N_eff ln χ² + k ln N_eff (lower is better)."""
+    return n_eff * math.log(max(chi2, 1e-300)) + k * math.log(n_eff)
+
+
+# Prior width (1σ) of log March–Dollase r: strong texture in a loose powder is the exception.
+TEXTURE_SIGMA = 0.3
+
+
+def prior_penalty(phases: list[PhaseState], lattice_sigma: float) -> float:
+    """−2 ln(prior) of the phases' departures from their references (Gaussian priors, BIC units): what
+    makes an isostructural stand-in stretched by 2 % lose to the right phase at its own cell."""
+    out = 0.0
+    for p in phases:
+        out += ((p.s - 1.0) / lattice_sigma) ** 2 + float(np.sum((p.q / lattice_sigma) ** 2))
+        if p.axis >= 0:
+            out += (math.log(p.r) / TEXTURE_SIGMA) ** 2
+    return out
+
+
+def _crit(m: Model, h: _Hyp, ne: float) -> float:
+    return criterion(h.chi2, _n_params(m, h.phases), ne) + prior_penalty(h.phases, m.lattice_sigma)
 
 
 def identify_phases(
@@ -214,10 +255,12 @@ def identify_phases(
 
     ``wavelength_A`` is the (Kα1) wavelength. A doublet is modelled when ``kalpha2_A`` is given or the
     wavelength is a known anode's Kα1 (:data:`xrdid.mixtures.profile.KALPHA_LINES`); its intensity
-    ratio is refined unless ``kalpha2_ratio`` fixes it (0 for monochromatic Kα1 data).
+    ratio is fixed at ``kalpha2_ratio`` when given (the file's or the user's; 0 for monochromatic Kα1
+    data), else refined.
     """
     t0 = time.perf_counter()
     st = settings or FitSettings()
+    bounds = Bounds(d_scale=st.d_scale_range, aniso=2 * st.lattice_sigma)
     x_full, y_full = uniform_grid(np.asarray(two_theta_deg, float), np.asarray(y, float))
     ka2 = kalpha2_A if kalpha2_A is not None else kalpha2_for(wavelength_A)
     if kalpha2_ratio == 0:
@@ -227,117 +270,289 @@ def identify_phases(
     fwhm = 2.0 ** (round(4 * math.log2(estimate_fwhm(x_full, y_full))) / 4)
     step = (x_full[-1] - x_full[0]) / (x_full.size - 1)
     factor = max(1, int(fwhm / (st.points_per_fwhm * step)))
-    x, y = _bin(x_full, y_full, factor) if factor > 1 else (x_full, y_full)
-    m = _Model(x, y, library, optics, st)
-    fix_ratio = kalpha2_ratio is not None or ka2 is None
-    # Instrument width scale whose Caglioti FWHM at 2θ = 35° is ~0.7 of the (over-)estimate.
+    x, yb = _bin(x_full, y_full, factor) if factor > 1 else (x_full, y_full)
+    degree = int(min(max(round((x[-1] - x[0]) / st.background_deg_per_term), 6), 24))
+    m = Model(x, yb, library, optics, background_degree=degree)
+    m.lattice_sigma = st.lattice_sigma
+    refine_ratio = kalpha2_ratio is None and ka2 is not None
     ws0 = (0.7 * fwhm / float(np.sqrt(_caglioti2(optics, 35.0)))) ** 2
-    g = np.array([0.0, math.log(ws0), (0.5 if kalpha2_ratio is None else kalpha2_ratio) if ka2 else 0.0])
-    log.debug("estimated FWHM %.3f°, bin factor %d, width scale %.1f", fwhm, factor, ws0)
+    g0 = Globals(log_width=math.log(ws0), kalpha2_ratio=(0.5 if kalpha2_ratio is None else kalpha2_ratio) if ka2 else 0.0)
+    glob_kinds = ("zero", "width", "ka2") if refine_ratio else ("zero", "width")
+    log.debug("estimated FWHM %.3f°, bin factor %d, width scale %.1f, background degree %d", fwhm, factor, ws0, degree)
 
-    _, bgc, _calc0, chi2_bg = m.linear(np.zeros((0, x.size)))
-    phases: list[_Phase] = []
-    chi2 = chi2_bg
-    steps = []
-    screen = _screen_columns(m, fwhm)
-    rejected: set[int] = set()
-    while len(phases) < st.max_phases:
-        scales, _, calc, chi2 = _solve(m, phases, g)
-        resid = m.w * (y - calc)
-        cands = _screen(m, screen, resid, phases, rejected)
-        if not cands:
+    ne = n_effective(x, fwhm)
+    empty = np.zeros((0, x.size))
+    _, _, calc0, chi2_0 = m.linear(empty)
+    root = _Hyp([], g0, empty, np.zeros(0), calc0, chi2_0)
+    screen = _screen_columns(m, fwhm, st)
+    pool: dict[tuple, _Hyp] = {(): root}
+    beam = [root]
+    steps: list[dict] = []
+    for _level in range(st.max_phases):
+        children: dict[tuple, _Hyp] = {}
+        for h in beam:
+            crit_h = _crit(m, h, ne)
+            for idx, s0 in _screen(m, screen, m.w * (m.y - h.calc), h.phases, exclude=set())[: st.candidates]:
+                key = tuple(sorted([*h.key, idx]))
+                if key in pool or key in children:
+                    continue
+                child = _add_phase(m, h, idx, s0, st, bounds)
+                if child is None:
+                    continue
+                crit_c = _crit(m, child, ne)
+                cov = _coverage(m, child)[-1]
+                steps.append({"parent": [library.phases[p.index].id for p in h.phases], "added": library.phases[idx].id,
+                              "delta_criterion": crit_h - crit_c, "coverage": cov})
+                if crit_c < crit_h and cov >= st.min_coverage:
+                    children[key] = child
+        if not children:
             break
-        best = None
-        for idx, s0 in cands[: st.top_k]:
-            trial = [*phases, _Phase(idx, s0, math.log(_typical_size(phases, st)))]
-            trial, g_t, chi2_t = _refine(m, trial, g, fix_ratio, st.nfev_candidate)
-            if best is None or chi2_t < best[2]:
-                best = (trial, g_t, chi2_t, idx)
-        trial, g_t, chi2_t, idx = best
-        stats = _phase_stats(m, trial, g_t)
-        gain = (chi2 - chi2_t) / chi2
-        steps.append({"added": library.phases[idx].id, "gain": gain, **stats[-1]})
-        log.debug("step %d: %s gain %.4f sig %.4f cov %.3f", len(phases) + 1, library.phases[idx].id, gain,
-                  stats[-1]["significance"], stats[-1]["coverage"])
-        if gain < st.min_significance or stats[-1]["coverage"] < st.min_coverage:
-            rejected.add(idx)
-            if len(rejected) >= 2 * st.top_k:
-                break
-            continue
-        phases, g, chi2 = trial, g_t, chi2_t
+        ranked = sorted(children.values(), key=lambda c: _crit(m, c, ne))[: st.beam_width]
+        beam = []
+        for c in ranked:
+            phs, g, cols, a, calc, chi2 = refine(m, c.phases, c.g, slots_for(c.phases, m, global_kinds=glob_kinds),
+                                                 bounds, st.nfev_beam)
+            h = _Hyp(phs, g, cols, a, calc, chi2)
+            pool[h.key] = h
+            beam.append(h)
 
-    # Final refinement, then prune phases that no longer earn their place (weakest first).
-    while phases:
-        phases, g, chi2 = _refine(m, phases, g, fix_ratio, st.nfev_final)
-        stats = _phase_stats(m, phases, g)
-        bad = [i for i, s in enumerate(stats) if s["significance"] < st.min_significance or s["coverage"] < st.min_coverage]
-        if not bad:
+    # Full physics for the best few hypotheses, then pruning; the best by the criterion wins.
+    ranked = sorted(pool.values(), key=lambda h: _crit(m, h, ne))
+    finals: dict[tuple, _Hyp] = {}
+    for h in ranked[: st.final_hypotheses]:
+        f = _final(m, h, st, bounds, glob_kinds, ne)
+        if f.key not in finals or _crit(m, f, ne) < _crit(m, finals[f.key], ne):
+            finals[f.key] = f
+    # Local search: a phase swapped for a close library candidate (a polymorph, an isostructural phase
+    # at another lattice scale), refined with the same physics, replaces it when the criterion says so.
+    best = min(finals.values(), key=lambda h: _crit(m, h, ne))
+    swaps: list[list] = []
+    for _round in range(st.swap_rounds):
+        swaps, better = _alternatives(m, best, screen, st, bounds, glob_kinds, ne, finals)
+        if better is None:
             break
-        worst = min(bad, key=lambda i: stats[i]["significance"])
-        log.debug("pruning %s", library.phases[phases[worst].index].id)
-        phases = phases[:worst] + phases[worst + 1 :]
+        best = better
+    crits: dict[tuple, float] = {}
+    for h in finals.values():  # keyed by the set after pruning
+        crits[h.key] = min(crits.get(h.key, math.inf), _crit(m, h, ne))
+    best_key = best.key
+    crits[best_key] = _crit(m, best, ne)
+    alt_sets = [
+        {"phases": [library.phases[i].id for i in k], "delta_criterion": round(crits[k] - crits[best_key], 2)}
+        for k in sorted(crits, key=crits.get) if k != best_key and crits[k] - crits[best_key] <= st.alternative_margin
+    ]
+    significance = _removal_significance(m, best, ne)
+    coverage = _coverage(m, best)
 
-    stats = _phase_stats(m, phases, g) if phases else []
     # Scales, background, Rwp on the full (unbinned) data with the refined nonlinear parameters.
-    m_full = _Model(x_full, y_full, library, optics, st)
-    _, _, _, chi2_bg = m_full.linear(np.zeros((0, x_full.size)))
-    scales, bgc, calc, chi2 = _solve(m_full, phases, g)
-    background = bgc @ m_full.bg
-    x, y = x_full, y_full
-    sum_wy2 = float(np.sum(m_full.w * y * y))
-    n_par = len(phases) * 3 + m.bg.shape[0] + 3
+    mf = Model(x_full, y_full, library, optics, background_degree=degree, data=m._data)
+    _, _, _, chi2_bg = mf.linear(np.zeros((0, x_full.size)))
+    cols_full = mf.columns(best.phases, best.g)
+    scales, bgc, calc, chi2 = mf.linear(cols_full)
+    background = bgc @ mf.bg
+    sum_wy2 = float(np.sum(mf.w * y_full * y_full))
+    n_par = _n_params(m, best.phases) + mf.bg.shape[0] + len(glob_kinds)
     rwp = math.sqrt(chi2 / sum_wy2)
-    rexp = math.sqrt(max(x.size - n_par, 1) / sum_wy2)
-    results = []
-    mass = []
-    for ph, s, stt in zip(phases, scales, stats):
-        p = library.phases[ph.index]
-        mass.append(s * p.volume_A3 * ph.d_scale**3 * p.cell_mass_amu)
+    rexp = math.sqrt(max(x_full.size - n_par, 1) / sum_wy2)
+    gof = rwp / rexp
+    results, mass = [], []
+    for ph, s in zip(best.phases, scales):
+        pd = m.data(ph.index)
+        mass.append(s * pd.volume(ph) * library.phases[ph.index].cell_mass_amu)
     total = sum(mass) or 1.0
-    for ph, s, stt, mw in zip(phases, scales, stats, mass):
-        p = library.phases[ph.index]
+    ticks = []
+    for ph, s, mw, sig, cov, alts in zip(best.phases, scales, mass, significance, coverage, swaps):
+        p, pd = library.phases[ph.index], m.data(ph.index)
         results.append(PhaseResult(
             id=p.id, formula=p.formula, space_group=p.space_group, weight_fraction=float(mw / total),
-            confidence=_confidence(stt), scale=float(s), d_scale=float(ph.d_scale), size_nm=float(math.exp(ph.log_size)),
-            significance=float(stt["significance"]), coverage=float(stt["coverage"]),
+            confidence=_confidence(sig, cov), scale=float(s), d_scale=float(ph.s), size_nm=float(math.exp(ph.log_size)),
+            significance=float(sig), coverage=float(cov), cell=pd.cell(ph), strain=float(ph.strain),
+            texture=None if ph.axis < 0 else {"axis": [int(v) for v in pd.axes[ph.axis]], "march_dollase_r": round(ph.r, 4)},
+            alternatives=alts,
         ))
-    results.sort(key=lambda r: -r.weight_fraction)
+        ticks.append(_ticks(pd, ph, best.g, optics, x_full))
+    order = np.argsort([-r.weight_fraction for r in results])
+    results = [results[i] for i in order]
+    curves = scales[order, None] * cols_full[order] if len(results) else np.zeros((0, x_full.size))
+    ticks = [ticks[i] for i in order]
+    unexplained = unexplained_peaks(x_full, y_full, calc, background, fwhm, gof=gof, n_sigma=st.unexplained_sigma,
+                                    min_relative=st.unexplained_min_relative)
+    net = float(np.clip(y_full - background, 0, None).sum() * step)
+    frac = sum(p["area"] for p in unexplained) / net if net > 0 else 0.0
     return MixtureFit(
-        phases=results, rwp=rwp, rexp=rexp, gof=rwp / rexp, rwp_background_only=math.sqrt(chi2_bg / sum_wy2),
-        zero_shift_deg=float(g[0]), width_scale=float(math.exp(g[1])),
-        kalpha2_ratio=float(g[2]) if ka2 is not None else None, wavelengths_A=optics.wavelengths_A,
-        two_theta=x, y_obs=y, y_calc=calc, background=background, seconds=time.perf_counter() - t0, steps=steps,
+        phases=results, rwp=rwp, rexp=rexp, gof=gof, rwp_background_only=math.sqrt(chi2_bg / sum_wy2),
+        zero_shift_deg=best.g.zero_deg, width_scale=math.exp(best.g.log_width),
+        kalpha2_ratio=best.g.kalpha2_ratio if ka2 is not None else None, wavelengths_A=optics.wavelengths_A,
+        two_theta=x_full, y_obs=y_full, y_calc=calc, background=background, seconds=time.perf_counter() - t0,
+        steps=steps, displacement_deg=best.g.displacement_deg, phase_curves=curves, ticks=ticks,
+        unexplained=unexplained, unexplained_fraction=float(frac), alternatives=alt_sets, criterion=crits[best_key],
+        verdict=_verdict(results, unexplained, frac, st),
     )
 
 
-def _confidence(stats: dict) -> float:
-    """0–1: how much the fit needs the phase (significance, saturating near 10 % of χ²) × its coverage."""
-    return float(min(1.0, stats["coverage"]) * (1.0 - math.exp(-stats["significance"] / 0.05)))
+def _verdict(results, unexplained, frac: float, st: FitSettings) -> str:
+    if not results:
+        return "no library phase explains the pattern"
+    if frac > st.unexplained_warn:
+        return (f"the library explains the pattern only in part: {len(unexplained)} unexplained peak(s) carry "
+                f"{100 * frac:.0f} % of the diffracted intensity (a phase not in the library?)")
+    if unexplained:
+        return f"explained, except {len(unexplained)} weak peak(s) ({100 * frac:.1f} % of the diffracted intensity)"
+    return "explained by the phases found"
 
 
-def _typical_size(phases: list[_Phase], st: FitSettings) -> float:
-    return math.exp(float(np.median([p.log_size for p in phases]))) if phases else st.size_nm
+def _confidence(significance: float, coverage: float) -> float:
+    """0–1: how much the criterion needs the phase (saturating over ~10 BIC units) × its coverage."""
+    return float(min(1.0, max(coverage, 0.0)) * (1.0 - math.exp(-max(significance, 0.0) / 10.0)))
 
 
-def _solve(m: _Model, phases: list[_Phase], g):
-    cols = np.array([m.render(p, g) for p in phases]) if phases else np.zeros((0, m.grid.size))
-    return m.linear(cols)
+def _typical_size(phases: list[PhaseState], st: FitSettings) -> float:
+    return float(np.median([p.log_size for p in phases])) if phases else math.log(st.size_nm)
 
 
-def _phase_stats(m: _Model, phases: list[_Phase], g) -> list[dict]:
-    """Per phase: significance (χ² rise on removal, relative) and coverage (calc intensity under the data)."""
-    cols = np.array([m.render(p, g) for p in phases])
-    scales, _bgc, calc, chi2 = m.linear(cols)
+def _add_phase(m: Model, h: _Hyp, idx: int, s0: float, st: FitSettings, bounds: Bounds) -> _Hyp | None:
+    """h plus library phase idx from lattice scale s0, at the set's typical size: the new phase's lattice
+    scale refined, the others held (their columns reused)."""
+    new = PhaseState(idx, s=s0, q=np.zeros(m.data(idx).n_aniso), log_size=_typical_size(h.phases, st))
+    phases = [*h.phases, new]
+    cols = np.vstack([h.cols, np.zeros((1, m.grid.size))])
+    slots = slots_for(phases, m, phase_kinds=("s",), which={len(phases) - 1}, global_kinds=())
+    phs, g, cols, a, calc, chi2 = refine(m, phases, h.g, slots, bounds, st.nfev_candidate, cols=cols)
+    if a[-1] <= 0:
+        return None
+    return _Hyp(phs, g, cols, a, calc, chi2)
+
+
+def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: float) -> _Hyp:
+    """Full physics (anisotropic lattice, strain, displacement, March–Dollase where it earns its
+    parameter), then drop phases that no longer pay for themselves, weakest first."""
+    phases, g = h.phases, h.g
+    kinds = ("s", "q", "size", "strain")
+    gk = (*glob_kinds, "disp")
+    while True:
+        if not phases:
+            _, _, calc, chi2 = m.linear(np.zeros((0, m.grid.size)))
+            return _Hyp([], g, np.zeros((0, m.grid.size)), np.zeros(0), calc, chi2, final=True)
+        # Positions first with peaks blurred (×3 FWHM: a wide basin for the anisotropic lattice), then all.
+        blurred = g.copy(log_width=g.log_width + math.log(9.0))
+        phases, gb, *_ = refine(m, phases, blurred, slots_for(phases, m, phase_kinds=("s", "q"), global_kinds=("zero",)),
+                                bounds, st.nfev_final // 3)
+        g = gb.copy(log_width=g.log_width)
+        phases, g, cols, a, calc, chi2 = refine(m, phases, g, slots_for(phases, m, phase_kinds=kinds, global_kinds=gk),
+                                                bounds, st.nfev_final)
+        phases, g, cols, a, calc, chi2 = _texture(m, phases, g, cols, chi2, bounds, ne, st)
+        hyp = _Hyp(phases, g, cols, a, calc, chi2, final=True)
+        sig = _removal_significance(m, hyp, ne)
+        cov = _coverage(m, hyp)
+        bad = [i for i in range(len(phases)) if sig[i] <= 0 or cov[i] < st.min_coverage]
+        if not bad:
+            return hyp
+        worst = min(bad, key=lambda i: (cov[i] >= st.min_coverage, sig[i]))
+        log.debug("pruning %s (significance %.1f, coverage %.2f)", m.lib.phases[phases[worst].index].id, sig[worst], cov[worst])
+        phases = phases[:worst] + phases[worst + 1 :]
+
+
+def _texture(m: Model, phases, g, cols, chi2, bounds: Bounds, ne: float, st: FitSettings):
+    """For each phase, the March–Dollase axis (of the candidates) and r (plates 0.7 or needles 1.4) that
+    lower χ² most, kept only if that pays for the parameter and its prior; then r refined with the rest."""
+    changed = False
+    for i, p in enumerate(phases):
+        best = (chi2, None)
+        for ax in range(len(m.data(p.index).axes)):
+            for r in (0.7, 1.4):
+                trial = [q.copy() for q in phases]
+                trial[i] = p.copy(axis=ax, r=r)
+                c = cols.copy()
+                c[i] = m.render(trial[i], g)
+                *_, x2 = m.linear(c)
+                if x2 < best[0]:
+                    best = (x2, trial, c)
+        if best[1] is not None and ne * math.log(chi2 / best[0]) > math.log(ne) + (math.log(0.7) / TEXTURE_SIGMA) ** 2:
+            chi2, phases, cols = best
+            changed = True
+    if changed:
+        return refine(m, phases, g, slots_for(phases, m, phase_kinds=("s", "q", "size", "strain", "r"),
+                                              global_kinds=("zero", "disp", "width")), bounds, st.nfev_final // 2)
+    a, _b, calc, chi2 = m.linear(cols)
+    return phases, g, cols, a, calc, chi2
+
+
+def _removal_significance(m: Model, h: _Hyp, ne: float) -> list[float]:
+    """Per phase: criterion without it (scales and background re-solved) minus criterion with it."""
+    c_all = _crit(m, h, ne)
     out = []
-    for i in range(len(phases)):
-        others = np.delete(cols, i, axis=0)
-        *_, chi2_wo = m.linear(others)
-        contrib = scales[i] * cols[i]
-        rest = m.y - (calc - contrib)
-        tot = contrib.sum()
-        cov = float(np.minimum(contrib, np.maximum(rest, 0.0)).sum() / tot) if tot > 0 else 0.0
-        out.append({"significance": (chi2_wo - chi2) / chi2, "coverage": cov})
+    for i in range(len(h.phases)):
+        others = h.phases[:i] + h.phases[i + 1 :]
+        *_, chi2_wo = m.linear(np.delete(h.cols, i, axis=0))
+        out.append(criterion(chi2_wo, _n_params(m, others), ne) + prior_penalty(others, m.lattice_sigma) - c_all)
     return out
+
+
+def _coverage(m: Model, h: _Hyp) -> list[float]:
+    """Per phase: Σ min(m_i, max(y − (y_calc − m_i), 0)) / Σ m_i, m_i = S_i P_i — the fraction of the phase's
+    calculated intensity that the data contain once everything else is subtracted."""
+    out = []
+    for i in range(len(h.phases)):
+        contrib = h.scales[i] * h.cols[i]
+        rest = m.y - (h.calc - contrib)
+        tot = contrib.sum()
+        out.append(float(np.minimum(contrib, np.maximum(rest, 0.0)).sum() / tot) if tot > 0 else 0.0)
+    return out
+
+
+def _alternatives(m: Model, h: _Hyp, screen, st: FitSettings, bounds: Bounds, glob_kinds, ne: float,
+                  finals: dict) -> tuple[list[list], _Hyp | None]:
+    """Per phase of h, the library phases that could replace it: the screening's best candidates for the
+    data the other phases leave, each put in its place (quick fit); those within ``swap_margin`` of h get
+    the full refinement (stored in ``finals``). Returns (per phase, the replacements within
+    ``alternative_margin`` of h: polymorphs, isostructural or same-formula candidates the data cannot
+    tell apart; the best swapped hypothesis if it beats h, else None)."""
+    crit_h = _crit(m, h, ne)
+    out, better = [], None
+    taken = {p.index for p in h.phases}
+    for i in range(len(h.phases)):
+        others = [p for j, p in enumerate(h.phases) if j != i]
+        cols = np.delete(h.cols, i, axis=0)
+        a, _b, calc, chi2 = m.linear(cols)
+        base = _Hyp(others, h.g, cols, a, calc, chi2)
+        alts = []
+        for idx, s0 in _screen(m, screen, m.w * (m.y - calc), others, exclude=taken)[: st.swap_candidates]:
+            c = _add_phase(m, base, idx, s0, st, bounds)
+            if c is None:
+                continue
+            delta = _crit(m, c, ne) - crit_h
+            log.debug("swap %s -> %s: quick delta %.1f", m.lib.phases[h.phases[i].index].id, m.lib.phases[idx].id, delta)
+            if delta > st.swap_margin:
+                continue
+            if c.key not in finals:
+                finals[c.key] = _final(m, c, st, bounds, glob_kinds, ne)
+            f = finals[c.key]
+            delta = _crit(m, f, ne) - crit_h
+            log.debug("  refined: delta %.1f (%s)", delta, [m.lib.phases[p.index].id for p in f.phases])
+            if delta < 0 and (better is None or _crit(m, f, ne) < _crit(m, better, ne)):
+                better = f
+            if delta <= st.alternative_margin and idx in f.key:
+                p = m.lib.phases[idx]
+                alts.append({"id": p.id, "formula": p.formula, "space_group": p.space_group,
+                             "delta_criterion": round(float(delta), 2)})
+        out.append(sorted(alts, key=lambda d: d["delta_criterion"]))
+    return out, better
+
+
+def _ticks(pd, ph: PhaseState, g: Globals, optics: Optics, x: np.ndarray) -> list[tuple[float, float]]:
+    """(2θ of Kα1, intensity relative to the strongest, 0–100) of the phase's reflections in range."""
+    d = pd.d(ph)
+    s = optics.wavelengths_A[0] / (2 * d)
+    ok = s < 1
+    th = np.arcsin(s[ok])
+    tt = np.degrees(2 * th) + g.zero_deg + g.displacement_deg * np.cos(th)
+    lp = (1 + np.cos(2 * th) ** 2) / (np.sin(th) ** 2 * np.cos(th))
+    inten = (pd.f2m * np.broadcast_to(pd.texture(ph), pd.f2m.shape))[ok] * lp
+    sel = (tt >= x[0]) & (tt <= x[-1])
+    if not sel.any():
+        return []
+    inten = 100 * inten[sel] / inten[sel].max()
+    return [(float(a), float(b)) for a, b in zip(tt[sel], inten)]
 
 
 def _caglioti2(optics: Optics, two_theta_deg: float) -> float:
@@ -346,14 +561,15 @@ def _caglioti2(optics: Optics, two_theta_deg: float) -> float:
     return U * t * t + V * t + W
 
 
-def _screen_columns(m: _Model, fwhm: float):
-    """Every library phase rendered at every screening d scale on every second grid point (cached per grid).
+def _screen_columns(m: Model, fwhm: float, st: FitSettings):
+    """Every library phase at every screening d scale on every second grid point (cached per grid).
 
     Gaussian peaks of about the estimated FWHM (an overestimate) at 2θ = 35°; the d-scale step is
-    ``screen_step_per_fwhm`` × FWHM, so a step moves a peak at 2θ ≈ 40° by about half a FWHM.
-    Returns (scales, list of (S, N/2) arrays, coarse index).
+    ``screen_step_per_fwhm`` × FWHM, so a step moves a peak at 2θ ≈ 40° by about half a FWHM. Each phase
+    is rendered once, at scale 1 on a grid padded by the scale range, and mapped to the other scales:
+    scaling d by s moves a peak from 2θ' to 2θ with sin θ' = s sin θ (widths follow, which screening
+    does not mind). Returns (scales, list of (S, N/2) float32 arrays, coarse index).
     """
-    st = m.st
     lo, hi = st.screen_step_bounds
     step = min(max(st.screen_step_per_fwhm * fwhm, lo), hi)
     n_half = math.ceil(st.d_scale_range / step)
@@ -362,10 +578,18 @@ def _screen_columns(m: _Model, fwhm: float):
     ws = (fwhm / math.sqrt(_caglioti2(m.optics, 35.0))) ** 2
     key = (m.grid[0], m.grid[-1], m.grid.size, m.optics, st.d_scale_range, step, ws)
     if key not in m.lib.screen_cache:
+        x = m.grid[coarse]
+        half = np.radians(x) / 2
+        # Where each scale's grid point falls on the scale-1 render: sin θ' = s sin θ.
+        src = np.degrees(2 * np.arcsin(np.clip(scales[:, None] * np.sin(half)[None, :], 0.0, 1.0)))
+        dx = x[1] - x[0]
+        pad_lo = math.floor(min(src.min(), x[0]) / dx) * dx
+        pad = np.arange(pad_lo, max(src.max(), x[-1]) + 2 * dx, dx)
         cols = []
         for p in m.lib.phases:
-            c = render_phase(p.d, p.f2m, m.grid[coarse], m.optics, d_scale=scales, width_scale=ws,
-                             size_nm=5000.0, kalpha2_ratio=0.5, window_fwhm=3.0)
+            base = render_phase(p.d, p.f2m, pad, m.optics, width_scale=ws, size_nm=5000.0, kalpha2_ratio=0.5,
+                                window_fwhm=3.0)
+            c = np.interp(src.ravel(), pad, base).reshape(src.shape)
             nrm = np.sqrt((c * c).sum(axis=1, keepdims=True))
             cols.append((c / np.maximum(nrm, 1e-300)).astype(np.float32))
         m.lib.screen_cache.clear()  # one grid at a time: bounded memory
@@ -373,22 +597,23 @@ def _screen_columns(m: _Model, fwhm: float):
     return scales, m.lib.screen_cache[key], coarse
 
 
-def _screen(m: _Model, screen, resid_w: np.ndarray, phases: list[_Phase], rejected: set[int]):
+def _screen(m: Model, screen, resid_w: np.ndarray, phases: list[PhaseState], exclude: set[int]):
     """Candidates ranked by the χ² drop of adding them alone to the current fit: (r·p)²/(p·W·p), r·p > 0.
 
     r = W(y − calc) is orthogonal to the current model's columns, so r·p is exact for the new column;
     the denominator leaves out the projection on the current columns (it can only raise the true gain).
+    Phases already in the set, in ``exclude``, or of the same (formula, space group) as one in the set
+    are skipped. Returns [(library index, best d scale)].
     """
     scales, cols, coarse = screen
-    # Pairwise bin sums put the residual on the coarse grid the columns were rendered on.
     n = coarse.size
     r = np.add.reduceat(resid_w, coarse)[:n].astype(np.float32)
     w = np.add.reduceat(m.w, coarse)[:n].astype(np.float32)
-    taken = {p.index for p in phases}
-    chosen = [(m.lib.phases[i].formula, m.lib.phases[i].space_group) for i in taken]
+    taken = {p.index for p in phases} | exclude
+    chosen = {(m.lib.phases[p.index].formula, m.lib.phases[p.index].space_group) for p in phases}
     out = []
     for i, c in enumerate(cols):
-        if i in taken or i in rejected or (m.lib.phases[i].formula, m.lib.phases[i].space_group) in chosen:
+        if i in taken or (m.lib.phases[i].formula, m.lib.phases[i].space_group) in chosen:
             continue
         num = c @ r
         den = (c * c) @ w
@@ -398,74 +623,3 @@ def _screen(m: _Model, screen, resid_w: np.ndarray, phases: list[_Phase], reject
             out.append((float(gain[j]), i, float(scales[j])))
     out.sort(reverse=True)
     return [(i, s) for _, i, s in out]
-
-
-def _refine(m: _Model, phases: list[_Phase], g, fix_ratio: bool, max_iter: int):
-    """Levenberg–Marquardt over the nonlinear parameters — per phase (d scale, log size), globally (zero
-    shift, log width scale, Kα2 ratio) — with the scales and background solved exactly at every point
-    (variable projection; Kaufman's Jacobian: derivative columns projected off the linear columns).
-    Derivatives by finite differences that re-render only what a parameter changes; bounds by clipping.
-    Returns (phases, globals, χ²)."""
-    n = len(phases)
-    R = m.st.d_scale_range
-    n_glob = 2 if fix_ratio else 3
-    lo = np.r_[np.full(n, 1 - R), np.full(n, math.log(3.0)), -0.3, math.log(0.1), 0.0][: 2 * n + n_glob]
-    hi = np.r_[np.full(n, 1 + R), np.full(n, math.log(5000.0)), 0.3, math.log(5000.0), 0.6][: 2 * n + n_glob]
-    theta = np.clip(np.r_[[p.d_scale for p in phases], [p.log_size for p in phases], g[:n_glob]], lo, hi)
-
-    def unpack(t):
-        gg = np.array(g, float)
-        gg[:n_glob] = t[2 * n :]
-        return [_Phase(p.index, float(t[i]), float(t[n + i])) for i, p in enumerate(phases)], gg
-
-    def evaluate(t):
-        phs, gg = unpack(t)
-        cols = np.array([m.render(p, gg) for p in phs])
-        a, _b, calc, chi2 = m.linear(cols)
-        return cols, a, calc, chi2
-
-    cols, a, calc, chi2 = evaluate(theta)
-    lam = 1e-3
-    for _ in range(max_iter):
-        phs, gg = unpack(theta)
-        total = a @ cols
-        D = np.empty((theta.size, m.grid.size))
-        for i, p in enumerate(phs):
-            h = 1e-4
-            D[i] = a[i] * (m.render(_Phase(p.index, p.d_scale + h, p.log_size), gg) - cols[i]) / h
-            h = 0.05
-            D[n + i] = a[i] * (m.render(_Phase(p.index, p.d_scale, p.log_size + h), gg) - cols[i]) / h
-        D[2 * n] = -np.gradient(total, m.grid)  # a zero shift moves every peak: ∂/∂z = −∂/∂(2θ)
-        for k in range(1, n_glob):
-            g2 = gg.copy()
-            g2[k] += 0.02
-            D[2 * n + k] = (a @ np.array([m.render(p, g2) for p in phs]) - total) / 0.02
-        # Weighted, projected off the span of the linear columns (phases and background).
-        L = np.vstack([cols, m.bg]) * m.sw
-        Dw = D * m.sw
-        G = L @ L.T
-        G[np.diag_indices_from(G)] += 1e-12 * np.trace(G) / G.shape[0]
-        Dw = Dw - np.linalg.solve(G, L @ Dw.T).T @ L
-        JtJ = Dw @ Dw.T
-        Jtr = Dw @ (m.sw * (m.y - calc))
-        improved = False
-        for _ in range(6):
-            Amat = JtJ + lam * np.diag(np.diag(JtJ) + 1e-30)
-            try:
-                step = np.linalg.solve(Amat, Jtr)
-            except np.linalg.LinAlgError:
-                lam *= 10
-                continue
-            t_new = np.clip(theta + step, lo, hi)
-            c_new, a_new, calc_new, chi2_new = evaluate(t_new)
-            if chi2_new < chi2:
-                rel = (chi2 - chi2_new) / chi2
-                theta, cols, a, calc, chi2 = t_new, c_new, a_new, calc_new, chi2_new
-                lam = max(lam / 3, 1e-7)
-                improved = True
-                break
-            lam *= 4
-        if not improved or rel < 1e-5:
-            break
-    phs, gg = unpack(theta)
-    return phs, gg, chi2

@@ -24,7 +24,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # Bump when what is cached (sticks, volumes, masses) would change.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 class LibraryError(ValueError):
@@ -33,7 +33,13 @@ class LibraryError(ValueError):
 
 @dataclass
 class LibraryPhase:
-    """One reference phase: sticks (d Å, |F|²·m) of the cell whose volume (Å³) and mass (amu) are given."""
+    """One reference phase: sticks (d Å, |F|²·m, one representative hkl each) of the cell whose volume (Å³)
+    and mass (amu) are given, with what lattice refinement and texture need.
+
+    recip_metric: G* (3×3, Å⁻²), 1/d² = h G* hᵀ for a row h = (h, k, l) in the basis of the CIF's cell.
+    rotations: (m, 3, 3) int, the Laue group's rotations acting on rows as h ↦ h R (spglib, symprec 0.01,
+        with the inversion), for the symmetry-allowed lattice deformations and texture equivalents.
+    """
 
     id: str
     formula: str
@@ -42,6 +48,9 @@ class LibraryPhase:
     cell_mass_amu: float
     d: np.ndarray
     f2m: np.ndarray
+    hkl: np.ndarray
+    recip_metric: np.ndarray
+    rotations: np.ndarray
 
 
 @dataclass
@@ -124,10 +133,39 @@ def _phase_from_structure(pid: str, structure, d_min: float) -> LibraryPhase:
         sg = int(structure.get_space_group_info(symprec=0.1)[1])
     except Exception as exc:  # the space group is informative only
         log.debug("%s: no space group at symprec 0.1 (%s)", pid, exc)
+    lattice = np.array(structure.lattice.matrix, dtype=np.float64)
+    recip = np.linalg.inv(lattice).T  # rows a*, b*, c*
     return LibraryPhase(
         id=pid, formula=comp.reduced_formula, space_group=sg, volume_A3=float(structure.volume),
         cell_mass_amu=float(comp.weight), d=np.asarray(sticks.d, float), f2m=np.asarray(sticks.f2m, float),
+        hkl=np.asarray(sticks.hkl, np.int32), recip_metric=recip @ recip.T, rotations=_laue_rotations(structure),
     )
+
+
+def _laue_rotations(structure) -> np.ndarray:
+    """The Laue group (point group + inversion) as integer matrices acting on hkl rows, h ↦ h R.
+
+    spglib's rotations W act on fractional coordinates x ↦ W x; h·x is invariant when h ↦ h W⁻¹, and
+    the group contains W⁻¹ with W, so {W} acting on rows is the same set. Only the identity and the
+    inversion if spglib finds nothing (the lattice is then refined as triclinic: never wrongly constrained).
+    """
+    import spglib
+
+    # One type per distinct site occupancy (a mixed site is its own type).
+    kinds: dict[str, int] = {}
+    types = [kinds.setdefault(str(sorted(site.species.as_dict().items())), len(kinds) + 1) for site in structure]
+    cell = (structure.lattice.matrix, structure.frac_coords, types)
+    rots = None
+    try:
+        sym = spglib.get_symmetry(cell, symprec=0.01)
+        if sym is not None:
+            rots = np.asarray(sym["rotations"], dtype=np.int32)
+    except Exception as exc:  # spglib raises on degenerate cells
+        log.debug("spglib failed (%s): triclinic constraints", exc)
+    if rots is None or len(rots) == 0:
+        rots = np.eye(3, dtype=np.int32)[None]
+    rots = np.concatenate([rots, -rots])
+    return np.unique(rots.reshape(len(rots), 9), axis=0).reshape(-1, 3, 3)
 
 
 def load_library(path: str | os.PathLike, d_min_A: float, *, cache_dir: str | os.PathLike | None = None) -> Library:
@@ -171,13 +209,16 @@ def load_library(path: str | os.PathLike, d_min_A: float, *, cache_dir: str | os
     return Library(phases=phases, source=str(path), d_min_A=d_min_A, errors=errors)
 
 
+_ARRAYS = ("d", "f2m", "hkl", "recip_metric", "rotations")
+
+
 def _read_cache(file: Path) -> dict:
     try:
         with np.load(file, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             out = {}
             for h, items in meta.items():
-                out[h] = [{**m, "d": z[f"{h}_{i}_d"], "f2m": z[f"{h}_{i}_f"]} for i, m in enumerate(items)]
+                out[h] = [{**m, **{k: z[f"{h}_{i}_{k}"] for k in _ARRAYS}} for i, m in enumerate(items)]
             return out
     except FileNotFoundError:
         return {}
@@ -191,8 +232,9 @@ def _write_cache(file: Path, entries: dict) -> None:
     for h, items in entries.items():
         meta[h] = []
         for i, p in enumerate(items):
-            meta[h].append({k: v for k, v in p.items() if k not in ("d", "f2m")})
-            arrays[f"{h}_{i}_d"], arrays[f"{h}_{i}_f"] = p["d"], p["f2m"]
+            meta[h].append({k: v for k, v in p.items() if k not in _ARRAYS})
+            for k in _ARRAYS:
+                arrays[f"{h}_{i}_{k}"] = p[k]
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.with_suffix(f".tmp{os.getpid()}.npz")

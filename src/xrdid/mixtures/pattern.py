@@ -37,17 +37,25 @@ def identify_in_pattern(
     kalpha2_ratio: float | None = None,
     max_phases: int | None = None,
     use_cache: bool = True,
+    lattice_sigma: float | None = None,
 ) -> tuple[MixtureFit, int]:
     """Phases of ``library`` (a CIF folder or structures parquet) in ``pattern``: (fit, library size).
 
     The wavelength is the file's, else ``wavelength_A``, else PatternError; the file's Kα2, when it
-    states one, is fitted with the ratio refined unless ``kalpha2_ratio`` fixes it. Raises LibraryError
-    for an unusable library.
+    states one, is fitted with the file's Kα2/Kα1 ratio when it states one, else refined, unless
+    ``kalpha2_ratio`` fixes it. ``lattice_sigma``: see :class:`FitSettings`. Raises LibraryError for an
+    unusable library.
     """
     lam = pattern.resolve_wavelength(wavelength_A)
     two_theta, y = two_theta_of(pattern, lam)
-    settings = FitSettings() if max_phases is None else replace(FitSettings(), max_phases=max_phases)
+    settings = FitSettings()
+    if max_phases is not None:
+        settings = replace(settings, max_phases=max_phases)
+    if lattice_sigma is not None:
+        settings = replace(settings, lattice_sigma=lattice_sigma)
     ka2 = pattern.meta.get("kalpha2_A")
+    if kalpha2_ratio is None and pattern.meta.get("kalpha2_ratio") is not None:
+        kalpha2_ratio = float(pattern.meta["kalpha2_ratio"])
     lam_long = max(lam, float(ka2) if ka2 else lam)
     d_min = d_min_for(lam_long, min(float(two_theta[-1]) + 1.0, 179.0)) / (1 + settings.d_scale_range)
     phases = load_library(library, d_min, cache_dir=default_cache_dir() if use_cache else None)

@@ -1,7 +1,7 @@
 r"""Absolute-scale rendering of one phase's sticks on a measured 2θ grid (numpy).
 
 The physics is that of :mod:`xrdid.instrument.render` (same Lorentz–polarisation, Caglioti Gaussian
-width, Scherrer Lorentzian width, Thompson–Cox–Hastings pseudo-Voigt, Kα1/Kα2 lines), but the result is
+width, Scherrer Lorentzian width, Thompson–Cox–Hastings pseudo-Voigt from its ``_tch``, Kα1/Kα2 lines), but the result is
 *not* normalised: a reflection of spacing d and :math:`|F|^2 m` (``f2m``) contributes, for each line
 λ_k of weight w_k, a peak of area
 
@@ -23,6 +23,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from xrdid.instrument.render import _tch
 
 _SCHERRER_K = 0.9
 _LN2 = math.log(2.0)
@@ -71,16 +73,21 @@ def render_phase(
     *,
     d_scale=1.0,
     zero_deg: float = 0.0,
+    displacement_deg: float = 0.0,
     width_scale: float = 1.0,
     size_nm: float = 200.0,
+    strain: float = 0.0,
     kalpha2_ratio: float = 0.5,
     window_fwhm: float = 8.0,
 ) -> np.ndarray:
     """Pattern of one phase on the uniform 2θ ``grid`` (deg), intensity per degree (area-exact).
 
     ``d_scale`` may be a scalar or a 1-D array of S lattice scales; the result is (N,) or (S, N).
-    ``width_scale`` multiplies the Caglioti U, V, W (so the Gaussian FWHM by its square root);
-    ``size_nm`` is the Scherrer crystallite size for the Lorentzian FWHM Kλ/(L cosθ) (K = 0.9).
+    Peak positions: 2θ_Bragg + ``zero_deg`` + ``displacement_deg`` · cos θ (a flat sample displaced by s
+    from the goniometer axis of radius R shifts peaks by −2s cosθ/R rad: ``displacement_deg`` is that
+    −2s/R in degrees). Widths: ``width_scale`` multiplies the Caglioti U, V, W (the instrument's Gaussian);
+    microstrain ε = Δd/d adds a Gaussian FWHM 4ε tanθ (rad); ``size_nm`` is the Scherrer crystallite size of
+    the Lorentzian FWHM Kλ/(L cosθ) (K = 0.9); the two are combined by Thompson–Cox–Hastings.
     """
     grid = np.asarray(grid, dtype=np.float64)
     scales = np.atleast_1d(np.asarray(d_scale, dtype=np.float64))
@@ -106,6 +113,7 @@ def render_phase(
     # as the training renderer, so that a peak's sum over the grid does not alias.
     bin_g2 = 8 * _LN2 * step**2 / 12
     min_g2 = (1.2 * step) ** 2
+    strain_deg = 4.0 * _DEG * max(float(strain), 0.0)
     cols = []
     for lam, wgt in lines:
         s = lam / (2.0 * dd)
@@ -115,8 +123,8 @@ def render_phase(
         tan_t = sin_t / cos_t
         cos2t = 1.0 - 2.0 * sin_t * sin_t
         lp = (1.0 + km * cos2t * cos2t) / ((1.0 + km) * sin_t * sin_t * cos_t)
-        centre = 2.0 * _DEG * theta + zero_deg
-        g2 = np.maximum(U * tan_t * tan_t + V * tan_t + W + bin_g2, min_g2)
+        centre = 2.0 * _DEG * theta + zero_deg + displacement_deg * cos_t
+        g2 = np.maximum(U * tan_t * tan_t + V * tan_t + W + bin_g2 + (strain_deg * tan_t) ** 2, min_g2)
         gam_l = _DEG * _SCHERRER_K * lam / (size_A * cos_t)
         gam, eta = _tch(np.sqrt(g2), gam_l)
         area = wgt * ff * lp
@@ -150,14 +158,3 @@ def render_phase(
             out += np.bincount(flat, weights=prof[inside], minlength=S * N)
     out = out.reshape(S, N)
     return out if np.ndim(d_scale) else out[0]
-
-
-def _tch(gam_g: np.ndarray, gam_l: np.ndarray):
-    """Thompson–Cox–Hastings pseudo-Voigt (J. Appl. Cryst. 20 (1987) 79): total FWHM and Lorentz fraction η."""
-    g, l = gam_g, gam_l
-    g2, l2 = g * g, l * l
-    gam = (g2 * g2 * g + 2.69269 * g2 * g2 * l + 2.42843 * g2 * g * l2 + 4.47163 * g2 * l2 * l
-           + 0.07842 * g * l2 * l2 + l2 * l2 * l) ** 0.2
-    q = l / gam
-    eta = np.clip(1.36603 * q - 0.47719 * q * q + 0.11116 * q * q * q, 0.0, 1.0)
-    return gam, eta

@@ -187,7 +187,9 @@ def classify_upload(
             raise ApiError(500, f"the server's phase library is unusable: {exc}", "library") from None
         except PatternError as exc:
             raise ApiError(422, named(exc), "unreadable") from None
-        result["phases"] = fit.to_dict()
+        from xrdid.mixtures.plot import fit_figure_data_url
+
+        result["phases"] = {**fit.to_dict(), "figure": fit_figure_data_url(fit, title=name)}
     return {
         "file": name,
         **result,

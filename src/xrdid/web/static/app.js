@@ -171,10 +171,18 @@ function render(res) {
       if (ph.space_group != null) parts.push(`No. ${ph.space_group}`);
       if (ph.weight_fraction != null) parts.push(`${pct(ph.weight_fraction)} by weight`);
       if (ph.confidence != null) parts.push(`confidence ${ph.confidence.toFixed(2)}`);
+      const alts = (ph.alternatives || []).map((a) => a.formula + (a.space_group != null ? ` (No. ${a.space_group})` : ""));
+      if (alts.length) parts.push(`or ${alts.join(", ")}`);
       li.textContent = parts.join(" · ");
       ul.append(li);
     }
     if (phases.length === 0) ul.textContent = "no library phase found";
+    // The fit's verdict (unexplained peaks: a phase not in the library?) and its figure.
+    const fit = Array.isArray(res.phases) ? null : res.phases;
+    $("r-phase-verdict").textContent = fit && fit.verdict ? fit.verdict : "";
+    const img = $("r-phase-figure");
+    img.hidden = !(fit && fit.figure);
+    if (fit && fit.figure) img.src = fit.figure;
   }
   drawPlot($("plot"), res.pattern, res.cell && res.cell.reflections);
 }

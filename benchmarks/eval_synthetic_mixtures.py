@@ -1,0 +1,125 @@
+"""Phase identification on synthetic mixtures of 2–5 phases, and its speed against a 100-phase library.
+
+    python benchmarks/eval_synthetic_mixtures.py [--phases 2 3 4 5] [--per-size 10] [--seed 0]
+                                                 [--library-size 100] [--data ../shared/data]
+
+The library: the reference CIFs of ../shared/data/library (90), topped up to ``--library-size`` with
+pymatgen's AFLOW prototypes (real structures, every crystal system; all of them when the shared data
+are absent). Mixtures: xrdid.mixtures.synthetic (random library phases of distinct formula and space
+group, Dirichlet weight fractions ≥ 8 wt%, lattice departures of 0.2 %, sizes, strain, texture for 30 %
+of the phases, zero shift, displacement, Cu Kα1/Kα2, backgrounds with amorphous humps, Poisson noise),
+seeded. Scoring as for the measured mixtures (xrdid.mixtures.evaluate): exact sets, recall, precision,
+weight-fraction error where the set is exact.
+
+Speed: seconds per pattern (one BLAS thread, the library's screening renders built once beforehand),
+and as a ratio to a reference measured in the same run on the same core: rendering every library
+phase once on the pattern grid (the unit of work the fit repeats), so the ratio holds on a loaded
+machine. The target is < 1 s per pattern on an idle core.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def build_library(data: Path, size: int, folder: Path) -> None:
+    """``size`` CIFs in ``folder``: the shared library's, then AFLOW prototypes (first by tag)."""
+    n = 0
+    lib = data / "library"
+    if lib.is_dir():
+        for f in sorted(lib.glob("*.cif"))[:size]:
+            shutil.copy(f, folder / f.name)
+            n += 1
+    if n < size:
+        from check_exactness import prototype_structures
+
+        for tag, s in sorted(prototype_structures(max_sites=40), key=lambda t: t[0]):
+            if n >= size:
+                break
+            s.to(filename=str(folder / f"{tag.replace(':', '_').replace('/', '_')}.cif"))
+            n += 1
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--phases", type=int, nargs="+", default=[2, 3, 4, 5])
+    ap.add_argument("--per-size", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--library-size", type=int, default=100)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    args = ap.parse_args(argv)
+
+    from xrdid.mixtures import identify_phases, load_library
+    from xrdid.mixtures.evaluate import score_mixture, summarise
+    from xrdid.mixtures.fit import FitSettings
+    from xrdid.mixtures.profile import Optics, render_phase
+    from xrdid.mixtures.synthetic import draw_phases, synthetic_mixture
+    from xrdid.simulate.sticks import d_min_for
+
+    settings = FitSettings()
+    with tempfile.TemporaryDirectory() as tmp:
+        build_library(args.data, args.library_size, Path(tmp))
+        d_min = d_min_for(1.5444, 100.0) / (1 + settings.d_scale_range)
+        library = load_library(tmp, d_min)
+    print(f"library: {len(library)} phases ({len(library.errors)} failed)")
+
+    rng = np.random.default_rng(args.seed)
+    cases = []
+    for n in args.phases:
+        for _ in range(args.per_size):
+            idx, w = draw_phases(library, n, rng)
+            cases.append((n, synthetic_mixture(library, idx, w, rng)))
+
+    # Warm-up: the screening renders of this grid (shared by every pattern on it) and the imports.
+    x0, y0 = cases[0][1].two_theta, cases[0][1].y
+    identify_phases(x0, y0, 1.5405929, library, settings=settings)
+    optics = Optics((1.5405929, 1.544414))
+
+    def reference() -> float:
+        t = time.perf_counter()
+        for p in library.phases:
+            render_phase(p.d, p.f2m, x0, optics, width_scale=4.0, size_nm=100.0)
+        return time.perf_counter() - t
+
+    refs = [reference()]
+    by_n: dict[int, list] = {}
+    times = []
+    for n, mix in cases:
+        t = time.perf_counter()
+        fit = identify_phases(mix.two_theta, mix.y, 1.5405929, library, settings=settings)
+        times.append(time.perf_counter() - t)
+        refs.append(reference())
+        sc = score_mixture([[pid] for pid in mix.phase_ids], [(p.id, p.weight_fraction) for p in fit.phases],
+                           mix.weight_fractions)
+        by_n.setdefault(n, []).append(sc)
+        if not sc.exact:
+            print(f"  {n} phases, not exact: true {sorted(mix.phase_ids)}; found {sorted(p.id for p in fit.phases)}")
+    print(f"\n{'phases':>6} {'n':>3} {'exact':>7} {'recall':>7} {'precision':>9} {'wt err (wt%)':>12}")
+    for n, scores in by_n.items():
+        s = summarise(scores)
+        print(f"{n:>6} {s['mixtures']:>3} {s['exact_fraction']:>7.2f} {s['recall']:>7.2f} {s['precision']:>9.2f} "
+              f"{s['wt_error_wt_pct']:>12.2f}")
+    ref = float(np.median(refs))
+    t_med = float(np.median(times))
+    print(f"\nspeed: {t_med:.2f} s per pattern (median; max {max(times):.2f} s) against {len(library)} phases; "
+          f"reference (render every library phase once) {ref:.3f} s; ratio {t_med / ref:.1f}×")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""The physical model of a measured scan: phase states, their rendering, the background and the linear solve.
+
+A phase state carries what is refined per phase: an isotropic lattice scale s (d = s·d_lib), the
+symmetry-allowed anisotropic deformation q of the reciprocal metric, the crystallite size, the
+microstrain and the March–Dollase texture (axis, r). Global parameters (:class:`Globals`) are the zero
+shift, the sample displacement, the instrument width scale and the Kα2/Kα1 ratio.
+
+Lattice refinement. With h a row (h, k, l) in the basis of the library cell, 1/d² = h G* hᵀ. A rotation
+R of the Laue group maps h ↦ h R and leaves d unchanged, so an allowed metric satisfies R G* Rᵀ = G*.
+The symmetric matrices with that property are a linear space, spanned by the group averages
+⟨R E Rᵀ⟩ of the six elementary symmetric matrices E: dimension 1 (cubic), 2 (tetragonal, hexagonal,
+trigonal), 3 (orthorhombic), 4 (monoclinic), 6 (triclinic). Its part orthogonal to G*_lib (the
+isotropic direction, which s already covers) is refined as q, with
+:math:`G^* = (G^*_{lib} + \\sum_k q_k B_k)/s^2`, each B_k scaled to the norm of G*_lib so that q_k is a
+relative change of 1/d² along that direction. Cell volume: V = det(G*)^(-1/2).
+
+March–Dollase (J. Appl. Cryst. 19 (1986) 267). A reflection whose normal makes the angle α with the
+preferred axis is multiplied by :math:`P = ⟨(r^2\\cos^2α + \\sin^2α / r)^{-3/2}⟩`, the mean over the
+reflection's symmetry equivalents (the stick carries their summed intensity); r = 1 is no texture, r < 1
+plates stacked on the axis, r > 1 needles along it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from scipy.optimize import lsq_linear
+
+from xrdid.mixtures.library import Library, LibraryPhase
+from xrdid.mixtures.profile import Optics, render_phase
+
+# Candidate texture axes (reciprocal-lattice directions of the library cell), deduplicated per phase by
+# the Laue group: the cell axes and the two low-index diagonals cover the habits of most powders.
+TEXTURE_AXES = np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0], [1, 1, 0], [1, 1, 1]], dtype=np.float64)
+
+
+@dataclass
+class PhaseState:
+    index: int  # into library.phases
+    s: float = 1.0
+    q: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    log_size: float = math.log(300.0)
+    strain: float = 0.0
+    axis: int = -1  # index into PhaseData.axes; -1: no texture
+    r: float = 1.0
+
+    def copy(self, **kw) -> PhaseState:
+        return replace(self, q=np.array(self.q, float), **kw)
+
+
+@dataclass
+class Globals:
+    zero_deg: float = 0.0
+    displacement_deg: float = 0.0  # Δ2θ = displacement_deg · cos θ
+    log_width: float = 0.0  # log of the factor on the instrument's Caglioti U, V, W
+    kalpha2_ratio: float = 0.5
+
+    def copy(self, **kw) -> Globals:
+        return replace(self, **kw)
+
+
+class PhaseData:
+    """What rendering one library phase under refinement needs, computed once per phase."""
+
+    def __init__(self, p: LibraryPhase):
+        self.phase = p
+        keep = (p.d > 0) & (p.f2m > 0)
+        self.d0, self.f2m = p.d[keep], p.f2m[keep]
+        h = p.hkl[keep].astype(np.float64)
+        self.hkl = h
+        G0 = np.asarray(p.recip_metric, float)
+        self.G0 = G0
+        self.inv_d2_0 = 1.0 / self.d0**2
+        self.basis = _deformation_basis(G0, np.asarray(p.rotations, float))
+        # h B_k hᵀ per stick: (k, n)
+        self.hBh = np.einsum("ni,kij,nj->kn", h, self.basis, h) if len(self.basis) else np.zeros((0, h.shape[0]))
+        self.axes = _distinct_axes(TEXTURE_AXES, np.asarray(p.rotations, float))
+        self._cos2: dict[int, np.ndarray] = {}
+
+    @property
+    def n_aniso(self) -> int:
+        return len(self.basis)
+
+    def d(self, ps: PhaseState) -> np.ndarray:
+        inv = self.inv_d2_0 + (ps.q @ self.hBh if ps.q.size else 0.0)
+        return ps.s / np.sqrt(np.maximum(inv, 1e-12))
+
+    def metric(self, ps: PhaseState) -> np.ndarray:
+        G = self.G0 + (np.tensordot(ps.q, self.basis, axes=1) if ps.q.size else 0.0)
+        return G / ps.s**2
+
+    def volume(self, ps: PhaseState) -> float:
+        return float(1.0 / math.sqrt(max(np.linalg.det(self.metric(ps)), 1e-30)))
+
+    def cell(self, ps: PhaseState) -> tuple[float, ...]:
+        """(a, b, c in Å, α, β, γ in degrees) of the refined cell, in the library cell's setting."""
+        g = np.linalg.inv(self.metric(ps))
+        a, b, c = np.sqrt(np.diag(g))
+        ang = [math.degrees(math.acos(np.clip(g[i, j] / (x * y), -1, 1)))
+               for (i, j), (x, y) in (((1, 2), (b, c)), ((0, 2), (a, c)), ((0, 1), (a, b)))]
+        return (float(a), float(b), float(c), *ang)
+
+    def cos2(self, axis: int) -> np.ndarray:
+        """cos²α between every symmetry equivalent of each stick's normal and texture axis ``axis``: (n, m)."""
+        if axis not in self._cos2:
+            a = self.axes[axis]
+            R = np.asarray(self.phase.rotations, float)
+            eq = np.einsum("ni,mij->nmj", self.hkl, R)  # (n, m, 3)
+            ga = self.G0 @ a
+            num = eq @ ga
+            den = np.einsum("nmi,ij,nmj->nm", eq, self.G0, eq) * float(a @ ga)
+            self._cos2[axis] = np.clip(num * num / np.maximum(den, 1e-30), 0.0, 1.0)
+        return self._cos2[axis]
+
+    def texture(self, ps: PhaseState) -> np.ndarray | float:
+        if ps.axis < 0 or ps.r == 1.0:
+            return 1.0
+        c2 = self.cos2(ps.axis)
+        r = ps.r
+        return ((r * r * c2 + (1.0 - c2) / r) ** -1.5).mean(axis=1)
+
+
+def _deformation_basis(G0: np.ndarray, rots: np.ndarray) -> np.ndarray:
+    """Orthonormal (Frobenius) basis of the R-invariant symmetric matrices orthogonal to G0, scaled to |G0|."""
+    mats = []
+    for i in range(3):
+        for j in range(i, 3):
+            E = np.zeros((3, 3))
+            E[i, j] = E[j, i] = 1.0
+            mats.append(np.einsum("mij,jk,mlk->il", rots, E, rots) / len(rots))
+    A = np.array([m.ravel() for m in mats])
+    g = G0.ravel() / np.linalg.norm(G0)
+    A = A - np.outer(A @ g, g)
+    _, sv, vt = np.linalg.svd(A, full_matrices=False)
+    rank = int((sv > 1e-6).sum())  # the averaged E have norm ≤ 1: what is left of G0 is rounding
+    basis = vt[:rank].reshape(rank, 3, 3)
+    basis = 0.5 * (basis + basis.transpose(0, 2, 1))
+    return basis * np.linalg.norm(G0)
+
+
+def _distinct_axes(axes: np.ndarray, rots: np.ndarray) -> np.ndarray:
+    """The candidate axes, one per class of symmetry-equivalent directions."""
+    out: list[np.ndarray] = []
+    for a in axes:
+        images = np.einsum("i,mij->mj", a, rots)
+        if not any(np.any(np.all(np.isclose(images, b), axis=1) | np.all(np.isclose(images, -b), axis=1)) for b in out):
+            out.append(a)
+    return np.array(out)
+
+
+def chebyshev(grid: np.ndarray, degree: int) -> np.ndarray:
+    t = 2.0 * (grid - grid[0]) / (grid[-1] - grid[0]) - 1.0
+    return np.polynomial.chebyshev.chebvander(t, degree).T  # (K, N)
+
+
+def weights(y: np.ndarray) -> np.ndarray:
+    """Counting-statistics weights 1/σ² = 1/y, with a floor so near-zero (or subtracted) points do not dominate."""
+    top = float(np.max(np.abs(y))) or 1.0
+    floor = max(float(np.percentile(y, 5)), 1e-3 * top, 1e-12)
+    return 1.0 / np.maximum(y, floor)
+
+
+class Model:
+    """The measured pattern on a uniform grid, its weights, the background basis and the phase renderer."""
+
+    def __init__(self, grid, y, library: Library, optics: Optics, *, background_degree: int,
+                 window_fwhm: float = 5.0, data: dict | None = None):
+        self.grid, self.y, self.lib, self.optics = grid, y, library, optics
+        self.w = weights(y)
+        self.sw = np.sqrt(self.w)
+        self.bg = chebyshev(grid, background_degree)
+        self.window = window_fwhm
+        self._data = {} if data is None else data
+        self.cos_theta = np.cos(np.radians(grid) / 2)
+        self.tan_theta = np.tan(np.radians(grid) / 2)
+
+    def data(self, index: int) -> PhaseData:
+        if index not in self._data:
+            self._data[index] = PhaseData(self.lib.phases[index])
+        return self._data[index]
+
+    def render(self, ps: PhaseState, g: Globals) -> np.ndarray:
+        pd = self.data(ps.index)
+        return render_phase(
+            pd.d(ps), pd.f2m * pd.texture(ps), self.grid, self.optics, zero_deg=g.zero_deg,
+            displacement_deg=g.displacement_deg, width_scale=math.exp(g.log_width), size_nm=math.exp(ps.log_size),
+            strain=ps.strain, kalpha2_ratio=g.kalpha2_ratio, window_fwhm=self.window,
+        )
+
+    def columns(self, phases: list[PhaseState], g: Globals) -> np.ndarray:
+        return np.array([self.render(p, g) for p in phases]) if phases else np.zeros((0, self.grid.size))
+
+    def linear(self, cols: np.ndarray):
+        """Scales (≥ 0) and background coefficients minimising the weighted χ², by bounded least squares.
+
+        Solved through the (k × k) Gram matrix of the column-normalised weighted design: its Cholesky
+        factor R turns min |M c − b|² into the equivalent min |R c − R⁻ᵀMᵀb|², which is tiny.
+        Returns (scales, background coefficients, calc, χ²).
+        """
+        n = cols.shape[0]
+        A = np.vstack([cols, self.bg]) if n else self.bg
+        norm = np.sqrt(((A * self.sw) ** 2).sum(axis=1))
+        norm[norm == 0] = 1.0
+        M = A / norm[:, None] * self.sw  # (k, N)
+        b = self.y * self.sw
+        G = M @ M.T
+        G[np.diag_indices_from(G)] += 1e-10
+        Mb = M @ b
+        coef = np.linalg.solve(G, Mb)
+        if n and coef[:n].min() < 0:
+            R = np.linalg.cholesky(G).T  # G = RᵀR
+            rhs = np.linalg.solve(R.T, Mb)
+            lo = np.r_[np.zeros(n), np.full(self.bg.shape[0], -np.inf)]
+            coef = lsq_linear(R, rhs, bounds=(lo, np.inf), method="bvls").x
+        coef = coef / norm
+        calc = coef @ A
+        chi2 = float(np.sum(self.w * (self.y - calc) ** 2))
+        return coef[:n], coef[n:], calc, chi2

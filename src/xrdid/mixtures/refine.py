@@ -1,0 +1,187 @@
+"""Levenberg–Marquardt refinement of the nonlinear parameters, the linear ones solved exactly at every step.
+
+Variable projection: for given nonlinear parameters θ, the phase scales and background coefficients are
+the bounded weighted least-squares solution (:meth:`Model.linear`); LM works on χ²(θ) with Kaufman's
+Jacobian (the derivative columns projected off the span of the linear columns). Derivatives: the zero
+shift, the sample displacement and a phase's isotropic lattice scale move peaks by a known function of
+2θ, so their columns are −∂y/∂2θ, −cos θ·∂y/∂2θ (of the phase sum) and 2 tanθ/s·∂y_i/∂2θ (no render);
+any other phase parameter re-renders that phase only (finite difference);
+the width scale and the Kα2 ratio re-render every phase. Bounds by clipping.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+_DEG = 180.0 / math.pi
+
+from xrdid.mixtures.model import Globals, Model, PhaseState
+
+# (lower, upper, finite-difference step) of each parameter kind.
+PHASE_KINDS = ("s", "q", "size", "strain", "r")
+GLOBAL_KINDS = ("zero", "disp", "width", "ka2")
+
+
+@dataclass(frozen=True)
+class Bounds:
+    d_scale: float = 0.03  # |s − 1| (isotropic lattice scale)
+    aniso: float = 0.02  # |q_k| (relative change of 1/d² along a symmetry-allowed deformation)
+    size_nm: tuple[float, float] = (3.0, 5000.0)
+    strain: float = 0.01
+    march_dollase: tuple[float, float] = (0.4, 2.5)
+    zero_deg: float = 0.3
+    displacement_deg: float = 0.3
+    width: tuple[float, float] = (0.05, 5000.0)
+    kalpha2_ratio: tuple[float, float] = (0.0, 0.7)
+
+
+def _slot_bounds(kind: str, b: Bounds) -> tuple[float, float, float, float]:
+    """(lower, upper, finite-difference step, largest step of one LM iteration)."""
+    return {
+        "s": (1 - b.d_scale, 1 + b.d_scale, 1e-4, 0.005),
+        "q": (-b.aniso, b.aniso, 2e-4, 0.005),
+        "size": (math.log(b.size_nm[0]), math.log(b.size_nm[1]), 0.05, 0.7),
+        "strain": (0.0, b.strain, 2e-4, 0.002),
+        "r": (b.march_dollase[0], b.march_dollase[1], 0.01, 0.3),
+        "zero": (-b.zero_deg, b.zero_deg, 0.0, 0.1),
+        "disp": (-b.displacement_deg, b.displacement_deg, 0.0, 0.1),
+        "width": (math.log(b.width[0]), math.log(b.width[1]), 0.02, 0.7),
+        "ka2": (b.kalpha2_ratio[0], b.kalpha2_ratio[1], 0.02, 0.15),
+    }[kind]
+
+
+def slots_for(phases: list[PhaseState], model: Model, *, phase_kinds=("s", "size"), which=None,
+              global_kinds=("zero",)) -> list[tuple]:
+    """Parameter slots (kind, phase position or None, component) to refine.
+
+    ``which``: positions of the phases whose ``phase_kinds`` are free (default all); "q" expands to the
+    phase's anisotropic components, "r" only applies to a phase with a texture axis.
+    """
+    out = []
+    for i, p in enumerate(phases):
+        if which is not None and i not in which:
+            continue
+        for k in phase_kinds:
+            if k == "q":
+                out.extend(("q", i, j) for j in range(model.data(p.index).n_aniso))
+            elif k == "r":
+                if p.axis >= 0:
+                    out.append(("r", i, 0))
+            else:
+                out.append((k, i, 0))
+    out.extend((k, None, 0) for k in global_kinds)
+    return out
+
+
+def _get(phases, g: Globals, slot) -> float:
+    kind, i, j = slot
+    if i is None:
+        return {"zero": g.zero_deg, "disp": g.displacement_deg, "width": g.log_width, "ka2": g.kalpha2_ratio}[kind]
+    p = phases[i]
+    return {"s": p.s, "size": p.log_size, "strain": p.strain, "r": p.r}[kind] if kind != "q" else float(p.q[j])
+
+
+def _set(phases, g: Globals, slots, theta):
+    phases = [p.copy() for p in phases]
+    g = g.copy()
+    for (kind, i, j), v in zip(slots, theta):
+        v = float(v)
+        if i is None:
+            setattr(g, {"zero": "zero_deg", "disp": "displacement_deg", "width": "log_width", "ka2": "kalpha2_ratio"}[kind], v)
+        elif kind == "q":
+            phases[i].q[j] = v
+        else:
+            setattr(phases[i], {"s": "s", "size": "log_size", "strain": "strain", "r": "r"}[kind], v)
+    return phases, g
+
+
+def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple], bounds: Bounds,
+           max_iter: int, cols: np.ndarray | None = None):
+    """Refine ``slots`` (see :func:`slots_for`) by LM; returns (phases, globals, columns, scales, calc, χ²)."""
+    lo, hi, hs, smax = (np.array(v) for v in zip(*(_slot_bounds(k, bounds) for k, _, _ in slots))) if slots else (
+        np.zeros(0),) * 4
+    theta = np.clip(np.array([_get(phases, g, s) for s in slots]), lo, hi)
+    # A global parameter changes every column; otherwise only the refined phases are re-rendered.
+    global_render = any(i is None for _, i, _ in slots)
+    touched = {i for _, i, _ in slots if i is not None}
+
+    def evaluate(t, base_cols=None):
+        phs, gg = _set(phases, g, slots, t)
+        if base_cols is None or global_render:
+            c = model.columns(phs, gg)
+        else:
+            c = base_cols.copy()
+            for i in touched:
+                c[i] = model.render(phs[i], gg)
+        a, _b, calc, chi2 = model.linear(c)
+        return phs, gg, c, a, calc, chi2
+
+    phs, gg, cols, a, calc, chi2 = evaluate(theta, cols)
+    if not slots:
+        return phs, gg, cols, a, calc, chi2
+    lam = 1e-3
+    grid = model.grid
+    for _ in range(max_iter):
+        total = a @ cols if len(cols) else np.zeros_like(grid)
+        D = np.empty((len(slots), grid.size))
+        dtot = None
+        for r, (kind, i, j) in enumerate(slots):
+            if kind in ("zero", "disp"):
+                if dtot is None:
+                    dtot = np.gradient(total, grid)
+                D[r] = -dtot if kind == "zero" else -dtot * model.cos_theta
+            elif kind == "s":
+                # d → s·d moves every peak of the phase by ∂2θ/∂s = −2 tanθ / s (rad): no render needed.
+                D[r] = a[i] * np.gradient(cols[i], grid) * model.tan_theta * (2.0 * _DEG / phs[i].s)
+            elif i is not None:
+                t2 = theta.copy()
+                t2[r] += hs[r] if theta[r] + hs[r] <= hi[r] else -hs[r]
+                step = t2[r] - theta[r]
+                p2, g2 = _set(phs, gg, [slots[r]], [t2[r]])
+                D[r] = a[i] * (model.render(p2[i], g2) - cols[i]) / step
+            else:
+                t2 = theta[r] + (hs[r] if theta[r] + hs[r] <= hi[r] else -hs[r])
+                p2, g2 = _set(phs, gg, [slots[r]], [t2])
+                D[r] = (a @ model.columns(p2, g2) - total) / (t2 - theta[r])
+        L = np.vstack([cols, model.bg]) * model.sw if len(cols) else model.bg * model.sw
+        Dw = D * model.sw
+        G = L @ L.T
+        G[np.diag_indices_from(G)] += 1e-12 * np.trace(G) / G.shape[0]
+        Dw = Dw - np.linalg.solve(G, L @ Dw.T).T @ L
+        JtJ = Dw @ Dw.T
+        Jtr = Dw @ (model.sw * (model.y - calc))
+        improved, rel = False, 0.0
+        for _ in range(6):
+            A = JtJ + lam * np.diag(np.diag(JtJ) + 1e-30)
+            try:
+                dt = np.linalg.solve(A, Jtr)
+                # Parameters at a bound that the step pushes outwards are held there and the step
+                # re-solved for the others (clipping alone would let them drag the rest).
+                held = ((theta <= lo) & (dt < 0)) | ((theta >= hi) & (dt > 0))
+                if held.any():
+                    free = ~held
+                    dt = np.zeros_like(dt)
+                    if free.any():
+                        dt[free] = np.linalg.solve(A[np.ix_(free, free)], Jtr[free])
+            except np.linalg.LinAlgError:
+                lam *= 10
+                continue
+            over = np.max(np.abs(dt) / smax) if dt.size else 0.0
+            if over > 1:
+                dt = dt / over  # a trust region: no parameter moves further than its largest step
+            t_new = np.clip(theta + dt, lo, hi)
+            res = evaluate(t_new, cols)
+            if res[5] < chi2:
+                rel = (chi2 - res[5]) / chi2
+                theta = t_new
+                phs, gg, cols, a, calc, chi2 = res
+                lam = max(lam / 3, 1e-7)
+                improved = True
+                break
+            lam *= 4
+        if not improved or rel < 1e-5:
+            break
+    return phs, gg, cols, a, calc, chi2
