@@ -8,7 +8,10 @@ object per line (``file``, ``space_group``, ``top_k``, ``crystal_system``, ``nov
 otherwise a table. ``--rerank`` re-orders the model's 15 best space groups by a quick lattice fit that
 uses only each group's allowed reflections (entries gain ``score`` and ``fit``; see xrdid.rerank).
 ``--prior materials_project`` weighs the answer by how common each space group and crystal system is
-among Materials Project structures (Bayes' rule; see xrdid.predict). A file that cannot be read or classified is reported on stderr, naming it; the other
+among Materials Project structures (Bayes' rule; see xrdid.predict). ``novelty`` comes from the VAE shipped
+beside the CNN (method ``vae``: 0.99 means less typical than 99 % of patterns of known structures, with a
+warning from 0.95 on; see xrdid.novelty); ``--vae DIR`` names another, ``--vae none`` uses 1 − the top
+probability (method ``max_softmax``). A file that cannot be read or classified is reported on stderr, naming it; the other
 files are still processed and the exit status is 1.
 """
 
@@ -42,6 +45,9 @@ def add_parser(sub) -> None:
     p.add_argument("--prior", choices=PRIORS, default="checkpoint",
                    help="label prior: the checkpoint's (default; the shipped model has none), none, or Materials "
                         "Project's space-group frequencies (favours common groups such as P2₁/c)")
+    p.add_argument("--vae", default="auto", metavar="DIR",
+                   help="VAE scoring novelty (vae.json + vae.pt): default the one beside --model or shipped with "
+                        "xrdid; 'none': 1 − the top probability")
     p.set_defaults(run=run)
 
 
@@ -53,6 +59,7 @@ def _table_row(name: str, r: dict) -> str:
         f"\n  crystal system  {cs['name']}, p = {cs['probability']:.2f}"
         f"\n  next            {others or '-'}"
         f"\n  novelty         {r['novelty']['score']:.2f} ({r['novelty']['method']}); coverage {100 * r['coverage']:.0f} % of the model's range"
+        + (f"\n  warning         {r['novelty']['warning']}" if r["novelty"].get("warning") else "")
     )
 
 
@@ -66,7 +73,7 @@ def run(args) -> int:
         return 2
     wavelength = PRESETS[args.instrument].wavelength_A if args.instrument else args.wavelength
     try:
-        bundle = load_model(args.model, prior=args.prior)
+        bundle = load_model(args.model, prior=args.prior, vae=None if args.vae == "none" else args.vae)
     except ValueError as exc:
         print(f"xrdid predict: {exc}", file=sys.stderr)
         return 2
