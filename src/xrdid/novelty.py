@@ -60,8 +60,7 @@ def noise_variance(t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def raw_scores(model: XRDVAE, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-pattern quantities of model inputs ``x`` (B, 2, N): ``mu``, ``kl``, ``mse``, ``noise`` and
-    ``reconstruction`` (mse − noise, module docstring)."""
-    model.eval()
+    ``reconstruction`` (mse − noise, module docstring). ``model`` must be in eval mode (as loaded)."""
     mu, logvar = model.encode(x)
     t_hat = torch.sigmoid(model.decode(mu))
     t, mask = reconstruction_target(x)
@@ -71,11 +70,17 @@ def raw_scores(model: XRDVAE, x: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"mu": mu, "kl": kl_divergence(mu, logvar), "mse": mse, "noise": noise, "reconstruction": mse - noise}
 
 
-def _ecdf(values: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+def _ecdf_table(quantiles) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct quantile values, their levels) of quantiles at evenly spaced levels 0..1; ties (a floor of
+    equal scores) take their lowest level."""
+    quantiles = np.asarray(quantiles, dtype=np.float64)
+    q, idx = np.unique(quantiles, return_index=True)
+    return q, np.linspace(0.0, 1.0, len(quantiles))[idx]
+
+
+def _ecdf(values: np.ndarray, quantiles) -> np.ndarray:
     """Empirical distribution function given by its quantiles at evenly spaced levels 0..1."""
-    levels = np.linspace(0.0, 1.0, len(quantiles))
-    q, idx = np.unique(quantiles, return_index=True)  # ties (a floor of equal scores) take their lowest level
-    return np.interp(values, q, levels[idx], left=0.0, right=1.0)
+    return np.interp(values, *_ecdf_table(quantiles), left=0.0, right=1.0)
 
 
 def _quantiles(values: np.ndarray) -> list[float]:
@@ -95,7 +100,7 @@ class NoveltyModel:
         c = self.calibration
         self.means = torch.tensor(c["class_means"], dtype=torch.float32)
         self.precision = torch.tensor(c["precision"], dtype=torch.float32)
-        self.quantiles = {k: np.asarray(c["quantiles"][k]) for k in (*COMPONENTS, "combined")}
+        self.tables = {k: _ecdf_table(c["quantiles"][k]) for k in (*COMPONENTS, "combined")}
 
     def latent_distance(self, mu: torch.Tensor) -> torch.Tensor:
         """Smallest Mahalanobis distance² of ``mu`` (B, latent) to the class means (shared covariance)."""
@@ -109,8 +114,8 @@ class NoveltyModel:
         raw = raw_scores(self.vae, x)
         out = {"reconstruction": raw["reconstruction"].numpy(), "latent": self.latent_distance(raw["mu"]).numpy()}
         for k in COMPONENTS:
-            out[f"p_{k}"] = _ecdf(out[k], self.quantiles[k])
-        out["score"] = _ecdf(np.maximum(out["p_reconstruction"], out["p_latent"]), self.quantiles["combined"])
+            out[f"p_{k}"] = np.interp(out[k], *self.tables[k], left=0.0, right=1.0)
+        out["score"] = np.interp(np.maximum(out["p_reconstruction"], out["p_latent"]), *self.tables["combined"], left=0.0, right=1.0)
         return out
 
 

@@ -45,7 +45,7 @@ from xrdid.instrument import Augment, Instrument, Renderer, StickBatch
 from xrdid.io import write_text
 from xrdid.novelty import NoveltyModel, load_novelty
 from xrdid.train.loop import model_input
-from xrdid.train.vae import subset
+from xrdid.train.vae import subset, subset_index
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def evaluate_novelty(
     test = StickTable.from_parquet(sticks, split="test", d_min_A=inst.d_min_A)
     known, _ = subset(test, None, holdout)
     if len(known) > max_known:
-        known, _ = subset_index(known, torch.randperm(len(known), generator=_gen(seed))[:max_known])
+        known = subset_index(known, torch.randperm(len(known), generator=_gen(seed))[:max_known])
     cnn_bundle = None
     if cnn is not None:
         from xrdid.novelty import same_grid
@@ -267,7 +267,7 @@ def evaluate_novelty(
         everything = StickTable.from_parquet(sticks, d_min_A=inst.d_min_A)
         held = torch.nonzero(torch.isin(everything.space_group, torch.as_tensor([g - 1 for g in holdout]))).squeeze(1)
         held = held[torch.randperm(len(held), generator=_gen(seed + 1))[:n_per_set]]
-        inputs["unseen_space_groups"] = render_known(subset_index(everything, held)[0], renderer, seed + 1)
+        inputs["unseen_space_groups"] = render_known(subset_index(everything, held), renderer, seed + 1)
     for phases in (2, 3):
         if len(known) >= phases:
             inputs[f"mixtures_{phases}"] = render_mixtures(known, renderer, n_per_set, phases, seed + phases)
@@ -306,12 +306,6 @@ def evaluate_novelty(
                 s: auroc(np.array([r[s] for r in single]), np.array([r[s] for r in multi])) for s in SCORES if s in single[0]
             }
     return result
-
-
-def subset_index(table: StickTable, index: torch.Tensor) -> tuple[StickTable, None]:
-    idx = index.tolist()
-    return StickTable(ids=[table.ids[i] for i in idx], d=table.d[index], f2m=table.f2m[index],
-                      space_group=table.space_group[index], crystal_system=table.crystal_system[index]), None
 
 
 def markdown(result: dict) -> str:

@@ -25,6 +25,7 @@ from xrdid.io import atomic_path
 from xrdid.labels import CRYSTAL_SYSTEMS
 from xrdid.novelty import load_novelty
 from xrdid.train.loop import model_input
+from xrdid.train.vae import subset_index
 
 
 def _save(fig, out) -> None:
@@ -38,8 +39,7 @@ def _test_inputs(novelty, sticks, limit: int, seed: int):
     table = StickTable.from_parquet(sticks, split="test", d_min_A=inst.d_min_A)
     if len(table) > limit:
         keep = torch.randperm(len(table), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
-        table = StickTable(ids=[table.ids[i] for i in keep.tolist()], d=table.d[keep], f2m=table.f2m[keep],
-                           space_group=table.space_group[keep], crystal_system=table.crystal_system[keep])
+        table = subset_index(table, keep)
     renderer = Renderer(inst, Augment.from_dict(novelty.meta.get("augment")))
     x = torch.cat([model_input(*renderer(table.batch(torch.arange(s, min(s + 256, len(table))))[0], torch.Generator().manual_seed(seed + s)))
                    for s in range(0, len(table), 256)])

@@ -67,6 +67,16 @@ class VAETrainConfig:
     holdout_space_groups: list[int] = field(default_factory=list)
     # Renderings of each validation structure used to calibrate the novelty score.
     calibration_draws: int = 4
+    # Validation structures rendered after each epoch (a fixed, seeded sample; 0: all). The calibration
+    # of the novelty score always uses all of them.
+    val_structures: int = 1000
+
+
+def subset_index(table: StickTable, index: torch.Tensor) -> StickTable:
+    """The structures ``index`` (a 1-D index tensor) of ``table``, without hkl."""
+    idx = index.tolist()
+    return StickTable(ids=[table.ids[i] for i in idx], d=table.d[index], f2m=table.f2m[index],
+                      space_group=table.space_group[index], crystal_system=table.crystal_system[index])
 
 
 def subset(table: StickTable, strain: MetricStrain | None, exclude_space_groups) -> tuple[StickTable, MetricStrain | None]:
@@ -169,6 +179,10 @@ def train_vae(
                          f"got {len(train_table)} and {len(val_table)}")
     log.info("VAE: training on %d structures, validating on %d (%d space groups held out), device %s",
              len(train_table), len(val_table), len(config.holdout_space_groups), dev)
+    epoch_val = val_table
+    if 0 < config.val_structures < len(val_table):
+        pick = torch.randperm(len(val_table), generator=torch.Generator().manual_seed(config.seed + 3))[: config.val_structures]
+        epoch_val = subset_index(val_table, pick.sort().values)
 
     model = XRDVAE(model_config).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -232,7 +246,7 @@ def train_vae(
             bar.set_postfix(loss=f"{loss.item():.1f}")
         rate = config.steps_per_epoch * config.batch_size / (time.perf_counter() - t_epoch)
         full = LossWeights(beta=config.beta, sigma=config.sigma, alpha=config.alpha, label_smoothing=config.label_smoothing)
-        val = evaluate_batches(model, val_renderer, val_table, seed=config.seed + 7, weights=full, device=dev)
+        val = evaluate_batches(model, val_renderer, epoch_val, seed=config.seed + 7, weights=full, device=dev)
         row = {
             "epoch": epoch + 1,
             **{f"train_{k}": v / config.steps_per_epoch for k, v in sums.items()},
