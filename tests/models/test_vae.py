@@ -69,6 +69,10 @@ def test_checkpoint_round_trip_beside_a_cnn(tmp_path):
     with torch.no_grad():
         assert torch.allclose(model(x)["recon_logits"], loaded(x)["recon_logits"])
     assert inst2 == inst and meta["novelty"] == {"n": 1} and meta["config"]["latent"] == 4
+    # Shipped in the package beside the CNN: as readable as any file this process creates.
+    (tmp_path / "reference").write_text("")
+    mode = (tmp_path / "reference").stat().st_mode & 0o777
+    assert {(tmp_path / f).stat().st_mode & 0o777 for f in ("vae.json", "vae.pt")} == {mode}
 
 
 def test_load_names_the_problem(tmp_path):

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -215,8 +214,8 @@ def save_vae(model: XRDVAE, instrument: Instrument, path: str | Path, *, extra: 
     }
     for name, write in ((WEIGHTS_FILE, lambda p: torch.save(model.state_dict(), p)),
                         (META_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=1)))):
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=path)
-        os.close(fd)
+        # A sibling named after the process (not mkstemp, whose files are private): readable as the CNN's.
+        tmp = path / f".{name}.{os.getpid()}.tmp"
         try:
             write(tmp)
             os.replace(tmp, path / name)

@@ -33,8 +33,11 @@ from xrdid.train.loop import (
     fit_temperature,
     load_sticks,
     model_input,
+    one_cycle,
     recalibrate_batchnorm,
     resolve_device,
+    resume_state,
+    save_state,
 )
 
 log = logging.getLogger(__name__)
@@ -185,30 +188,17 @@ def train_vae(
         epoch_val = subset_index(val_table, pick.sort().values)
 
     model = XRDVAE(model_config).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    total_steps = config.epochs * config.steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps, pct_start=0.15)
+    opt, sched = one_cycle(model, lr=config.lr, weight_decay=config.weight_decay, total_steps=config.epochs * config.steps_per_epoch)
     train_renderer = Renderer(instrument, augment, device=dev)
     val_renderer = Renderer(instrument, augment, device=dev)
     amp = dev.type == "cuda"
 
-    rows: list[dict] = []
-    start_epoch = 0
     state_file = Path(resume_dir) / "state.pt" if resume_dir else None
     fingerprint = {
         "train": asdict(config), "model": model_config.to_dict(), "instrument": instrument.to_dict(),
         "augment": asdict(augment), "data": _digest(train_table.ids, val_table.ids),
     }
-    if state_file is not None and state_file.exists():
-        state = torch.load(state_file, map_location=dev, weights_only=False)
-        if state.get("fingerprint") == fingerprint:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            rows, start_epoch = state["history"], state["epoch"]
-            log.info("resumed from %s after epoch %d", state_file, start_epoch)
-        else:
-            log.info("ignoring %s: it belongs to a different configuration", state_file)
+    rows, start_epoch = resume_state(state_file, fingerprint, model, opt, sched, dev)
 
     t_start = time.perf_counter() - (rows[-1]["elapsed_s"] if rows else 0.0)
     step = start_epoch * config.steps_per_epoch
@@ -264,10 +254,7 @@ def train_vae(
             100 * row["val_crystal_system_acc"], rate,
         )
         if state_file is not None:
-            state_file.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(state_file) as tmp:
-                torch.save({"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                            "scheduler": sched.state_dict(), "history": rows, "epoch": epoch + 1}, tmp)
+            save_state(state_file, fingerprint, model, opt, sched, rows, epoch + 1)
 
     calibration = RenderedBatches(
         train_table, train_renderer, batch_size=config.batch_size, steps=BN_RECALIBRATION_BATCHES,
