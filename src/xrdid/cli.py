@@ -1,4 +1,4 @@
-"""The ``xrdid`` command line: ``simulate``, ``predict``, ``phases``, ``serve``.
+"""The ``xrdid`` command line: ``simulate``, ``predict``, ``index``, ``phases``, ``serve``.
 
 Each subcommand lives in ``xrdid.commands.<name>`` with ``add_parser(subparsers)`` and ``run(args) -> int``;
 this module only wires them together and configures logging (the one entry point that does).
@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-COMMANDS = ("simulate", "predict", "phases", "serve")
+COMMANDS = ("simulate", "predict", "index", "phases", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,6 +30,18 @@ def _fill_defaults(schema: dict, config: dict) -> None:
             _fill_defaults(sub, config[key])
 
 
+def _alternative_error(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """For a oneOf/anyOf failure, the error of the alternative whose type the value has (a list of
+    sources: the bad item), instead of "not valid under any of the given schemas"."""
+    branches: dict = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    for errors in branches.values():
+        if not any(sub.validator == "type" and not sub.relative_path for sub in errors):
+            return errors[0]
+    return error.context[0]
+
+
 def validate_config(config: dict, schema_path: str | Path) -> dict:
     """Validate ``config`` in place (defaults filled); raise ConfigError naming the key on failure."""
     schema = yaml.safe_load(Path(schema_path).read_text())
@@ -43,6 +55,9 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
                 extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
                 where = _path(e)
                 lines.append(f"unknown key(s) {', '.join(repr(k) for k in extra)} in {where}")
+            elif e.context:
+                specific = _alternative_error(e)
+                lines.append(f"{_path(specific)}: {specific.message}")
             else:
                 lines.append(f"{_path(e)}: {e.message}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
@@ -79,3 +94,19 @@ def _check_semantics(config: dict) -> None:
         raise ConfigError("instrument: two_theta_min_deg must be below two_theta_max_deg")
     if abs(sum(config["split"]["fractions"]) - 1.0) > 1e-6:
         raise ConfigError(f"split.fractions: must sum to 1, got {config['split']['fractions']}")
+    sources = structure_sources(config)
+    weights = config["train"].get("source_weights")
+    if weights is not None:
+        unknown = sorted(set(weights) - set(sources))
+        if unknown:
+            raise ConfigError(
+                f"train.source_weights: {', '.join(unknown)} not among structures.source ({', '.join(sources)})"
+            )
+        if not any(weights.get(s, 0) > 0 for s in sources):
+            raise ConfigError("train.source_weights: every configured source has weight 0; nothing to train on")
+
+
+def structure_sources(config: dict) -> list[str]:
+    """``structures.source`` as a list (one source may be given as a plain string)."""
+    source = config["structures"]["source"]
+    return [source] if isinstance(source, str) else list(source)

@@ -27,18 +27,24 @@ grid is the model's; without one, ``{"method": "max_softmax", "score": 1 − max
 space-group probabilities; Hendrycks & Gimpel, ICLR 2017), a weaker signal — a confident model can be
 confidently wrong on a pattern unlike its training data.
 
-Prior correction. The model is trained on roughly space-group-balanced synthetic crystals; real
-materials are not balanced (P2₁/c is the most common group). When the checkpoint's ``model.json``
-holds ``prior_log_ratio`` (230 values of log p_real(g) − log p_train(g)), it is added to the
+Label prior. Real samples are not balanced over space groups (P2₁/c is the most common group, Ia-3d
+rare), and a model trained on another mix answers for that mix. When the checkpoint's ``model.json``
+holds ``prior_log_ratio`` (230 values of α·(log p_real(g) − log p_train(g))), it is added to the
 calibrated space-group log-probabilities (Bayes' rule for a change of label prior, Saerens et al.,
 Neural Comput. 14 (2002) 21), and ``crystal_system_prior_log_ratio`` (7 values) likewise to the crystal
-system's; ``prior=False`` turns both off. :func:`prior_log_ratio` computes them from label counts.
+system's. Training stores them (:func:`xrdid.train.loop.tune_prior`): p_real is Materials Project's
+space-group frequencies and the strength α is chosen on the validation split's real structures weighted
+like Materials Project (:mod:`xrdid.priors`), so a shipped model answers as if samples come from the
+real world by default. ``prior=False`` (``xrdid predict --prior none``) gives the model's own answer.
 
-Re-ranking (``rerank=True``, off by default): the classifier's ``RERANK_K`` best space groups are
-re-ordered by :mod:`xrdid.rerank`, which adds to each log-probability a score of how well the group's
-allowed reflections (its systematic absences) index the pattern's peaks after a quick lattice fit. Each
-entry then also carries ``score`` and ``fit`` (cell, matched and missing fractions; None for monoclinic
-and triclinic groups, which are not fitted), and the result a ``rerank`` field with the weights.
+Cell and re-ranking (:mod:`xrdid.indexing.combine`): with ``cell=True`` (the default of
+:func:`predict_patterns`) the pattern is indexed — peak search, cells of all 14 Bravais lattices, the
+search ordered by the crystal-system probabilities — and the result gains ``cell`` (a, b, c, α, β, γ,
+volume, M20, indexed and unindexed lines, zero shift, or ``indexed: false`` with the reason). With
+``rerank=True`` (off by default) every space group's log-probability is combined with how well its allowed
+reflections index the cell's lines; ``space_group``, ``top_k`` and ``crystal_system`` then follow the
+combined score, each entry keeping the classifier's ``probability``, and the result gains ``rerank`` (the
+weights).
 
 Bad input raises :class:`PredictionError` with a message naming the file: a malformed pattern (x and
 y of different shapes, NaN or infinite values), a pattern without signal (all zeros or constant),
@@ -48,7 +54,6 @@ points) — never a confident answer from an input the model cannot judge.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +62,7 @@ import numpy as np
 import torch
 
 from xrdid.instrument import Instrument
-from xrdid.labels import CRYSTAL_SYSTEMS, PRIORS, space_group_symbol, space_group_to_system_map
+from xrdid.labels import CRYSTAL_SYSTEMS, PRIORS, space_group_symbol
 from xrdid.models import XRDClassifier, load_checkpoint
 from xrdid.readers import Pattern, PatternError, to_grid
 from xrdid.readers.pattern import finalise
@@ -69,8 +74,6 @@ log = logging.getLogger(__name__)
 # Fewest grid points (fraction of the model's grid) a measurement must cover to be classified. Training
 # crops at most crop_max_fraction of each end, so coverage down to ~0.2 is within what the model saw.
 MIN_COVERAGE = 0.2
-# Classifier candidates re-ranked by the lattice fit with ``rerank=True`` (xrdid.rerank).
-RERANK_K = 15
 # Percentile of the covered intensities taken as the constant offset.
 _OFFSET_PERCENTILE = 0.5
 
@@ -149,17 +152,15 @@ def load_model(path: str | Path | None = None, *, prior: str = "checkpoint", vae
 
 
 def real_prior(meta: dict, where: str | Path = "checkpoint") -> dict:
-    """``prior_log_ratio`` and ``crystal_system_prior_log_ratio`` from Materials Project statistics
-    against the space-group counts of the checkpoint's training set (``train_space_group_counts``)."""
-    from xrdid.structures.wyckoff import real_space_group_counts
+    """``prior_log_ratio`` and ``crystal_system_prior_log_ratio`` of Materials Project statistics at full
+    strength against the label counts of the checkpoint's training draws (``train_space_group_counts``)."""
+    from xrdid.priors import materials_project_ratios
 
     train = meta.get("train_space_group_counts")
     if train is None:
         raise ValueError(f"{where}: the checkpoint does not record its training labels, so no prior can be applied")
-    real, train = real_space_group_counts(), np.asarray(train, dtype=np.float64)
-    systems = space_group_to_system_map()
-    per_system = [np.bincount(systems, weights=c, minlength=len(CRYSTAL_SYSTEMS)) for c in (real, train)]
-    return {"prior_log_ratio": prior_log_ratio(real, train), "crystal_system_prior_log_ratio": prior_log_ratio(*per_system)}
+    sg, cs = materials_project_ratios(train)
+    return {"prior_log_ratio": sg.tolist(), "crystal_system_prior_log_ratio": cs.tolist()}
 
 
 def _name(pattern: Pattern) -> str:
@@ -209,13 +210,12 @@ def prepare(bundle: ModelBundle, pattern: Pattern, *, wavelength_A: float | None
 @torch.no_grad()
 def predict_arrays(
     bundle: ModelBundle, y: np.ndarray, mask: np.ndarray, *, top_k: int = 5, prior: bool = True, rerank: bool = False,
-    rerank_k: int = RERANK_K,
+    cell: bool = False, patterns: list[Pattern] | None = None, wavelength_A: float | None = None,
 ) -> list[dict]:
     """Predict from prepared inputs, (B, N) or (N,) arrays on the model's grid (see :func:`prepare`).
 
-    ``rerank``: re-order the classifier's ``rerank_k`` best space groups by :mod:`xrdid.rerank` (a lattice
-    fit with each group's allowed reflections); ``space_group`` and ``top_k`` then follow the new order,
-    each entry keeps the classifier's ``probability`` and gains ``score`` and ``fit``.
+    ``cell``/``rerank``: index each pattern and re-rank by the extinction check (module docstring), on
+    ``patterns`` (the measurements as read) when given, else on the model-grid arrays themselves.
     """
     y_t = torch.as_tensor(np.atleast_2d(y), dtype=torch.float32)
     m_t = torch.as_tensor(np.atleast_2d(mask), dtype=torch.float32)
@@ -228,22 +228,13 @@ def predict_arrays(
 
     novelty = novelty_objects(bundle.novelty_model, model_input(y_t, m_t), sg_p)
     k = max(1, min(int(top_k), sg_p.shape[1]))
-    top_p, top_i = sg_p.topk(max(k, int(rerank_k)) if rerank else k, dim=1)
-    y_np, m_np = np.atleast_2d(y), np.atleast_2d(mask)
+    top_p, top_i = sg_p.topk(k, dim=1)
     out = []
     for row in range(sg_p.shape[0]):
         ranked = [
             {"number": int(i) + 1, "symbol": space_group_symbol(int(i) + 1), "probability": float(p)}
             for p, i in zip(top_p[row].tolist(), top_i[row].tolist(), strict=True)
         ]
-        if rerank:
-            from xrdid import rerank as _rerank
-
-            inst = bundle.instrument
-            ranked = _rerank.rerank(
-                [(r["number"], r["probability"]) for r in ranked], bundle.grid, y_np[row], m_np[row],
-                wavelengths_A=inst.wavelengths_A, line_weights=inst.weights,
-            )[:k]
         c = int(cs_p[row].argmax())
         out.append({
             "space_group": dict(ranked[0]),
@@ -251,16 +242,21 @@ def predict_arrays(
             "crystal_system": {"name": CRYSTAL_SYSTEMS[c], "probability": float(cs_p[row, c])},
             "novelty": novelty[row],
         })
-        if rerank:
-            out[-1]["rerank"] = {"k": int(top_p.shape[1]), **dataclasses.asdict(_rerank.WEIGHTS)}
+    if cell or rerank:
+        from xrdid.indexing.combine import grid_pattern, second_opinion
+
+        y_np, m_np = np.atleast_2d(y), np.atleast_2d(mask)
+        for row, r in enumerate(out):
+            pattern = patterns[row] if patterns else grid_pattern(bundle.grid, y_np[row], m_np[row], bundle.instrument.wavelength_A)
+            second_opinion(r, sg_p[row].numpy(), cs_p[row].numpy(), pattern=pattern, wavelength_A=wavelength_A, top_k=k, rerank=rerank)
     return out
 
 
 def predict_patterns(
     bundle: ModelBundle, patterns: list[Pattern], *, wavelength_A: float | None = None, top_k: int = 5, prior: bool = True,
-    rerank: bool = False,
+    rerank: bool = False, cell: bool = True,
 ) -> list[dict]:
-    """Classify measured patterns; one result dict per pattern (the CLI contract's fields).
+    """Classify measured patterns; one result dict per pattern (the CLI contract's fields, and ``cell``).
 
     ``wavelength_A`` is used for 2θ patterns whose file states none. Raises PredictionError for the first
     pattern that cannot be classified; call once per pattern to keep going past bad ones.
@@ -270,23 +266,17 @@ def predict_patterns(
     prepared = [prepare(bundle, p, wavelength_A=wavelength_A) for p in patterns]
     y = np.stack([a for a, _ in prepared])
     mask = np.stack([b for _, b in prepared])
-    results = predict_arrays(bundle, y, mask, top_k=top_k, prior=prior, rerank=rerank)
+    results = predict_arrays(bundle, y, mask, top_k=top_k, prior=prior, rerank=rerank, cell=cell, patterns=patterns,
+                             wavelength_A=wavelength_A)
     for r, (_, m) in zip(results, prepared, strict=True):
         r["coverage"] = float(m.mean())
     return results
 
 
-def prior_log_ratio(target_counts, train_counts, *, pseudocount: float = 1.0) -> list[float]:
-    """log p_target(c) − log p_train(c) per class, from label counts (additive smoothing): 230 space
-    groups, or 7 crystal systems.
+def prior_log_ratio(target_counts, train_counts) -> list[float]:
+    """log p_target(c) − log p_train(c) per class from label counts (:func:`xrdid.priors.log_ratio`): 230
+    space groups, or 7 crystal systems. Store the result as ``prior_log_ratio`` (or
+    ``crystal_system_prior_log_ratio``) in a checkpoint's model.json to apply it (module docstring)."""
+    from xrdid.priors import log_ratio
 
-    ``target_counts``: counts of structures representative of the samples to classify (e.g. Materials
-    Project or ICSD statistics); ``train_counts``: the training set's (a checkpoint's
-    ``train_space_group_counts``). Store the result as ``prior_log_ratio`` (or
-    ``crystal_system_prior_log_ratio``) in a checkpoint's model.json to apply it (module docstring).
-    """
-    t = np.asarray(target_counts, dtype=np.float64) + pseudocount
-    r = np.asarray(train_counts, dtype=np.float64) + pseudocount
-    if t.shape != r.shape or t.shape not in ((230,), (7,)):
-        raise ValueError(f"need 230 counts each (space groups 1-230) or 7 (crystal systems), got {t.shape} and {r.shape}")
-    return (np.log(t / t.sum()) - np.log(r / r.sum())).tolist()
+    return log_ratio(target_counts, train_counts).tolist()

@@ -54,8 +54,27 @@ def metrics_rows(metrics: Mapping[str, Mapping]) -> list[dict]:
     return rows
 
 
-def metrics_table(metrics: Mapping[str, str | os.PathLike], out: str | os.PathLike) -> list[dict]:
-    """Write an HTML table of the metrics files ``metrics`` (model name -> ``metrics.json``) to ``out``.
+def indexing_table(path: str | os.PathLike) -> str:
+    """An HTML table of ``indexing.json`` (:func:`xrdid.indexing.evaluate.evaluate_indexing`): the right cell
+    first and in the top 3, per true crystal system, and the time per pattern."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the indexing results: {exc}") from exc
+    rows = []
+    for name, b in data.get("success", {}).items():
+        if b:
+            rows.append(f'<tr><td class="name">{html.escape(name)}</td><td>{b["n"]}</td><td>{100 * b["top1"]:.1f} %</td>'
+                        f'<td>{100 * b["top3"]:.1f} %</td><td>{b["median_seconds"]:.2f}</td></tr>')
+    caption = (f"Powder indexing of {data.get('n_patterns', '?')} test-split patterns ({html.escape(str(data.get('instrument', '?')))}, "
+               f"the classifier's augmentation without lattice strain): {html.escape(data.get('criterion', ''))}.")
+    return (f"<table>\n<caption>{caption}</caption>\n<thead><tr><th>true crystal system</th><th>patterns</th><th>right cell first</th>"
+            "<th>right cell in the top 3</th><th>median s/pattern</th></tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>\n")
+
+
+def metrics_table(metrics: Mapping[str, str | os.PathLike], out: str | os.PathLike, *, indexing: str | os.PathLike | None = None) -> list[dict]:
+    """Write an HTML table of the metrics files ``metrics`` (model name -> ``metrics.json``) to ``out``,
+    and below it the indexing results (``indexing``: an ``indexing.json``) when given.
 
     Returns the rows (see :func:`metrics_rows`). Missing metrics (no top-5 for the 7-class head) are
     left blank, never shown as zero.
@@ -85,7 +104,8 @@ def metrics_table(metrics: Mapping[str, str | os.PathLike], out: str | os.PathLi
     page = (
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>xrdid metrics</title>"
         f"<style>{_STYLE}</style></head><body>\n<table>\n<caption>{html.escape(caption)}</caption>\n"
-        f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>\n</body></html>\n"
+        f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>\n"
+        + ("<p></p>\n" + indexing_table(indexing) if indexing is not None else "") + "</body></html>\n"
     )
     write_text(page, out)
     log.info("metrics table of %s written to %s", ", ".join(metrics), out)

@@ -9,7 +9,7 @@ import torch
 from xrdid.cli import main
 from xrdid.instrument import get_instrument
 from xrdid.models import CNNConfig, XRDClassifier, save_checkpoint
-from xrdid.predict import PredictionError, load_model, predict_patterns, prepare, pretrained_path
+from xrdid.predict import PredictionError, load_model, predict_patterns, prepare
 from xrdid.readers import Pattern
 
 N = 512
@@ -110,6 +110,26 @@ def test_cli_json_batch_with_bad_files(checkpoint, tmp_path, capsys):
     assert "zeros.xy" in err and "missing.xy" in err and "2 of 4" in err
 
 
+def test_cli_indexes_only_small_batches_unless_asked(checkpoint, tmp_path, capsys, monkeypatch):
+    from xrdid.commands import predict as command
+
+    monkeypatch.setattr(command, "CELL_AUTO_MAX_FILES", 1)
+    tt = np.linspace(5, 90, 3000)
+    files = [str(write_xy(tmp_path / f"{i}.xy", tt, peaks(tt))) for i in range(2)]
+    common = ["--model", str(checkpoint), "--wavelength", str(CU), "--json"]
+
+    def cells(paths, *flags):
+        assert main(["predict", *paths, *common, *flags]) == 0
+        out, err = capsys.readouterr()
+        return ["cell" in json.loads(line) for line in out.splitlines()], err
+
+    assert cells(files[:1]) == ([True], "")
+    present, err = cells(files)
+    assert present == [False, False] and "--cell" in err
+    assert cells(files, "--cell")[0] == [True, True]
+    assert cells(files[:1], "--no-cell")[0] == [False]
+
+
 def test_cli_table_and_instrument(checkpoint, tmp_path, capsys):
     tt = np.linspace(5, 90, 3000)
     good = write_xy(tmp_path / "good.xy", tt, peaks(tt))
@@ -128,15 +148,6 @@ def test_cli_needs_a_wavelength_for_2theta(checkpoint, tmp_path, capsys):
 def test_cli_bad_model(tmp_path, capsys):
     assert main(["predict", "x.xy", "--model", str(tmp_path)]) == 2
     assert "not an xrdid checkpoint" in capsys.readouterr().err
-
-
-@pytest.mark.skipif(not (pretrained_path() / "weights.pt").is_file(), reason="no pretrained model installed")
-def test_pretrained_model_loads_and_predicts():
-    bundle = load_model()
-    tt = np.linspace(5, 90, 4000)
-    (r,) = predict_patterns(bundle, [Pattern(tt, peaks(tt), "two_theta", wavelength_A=CU)])
-    assert 1 <= r["space_group"]["number"] <= 230
-    assert (pretrained_path() / "weights.pt").stat().st_size < 15 * 1024**2
 
 
 def test_prior_correction_shifts_towards_common_groups(checkpoint, tmp_path):

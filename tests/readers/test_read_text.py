@@ -216,3 +216,106 @@ def test_quoted_csv_and_utf16_export(tmp_path):
     p = read_pattern(path, wavelength_A=1.0)
     assert p.axis == "two_theta" and "axis_assumed" not in p.meta
     np.testing.assert_allclose(p.x, TT, atol=1e-6)
+
+
+# Decimal commas and other locales (instrument software in France, Germany… writes them).
+def comma_rows(x=TT, y=None, sep="  ", sigma=False, y_fmt="{:.0f}", x_fmt="{:.3f}"):
+    """Rows with decimal-comma x and integer counts, as locale-aware exporters write them."""
+    y = np.round(Y) if y is None else y
+    lines = []
+    for a, b in zip(x, y):
+        cols = [x_fmt.format(a).replace(".", ","), y_fmt.format(b).replace(".", ",")]
+        if sigma:
+            cols.append(f"{np.sqrt(b):.2f}".replace(".", ","))
+        lines.append(sep.join(cols))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("sep", ["  ", " ", "\t", ";", " ; "])
+@pytest.mark.parametrize("sigma", [False, True])
+def test_decimal_commas_with_integer_counts(tmp_path, sep, sigma):
+    p = read_pattern(write(tmp_path, "comma.xy", comma_rows(sep=sep, sigma=sigma)), wavelength_A=1.0)
+    np.testing.assert_allclose(p.x, TT, atol=1e-3)
+    np.testing.assert_allclose(p.y, np.round(Y))
+    if sigma:
+        np.testing.assert_allclose(p.meta["sigma"], np.sqrt(np.round(Y)), atol=5e-3)
+    else:
+        assert "sigma" not in p.meta
+
+
+def test_decimal_commas_on_a_coarse_step_are_not_read_as_three_columns(tmp_path):
+    # 10,00  300: split on the comma this is x=10, y=0, σ=300, a valid-looking pattern.
+    x = np.arange(10.0, 60.0, 1.0)
+    y = 300.0 + 10 * np.arange(x.size)
+    p = read_pattern(write(tmp_path, "coarse.xy", comma_rows(x, y, x_fmt="{:.2f}")), wavelength_A=1.0)
+    np.testing.assert_allclose(p.x, x)
+    np.testing.assert_allclose(p.y, y)
+    assert p.meta["n_columns"] == 2 and "sigma" not in p.meta
+
+
+def test_decimal_commas_on_a_fine_step_read_without_a_monotonic_error(tmp_path):
+    x = 10.0 + 0.02 * np.arange(200)  # 10,00 10,02 … 13,98: split on commas x would jump back at 11,00
+    p = read_pattern(write(tmp_path, "fine.xy", comma_rows(x, np.full(200, 120.0), x_fmt="{:.2f}")), wavelength_A=1.0)
+    np.testing.assert_allclose(p.x, x, atol=1e-9)
+
+
+def test_decimal_comma_file_with_header_and_tabs(tmp_path):
+    text = "# Angle\tIntensity\n# wavelength = 1,5406\n" + comma_rows(sep="\t")
+    p = read_pattern(write(tmp_path, "tabs.txt", text), wavelength_A=1.0)
+    assert p.axis == "two_theta" and p.meta["columns"] == ["Angle", "Intensity"]
+    np.testing.assert_allclose(p.x, TT, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "line, sep, decimal, expected",
+    [
+        # thousands separators: dot, space, no-break and narrow no-break spaces with decimal commas;
+        # comma and apostrophe with decimal points
+        ("12,500  1.234,5", "  ", ",", (12.5, 1234.5)),
+        ("12,500;1 234,5", ";", ",", (12.5, 1234.5)),
+        ("12,500  1\u00a0234,5", "  ", ",", (12.5, 1234.5)),
+        ("12,500\t1\u202f234,5", "\t", ",", (12.5, 1234.5)),
+        ("12.5  1,234", "  ", ".", (12.5, 1234.0)),
+        ("12.5  1,234.5", "  ", ".", (12.5, 1234.5)),
+        ("12.5  1'234.5", "  ", ".", (12.5, 1234.5)),
+        ("12.5;1,234.5", ";", ".", (12.5, 1234.5)),
+        # three decimals: 1,234 alone could be either, but x (below 1000) settles the decimal mark
+        ("12.500  1,234", "  ", ".", (12.5, 1234.0)),
+        ("12,500  1.234", "  ", ",", (12.5, 1234.0)),
+        # exponents with decimal commas
+        ("12,5  1,5E+03", "  ", ",", (12.5, 1500.0)),
+        ("1,25E+01;1,5e3", ";", ",", (12.5, 1500.0)),
+    ],
+)
+def test_locale_number_formats(tmp_path, line, sep, decimal, expected):
+    # The first row holds the case; the rows after it are in the same locale.
+    text = line + "\n" + "".join(f"{20 + i}{decimal}5{sep}7\n" for i in range(12))
+    p = read_pattern(write(tmp_path, "loc.xy", text), wavelength_A=1.0)
+    assert (p.x[0], p.y[0]) == pytest.approx(expected)
+    np.testing.assert_allclose(p.x[1:], 20.5 + np.arange(12))
+
+
+def test_a_dotted_value_in_a_decimal_comma_file_is_an_error_not_a_thousand(tmp_path):
+    # "12.5" in a file of decimal commas would otherwise read as 125 (a dot grouping thousands).
+    text = comma_rows(x_fmt="{:.2f}") + "60,50  12.5\n"
+    match = r"mixed\.xy: line 51: non-numeric data \(read with decimal commas, as line 1 writes '10,00'\)"
+    with pytest.raises(PatternError, match=match):
+        read_pattern(write(tmp_path, "mixed.xy", text), wavelength_A=1.0)
+    text = rows() + "60.5  1,5\n"  # and the other way round
+    with pytest.raises(PatternError, match=r"line 51: non-numeric data \(read with decimal points, as line 1"):
+        read_pattern(write(tmp_path, "mixed.xy", text), wavelength_A=1.0)
+
+
+@pytest.mark.parametrize("nan", ["NaN", "nan", "-nan"])
+def test_nan_written_as_text_in_a_decimal_comma_file(tmp_path, nan):
+    lines = comma_rows(sep="\t").splitlines()
+    lines[7] = lines[7].split("\t")[0] + "\t" + nan
+    with pytest.raises(PatternError, match=r"nan\.xy: 1 non-finite \(NaN/inf\) intensity values, the first at point 8"):
+        read_pattern(write(tmp_path, "nan.xy", "\n".join(lines) + "\n"), wavelength_A=1.0)
+
+
+def test_plain_csv_with_spaces_after_commas_is_still_csv(tmp_path):
+    text = "".join(f"{a:.4f}, {b:.0f}, {np.sqrt(b):.3f}\n" for a, b in zip(TT, np.round(Y)))
+    p = read_pattern(write(tmp_path, "spaced.csv", text), wavelength_A=1.0)
+    np.testing.assert_allclose(p.x, TT, atol=1e-4)
+    np.testing.assert_allclose(p.meta["sigma"], np.sqrt(np.round(Y)), atol=1e-3)

@@ -27,7 +27,6 @@ def raw4(start=10.0, step=0.02, n=50, anode=b"Cu"):
 
 
 def test_bruker_raw4(tmp_path):
-    pytest.importorskip("fairmat_readers_xrd")
     data, y = raw4()
     path = tmp_path / "scan.raw"
     path.write_bytes(data)
@@ -39,7 +38,6 @@ def test_bruker_raw4(tmp_path):
 
 
 def test_bruker_raw4_truncated(tmp_path):
-    pytest.importorskip("fairmat_readers_xrd")
     data, _ = raw4()
     path = tmp_path / "cut.raw"
     path.write_bytes(data[:-80])

@@ -91,3 +91,35 @@ def test_xrdml_malformed_xml(tmp_path):
     path.write_text(xrdml(START_END)[:500])
     with pytest.raises(PatternError, match=r"broken\.xrdml.*XML"):
         read_pattern(path)
+
+
+# Files that fairmat-readers-xrd 0.0.10's read_panalytical_xrdml refuses or misreads (the reason
+# xrdid.readers.xrdml parses XRDML itself; see its docstring).
+def test_xrdml_with_per_point_counting_times(tmp_path):
+    # Variable counting time scans give <countingTimes> instead of <commonCountingTime>; the library
+    # raises AttributeError on them.
+    per_point = '<countingTimes unit="seconds">' + " ".join(["1.0"] * N) + "</countingTimes>"
+    text = xrdml(START_END).replace('<commonCountingTime unit="seconds">1.0</commonCountingTime>', per_point)
+    path = tmp_path / "vct.xrdml"
+    path.write_text(text)
+    np.testing.assert_allclose(read_pattern(path).y, COUNTS)
+
+
+def test_xrdml_with_two_scans_reads_the_first(tmp_path):
+    # The library raises NotImplementedError ("Scan type multiline is not supported").
+    text = xrdml(START_END)
+    scan = "<scan " + text.split("<scan ", 1)[1].split("</scan>", 1)[0] + "</scan>"
+    second = scan.replace(" ".join(map(str, COUNTS)), " ".join(map(str, 2 * COUNTS)))
+    path = tmp_path / "two.xrdml"
+    path.write_text(text.replace("</scan>", "</scan>\n    " + second, 1))
+    p = read_pattern(path)
+    assert p.meta["n_scans"] == 2
+    np.testing.assert_allclose(p.y, COUNTS)
+
+
+def test_xrdml_with_a_corrupt_number_names_the_element(tmp_path):
+    # The library raises numpy's "string or file could not be read to its end due to unmatched data".
+    path = tmp_path / "corrupt.xrdml"
+    path.write_text(xrdml(START_END).replace(" 150 ", " 15O "))
+    with pytest.raises(PatternError, match=r"corrupt\.xrdml: non-numeric values in <intensities>"):
+        read_pattern(path)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import pyxtal
 from pymatgen.analysis.diffraction.xrd import XRDCalculator
 from pymatgen.core import Lattice, Structure
 
@@ -124,7 +125,6 @@ def test_monoclinic_and_partial_occupancy_against_pymatgen():
      (186, [4, 4, 12]), (216, [8, 8, 24])],
 )
 def test_random_pyxtal_against_pymatgen(sg, n_ions):
-    pyxtal = pytest.importorskip("pyxtal")
     c = pyxtal.pyxtal()
     c.from_random(3, sg, ["Ba", "Ti", "O"], n_ions, random_state=sg)
     assert_matches_pymatgen(c.to_pymatgen(), MARS)
@@ -132,7 +132,6 @@ def test_random_pyxtal_against_pymatgen(sg, n_ions):
 
 @pytest.mark.parametrize("sg, n_ions", [(229, [12, 24]), (194, [4, 8]), (2, [4, 8])])
 def test_methods_agree(sg, n_ions, monkeypatch):
-    pyxtal = pytest.importorskip("pyxtal")
     c = pyxtal.pyxtal()
     c.from_random(3, sg, ["Ca", "F"], n_ions, random_state=3)
     s = c.to_pymatgen()

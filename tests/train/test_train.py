@@ -34,14 +34,35 @@ def test_train_writes_checkpoint_and_history(tmp_path, sticks_table):
     assert instrument.n_points == 512 and meta["train"]["epochs"] == 2
 
 
-def test_resume_continues_after_the_last_finished_epoch(tmp_path, sticks_table):
+def _count_steps(monkeypatch):
+    """Count the optimisation steps ``train`` takes (one loss per step) from now on."""
+    from xrdid.train import loop
+
+    steps = {"n": 0}
+    real = loop.loss_fn
+
+    def counted(*args, **kwargs):
+        steps["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "loss_fn", counted)
+    return steps
+
+
+def test_resume_continues_after_the_last_finished_epoch(tmp_path, sticks_table, monkeypatch):
     resume = tmp_path / "resume"
+    steps = _count_steps(monkeypatch)
     _train(sticks_table, tmp_path / "a", epochs=3, resume_dir=resume)
+    assert steps["n"] == 3 * 2
     full = pl.read_csv(tmp_path / "a" / "history.csv")
-    # A second call with the same configuration finds all epochs done and trains no more.
+    # A second call with the same configuration finds all epochs done and trains no more: no step is
+    # taken (training is seeded, so starting over would give the same history; only the steps tell).
+    steps["n"] = 0
     _train(sticks_table, tmp_path / "b", epochs=3, resume_dir=resume)
+    assert steps["n"] == 0
     again = pl.read_csv(tmp_path / "b" / "history.csv")
     assert again["train_loss"].to_list() == full["train_loss"].to_list()
+    assert again["elapsed_s"].to_list() == full["elapsed_s"].to_list()  # the rows of the first run
 
 
 def test_interrupted_run_resumes_and_matches_an_uninterrupted_one(tmp_path, sticks_table, monkeypatch):
@@ -65,7 +86,10 @@ def test_interrupted_run_resumes_and_matches_an_uninterrupted_one(tmp_path, stic
         _train(sticks_table, tmp_path / "part", epochs=2, resume_dir=resume)
     assert not (tmp_path / "part" / "model").exists()
     monkeypatch.setattr(loop, "predict_logits", real)
+    steps = _count_steps(monkeypatch)
     _train(sticks_table, tmp_path / "part", epochs=2, resume_dir=resume)
+    # Only the unfinished second epoch is trained again (2 steps), not the first one too.
+    assert steps["n"] == 2
     straight = pl.read_csv(tmp_path / "straight" / "history.csv")["train_loss"].to_list()
     part = pl.read_csv(tmp_path / "part" / "history.csv")["train_loss"].to_list()
     assert part == pytest.approx(straight, rel=1e-5)

@@ -112,14 +112,56 @@ def test_whole_dag_produces_every_output(tiny_run):
     res = tiny_run / "results" / "tiny"
     for rel in ("train/model/model.json", "train/model/weights.pt", "train/history.csv", "evaluate/metrics.json",
                 "plots/curves.png", "plots/confusion_crystal_system.png", "plots/confusion_space_group.png",
-                "plots/augmentations.png"):
+                "plots/augmentations.png", "evaluate/indexing.json"):
         assert (res / rel).is_file(), rel
     metrics = json.loads((res / "evaluate" / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["n_structures"] > 0
-    for rule in ("generate_structures/synthetic", "simulate_chunk/0", "train_cnn", "evaluate_cnn"):
+    indexing = json.loads((res / "evaluate" / "indexing.json").read_text())
+    assert indexing["n_patterns"] > 0 and 0 <= indexing["success"]["all"]["top3"] <= 1
+    assert "right cell in the top 3" in (res / "evaluate" / "metrics.html").read_text()
+    for rule in ("generate_structures/synthetic", "simulate_chunk/0", "train_cnn", "evaluate_cnn", "evaluate_indexing"):
         assert (res / "logs" / f"{rule}.log").is_file()
         assert (res / "benchmarks" / f"{rule}.tsv").is_file()
     assert (tiny_run / "resources" / "structures" / "tiny" / "synthetic.failed.parquet").is_file()
+
+
+MIXED = {
+    **TINY,
+    "dataset": "mixed",
+    "structures": {
+        "source": ["synthetic", "prototypes", "derived"],
+        "synthetic": {"space_groups": [2, 14, 225], "per_group": 2, "max_atoms": 16},
+        "prototypes": {"collections": ["pymatgen"]},
+        "derived": {"from": ["prototypes"], "per_structure": 1},
+    },
+    "split": {"group_by": "prototype", "fractions": [0.6, 0.2, 0.2]},
+    "instrument": {"preset": "cu", "n_points": 1024},
+    "train": {**TINY["train"], "source_weights": {"synthetic": 1, "prototypes": 1, "derived": 2}},
+    "evaluate": {"real": {"instruments": ["cu"], "draws": 1}},
+}
+
+
+def test_real_sources_are_split_by_type_and_evaluated(tmp_path):
+    import polars as pl
+
+    path = make_project(tmp_path, MIXED)
+    snakemake(path)
+    res = path / "results" / "mixed"
+    for rel in ("plots/scaling.png", "plots/real_val_recall.png", "plots/real_test_recall.png",
+                "evaluate/real_val_predictions.csv", "logs/derive_structures.log", "benchmarks/derive_structures.tsv"):
+        assert (res / rel).is_file(), rel
+    real = json.loads((res / "evaluate" / "real_val.json").read_text())
+    cu = real["instruments"]["cu"]
+    assert real["n_structures"] > 0 and cu["n_patterns"] > 0
+    for weighting in ("plain", "materials_project_weighted"):
+        assert 0 <= cu["with_prior"][weighting]["space_group_top1"] <= 1
+    sticks = pl.read_parquet(res / "sticks.parquet")
+    assert set(sticks["source"]) == {"synthetic", "prototypes", "derived"}
+    derived = pl.read_parquet(path / "resources" / "structures" / "mixed" / "derived.parquet")
+    # Every derived crystal sits in its parent's split.
+    split_of = dict(zip(sticks["id"], sticks["split"], strict=True))
+    assert all(split_of[c] == split_of[p] for c, p in zip(derived["id"], derived["parent_id"], strict=True) if c in split_of)
+    assert planned_jobs(path) == {}
 
 
 def test_rerun_right_away_does_nothing(tiny_run):

@@ -41,6 +41,7 @@ rule plot_confusion:
 rule tabulate_metrics:
     input:
         cnn="results/{dataset}/evaluate/metrics.json",
+        indexing="results/{dataset}/evaluate/indexing.json",
     output:
         report(
             "results/{dataset}/evaluate/metrics.html",
@@ -55,3 +56,43 @@ rule tabulate_metrics:
         ENV
     script:
         "../scripts/tabulate_metrics.py"
+
+
+rule plot_scaling:
+    input:
+        "results/{dataset}/train/history.csv",
+    output:
+        report(
+            "results/{dataset}/plots/scaling.png",
+            caption="../report/scaling.rst",
+            category="Training",
+        ),
+    log:
+        "results/{dataset}/logs/plot_scaling.log",
+    benchmark:
+        "results/{dataset}/benchmarks/plot_scaling.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/plot_scaling.py"
+
+
+rule plot_real_recall:
+    input:
+        "results/{dataset}/evaluate/real_{split}.json",
+    output:
+        report(
+            "results/{dataset}/plots/real_{split}_recall.png",
+            caption="../report/real_recall.rst",
+            category="Evaluation",
+        ),
+    log:
+        "results/{dataset}/logs/plot_real_recall/{split}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/plot_real_recall/{split}.tsv"
+    wildcard_constraints:
+        split="val|test",
+    conda:
+        ENV
+    script:
+        "../scripts/plot_real_recall.py"

@@ -1,6 +1,6 @@
 rule simulate_chunk:
     input:
-        structures=lambda wc: f"resources/structures/{wc.dataset}/{SOURCE}.parquet",
+        structures=get_structure_tables,
     output:
         "results/{dataset}/sticks/chunk-{chunk}.parquet",
     log:
@@ -12,6 +12,7 @@ rule simulate_chunk:
     params:
         n_chunks=N_CHUNKS,
         d_min_A=config["simulate"]["d_min_A"],
+        max_sticks=config["simulate"]["max_sticks"],
         group_by=config["split"]["group_by"],
     script:
         "../scripts/simulate_chunk.py"

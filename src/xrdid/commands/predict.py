@@ -1,18 +1,24 @@
-"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json] [--rerank] [--prior P]`:
+"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json] [--rerank] [--cell | --no-cell] [--prior P] [--vae DIR]`:
 space group and crystal system of measured powder patterns.
 
 Any wavelength works: each pattern is mapped onto the model's grid through Q. The wavelength comes from
 the file where it states one, else from ``--wavelength`` or ``--instrument`` (a preset's primary line);
 a 2θ file with neither is an error, never a silent Cu Kα. With ``--json`` each file gives one JSON
-object per line (``file``, ``space_group``, ``top_k``, ``crystal_system``, ``novelty``, ``coverage``);
-otherwise a table. ``--rerank`` re-orders the model's 15 best space groups by a quick lattice fit that
-uses only each group's allowed reflections (entries gain ``score`` and ``fit``; see xrdid.rerank).
-``--prior materials_project`` weighs the answer by how common each space group and crystal system is
-among Materials Project structures (Bayes' rule; see xrdid.predict). ``novelty`` comes from the VAE shipped
-beside the CNN (method ``vae``: 0.99 means less typical than 99 % of patterns of known structures, with a
-warning from 0.95 on; see xrdid.novelty); ``--vae DIR`` names another, ``--vae none`` uses 1 − the top
-probability (method ``max_softmax``). A file that cannot be read or classified is reported on stderr, naming it; the other
-files are still processed and the exit status is 1.
+object per line (``file``, ``space_group``, ``top_k``, ``crystal_system``, ``novelty``, ``coverage``,
+``cell``); otherwise a table. ``cell`` is the unit cell found by powder indexing (a, b, c, α, β, γ, volume,
+M20, indexed and unindexed lines, zero shift; or ``indexed: false`` and why). Indexing costs about
+2 CPU s a pattern, so it runs by default for up to 20 files (``--cell`` always, ``--no-cell`` never).
+``--rerank`` combines every space group's probability with how well its allowed reflections index the
+pattern (the extinction check; entries gain ``score`` and ``fit``; see xrdid.indexing.combine).
+By default the answer is weighed by how common each space group and crystal system is among real
+materials, at the strength stored in the checkpoint (the shipped model's was chosen on unseen real
+structures; Bayes' rule, see xrdid.predict and xrdid.priors); ``--prior none`` gives the model's own
+likelihoods, ``--prior materials_project`` the full-strength Materials Project prior. ``novelty`` comes
+from the VAE shipped beside the CNN (method ``vae``: 0.99 means less typical than 99 % of patterns of
+known structures, with a warning from 0.95 on; see xrdid.novelty); ``--vae DIR`` names another,
+``--vae none`` uses 1 − the top probability (method ``max_softmax``). A file that cannot be read or
+classified is reported on stderr, naming it; the other files are still processed and the exit status
+is 1.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ import logging
 import sys
 
 log = logging.getLogger(__name__)
+
+#: Above this many files, ``xrdid predict`` skips the indexing unless ``--cell`` asks for it.
+CELL_AUTO_MAX_FILES = 20
 
 
 def add_parser(sub) -> None:
@@ -41,10 +50,15 @@ def add_parser(sub) -> None:
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="space groups listed per pattern (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     p.add_argument("--rerank", action="store_true",
-                   help="re-rank the model's top 15 space groups by a lattice fit with each group's systematic absences")
+                   help="rank the space groups by the model's probability combined with the extinction check on the indexed cell")
+    cell = p.add_mutually_exclusive_group()
+    cell.add_argument("--cell", dest="cell", action="store_true", default=None,
+                      help=f"index every pattern (default: only when at most {CELL_AUTO_MAX_FILES} files are given)")
+    cell.add_argument("--no-cell", dest="cell", action="store_false", help="skip the powder indexing (no cell field)")
     p.add_argument("--prior", choices=PRIORS, default="checkpoint",
-                   help="label prior: the checkpoint's (default; the shipped model has none), none, or Materials "
-                        "Project's space-group frequencies (favours common groups such as P2₁/c)")
+                   help="label prior: the checkpoint's (default; the shipped model's favours groups common among real "
+                        "materials, at the strength chosen on unseen real structures), none, or Materials Project's "
+                        "space-group frequencies at full strength")
     p.add_argument("--vae", default="auto", metavar="DIR",
                    help="VAE scoring novelty (vae.json + vae.pt): default the one beside --model or shipped with "
                         "xrdid; 'none': 1 − the top probability")
@@ -60,7 +74,15 @@ def _table_row(name: str, r: dict) -> str:
         f"\n  next            {others or '-'}"
         f"\n  novelty         {r['novelty']['score']:.2f} ({r['novelty']['method']}); coverage {100 * r['coverage']:.0f} % of the model's range"
         + (f"\n  warning         {r['novelty']['warning']}" if r["novelty"].get("warning") else "")
-    )
+    ) + (f"\n  cell            {_cell_text(r['cell'])}" if "cell" in r else "")
+
+
+def _cell_text(c: dict) -> str:
+    if not c.get("indexed"):
+        return c.get("message", "not indexed")
+    zero = "" if c.get("zero_shift_deg") is None else f", zero {c['zero_shift_deg']:+.4f}°"
+    return (f"{c['bravais']} a {c['a']:.4f} b {c['b']:.4f} c {c['c']:.4f} Å, α {c['alpha']:.3f} β {c['beta']:.3f} γ {c['gamma']:.3f}°, "
+            f"V {c['volume']:.2f} Å³, M{c['F_N']['N']} {c['M20']:.1f} ({c['indexed']} indexed, {c['unindexed']} unindexed{zero})")
 
 
 def run(args) -> int:
@@ -72,6 +94,10 @@ def run(args) -> int:
         print("xrdid predict: --top-k must be ≥ 1", file=sys.stderr)
         return 2
     wavelength = PRESETS[args.instrument].wavelength_A if args.instrument else args.wavelength
+    cell = args.cell if args.cell is not None else len(args.files) <= CELL_AUTO_MAX_FILES
+    if args.cell is None and not cell:
+        print(f"xrdid predict: {len(args.files)} files, so no powder indexing (about 2 s a pattern); "
+              "--cell indexes them all", file=sys.stderr)
     try:
         bundle = load_model(args.model, prior=args.prior, vae=None if args.vae == "none" else args.vae)
     except ValueError as exc:
@@ -82,7 +108,7 @@ def run(args) -> int:
         try:
             if isinstance(pattern, PatternError):
                 raise pattern
-            (result,) = predict_patterns(bundle, [pattern], wavelength_A=wavelength, top_k=args.top_k, rerank=args.rerank)
+            (result,) = predict_patterns(bundle, [pattern], wavelength_A=wavelength, top_k=args.top_k, rerank=args.rerank, cell=cell or args.rerank)
         except (PatternError, PredictionError) as exc:
             failed += 1
             print(f"error: {exc}", file=sys.stderr)

@@ -24,6 +24,8 @@ class StickTable:
     # With ``with_hkl``: per structure the Miller indices (int64 (n, 3)) of the kept sticks, in the order of
     # ``d``'s row (None where the table has none or they don't match).
     hkl_rows: list[np.ndarray | None] | None = None
+    # The structure source of each row (``source`` column; None for tables without one).
+    sources: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -38,7 +40,8 @@ class StickTable:
     ) -> StickTable:
         """Read ``path`` (optionally one split); keep sticks with d ≥ d_min_A, the ``max_peaks`` strongest."""
         with_hkl = with_hkl and "hkl" in pq.read_schema(path).names
-        columns = ["id", "space_group", "d", "f2m", "split"] + (["hkl"] if with_hkl else [])
+        names = pq.read_schema(path).names
+        columns = ["id", "space_group", "d", "f2m", "split"] + (["hkl"] if with_hkl else []) + (["source"] if "source" in names else [])
         table = pq.read_table(path, columns=columns)
         if split is not None:
             table = table.filter(pc.equal(table["split"], split))
@@ -83,4 +86,5 @@ class StickTable:
             space_group=torch.from_numpy(sg - 1),
             crystal_system=torch.tensor([crystal_system_index(int(s)) for s in sg], dtype=torch.int64),
             hkl_rows=hkl_rows if with_hkl else None,
+            sources=table["source"].to_pylist() if "source" in table.column_names else None,
         )

@@ -103,7 +103,7 @@ def evaluate_measured(
         }
         try:
             pattern = read_pattern(item.file, wavelength_A=item.wavelength_A)
-            result = predict_patterns(bundle, [pattern], wavelength_A=item.wavelength_A, top_k=top_k)[0]
+            result = predict_patterns(bundle, [pattern], wavelength_A=item.wavelength_A, top_k=top_k, cell=False)[0]  # the classifier alone
         except (PatternError, PredictionError, ValueError) as exc:
             log.warning("%s: not classified: %s", item.file.name, exc)
             rows.append({**row, "error": str(exc)})

@@ -153,7 +153,7 @@ def evaluate_measured(checkpoint, folder: str | Path, *, symprec: float = 0.01, 
             continue
         try:
             pattern = read_pattern(pattern_file, wavelength_A=float(r["wavelength_A"]))
-            (res,) = predict_patterns(bundle, [pattern], top_k=top_k)
+            (res,) = predict_patterns(bundle, [pattern], top_k=top_k, cell=False)  # the classifier alone
         except (PatternError, PredictionError) as exc:
             row["skipped"] = str(exc)
             rows.append(row)

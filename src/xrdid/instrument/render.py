@@ -125,6 +125,17 @@ class Augment:
     # Probability of cropping each end of the range, and the largest cropped fraction per end.
     crop_probability: float = 0.3
     crop_max_fraction: float = 0.4
+    # Fraction of patterns rendered with the instrument's strongest line alone (its other lines, e.g. Cu
+    # Kα2, weight 0): a Kα1 monochromator, or synchrotron data mapped onto a Cu grid through Q.
+    monochromatic_probability: float = 0.0
+    # Fraction of patterns whose intensities are those of a measurement at another wavelength λ'
+    # (log-uniform in other_wavelength_A) with polarisation k' (uniform in other_polarisation_k), mapped
+    # onto this grid through Q: the same d, so the same positions, but the Lorentz–polarisation factor of
+    # θ' = asin(λ'/2d), and no reflection beyond λ'/2d ≥ 1. A synchrotron pattern (MARS, 0.73 Å, k ≈ 0.05)
+    # on a Cu model's grid is one.
+    other_wavelength_probability: float = 0.0
+    other_wavelength_A: tuple[float, float] = (0.4, 1.8)
+    other_polarisation_k: tuple[float, float] = (0.05, 1.0)
     # Clean patterns use this crystallite size (nm) for their Lorentzian width.
     clean_crystallite_size_nm: float = 150.0
 
@@ -253,6 +264,12 @@ class Renderer:
         else:
             size_A = torch.full((B, 1), 10.0 * aug.clean_crystallite_size_nm, device=dev)
             strain = cag = zero = disp_um = None
+        if on and aug.other_wavelength_probability > 0:
+            f2m = f2m * self._other_wavelength_factor(d, gen)
+        # Per pattern: 1 keeps the secondary lines, 0 renders the strongest line alone.
+        secondary = None
+        if on and aug.monochromatic_probability > 0 and len(self.instrument.wavelengths_A) > 1:
+            secondary = (torch.rand((B, 1), generator=gen, device=dev) >= aug.monochromatic_probability).float()
 
         inst = self.instrument
         U, V, W = inst.caglioti_uvw_deg2
@@ -261,7 +278,10 @@ class Renderer:
         exists = (f2m > 0) & (d > 0)
         d_safe = torch.where(exists, d, torch.ones_like(d))
         per_line = []
-        for lam, w in zip(inst.wavelengths_A, inst.weights):
+        primary = int(np.argmax(inst.weights))
+        for line, (lam, w) in enumerate(zip(inst.wavelengths_A, inst.weights, strict=True)):
+            if secondary is not None and line != primary:
+                w = w * secondary
             s = lam / (2.0 * d_safe)
             valid = exists & (s < 1.0)
             theta = torch.asin(s.clamp(max=1.0 - 1e-6))
@@ -290,6 +310,29 @@ class Renderer:
         mask = self._crop(B, gen)
         y = y.mul_(mask)
         return y.div_(y.amax(dim=1, keepdim=True).clamp_min(1e-30)), mask
+
+    def _lp(self, d: torch.Tensor, lam, k) -> tuple[torch.Tensor, torch.Tensor]:
+        """Lorentz–polarisation factor (unnormalised, no monochromator) of sticks d at wavelength lam and
+        polarisation k (scalars or (B, 1)), and whether the reflection exists at that wavelength."""
+        s = lam / (2.0 * d.clamp_min(1e-6))
+        exists = (d > 0) & (s < 1.0)
+        sin_t = s.clamp(max=1.0 - 1e-6)
+        cos_t = (1.0 - sin_t * sin_t).sqrt()
+        cos2t = 1.0 - 2.0 * sin_t * sin_t
+        return (1.0 + k * cos2t * cos2t) / ((1.0 + k) * sin_t * sin_t * cos_t), exists
+
+    def _other_wavelength_factor(self, d: torch.Tensor, gen) -> torch.Tensor:
+        """Per stick: LP at a random other wavelength over LP at the instrument's, for a random fraction of
+        patterns (1 for the others); 0 where the reflection does not exist at the other wavelength."""
+        aug, dev, inst = self.augment, self.device, self.instrument
+        B = d.shape[0]
+        use = torch.rand((B, 1), generator=gen, device=dev) < aug.other_wavelength_probability
+        lam = _log_uniform(aug.other_wavelength_A, (B, 1), gen, dev)
+        k = _uniform(aug.other_polarisation_k, (B, 1), gen, dev)
+        lp_other, exists = self._lp(d, lam, k)
+        lp_here, _ = self._lp(d, inst.wavelength_A, inst.polarisation_k)
+        factor = torch.where(exists, lp_other / lp_here, torch.zeros_like(d))
+        return torch.where(use, factor, torch.ones_like(d))
 
     def _offsets(self, h: int) -> tuple[torch.Tensor, torch.Tensor]:
         """For a window of ±h points: (2, 2h + 1) rows [1, offset] (float) and the offsets (int64)."""
@@ -500,7 +543,8 @@ class Renderer:
             z, sign = self._normal_rows(B, N, gen, out=self._workspace("normal", (B, N)))
             # λ + σ² + 3/8, with λ = counts · (y/y_max + level · bg).
             x = torch.addcmul(s2 + 0.375, y, counts / y_max).addcmul_(bg, level * counts)
-            x = x.sqrt_().addcmul_(z, 0.5 * sign).square_().sub_(s2 + 0.625)
+            # Clamped: float rounding leaves profile tails a hair below 0, which at 1e9 counts is < −3/8.
+            x = x.clamp_min_(0.0).sqrt_().addcmul_(z, 0.5 * sign).square_().sub_(s2 + 0.625)
         return x.clamp_min_(0.0)
 
     def _crop(self, B, gen):

@@ -106,3 +106,53 @@ def plot_synthetic_vs_measured(synthetic_metrics: str | Path, measured_metrics: 
     else:
         ax2.axis("off")
     _save(fig, out)
+
+
+def plot_scaling(history: str | Path, out: str | Path) -> None:
+    """Accuracy on the validation split's real structures against training patterns seen (log scale):
+    the scaling curve, plain and Materials Project-weighted (``history.csv``'s ``val_real_*`` columns)."""
+    h = pl.read_csv(history)
+    if "val_real_space_group_acc" not in h.columns or h["val_real_space_group_acc"].null_count() == len(h):
+        raise ValueError(f"{history}: no real-structure validation columns (the data has no real source)")
+    if "patterns_seen" not in h.columns:
+        raise ValueError(f"{history}: no patterns_seen column")
+    h = h.drop_nulls("val_real_space_group_acc")
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for col, label, style in (
+        ("val_real_crystal_system_acc", "crystal system", "-"),
+        ("val_real_space_group_acc", "space group", "-"),
+        ("val_real_mp_crystal_system_acc", "crystal system, MP-weighted", "--"),
+        ("val_real_mp_space_group_acc", "space group, MP-weighted", "--"),
+    ):
+        ax.plot(h["patterns_seen"], 100 * h[col], style, marker="o", markersize=3, label=label)
+    ax.set_xscale("log")
+    ax.set(xlabel="training patterns seen", ylabel="accuracy on unseen real structures (%)", ylim=(0, 100),
+           title=f"Scaling: real validation structures (n = {int(h['val_real_n'][-1])})")
+    ax.legend(fontsize=8)
+    _save(fig, out)
+
+
+def plot_real_recall(metrics: str | Path, out: str | Path) -> None:
+    """Per-crystal-system recall on the real split (Materials Project-weighted), with and without the
+    label prior, one panel per instrument (``evaluate_real_split``'s JSON)."""
+    import json
+
+    data = json.loads(Path(metrics).read_text())
+    instruments = data["instruments"]
+    if not instruments:
+        raise ValueError(f"{metrics}: no instrument was evaluated (no real structures in the split?)")
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(1, len(instruments), figsize=(6 * len(instruments), 4.2), squeeze=False)
+    for ax, (name, res) in zip(axes[0], instruments.items(), strict=True):
+        systems = list(res["with_prior"]["materials_project_weighted"]["crystal_system_recall"])
+        x = np.arange(len(systems))
+        for k, (label, key) in enumerate((("without prior", "without_prior"), ("with prior", "with_prior"))):
+            recall = res[key]["materials_project_weighted"]["crystal_system_recall"]
+            ax.bar(x + (k - 0.5) * 0.38, [100 * recall[s] for s in systems], width=0.38, label=label)
+        w = res["with_prior"]["materials_project_weighted"]
+        ax.set_xticks(x, systems, rotation=35, ha="right")
+        ax.set(ylim=(0, 100), ylabel="recall (%), MP-weighted",
+               title=f"{name}: SG {100 * w['space_group_top1']:.0f} %, top-5 {100 * w['space_group_top5']:.0f} %, CS {100 * w['crystal_system']:.0f} %")
+        ax.legend(fontsize=8)
+    _save(fig, out)

@@ -5,7 +5,9 @@ about the x axis and the wavelength, so one tolerant parser serves them and the 
 
 - comment lines start with ``# ; ! % // * @ '``; non-numeric lines before the first data row are
   header lines; both may name the columns (``2theta``, ``q (nm^-1)``, ``d``, ``Pos. [°2Th.]``…);
-- delimiters are whitespace, commas or semicolons (with ``;`` a comma is a decimal comma);
+- delimiters are whitespace (spaces, tabs), commas or semicolons, decided once for the whole file, and
+  so is the decimal mark: decimal commas (``12,5  300``, ``12,5;300``, ``1,5E+03``) and thousands
+  separators (``1.234,5``, ``1,234.5``, ``1 234,5``) are read as the file proves them (see ``_dialect``);
 - column 1 is x, column 2 the intensity, a third column named like an error (or unnamed) is σ;
 - pyFAI writes ``# Unit: 2th_deg | 2th_rad | q_nm^-1 | q_A^-1`` and ``# Wavelength: 1e-10`` (metres);
 - McXtrace writes ``# type: array_1d(N)``, ``# xlabel: 'Longitude [deg]'``, ``# variables: th I I_err N``
@@ -17,7 +19,10 @@ of every .xy exporter we know; a file that names an axis or unit we cannot conve
 
 from __future__ import annotations
 
+import csv
+import itertools
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -52,27 +57,135 @@ _ENERGY = re.compile(
 _KEY_VALUE = re.compile(r"^\s*([A-Za-z][\w .-]*?)\s*[:=]\s*(.*?)\s*$")
 
 
-def _fields(line: str) -> list[str]:
-    """Split a data line on its delimiter; a ``;``-delimited or whitespace-delimited line may use
-    decimal commas (``12,5;300`` or ``12,5  300``)."""
-    if ";" in line:
-        return [f.strip().replace(",", ".") for f in line.split(";") if f.strip()]
-    if "," in line:
-        toks = line.split()
-        if (
-            len(toks) >= 2 and "." not in line
-            and all(t.count(",") == 1 and not t.startswith(",") and not t.endswith(",") for t in toks)
-        ):
-            return [t.replace(",", ".") for t in toks]
-        return [f for f in re.split(r"[,\s]+", line.strip()) if f]
-    return line.split()
+# Thousands separators that are never column delimiters: no-break, narrow no-break and thin spaces
+# (French and other locales), and the apostrophes of Swiss exports; removed between digit groups.
+_GROUP_CHARS = "\u00a0\u202f\u2009'’"
+_GROUP_SPACE = re.compile(rf"(?<=\d)[{_GROUP_CHARS}](?=\d{{3}}(?!\d))")
+_NON_FINITE = re.compile(r"[-+]?(?:nan|inf|infinity)", re.IGNORECASE)
+# A line that may be data: digits, signs, exponents, decimal marks, delimiters, quotes, NaN/inf.
+_DATA_CHARS = re.compile(r"[\s\d.,;+\-eE\"']*")
+_HEAD_LINES = 200  # numeric lines that decide the delimiter
 
 
-def _numbers(line: str) -> list[float] | None:
-    try:
-        return [float(f.strip("\"'")) for f in _fields(line)]
-    except ValueError:
-        return None
+@dataclass(frozen=True)
+class _Dialect:
+    """How one file writes its numbers: the column delimiter (None: runs of whitespace, tabs included)
+    and the decimal mark; the other of ``.`` and ``,`` may group thousands (``1.234,5``, ``1,234.5``).
+    ``evidence`` is the (line number, field) that showed the decimal mark, for error messages."""
+
+    delimiter: str | None = None
+    decimal: str = "."
+    evidence: tuple[int, str] | None = None
+    grouped: bool = True  # the text has thousands-separating spaces or apostrophes to remove
+
+    def fields(self, line: str) -> list[str]:
+        line = line.strip()
+        if self.grouped:
+            line = _GROUP_SPACE.sub("", line)
+        if self.delimiter is None:
+            raw = line.split()
+        elif '"' in line:
+            raw = next(csv.reader([line], delimiter=self.delimiter, skipinitialspace=True))
+        else:
+            raw = line.split(self.delimiter)
+        out = [f.strip().strip("\"'").strip() for f in raw]
+        while out and not out[-1]:  # a trailing delimiter
+            out.pop()
+        return out
+
+    def number(self, field: str) -> float:
+        """The value of one field, or ValueError; thousands groups must be groups of three digits."""
+        group = "," if self.decimal == "." else "."
+        if group not in field and " " not in field and "_" not in field:
+            return float(field if self.decimal == "." else field.replace(",", "."))  # the usual case
+        if _NON_FINITE.fullmatch(field):
+            return float(field)
+        group = "," if self.decimal == "." else "[. ]"
+        m = re.fullmatch(
+            rf"([-+]?)(\d{{1,3}}(?:{group}\d{{3}})+|\d*)(?:{re.escape(self.decimal)}(\d*))?([eE][-+]?\d+)?",
+            field,
+        )
+        if m is None or not (m.group(2) or m.group(3)):
+            raise ValueError(field)
+        sign, whole, frac, exp = m.groups()
+        return float(f"{sign}{re.sub(r'[^0-9]', '', whole) or '0'}.{frac or '0'}{exp or ''}")
+
+    def numbers(self, line: str) -> list[float] | None:
+        try:
+            return [self.number(f) for f in self.fields(line)]
+        except ValueError:
+            return None
+
+    def describe(self) -> str:
+        """What a reader of an error message needs to know about how the numbers were read."""
+        name = "decimal commas" if self.decimal == "," else "decimal points"
+        if self.evidence is None:
+            return f"read with {name}"
+        return f"read with {name}, as line {self.evidence[0]} writes {self.evidence[1]!r}"
+
+
+def _looks_numeric(line: str) -> bool:
+    line = _NON_FINITE.sub("0", _GROUP_SPACE.sub("", line))
+    return _DATA_CHARS.fullmatch(line) is not None and any(c.isdigit() for c in line)
+
+
+def _decimal_vote(field: str, is_x: bool) -> str | None:
+    """The decimal mark one field proves (``"."``, ``","``), or None when it could be either.
+
+    x (2θ in degrees or radians, Q in Å⁻¹ or nm⁻¹, d in Å) is always below 1000, so a single mark in
+    the x column is the decimal mark; elsewhere ``1,234`` could be 1.234 or 1234 and proves nothing.
+    """
+    mantissa, _, exponent = field.lstrip("+-").replace("E", "e").partition("e")
+    if "." in mantissa and "," in mantissa:
+        return "." if mantissa.rfind(".") > mantissa.rfind(",") else ","
+    for mark, other in ((",", "."), (".", ",")):
+        if mark in mantissa:
+            whole, *groups = mantissa.split(mark)
+            if len(groups) > 1:
+                return other  # 1,234,567: the mark groups thousands
+            if is_x or exponent or not whole.lstrip("0") or len(groups[0]) != 3 or len(whole) > 3:
+                return mark  # 12,5 / 1,5E+03 / 0,500 / 1234,567: only a decimal mark reads so
+    return None
+
+
+def _dialect(lines: list[str]) -> _Dialect:
+    """The delimiter and decimal mark of a file (``lines``: its non-comment lines), decided once for
+    the whole file, so that one line is never read one way and the next another.
+
+    - ``;`` in the data: ``;`` delimits (a European spreadsheet export);
+    - else commas, and every comma-separated field is free of inner whitespace: ``,`` delimits;
+    - else whitespace (spaces, tabs) delimits, and a comma inside a field is a decimal comma
+      (``12,5  300``) or a thousands separator (``12.5  1,234``).
+
+    The first field that proves a decimal mark decides it: ``12,5``, ``1,5E+03``, ``1.234,5`` or any x
+    with a comma (``10,000``: x is below 1000) proves decimal commas; ``12.5`` or ``1,234.5`` decimal
+    points. A file that proves neither but writes commas uses decimal commas. A later field written
+    in the other convention (``12.5`` among decimal commas) is then not a number, and the line an error,
+    never a thousand-fold misreading.
+    """
+    joined = "\n".join(lines)
+    grouped = any(c in joined for c in _GROUP_CHARS)
+    data = ((n, line.strip()) for n, line in enumerate(lines, start=1) if _looks_numeric(line))
+    head = list(itertools.islice(data, _HEAD_LINES))
+    if any(";" in line for _, line in head):
+        delimiter = ";"
+    elif any("," in line for _, line in head) and all(
+        not re.search(r"\S\s+\S", f.strip()) for _, line in head for f in line.split(",")
+    ):
+        return _Dialect(",", ".", grouped=grouped)
+    else:
+        delimiter = None
+    split = _Dialect(delimiter, grouped=grouped)
+    commas = False
+    for n, line in itertools.chain(head, data):
+        commas = commas or "," in line
+        fields = split.fields(line)
+        if len(fields) < 2:
+            continue  # a point count or a date, not a data row
+        for i, f in enumerate(fields):
+            if (mark := _decimal_vote(f, i == 0)) is not None:
+                return _Dialect(delimiter, mark, (n, f), grouped)
+    return _Dialect(delimiter, "," if commas else ".", grouped=grouped)
 
 
 def _header_names(text: str) -> list[str]:
@@ -167,7 +280,9 @@ def read_text(path, text: str, *, axis: str | None = None) -> Pattern:
     pre_data: list[str] = []     # the same, but only those before the first data row
     rows: list[list[float]] = []
     ncol = 0
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    lines = text.splitlines()
+    dialect = _dialect([line if _strip_comment(line) is None else "" for line in lines])
+    for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         comment = _strip_comment(line)
@@ -176,13 +291,15 @@ def read_text(path, text: str, *, axis: str | None = None) -> Pattern:
             if not rows:
                 pre_data.append(comment)
             continue
-        nums = _numbers(line)
+        nums = dialect.numbers(line)
         if nums is None or len(nums) < 2:
             if not rows:  # a title, column names, or a point count before the data
                 header.append(line.strip())
                 pre_data.append(line.strip())
                 continue
             what = "non-numeric data" if nums is None else "only one column"
+            if nums is None and any(c in line for c in ".,"):
+                what += f" ({dialect.describe()})"
             raise PatternError(f"{where}: line {lineno}: {what}: {line.strip()[:80]!r}")
         if not rows:
             ncol = len(nums)
@@ -224,7 +341,7 @@ def read_text(path, text: str, *, axis: str | None = None) -> Pattern:
     if names is None:
         for h in reversed(pre_data):
             cand = _header_names(h)
-            if len(cand) >= 2 and _numbers(h) is None and not _KEY_VALUE.match(h):
+            if len(cand) >= 2 and dialect.numbers(h) is None and not _KEY_VALUE.match(h):
                 names = cand
                 break
     if names:

@@ -9,6 +9,13 @@ What is read (namespace-agnostic, any XRDML schema version):
 λ is Kα1 (the Kα2 line is kept in ``meta`` as ``kalpha2_A`` and ``kalpha2_ratio`` for renderers that
 model the doublet). Positions given only as start/end are equally spaced, as the instrument records
 them. A file with several scans yields the first; ``meta["n_scans"]`` says how many there were.
+
+Why this is parsed here and not by ``fairmat-readers-xrd`` (a dependency, used for .raw, .brml and
+.rasx in :mod:`xrdid.readers.vendor`): its ``read_panalytical_xrdml`` (0.0.10) raises AttributeError
+on variable-counting-time scans (``<countingTimes>`` instead of ``<commonCountingTime>``),
+NotImplementedError on files with more than one scan, numpy's "could not be read to its end" on a
+corrupt number, and returns no 2θ axis, without an error, for a scan of another axis. Each of these is
+a valid file or a clear error here (tests/readers/test_read_xrdml.py), in ~100 lines of ElementTree.
 """
 
 from __future__ import annotations

@@ -57,6 +57,22 @@ def group_key(formula: str, space_group: int, group_by: str) -> str:
     raise ValueError(f"unknown split group_by {group_by!r} (formula | prototype)")
 
 
+def strongest_sticks(sticks, n: int):
+    """The ``n`` sticks of largest |F|²·multiplicity, kept in their d order."""
+    from xrdid.simulate.sticks import Sticks
+
+    keep = np.sort(np.argsort(sticks.f2m, kind="stable")[::-1][:n])
+    return Sticks(sticks.d[keep], sticks.f2m[keep], sticks.hkl[keep])
+
+
+def row_group_key(row: dict, group_by: str) -> str:
+    """The group key of a structures-table row: a derived crystal takes its parent's (the structure type
+    it was made from), so a type and everything derived from it fall on one side of the split."""
+    if row.get("parent_formula"):
+        return group_key(row["parent_formula"], int(row["parent_space_group"]), group_by)
+    return group_key(row["formula"], int(row["space_group"]), group_by)
+
+
 def simulate_chunk(
     structures: Sequence[str | Path],
     *,
@@ -65,8 +81,11 @@ def simulate_chunk(
     out: str | Path,
     d_min_A: float,
     group_by: str = "formula",
+    max_sticks: int | None = None,
 ) -> int:
     """Compute sticks for chunk ``chunk`` of the concatenated structures tables; returns rows written.
+
+    ``max_sticks``: keep only the strongest sticks (by |F|²·multiplicity) of each structure, in d order.
 
     A structure whose simulation fails is logged with its reason and left out of the chunk (it is
     still listed, with the reason, in the chunk's log).
@@ -78,7 +97,8 @@ def simulate_chunk(
     # chunk size, not on the number of structures.
     n_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in structures)
     start, stop = chunk_bounds(n_rows, chunk, n_chunks)
-    frame = pl.scan_parquet([str(p) for p in structures]).slice(start, stop - start).collect()
+    # Tables of several sources are read as one; a table written before a column existed reads it as null.
+    frame = pl.scan_parquet([str(p) for p in structures], missing_columns="insert").slice(start, stop - start).collect()
     rows = frame.to_dicts()
     out_rows, failed = [], 0
     t0 = time.perf_counter()
@@ -86,6 +106,8 @@ def simulate_chunk(
         try:
             structure = structure_from_row(row)
             sticks = compute_sticks(structure, d_min_A)
+            if max_sticks is not None and len(sticks.d) > max_sticks:
+                sticks = strongest_sticks(sticks, max_sticks)
         except Exception as exc:  # one bad structure never sinks the chunk
             failed += 1
             log.warning("structure %s: simulation failed: %s: %s", row["id"], type(exc).__name__, exc)
@@ -97,7 +119,7 @@ def simulate_chunk(
                 "formula": row["formula"],
                 "space_group": row["space_group"],
                 "crystal_system": row["crystal_system"],
-                "group_key": group_key(row["formula"], row["space_group"], group_by),
+                "group_key": row_group_key(row, group_by),
                 "d": sticks.d.astype(np.float32),
                 "f2m": sticks.f2m.astype(np.float32),
                 "hkl": sticks.hkl.astype(np.int16),

@@ -60,7 +60,7 @@ def load_local(
     skipped = 0
     for path in files:
         rel = path.relative_to(folder).as_posix()
-        file_rows, file_failures, file_skipped = _load_file(path, rel, symprec)
+        file_rows, file_failures, file_skipped = load_cif_file(path, rel, symprec)
         rows += file_rows
         failures += file_failures
         skipped += file_skipped
@@ -71,11 +71,11 @@ def load_local(
     return write_structure_tables(rows, failures, out, failed_out)
 
 
-def _load_file(path: Path, rel: str, symprec: float) -> tuple[list[dict], list[dict], int]:
-    """Rows, failures and the number of skipped metadata blocks for one CIF file."""
+def load_cif_file(path: Path, rel: str, symprec: float, source: str = SOURCE) -> tuple[list[dict], list[dict], int]:
+    """Rows, failures and the number of skipped metadata blocks for one CIF file, with ids ``<rel>#<block>``."""
 
     def failure(id: str, reason: str) -> dict:
-        return {"id": id, "source": SOURCE, "reason": reason}
+        return {"id": id, "source": source, "reason": reason}
 
     try:
         blocks = _split_blocks(_read_text(path))
@@ -100,7 +100,7 @@ def _load_file(path: Path, rel: str, symprec: float) -> tuple[list[dict], list[d
                 describe_structure(
                     structure,
                     id=id,
-                    source=SOURCE,
+                    source=source,
                     symprec=symprec,
                     space_group_source=stated_space_group(block),
                 )

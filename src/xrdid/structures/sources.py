@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Sources built by build_structures; "derived" is built from other sources' tables (derive_from_config).
+SOURCES: tuple[str, ...] = ("synthetic", "materials_project", "local", "prototypes", "core_mof")
+# Sources whose structures are real and used as they are (synthetic and derived crystals are not): the
+# validation and test splits' rows of these sources are the real validation and test sets.
+REAL_SOURCES = frozenset({"prototypes", "core_mof", "local", "materials_project"})
+
 
 def build_structures(
     source: str,
@@ -15,7 +21,7 @@ def build_structures(
     state_dir: str | Path | None = None,
     workers: int = 1,
 ) -> tuple[int, int]:
-    """Dispatch to the source (``synthetic``, ``materials_project`` or ``local``) with its config section."""
+    """Dispatch to the source (one of :data:`SOURCES`) with its config section."""
     if source == "synthetic":
         from xrdid.structures.synthetic import SyntheticSpec, generate_synthetic
 
@@ -56,4 +62,33 @@ def build_structures(
         from xrdid.structures.local import load_local
 
         return load_local(settings["folder"], out=out, failed_out=failed_out, symprec=symprec)
-    raise ValueError(f"unknown structure source {source!r} (synthetic | materials_project | local)")
+    if source == "prototypes":
+        from xrdid.structures.prototypes import COLLECTIONS, load_prototypes
+
+        return load_prototypes(
+            out=out, failed_out=failed_out, symprec=symprec,
+            collections=tuple(settings.get("collections", COLLECTIONS)), workers=workers,
+        )
+    if source == "core_mof":
+        from xrdid.structures.core_mof import DATASETS, load_core_mof
+
+        return load_core_mof(
+            out=out, failed_out=failed_out, symprec=symprec,
+            datasets=tuple(settings.get("datasets", DATASETS)),
+            max_atoms=int(settings.get("max_atoms", 200)),
+            max_structures=settings.get("max_structures"),
+            workers=workers,
+        )
+    raise ValueError(f"unknown structure source {source!r} ({' | '.join(SOURCES)})")
+
+
+def derive_from_config(
+    parents, settings: dict, *, out: str | Path, failed_out: str | Path, symprec: float = 0.01, workers: int = 1
+) -> tuple[int, int]:
+    """The ``derived`` source: crystals derived from the rows of the ``parents`` tables (see
+    :mod:`xrdid.structures.derived`), with the ``structures.derived`` config section."""
+    from xrdid.structures.derived import DeriveSpec, derive_structures
+
+    keys = ("per_structure", "seed", "substitute", "max_mendeleev_distance", "strain", "jitter_A", "min_distance_ratio", "max_atoms")
+    spec = DeriveSpec(symprec=symprec, **{k: settings[k] for k in keys if k in settings})
+    return derive_structures(parents, spec, out=out, failed_out=failed_out, workers=workers)

@@ -3,13 +3,17 @@
 Columns (DESIGN.md): ``id``, ``source``, ``formula``, ``elements``, ``space_group`` (spglib on the
 parsed structure at ``symprec``), ``space_group_symbol``, ``symprec``, ``space_group_source`` (the
 label the source gave, null when none), ``crystal_system``, ``n_sites``, ``cif``; and ``lattice``,
-``species``, ``frac_coords`` (the ordered structure as arrays, read by :func:`structure_from_row`).
+``species``, ``frac_coords`` (the ordered structure as arrays, read by :func:`structure_from_row`);
+``parent_id``, ``parent_formula``, ``parent_space_group``: for a crystal derived from another
+(:mod:`xrdid.structures.derived`), that crystal's id and labels, so the split keeps a structure type and
+everything derived from it on one side (null otherwise).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -39,6 +43,9 @@ STRUCTURE_SCHEMA = pa.schema(
         ("lattice", pa.list_(pa.float64(), 9)),
         ("species", pa.list_(pa.string())),
         ("frac_coords", pa.list_(pa.list_(pa.float64(), 3))),
+        ("parent_id", pa.string()),
+        ("parent_formula", pa.string()),
+        ("parent_space_group", pa.int16()),
     ]
 )
 FAILED_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("reason", pa.string())])
@@ -56,12 +63,13 @@ def describe_structure(
     symprec: float = 0.01,
     space_group_source: int | None = None,
     dataset=None,
+    parent: dict | None = None,
 ) -> dict:
     """One row of the structures table for a pymatgen ``Structure``.
 
     Raises StructureError for partial occupancies, a (near-)zero cell volume, or a cell spglib cannot
     symmetrise at ``symprec``. ``dataset``: spglib's dataset of this very cell at ``symprec``, when the
-    caller has it already.
+    caller has it already. ``parent``: the structures-table row this crystal was derived from.
     """
     from pymatgen.io.cif import CifWriter
 
@@ -69,6 +77,12 @@ def describe_structure(
         raise StructureError("no atoms")
     if not structure.is_ordered:
         raise StructureError("partial occupancy (disordered sites are not simulated)")
+    from xrdid.simulate.sticks import _scattering_params
+
+    unknown = sorted({site.specie.symbol for site in structure} - set(_scattering_params()))
+    if unknown:
+        # e.g. "Nh": the AFLOW encyclopedia writes the ammonium ion as a pseudo-atom read as nihonium.
+        raise StructureError(f"no X-ray scattering factors for element(s) {', '.join(unknown)}")
     volume = structure.lattice.volume
     if not math.isfinite(volume) or volume < 1e-3 or volume < 0.5 * len(structure):
         raise StructureError(f"degenerate cell volume {volume:.3g} Å³ for {len(structure)} sites")
@@ -84,6 +98,10 @@ def describe_structure(
     if dataset is None:
         raise StructureError(f"spglib could not find the symmetry at symprec={symprec}")
     number = int(dataset.number)
+    with warnings.catch_warnings():
+        # Site labels repeated across an orbit are fine for provenance; pymatgen warns on every one.
+        warnings.simplefilter("ignore")
+        cif = str(CifWriter(structure))
     return {
         "id": str(id),
         "source": source,
@@ -95,10 +113,13 @@ def describe_structure(
         "space_group_source": None if space_group_source is None else int(space_group_source),
         "crystal_system": crystal_system(number),
         "n_sites": len(structure),
-        "cif": str(CifWriter(structure)),
+        "cif": cif,
         "lattice": [float(v) for v in structure.lattice.matrix.reshape(-1)],
         "species": [site.specie.symbol for site in structure],
         "frac_coords": [[float(v) for v in site.frac_coords] for site in structure],
+        "parent_id": None if parent is None else parent["id"],
+        "parent_formula": None if parent is None else parent["formula"],
+        "parent_space_group": None if parent is None else int(parent["space_group"]),
     }
 
 

@@ -38,13 +38,18 @@ from xrdid.instrument import Augment, Instrument, Renderer
 from xrdid.io import atomic_path
 from xrdid.models import CNNConfig, XRDClassifier, save_checkpoint
 from xrdid.models.cnn import loss_fn
+from xrdid.structures.sources import REAL_SOURCES
 from xrdid.weights import init_digest, resolve_init
 
 log = logging.getLogger(__name__)
 
 HISTORY_FIELDS = [
     "epoch", "train_loss", "val_loss", "val_space_group_acc", "val_space_group_top5",
-    "val_crystal_system_acc", "lr", "patterns_per_s", "elapsed_s",
+    "val_crystal_system_acc", "lr", "patterns_per_s", "elapsed_s", "patterns_seen",
+    # The validation split's real structures (REAL_SOURCES), plain and weighted like Materials Project
+    # (xrdid.priors.mp_weights); empty when the data has none.
+    "val_real_n", "val_real_space_group_acc", "val_real_crystal_system_acc",
+    "val_real_mp_space_group_acc", "val_real_mp_crystal_system_acc",
 ]
 
 
@@ -68,15 +73,45 @@ class TrainConfig:
     # second sitting on new crystals, or fine-tuning for one instrument; None: random initialisation.
     # The optimiser and schedule start afresh.
     init_from: str | None = None
+    # Share of training draws from each structure source ({source: weight}); within a source every
+    # structure is equally likely. None: every structure equally likely.
+    source_weights: dict[str, float] | None = None
 
 
 def _fingerprint_train(config: TrainConfig) -> dict:
-    """The config's part of the resume fingerprint; ``init_from`` enters only when set, so states saved
-    before it existed still resume."""
+    """The config's part of the resume fingerprint; ``init_from`` and ``source_weights`` enter only when
+    set, so states saved before they existed still resume."""
     fields = asdict(config)
-    if fields["init_from"] is None:
-        del fields["init_from"]
+    for key in ("init_from", "source_weights"):
+        if fields[key] is None:
+            del fields[key]
     return fields
+
+
+def draw_probabilities(table: StickTable, weights: dict[str, float] | None) -> torch.Tensor | None:
+    """Probability of drawing each row of ``table`` (``weights`` per source, shared equally within a
+    source), or None for uniform draws."""
+    if weights is None:
+        return None
+    if table.sources is None:
+        raise ValueError("train.source_weights needs a sticks table with a source column")
+    sources = np.asarray(table.sources)
+    probs = np.zeros(len(sources))
+    for name in np.unique(sources):
+        rows = sources == name
+        probs[rows] = float(weights.get(str(name), 0.0)) / rows.sum()
+    if probs.sum() <= 0:
+        raise ValueError(f"train.source_weights {weights} gives weight 0 to every source in the data ({', '.join(np.unique(sources))})")
+    return torch.from_numpy(probs / probs.sum())
+
+
+def label_counts(table: StickTable, probs: torch.Tensor | None, n_classes: int) -> list[float]:
+    """Space-group label counts as training draws them: plain counts, or with ``probs`` the expected
+    counts of len(table) draws (the p_train of a label prior, :mod:`xrdid.priors`)."""
+    if probs is None:
+        return torch.bincount(table.space_group, minlength=n_classes).tolist()
+    counts = torch.bincount(table.space_group, weights=probs.double() * len(table), minlength=n_classes)
+    return [round(float(c), 3) for c in counts]
 
 
 def init_weights(model: XRDClassifier, source: str) -> None:
@@ -204,8 +239,8 @@ class RenderedBatches(torch.utils.data.IterableDataset):
     augmentation from the epoch's generators; yields ``(x, space_group, crystal_system)``."""
 
     def __init__(self, table: StickTable, renderer: Renderer, *, batch_size: int, steps: int, seed_render: int, seed_pick: int,
-                 strain: MetricStrain | None = None, strain_amount: float = 0.0):
-        self.table, self.renderer = table, renderer
+                 strain: MetricStrain | None = None, strain_amount: float = 0.0, probs: torch.Tensor | None = None):
+        self.table, self.renderer, self.probs = table, renderer, probs
         self.strain, self.strain_amount = strain, strain_amount
         self.batch_size, self.steps = batch_size, steps
         self.seed_render, self.seed_pick = seed_render, seed_pick
@@ -216,7 +251,10 @@ class RenderedBatches(torch.utils.data.IterableDataset):
         gen = torch.Generator(device=self.renderer.device).manual_seed(self.seed_render)
         pick = torch.Generator().manual_seed(self.seed_pick)
         for _ in range(self.steps):
-            index = torch.randint(len(self.table), (self.batch_size,), generator=pick)
+            if self.probs is None:
+                index = torch.randint(len(self.table), (self.batch_size,), generator=pick)
+            else:
+                index = torch.multinomial(self.probs, self.batch_size, replacement=True, generator=pick)
             sticks, sg, cs = self.table.batch(index)
             if self.strain is not None and self.strain_amount > 0:
                 sticks.d = self.strain.apply(index, sticks.d, self.strain_amount, pick)
@@ -285,10 +323,65 @@ def recalibrate_batchnorm(model: torch.nn.Module, batches, device="cpu") -> int:
     return n
 
 
+def real_rows(table: StickTable) -> torch.Tensor:
+    """Indices of the rows of ``table`` that are real structures (REAL_SOURCES)."""
+    if table.sources is None:
+        return torch.zeros(0, dtype=torch.int64)
+    return torch.tensor([i for i, s in enumerate(table.sources) if s in REAL_SOURCES], dtype=torch.int64)
+
+
+def _real_metrics(sg_logits: torch.Tensor, cs_logits: torch.Tensor, table: StickTable) -> dict:
+    from xrdid.priors import mp_weights
+
+    rows = real_rows(table)
+    if len(rows) == 0:
+        return {"val_real_n": 0}
+    sg_true, cs_true = table.space_group[rows], table.crystal_system[rows]
+    sg_hit = (sg_logits[rows].argmax(1) == sg_true).double().numpy()
+    cs_hit = (cs_logits[rows].argmax(1) == cs_true).double().numpy()
+    w = mp_weights(sg_true.numpy() + 1)
+    return {
+        "val_real_n": len(rows),
+        "val_real_space_group_acc": float(sg_hit.mean()),
+        "val_real_crystal_system_acc": float(cs_hit.mean()),
+        "val_real_mp_space_group_acc": float(w @ sg_hit),
+        "val_real_mp_crystal_system_acc": float(w @ cs_hit),
+    }
+
+
+def tune_prior(model, sg_logits: torch.Tensor, cs_logits: torch.Tensor, table: StickTable, train_counts) -> dict:
+    """The Materials Project label prior at the strength chosen on the validation split's real
+    structures (:func:`xrdid.priors.choose_strength`, on the model's calibrated log-probabilities), as
+    checkpoint metadata; empty when the validation split has no real structure."""
+    from xrdid.priors import choose_strength, materials_project_ratios
+
+    rows = real_rows(table)
+    if len(rows) == 0:
+        log.info("no real structures in the validation split: no label prior stored")
+        return {}
+    t = model.temperature.detach()
+    sg_logp = torch.log_softmax(sg_logits[rows] / t[0], -1).double().numpy()
+    cs_logp = torch.log_softmax(cs_logits[rows] / t[1], -1).double().numpy()
+    sg_ratio, cs_ratio = materials_project_ratios(train_counts)
+    strength, scores = choose_strength(sg_logp, cs_logp, table.space_group[rows].numpy() + 1, sg_ratio, cs_ratio)
+    for r in scores:
+        log.info(
+            "prior strength %.2f: MP-weighted real validation space group %.1f %% (top-5 %.1f %%), crystal system %.1f %%, log-loss %.3f",
+            r["strength"], 100 * r["space_group_top1"], 100 * r["space_group_top5"], 100 * r["crystal_system"], r["space_group_log_loss"],
+        )
+    log.info("label prior: Materials Project frequencies at strength %.2f (chosen on %d real validation structures)", strength, len(rows))
+    return {
+        "prior": {"name": "materials_project", "strength": strength, "chosen_on": f"{len(rows)} real structures of the validation split, Materials Project-weighted log-loss", "scores": scores},
+        "prior_log_ratio": (strength * sg_ratio).tolist(),
+        "crystal_system_prior_log_ratio": (strength * cs_ratio).tolist(),
+    }
+
+
 def _validation_metrics(sg_logits: torch.Tensor, cs_logits: torch.Tensor, table: StickTable) -> dict:
     """The validation columns of ``history.csv`` from both heads' logits on ``table``."""
     top5 = sg_logits.topk(min(5, sg_logits.shape[1]), dim=1).indices
     return {
+        **_real_metrics(sg_logits, cs_logits, table),
         "val_loss": float(F.cross_entropy(sg_logits, table.space_group) + F.cross_entropy(cs_logits, table.crystal_system)),
         "val_space_group_acc": float((sg_logits.argmax(1) == table.space_group).float().mean()),
         "val_space_group_top5": float((top5 == table.space_group[:, None]).any(1).float().mean()),
@@ -369,7 +462,9 @@ def train(
     val_table = StickTable.from_parquet(sticks, split="val", d_min_A=d_min, max_peaks=config.max_peaks)
     if len(train_table) == 0 or len(val_table) == 0:
         raise ValueError(f"{sticks}: need structures in both train and val splits, got {len(train_table)} and {len(val_table)}")
-    log.info("training on %d structures, validating on %d, device %s", len(train_table), len(val_table), dev)
+    probs = draw_probabilities(train_table, config.source_weights)
+    train_counts = label_counts(train_table, probs, model_config.n_space_groups)
+    log.info("training on %d structures, validating on %d (%d real), device %s", len(train_table), len(val_table), len(real_rows(val_table)), dev)
 
     model = XRDClassifier(model_config)
     if config.init_from is not None:
@@ -398,7 +493,7 @@ def train(
         batches = RenderedBatches(
             train_table, train_renderer, batch_size=config.batch_size, steps=config.steps_per_epoch,
             seed_render=config.seed * 100_003 + epoch, seed_pick=config.seed * 100_003 + epoch + 50_000,
-            strain=strain, strain_amount=config.metric_strain,
+            strain=strain, strain_amount=config.metric_strain, probs=probs,
         )
         t_epoch = time.perf_counter()
         running = 0.0
@@ -423,6 +518,7 @@ def train(
             "lr": sched.get_last_lr()[0],
             "patterns_per_s": rate,
             "elapsed_s": time.perf_counter() - t_start,
+            "patterns_seen": (epoch + 1) * config.steps_per_epoch * config.batch_size,
         }
         rows.append(row)
         log.info(
@@ -438,14 +534,14 @@ def train(
             save_checkpoint(
                 latest, instrument, state_file.parent / "latest",
                 extra={"augment": asdict(augment), "train": asdict(config), "n_train_structures": len(train_table), "epoch": epoch + 1,
-                       "train_space_group_counts": torch.bincount(train_table.space_group, minlength=model_config.n_space_groups).tolist()},
+                       "train_space_group_counts": train_counts},
             )
             save_state(state_file, fingerprint, model, opt, sched, rows, epoch + 1)
 
     calibration = RenderedBatches(
         train_table, train_renderer, batch_size=config.batch_size, steps=BN_RECALIBRATION_BATCHES,
         seed_render=config.seed * 100_003 + 77_777, seed_pick=config.seed * 100_003 + 88_888,
-        strain=strain, strain_amount=config.metric_strain,
+        strain=strain, strain_amount=config.metric_strain, probs=probs,
     )
     recalibrate_batchnorm(model, calibration, device=dev)
     sg_logits, cs_logits = predict_logits(model, val_renderer, val_table, seed=config.seed + 7, device=dev)
@@ -457,11 +553,11 @@ def train(
     model.temperature.copy_(torch.tensor([fit_temperature(sg_logits, val_table.space_group), fit_temperature(cs_logits, val_table.crystal_system)]))
     log.info("fitted temperatures: space group %.2f, crystal system %.2f", *model.temperature.tolist())
     model.cpu()
+    prior = tune_prior(model, sg_logits, cs_logits, val_table, train_counts)
     save_checkpoint(
         model, instrument, checkpoint,
         extra={"augment": asdict(augment), "train": asdict(config), "n_train_structures": len(train_table),
-               "epoch": config.epochs,
-               "train_space_group_counts": torch.bincount(train_table.space_group, minlength=model_config.n_space_groups).tolist()},
+               "epoch": config.epochs, "train_space_group_counts": train_counts, **prior},
     )
     with atomic_path(history) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)

@@ -9,7 +9,8 @@ Routes:
 - ``GET /api/health`` the model that is loaded, or 503 with the reason it could not be;
 - ``POST /api/predict`` multipart: ``file`` (the pattern), optional ``wavelength`` (Å, for 2θ files that
   state none) and ``top_k``. Answers the CLI contract's fields (``space_group``, ``top_k``,
-  ``crystal_system``, ``novelty``, ``coverage``) plus ``file`` (the uploaded name) and ``pattern``
+  ``crystal_system``, ``novelty``, ``coverage``, ``cell``: the unit cell by powder indexing, with its
+  ``reflections`` as tick marks in the pattern's x units) plus ``file`` (the uploaded name) and ``pattern``
   {x, y, axis, wavelength_A, model_range}: the pattern as read, for the plot, and the model's range
   in the pattern's own x units.
 

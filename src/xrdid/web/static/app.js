@@ -167,6 +167,7 @@ function render(res) {
   noveltyNote(res.novelty);
   $("r-coverage").textContent =
     res.coverage == null ? "–" : `${pct(res.coverage)} of the model's range`;
+  $("r-cell").textContent = cellText(res.cell);
 
   // Phases, once the server identifies them: a list of xrdid.mixtures PhaseResult dicts, bare or
   // inside the fit's dict ({phases: [...], rwp, ...}).
@@ -186,7 +187,28 @@ function render(res) {
     }
     if (phases.length === 0) ul.textContent = "no library phase found";
   }
-  drawPlot($("plot"), res.pattern);
+  drawPlot($("plot"), res.pattern, res.cell && res.cell.reflections);
+}
+
+// The unit cell found by powder indexing (xrdid.indexing), or why there is none.
+function cellText(c) {
+  if (!c) return "–";
+  if (!c.indexed) return c.message || "not indexed";
+  const f = (v, d) => Number(v).toFixed(d);
+  let t = `${c.bravais}  a ${f(c.a, 4)}  b ${f(c.b, 4)}  c ${f(c.c, 4)} Å  α ${f(c.alpha, 2)}  β ${f(c.beta, 2)}  γ ${f(c.gamma, 2)}°`;
+  t += `  V ${f(c.volume, 1)} Å³ · M${c.F_N.N} ${f(c.M20, 1)} · ${c.indexed} of ${c.indexed + c.unindexed} lines indexed`;
+  if (c.zero_shift_deg != null) t += ` · zero ${c.zero_shift_deg >= 0 ? "+" : ""}${f(c.zero_shift_deg, 3)}°`;
+  return t;
+}
+
+// Tick marks of the indexed cell's reflections, under the trace.
+function drawReflections(svg, refl, sx, x0, x1, yBase) {
+  const g = el("g", { class: "reflections" }, svg);
+  for (const r of refl) {
+    if (r.x < Math.min(x0, x1) || r.x > Math.max(x0, x1)) continue;
+    const t = el("line", { x1: sx(r.x), x2: sx(r.x), y1: yBase - 10, y2: yBase - 2 }, g);
+    el("title", {}, t).textContent = `${r.hkl.join(" ")}  d = ${r.d} Å`;
+  }
 }
 
 // ---- plot ------------------------------------------------------------------------------------------
@@ -212,7 +234,7 @@ function el(tag, attrs, parent) {
   return e;
 }
 
-function drawPlot(container, pat) {
+function drawPlot(container, pat, reflections) {
   const W = Math.max(360, Math.round(container.clientWidth || 700));
   const H = Math.round(Math.min(440, Math.max(300, W * 0.52)));
   const m = { l: 64, r: 18, t: 14, b: 50 };
@@ -271,6 +293,8 @@ function drawPlot(container, pat) {
     d += `L${px},${sy(lastY).toFixed(1)}`;
   }
   el("path", { class: "trace", d, "clip-path": `url(#${clipId})` }, svg);
+  if (reflections && reflections.length) drawReflections(svg, reflections, sx, x0, x1, H - m.b);
+  $("tick-legend").hidden = !(reflections && reflections.length);
 
   // Axis labels.
   let xl = AXIS_LABEL[pat.axis] || pat.axis;
@@ -325,7 +349,7 @@ function init() {
   let resizeTimer;
   window.addEventListener("resize", () => {
     clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(() => { if (lastResult) drawPlot($("plot"), lastResult.pattern); }, 150);
+    resizeTimer = setTimeout(() => { if (lastResult) drawPlot($("plot"), lastResult.pattern, lastResult.cell && lastResult.cell.reflections); }, 150);
   });
   checkHealth();
 }

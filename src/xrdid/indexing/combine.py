@@ -1,0 +1,215 @@
+r"""The physics second opinion beside the classifier: a pattern's cell, and space groups ranked with it.
+
+:func:`second_opinion` is what ``xrdid predict``, the web page and the benchmarks call with one pattern and
+the classifier's calibrated probabilities p(g) (230 space groups) and P(s) (7 crystal systems):
+
+1. peaks (:func:`xrdid.indexing.peaks.find_peaks`) and cells (:func:`xrdid.indexing.search.index_peaks`),
+   the search ordered by P(s); the best accepted cell is the result's ``cell`` (or ``{"indexed": false,
+   "message": why}`` — never an invented cell);
+2. with ``rerank``, every space group g gets
+
+       score(g) = log p(g) + w · (matched(g) − β · missing(g))
+
+   with the extinction check of :mod:`xrdid.indexing.extinctions` on the best cell usable for g (the
+   accepted cells and, when none is accepted, the best rejected ones), or log p(g) + w · unfitted when no
+   cell is usable for g's crystal system. The combined probabilities are softmax(score); the crystal
+   system is the argmax of their sum per system, and the space groups are listed by score.
+
+The weights (:class:`Weights`, default :data:`WEIGHTS`) are a setting: ``benchmarks/rerank.py`` tunes them
+on half of the AFLOW prototypes for a given checkpoint and reports the other half and the measured
+patterns; re-run it for a new model and pass the result as ``weights=`` (or change :data:`WEIGHTS`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from xrdid.indexing.extinctions import CellLines, cells_for_system
+from xrdid.indexing.peaks import IndexingError, PeakList, find_peaks
+from xrdid.indexing.search import FINAL_TOL, IndexingResult, Lines, index_peaks, lines_from_peaks
+from xrdid.labels import CRYSTAL_SYSTEMS, crystal_system, space_group_symbol
+
+log = logging.getLogger(__name__)
+
+# Time budget of the indexing inside ``xrdid predict`` (s per pattern).
+PREDICT_TIME_BUDGET_S = 4.0
+# Rejected cells still used for the extinction check when none is accepted.
+N_FALLBACK_CELLS = 3
+
+
+@dataclass(frozen=True)
+class Weights:
+    """score = log p + w · (matched − beta · missing); groups without a usable cell get w · unfitted."""
+
+    w: float = 12.0
+    beta: float = 1.0
+    unfitted: float = 0.0
+
+
+# The default weights; see the module docstring and benchmarks/README.md for how they were chosen.
+WEIGHTS = Weights()
+
+
+def index_pattern(pattern, *, wavelength_A: float | None = None, system_probabilities: dict | None = None,
+                  time_budget_s: float = 10.0, kalpha2: str = "auto") -> tuple[PeakList, IndexingResult]:
+    """Peaks and cells of one measured pattern (raises IndexingError naming the file when it cannot be read
+    as a pattern with a wavelength)."""
+    peaks = find_peaks(pattern, wavelength_A=wavelength_A, kalpha2=kalpha2)
+    return peaks, index_peaks(peaks, system_probabilities=system_probabilities, time_budget_s=time_budget_s)
+
+
+def reflections(cell, peaks: PeakList, axis: str = "two_theta", wavelength_A: float | None = None, limit: int = 400) -> list[dict]:
+    """The allowed reflections of ``cell`` in the measured range, as tick marks in the pattern's own x units:
+    2θ (with the zero shift put back, at the peaks' wavelength), Q = 2π/d (Å⁻¹) or d (Å)."""
+    from xrdid.indexing.search import _calc_lines
+
+    lam = peaks.wavelength_A
+    lo, hi = peaks.range_deg
+    q_max = (2 * math.sin(math.radians(min(hi, 179.0)) / 2) / lam) ** 2
+    hkl, qc = _calc_lines(np.asarray(cell.p6), cell.centring, q_max)
+    # One tick per distinct d, labelled by its most positive indices (111 rather than 1-1-1).
+    rep: dict[float, tuple] = {}
+    for h, q in zip(hkl, qc, strict=True):
+        if q <= 0:
+            continue
+        key = round(float(q), 9)
+        cand = (int((h >= 0).sum()), tuple(int(v) for v in h))
+        if key not in rep or cand > rep[key][0]:
+            rep[key] = (cand, h, q)
+    out = []
+    zero = cell.zero_deg or 0.0
+    for _, h, q in sorted(rep.values(), key=lambda t: t[2]):
+        d = 1.0 / math.sqrt(q)
+        tt = 2 * math.degrees(math.asin(min(lam / (2 * d), 1.0))) + zero
+        if tt < lo:
+            continue
+        x = tt if axis == "two_theta" else (2 * math.pi / d if axis == "q" else d)
+        out.append({"hkl": [int(v) for v in h], "d": round(d, 5), "x": round(x, 5)})
+        if len(out) >= limit:
+            break
+    return out
+
+
+def cell_summary(result: IndexingResult, peaks: PeakList, *, n_candidates: int = 3) -> dict:
+    """The ``cell`` field of a prediction: the best accepted cell, or why there is none."""
+    out: dict = {"indexed": result.indexed, "message": result.message, "n_peaks": result.n_peaks, "kalpha2": peaks.kalpha2}
+    if result.indexed:
+        out.update(result.best.to_dict())
+        out["candidates"] = [{k: v for k, v in c.to_dict().items() if k not in ("hkl", "unindexed_two_theta")}
+                             for c in result.cells[:n_candidates]]
+    return out
+
+
+def _observed(peaks: PeakList, zero: float):
+    lines = lines_from_peaks(peaks)
+    q = lines.q(zero)
+    tol = lines.tol_q(FINAL_TOL, zero)
+    lo = peaks.range_deg[0] - zero
+    q_lo = (2 * math.sin(math.radians(max(lo, 0.0)) / 2) / peaks.wavelength_A) ** 2
+    return lines, q, tol, q_lo
+
+
+def group_scores(result: IndexingResult, peaks: PeakList, numbers) -> dict[int, tuple[float, float] | None]:
+    """(matched, missing) of each space group on its best usable cell, or None without one (module doc)."""
+    cells = list(result.cells) or list(result.rejected[:N_FALLBACK_CELLS])
+    if not cells or len(peaks) == 0:
+        return {int(n): None for n in numbers}
+    cache: dict[int, CellLines] = {}
+    by_system: dict[str, list] = {}
+    out: dict[int, tuple[float, float] | None] = {}
+    for n in numbers:
+        system = crystal_system(int(n))
+        if system not in by_system:
+            by_system[system] = cells_for_system(cells, system)
+        best = None
+        for p6, c in by_system[system]:
+            key = id(p6)
+            if key not in cache:
+                lines, q, tol, q_lo = _observed(peaks, c.zero_deg or 0.0)
+                cache[key] = CellLines(p6, system, q, tol, lines.intensity, q_lo)
+            m, miss = cache[key].group_fit(int(n))
+            if best is None or m - miss > best[0] - best[1] + 1e-12:
+                best = (m, miss)
+        out[int(n)] = best
+    return out
+
+
+def combined_scores(sg_probabilities: np.ndarray, fits: dict, weights: Weights = WEIGHTS) -> np.ndarray:
+    """score(g) for g = 1 … 230 (module docstring); groups missing from ``fits`` count as unfitted."""
+    logp = np.log(np.clip(np.asarray(sg_probabilities, np.float64), 1e-30, None))
+    bonus = np.full(len(logp), weights.w * weights.unfitted)
+    for n, f in fits.items():
+        if f is not None:
+            bonus[n - 1] = weights.w * (f[0] - weights.beta * f[1])
+    return logp + bonus
+
+
+def second_opinion(result: dict, sg_probabilities, cs_probabilities, *, pattern=None, peaks: PeakList | None = None,
+                   wavelength_A: float | None = None, top_k: int = 5, rerank: bool = False, weights: Weights = WEIGHTS,
+                   time_budget_s: float = PREDICT_TIME_BUDGET_S) -> dict:
+    """Add ``cell`` to a prediction ``result`` (the CLI contract's dict), and with ``rerank`` re-order its
+    ``space_group``, ``top_k`` and ``crystal_system`` by the combined score (module docstring). A pattern
+    that cannot be searched for peaks gets ``cell = {"indexed": false, "message": …}``; the prediction stands."""
+    sg_p = np.asarray(sg_probabilities, np.float64).ravel()
+    cs_p = np.asarray(cs_probabilities, np.float64).ravel()
+    probs = {name: float(cs_p[i]) for i, name in enumerate(CRYSTAL_SYSTEMS)}
+    try:
+        if peaks is None:
+            peaks = find_peaks(pattern, wavelength_A=wavelength_A)
+        idx = index_peaks(peaks, system_probabilities=probs, time_budget_s=time_budget_s)
+    except IndexingError as exc:
+        result["cell"] = {"indexed": False, "message": str(exc)}
+        return result
+    result["cell"] = cell_summary(idx, peaks)
+    if idx.indexed:
+        result["cell"]["reflections"] = reflections(idx.best, peaks, getattr(pattern, "axis", "two_theta"))
+    if not rerank:
+        return result
+    numbers = list(range(1, 231))
+    fits = group_scores(idx, peaks, numbers)
+    score = combined_scores(sg_p, fits, weights)
+    post = np.exp(score - score.max())
+    post /= post.sum()
+    order = np.argsort(-score, kind="stable")[: max(1, int(top_k))]
+    ranked = []
+    for i in order:
+        f = fits.get(int(i) + 1)
+        ranked.append({"number": int(i) + 1, "symbol": space_group_symbol(int(i) + 1), "probability": float(sg_p[i]),
+                       "combined_probability": float(post[i]), "score": float(score[i]),
+                       "fit": None if f is None else {"matched": round(f[0], 4), "missing": round(f[1], 4)}})
+    per_system = np.zeros(len(CRYSTAL_SYSTEMS))
+    for i, pr in enumerate(post):
+        per_system[CRYSTAL_SYSTEMS.index(crystal_system(i + 1))] += pr
+    c = int(per_system.argmax())
+    result["space_group"] = dict(ranked[0])
+    result["top_k"] = ranked
+    result["crystal_system"] = {"name": CRYSTAL_SYSTEMS[c], "probability": float(per_system[c]),
+                                "classifier_probability": float(cs_p[c])}
+    result["rerank"] = dataclasses.asdict(weights)
+    return result
+
+
+def grid_pattern(grid_deg: np.ndarray, y: np.ndarray, mask: np.ndarray, wavelength_A: float):
+    """A model-grid input (y, mask) as a Pattern for the peak search (covered points only)."""
+    from xrdid.readers import Pattern
+
+    m = np.asarray(mask) > 0
+    return Pattern(np.asarray(grid_deg)[m], np.asarray(y, np.float64)[m], "two_theta", wavelength_A=float(wavelength_A))
+
+
+__all__ = [
+    "WEIGHTS",
+    "Lines",
+    "Weights",
+    "cell_summary",
+    "combined_scores",
+    "group_scores",
+    "index_pattern",
+    "reflections",
+    "second_opinion",
+]

@@ -1,0 +1,870 @@
+r"""Indexing a powder pattern's peak list: cells for all 14 Bravais lattices, refined, with figures of merit.
+
+Each observed line i gives Q_i = 1/d_i² = 4 sin²((2θ_i − z)/2)/λ², z the zero shift, and a cell indexes it
+when some allowed hkl has Q(hkl) = m(hkl)·p within a tolerance (:mod:`xrdid.indexing.lattice`). Three
+families of trial cells, all classic:
+
+* **Trial and error on low-index forms** (TREOR, Werner et al., J. Appl. Cryst. 18 (1985) 367) for cubic,
+  tetragonal, hexagonal/rhombohedral (hexagonal axes) and orthorhombic: k of the first lines are assigned
+  to k distinct low-index forms (k the number of free parameters), each assignment a k × k linear solve.
+* **Zones** (ITO, Visser, J. Appl. Cryst. 2 (1969) 89): two lines Q₁, Q₂ span a 2D reciprocal lattice with
+  Q(m, n) = m²Q₁ + n²Q₂ + mnR, and a third line at Q₁ + Q₂ ± R gives R (R = 0 included). Zones are scored
+  by the lines they index beyond chance. **Monoclinic** cells are a zone (the h0l plane, A, C, E; also
+  with an axis halved, for glide absences) plus a perpendicular b* (B from a line's excess over a zone
+  point, or from a line as 010 or 020). **Triclinic** cells are three lines as a*, b*, c* with the cross
+  terms of the zones they pair in; each triclinic solution is also symmetrised by its metric (spglib on
+  one lattice point: the Bravais lattice of the cell) and refined in that system, which finds the
+  centred lattices (mC, oC, oI, oF, tI, cI, cF, hR) the axis-aligned searches may miss.
+* **Screening**: every trial cell is scored by the lines it indexes minus the lines a random cell of its
+  volume would (the density of reciprocal lattice points at Q is π V √Q per unit Q, half the sphere), on
+  the first lines, then the best are refined.
+
+**Zero shift.** Before the search, pairs of lines whose Q ratio is 4 or 9 under some zero shift within
+±``MAX_ZERO_DEG`` (orders h, 2h, 3h) vote for it; a shift with ≥ 2 consistent pairs is applied. Every
+refinement then fits z with the cell (weighted linear least squares on Q, linearised in z, iterated), for
+2θ data.
+
+**Figures of merit** (first N = min(20, lines) lines): de Wolff's M_N = Q_N / (2 ε̄ N_calc) (J. Appl. Cryst.
+1 (1968) 108), ε̄ the mean |Q_obs − Q_calc| of the indexed lines and N_calc the distinct allowed lines up
+to Q_N; Smith & Snyder's F_N = N / (⟨|Δ2θ|⟩ N_poss) (J. Appl. Cryst. 12 (1979) 60). Solutions are ranked
+by M_N · exp(−``UNINDEXED_PENALTY`` · unindexed lines, each weighed by its intensity against the median
+line's, at most 1) · exp(−``PARAMETER_PENALTY`` per free parameter beyond one), and one lattice is reported once (its best
+description: a higher symmetry has fewer distinct lines, hence the higher M). A solution is accepted with
+M_N ≥ ``MIN_M20`` and at most ``MAX_UNINDEXED_FRACTION`` of the N lines unindexed (both per lattice system:
+stricter for monoclinic and triclinic cells, whose parameters fit random lines); otherwise the pattern is
+reported as not indexed. Cells go out in the conventional setting; the centring is the most restrictive
+one every indexed line obeys.
+
+**Order and budget.** Systems are searched highest symmetry first, or in the order of a classifier's
+crystal-system probabilities when given; the monoclinic and triclinic searches are skipped when a
+higher-symmetry cell already indexes every line well (M_N ≥ ``GOOD_M20``) and the classifier gives them
+little weight, and no search starts after ``time_budget_s`` — seconds of CPU time of this process, so that
+a shared, loaded machine gets the same search as an idle one (only later), and results do not depend on
+the load.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from xrdid.indexing.lattice import (
+    CENTRINGS,
+    N_PARAMS,
+    SYSTEMS,
+    TRANSFORM,
+    bravais_symbol,
+    centring_allows,
+    forms6,
+    hkl_box,
+    is_positive_definite,
+    lattice_symmetry,
+    multiplicity,
+    niggli,
+    p6_from_metric,
+    parameters,
+    primitive_lattice,
+    real_lengths,
+    same_lattice,
+    volume,
+)
+from xrdid.indexing.peaks import PeakList
+
+log = logging.getLogger(__name__)
+
+N_LINES = 20  # lines used by the figures of merit and the final screening
+N_USE = 24  # lines refined against (the first ones; later lines are more often overlaps)
+MIN_LINES = 4
+# Peaks weaker than this fraction of the strongest (height × FWHM) are not used as lines: mostly noise.
+MIN_LINE_INTENSITY = 0.005
+MAX_ZERO_DEG = 0.15
+MIN_CELL_A, MAX_CELL_A = 2.0, 30.0
+MAX_VOLUME_A3 = 5000.0
+# Acceptance (de Wolff: M20 ≥ 10 with at most 2 of 20 lines unindexed is rarely wrong): a cell needs
+# M_N ≥ MIN_M20 and at most MAX_UNINDEXED_FRACTION of its N lines unindexed, both stricter for the
+# low symmetries, whose extra parameters fit random lines (tests: twenty random lines are not indexed).
+MIN_M20 = {"cubic": 6.0, "tetragonal": 6.0, "hexagonal": 6.0, "rhombohedral": 6.0, "orthorhombic": 8.0, "monoclinic": 10.0, "triclinic": 10.0}
+MAX_UNINDEXED_FRACTION = {"cubic": 0.2, "tetragonal": 0.2, "hexagonal": 0.2, "rhombohedral": 0.2, "orthorhombic": 0.15, "monoclinic": 0.1,
+                          "triclinic": 0.1}
+MAX_WEAK_UNINDEXED_FRACTION = 0.25
+MAX_UNINDEXED_INTENSITY = 0.05
+GOOD_M20 = 20.0
+UNINDEXED_PENALTY = 0.5
+# Parsimony: the rank of a solution is divided by exp(PARAMETER_PENALTY) per free lattice parameter beyond
+# one, so a lower symmetry must index clearly better to outrank a higher one (with few lines, a cell of
+# more parameters fits them closely by chance).
+PARAMETER_PENALTY = 0.35
+# Zero shifts (°) tried in the axis-aligned searches when the orders of reflections give no estimate.
+ZERO_TRIALS_DEG = (0.0, -0.06, 0.06)
+TIME_BUDGET_S = 10.0
+# Tolerances in 2θ: a fraction of the line's FWHM plus its position uncertainty, clipped (degrees).
+SEARCH_TOL = (0.35, 3.0, 0.012, 0.08)  # (× FWHM, × σ, floor, cap) for screening trial cells
+FINAL_TOL = (0.2, 3.0, 0.006, 0.04)  # for refined cells
+# Classifier probability above which a low-symmetry search runs even when a higher symmetry fits well.
+LOW_SYMMETRY_PROBABILITY = 0.3
+
+
+@dataclass
+class Lines:
+    """The observed lines indexing works with (the first ``N_USE`` peaks by angle)."""
+
+    two_theta: np.ndarray
+    sigma: np.ndarray
+    fwhm: np.ndarray
+    intensity: np.ndarray
+    wavelength_A: float
+    angular: bool
+    zero0: float = 0.0
+
+    @property
+    def n(self) -> int:
+        return len(self.two_theta)
+
+    def q(self, zero: float = 0.0) -> np.ndarray:
+        return 4 * np.sin(np.radians(self.two_theta - zero) / 2) ** 2 / self.wavelength_A**2
+
+    def dq(self, zero: float = 0.0) -> np.ndarray:
+        """dQ/d(2θ) per degree."""
+        return 2 * np.sin(np.radians(self.two_theta - zero)) / self.wavelength_A**2 * math.pi / 180
+
+    def tol_deg(self, spec) -> np.ndarray:
+        f, s, lo, hi = spec
+        return np.clip(f * self.fwhm + s * self.sigma, lo, hi)
+
+    def tol_q(self, spec, zero: float = 0.0) -> np.ndarray:
+        return self.tol_deg(spec) * self.dq(zero)
+
+
+@dataclass(eq=False)
+class Cell:
+    """One indexing solution: a conventional cell, its refinement and figures of merit."""
+
+    system: str
+    centring: str
+    p6: np.ndarray
+    zero_deg: float
+    m20: float
+    f_n: float
+    f_n_mean_deg: float
+    n_possible: int
+    n_lines: int
+    n_indexed: int
+    hkl: list
+    unindexed_two_theta: list
+    source: str = ""
+    unindexed_intensity: float = 0.0
+    unindexed_weighted: float = 0.0
+    rank_score: float = 0.0
+
+    @property
+    def bravais(self) -> str:
+        return bravais_symbol(self.system, self.centring)
+
+    @property
+    def parameters(self) -> tuple[float, ...]:
+        return parameters(self.p6)
+
+    @property
+    def volume(self) -> float:
+        return volume(self.p6)
+
+    def primitive(self):
+        return primitive_lattice(self.p6, self.centring)
+
+    def to_dict(self) -> dict:
+        a, b, c, al, be, ga = self.parameters
+        return {
+            "system": self.system, "bravais": self.bravais,
+            "a": round(a, 5), "b": round(b, 5), "c": round(c, 5),
+            "alpha": round(al, 4), "beta": round(be, 4), "gamma": round(ga, 4),
+            "volume": round(self.volume, 3), "M20": round(self.m20, 2),
+            "F_N": {"value": round(self.f_n, 2), "N": self.n_lines, "mean_delta_two_theta": round(self.f_n_mean_deg, 5), "N_possible": self.n_possible},
+            "indexed": self.n_indexed, "unindexed": self.n_lines - self.n_indexed,
+            "unindexed_two_theta": [round(v, 4) for v in self.unindexed_two_theta],
+            "zero_shift_deg": round(self.zero_deg, 5) if self.zero_deg is not None else None,
+            "hkl": self.hkl,
+        }
+
+
+@dataclass
+class IndexingResult:
+    """What :func:`index_peaks` found: accepted ``cells`` (best first; empty when not indexed) and why."""
+
+    cells: list[Cell]
+    n_peaks: int
+    n_lines: int
+    seconds: float
+    searched: list[str]
+    budget_exhausted: bool
+    message: str
+    rejected: list[Cell] = field(default_factory=list)
+
+    @property
+    def indexed(self) -> bool:
+        return bool(self.cells)
+
+    @property
+    def best(self) -> Cell | None:
+        return self.cells[0] if self.cells else None
+
+
+# ------------------------------------------------------------------------------------------ the lines
+
+
+def lines_from_peaks(peaks: PeakList, n_use: int = N_USE) -> Lines:
+    """The first ``n_use`` peaks (by angle) as lines; peaks under ``MIN_LINE_INTENSITY`` of the strongest are left out."""
+    keep = np.flatnonzero(peaks.intensity >= MIN_LINE_INTENSITY * max(float(peaks.intensity.max(initial=0)), 1e-300))[:n_use]
+    return Lines(peaks.two_theta[keep].copy(), peaks.sigma[keep].copy(), peaks.fwhm[keep].copy(), peaks.intensity[keep].copy(),
+                 peaks.wavelength_A, peaks.angular)
+
+
+def _solve_zero(tt_i: float, tt_j: float, ratio: float, lam: float) -> float | None:
+    """z with Q(2θ_j − z) = ratio · Q(2θ_i − z), i.e. sin((2θ_j − z)/2) = √ratio sin((2θ_i − z)/2)."""
+    r = math.sqrt(ratio)
+
+    def f(z):
+        return math.sin(math.radians(tt_j - z) / 2) - r * math.sin(math.radians(tt_i - z) / 2)
+
+    a, b = -MAX_ZERO_DEG, MAX_ZERO_DEG
+    fa, fb = f(a), f(b)
+    if fa * fb > 0:
+        return None
+    for _ in range(40):
+        m = 0.5 * (a + b)
+        fm = f(m)
+        if fa * fm <= 0:
+            b = m
+        else:
+            a, fa = m, fm
+    return 0.5 * (a + b)
+
+
+def estimate_zero(lines: Lines) -> float:
+    """Zero shift from orders of one reflection (module docstring); 0 when no consensus."""
+    if not lines.angular or lines.n < 4:
+        return 0.0
+    zs = []
+    tt = lines.two_theta
+    for i in range(min(lines.n, 12)):
+        for j in range(i + 1, lines.n):
+            for ratio in (4.0, 9.0):
+                z = _solve_zero(float(tt[i]), float(tt[j]), ratio, lines.wavelength_A)
+                if z is not None:
+                    zs.append(z)
+    if len(zs) < 2:
+        return 0.0
+    zs = np.sort(np.asarray(zs))
+    tol = float(np.clip(0.3 * np.median(lines.fwhm), 0.005, 0.02))
+    best, best_n = 0.0, 1
+    for z in zs:
+        near = zs[np.abs(zs - z) <= tol]
+        if len(near) > best_n:
+            best, best_n = float(np.median(near)), len(near)
+    return best if best_n >= 2 else 0.0
+
+
+# ------------------------------------------------------------------------------------------ screening
+
+
+@dataclass
+class _Forms:
+    """A system's distinct forms m(hkl) (rows, in its own parameters) with a representative hkl and the
+    largest |index| of each, for |h|, |k|, |l| ≤ hmax."""
+
+    m: np.ndarray
+    hkl: np.ndarray
+    order: np.ndarray
+
+
+_FORMS_CACHE: dict = {}
+
+
+def system_forms(system: str, hmax: int) -> _Forms:
+    key = (system, hmax)
+    if key not in _FORMS_CACHE:
+        hkl = hkl_box(hmax, hmax, hmax)
+        m = forms6(hkl) @ TRANSFORM[system]
+        _, first = np.unique(np.round(m, 9), axis=0, return_index=True)
+        first = np.sort(first)
+        _FORMS_CACHE[key] = _Forms(m[first], hkl[first], np.abs(hkl[first]).max(axis=1))
+    return _FORMS_CACHE[key]
+
+
+_BUCKETS = (2, 3, 4, 6, 8, 11, 15)
+# First screening pass: the first lines, low indices only.
+_FIRST_PASS = (10, 6)
+
+
+def _needed_index(p6: np.ndarray, q_max: float) -> np.ndarray:
+    lengths = real_lengths(p6)
+    return np.ceil(np.nan_to_num(lengths, nan=1e3).max(axis=1) * math.sqrt(q_max) + 1e-9)
+
+
+_POPCOUNT8 = np.array([i.bit_count() for i in range(256)], np.int64)
+
+
+class _LineMap:
+    """Observed lines as a lookup table over fine uniform Q bins: bit i set where line i's window covers the
+    bin, so the lines a trial cell indexes are the OR of its calculated lines' bins (one pass, no search)."""
+
+    def __init__(self, q: np.ndarray, tol: np.ndarray, max_bins: int = 400_000):
+        self.n = len(q)
+        q_hi = float(q[-1] + tol[-1]) if len(q) else 0.0
+        self.width = max(float(tol.min()) / 2, q_hi / max_bins) if len(q) else 1.0
+        nb = int(q_hi / self.width) + 2
+        self.bits = np.zeros(nb, np.int64)
+        for i, (qi, ti) in enumerate(zip(q, tol, strict=True)):
+            lo, hi = int((qi - ti) / self.width + 0.5), int((qi + ti) / self.width + 0.5)
+            self.bits[max(lo, 0) : min(hi, nb - 1) + 1] |= np.int64(1) << i
+        self.weight = None
+
+    def hits(self, qc: np.ndarray) -> np.ndarray:
+        """(F, S) calculated Q → number of lines indexed per column."""
+        idx = (qc / self.width + 0.5).astype(np.int64)
+        np.clip(idx, 0, len(self.bits) - 1, out=idx)
+        word = np.bitwise_or.reduce(self.bits[idx], axis=0)
+        return _POPCOUNT8[word.view(np.uint8).reshape(len(word), 8)].sum(axis=1)
+
+
+def _screen(system: str, p: np.ndarray, q: np.ndarray, tol: np.ndarray, max_index: int | None = None) -> np.ndarray:
+    """Score trial cells (S, k) of ``system``: lines indexed minus those a random cell with as many distinct
+    lines would index (N lines up to Q_max, density 1.5 N √Q / Q_max^1.5 per unit Q). ``max_index``: only
+    reflections with indices up to it (a quick first pass), else as many as each cell needs."""
+    S = len(p)
+    if S == 0:
+        return np.zeros(0)
+    p6 = p @ TRANSFORM[system].T
+    q_max = float(q[-1] + tol[-1])
+    need = _needed_index(p6, q_max)
+    if max_index is not None:
+        need = np.minimum(need, max_index)
+    score = np.full(S, -np.inf)
+    lmap = _LineMap(q, tol)
+    rate = 2 * tol * 1.5 * np.sqrt(q) / q_max**1.5
+    bucket = np.searchsorted(np.asarray(_BUCKETS), need)
+    for bi, b in enumerate(_BUCKETS):
+        sel = np.flatnonzero(bucket == bi)
+        if len(sel) == 0:
+            continue
+        m = system_forms(system, b).m
+        step = max(1, int(2e6 // max(len(m), 1)))
+        for s0 in range(0, len(sel), step):
+            idx = sel[s0 : s0 + step]
+            qc = m @ p[idx].T
+            n_calc = (qc <= q_max).sum(axis=0)
+            chance = np.minimum(1.0, n_calc[:, None] * rate[None, :]).sum(axis=1)
+            score[idx] = lmap.hits(qc) - chance
+    return score
+
+
+def _metric_batch(p6: np.ndarray) -> np.ndarray:
+    A, B, C, D, E, F = (p6[:, i] for i in range(6))
+    return np.stack([np.stack([A, D / 2, E / 2], -1), np.stack([D / 2, B, F / 2], -1), np.stack([E / 2, F / 2, C], -1)], -2)
+
+
+def _plausible(system: str, p: np.ndarray) -> np.ndarray:
+    p6 = p @ TRANSFORM[system].T
+    ok = is_positive_definite(p6)
+    lengths = real_lengths(np.where(ok[:, None], p6, np.array([1, 1, 1, 0, 0, 0.0])))
+    ok &= np.all((lengths >= MIN_CELL_A) & (lengths <= MAX_CELL_A), axis=1)
+    vol = np.prod(lengths, axis=1)  # ≥ the volume; a quick bound
+    det = np.linalg.det(_metric_batch(np.where(ok[:, None], p6, np.array([1, 1, 1, 0, 0, 0.0]))))
+    ok &= (1 / np.sqrt(np.clip(det, 1e-300, None))) <= MAX_VOLUME_A3
+    del vol
+    return ok
+
+
+def _unique_rows(p: np.ndarray, decimals: int = 3) -> np.ndarray:
+    if len(p) == 0:
+        return p
+    key = np.round(np.sign(p) * np.log1p(np.abs(p) * 1e4), decimals)
+    _, first = np.unique(key, axis=0, return_index=True)
+    return p[np.sort(first)]
+
+
+# ------------------------------------------------------------------------------------- trial cells
+
+
+def _form_seeds(system: str, q: np.ndarray, n_first: int, basis: np.ndarray | None = None) -> np.ndarray:
+    """Trial cells from assigning k of the first ``n_first`` lines to k distinct low-index forms."""
+    k = N_PARAMS[system]
+    limit = {"cubic": 4, "tetragonal": 3, "hexagonal": 3, "rhombohedral": 3, "orthorhombic": 2}[system]
+    f = system_forms(system, 4 if system != "orthorhombic" else 2)
+    low = f.m[f.order <= limit]
+    if system == "cubic":
+        low = low[low[:, 0] <= 48]
+    elif system in ("tetragonal", "hexagonal", "rhombohedral"):
+        low = low[(low[:, 0] <= 13) & (low[:, 1] <= 16)]
+    else:
+        low = low[low.sum(axis=1) <= 6]
+    if len(q) < k:
+        return np.zeros((0, k))
+    perms = np.array(list(itertools.permutations(range(len(low)), k)))
+    Am = low[perms]
+    good = np.abs(np.linalg.det(Am)) > 1e-9
+    Am = Am[good]
+    out = []
+    idx = np.arange(len(q)) if basis is None else np.asarray(basis)
+    for ps in itertools.combinations(idx[:n_first].tolist(), k):
+        b = np.broadcast_to(q[list(ps)], (len(Am), k))[..., None]
+        out.append(np.linalg.solve(Am, b)[..., 0])
+    p = np.concatenate(out) if out else np.zeros((0, k))
+    p = p[np.all(p > 0, axis=1)]
+    return _unique_rows(p)
+
+
+@dataclass
+class _Zone:
+    q1: float
+    q2: float
+    r: float
+    score: float
+
+
+def _zones(q: np.ndarray, tol: np.ndarray, n_first: int, keep: int, basis: np.ndarray | None = None) -> list[_Zone]:
+    """2D zones from pairs of the first lines and their cross terms (module docstring), best first."""
+    n = len(q)
+    cands = []
+    first = (np.arange(n) if basis is None else np.asarray(basis))[:n_first].tolist()
+    for a, i in enumerate(first):
+        for j in first[a:]:
+            q1, q2 = q[i], q[j]
+            rs = {0.0}
+            for line in range(n):
+                r = q[line] - q1 - q2
+                if abs(r) <= q1 + tol[i]:
+                    rs.add(float(abs(r)))
+            for r in rs:
+                if q1 * q2 - r * r / 4 > 0:
+                    cands.append((q1, q2, r))
+    if not cands:
+        return []
+    z = np.asarray(cands)
+    mn = np.array([(m, nn) for m in range(6) for nn in range(-5, 6) if (m > 0 or nn > 0)], np.float64)
+    qc = (mn[:, 0] ** 2)[:, None] * z[:, 0] + (mn[:, 1] ** 2)[:, None] * z[:, 1] + (mn[:, 0] * mn[:, 1])[:, None] * z[:, 2]
+    hits = np.zeros(len(z))
+    for i in range(n):
+        hits += (np.abs(qc - q[i]) <= tol[i]).any(axis=0)
+    area = np.sqrt(np.clip(z[:, 0] * z[:, 1] - z[:, 2] ** 2 / 4, 1e-300, None))
+    chance = np.minimum(1.0, tol[None, :] * np.pi / area[:, None]).sum(axis=1)
+    score = hits - chance
+    order = np.argsort(-score)[:keep]
+    return [_Zone(*z[o], score[o]) for o in order]
+
+
+def _monoclinic_trials(q: np.ndarray, tol: np.ndarray, basis: np.ndarray | None = None) -> np.ndarray:
+    """(A, B, C, E) trial cells: an oblique or rectangular zone (halved axes too) plus a perpendicular b*."""
+    zones = _zones(q, tol, n_first=10, keep=24, basis=basis)
+    out = []
+    small = np.array([(h, l) for h in range(3) for l in range(-2, 3)], np.float64)
+    for zn in zones:
+        for fa, fc in ((1, 1), (4, 1), (1, 4)):
+            A, C, E = zn.q1 / fa, zn.q2 / fc, zn.r / math.sqrt(fa * fc)
+            zq = small[:, 0] ** 2 * A + small[:, 1] ** 2 * C + small[:, 0] * small[:, 1] * E
+            bs = set()
+            for qi in q[:14]:
+                bs.add(qi)
+                bs.add(qi / 4)
+                for v in qi - zq:
+                    if v > 0:
+                        bs.add(float(v))
+            for B in bs:
+                out.append((A, B, C, E))
+                out.append((A, B, C, -E))
+    return _unique_rows(np.asarray(out)) if out else np.zeros((0, 4))
+
+
+def _triclinic_trials(q: np.ndarray, tol: np.ndarray, n_first: int = 10, per_pair: int = 5, basis: np.ndarray | None = None) -> np.ndarray:
+    """Three lines as a*, b*, c* with cross terms from their zones (module docstring)."""
+    first = (np.arange(len(q)) if basis is None else np.asarray(basis))[:n_first].tolist()
+    n = len(first)
+    if n < 3:
+        return np.zeros((0, 6))
+    cross = {}
+    mn = np.array([(m, nn) for m in range(5) for nn in range(-4, 5) if (m > 0 or nn > 0)], np.float64)
+    for a, i in enumerate(first):
+        for j in first[a + 1 :]:
+            q1, q2 = q[i], q[j]
+            rs = {0.0}
+            for line in range(len(q)):
+                # The line as h1 ± h2, h1 ± 2h2 or 2h1 ± h2 (ITO's relations).
+                for r in (q[line] - q1 - q2, (q[line] - q1 - 4 * q2) / 2, (q[line] - 4 * q1 - q2) / 2):
+                    if abs(r) < 2 * math.sqrt(q1 * q2):  # any basis, not only a reduced one
+                        rs.add(float(r))
+                        rs.add(float(-r))
+            rs = np.array(sorted(rs))
+            rs = rs[q1 * q2 - rs**2 / 4 > 0]
+            qc = (mn[:, 0] ** 2)[:, None] * q1 + (mn[:, 1] ** 2)[:, None] * q2 + (mn[:, 0] * mn[:, 1])[:, None] * rs[None, :]
+            hits = np.zeros(len(rs))
+            for li in range(len(q)):
+                hits += (np.abs(qc - q[li]) <= tol[li]).any(axis=0)
+            best = rs[np.argsort(-hits, kind="stable")[:per_pair]]
+            cross[(i, j)] = np.unique(np.concatenate([best, [0.0]]))
+    out = []
+    for i, j, k in itertools.combinations(first, 3):
+        for d, e, f in itertools.product(cross[(i, j)], cross[(i, k)], cross[(j, k)]):
+            out.append((q[i], q[j], q[k], d, e, f))
+    p = np.asarray(out)
+    return _unique_rows(p[is_positive_definite(p)])
+
+
+# ------------------------------------------------------------------------------------- refinement
+
+
+_BOX_CACHE: dict = {}
+
+
+def _box(hm: tuple[int, int, int], centring: str):
+    key = (hm, centring)
+    got = _BOX_CACHE.get(key)
+    if got is None:
+        hkl = hkl_box(*hm)
+        hkl = hkl[centring_allows(hkl, centring)]
+        got = (hkl, forms6(hkl))
+        if len(_BOX_CACHE) > 2000:
+            _BOX_CACHE.clear()
+        _BOX_CACHE[key] = got
+    return got
+
+
+def _calc_lines(p6: np.ndarray, centring: str, q_max: float, extra_hkl: int = 0):
+    """Allowed hkl (n, 3) with Q ≤ q_max and their Q (sorted)."""
+    lengths = real_lengths(p6[None])[0]
+    hm = tuple(int(min(40, math.ceil(v * math.sqrt(q_max)) + extra_hkl)) for v in lengths)
+    hkl, f6 = _box(hm, centring)
+    qc = f6 @ p6
+    ok = qc <= q_max
+    hkl, qc = hkl[ok], qc[ok]
+    order = np.argsort(qc, kind="stable")
+    return hkl[order], qc[order]
+
+
+def _assign(qc: np.ndarray, q_obs: np.ndarray):
+    """Index of the nearest calculated line for each observed one."""
+    if len(qc) == 0:
+        return np.zeros(len(q_obs), np.int64), np.full(len(q_obs), np.inf)
+    j = np.clip(np.searchsorted(qc, q_obs), 1, max(len(qc) - 1, 1))
+    left = np.clip(j - 1, 0, len(qc) - 1)
+    right = np.clip(j, 0, len(qc) - 1)
+    pick = np.where(np.abs(q_obs - qc[left]) <= np.abs(q_obs - qc[right]), left, right)
+    return pick, q_obs - qc[pick]
+
+
+def refine(system: str, p: np.ndarray, centring: str, lines: Lines, zero: float, *, tol_spec=FINAL_TOL, iterations: int = 6,
+           refine_zero: bool = True, n_use: int | None = None):
+    """Least-squares refinement of a cell (and zero shift) on the lines it indexes; returns (p, zero, indexed)."""
+    T = TRANSFORM[system]
+    k = T.shape[1]
+    n_use = lines.n if n_use is None else min(n_use, lines.n)
+    refine_zero = refine_zero and lines.angular
+    indexed = np.zeros(lines.n, bool)
+    for _ in range(iterations):
+        q_obs = lines.q(zero)[:n_use]
+        tolq = lines.tol_q(tol_spec, zero)[:n_use]
+        p6 = T @ p
+        hkl, qc = _calc_lines(p6, centring, float(q_obs[-1] + 3 * tolq[-1]))
+        pick, delta = _assign(qc, q_obs)
+        ok = np.abs(delta) <= tolq
+        indexed = np.zeros(lines.n, bool)
+        indexed[:n_use] = ok
+        if ok.sum() < k + 1 + int(refine_zero):
+            break
+        m = forms6(hkl[pick[ok]]) @ T
+        w = 1.0 / np.maximum(tolq[ok], 1e-12)
+        dq = lines.dq(zero)[:n_use][ok]
+        if refine_zero:
+            X = np.column_stack([m, dq])
+        else:
+            X = m
+        b = q_obs[ok]
+        sol, *_ = np.linalg.lstsq(X * w[:, None], b * w, rcond=None)
+        new_p = sol[:k]
+        new_zero = zero + (float(sol[k]) if refine_zero else 0.0)
+        if not np.all(np.isfinite(new_p)) or not is_positive_definite((T @ new_p)[None])[0] or abs(new_zero) > 2 * MAX_ZERO_DEG:
+            break
+        converged = np.allclose(new_p, p, rtol=1e-10) and abs(new_zero - zero) < 1e-7
+        p, zero = new_p, new_zero
+        if converged:
+            break
+    return p, zero, indexed
+
+
+def figures(system: str, p: np.ndarray, centring: str, lines: Lines, zero: float, *, tol_spec=FINAL_TOL, n_lines: int = N_LINES) -> dict:
+    """de Wolff M_N and Smith–Snyder F_N on the first ``n_lines`` lines, and their indexing."""
+    p6 = TRANSFORM[system] @ p
+    n = min(n_lines, lines.n)
+    q_obs = lines.q(zero)[:n]
+    tolq = lines.tol_q(tol_spec, zero)[:n]
+    hkl, qc = _calc_lines(p6, centring, float(q_obs[-1] + 3 * tolq[-1]))
+    if len(qc) == 0:
+        return {"m20": 0.0, "f_n": 0.0, "f_n_mean": float("inf"), "n_calc": 0, "n": n, "indexed": np.zeros(n, bool), "hkl": [None] * n}
+    pick, delta = _assign(qc, q_obs)
+    ok = np.abs(delta) <= tolq
+    distinct = np.unique(np.round(qc[qc <= q_obs[-1] + 1e-12] / q_obs[-1], 7))
+    n_calc = max(len(distinct), 1)
+    eps = float(np.mean(np.abs(delta[ok]))) if ok.any() else float("inf")
+    m20 = float(q_obs[-1] / (2 * eps * n_calc)) if eps > 0 else float("inf")
+    # F_N in 2θ.
+    tt_obs = lines.two_theta[:n] - zero
+    s = np.clip(np.sqrt(np.maximum(qc[pick], 0)) * lines.wavelength_A / 2, 0, 1)
+    tt_calc = 2 * np.degrees(np.arcsin(s))
+    d2t = np.abs(tt_obs - tt_calc)
+    mean_d2t = float(np.mean(d2t[ok])) if ok.any() else float("inf")
+    f_n = float(n / (mean_d2t * n_calc)) if mean_d2t > 0 else float("inf")
+    hkl_list = [[int(v) for v in hkl[pick[i]]] if ok[i] else None for i in range(n)]
+    return {"m20": min(m20, 1e4), "f_n": min(f_n, 1e5), "f_n_mean": mean_d2t, "n_calc": n_calc, "n": n, "indexed": ok, "hkl": hkl_list}
+
+
+def _centred_variants(system: str, p: np.ndarray, lines: Lines, zero: float, indexed: np.ndarray, refine_zero: bool) -> list:
+    """Centrings of the system that keep all but at most one of the indexed lines, refined in that centring:
+    [(centring, p, zero, figures)], most restrictive first. A stray line the primitive cell's extra
+    reflections happen to fit should not hide a centred lattice; the ranking then weighs both."""
+    out = []
+    n_p = int(indexed.sum())
+    for c in sorted(CENTRINGS[system][1:], key=lambda c: -multiplicity(c)):
+        f = figures(system, p, c, lines, zero)
+        if int(f["indexed"].sum()) < n_p - 2:
+            continue
+        p2, z2, _ = refine(system, p, c, lines, zero, refine_zero=refine_zero)
+        f2 = figures(system, p2, c, lines, z2)
+        if int(f2["indexed"].sum()) >= n_p - 1 and f2["m20"] > 0:
+            out.append((c, p2, z2, f2))
+    return out
+
+
+def _cell(system: str, p: np.ndarray, centring: str, lines: Lines, zero: float, source: str, f: dict) -> Cell:
+    n_idx = int(f["indexed"].sum())
+    unindexed = [float(v) for v, ok in zip(lines.two_theta[: f["n"]], f["indexed"], strict=True) if not ok]
+    if system == "hexagonal" and centring == "R":
+        system = "rhombohedral"
+    inten = lines.intensity[: f["n"]]
+    missed = ~f["indexed"]
+    # Unindexed lines weighed by intensity against the median line: a weak impurity or noise line counts
+    # little, a strong line no cell explains counts fully.
+    weak_share = float(np.minimum(1.0, inten[missed] / max(float(np.median(inten)), 1e-300)).sum())
+    cell = Cell(system=system, centring=centring, p6=TRANSFORM[system] @ p, zero_deg=zero if lines.angular else None, m20=f["m20"],
+                f_n=f["f_n"], f_n_mean_deg=f["f_n_mean"], n_possible=f["n_calc"], n_lines=f["n"], n_indexed=n_idx, hkl=f["hkl"],
+                unindexed_two_theta=unindexed, source=source,
+                unindexed_intensity=float(inten[missed].sum() / max(float(inten.sum()), 1e-300)), unindexed_weighted=weak_share)
+    cell.rank_score = cell.m20 * math.exp(-UNINDEXED_PENALTY * weak_share - PARAMETER_PENALTY * (N_PARAMS[system] - 1))
+    return cell
+
+
+def conventional(system: str, p: np.ndarray) -> np.ndarray:
+    """The conventional description of a refined cell: triclinic cells Niggli-reduced; monoclinic ones with
+    β ≥ 90° (E ≥ 0, since cos β* = E / 2√(AC) and β = 180° − β*); others as found (their axes are fixed)."""
+    if system == "monoclinic":
+        return np.array([p[0], p[1], p[2], abs(p[3])])
+    if system == "triclinic":
+        try:
+            lat = niggli(primitive_lattice(p, "P"))
+        except Exception:  # a degenerate metric is left as it is; its figures will say so
+            return p
+        rec = lat.reciprocal_lattice_crystallographic.matrix
+        return p6_from_metric(rec @ rec.T)
+    return p
+
+
+def _solutions(system: str, p: np.ndarray, centring: str, lines: Lines, zero: float, source: str, *, refine_zero: bool,
+               choose_centring: bool = True) -> list[Cell]:
+    """A trial cell refined; with ``choose_centring``, the most restrictive centring every indexed line obeys,
+    and the primitive description too (a centred pattern whose other lines are too weak to see is one
+    explanation; the primitive cell with weak lines is the other)."""
+    p, zero, _ = refine(system, p, centring, lines, zero, tol_spec=SEARCH_TOL, iterations=3, refine_zero=refine_zero)
+    p, zero, _ = refine(system, p, centring, lines, zero, refine_zero=refine_zero)
+    if not np.all(np.isfinite(p)):
+        return []
+    p = conventional(system, p)
+    f = figures(system, p, centring, lines, zero)
+    out = [] if f["m20"] <= 0 else [_cell(system, p, centring, lines, zero, source, f)]
+    if choose_centring and out:
+        # The most restrictive variant that indexes as many lines as the primitive cell, and the most
+        # restrictive one that loses a line, if different.
+        variants = _centred_variants(system, p, lines, zero, f["indexed"], refine_zero)
+        n_p = int(f["indexed"].sum())
+        full = [v for v in variants if int(v[3]["indexed"].sum()) >= n_p][:1]
+        lossy = [v for v in variants if int(v[3]["indexed"].sum()) < n_p][:1]
+        for c2, p2, z2, f2 in full + [v for v in lossy if not full or multiplicity(v[0]) > multiplicity(full[0][0])]:
+            out.insert(0, _cell(system, p2, c2, lines, z2, source, f2))
+    return out
+
+
+def _p_of(system: str, p6: np.ndarray) -> np.ndarray:
+    """System parameters from a p6 of that system's form (least squares through the transform)."""
+    sol, *_ = np.linalg.lstsq(TRANSFORM[system], p6, rcond=None)
+    return sol
+
+
+# ------------------------------------------------------------------------------------------ driver
+
+
+def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, keep: int, deadline: float = math.inf) -> list[Cell]:
+    if lines.n < 2 * N_PARAMS[system] + 2:
+        return []  # too few lines to tell a cell of this many parameters from chance
+    zeros = [zero] if zero != 0.0 or not refine_zero or system == "triclinic" else list(ZERO_TRIALS_DEG)
+    pooled, scores, zs = [], [], []
+    basis = None  # trial cells from the first lines, whatever their intensity (a weak 001 can be the key)
+    n_screen = min(lines.n, N_LINES)
+    for z in zeros:
+        if time.process_time() > deadline:
+            break
+        q = lines.q(z)
+        tol = lines.tol_q(SEARCH_TOL, z)
+        qs, ts = q[:n_screen], tol[:n_screen]
+        if system in ("cubic", "tetragonal", "hexagonal", "orthorhombic"):
+            trials = _form_seeds(system, q, n_first={"cubic": 4, "tetragonal": 6, "hexagonal": 6, "orthorhombic": 6}[system], basis=basis)
+        elif system == "monoclinic":
+            trials = _monoclinic_trials(q, tol, basis=basis)
+        elif system == "triclinic":
+            trials = _triclinic_trials(q, tol, basis=basis)
+        else:
+            return []
+        if len(trials) == 0:
+            continue
+        trials = trials[_plausible(system, trials)]
+        # Two-stage screening: the first lines with low indices, then all screened lines on the best.
+        n1, hmax1 = _FIRST_PASS
+        score = _screen(system, trials, qs[:n1], ts[:n1], max_index=hmax1)
+        top = trials[np.argsort(-score, kind="stable")[: max(10 * keep, 300)]]
+        pooled.append(top)
+        scores.append(_screen(system, top, qs, ts))
+        zs.append(np.full(len(top), z))
+    if not pooled:
+        return []
+    top, score, zs = np.concatenate(pooled), np.concatenate(scores), np.concatenate(zs)
+    order = np.argsort(-score, kind="stable")[:keep]
+    cells = []
+    for p, z in zip(top[order], zs[order], strict=True):
+        if time.process_time() > deadline:
+            break
+        if system == "triclinic":
+            cells.extend(_from_triclinic(p, lines, float(z), refine_zero))
+        else:
+            cells.extend(_solutions(system, p, "P", lines, float(z), f"{system} search", refine_zero=refine_zero))
+    return cells
+
+
+def _from_triclinic(p6: np.ndarray, lines: Lines, zero: float, refine_zero: bool) -> list[Cell]:
+    """A triclinic solution, and the same lattice refined in its metric's Bravais lattice (module doc)."""
+    found = _solutions("triclinic", p6, "P", lines, zero, "triclinic search", refine_zero=refine_zero, choose_centring=False)
+    if not found:
+        return []
+    cell = found[0]
+    out = [cell]
+    if cell.n_indexed < max(MIN_LINES, 0.6 * cell.n_lines):
+        return out
+    try:
+        lt = lattice_symmetry(niggli(primitive_lattice(cell.p6, "P")), symprec_rel=5e-3)
+    except Exception:  # spglib fails on degenerate metrics; the triclinic cell stands alone
+        return out
+    if lt.system != "triclinic":
+        system = lt.system
+        out.extend(_solutions(system, _p_of(system, lt.p6), lt.centring, lines, cell.zero_deg or 0.0,
+                              f"triclinic search → {bravais_symbol(system, lt.centring)}", refine_zero=refine_zero, choose_centring=False))
+    return out
+
+
+def _dedupe(cells: list[Cell]) -> list[Cell]:
+    """One cell per lattice (the best-ranked description), best first."""
+    cells = sorted(cells, key=lambda c: -c.rank_score)
+    kept: list[Cell] = []
+    prims = []
+    for c in cells:
+        try:
+            lat = c.primitive()
+        except Exception:  # a degenerate cell cannot be reduced; skip it
+            continue
+        v = lat.volume
+        dup = False
+        for k, (klat, kv) in zip(kept, prims, strict=True):
+            if abs(v / kv - 1) < 0.02 and same_lattice(lat, klat, ltol=0.01, angle_tol_rel=0.01):
+                dup = True
+                break
+        if not dup:
+            kept.append(c)
+            prims.append((lat, v))
+    return kept
+
+
+def index_peaks(
+    peaks: PeakList, *, system_probabilities: dict[str, float] | None = None, time_budget_s: float = TIME_BUDGET_S,
+    systems: tuple[str, ...] | None = None, n_cells: int = 5, min_m20: dict | None = None,
+) -> IndexingResult:
+    """Index a peak list (module docstring). ``system_probabilities``: a classifier's crystal-system
+    probabilities (cubic … triclinic, trigonal counted for both hexagonal lattices) to order the search.
+    Returns up to ``n_cells`` accepted cells, best first, or none with the reason in ``message``."""
+    t0 = time.process_time()
+    lines = lines_from_peaks(peaks)
+    if lines.n < MIN_LINES:
+        return IndexingResult([], len(peaks), lines.n, time.process_time() - t0, [], False,
+                              f"{lines.n} usable peaks; indexing needs at least {MIN_LINES}")
+    zero = estimate_zero(lines)
+    refine_zero = lines.angular
+    order = list(systems or SYSTEMS)
+    if system_probabilities:
+        def prob(s):
+            if s in ("hexagonal", "rhombohedral"):
+                return system_probabilities.get("hexagonal", 0.0) + system_probabilities.get("trigonal", 0.0)
+            return system_probabilities.get(s, 0.0)
+
+        order.sort(key=lambda s: (-prob(s), SYSTEMS.index(s)))
+    else:
+        prob = None
+    cells: list[Cell] = []
+    searched = []
+    exhausted = False
+    for system in order:
+        if system == "rhombohedral":
+            continue  # found by the hexagonal search (R centring on hexagonal axes) and the triclinic one
+        if time.process_time() - t0 > time_budget_s:
+            exhausted = True
+            break
+        if system in ("monoclinic", "triclinic") and cells:
+            best = max(cells, key=lambda c: c.rank_score)
+            good = best.n_indexed == best.n_lines and best.m20 >= GOOD_M20 and best.system not in ("monoclinic", "triclinic")
+            if good and (prob is None or prob(system) < LOW_SYMMETRY_PROBABILITY):
+                continue
+        keep = {"cubic": 6, "tetragonal": 10, "hexagonal": 10, "orthorhombic": 16, "monoclinic": 24, "triclinic": 24}[system]
+        try:
+            found = _search_system(system, lines, zero, refine_zero, keep, deadline=t0 + time_budget_s)
+        except np.linalg.LinAlgError as exc:  # a singular trial cell; the other systems still run
+            log.debug("%s search failed: %s", system, exc)
+            found = []
+        cells.extend(found)
+        searched.append(system)
+    cells = _dedupe(cells)
+    accepted = [c for c in cells if acceptable(c, min_m20)]
+    rejected = [c for c in cells if c not in accepted][:n_cells]
+    seconds = time.process_time() - t0
+    if accepted:
+        msg = f"indexed: {accepted[0].bravais} cell, M{accepted[0].n_lines} = {accepted[0].m20:.1f}"
+    else:
+        best = cells[0] if cells else None
+        why = (f"the best cell found ({best.bravais}, M{best.n_lines} = {best.m20:.1f}, {best.n_lines - best.n_indexed} of "
+               f"{best.n_lines} lines unindexed) is below the acceptance criteria" if best else "no cell indexes the lines")
+        msg = f"not indexed: {why}" + (" (time budget exhausted)" if exhausted else "")
+    return IndexingResult(accepted[:n_cells], len(peaks), lines.n, seconds, searched, exhausted, msg, rejected)
+
+
+def acceptable(cell: Cell, min_m20: dict | None = None) -> bool:
+    """Does a cell pass the acceptance criteria of its system: M_N ≥ ``MIN_M20``, and at most
+    ``MAX_UNINDEXED_FRACTION`` of the lines unindexed — or up to ``MAX_WEAK_UNINDEXED_FRACTION`` of them when
+    they are weak (together under ``MAX_UNINDEXED_INTENSITY`` of the lines' intensity: impurities, noise)?"""
+    limit = (min_m20 or MIN_M20)[cell.system]
+    n_un = cell.n_lines - cell.n_indexed
+    few = n_un <= int(MAX_UNINDEXED_FRACTION[cell.system] * cell.n_lines + 1e-9)
+    weak = n_un <= int(MAX_WEAK_UNINDEXED_FRACTION * cell.n_lines + 1e-9) and cell.unindexed_intensity <= MAX_UNINDEXED_INTENSITY
+    return cell.m20 >= limit and (few or weak)
+
+
+def crystal_system_cells(result: IndexingResult) -> dict[str, Cell]:
+    """The best accepted cell of each lattice system (for the extinction ranking)."""
+    out: dict[str, Cell] = {}
+    for c in result.cells:
+        out.setdefault(c.system, c)
+    return out
