@@ -1,8 +1,8 @@
 """What the VAE's novelty score adds to a prediction, on ONE CPU thread (target: under 10 ms per pattern).
 
 The reference, measured in the same run: ``xrdid.predict.predict_patterns`` end to end (resampling onto
-the grid through Q, normalisation, CNN forward, calibrated softmax, top-k) with max-softmax novelty
-(``vae=None``). The candidate: the same call with the VAE's novelty (encoder, decoder, noise estimate,
+the grid through Q, normalisation, CNN forward, calibrated softmax, top-k; no powder indexing, which
+costs seconds) with max-softmax novelty (``vae=None``). The candidate: the same call with the VAE's novelty (encoder, decoder, noise estimate,
 latent distance and calibration). Also the novelty score alone on a prepared input, and throughput in
 batches of 64. The VAE is the shipped one when installed (``src/xrdid/pretrained/vae.json``), else one
 with random weights and a dummy calibration (speed does not depend on the weights). Input: a synthetic
@@ -69,8 +69,8 @@ def main():
     x64 = x1.repeat(64, 1, 1)
     p1, p64 = torch.full((1, 230), 1 / 230), torch.full((64, 230), 1 / 230)
     cases = {
-        "reference: predict, max-softmax novelty": lambda: predict_patterns(plain, [pattern]),
-        "predict, VAE novelty": lambda: predict_patterns(with_vae, [pattern]),
+        "reference: predict, max-softmax novelty": lambda: predict_patterns(plain, [pattern], cell=False),
+        "predict, VAE novelty": lambda: predict_patterns(with_vae, [pattern], cell=False),
         "VAE novelty alone (prepared input)": lambda: novelty_objects(with_vae.novelty_model, x1, p1),
     }
     batch = {
