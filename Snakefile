@@ -11,6 +11,9 @@
 #   results/{dataset}/measured/{set}/{predictions.csv,metrics.json}  the model on measured patterns
 #   results/{dataset}/plots/synthetic_vs_measured_{set}.png   synthetic test split vs. measured set
 #   results/{dataset}/phases/{set}/{summary.csv,figures/}      phases of a folder of mixture patterns
+#   results/{dataset}/vae/model/                              the VAE: vae.json + vae.pt (+ vae/history.csv)
+#   results/{dataset}/vae/{comparison,novelty}.{json,csv,md,html}  CNN vs VAE; the novelty benchmark
+#   results/{dataset}/plots/vae_{comparison,latent_map,reconstructions}.png  the VAE's figures
 #   results/{dataset}/logs/…, results/{dataset}/benchmarks/…   one log and one benchmark per job
 
 from snakemake.utils import min_version
@@ -29,9 +32,11 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/measured.smk"
 include: "workflow/rules/phases.smk"
+include: "workflow/rules/vae.smk"
 
 
 rule all:
     default_target: True
     input:
         get_final_outputs(),
+        get_vae_outputs(),

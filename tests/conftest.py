@@ -44,3 +44,29 @@ def sticks_table(tmp_path_factory, small_structures):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_vae(tmp_path_factory, sticks_table):
+    """A VAE trained for two tiny epochs on sticks_table (Cu Kα, 512 points), calibrated, beside a tiny CNN
+    on the same grid: directory with model.json, weights.pt, vae.json and vae.pt."""
+    import torch
+
+    from xrdid.instrument import Augment, get_instrument
+    from xrdid.models import CNNConfig, XRDClassifier, save_checkpoint
+    from xrdid.models.vae import VAEConfig
+    from xrdid.train.vae import VAETrainConfig, train_vae
+
+    out = tmp_path_factory.mktemp("vae")
+    instrument = get_instrument({"preset": "cu", "n_points": 512})
+    torch.manual_seed(0)
+    save_checkpoint(XRDClassifier(CNNConfig(n_points=512, stem_channels=8, stage_channels=(8, 16), hidden=32, dropout=0.0,
+                                            architecture="plain")).eval(), instrument, out / "model")
+    train_vae(
+        sticks=sticks_table, checkpoint=out / "model", history=out / "history.csv", instrument=instrument,
+        augment=Augment(), progress=False,
+        model_config=VAEConfig(n_points=512, stem_channels=8, stage_channels=(8, 16), hidden=32, latent=4, classifier_hidden=16,
+                               dropout=0.0),
+        config=VAETrainConfig(epochs=2, steps_per_epoch=3, batch_size=8, calibration_draws=8),
+    )
+    return out / "model"

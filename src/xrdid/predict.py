@@ -19,10 +19,13 @@ maximum of 1. A smooth background is otherwise left in place, as in training.
 Results follow the CLI contract (DESIGN.md): ``space_group`` {number, symbol, probability}, ``top_k``
 [{number, symbol, probability}…], ``crystal_system`` {name, probability}, and ``novelty``.
 
-Novelty. There is no VAE yet. ``novelty`` is ``{"method": "max_softmax", "score": 1 − max p}``, p the
-calibrated space-group probabilities (Hendrycks & Gimpel, ICLR 2017): 0 for a pattern the model is
-sure about, towards 1 for one it cannot place. It is a weak out-of-distribution signal — a confident
-model can be confidently wrong on a pattern unlike its training data — not a density estimate.
+Novelty. ``novelty`` comes from the VAE (:mod:`xrdid.novelty`, method ``vae``): how unlike the patterns
+of known structures the input is, calibrated so that 0.99 means less typical than 99 % of them, with a
+``warning`` in words when it is high. It depends on the pattern only, not on the classifier. The VAE is the
+one beside the checkpoint (``vae.json`` + ``vae.pt``) or else the one shipped with the package, when its
+grid is the model's; without one, ``{"method": "max_softmax", "score": 1 − max p}`` (p the calibrated
+space-group probabilities; Hendrycks & Gimpel, ICLR 2017), a weaker signal — a confident model can be
+confidently wrong on a pattern unlike its training data.
 
 Label prior. Real samples are not balanced over space groups (P2₁/c is the most common group, Ia-3d
 rare), and a model trained on another mix answers for that mix. When the checkpoint's ``model.json``
@@ -87,6 +90,8 @@ class ModelBundle:
     instrument: Instrument
     meta: dict
     path: str
+    # The VAE that scores novelty (xrdid.novelty.NoveltyModel), or None for max-softmax.
+    novelty_model: object | None = None
     grid: np.ndarray = field(init=False)
     prior_log_ratio: torch.Tensor | None = field(init=False)
     crystal_system_prior_log_ratio: torch.Tensor | None = field(init=False)
@@ -117,12 +122,14 @@ class ModelBundle:
         return float(q[0]), float(q[1])
 
 
-def load_model(path: str | Path | None = None, *, prior: str = "checkpoint") -> ModelBundle:
+def load_model(path: str | Path | None = None, *, prior: str = "checkpoint", vae: str | Path | None = "auto") -> ModelBundle:
     """Load a checkpoint directory (``None``: the pretrained model shipped with the package).
 
     ``prior``: "checkpoint" keeps the label prior stored in the checkpoint (if any), "none" drops it,
     "materials_project" replaces it by real materials' space-group and crystal-system frequencies
     (:func:`xrdid.structures.wyckoff.real_space_group_counts`) against the checkpoint's training counts.
+    ``vae``: "auto" scores novelty with the VAE beside the checkpoint or the shipped one (module docstring),
+    a directory names one, None uses max-softmax.
     Raises ValueError with a clear message when the directory is not a usable checkpoint.
     """
     if prior not in PRIORS:
@@ -138,7 +145,10 @@ def load_model(path: str | Path | None = None, *, prior: str = "checkpoint") -> 
         meta.pop("crystal_system_prior_log_ratio", None)
     if prior == "materials_project":
         meta.update(real_prior(meta, where))
-    return ModelBundle(model=model, instrument=instrument, meta=meta, path=str(where))
+    from xrdid.novelty import novelty_model_for
+
+    return ModelBundle(model=model, instrument=instrument, meta=meta, path=str(where),
+                       novelty_model=novelty_model_for(instrument, where, vae))
 
 
 def real_prior(meta: dict, where: str | Path = "checkpoint") -> dict:
@@ -214,6 +224,9 @@ def predict_arrays(
         raise PredictionError(f"inputs of shape {tuple(y_t.shape)} and {tuple(m_t.shape)}: expected (B, {n}) each")
     model = bundle.model
     sg_p, cs_p = bundle.probabilities(*model(model_input(y_t, m_t)), prior=prior)
+    from xrdid.novelty import novelty_objects
+
+    novelty = novelty_objects(bundle.novelty_model, model_input(y_t, m_t), sg_p)
     k = max(1, min(int(top_k), sg_p.shape[1]))
     top_p, top_i = sg_p.topk(k, dim=1)
     out = []
@@ -227,7 +240,7 @@ def predict_arrays(
             "space_group": dict(ranked[0]),
             "top_k": ranked,
             "crystal_system": {"name": CRYSTAL_SYSTEMS[c], "probability": float(cs_p[row, c])},
-            "novelty": {"method": "max_softmax", "score": float(1.0 - top_p[row, 0])},
+            "novelty": novelty[row],
         })
     if cell or rerank:
         from xrdid.indexing.combine import grid_pattern, second_opinion

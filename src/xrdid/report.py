@@ -110,3 +110,30 @@ def metrics_table(metrics: Mapping[str, str | os.PathLike], out: str | os.PathLi
     write_text(page, out)
     log.info("metrics table of %s written to %s", ", ".join(metrics), out)
     return rows
+
+
+def markdown_page(text: str, title: str) -> str:
+    """A self-contained HTML page of Markdown ``text`` made of pipe tables and plain paragraphs (the
+    comparison and novelty reports), for ``snakemake --report``, which shows HTML but not Markdown."""
+    out, table = [], []
+
+    def cells(line: str, tag: str) -> str:
+        return "".join(f"<{tag}>{html.escape(c.strip().strip('*'))}</{tag}>" for c in line.strip().strip("|").split("|"))
+
+    def flush():
+        if table:
+            rows = [r for r in table if not set(r.replace("|", "").strip()) <= set("-: ")]
+            out.append("<table>\n<thead><tr>" + cells(rows[0], "th") + "</tr></thead>\n<tbody>\n"
+                       + "\n".join("<tr>" + cells(r, "td") + "</tr>" for r in rows[1:]) + "\n</tbody>\n</table>")
+            table.clear()
+
+    for line in text.splitlines():
+        if line.strip().startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.strip():
+            out.append(f"<p>{html.escape(line.strip())}</p>")
+    flush()
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n")

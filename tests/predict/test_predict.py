@@ -203,3 +203,21 @@ def test_materials_project_prior_favours_common_groups_and_systems(checkpoint, t
     assert with_prior["space_group"]["probability"] != plain["space_group"]["probability"]
     with pytest.raises(ValueError, match="prior must be one of"):
         load_model(checkpoint, prior="icsd")
+
+
+def test_cli_reports_the_vae_novelty_and_its_warning(tiny_vae, tmp_path, capsys, monkeypatch):
+    import xrdid.novelty
+
+    tt = np.linspace(5, 90, 3000)
+    good = str(write_xy(tmp_path / "good.xy", tt, peaks(tt)))
+    common = ["--model", str(tiny_vae), "--wavelength", str(CU), "--no-cell"]
+    assert main(["predict", good, *common, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["novelty"]["method"] == "vae"
+    assert main(["predict", good, *common, "--json", "--vae", "none"]) == 0
+    assert json.loads(capsys.readouterr().out)["novelty"]["method"] == "max_softmax"
+    monkeypatch.setattr(xrdid.novelty, "UNUSUAL", 0.0)  # every pattern counts as unusual here
+    assert main(["predict", good, *common]) == 0
+    out = capsys.readouterr().out
+    assert "(vae)" in out and "warning" in out and "known structures" in out
+    assert main(["predict", good, *common, "--vae", str(tmp_path / "nothing")]) == 2
+    assert "nothing" in capsys.readouterr().err

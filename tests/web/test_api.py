@@ -211,3 +211,15 @@ def test_with_a_library_the_prediction_lists_phases(tiny_model, xy_text, tmp_pat
 
 def test_without_a_library_there_are_no_phases(client, xy_text):
     assert "phases" not in post(client, xy_text, wavelength=CU_KA1_A).json()
+
+
+def test_novelty_from_the_vae_carries_a_warning_in_words(tiny_vae, xy_text, monkeypatch):
+    import xrdid.novelty
+
+    with TestClient(create_app(tiny_vae)) as vae_client:
+        monkeypatch.setattr(xrdid.novelty, "UNUSUAL", 0.0)  # every pattern counts as unusual here
+        r = post(vae_client, xy_text, wavelength=CU_KA1_A)
+    assert r.status_code == 200, r.text
+    n = r.json()["novelty"]
+    assert n["method"] == "vae" and 0 <= n["score"] <= 1 and n["level"] in ("unusual", "unlike_known")
+    assert "known structures" in n["warning"]

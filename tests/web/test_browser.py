@@ -151,3 +151,36 @@ def test_unreadable_file_shows_error_inline(server, browser, tmp_path):
     error = wait.until(EC.visibility_of_element_located((By.ID, "error")))
     assert "notes.txt" in error.text
     assert browser.find_element(By.ID, "results").get_attribute("hidden") is not None
+
+
+def test_the_page_warns_when_the_vae_finds_the_pattern_unlike_known_ones(tiny_vae, browser, tmp_path, make_xy, monkeypatch):
+    import uvicorn
+
+    import xrdid.novelty
+    from xrdid.web import create_app
+
+    monkeypatch.setattr(xrdid.novelty, "UNUSUAL", 0.0)  # every pattern counts as unusual here
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    srv = uvicorn.Server(uvicorn.Config(create_app(tiny_vae), log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not srv.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        browser.get(f"http://127.0.0.1:{sock.getsockname()[1]}/")
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda d: d.find_element(By.ID, "model-status").text.startswith("model:"))
+        path = tmp_path / "scan.xy"
+        path.write_text(make_xy())
+        browser.find_element(By.ID, "wavelength").send_keys("1.5406")
+        upload(browser, path)
+        banner = wait.until(EC.visibility_of_element_located((By.ID, "r-novelty-warning")))
+        assert "known structures" in banner.text
+        assert "VAE" in browser.find_element(By.ID, "r-novelty").text
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        sock.close()

@@ -29,6 +29,12 @@ TINY = {
     "augment": {"enabled": True},
     "model": {"stem_channels": 8, "stage_channels": [8, 16], "hidden": 32},
     "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 16},
+    "vae": {
+        "prototypes": False,
+        "novelty_patterns": 8,
+        "model": {"stem_channels": 8, "stage_channels": [8, 16], "hidden": 16, "latent": 4, "classifier_hidden": 16},
+        "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 16, "calibration_draws": 1, "holdout_space_groups": [139]},
+    },
 }
 
 
@@ -180,7 +186,8 @@ def test_training_hyperparameter_reruns_only_train_evaluate_plot(restore_config)
     path = _edited(restore_config, lambda c: c["train"].update(lr=0.001))
     chunk = path / "results" / "tiny" / "sticks" / "chunk-0.parquet"
     before = chunk.stat().st_mtime_ns
-    assert set(planned_jobs(path)) == {"train_cnn", "evaluate_cnn", "tabulate_metrics", "plot_curves", "plot_confusion", "all"}
+    assert set(planned_jobs(path)) == {"train_cnn", "evaluate_cnn", "tabulate_metrics", "plot_curves", "plot_confusion",
+                                       "compare_cnn_vae", "evaluate_novelty", "all"}
     snakemake(path)
     assert chunk.stat().st_mtime_ns == before
     assert planned_jobs(path) == {}

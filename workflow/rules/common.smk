@@ -84,3 +84,30 @@ def get_chunks(wildcards):
         dataset=wildcards.dataset,
         chunk=range(N_CHUNKS),
     )
+
+
+def get_vae_outputs():
+    """The VAE's reports and figures (rule all), when vae.enabled."""
+    if not config["vae"]["enabled"]:
+        return []
+    names = ("comparison.html", "comparison.csv", "comparison.md", "novelty.html")
+    plots = ("comparison", "latent_map", "reconstructions")
+    return [f"results/{DATASET}/vae/{name}" for name in names] + [
+        f"results/{DATASET}/plots/vae_{name}.png" for name in plots
+    ]
+
+
+def get_comparison_inputs(wildcards):
+    """The CNN the VAE is compared with: this run's, unless vae.compare_with is pretrained."""
+    if config["vae"]["compare_with"] == "dataset":
+        return {"cnn": f"results/{wildcards.dataset}/train/model"}
+    return {}
+
+
+def get_measured_inputs(wildcards):
+    """Folders and label files of the measured sets, so that a changed set re-runs what reads it."""
+    files = {}
+    for name, spec in config["measured"]["sets"].items():
+        files[f"measured_{name}_folder"] = spec["folder"]
+        files[f"measured_{name}_labels"] = spec["labels"]
+    return files

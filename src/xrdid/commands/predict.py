@@ -1,4 +1,4 @@
-"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json] [--rerank] [--cell | --no-cell] [--prior P]`:
+"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json] [--rerank] [--cell | --no-cell] [--prior P] [--vae DIR]`:
 space group and crystal system of measured powder patterns.
 
 Any wavelength works: each pattern is mapped onto the model's grid through Q. The wavelength comes from
@@ -13,9 +13,12 @@ pattern (the extinction check; entries gain ``score`` and ``fit``; see xrdid.ind
 By default the answer is weighed by how common each space group and crystal system is among real
 materials, at the strength stored in the checkpoint (the shipped model's was chosen on unseen real
 structures; Bayes' rule, see xrdid.predict and xrdid.priors); ``--prior none`` gives the model's own
-likelihoods, ``--prior materials_project`` the full-strength Materials Project prior. A file that cannot
-be read or classified is reported on stderr, naming it; the other files are still processed and the
-exit status is 1.
+likelihoods, ``--prior materials_project`` the full-strength Materials Project prior. ``novelty`` comes
+from the VAE shipped beside the CNN (method ``vae``: 0.99 means less typical than 99 % of patterns of
+known structures, with a warning from 0.95 on; see xrdid.novelty); ``--vae DIR`` names another,
+``--vae none`` uses 1 − the top probability (method ``max_softmax``). A file that cannot be read or
+classified is reported on stderr, naming it; the other files are still processed and the exit status
+is 1.
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ def add_parser(sub) -> None:
                    help="label prior: the checkpoint's (default; the shipped model's favours groups common among real "
                         "materials, at the strength chosen on unseen real structures), none, or Materials Project's "
                         "space-group frequencies at full strength")
+    p.add_argument("--vae", default="auto", metavar="DIR",
+                   help="VAE scoring novelty (vae.json + vae.pt): default the one beside --model or shipped with "
+                        "xrdid; 'none': 1 − the top probability")
     p.set_defaults(run=run)
 
 
@@ -67,6 +73,7 @@ def _table_row(name: str, r: dict) -> str:
         f"\n  crystal system  {cs['name']}, p = {cs['probability']:.2f}"
         f"\n  next            {others or '-'}"
         f"\n  novelty         {r['novelty']['score']:.2f} ({r['novelty']['method']}); coverage {100 * r['coverage']:.0f} % of the model's range"
+        + (f"\n  warning         {r['novelty']['warning']}" if r["novelty"].get("warning") else "")
     ) + (f"\n  cell            {_cell_text(r['cell'])}" if "cell" in r else "")
 
 
@@ -92,7 +99,7 @@ def run(args) -> int:
         print(f"xrdid predict: {len(args.files)} files, so no powder indexing (about 2 s a pattern); "
               "--cell indexes them all", file=sys.stderr)
     try:
-        bundle = load_model(args.model, prior=args.prior)
+        bundle = load_model(args.model, prior=args.prior, vae=None if args.vae == "none" else args.vae)
     except ValueError as exc:
         print(f"xrdid predict: {exc}", file=sys.stderr)
         return 2

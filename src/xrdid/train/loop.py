@@ -404,6 +404,36 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(log_t.detach().exp().clamp(0.05, 20.0))
 
 
+def one_cycle(model: torch.nn.Module, *, lr: float, weight_decay: float, total_steps: int):
+    """AdamW and its one-cycle schedule over ``total_steps`` (warm-up 15 %)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=0.15)
+
+
+def resume_state(state_file: Path | None, fingerprint: dict, model, opt, sched, device) -> tuple[list[dict], int]:
+    """Restore model, optimiser and schedule from ``state_file`` when it was saved for ``fingerprint``;
+    returns the history rows and the number of finished epochs (none and 0 otherwise)."""
+    if state_file is None or not state_file.exists():
+        return [], 0
+    state = torch.load(state_file, map_location=device, weights_only=False)
+    if state.get("fingerprint") != fingerprint:
+        log.info("ignoring %s: it belongs to a different configuration", state_file)
+        return [], 0
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    log.info("resumed from %s after epoch %d", state_file, state["epoch"])
+    return state["history"], state["epoch"]
+
+
+def save_state(state_file: Path, fingerprint: dict, model, opt, sched, rows: list[dict], epoch: int) -> None:
+    """The resume state after ``epoch`` finished epochs, written atomically."""
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(state_file) as tmp:
+        torch.save({"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "history": rows, "epoch": epoch}, tmp)
+
+
 def train(
     *,
     sticks: str | Path,
@@ -440,15 +470,11 @@ def train(
     if config.init_from is not None:
         init_weights(model, config.init_from)
     model = model.to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    total_steps = config.epochs * config.steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps, pct_start=0.15)
+    opt, sched = one_cycle(model, lr=config.lr, weight_decay=config.weight_decay, total_steps=config.epochs * config.steps_per_epoch)
     train_renderer = Renderer(instrument, augment, device=dev)
     val_renderer = Renderer(instrument, augment, device=dev)
     amp = dev.type == "cuda"
 
-    rows: list[dict] = []
-    start_epoch = 0
     state_file = Path(resume_dir) / "state.pt" if resume_dir else None
     fingerprint = {
         "train": _fingerprint_train(config), "model": model_config.to_dict(), "instrument": instrument.to_dict(),
@@ -458,17 +484,7 @@ def train(
     }
     if config.init_from is not None:
         fingerprint["init"] = init_digest(config.init_from)
-    if state_file is not None and state_file.exists():
-        state = torch.load(state_file, map_location=dev, weights_only=False)
-        if state.get("fingerprint") == fingerprint:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            rows = state["history"]
-            start_epoch = state["epoch"]
-            log.info("resumed from %s after epoch %d", state_file, start_epoch)
-        else:
-            log.info("ignoring %s: it belongs to a different configuration", state_file)
+    rows, start_epoch = resume_state(state_file, fingerprint, model, opt, sched, dev)
 
     t_start = time.perf_counter() - (rows[-1]["elapsed_s"] if rows else 0.0)
     for epoch in range(start_epoch, config.epochs):
@@ -520,12 +536,7 @@ def train(
                 extra={"augment": asdict(augment), "train": asdict(config), "n_train_structures": len(train_table), "epoch": epoch + 1,
                        "train_space_group_counts": train_counts},
             )
-            with atomic_path(state_file) as tmp:
-                torch.save(
-                    {"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict(), "history": rows, "epoch": epoch + 1},
-                    tmp,
-                )
+            save_state(state_file, fingerprint, model, opt, sched, rows, epoch + 1)
 
     calibration = RenderedBatches(
         train_table, train_renderer, batch_size=config.batch_size, steps=BN_RECALIBRATION_BATCHES,

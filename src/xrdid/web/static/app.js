@@ -104,10 +104,16 @@ function pct(p) {
 
 function noveltyNote(n) {
   const s = n.score;
+  // The VAE's score is calibrated: 0.99 = less typical than 99 % of patterns of known structures
+  // (xrdid.novelty); the max-softmax fallback is 1 − the top probability.
   const [cls, word, text] =
-    s < 0.3 ? ["good", "familiar", "the model is confident about this pattern."]
-    : s < 0.7 ? ["warn", "uncertain", "several space groups fit comparably; check the runners-up."]
-    : ["bad", "unusual", "the pattern is ambiguous or unlike the training data; treat the answer with caution."];
+    n.method === "vae"
+      ? n.level === "unlike_known" ? ["bad", "unlike known", "unlike the patterns of known structures."]
+        : n.level === "unusual" ? ["warn", "unusual", "less typical than most patterns of known structures."]
+        : ["good", "typical", "looks like the patterns of known structures."]
+      : s < 0.3 ? ["good", "familiar", "the model is confident about this pattern."]
+        : s < 0.7 ? ["warn", "uncertain", "several space groups fit comparably; check the runners-up."]
+        : ["bad", "unusual", "the pattern is ambiguous or unlike the training data; treat the answer with caution."];
   const dd = $("r-novelty");
   dd.replaceChildren();
   const tag = document.createElement("span");
@@ -116,8 +122,13 @@ function noveltyNote(n) {
   dd.append(tag, `${s.toFixed(2)}`);
   const note = document.createElement("span");
   note.className = "note";
-  note.textContent = `${text[0].toUpperCase()}${text.slice(1)} (${n.method === "max_softmax" ? "1 − top probability" : n.method})`;
+  const how = n.method === "max_softmax" ? "1 − top probability" : n.method === "vae" ? "VAE, calibrated on known structures" : n.method;
+  note.textContent = `${text[0].toUpperCase()}${text.slice(1)} (${how})`;
   dd.append(note);
+  const banner = $("r-novelty-warning");
+  banner.hidden = !n.warning;
+  banner.className = `novelty-warning ${cls}`;
+  banner.textContent = n.warning || "";
 }
 
 function render(res) {
