@@ -16,7 +16,6 @@ Both return a dict with per-item rows and summary accuracies, and the majority-c
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import logging
 from pathlib import Path
@@ -28,29 +27,10 @@ from xrdid.data import StickTable
 from xrdid.evaluate.metrics import classification_metrics
 from xrdid.instrument import Augment, Renderer
 from xrdid.labels import CRYSTAL_SYSTEMS, N_SPACE_GROUPS, PRIORS, crystal_system, crystal_system_index
+from xrdid.structures.prototypes import pymatgen_prototypes as aflow_prototypes
 from xrdid.train.loop import predict_logits
 
 log = logging.getLogger(__name__)
-
-
-def aflow_prototypes() -> list[tuple[str, object]]:
-    """(AFLOW label, pymatgen Structure) of the prototypes shipped with pymatgen."""
-    from importlib import resources
-
-    from pymatgen.core import Structure
-
-    path = resources.files("pymatgen") / "analysis" / "prototypes" / "aflow_prototypes.json.gz"
-    with gzip.open(str(path), "rt") as fh:
-        entries = json.load(fh)
-    out = []
-    for e in entries:
-        snl, tags = e["snl"], e["tags"]
-        if isinstance(snl, str):  # stored as repr of a dict in some pymatgen versions
-            import ast
-
-            snl, tags = ast.literal_eval(snl), ast.literal_eval(tags) if isinstance(tags, str) else tags
-        out.append((tags.get("aflow", "?"), Structure.from_dict(snl)))
-    return out
 
 
 def spglib_number(structure, symprec: float = 0.01) -> int:
