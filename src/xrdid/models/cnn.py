@@ -29,8 +29,24 @@ from xrdid.labels import CRYSTAL_SYSTEMS, N_SPACE_GROUPS
 ARCHITECTURES = ("resnet", "convnext", "plain")
 
 
+class StagedConfig:
+    """JSON round trip of a network config dataclass whose ``stage_channels`` is a tuple (a list in JSON)."""
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["stage_channels"] = list(self.stage_channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        d = dict(d)
+        if "stage_channels" in d:
+            d["stage_channels"] = tuple(d["stage_channels"])
+        return cls(**d)
+
+
 @dataclass
-class CNNConfig:
+class CNNConfig(StagedConfig):
     n_points: int = 4096
     in_channels: int = 2
     stem_channels: int = 24
@@ -52,17 +68,6 @@ class CNNConfig:
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.architecture!r}; expected one of {', '.join(ARCHITECTURES)}")
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["stage_channels"] = list(self.stage_channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CNNConfig:
-        d = dict(d)
-        if "stage_channels" in d:
-            d["stage_channels"] = tuple(d["stage_channels"])
-        return cls(**d)
 
 
 class _Block(nn.Module):

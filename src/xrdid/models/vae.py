@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
@@ -45,13 +45,14 @@ from torch import nn
 from xrdid import __version__
 from xrdid.instrument.presets import Instrument
 from xrdid.labels import CRYSTAL_SYSTEMS, N_SPACE_GROUPS
+from xrdid.models.cnn import StagedConfig
 
 FORMAT = "xrdid-vae/1"
 META_FILE, WEIGHTS_FILE = "vae.json", "vae.pt"
 
 
 @dataclass
-class VAEConfig:
+class VAEConfig(StagedConfig):
     n_points: int = 2048
     in_channels: int = 2
     stem_channels: int = 24
@@ -73,17 +74,6 @@ class VAEConfig:
         if self.stem_kernel < self.stem_stride or (self.stem_kernel - self.stem_stride) % 2:
             raise ValueError("stem_kernel − stem_stride must be even and nonnegative (the stem then gives n_points / stem_stride points)")
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["stage_channels"] = list(self.stage_channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> VAEConfig:
-        d = dict(d)
-        if "stage_channels" in d:
-            d["stage_channels"] = tuple(d["stage_channels"])
-        return cls(**d)
 
 
 def _down(cin: int, cout: int, k: int) -> nn.Module:
