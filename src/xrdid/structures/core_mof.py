@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing as mp
 import re
 import tarfile
 import time
@@ -35,6 +34,7 @@ import numpy as np
 from xrdid.structures.crystal import Crystal
 from xrdid.structures.prototypes import package_data
 from xrdid.structures.table import StructureError, describe_crystal, write_structure_tables
+from xrdid.structures.workers import map_tasks
 from xrdid.structures.wyckoff import lattice_matrix
 
 log = logging.getLogger(__name__)
@@ -147,11 +147,7 @@ def load_core_mof(
         kept = sorted(kept, key=lambda item: _hash(refcode(item[0].rsplit("/", 1)[-1])))[:max_structures]
         kept.sort(key=lambda item: item[0])
     tasks = [(id, text, symprec) for id, text in kept]
-    if workers > 1 and len(tasks) > 1:
-        with mp.get_context("fork").Pool(workers) as pool:
-            results = pool.map(_describe, tasks, chunksize=16)
-    else:
-        results = [_describe(t) for t in tasks]
+    results = map_tasks(_describe, tasks, workers, chunksize=16)
     rows = [r for r, _ in results if r is not None]
     failures += [f for _, f in results if f is not None]
     log.info(

@@ -34,7 +34,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import multiprocessing as mp
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ import pyarrow.parquet as pq
 
 from xrdid.structures.synthetic import DEFAULT_ELEMENTS
 from xrdid.structures.table import StructureError, describe_structure, write_structure_tables
+from xrdid.structures.workers import map_tasks
 
 log = logging.getLogger(__name__)
 
@@ -265,11 +265,7 @@ def derive_structures(
         parent_rows += pq.read_table(path, columns=wanted).to_pylist()
     tasks = [(row, spec) for row in parent_rows]
     t0 = time.perf_counter()
-    if workers > 1 and len(tasks) > 1:
-        with mp.get_context("fork").Pool(workers) as pool:
-            results = pool.map(_derive_task, tasks, chunksize=4)
-    else:
-        results = [_derive_task(t) for t in tasks]
+    results = map_tasks(_derive_task, tasks, workers, chunksize=4)
     rows = [r for rs, _ in results for r in rs]
     failures = [f for _, fs in results for f in fs]
     elapsed = time.perf_counter() - t0

@@ -27,12 +27,12 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import multiprocessing as mp
 from importlib import metadata
 from pathlib import Path
 
 from xrdid.structures.crystal import crystal_from_structure
 from xrdid.structures.table import StructureError, describe_crystal, write_structure_tables
+from xrdid.structures.workers import map_tasks
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +117,7 @@ def load_prototypes(
         tasks += [(str(p), f"aflow/{p.name}", symprec) for p in encyclopedia_files()]
     if "pyxtal" in collections:
         tasks += [(str(p), f"pyxtal/{p.name}", symprec) for p in pyxtal_files()]
-    if workers > 1 and len(tasks) > 1:
-        with mp.get_context("fork").Pool(workers) as pool:
-            results = pool.map(_load_cif, tasks, chunksize=8)
-    else:
-        results = [_load_cif(t) for t in tasks]
+    results = map_tasks(_load_cif, tasks, workers, chunksize=8)
     rows, failures, skipped = [], [], 0
     seen: set[tuple[str, str]] = set()
     for (path, rel, _), (file_rows, file_failures, file_skipped) in zip(tasks, results, strict=True):

@@ -18,7 +18,6 @@ import functools
 import hashlib
 import io
 import logging
-import multiprocessing as mp
 import signal
 import time
 import warnings
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from xrdid.structures.table import StructureError, describe_structure, write_structure_tables
+from xrdid.structures.workers import map_tasks
 from xrdid.structures.wyckoff import check_species_weights, draw_n_species
 
 log = logging.getLogger(__name__)
@@ -293,11 +293,7 @@ def generate_synthetic(spec: SyntheticSpec, *, out: str | Path, failed_out: str 
         for i in range(parents)
     ]
     start = time.perf_counter()
-    if workers > 1:
-        with mp.get_context("fork").Pool(workers) as pool:
-            results = pool.map(generate_one, tasks, chunksize=4)
-    else:
-        results = [generate_one(t) for t in tasks]
+    results = map_tasks(generate_one, tasks, workers, chunksize=4)
     rows, failures, per_group = [], [], {}
     for task_rows, task_failures in results:
         failures.extend(task_failures)
