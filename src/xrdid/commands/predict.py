@@ -95,7 +95,7 @@ def run(args) -> int:
         return 2
     wavelength = PRESETS[args.instrument].wavelength_A if args.instrument else args.wavelength
     cell = args.cell if args.cell is not None else len(args.files) <= CELL_AUTO_MAX_FILES
-    if args.cell is None and not cell:
+    if args.cell is None and not cell and not args.rerank:  # --rerank indexes every pattern
         print(f"xrdid predict: {len(args.files)} files, so no powder indexing (about 2 s a pattern); "
               "--cell indexes them all", file=sys.stderr)
     try:
@@ -108,7 +108,7 @@ def run(args) -> int:
         try:
             if isinstance(pattern, PatternError):
                 raise pattern
-            (result,) = predict_patterns(bundle, [pattern], wavelength_A=wavelength, top_k=args.top_k, rerank=args.rerank, cell=cell or args.rerank)
+            (result,) = predict_patterns(bundle, [pattern], wavelength_A=wavelength, top_k=args.top_k, rerank=args.rerank, cell=cell)
         except (PatternError, PredictionError) as exc:
             failed += 1
             print(f"error: {exc}", file=sys.stderr)
