@@ -29,7 +29,6 @@ from xrdid.instrument import Augment, Renderer, get_instrument
 from xrdid.io import atomic_path, write_text
 from xrdid.labels import CRYSTAL_SYSTEMS, space_group_to_system_map
 from xrdid.priors import mp_weights, weighted_scores
-from xrdid.structures.sources import REAL_SOURCES
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +39,11 @@ N_POINTS = 4251
 
 def real_table(sticks: str | Path, split: str, d_min_A: float) -> StickTable:
     """The ``split`` rows of ``sticks`` that are real structures (see the module docstring)."""
+    from xrdid.train.loop import real_rows
+
     table = StickTable.from_parquet(sticks, split=split, d_min_A=d_min_A)
-    keep = [i for i, s in enumerate(table.sources or []) if s in REAL_SOURCES]
-    index = torch.tensor(keep, dtype=torch.int64)
+    index = real_rows(table)
+    keep = index.tolist()
     return StickTable(
         ids=[table.ids[i] for i in keep], d=table.d[index], f2m=table.f2m[index], space_group=table.space_group[index],
         crystal_system=table.crystal_system[index], sources=[table.sources[i] for i in keep],
