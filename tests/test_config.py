@@ -46,3 +46,21 @@ def test_bad_config_names_the_key(edit, message):
     edit(c)
     with pytest.raises(ConfigError, match=message):
         validate_config(c, SCHEMA)
+
+
+def _deep_update(base: dict, other: dict) -> dict:
+    """What `--configfile` does to config/config.yaml (snakemake's update_config)."""
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (ROOT / "config").glob("*.yaml") if p.name not in ("config.yaml", "schema.yaml"))
+)
+def test_every_shipped_configfile_is_valid_over_the_default(name):
+    c = _deep_update(default_config(), yaml.safe_load((ROOT / "config" / name).read_text()))
+    validate_config(c, SCHEMA)
