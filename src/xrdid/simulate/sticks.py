@@ -24,6 +24,10 @@ What makes it fast, without approximation:
 * ``method="separable"`` (default): :math:`e^{2\pi i(hx+ky+lz)} = e_x^h e_y^k e_z^l`, so per element the
   sums over atoms for every (h, k) line and every l are one complex matrix product
   (lines x atoms) @ (atoms x l) in BLAS, instead of a sine and cosine per reflection and atom;
+* in a centred cell (A, B, C, I, F or R, found exactly: every entry's partner r + t of the same type
+  on a 1e-9 grid of fractional coordinates) :math:`F(\mathbf h) = m F_{kept}(\mathbf h)` over one
+  entry per coset where every :math:`\mathbf h\cdot\mathbf t` is an integer, and 0 elsewhere: the
+  separable sums run over 1/m of the atoms and only the allowed points (F: 1/4 of each);
 * ``method="orbits"``: :math:`|F|^2` is invariant under the Laue group (:math:`|F(\mathbf h R)| =
   |F(\mathbf h)|` for every operation :math:`(R, \mathbf t)`), so it is computed once per orbit of
   symmetry-equivalent hkl. The operations come from spglib in the basis of the given cell and are
@@ -66,6 +70,13 @@ _SYM_F2_RTOL = 1e-4
 _ABSENT_RTOL = 1e-18
 # Largest temporary complex block (entries) held at once; bounds memory for large cells.
 _CHUNK_ENTRIES = 1 << 21
+# Cells with at least this many entries are checked for lattice centring (below it the check costs
+# more than it saves). Centring translations, in sixths: A, B, C, I, and R (obverse, reverse).
+_CENTRING_MIN_ATOMS = 24
+_CENTRING_SIXTHS = {"A": (0, 3, 3), "B": (3, 0, 3), "C": (3, 3, 0), "I": (3, 3, 3), "R": (4, 2, 2), "Rrev": (2, 4, 2)}
+# Fractional coordinates are compared on this grid when looking for centring partners: images made by
+# a CIF's operations agree to ~1e-16, so a partner off the grid point is a missed speed-up, not an error.
+_CENTRING_GRID = 1e9
 
 
 @dataclass(frozen=True)
@@ -113,24 +124,36 @@ def _form_factors(symbols: list[str], zs: list[int], s2: np.ndarray, debye_walle
     block-diagonal matrix of the a's. (Elements x points layout: numpy is ~5x faster with the long
     axis last.)
     """
+    amat, minus_b, z = _form_factor_terms(tuple(symbols), tuple(zs))
+    f = amat @ np.exp(minus_b * s2)
+    f *= -41.78214 * s2
+    f += z
+    if debye_waller:
+        dw = np.array([debye_waller.get(sym, 0.0) for sym in symbols])
+        if dw.any():
+            f *= np.exp(-dw[:, None] * s2)
+    return f
+
+
+@functools.lru_cache(maxsize=4096)
+def _form_factor_terms(symbols: tuple[str, ...], zs: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For :func:`_form_factors`: the block-diagonal matrix of the a's (elements x terms), the -b's as a
+    column (terms, 1) and Z as a column (elements, 1); cached per element list (read-only arrays)."""
     params = _scattering_params()
     try:
         coeffs = [params[sym] for sym in symbols]
     except KeyError as err:
         raise ValueError(f"no X-ray scattering coefficients for element {err.args[0]!r}") from None
-    bs = np.concatenate([c[:, 1] for c in coeffs])
-    amat = np.zeros((len(symbols), len(bs)))
+    minus_b = -np.concatenate([c[:, 1] for c in coeffs])[:, None]
+    amat = np.zeros((len(symbols), len(minus_b)))
     row = 0
     for j, c in enumerate(coeffs):
         amat[j, row : row + len(c)] = c[:, 0]
         row += len(c)
-    f = amat @ np.exp(-bs[:, None] * s2)
-    f *= -41.78214 * s2
-    f += np.asarray(zs, dtype=np.float64)[:, None]
-    dw = np.array([debye_waller.get(sym, 0.0) for sym in symbols])
-    if dw.any():
-        f *= np.exp(-dw[:, None] * s2)
-    return f
+    z = np.asarray(zs, dtype=np.float64)[:, None]
+    for array in (amat, minus_b, z):
+        array.flags.writeable = False
+    return amat, minus_b, z
 
 
 def _half_sphere_lines(recip: np.ndarray, real: np.ndarray, g_max: float):
@@ -182,7 +205,10 @@ def _phase_table(n_max: int, x: np.ndarray, negative: bool) -> np.ndarray:
     arg = np.multiply.outer(n, x)
     arg -= np.round(arg)  # exact reduction before the 2π
     arg *= 2.0 * math.pi
-    return np.cos(arg) + 1j * np.sin(arg)
+    out = np.empty(arg.shape, dtype=np.complex128)
+    np.cos(arg, out=out.real)
+    np.sin(arg, out=out.imag)
+    return out
 
 
 def _site_types(frac: np.ndarray, species: tuple[str, ...], occ: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -274,6 +300,58 @@ def _f2_separable(frac, element_bounds, occ, ffp, lines, line, l, bounds) -> np.
             block = a_xy[:, a:b] @ ez[a:b]
             f[p0:p1] += ffp[e, p0:p1] * block.ravel().take(flat)
     return f.real * f.real + f.imag * f.imag
+
+
+def _partners(frac: np.ndarray, types: np.ndarray, sixths: tuple[int, int, int]) -> np.ndarray | None:
+    """For the translation ``sixths`` / 6: the entry each entry lands on (same type), or None when
+    some entry lands on none. Positions are compared on the grid ``1 / _CENTRING_GRID``."""
+    def keys(xyz):
+        grid = np.rint((xyz % 1.0) * _CENTRING_GRID).astype(np.int64) % int(_CENTRING_GRID)
+        return np.lexsort((grid[:, 2], grid[:, 1], grid[:, 0], types)), grid
+
+    order, grid = keys(frac)
+    moved_order, moved = keys(frac + np.asarray(sixths, dtype=np.float64) / 6.0)
+    if not (np.array_equal(moved[moved_order], grid[order]) and np.array_equal(types[moved_order], types[order])):
+        return None
+    partner = np.empty(len(frac), dtype=np.int64)
+    partner[moved_order] = order
+    return partner
+
+
+def _centring(frac: np.ndarray, types: np.ndarray):
+    """The lattice centring of the entries, exact on the coordinate grid: (translations in sixths
+    (m, 3), the entries kept, one per coset) or None (primitive, or not exactly centred).
+
+    Every entry r has the partners r + t of the same type for each centring translation t, so
+    F(h) = Σ_t exp(2πi h·t) Σ_kept ... = m F_kept(h) where every h·t is an integer, else 0."""
+    n = len(frac)
+    found = {}
+    for name, sixths in _CENTRING_SIXTHS.items():
+        if name in ("I", "R", "Rrev") and found:
+            break  # F found already (A, B, C); I or R alongside A/B/C is not a lattice centring we use
+        partner = _partners(frac, types, sixths)
+        if partner is not None:
+            found[name] = (sixths, partner)
+            if name in ("I", "R", "Rrev"):
+                break
+    if not found:
+        return None
+    if all(x in found for x in ("A", "B", "C")):
+        group = [found[x] for x in ("A", "B", "C")]
+    else:
+        sixths, partner = next(iter(found.values()))
+        group = [(sixths, partner)]
+        if name.startswith("R") and name in found:  # order 3: t and 2t
+            group.append((tuple((2 * x) % 6 for x in sixths), partner[partner]))
+    translations = np.array([g[0] for g in group], dtype=np.int64)
+    # One entry per coset {r, r + t, ...}: the lowest index.
+    lowest = np.arange(n)
+    for _, partner in group:
+        lowest = np.minimum(lowest, partner)
+    kept = np.flatnonzero(lowest == np.arange(n))
+    if len(kept) * (len(group) + 1) != n:
+        return None
+    return translations, kept
 
 
 def _f2_direct(frac, elem_idx, occ, ffp, hkl) -> np.ndarray:
@@ -411,7 +489,24 @@ def compute_sticks(
         rep_idx, inverse = _laue_orbits(hkl, rots) if len(rots) > 2 else (np.arange(len(hkl)),) * 2
         f2 = _f2_direct(frac, elem_idx, occ, ff[:, stick[rep_idx]], hkl[rep_idx])[inverse]
     elif method == "separable":
-        f2 = _f2_separable(frac, element_bounds, occ, ff[:, stick], lines, line, l, bounds)
+        centring = None
+        if len(frac) >= _CENTRING_MIN_ATOMS:
+            types = elem_idx * 1_000_003 + np.rint(occ * 1e6).astype(np.int64)
+            centring = _centring(frac, types)
+        if centring is None:
+            f2 = _f2_separable(frac, element_bounds, occ, ff[:, stick], lines, line, l, bounds)
+        else:
+            # Only the points every centring translation leaves in phase; F there is m x that of one
+            # entry per coset; elsewhere F = 0 exactly.
+            translations, kept = centring
+            phase6 = (translations[:, 0, None] * h + translations[:, 1, None] * k)[:, line] + translations[:, 2, None] * l
+            allowed = np.flatnonzero(~(phase6 % 6).any(axis=0))
+            kept_bounds = np.searchsorted(elem_idx[kept], np.arange(len(symbols) + 1))
+            f2 = np.zeros(len(l))
+            f2[allowed] = _f2_separable(
+                frac[kept], kept_bounds, occ[kept] * (len(translations) + 1), ff[:, stick[allowed]],
+                lines, line[allowed], l[allowed], bounds,
+            )
     else:
         f2 = _f2_direct(frac, elem_idx, occ, ff[:, stick], hkl)
 
