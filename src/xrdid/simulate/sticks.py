@@ -328,7 +328,7 @@ def _centring(frac: np.ndarray, types: np.ndarray):
     found = {}
     for name, sixths in _CENTRING_SIXTHS.items():
         if name in ("I", "R", "Rrev") and found:
-            break  # F found already (A, B, C); I or R alongside A/B/C is not a lattice centring we use
+            break  # a face centring found already: I and R are not tried alongside it
         partner = _partners(frac, types, sixths)
         if partner is not None:
             found[name] = (sixths, partner)
