@@ -173,3 +173,60 @@ def test_debye_waller_damps_high_angle():
     ref = XRDCalculator(wavelength=CU_KA1, debye_waller_factors={"Na": 1.0, "Cl": 1.0}).get_pattern(nacl())
     ours = sticks_to_peaks(damped, CU_KA1, 0.0, 90.0)
     np.testing.assert_allclose(ours["intensity"], ref.y, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "sg, n_ions, n_translations",
+    [(225, [8, 24], 3), (216, [8, 8, 24], 3), (229, [12, 24], 1), (63, [8, 8, 16], 1), (166, [6, 6, 18], 2), (62, [4, 4, 24], 0)],
+)
+def test_centred_cells_are_summed_over_one_entry_per_coset_and_agree_with_direct(sg, n_ions, n_translations, monkeypatch):
+    import xrdid.simulate.sticks as sticks_mod
+
+    c = pyxtal.pyxtal()
+    c.from_random(3, sg, ["Ba", "Ti", "O"][: len(n_ions)], n_ions, random_state=7)
+    s = c.to_pymatgen()  # conventional cell: F, I, C, R (hexagonal axes) or primitive
+    assert len(s) >= sticks_mod._CENTRING_MIN_ATOMS
+    entries = []
+    real_f2 = sticks_mod._f2_separable
+    monkeypatch.setattr(sticks_mod, "_f2_separable", lambda frac, *a: entries.append(len(frac)) or real_f2(frac, *a))
+    d_min = d_min_for(MARS, 90.0)
+    got = compute_sticks(s, d_min)
+    assert entries == [len(s) // (n_translations + 1)]
+    ref = compute_sticks(s, d_min, method="direct")
+    np.testing.assert_allclose(got.d, ref.d, rtol=1e-12)
+    np.testing.assert_allclose(got.f2m, ref.f2m, rtol=1e-9, atol=1e-9 * ref.f2m.max())
+    np.testing.assert_array_equal(got.hkl, ref.hkl)
+
+
+def test_an_atom_off_its_centring_partner_turns_the_centring_off():
+    import xrdid.simulate.sticks as sticks_mod
+
+    c = pyxtal.pyxtal()
+    c.from_random(3, 225, ["Ba", "O"], [8, 24], random_state=7)
+    s = c.to_pymatgen()
+    s.translate_sites([0], [1e-7, 0, 0])  # far below any tolerance that would merge atoms, yet not centred
+    frac = np.asarray(s.frac_coords)
+    types = np.array([site.specie.Z for site in s])
+    assert sticks_mod._centring(frac, types) is None
+    d_min = d_min_for(MARS, 90.0)
+    ref = compute_sticks(s, d_min, method="direct")
+    got = compute_sticks(s, d_min)
+    np.testing.assert_allclose(got.f2m, ref.f2m, rtol=1e-9, atol=1e-9 * ref.f2m.max())
+    assert len(got) == len(ref)
+
+
+def test_order_by_value_is_argsort_up_to_its_precision():
+    import xrdid.simulate.sticks as sticks_mod
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.uniform(0.01, 30.0, 5000), np.full(7, 2.5), [2.5 * (1 + 1e-12)]])
+    rng.shuffle(values)
+    order = sticks_mod._order_by_value(values, 1e-7)
+    assert sorted(order.tolist()) == list(range(len(values)))  # a permutation
+    ranked = values[order]
+    assert (np.diff(ranked) >= -1e-8 * ranked[1:]).all()  # ascending up to rtol / 10
+    np.testing.assert_array_equal(np.sort(values), np.sort(ranked))
+    exact = values[np.argsort(values)]
+    assert np.abs(ranked - exact).max() <= 1e-8 * exact.max()
+    # no precision to spare (rtol 0): argsort itself
+    np.testing.assert_array_equal(sticks_mod._order_by_value(values, 0.0), np.argsort(values))

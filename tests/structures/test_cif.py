@@ -173,3 +173,25 @@ def test_lattice_of_cell_parameters_matches_pymatgen():
     reference = Lattice.from_parameters(4.0, 5.0, 6.0, 90, 90, 100)
     assert entry.crystal.volume == pytest.approx(reference.volume)
     np.testing.assert_allclose(np.linalg.norm(entry.crystal.lattice, axis=1), reference.abc)
+
+
+@pytest.mark.parametrize(
+    "symmetry, atoms, cell",
+    [
+        ("_symmetry_space_group_name_H-M 'P 63/m m c'", "Zn1 Zn 0.3333 0.6667 0.25 1\nO1 O 0.1 0.2 0.3 1", (3.0, 3.0, 5.0, 120)),
+        ("_symmetry_space_group_name_H-M 'F m -3 m'", "Na1 Na 0 0 0 1\nCl1 Cl 0.5 0.5 0.5 1\nO1 O 0.2501 0.25 0.25 1", (5.64, 5.64, 5.64, 90)),
+        ("_symmetry_space_group_name_H-M 'P -1'", "O1 O 0.48 0.51 0.52 0.5\nO2 O 0.0 0.5 0.9999 1", (5.0, 5.0, 5.0, 90)),
+    ],
+)
+def test_all_pairs_and_sorted_window_merge_the_same_images(symmetry, atoms, cell, monkeypatch):
+    import xrdid.structures.cif as cif_mod
+
+    a, b, c, gamma = cell
+    text = cif(symmetry, atoms=atoms, a=a, b=b, c=c, gamma=gamma)
+    few = only(text).crystal  # few images: every pair compared
+    monkeypatch.setattr(cif_mod, "_ALL_PAIRS_MAX", 0)  # the sorted-window search for every cell
+    many = only(text).crystal
+    assert few.species == many.species
+    np.testing.assert_array_equal(few.frac_coords, many.frac_coords)
+    np.testing.assert_array_equal(few.occupancies, many.occupancies)
+    assert len(few) < 2 * 192  # images were merged

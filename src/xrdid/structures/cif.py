@@ -26,6 +26,7 @@ How a block becomes a crystal:
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -55,8 +56,8 @@ SPACE_GROUP_TAGS = (
     "_symmetry.int_tables_number",
 )
 _CELL_TAGS = ("length_a", "length_b", "length_c", "angle_alpha", "angle_beta", "angle_gamma")
-_STRUCTURE_TAG = re.compile(r"^[ \t]*_(?:cell[._]length|atom_site[._])", re.MULTILINE | re.IGNORECASE)
-_BLOCK_START = re.compile(r"^\s*data_", re.MULTILINE)
+# A block is a structure when a line starts (after blanks) with one of these tags (any letter case).
+_STRUCTURE_TAGS = ("_cell_length", "_cell.length", "_atom_site_", "_atom_site.")
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,9 +104,25 @@ def decode_cif(data: bytes) -> str:
 
 def read_cif_text(text: str) -> list[CifEntry]:
     """Every block of a CIF given as text; an empty list when it has no ``data_`` block."""
-    starts = [m.start() for m in _BLOCK_START.finditer(text)]
+    starts = _line_starts(text, "data_", " \t\r\f\v")
     pieces = [text[a:b].strip() + "\n" for a, b in zip(starts, [*starts[1:], len(text)])]
     return [_read_block(index, piece) for index, piece in enumerate(pieces)]
+
+
+def _line_starts(text: str, token: str, blanks: str, *, first: bool = False) -> list[int]:
+    """Offsets of the lines on which ``token`` comes first, after only ``blanks`` (the offset is the
+    line's start). With ``first``, at most one. str.find and a look back: far cheaper than a multiline
+    regular expression on the long CIFs of large cells."""
+    found = []
+    at = text.find(token)
+    while at >= 0:
+        line = text.rfind("\n", 0, at) + 1
+        if not text[line:at].strip(blanks):
+            found.append(line)
+            if first:
+                break
+        at = text.find(token, at + len(token))
+    return found
 
 
 def rows_from_cif(
@@ -160,7 +177,8 @@ def rows_from_cif(
 
 def _read_block(index: int, piece: str) -> CifEntry:
     name = piece[5:].split(None, 1)[0] if len(piece) > 5 else ""
-    if "powder_pattern" in name or not _STRUCTURE_TAG.search(piece):
+    lowered = piece.lower()
+    if "powder_pattern" in name or not any(_line_starts(lowered, tag, " \t", first=True) for tag in _STRUCTURE_TAGS):
         # Measured-pattern blocks (Pauling file; pymatgen skips them too) and publication blocks.
         return CifEntry(index, name, piece, skipped=True)
     try:
@@ -234,29 +252,48 @@ def _read_with_gemmi(piece: str) -> tuple[Crystal, int | None]:
 
 
 def _symmetry_operations(structure, stated: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """(rotations (m, 3, 3), translations (m, 3)) from the block's operations, symbol or number."""
-    import gemmi
+    """(rotations (m, 3, 3), translations (m, 3)) from the block's operations, symbol or number.
 
+    Read-only arrays, shared by every block with the same operations (see :func:`_seitz`).
+    """
     if structure.symops:
-        try:
-            ops = [gemmi.Op(op) for op in dict.fromkeys(structure.symops)]
-        except Exception as exc:  # gemmi cannot parse an operation: let pymatgen try
-            raise _Unreadable(f"symmetry operation: {describe_error(exc)}") from None
-    elif structure.spacegroup is not None:
-        ops = list(structure.spacegroup.operations())
-    elif structure.spacegroup_hm.strip() or structure.spacegroup_hall.strip():
+        return _seitz(("ops", tuple(dict.fromkeys(structure.symops))))
+    if structure.spacegroup is not None:
+        return _seitz(("hall", structure.spacegroup.hall))
+    if structure.spacegroup_hm.strip() or structure.spacegroup_hall.strip():
         symbol = structure.spacegroup_hall.strip() or structure.spacegroup_hm.strip()
         raise _Unreadable(f"space-group symbol {symbol!r} not recognised and no symmetry operations listed")
-    elif stated is not None:
-        ops = list(gemmi.find_spacegroup_by_number(stated).operations())
+    if stated is not None:
+        return _seitz(("number", stated))
+    return _seitz(("ops", ("x,y,z",)))  # no symmetry given: P1, as pymatgen assumes
+
+
+@functools.lru_cache(maxsize=4096)
+def _seitz(source: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """The operations of ``("ops", (xyz strings...))``, ``("hall", symbol)`` or ``("number", n)`` as
+    (rotations, translations), the identity first. Cached: CIFs of one space group repeat the same
+    operations, and turning them into matrices costs more than expanding the sites."""
+    import gemmi
+
+    kind, value = source
+    if kind == "ops":
+        try:
+            ops = [gemmi.Op(op) for op in value]
+        except Exception as exc:  # gemmi cannot parse an operation: let pymatgen try
+            raise _Unreadable(f"symmetry operation: {describe_error(exc)}") from None
+    elif kind == "hall":
+        ops = list(gemmi.symops_from_hall(value))  # the order of SpaceGroup.operations()
     else:
-        ops = [gemmi.Op("x,y,z")]  # no symmetry given: P1, as pymatgen assumes
+        ops = list(gemmi.find_spacegroup_by_number(value).operations())
     seitz = np.array([op.float_seitz() for op in ops], dtype=np.float64)[:, :3, :]
     # The identity first, so that the image kept of each atom is the site as the CIF writes it.
     identity = np.flatnonzero((seitz == np.eye(4)[:3]).all(axis=(1, 2)))
     if len(identity) and identity[0] != 0:
         seitz = seitz[np.r_[identity[0], np.delete(np.arange(len(seitz)), identity[0])]]
-    return seitz[:, :, :3], seitz[:, :, 3]
+    rotations, translations = np.ascontiguousarray(seitz[:, :, :3]), np.ascontiguousarray(seitz[:, :, 3])
+    rotations.flags.writeable = False
+    translations.flags.writeable = False
+    return rotations, translations
 
 
 def _lattice_matrix(a: float, b: float, c: float, alpha: float, beta: float, gamma: float) -> np.ndarray:
@@ -299,15 +336,36 @@ def expand_sites(
     return out_species, images[keep], np.repeat(occupancies, counts)
 
 
+# Largest sites x operations² for which _repeated_images compares all pairs of a site's images.
+_ALL_PAIRS_MAX = 16384
+
+
+@functools.lru_cache(maxsize=64)
+def _later(n: int) -> np.ndarray:
+    """(n, n) mask of the pairs (i, j) with i < j."""
+    mask = np.triu(np.ones((n, n), dtype=bool), 1)
+    mask.flags.writeable = False
+    return mask
+
+
 def _repeated_images(images: np.ndarray, lattice: np.ndarray, merge_A: float) -> np.ndarray:
     """(sites, ops) mask of images that lie within ``merge_A`` (Å) of an earlier image of the same site.
 
-    Not all pairs (ops² per site): two images closer than merge_A differ in each fractional coordinate
+    Few images (sites x ops² up to ``_ALL_PAIRS_MAX``): all pairs of each site's images. Else not all
+    pairs (ops² per site): two images closer than merge_A differ in each fractional coordinate
     i by less than merge_A |a*_i|, so candidates are found by sorting on x (with periodic copies near
     0 and 1) and taking each image's neighbours within that x window; their y, z and then the exact
     distance are checked.
     """
     n_sites, n_ops, _ = images.shape
+    if n_sites * n_ops * n_ops <= _ALL_PAIRS_MAX:
+        # Few images: every pair of one site's images at once (fewer, larger numpy calls; same result).
+        d = images[:, :, None, :] - images[:, None, :, :]  # [site, i, j] = image i - image j
+        d -= np.rint(d)
+        cart = d.reshape(-1, 3) @ lattice
+        close = np.einsum("ij,ij->i", cart, cart).reshape(n_sites, n_ops, n_ops) < merge_A * merge_A
+        close &= _later(n_ops)
+        return close.any(axis=1)
     window = merge_A * np.linalg.norm(np.linalg.inv(lattice), axis=0)  # |a*_i| merge_A, per axis
     flat = images.reshape(-1, 3)
     x = flat[:, 0]

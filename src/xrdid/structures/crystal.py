@@ -210,6 +210,7 @@ def crystal_from_arrays(
 _TYPE_SYMBOL = re.compile(r"([A-Z][a-z]?)((?:\d{1,2}(?:\.\d+)?)?[+-]?(?:\d{1,2}(?:\.\d+)?)?)")
 
 
+@functools.lru_cache(maxsize=4096)
 def element_of_type_symbol(type_symbol: str) -> str:
     """The element of a CIF ``_atom_site_type_symbol`` ("Fe3+" -> "Fe"); ValueError when it is not one.
 
