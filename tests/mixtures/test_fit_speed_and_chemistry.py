@@ -177,3 +177,26 @@ def test_a_phase_bent_to_several_bounds_is_dropped(library, monkeypatch):
     real = F.at_limits
     monkeypatch.setattr(F, "at_limits", lambda m_, p, b_: ["lattice", "strain"] if p.index == j else real(m_, p, b_))
     assert {p.index for p in F._final(m, h, st, b, ("zero", "width"), ne).phases} == {i}
+
+
+def test_refinement_stops_when_an_iteration_gains_less_than_rtol(library, monkeypatch):
+    """rtol (the fit passes lm_stop / N_eff: a tenth of a BIC unit) ends the refinement early."""
+    from xrdid.mixtures.model import Globals, Model, PhaseState
+    from xrdid.mixtures.refine import Bounds, refine, slots_for
+
+    i = next(k for k, p in enumerate(library.phases) if p.formula == "TiO2")
+    m = _model(library)
+    g = Globals(log_width=math.log(3.0))
+    y = m.render(PhaseState(i, s=1.004, q=np.array([0.003]), log_size=math.log(60.0)), g)
+    m = _model(library, np.random.default_rng(5).poisson(2e4 * y / y.max() + 300).astype(float))
+    start = [PhaseState(i, q=np.zeros(1))]
+    slots = slots_for(start, m, phase_kinds=("s", "q", "size"), global_kinds=())
+    calls = []
+    real = Model.render
+    monkeypatch.setattr(Model, "render", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    tight = refine(m, start, g, slots, Bounds(), 12, rtol=1e-9)
+    n_tight = len(calls)
+    calls.clear()
+    loose = refine(m, start, g, slots, Bounds(), 12, rtol=0.05)
+    assert len(calls) < n_tight
+    assert loose[5] >= tight[5]

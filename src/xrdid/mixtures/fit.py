@@ -64,6 +64,9 @@ class FitSettings:
     size_nm: float = 300.0
     # Levenberg–Marquardt iterations: beam member, final hypothesis.
     nfev_beam: int = 6
+    # A refinement stops when an iteration lowers the criterion by less than this (BIC units; the
+    # relative χ² drop times N_eff): far below the margins that decide anything (10, 60).
+    lm_stop: float = 0.1
     nfev_final: int = 12
     # Unexplained peaks: significance (σ, with the fit's GoF folded in) and least height relative to the
     # strongest observed peak.
@@ -313,7 +316,7 @@ def identify_phases(
         beam = []
         for c in ranked:
             phs, g, cols, a, calc, chi2 = refine(m, c.phases, c.g, slots_for(c.phases, m, global_kinds=glob_kinds),
-                                                 bounds, st.nfev_beam)
+                                                 bounds, st.nfev_beam, rtol=st.lm_stop / ne)
             h = _Hyp(phs, g, cols, a, calc, chi2)
             pool[h.key] = h
             beam.append(h)
@@ -476,10 +479,10 @@ def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: f
         # Positions first with peaks blurred (×3 FWHM: a wide basin for the anisotropic lattice), then all.
         blurred = g.copy(log_width=g.log_width + math.log(9.0))
         phases, gb, *_ = refine(m, phases, blurred, slots_for(phases, m, phase_kinds=("s", "q"), global_kinds=("zero",)),
-                                bounds, st.nfev_final // 3)
+                                bounds, st.nfev_final // 3, rtol=st.lm_stop / ne)
         g = gb.copy(log_width=g.log_width)
         phases, g, cols, a, calc, chi2 = refine(m, phases, g, slots_for(phases, m, phase_kinds=kinds, global_kinds=gk),
-                                                bounds, st.nfev_final)
+                                                bounds, st.nfev_final, rtol=st.lm_stop / ne)
         phases, g, cols, a, calc, chi2 = _texture(m, phases, g, cols, chi2, bounds, ne, st)
         hyp = _Hyp(phases, g, cols, a, calc, chi2, final=True)
         sig = _removal_significance(m, hyp, ne)
@@ -534,7 +537,7 @@ def _texture(m: Model, phases, g, cols, chi2, bounds: Bounds, ne: float, st: Fit
             changed = True
     if changed:
         return refine(m, phases, g, slots_for(phases, m, phase_kinds=("s", "q", "size", "strain", "r"),
-                                              global_kinds=("zero", "disp", "width")), bounds, st.nfev_final // 2)
+                                              global_kinds=("zero", "disp", "width")), bounds, st.nfev_final // 2, rtol=st.lm_stop / ne)
     a, _b, calc, chi2 = m.linear(cols)
     return phases, g, cols, a, calc, chi2
 
