@@ -8,7 +8,8 @@ crystallite size, microstrain and March–Dollase texture, globally zero shift, 
 width and Kα2 ratio; Rietveld weight fractions W ∝ S·Z·M·V. The wavelength comes from the file where it
 says so, else from --wavelength; there is no default. A Kα1 wavelength of a known anode (Cu 1.5406 Å,
 Co, Mo …) is fitted as the Kα1/Kα2 doublet; the Kα2/Kα1 ratio is the file's when it states one (.xrdml),
-else refined, unless --kalpha2-ratio fixes it (0: monochromatic Kα1). Simulated library sticks are
+else refined, unless --kalpha2-ratio fixes it (0: monochromatic Kα1). --elements restricts the
+candidates to phases made of the given elements (those of the weighed precursors). Simulated library sticks are
 cached under $XDG_CACHE_HOME/xrdid/phases (--no-cache to skip).
 """
 
@@ -39,6 +40,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the library sticks cache")
     p.add_argument("--lattice-tolerance", type=float, default=None, metavar="FRACTION",
                    help="how far a cell may be from its reference, 1σ (default 0.005; ~0.01 for DFT references)")
+    p.add_argument("--elements", default=None, metavar="SYMBOLS",
+                   help="only consider library phases made of these elements, e.g. 'In,La,Ti,O,H' "
+                        "(those of the weighed precursors; default: the whole library)")
     p.add_argument("--plot", metavar="PNG", default=None,
                    help="write the fit's figure here (measured, fit, each phase, difference, tick marks)")
     p.set_defaults(run=run)
@@ -57,11 +61,20 @@ def run(args) -> int:
     if args.lattice_tolerance is not None and not 0 < args.lattice_tolerance <= 0.05:
         log.error("--lattice-tolerance must be in (0, 0.05], got %g", args.lattice_tolerance)
         return 2
+    if args.elements is not None:
+        from xrdid.mixtures.library import parse_elements
+
+        try:
+            parse_elements(args.elements)
+        except ValueError as e:
+            log.error("--elements: %s", e)
+            return 2
     try:
         pattern = read_pattern(args.file, wavelength_A=args.wavelength)
         fit, n_library = identify_in_pattern(
             pattern, args.library, wavelength_A=args.wavelength, kalpha2_ratio=args.kalpha2_ratio,
             max_phases=args.max_phases, use_cache=not args.no_cache, lattice_sigma=args.lattice_tolerance,
+            elements=args.elements,
         )
     except PatternError as e:
         log.error("%s", e)

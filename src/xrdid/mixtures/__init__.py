@@ -31,11 +31,14 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
 3. **Search** (:func:`xrdid.mixtures.fit.identify_phases`). A beam of hypotheses (``beam_width``)
    grows one phase per level: candidates come from screening every library phase, at every lattice
    scale of a fine grid, against the current residual (the χ² drop of adding it alone, one matrix
-   product per phase); the best ``candidates`` are each added and their lattice refined; a child is
+   product per phase); the best ``candidates`` are each added at the lattice scale that a batched
+   χ²-drop scan of one render, mapped to ±3 screening steps, puts it at; a child is
    kept if it lowers C and its coverage (below) is at least ``min_coverage``. The best
-   ``final_hypotheses`` get the full physics (anisotropic lattice, strain, displacement, texture,
+   ``final_hypotheses`` within ``swap_margin`` of the best get the full physics (anisotropic lattice, strain, displacement, texture,
    Kα2 ratio; positions first with blurred peaks, for a wide basin), and phases that no longer lower
-   C, or whose coverage fell, are pruned. Then each phase is swapped for the screening's best
+   C, or whose coverage fell, or with ``max_params_at_limits`` kinds of parameter (lattice, strain,
+   size, texture) at their bounds (the model bent the phase into a hump or another phase's peaks),
+   are pruned. Then each phase is swapped for the screening's best
    replacements (refined the same way): a better C is taken; swaps within ``alternative_margin``
    (10, "strong evidence" in BIC units) are reported as the phase's alternatives (polymorphs,
    isostructural or same-formula phases the data cannot tell apart), and other phase sets within the

@@ -51,6 +51,9 @@ class FitSettings:
     final_hypotheses: int = 2
     # A phase's calculated intensity must be supported by the data (coverage, 0–1) at least this much.
     min_coverage: float = 0.7
+    # A phase with this many kinds of refined parameter at their bounds (lattice, strain, size, texture;
+    # see fit.at_limits) after the full refinement is dropped.
+    max_params_at_limits: int = 2
     # Criterion margin (BIC units: 2 × log-likelihood) within which alternatives are reported.
     alternative_margin: float = 10.0
     # Swapped hypotheses whose quick fit is within this margin get the full refinement; rounds of swaps.
@@ -59,9 +62,12 @@ class FitSettings:
     swap_rounds: int = 2
     # Starting crystallite size (nm).
     size_nm: float = 300.0
-    # Levenberg–Marquardt iterations: candidate, beam member, final hypothesis.
-    nfev_candidate: int = 4
+    # Levenberg–Marquardt iterations: beam member, final hypothesis.
     nfev_beam: int = 6
+    # A refinement stops when an iteration lowers the criterion by less than this (BIC units; the
+    # relative χ² drop times N_eff). Not larger: LM creeps, and at 0.1 per iteration the refinements
+    # stopped ~4 units short, enough to let a stand-in 1.2 % off its cell beat the right phase.
+    lm_stop: float = 0.001
     nfev_final: int = 12
     # Unexplained peaks: significance (σ, with the fit's GoF folded in) and least height relative to the
     # strongest observed peak.
@@ -296,7 +302,7 @@ def identify_phases(
                 key = tuple(sorted([*h.key, idx]))
                 if key in pool or key in children:
                     continue
-                child = _add_phase(m, h, idx, s0, st, bounds)
+                child = _add_phase(m, h, idx, s0, st, bounds, screen[0][1] - screen[0][0])
                 if child is None:
                     continue
                 crit_c = _crit(m, child, ne)
@@ -311,15 +317,16 @@ def identify_phases(
         beam = []
         for c in ranked:
             phs, g, cols, a, calc, chi2 = refine(m, c.phases, c.g, slots_for(c.phases, m, global_kinds=glob_kinds),
-                                                 bounds, st.nfev_beam)
+                                                 bounds, st.nfev_beam, rtol=st.lm_stop / ne)
             h = _Hyp(phs, g, cols, a, calc, chi2)
             pool[h.key] = h
             beam.append(h)
 
-    # Full physics for the best few hypotheses, then pruning; the best by the criterion wins.
+    # Full physics for the best few hypotheses, then pruning; the best by the criterion wins. A runner-up
+    # further than ``swap_margin`` behind the best is not refined (the same margin as for swaps).
     ranked = sorted(pool.values(), key=lambda h: _crit(m, h, ne))
     finals: dict[tuple, _Hyp] = {}
-    for h in ranked[: st.final_hypotheses]:
+    for h in _worth_refining(m, ranked, st, ne):
         f = _final(m, h, st, bounds, glob_kinds, ne)
         if f.key not in finals or _crit(m, f, ne) < _crit(m, finals[f.key], ne):
             finals[f.key] = f
@@ -390,6 +397,14 @@ def identify_phases(
     )
 
 
+def _worth_refining(m: Model, ranked: list[_Hyp], st: FitSettings, ne: float) -> list[_Hyp]:
+    """The first ``final_hypotheses`` of ``ranked`` (best first) within ``swap_margin`` of the best."""
+    if not ranked:
+        return []
+    c0 = _crit(m, ranked[0], ne)
+    return [h for h in ranked[: st.final_hypotheses] if _crit(m, h, ne) - c0 <= st.swap_margin]
+
+
 def _verdict(results, unexplained, frac: float, st: FitSettings) -> str:
     if not results:
         return "no library phase explains the pattern"
@@ -410,17 +425,46 @@ def _typical_size(phases: list[PhaseState], st: FitSettings) -> float:
     return float(np.median([p.log_size for p in phases])) if phases else math.log(st.size_nm)
 
 
-def _add_phase(m: Model, h: _Hyp, idx: int, s0: float, st: FitSettings, bounds: Bounds) -> _Hyp | None:
-    """h plus library phase idx from lattice scale s0, at the set's typical size: the new phase's lattice
-    scale refined, the others held (their columns reused)."""
+def _add_phase(m: Model, h: _Hyp, idx: int, s0: float, st: FitSettings, bounds: Bounds, step: float) -> _Hyp | None:
+    """h plus library phase idx near lattice scale s0 (the screening's best, on a grid of ``step``), at the
+    set's typical size, the others held (their columns reused).
+
+    The new phase is rendered once, at s0 on a grid padded by the search range; its column at a nearby
+    scale s is that render read at the 2θ where the s0 peaks sit (sin θ' = (s/s0) sin θ, relative to the
+    zero shift; widths and Lorentz–polarisation follow, which a 1 % move does not mind). Every scale of
+    s0 ± 3 steps (quarter steps) is scored at once by the χ² drop of adding its column to h,
+    (r·c)² / |c⊥|² with r the weighted residual and c⊥ the weighted column off the span of h's columns and
+    the background; the best, refined by a parabola through its neighbours, is rendered once more,
+    exactly. Two renders, where a Levenberg–Marquardt refinement of s took five to ten."""
     new = PhaseState(idx, s=s0, q=np.zeros(m.data(idx).n_aniso), log_size=_typical_size(h.phases, st))
-    phases = [*h.phases, new]
-    cols = np.vstack([h.cols, np.zeros((1, m.grid.size))])
-    slots = slots_for(phases, m, phase_kinds=("s",), which={len(phases) - 1}, global_kinds=())
-    phs, g, cols, a, calc, chi2 = refine(m, phases, h.g, slots, bounds, st.nfev_candidate, cols=cols)
+    lo, hi = 1 - bounds.d_scale, 1 + bounds.d_scale
+    x = m.grid - h.g.zero_deg
+    dx = (m.grid[-1] - m.grid[0]) / (m.grid.size - 1)
+    scales = np.unique(np.clip(s0 + 0.25 * step * np.arange(-12, 13), lo, hi))
+    src = np.degrees(2 * np.arcsin(np.clip((scales[:, None] / s0) * np.sin(np.radians(x) / 2)[None, :], 0.0, 1.0)))
+    n_lo = max(0, math.ceil((x[0] - src.min()) / dx) + 2)
+    n_hi = max(0, math.ceil((src.max() - x[-1]) / dx) + 2)
+    pad = m.grid[0] - n_lo * dx + dx * np.arange(m.grid.size + n_lo + n_hi)
+    base = m.render(new, h.g, grid=pad)
+    cw = np.interp(src.ravel(), pad - h.g.zero_deg, base).reshape(src.shape) * m.sw
+    L = np.vstack([h.cols, m.bg]) * m.sw
+    q, _ = np.linalg.qr(L.T)
+    num = cw @ (m.sw * (m.y - h.calc))
+    proj = cw @ q
+    den = np.maximum((cw * cw).sum(axis=1) - (proj * proj).sum(axis=1), 1e-300)
+    gain = np.where(num > 0, num * num / den, 0.0)
+    j = int(np.argmax(gain))
+    s_best = float(scales[j])
+    if 0 < j < scales.size - 1:
+        curv = gain[j - 1] - 2 * gain[j] + gain[j + 1]
+        if curv < 0:
+            s_best += 0.5 * (scales[j + 1] - scales[j]) * (gain[j - 1] - gain[j + 1]) / curv
+    new = new.copy(s=float(np.clip(s_best, lo, hi)))
+    cols = np.vstack([h.cols, m.render(new, h.g)])
+    a, _b, calc, chi2 = m.linear(cols)
     if a[-1] <= 0:
         return None
-    return _Hyp(phs, g, cols, a, calc, chi2)
+    return _Hyp([*h.phases, new], h.g, cols, a, calc, chi2)
 
 
 def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: float) -> _Hyp:
@@ -436,20 +480,42 @@ def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: f
         # Positions first with peaks blurred (×3 FWHM: a wide basin for the anisotropic lattice), then all.
         blurred = g.copy(log_width=g.log_width + math.log(9.0))
         phases, gb, *_ = refine(m, phases, blurred, slots_for(phases, m, phase_kinds=("s", "q"), global_kinds=("zero",)),
-                                bounds, st.nfev_final // 3)
+                                bounds, st.nfev_final // 3, rtol=st.lm_stop / ne)
         g = gb.copy(log_width=g.log_width)
         phases, g, cols, a, calc, chi2 = refine(m, phases, g, slots_for(phases, m, phase_kinds=kinds, global_kinds=gk),
-                                                bounds, st.nfev_final)
+                                                bounds, st.nfev_final, rtol=st.lm_stop / ne)
         phases, g, cols, a, calc, chi2 = _texture(m, phases, g, cols, chi2, bounds, ne, st)
         hyp = _Hyp(phases, g, cols, a, calc, chi2, final=True)
         sig = _removal_significance(m, hyp, ne)
         cov = _coverage(m, hyp)
-        bad = [i for i in range(len(phases)) if sig[i] <= 0 or cov[i] < st.min_coverage]
+        limits = [len(at_limits(m, p, bounds)) for p in phases]
+        bad = [i for i in range(len(phases))
+               if sig[i] <= 0 or cov[i] < st.min_coverage or limits[i] >= st.max_params_at_limits]
         if not bad:
             return hyp
-        worst = min(bad, key=lambda i: (cov[i] >= st.min_coverage, sig[i]))
-        log.debug("pruning %s (significance %.1f, coverage %.2f)", m.lib.phases[phases[worst].index].id, sig[worst], cov[worst])
+        worst = min(bad, key=lambda i: (limits[i] < st.max_params_at_limits, cov[i] >= st.min_coverage, sig[i]))
+        log.debug("pruning %s (significance %.1f, coverage %.2f, at limits: %s)", m.lib.phases[phases[worst].index].id,
+                  sig[worst], cov[worst], at_limits(m, phases[worst], bounds))
         phases = phases[:worst] + phases[worst + 1 :]
+
+
+def at_limits(m: Model, p: PhaseState, bounds: Bounds, rel: float = 0.02) -> list[str]:
+    """The kinds of p's refined parameters that sit at a bound (within ``rel`` of the allowed range): the
+    lattice (isotropic or anisotropic) at its largest departure, microstrain at its largest, crystallite
+    size at its smallest, March–Dollase r at either end. One such parameter is a real sample's business
+    (a strongly textured powder); several at once mean the model bent a phase into something else
+    (a broad hump, another phase's peaks) and the phase is not believed."""
+    out = []
+    if abs(p.s - 1.0) >= (1 - rel) * bounds.d_scale or (p.q.size and np.abs(p.q).max() >= (1 - rel) * bounds.aniso):
+        out.append("lattice")
+    if p.strain >= (1 - rel) * bounds.strain:
+        out.append("strain")
+    lo, hi = math.log(bounds.size_nm[0]), math.log(bounds.size_nm[1])
+    if p.log_size <= lo + rel * (hi - lo):
+        out.append("size")
+    if p.axis >= 0 and not (1 + rel) * bounds.march_dollase[0] < p.r < (1 - rel) * bounds.march_dollase[1]:
+        out.append("texture")
+    return out
 
 
 def _texture(m: Model, phases, g, cols, chi2, bounds: Bounds, ne: float, st: FitSettings):
@@ -472,7 +538,7 @@ def _texture(m: Model, phases, g, cols, chi2, bounds: Bounds, ne: float, st: Fit
             changed = True
     if changed:
         return refine(m, phases, g, slots_for(phases, m, phase_kinds=("s", "q", "size", "strain", "r"),
-                                              global_kinds=("zero", "disp", "width")), bounds, st.nfev_final // 2)
+                                              global_kinds=("zero", "disp", "width")), bounds, st.nfev_final // 2, rtol=st.lm_stop / ne)
     a, _b, calc, chi2 = m.linear(cols)
     return phases, g, cols, a, calc, chi2
 
@@ -517,7 +583,7 @@ def _alternatives(m: Model, h: _Hyp, screen, st: FitSettings, bounds: Bounds, gl
         base = _Hyp(others, h.g, cols, a, calc, chi2)
         alts = []
         for idx, s0 in _screen(m, screen, m.w * (m.y - calc), others, exclude=taken)[: st.swap_candidates]:
-            c = _add_phase(m, base, idx, s0, st, bounds)
+            c = _add_phase(m, base, idx, s0, st, bounds, screen[0][1] - screen[0][0])
             if c is None:
                 continue
             delta = _crit(m, c, ne) - crit_h

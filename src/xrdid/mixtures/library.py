@@ -61,9 +61,46 @@ class Library:
     errors: list[str] = field(default_factory=list)
     # Renders shared by every pattern on the same grid (see fit._screen_columns).
     screen_cache: dict = field(default_factory=dict, repr=False)
+    # Per phase (by index), what rendering it under refinement needs (model.PhaseData): computed once per
+    # library, shared by every pattern and hypothesis.
+    phase_data: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.phases)
+
+    def restricted_to(self, elements) -> Library:
+        """The phases made only of ``elements`` (symbols; a chemistry filter such as the elements of the
+        weighed precursors). LibraryError naming the elements when no phase is left; ValueError for a
+        symbol that is not an element."""
+        allowed = parse_elements(elements)
+        keep = [p for p in self.phases if formula_elements(p.formula) <= allowed]
+        if not keep:
+            raise LibraryError(f"{self.source}: no library phase is made only of {', '.join(sorted(allowed))}")
+        return Library(keep, self.source, self.d_min_A, list(self.errors))
+
+
+def formula_elements(formula: str) -> frozenset[str]:
+    """The element symbols of a chemical formula ("La(HO)3" → {La, H, O})."""
+    from pymatgen.core import Composition
+
+    return frozenset(str(e) for e in Composition(formula).elements)
+
+
+def parse_elements(elements) -> frozenset[str]:
+    """Element symbols from an iterable or a comma/space-separated string; ValueError naming a bad one."""
+    from pymatgen.core import Element
+
+    if isinstance(elements, str):
+        elements = elements.replace(",", " ").split()
+    out = set()
+    for e in elements:
+        e = e.strip()
+        if not Element.is_valid_symbol(e):
+            raise ValueError(f"{e!r} is not an element symbol")
+        out.add(e)
+    if not out:
+        raise ValueError("no element given")
+    return frozenset(out)
 
 
 def default_cache_dir() -> Path:

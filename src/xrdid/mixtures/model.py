@@ -22,6 +22,7 @@ plates stacked on the axis, r > 1 needles along it.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 
@@ -172,7 +173,7 @@ class Model:
         self.sw = np.sqrt(self.w)
         self.bg = chebyshev(grid, background_degree)
         self.window = window_fwhm
-        self._data = {} if data is None else data
+        self._data = getattr(library, "phase_data", {}) if data is None else data
         self.cos_theta = np.cos(np.radians(grid) / 2)
         self.tan_theta = np.tan(np.radians(grid) / 2)
 
@@ -181,10 +182,11 @@ class Model:
             self._data[index] = PhaseData(self.lib.phases[index])
         return self._data[index]
 
-    def render(self, ps: PhaseState, g: Globals) -> np.ndarray:
+    def render(self, ps: PhaseState, g: Globals, grid: np.ndarray | None = None) -> np.ndarray:
+        """The phase's column on the model's grid (or on ``grid``, any uniform 2θ grid)."""
         pd = self.data(ps.index)
         return render_phase(
-            pd.d(ps), pd.f2m * pd.texture(ps), self.grid, self.optics, zero_deg=g.zero_deg,
+            pd.d(ps), pd.f2m * pd.texture(ps), self.grid if grid is None else grid, self.optics, zero_deg=g.zero_deg,
             displacement_deg=g.displacement_deg, width_scale=math.exp(g.log_width), size_nm=math.exp(ps.log_size),
             strain=ps.strain, kalpha2_ratio=g.kalpha2_ratio, window_fwhm=self.window,
         )
@@ -196,18 +198,29 @@ class Model:
         """Scales (≥ 0) and background coefficients minimising the weighted χ², by bounded least squares.
 
         Solved through the (k × k) Gram matrix of the column-normalised weighted design: its Cholesky
-        factor R turns min |M c − b|² into the equivalent min |R c − R⁻ᵀMᵀb|², which is tiny.
+        factor R turns min |M c − b|² into the equivalent min |R c − R⁻ᵀMᵀb|², which is tiny. The
+        background's block of the Gram matrix and its right-hand side are fixed per pattern and computed
+        once (:attr:`_bg_gram`); only the phase rows are new at each call.
         Returns (scales, background coefficients, calc, χ²).
         """
         n = cols.shape[0]
-        A = np.vstack([cols, self.bg]) if n else self.bg
-        norm = np.sqrt(((A * self.sw) ** 2).sum(axis=1))
-        norm[norm == 0] = 1.0
-        M = A / norm[:, None] * self.sw  # (k, N)
+        Mg, Gbb, bb = self._bg_gram
         b = self.y * self.sw
-        G = M @ M.T
+        if n:
+            Pw = cols * self.sw
+            pn = np.sqrt((Pw * Pw).sum(axis=1))
+            pn[pn == 0] = 1.0
+            Mp = Pw / pn[:, None]
+            G = np.empty((n + Gbb.shape[0],) * 2)
+            G[:n, :n] = Mp @ Mp.T
+            G[:n, n:] = Mp @ Mg.T
+            G[n:, :n] = G[:n, n:].T
+            G[n:, n:] = Gbb
+            Mb = np.concatenate([Mp @ b, bb])
+            norm = np.concatenate([pn, self._bg_norm])
+        else:
+            G, Mb, norm = Gbb.copy(), bb, self._bg_norm
         G[np.diag_indices_from(G)] += 1e-10
-        Mb = M @ b
         coef = np.linalg.solve(G, Mb)
         if n and coef[:n].min() < 0:
             R = np.linalg.cholesky(G).T  # G = RᵀR
@@ -215,6 +228,18 @@ class Model:
             lo = np.r_[np.zeros(n), np.full(self.bg.shape[0], -np.inf)]
             coef = lsq_linear(R, rhs, bounds=(lo, np.inf), method="bvls").x
         coef = coef / norm
-        calc = coef @ A
+        calc = coef[n:] @ self.bg
+        if n:
+            calc = calc + coef[:n] @ cols
         chi2 = float(np.sum(self.w * (self.y - calc) ** 2))
         return coef[:n], coef[n:], calc, chi2
+
+    @functools.cached_property
+    def _bg_gram(self):
+        """(normalised weighted background rows, their Gram matrix, their products with the weighted data)."""
+        Bw = self.bg * self.sw
+        nb = np.sqrt((Bw * Bw).sum(axis=1))
+        nb[nb == 0] = 1.0
+        self._bg_norm = nb
+        Mg = Bw / nb[:, None]
+        return Mg, Mg @ Mg.T, Mg @ (self.y * self.sw)

@@ -38,13 +38,16 @@ def identify_in_pattern(
     max_phases: int | None = None,
     use_cache: bool = True,
     lattice_sigma: float | None = None,
+    elements=None,
 ) -> tuple[MixtureFit, int]:
     """Phases of ``library`` (a CIF folder or structures parquet) in ``pattern``: (fit, library size).
 
     The wavelength is the file's, else ``wavelength_A``, else PatternError; the file's Kα2, when it
     states one, is fitted with the file's Kα2/Kα1 ratio when it states one, else refined, unless
-    ``kalpha2_ratio`` fixes it. ``lattice_sigma``: see :class:`FitSettings`. Raises LibraryError for an
-    unusable library.
+    ``kalpha2_ratio`` fixes it. ``lattice_sigma``: see :class:`FitSettings`. ``elements``: when given
+    (symbols, e.g. those of the weighed precursors), only library phases made of them are candidates;
+    the library size returned is then the number of those. Raises LibraryError for an unusable library
+    or one with no phase of those elements, ValueError for a symbol that is not an element.
     """
     lam = pattern.resolve_wavelength(wavelength_A)
     two_theta, y = two_theta_of(pattern, lam)
@@ -59,6 +62,8 @@ def identify_in_pattern(
     lam_long = max(lam, float(ka2) if ka2 else lam)
     d_min = d_min_for(lam_long, min(float(two_theta[-1]) + 1.0, 179.0)) / (1 + settings.d_scale_range)
     phases = load_library(library, d_min, cache_dir=default_cache_dir() if use_cache else None)
+    if elements is not None:
+        phases = phases.restricted_to(elements)
     fit = identify_phases(two_theta, y, lam, phases, kalpha2_A=float(ka2) if ka2 else None,
                           kalpha2_ratio=kalpha2_ratio, settings=settings)
     return fit, len(phases)

@@ -99,8 +99,9 @@ def _set(phases, g: Globals, slots, theta):
 
 
 def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple], bounds: Bounds,
-           max_iter: int, cols: np.ndarray | None = None):
-    """Refine ``slots`` (see :func:`slots_for`) by LM; returns (phases, globals, columns, scales, calc, χ²)."""
+           max_iter: int, cols: np.ndarray | None = None, rtol: float = 1e-5):
+    """Refine ``slots`` (see :func:`slots_for`) by LM, at most ``max_iter`` iterations, stopping when one
+    lowers χ² by less than the fraction ``rtol``; returns (phases, globals, columns, scales, calc, χ²)."""
     lo, hi, hs, smax = (np.array(v) for v in zip(*(_slot_bounds(k, bounds) for k, _, _ in slots))) if slots else (
         np.zeros(0),) * 4
     theta = np.clip(np.array([_get(phases, g, s) for s in slots]), lo, hi)
@@ -182,6 +183,6 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
                 improved = True
                 break
             lam *= 4
-        if not improved or rel < 1e-5:
+        if not improved or rel < rtol:
             break
     return phs, gg, cols, a, calc, chi2

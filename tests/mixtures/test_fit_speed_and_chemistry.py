@@ -1,0 +1,202 @@
+"""The fit's shortcuts (one-shot candidate placement, the background Gram block, skipping clearly worse
+hypotheses) keep its answers, and the chemistry filter (``--elements``)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+from scipy.optimize import lsq_linear
+
+from xrdid.mixtures import LibraryError, load_library
+from xrdid.mixtures.profile import Optics
+
+CU = (1.5405929, 1.5444140)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lib")
+    Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
+        filename=str(root / "NaCl.cif"))
+    Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]]).to(filename=str(root / "Si.cif"))
+    Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(4.594, 2.959), ["Ti", "O"],
+                              [[0, 0, 0], [0.305, 0.305, 0]]).to(filename=str(root / "TiO2.cif"))
+    return load_library(root, 0.8 / 1.03)
+
+
+def _model(library, y=None, degree=6):
+    from xrdid.mixtures.model import Model
+
+    grid = np.linspace(15.0, 90.0, 1501)
+    return Model(grid, np.ones_like(grid) if y is None else y, library, Optics(CU), background_degree=degree)
+
+
+def test_linear_solve_with_the_cached_background_block_is_the_weighted_least_squares(library):
+    """The phase scales (≥ 0) and background of Model.linear are those of a direct bounded solve."""
+    from xrdid.mixtures.model import Globals, PhaseState
+
+    rng = np.random.default_rng(0)
+    m0 = _model(library)
+    cols = np.array([m0.render(PhaseState(i), Globals(log_width=math.log(3.0))) for i in range(3)])
+    for true in ([2.0, 0.5, 1.0], [2.0, 0.0, 1.0]):
+        y = rng.poisson(np.array(true) @ cols * 50 + 200 + 30 * np.linspace(0, 1, cols.shape[1])).astype(float)
+        m = _model(library, y)
+        a, b, calc, chi2 = m.linear(cols)
+        A = np.vstack([cols, m.bg]).T * m.sw[:, None]
+        lo = np.r_[np.zeros(3), np.full(m.bg.shape[0], -np.inf)]
+        ref = lsq_linear(A, y * m.sw, bounds=(lo, np.inf), method="bvls", tol=1e-12).x
+        assert np.allclose(a, ref[:3], rtol=1e-5, atol=1e-6 * ref[:3].max())
+        assert chi2 == pytest.approx(float(np.sum((A @ ref - y * m.sw) ** 2)), rel=1e-6)
+        assert np.allclose(calc, np.vstack([cols, m.bg]).T @ np.r_[a, b])
+    assert m.linear(np.zeros((0, m.grid.size)))[3] > chi2  # the background alone fits worse
+
+
+def test_a_candidate_is_placed_at_its_lattice_scale_with_two_renders(library, monkeypatch):
+    """_add_phase finds a phase's lattice scale 1.5 screening steps from the screening's guess, rendering it
+    twice (a Levenberg–Marquardt refinement took five or more renders)."""
+    from xrdid.mixtures import fit as F
+    from xrdid.mixtures.model import Globals, Model, PhaseState
+    from xrdid.mixtures.refine import Bounds
+
+    i = next(k for k, p in enumerate(library.phases) if p.formula == "NaCl")
+    m = _model(library)
+    g = Globals(zero_deg=0.02, log_width=math.log(3.0))
+    y = 100 * m.render(PhaseState(i, s=1.003, log_size=math.log(300.0)), g) + 50.0
+    m = _model(library, np.random.default_rng(1).poisson(y * 20).astype(float) / 20)
+    empty = np.zeros((0, m.grid.size))
+    a, _, calc, chi2 = m.linear(empty)
+    root = F._Hyp([], g, empty, a, calc, chi2)
+    calls = []
+    real = Model.render
+    monkeypatch.setattr(Model, "render", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    child = F._add_phase(m, root, i, 1.0, F.FitSettings(), Bounds(d_scale=0.02), step=0.002)
+    assert len(calls) <= 2
+    assert child.phases[0].s == pytest.approx(1.003, abs=2e-4)
+    assert child.chi2 < 0.2 * chi2
+
+
+def test_runner_up_hypotheses_far_behind_the_best_are_not_fully_refined():
+    from xrdid.mixtures import fit as F
+
+    st = F.FitSettings()
+    ne = 100.0
+    m = SimpleNamespace(lattice_sigma=st.lattice_sigma)
+
+    def hyp(crit):  # an empty phase set: criterion = N_eff ln χ²
+        return F._Hyp([], None, np.zeros((0, 1)), np.zeros(0), np.zeros(1), math.exp(crit / ne))
+
+    close = [hyp(0.0), hyp(st.swap_margin - 1)]
+    far = [hyp(0.0), hyp(st.swap_margin + 1)]
+    assert len(F._worth_refining(m, close, st, ne)) == 2
+    assert len(F._worth_refining(m, far, st, ne)) == 1
+    assert F._worth_refining(m, [], st, ne) == []
+
+
+def test_elements_restrict_the_library(library):
+    from xrdid.mixtures.library import formula_elements, parse_elements
+
+    assert formula_elements("La(HO)3") == {"La", "H", "O"}
+    assert parse_elements("Ti, O") == {"Ti", "O"}
+    sub = library.restricted_to(["Ti", "O", "Si"])
+    assert sorted(p.formula for p in sub.phases) == ["Si", "TiO2"]
+    assert len(library) == 3  # the library itself is untouched
+    with pytest.raises(LibraryError, match="Fe, O"):
+        library.restricted_to("Fe,O")
+    with pytest.raises(ValueError, match="'Xx'"):
+        parse_elements("Ti,Xx")
+
+
+def test_cli_elements_leave_out_phases_of_other_elements(tmp_path, capsys, caplog):
+    """A NaCl + Si pattern: with --elements Na,Cl only NaCl can be reported; a bad symbol exits 2."""
+    import json
+
+    from xrdid.cli import main
+    from xrdid.mixtures.model import Globals, PhaseState
+
+    root = tmp_path / "lib"
+    root.mkdir()
+    Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
+        filename=str(root / "NaCl.cif"))
+    Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]]).to(filename=str(root / "Si.cif"))
+    lib = load_library(root, 0.8 / 1.03)
+    m = _model(lib)
+    g = Globals(log_width=math.log(3.0))
+    y = sum(m.render(PhaseState(i), g) for i in range(2))
+    y = np.random.default_rng(2).poisson(2e4 * y / y.max() + 300).astype(float)
+    f = tmp_path / "mix.xy"
+    f.write_text("\n".join(f"{a:.4f} {b:.1f}" for a, b in zip(m.grid, y)) + "\n")
+    args = ["phases", str(f), "--library", str(root), "--wavelength", "1.5405929", "--json", "--no-cache"]
+    assert main(args) == 0
+    assert {p["formula"] for p in json.loads(capsys.readouterr().out)["phases"]} == {"NaCl", "Si"}
+    assert main([*args, "--elements", "Na,Cl"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {p["formula"] for p in out["phases"]} == {"NaCl"} and out["n_library_phases"] == 1
+    assert main([*args, "--elements", "Na,Qq"]) == 2
+    assert "--elements" in caplog.text and "'Qq'" in caplog.text
+    assert main([*args, "--elements", "Fe"]) == 2
+    assert "no library phase is made only of Fe" in caplog.text
+
+
+def test_parameters_at_their_bounds_are_named():
+    from xrdid.mixtures.fit import at_limits
+    from xrdid.mixtures.model import PhaseState
+    from xrdid.mixtures.refine import Bounds
+
+    b = Bounds(d_scale=0.02, aniso=0.01)
+    m = None  # at_limits reads only the phase state and the bounds
+    assert at_limits(m, PhaseState(0, s=1.003, log_size=math.log(80.0), strain=0.002), b) == []
+    hump = PhaseState(0, s=0.98, q=np.array([0.0]), log_size=math.log(3.0), strain=0.01)
+    assert at_limits(m, hump, b) == ["lattice", "strain", "size"]
+    assert at_limits(m, PhaseState(0, q=np.array([-0.01]), axis=0, r=0.4), b) == ["lattice", "texture"]
+    assert at_limits(m, PhaseState(0, axis=0, r=0.7), b) == []
+
+
+def test_a_phase_bent_to_several_bounds_is_dropped(library, monkeypatch):
+    """_final drops a phase whose refinement ends with two kinds of parameter at their bounds (the model made
+    it a hump or another phase's peaks), even when the criterion would keep it."""
+    from xrdid.mixtures import fit as F
+    from xrdid.mixtures.model import Globals, PhaseState
+    from xrdid.mixtures.refine import Bounds
+
+    i = next(k for k, p in enumerate(library.phases) if p.formula == "NaCl")
+    j = next(k for k, p in enumerate(library.phases) if p.formula == "Si")
+    m = _model(library)
+    g = Globals(log_width=math.log(3.0))
+    y = m.render(PhaseState(i), g) + m.render(PhaseState(j), g)
+    m = _model(library, np.random.default_rng(4).poisson(2e4 * y / y.max() + 300).astype(float))
+    m.lattice_sigma = 0.005
+    cols = np.array([m.render(PhaseState(i), g), m.render(PhaseState(j), g)])
+    a, _, calc, chi2 = m.linear(cols)
+    h = F._Hyp([PhaseState(i), PhaseState(j)], g, cols, a, calc, chi2)
+    st, b, ne = F.FitSettings(), Bounds(d_scale=0.02, aniso=0.01), 150.0
+    assert {p.index for p in F._final(m, h, st, b, ("zero", "width"), ne).phases} == {i, j}
+    real = F.at_limits
+    monkeypatch.setattr(F, "at_limits", lambda m_, p, b_: ["lattice", "strain"] if p.index == j else real(m_, p, b_))
+    assert {p.index for p in F._final(m, h, st, b, ("zero", "width"), ne).phases} == {i}
+
+
+def test_refinement_stops_when_an_iteration_gains_less_than_rtol(library, monkeypatch):
+    """rtol (the fit passes lm_stop / N_eff: a tenth of a BIC unit) ends the refinement early."""
+    from xrdid.mixtures.model import Globals, Model, PhaseState
+    from xrdid.mixtures.refine import Bounds, refine, slots_for
+
+    i = next(k for k, p in enumerate(library.phases) if p.formula == "TiO2")
+    m = _model(library)
+    g = Globals(log_width=math.log(3.0))
+    y = m.render(PhaseState(i, s=1.004, q=np.array([0.003]), log_size=math.log(60.0)), g)
+    m = _model(library, np.random.default_rng(5).poisson(2e4 * y / y.max() + 300).astype(float))
+    start = [PhaseState(i, q=np.zeros(1))]
+    slots = slots_for(start, m, phase_kinds=("s", "q", "size"), global_kinds=())
+    calls = []
+    real = Model.render
+    monkeypatch.setattr(Model, "render", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    tight = refine(m, start, g, slots, Bounds(), 12, rtol=1e-9)
+    n_tight = len(calls)
+    calls.clear()
+    loose = refine(m, start, g, slots, Bounds(), 12, rtol=0.05)
+    assert len(calls) < n_tight
+    assert loose[5] >= tight[5]
