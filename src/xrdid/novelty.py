@@ -73,8 +73,15 @@ def as_prepared(x: torch.Tensor) -> torch.Tensor:
     data always has) does not count as novelty. Prepared patterns pass nearly unchanged (the interpolated
     percentile of an offset-removed pattern is a hair above 0)."""
     y, mask = x[:, 0], x[:, 1]
-    covered = torch.where(mask > 0, y, torch.full_like(y, float("nan")))
-    offset = torch.nan_to_num(torch.nanquantile(covered, OFFSET_PERCENTILE / 100, dim=1, keepdim=True), nan=0.0)
+    n = (mask > 0).sum(1, keepdim=True)
+    # The percentile as np.percentile interpolates it, from the few smallest covered values (topk, not a sort).
+    pos = OFFSET_PERCENTILE / 100 * (n - 1).clamp_min(0)
+    low = pos.floor().long()
+    k = min(y.shape[1], int(OFFSET_PERCENTILE / 100 * (y.shape[1] - 1)) + 2)
+    smallest = torch.where(mask > 0, y, torch.full_like(y, float("inf"))).topk(k, dim=1, largest=False).values
+    a = smallest.gather(1, low.clamp(max=k - 1))
+    b = smallest.gather(1, (low + 1).clamp(max=k - 1))
+    offset = torch.where(n > 0, a + (pos - low) * torch.where(torch.isfinite(b), b - a, torch.zeros_like(a)), torch.zeros_like(a))
     y = (y - offset).clamp_min(0.0) * mask
     return torch.stack([y / y.amax(1, keepdim=True).clamp_min(1e-30), mask], dim=1)
 
