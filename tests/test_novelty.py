@@ -171,3 +171,16 @@ def test_the_shipped_vae_rarely_warns_on_real_single_phase_patterns():
     assert len(score) >= 12
     assert (score >= UNUSUAL).sum() <= 3
     assert np.median(score) < 0.8
+
+
+def test_recalibrate_redoes_the_calibration_and_keeps_the_weights(tiny_vae, sticks_table, tmp_path):
+    from xrdid.models.vae import load_vae
+    from xrdid.novelty import main
+
+    assert main(["--vae", str(tiny_vae), "--sticks", str(sticks_table), "--out", str(tmp_path), "--draws", "3"]) == 0
+    new, old = load_novelty(tmp_path), load_novelty(tiny_vae)
+    assert new.calibration["draws"] == 3 and new.calibration["sets"] == ["training", "measured_like"]
+    assert new.calibration["quantiles"] != old.calibration["quantiles"]
+    a, b = load_vae(tmp_path)[0].state_dict(), load_vae(tiny_vae)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in b)
+    assert {k: v for k, v in new.meta.items() if k != "novelty"} == {k: v for k, v in old.meta.items() if k != "novelty"}
