@@ -75,7 +75,7 @@ log = logging.getLogger(__name__)
 # crops at most crop_max_fraction of each end, so coverage down to ~0.2 is within what the model saw.
 MIN_COVERAGE = 0.2
 # Percentile of the covered intensities taken as the constant offset.
-_OFFSET_PERCENTILE = 0.5
+OFFSET_PERCENTILE = 0.5
 
 
 class PredictionError(ValueError):
@@ -171,7 +171,7 @@ def normalise(y: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Offset-removed, nonnegative, masked and max-normalised intensities (see the module docstring)."""
     y = np.where(mask, y, 0.0).astype(np.float64)
     covered = y[mask]
-    offset = np.percentile(covered, _OFFSET_PERCENTILE) if covered.size else 0.0
+    offset = np.percentile(covered, OFFSET_PERCENTILE) if covered.size else 0.0
     y = np.where(mask, np.clip(y - offset, 0.0, None), 0.0)
     top = y.max()
     return (y / top if top > 0 else y).astype(np.float32)

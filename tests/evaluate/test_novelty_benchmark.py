@@ -60,6 +60,9 @@ def test_auroc():
     assert auroc(np.array([0.1, 0.2]), np.array([0.3, 0.9])) == 1.0
     assert auroc(np.array([0.3, 0.9]), np.array([0.1, 0.2])) == 0.0
     assert auroc(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == pytest.approx(0.5)
+    # raw scores on any scale (distances), not only probabilities
+    assert auroc(np.array([200.0, 300.0]), np.array([250.0, 900.0])) == 0.75
+    assert auroc(np.array([-5.0, 2.0]), np.array([3.0, 4.0])) == 1.0
 
 
 def test_benchmark_on_tiny_data(tiny_vae, sticks_table):

@@ -38,7 +38,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchmetrics.functional.classification import binary_auroc
 
 from xrdid.data import StickTable
 from xrdid.instrument import Augment, Instrument, Renderer, StickBatch
@@ -176,10 +175,13 @@ def render_noise(renderer: Renderer, n: int, seed: int) -> torch.Tensor:
 
 
 def auroc(known: np.ndarray, novel: np.ndarray) -> float:
-    """Area under the ROC curve of a score higher for ``novel`` than for ``known`` (0.5 chance)."""
-    scores = torch.as_tensor(np.concatenate([known, novel]), dtype=torch.float64)
-    labels = torch.cat([torch.zeros(len(known), dtype=torch.long), torch.ones(len(novel), dtype=torch.long)])
-    return float(binary_auroc(scores, labels))
+    """Area under the ROC curve of a score higher for ``novel`` than for ``known`` (0.5 chance), on any
+    scale: the Mann–Whitney U of ``novel`` over the pairs (ties count ½). (torchmetrics' binary_auroc takes
+    scores outside [0, 1] for logits and squashes them, so raw distances all tie at 1.)"""
+    from scipy.stats import mannwhitneyu
+
+    known, novel = np.asarray(known, dtype=np.float64), np.asarray(novel, dtype=np.float64)
+    return float(mannwhitneyu(novel, known).statistic / (len(novel) * len(known)))
 
 
 @torch.no_grad()
