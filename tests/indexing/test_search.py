@@ -1,0 +1,40 @@
+"""The search's harder cases, on augmented patterns of real structures: long axes and centred lattices in
+the screening, super-structure lines a sub-cell leaves unindexed."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from xrdid.indexing.combine import index_pattern
+from xrdid.instrument import Augment
+
+from .helpers import prototype, render
+from .test_index import rank_of_truth
+
+# The benchmark's augmentation (benchmarks/indexing.py): everything but lattice strain.
+AUGMENT = dataclasses.replace(Augment(), lattice_strain_frac=(0.0, 0.0))
+
+
+def test_long_axis_rhombohedral_cell_is_screened():
+    """Samarium-type hR3 (a = 3.62, c = 26.2 Å): its first lines need l up to 18, and scored as primitive
+    its trial cell pays for the two thirds of reflections R centring forbids."""
+    s = prototype("A_hR3_166_ac")
+    _, result = index_pattern(render(s, AUGMENT, seed=2036), time_budget_s=20)
+    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+
+
+def test_superstructure_lines_select_the_super_cell():
+    """AB_tP8_136: half its cell (31 Å³) indexes all but one line with a higher M20; the double cell indexes
+    that line too and is the true one."""
+    s = prototype("AB_tP8_136_g_f")
+    _, result = index_pattern(render(s, AUGMENT, seed=2064), time_budget_s=20)
+    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+    assert "super-cell" in result.best.source
+
+
+def test_centred_trial_cells_are_screened_in_their_centring():
+    """A2B2C_oC80 (C-centred, 385 Å³ primitive): scored as primitive, its trial cells pay for the half of the
+    reflections C centring forbids and fall behind chance cells."""
+    s = prototype("A2B2C_oC80_64_efg_efg_df")
+    _, result = index_pattern(render(s, AUGMENT, seed=2038), time_budget_s=20)
+    assert rank_of_truth(result, s) is not None and rank_of_truth(result, s) <= 3, [c.to_dict() for c in result.cells]
