@@ -38,3 +38,13 @@ def test_centred_trial_cells_are_screened_in_their_centring():
     s = prototype("A2B2C_oC80_64_efg_efg_df")
     _, result = index_pattern(render(s, AUGMENT, seed=2038), time_budget_s=20)
     assert rank_of_truth(result, s) is not None and rank_of_truth(result, s) <= 3, [c.to_dict() for c in result.cells]
+
+
+def test_strong_impurity_lines_do_not_hide_a_precise_cell():
+    """Perovskite cP5 (11 lines) with four strong lines of a second phase (a quarter of all lines, a third
+    of the intensity): the cubic cell indexes the rest almost exactly and is accepted, first."""
+    s = prototype("AB3C_cP5_221_a_c_b")
+    impurity = [(3.31, 0.5), (2.52, 0.4), (2.17, 0.35), (1.61, 0.3)]  # d (Å), |F|²m relative to the strongest stick
+    _, result = index_pattern(render(s, extra_sticks=impurity), time_budget_s=20)
+    assert rank_of_truth(result, s) == 1, result.message
+    assert result.best.n_lines - result.best.n_indexed >= 3

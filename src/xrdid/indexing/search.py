@@ -99,6 +99,13 @@ MIN_M20 = {"cubic": 6.0, "tetragonal": 6.0, "hexagonal": 6.0, "rhombohedral": 6.
 MAX_UNINDEXED_FRACTION = {"cubic": 0.2, "tetragonal": 0.2, "hexagonal": 0.2, "rhombohedral": 0.2, "orthorhombic": 0.15, "monoclinic": 0.1,
                           "triclinic": 0.1}
 MAX_WEAK_UNINDEXED_FRACTION = 0.25
+# A cell that indexes many lines very precisely is no chance fit even when strong lines are left over (an
+# impurity, a second phase): accepted with up to IMPURE_UNINDEXED_FRACTION of the lines unindexed when
+# M_N ≥ IMPURE_M20_FACTOR × MIN_M20 and it indexes at least IMPURE_MIN_EXTRA_INDEXED lines more than it has
+# parameters (tests: random lines are still not indexed; an impurity's strong lines do not hide the cell).
+IMPURE_UNINDEXED_FRACTION = 0.4
+IMPURE_M20_FACTOR = 15.0
+IMPURE_MIN_EXTRA_INDEXED = 4
 MAX_UNINDEXED_INTENSITY = 0.05
 GOOD_M20 = 20.0
 UNINDEXED_PENALTY = 0.5
@@ -949,12 +956,15 @@ def index_peaks(
 def acceptable(cell: Cell, min_m20: dict | None = None) -> bool:
     """Does a cell pass the acceptance criteria of its system: M_N ≥ ``MIN_M20``, and at most
     ``MAX_UNINDEXED_FRACTION`` of the lines unindexed — or up to ``MAX_WEAK_UNINDEXED_FRACTION`` of them when
-    they are weak (together under ``MAX_UNINDEXED_INTENSITY`` of the lines' intensity: impurities, noise)?"""
+    they are weak (together under ``MAX_UNINDEXED_INTENSITY`` of the lines' intensity: impurities, noise), or
+    up to ``IMPURE_UNINDEXED_FRACTION`` when the cell indexes many lines very precisely (a second phase)?"""
     limit = (min_m20 or MIN_M20)[cell.system]
     n_un = cell.n_lines - cell.n_indexed
     few = n_un <= int(MAX_UNINDEXED_FRACTION[cell.system] * cell.n_lines + 1e-9)
     weak = n_un <= int(MAX_WEAK_UNINDEXED_FRACTION * cell.n_lines + 1e-9) and cell.unindexed_intensity <= MAX_UNINDEXED_INTENSITY
-    return cell.m20 >= limit and (few or weak)
+    impure = (n_un <= int(IMPURE_UNINDEXED_FRACTION * cell.n_lines + 1e-9) and cell.m20 >= IMPURE_M20_FACTOR * limit
+              and cell.n_indexed >= N_PARAMS[cell.system] + IMPURE_MIN_EXTRA_INDEXED)
+    return cell.m20 >= limit and (few or weak or impure)
 
 
 def crystal_system_cells(result: IndexingResult) -> dict[str, Cell]:
