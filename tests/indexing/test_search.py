@@ -48,3 +48,12 @@ def test_strong_impurity_lines_do_not_hide_a_precise_cell():
     _, result = index_pattern(render(s, extra_sticks=impurity), time_budget_s=20)
     assert rank_of_truth(result, s) == 1, result.message
     assert result.best.n_lines - result.best.n_indexed >= 3
+
+
+def test_super_cells_of_a_monoclinic_sub_cell_do_not_crowd_out_the_true_cell():
+    """A3BC_mC10: a primitive monoclinic cell of the same volume leaves one line out, and its double and
+    triple cells index it by their own refinement's freedom; the true mC cell stays in the first three."""
+    s = prototype("A3BC_mC10_8_ab_a_a")
+    _, result = index_pattern(render(s, AUGMENT, seed=2078), time_budget_s=20)
+    rank = rank_of_truth(result, s)
+    assert rank is not None and rank <= 3, [c.to_dict() for c in result.cells]

@@ -809,6 +809,9 @@ def _hnf(index: int) -> list[np.ndarray]:
 SUPERCELLS = _hnf(2) + _hnf(3)
 # Super-cells are checked on the best few cells only.
 N_SUPERCELL_PARENTS = 3
+# Parents of up to this many parameters (cubic to orthorhombic): a monoclinic or triclinic super-cell's
+# refinement fits a stray line by itself too often.
+MAX_SUPERCELL_PARAMETERS = 3
 
 
 def _mask(cell: Cell) -> np.ndarray:
@@ -848,13 +851,14 @@ def _prefer_supercells(cells: list[Cell], lines: Lines, refine_zero: bool, min_m
     """Add the super-cells (:func:`_supercells`) of the best accepted cells, each ranked just above its parent
     when the lines it adds are more than its extra reflections would index by chance (expected chance hits
     from the density of its additional calculated lines at each line the parent leaves unindexed)."""
-    parents = [c for c in cells if acceptable(c, min_m20)][:N_SUPERCELL_PARENTS]
+    parents = [c for c in cells if acceptable(c, min_m20) and N_PARAMS[c.system] <= MAX_SUPERCELL_PARAMETERS][:N_SUPERCELL_PARENTS]
     added = []
     for par in parents:
         miss = ~_mask(par)
         n = len(miss)
         q = lines.q(par.zero_deg or 0.0)[:n]
         tol = lines.tol_q(FINAL_TOL, par.zero_deg or 0.0)[:n]
+        good = []
         for sup in _supercells(par, lines, refine_zero):
             if not acceptable(sup, min_m20):
                 continue
@@ -862,10 +866,14 @@ def _prefer_supercells(cells: list[Cell], lines: Lines, refine_zero: bool, min_m
             chance = float(np.minimum(1.0, 2 * tol[miss] * 1.5 * new_lines * np.sqrt(q[miss]) / q[n - 1] ** 1.5).sum())
             extra = int(_mask(sup).sum() - (~miss).sum())
             if extra - chance >= 0.5:
-                # Just above the parent; among the parent's super-cells their own rank decides.
-                sup.rank_score = max(sup.rank_score, par.rank_score * (1.001 + 1e-3 * sup.rank_score / (sup.rank_score + par.rank_score)))
-                sup.source += " (indexes the parent's unindexed lines)"
-                added.append(sup)
+                good.append(sup)
+        if good:
+            # The parent's best super-cell (by its own rank) goes just above the parent; one per parent, so
+            # that a sub-cell's many super-cells do not fill the first places.
+            sup = max(good, key=lambda c: c.rank_score)
+            sup.rank_score = max(sup.rank_score, par.rank_score * 1.001)
+            sup.source += " (indexes the parent's unindexed lines)"
+            added.append(sup)
     return _dedupe(cells + added) if added else cells
 
 
