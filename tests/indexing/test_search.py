@@ -4,6 +4,9 @@ the screening, super-structure lines a sub-cell leaves unindexed."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+
+import pytest
 
 from xrdid.indexing.combine import index_pattern
 from xrdid.instrument import Augment
@@ -11,6 +14,7 @@ from xrdid.instrument import Augment
 from .helpers import prototype, render
 from .test_index import rank_of_truth
 
+MEASURED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "measured"
 # The benchmark's augmentation (benchmarks/indexing.py): everything but lattice strain.
 AUGMENT = dataclasses.replace(Augment(), lattice_strain_frac=(0.0, 0.0))
 
@@ -57,3 +61,15 @@ def test_super_cells_of_a_monoclinic_sub_cell_do_not_crowd_out_the_true_cell():
     _, result = index_pattern(render(s, AUGMENT, seed=2078), time_budget_s=20)
     rank = rank_of_truth(result, s)
     assert rank is not None and rank <= 3, [c.to_dict() for c in result.cells]
+
+
+@pytest.mark.skipif(not (MEASURED / "index.csv").is_file(), reason="development data (../shared/data) not present")
+def test_doubled_conventional_cell_of_a_centred_sub_cell():
+    """A measured Pnma phase (12.27 × 4.89 × 8.37 Å): an oC cell of half its volume indexes all but a few weak
+    lines; the true cell doubles that C cell's conventional axis (index 4 of its primitive cell)."""
+    from xrdid.indexing.evaluate import measured_items, right_rank
+    from xrdid.readers import read_pattern
+
+    path, lam, truths = next(item for item in measured_items(MEASURED) if item[0].name.startswith("sq3214"))
+    _, result = index_pattern(read_pattern(path, wavelength_A=lam), time_budget_s=10)
+    assert right_rank(result.cells[:1], [t for _, t in truths]) == 1, [c.to_dict() for c in result.cells]

@@ -78,6 +78,7 @@ from xrdid.indexing.lattice import (
     primitive_lattice,
     real_lengths,
     same_lattice,
+    to_pymatgen,
     volume,
 )
 from xrdid.indexing.peaks import PeakList
@@ -806,7 +807,7 @@ def _hnf(index: int) -> list[np.ndarray]:
     return out
 
 
-SUPERCELLS = _hnf(2) + _hnf(3)
+SUPERCELLS = _hnf(2) + _hnf(3)  # the 7 of index 2 first
 # Super-cells are checked on the best few cells only.
 N_SUPERCELL_PARENTS = 3
 # Parents of up to this many parameters (cubic to orthorhombic): a monoclinic or triclinic super-cell's
@@ -828,12 +829,15 @@ def _supercells(parent: Cell, lines: Lines, refine_zero: bool) -> list[Cell]:
     if parent.n_indexed >= parent.n_lines:
         return []
     try:
-        base = parent.primitive().matrix
+        bases = [(parent.primitive().matrix, SUPERCELLS)]
     except Exception:  # a degenerate cell has no super-cells worth trying
         return []
+    if parent.centring != "P":
+        # A centred cell's conventional cell doubled (index 4 or more of the primitive one).
+        bases.append((to_pymatgen(parent.p6).matrix, SUPERCELLS[:7]))
     have = _mask(parent)
     out = []
-    for H in SUPERCELLS:
+    for base, H in ((b, h) for b, hs in bases for h in hs):
         try:
             lt = lattice_symmetry(niggli(Lattice(H @ base)), symprec_rel=5e-3)
         except Exception:  # spglib fails on a degenerate metric; that super-cell is skipped
