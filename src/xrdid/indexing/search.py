@@ -832,8 +832,9 @@ def _supercells(parent: Cell, lines: Lines, refine_zero: bool) -> list[Cell]:
         bases = [(parent.primitive().matrix, SUPERCELLS)]
     except Exception:  # a degenerate cell has no super-cells worth trying
         return []
-    if parent.centring != "P":
-        # A centred cell's conventional cell doubled (index 4 or more of the primitive one).
+    if multiplicity(parent.centring) == 2:
+        # A C, A, B or I cell's conventional cell doubled (index 4 of the primitive one); F and R cells are
+        # left out (index 8 and 6: a cell that large indexes a stray line by chance).
         bases.append((to_pymatgen(parent.p6).matrix, SUPERCELLS[:7]))
     have = _mask(parent)
     out = []
