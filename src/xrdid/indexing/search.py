@@ -38,8 +38,9 @@ by M_N · exp(−``UNINDEXED_PENALTY`` · unindexed lines, each weighed by its i
 line's, at most 1) · exp(−``PARAMETER_PENALTY`` per free parameter beyond one), and one lattice is reported once (its best
 description: a higher symmetry has fewer distinct lines, hence the higher M). A solution is accepted with
 M_N ≥ ``MIN_M20`` and at most ``MAX_UNINDEXED_FRACTION`` of the N lines unindexed (both per lattice system:
-stricter for monoclinic and triclinic cells, whose parameters fit random lines); otherwise the pattern is
-reported as not indexed. Cells go out in the conventional setting; the centring is the most restrictive
+stricter for monoclinic and triclinic cells, whose parameters fit random lines) — or up to
+``IMPURE_UNINDEXED_FRACTION`` unindexed when M_N is ``IMPURE_M20_FACTOR`` times the minimum (a precise cell
+beside a second phase's strong lines); otherwise the pattern is reported as not indexed. Cells go out in the conventional setting; the centring is the most restrictive
 one every indexed line obeys.
 
 **Order and budget.** Systems are searched highest symmetry first, or in the order of a classifier's
