@@ -17,7 +17,14 @@ families of trial cells, all classic:
   centred lattices (mC, oC, oI, oF, tI, cI, cF, hR) the axis-aligned searches may miss.
 * **Screening**: every trial cell is scored by the lines it indexes minus the lines a random cell of its
   volume would (the density of reciprocal lattice points at Q is π V √Q per unit Q, half the sphere), on
-  the first lines, then the best are refined.
+  the first lines, then the best are refined. Each trial is scored in every centring of its system (the
+  best counts), so that a centred lattice's trial does not pay for the reflections its centring forbids,
+  and with the indices its axes need (up to 30 for the few-parameter systems: long axes).
+* **Super-cells**: the best accepted cells that leave lines unindexed are tried doubled and tripled (all
+  sublattices of index 2 and 3, each symmetrised to its Bravais lattice and refined; same or higher
+  symmetry only); one that indexes every line its parent does and more than chance would is ranked just
+  above it — a super-structure's weak lines are what a sub-cell leaves out, and the sub-cell's M20 (fewer
+  calculated lines) beats the true cell's.
 
 **Zero shift.** Before the search, pairs of lines whose Q ratio is 4 or 9 under some zero shift within
 ±``MAX_ZERO_DEG`` (orders h, 2h, 3h) vote for it; a shift with ≥ 2 consistent pairs is applied. Every
@@ -31,8 +38,9 @@ by M_N · exp(−``UNINDEXED_PENALTY`` · unindexed lines, each weighed by its i
 line's, at most 1) · exp(−``PARAMETER_PENALTY`` per free parameter beyond one), and one lattice is reported once (its best
 description: a higher symmetry has fewer distinct lines, hence the higher M). A solution is accepted with
 M_N ≥ ``MIN_M20`` and at most ``MAX_UNINDEXED_FRACTION`` of the N lines unindexed (both per lattice system:
-stricter for monoclinic and triclinic cells, whose parameters fit random lines); otherwise the pattern is
-reported as not indexed. Cells go out in the conventional setting; the centring is the most restrictive
+stricter for monoclinic and triclinic cells, whose parameters fit random lines) — or up to
+``IMPURE_UNINDEXED_FRACTION`` unindexed when M_N is ``IMPURE_M20_FACTOR`` times the minimum (a precise cell
+beside a second phase's strong lines); otherwise the pattern is reported as not indexed. Cells go out in the conventional setting; the centring is the most restrictive
 one every indexed line obeys.
 
 **Order and budget.** Systems are searched highest symmetry first, or in the order of a classifier's
@@ -71,6 +79,7 @@ from xrdid.indexing.lattice import (
     primitive_lattice,
     real_lengths,
     same_lattice,
+    to_pymatgen,
     volume,
 )
 from xrdid.indexing.peaks import PeakList
@@ -92,6 +101,13 @@ MIN_M20 = {"cubic": 6.0, "tetragonal": 6.0, "hexagonal": 6.0, "rhombohedral": 6.
 MAX_UNINDEXED_FRACTION = {"cubic": 0.2, "tetragonal": 0.2, "hexagonal": 0.2, "rhombohedral": 0.2, "orthorhombic": 0.15, "monoclinic": 0.1,
                           "triclinic": 0.1}
 MAX_WEAK_UNINDEXED_FRACTION = 0.25
+# A cell that indexes many lines very precisely is no chance fit even when strong lines are left over (an
+# impurity, a second phase): accepted with up to IMPURE_UNINDEXED_FRACTION of the lines unindexed when
+# M_N ≥ IMPURE_M20_FACTOR × MIN_M20 and it indexes at least IMPURE_MIN_EXTRA_INDEXED lines more than it has
+# parameters (tests: random lines are still not indexed; an impurity's strong lines do not hide the cell).
+IMPURE_UNINDEXED_FRACTION = 0.4
+IMPURE_M20_FACTOR = 15.0
+IMPURE_MIN_EXTRA_INDEXED = 4
 MAX_UNINDEXED_INTENSITY = 0.05
 GOOD_M20 = 20.0
 UNINDEXED_PENALTY = 0.5
@@ -102,6 +118,9 @@ PARAMETER_PENALTY = 0.35
 # Zero shifts (°) tried in the axis-aligned searches when the orders of reflections give no estimate.
 ZERO_TRIALS_DEG = (0.0, -0.06, 0.06)
 TIME_BUDGET_S = 10.0
+# Centrings each trial cell is screened in (CENTRINGS; monoclinic A and I are C in another setting).
+SCREEN_CENTRINGS = {"cubic": ("P", "I", "F"), "tetragonal": ("P", "I"), "hexagonal": ("P", "R"),
+                    "orthorhombic": ("P", "C", "A", "B", "I", "F"), "monoclinic": ("P", "C"), "triclinic": ("P",)}
 # Tolerances in 2θ: a fraction of the line's FWHM plus its position uncertainty, clipped (degrees).
 SEARCH_TOL = (0.35, 3.0, 0.012, 0.08)  # (× FWHM, × σ, floor, cap) for screening trial cells
 FINAL_TOL = (0.2, 3.0, 0.006, 0.04)  # for refined cells
@@ -284,10 +303,11 @@ class _Forms:
 _FORMS_CACHE: dict = {}
 
 
-def system_forms(system: str, hmax: int) -> _Forms:
-    key = (system, hmax)
+def system_forms(system: str, hmax: int, centring: str = "P") -> _Forms:
+    key = (system, hmax, centring)
     if key not in _FORMS_CACHE:
         hkl = hkl_box(hmax, hmax, hmax)
+        hkl = hkl[centring_allows(hkl, centring)]
         m = forms6(hkl) @ TRANSFORM[system]
         _, first = np.unique(np.round(m, 9), axis=0, return_index=True)
         first = np.sort(first)
@@ -295,7 +315,10 @@ def system_forms(system: str, hmax: int) -> _Forms:
     return _FORMS_CACHE[key]
 
 
-_BUCKETS = (2, 3, 4, 6, 8, 11, 15)
+_BUCKETS = (2, 3, 4, 6, 8, 11, 15, 20, 30)
+# Largest index screened per system: a long axis (up to MAX_CELL_A) needs indices up to ~30 at Q_max; the
+# many-parameter systems stop at 15 (their form tables grow as hmax³) and are screened on those indices.
+_MAX_SCREEN_INDEX = {"cubic": 30, "tetragonal": 30, "hexagonal": 30, "orthorhombic": 20, "monoclinic": 15, "triclinic": 15}
 # First screening pass: the first lines, low indices only.
 _FIRST_PASS = (10, 6)
 
@@ -331,16 +354,17 @@ class _LineMap:
         return _POPCOUNT8[word.view(np.uint8).reshape(len(word), 8)].sum(axis=1)
 
 
-def _screen(system: str, p: np.ndarray, q: np.ndarray, tol: np.ndarray, max_index: int | None = None) -> np.ndarray:
+def _screen(system: str, p: np.ndarray, q: np.ndarray, tol: np.ndarray, max_index: int | None = None, centring: str = "P") -> np.ndarray:
     """Score trial cells (S, k) of ``system``: lines indexed minus those a random cell with as many distinct
     lines would index (N lines up to Q_max, density 1.5 N √Q / Q_max^1.5 per unit Q). ``max_index``: only
-    reflections with indices up to it (a quick first pass), else as many as each cell needs."""
+    reflections with indices up to it (a quick first pass), else as many as each cell needs (at most
+    ``_MAX_SCREEN_INDEX``). ``centring``: only the reflections it allows (fewer lines, less chance)."""
     S = len(p)
     if S == 0:
         return np.zeros(0)
     p6 = p @ TRANSFORM[system].T
     q_max = float(q[-1] + tol[-1])
-    need = _needed_index(p6, q_max)
+    need = np.minimum(_needed_index(p6, q_max), _MAX_SCREEN_INDEX[system])
     if max_index is not None:
         need = np.minimum(need, max_index)
     score = np.full(S, -np.inf)
@@ -351,7 +375,7 @@ def _screen(system: str, p: np.ndarray, q: np.ndarray, tol: np.ndarray, max_inde
         sel = np.flatnonzero(bucket == bi)
         if len(sel) == 0:
             continue
-        m = system_forms(system, b).m
+        m = system_forms(system, b, centring).m
         step = max(1, int(2e6 // max(len(m), 1)))
         for s0 in range(0, len(sel), step):
             idx = sel[s0 : s0 + step]
@@ -728,11 +752,13 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
             continue
         trials = trials[_plausible(system, trials)]
         # Two-stage screening: the first lines with low indices, then all screened lines on the best.
+        # Each trial is scored in every centring of its system, the best counting: a centred lattice's
+        # trial cell scored as primitive pays for reflections its centring forbids (2–4× the chance).
         n1, hmax1 = _FIRST_PASS
-        score = _screen(system, trials, qs[:n1], ts[:n1], max_index=hmax1)
+        score = np.max([_screen(system, trials, qs[:n1], ts[:n1], max_index=hmax1, centring=c) for c in SCREEN_CENTRINGS[system]], axis=0)
         top = trials[np.argsort(-score, kind="stable")[: max(10 * keep, 300)]]
         pooled.append(top)
-        scores.append(_screen(system, top, qs, ts))
+        scores.append(np.max([_screen(system, top, qs, ts, centring=c) for c in SCREEN_CENTRINGS[system]], axis=0))
         zs.append(np.full(len(top), z))
     if not pooled:
         return []
@@ -767,6 +793,94 @@ def _from_triclinic(p6: np.ndarray, lines: Lines, zero: float, refine_zero: bool
         out.extend(_solutions(system, _p_of(system, lt.p6), lt.centring, lines, cell.zero_deg or 0.0,
                               f"triclinic search → {bravais_symbol(system, lt.centring)}", refine_zero=refine_zero, choose_centring=False))
     return out
+
+
+def _hnf(index: int) -> list[np.ndarray]:
+    """Every sublattice of index ``index`` of a 3D lattice, as Hermite normal forms H (rows: new basis
+    vectors in the old basis, lower triangular, 0 ≤ H_ij < H_jj below the diagonal; 7 of index 2, 13 of
+    index 3)."""
+    out = []
+    for a, c, f in itertools.product(range(1, index + 1), repeat=3):
+        if a * c * f != index:
+            continue
+        for b, d, e in itertools.product(range(a), range(a), range(c)):
+            out.append(np.array([[a, 0, 0], [b, c, 0], [d, e, f]], np.float64))
+    return out
+
+
+SUPERCELLS = _hnf(2) + _hnf(3)  # the 7 of index 2 first
+# Super-cells are checked on the best few cells only.
+N_SUPERCELL_PARENTS = 3
+# Parents of up to this many parameters (cubic to orthorhombic): a monoclinic or triclinic super-cell's
+# refinement fits a stray line by itself too often.
+MAX_SUPERCELL_PARAMETERS = 3
+
+
+def _mask(cell: Cell) -> np.ndarray:
+    return np.array([h is not None for h in cell.hkl], bool)
+
+
+def _supercells(parent: Cell, lines: Lines, refine_zero: bool) -> list[Cell]:
+    """Cells of twice or three times the parent's volume (every sublattice of index 2 and 3, each in its own
+    Bravais lattice, refined) that index every line the parent does and more: a super-structure's weak
+    lines are what a sub-cell leaves unindexed, and a sub-cell's M20 (fewer calculated lines) beats the
+    true cell's."""
+    from pymatgen.core import Lattice
+
+    if parent.n_indexed >= parent.n_lines:
+        return []
+    try:
+        bases = [(parent.primitive().matrix, SUPERCELLS)]
+    except Exception:  # a degenerate cell has no super-cells worth trying
+        return []
+    if multiplicity(parent.centring) == 2:
+        # A C, A, B or I cell's conventional cell doubled (index 4 of the primitive one); F and R cells are
+        # left out (index 8 and 6: a cell that large indexes a stray line by chance).
+        bases.append((to_pymatgen(parent.p6).matrix, SUPERCELLS[:7]))
+    have = _mask(parent)
+    out = []
+    for base, H in ((b, h) for b, hs in bases for h in hs):
+        try:
+            lt = lattice_symmetry(niggli(Lattice(H @ base)), symprec_rel=5e-3)
+        except Exception:  # spglib fails on a degenerate metric; that super-cell is skipped
+            continue
+        for c in _solutions(lt.system, _p_of(lt.system, lt.p6), lt.centring, lines, parent.zero_deg or 0.0,
+                            f"{parent.bravais} super-cell ×{round(abs(np.linalg.det(H)))}", refine_zero=refine_zero, choose_centring=False):
+            m = _mask(c)
+            # Same or higher symmetry only: a lower one's extra parameters fit a stray line by themselves.
+            if N_PARAMS[c.system] <= N_PARAMS[parent.system] and len(m) == len(have) and np.all(m[have]) and m.sum() > have.sum():
+                out.append(c)
+    return out
+
+
+def _prefer_supercells(cells: list[Cell], lines: Lines, refine_zero: bool, min_m20: dict | None) -> list[Cell]:
+    """Add the super-cells (:func:`_supercells`) of the best accepted cells, each ranked just above its parent
+    when the lines it adds are more than its extra reflections would index by chance (expected chance hits
+    from the density of its additional calculated lines at each line the parent leaves unindexed)."""
+    parents = [c for c in cells if acceptable(c, min_m20) and N_PARAMS[c.system] <= MAX_SUPERCELL_PARAMETERS][:N_SUPERCELL_PARENTS]
+    added = []
+    for par in parents:
+        miss = ~_mask(par)
+        n = len(miss)
+        q = lines.q(par.zero_deg or 0.0)[:n]
+        tol = lines.tol_q(FINAL_TOL, par.zero_deg or 0.0)[:n]
+        good = []
+        for sup in _supercells(par, lines, refine_zero):
+            if not acceptable(sup, min_m20):
+                continue
+            new_lines = max(sup.n_possible - par.n_possible, 0)
+            chance = float(np.minimum(1.0, 2 * tol[miss] * 1.5 * new_lines * np.sqrt(q[miss]) / q[n - 1] ** 1.5).sum())
+            extra = int(_mask(sup).sum() - (~miss).sum())
+            if extra - chance >= 0.5:
+                good.append(sup)
+        if good:
+            # The parent's best super-cell (by its own rank) goes just above the parent; one per parent, so
+            # that a sub-cell's many super-cells do not fill the first places.
+            sup = max(good, key=lambda c: c.rank_score)
+            sup.rank_score = max(sup.rank_score, par.rank_score * 1.001)
+            sup.source += " (indexes the parent's unindexed lines)"
+            added.append(sup)
+    return _dedupe(cells + added) if added else cells
 
 
 def _dedupe(cells: list[Cell]) -> list[Cell]:
@@ -838,6 +952,8 @@ def index_peaks(
         cells.extend(found)
         searched.append(system)
     cells = _dedupe(cells)
+    if time.process_time() - t0 <= time_budget_s:
+        cells = _prefer_supercells(cells, lines, refine_zero, min_m20)
     accepted = [c for c in cells if acceptable(c, min_m20)]
     rejected = [c for c in cells if c not in accepted][:n_cells]
     seconds = time.process_time() - t0
@@ -854,12 +970,15 @@ def index_peaks(
 def acceptable(cell: Cell, min_m20: dict | None = None) -> bool:
     """Does a cell pass the acceptance criteria of its system: M_N ≥ ``MIN_M20``, and at most
     ``MAX_UNINDEXED_FRACTION`` of the lines unindexed — or up to ``MAX_WEAK_UNINDEXED_FRACTION`` of them when
-    they are weak (together under ``MAX_UNINDEXED_INTENSITY`` of the lines' intensity: impurities, noise)?"""
+    they are weak (together under ``MAX_UNINDEXED_INTENSITY`` of the lines' intensity: impurities, noise), or
+    up to ``IMPURE_UNINDEXED_FRACTION`` when the cell indexes many lines very precisely (a second phase)?"""
     limit = (min_m20 or MIN_M20)[cell.system]
     n_un = cell.n_lines - cell.n_indexed
     few = n_un <= int(MAX_UNINDEXED_FRACTION[cell.system] * cell.n_lines + 1e-9)
     weak = n_un <= int(MAX_WEAK_UNINDEXED_FRACTION * cell.n_lines + 1e-9) and cell.unindexed_intensity <= MAX_UNINDEXED_INTENSITY
-    return cell.m20 >= limit and (few or weak)
+    impure = (n_un <= int(IMPURE_UNINDEXED_FRACTION * cell.n_lines + 1e-9) and cell.m20 >= IMPURE_M20_FACTOR * limit
+              and cell.n_indexed >= N_PARAMS[cell.system] + IMPURE_MIN_EXTRA_INDEXED)
+    return cell.m20 >= limit and (few or weak or impure)
 
 
 def crystal_system_cells(result: IndexingResult) -> dict[str, Cell]:

@@ -1,0 +1,87 @@
+"""The search's harder cases, on augmented patterns of real structures: long axes and centred lattices in
+the screening, super-structure lines a sub-cell leaves unindexed."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from xrdid.indexing.combine import index_pattern
+from xrdid.instrument import Augment
+
+from .helpers import prototype, render
+from .test_index import rank_of_truth
+
+MEASURED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "measured"
+# The benchmark's augmentation (benchmarks/indexing.py): everything but lattice strain.
+AUGMENT = dataclasses.replace(Augment(), lattice_strain_frac=(0.0, 0.0))
+
+
+def test_long_axis_rhombohedral_cell_is_screened():
+    """Samarium-type hR3 (a = 3.62, c = 26.2 Å): its first lines need l up to 18, and scored as primitive
+    its trial cell pays for the two thirds of reflections R centring forbids."""
+    s = prototype("A_hR3_166_ac")
+    _, result = index_pattern(render(s, AUGMENT, seed=2036), time_budget_s=20)
+    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+
+
+def test_superstructure_lines_select_the_super_cell():
+    """AB_tP8_136: half its cell (31 Å³) indexes all but one line with a higher M20; the double cell indexes
+    that line too and is the true one."""
+    s = prototype("AB_tP8_136_g_f")
+    _, result = index_pattern(render(s, AUGMENT, seed=2064), time_budget_s=20)
+    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+    assert "super-cell" in result.best.source
+
+
+def test_centred_trial_cells_are_screened_in_their_centring():
+    """A2B2C_oC80 (C-centred, 385 Å³ primitive): scored as primitive, its trial cells pay for the half of the
+    reflections C centring forbids and fall behind chance cells."""
+    s = prototype("A2B2C_oC80_64_efg_efg_df")
+    _, result = index_pattern(render(s, AUGMENT, seed=2038), time_budget_s=20)
+    assert rank_of_truth(result, s) is not None and rank_of_truth(result, s) <= 3, [c.to_dict() for c in result.cells]
+
+
+def test_strong_impurity_lines_do_not_hide_a_precise_cell():
+    """Perovskite cP5 (11 lines) with four strong lines of a second phase (a quarter of all lines, a third
+    of the intensity): the cubic cell indexes the rest almost exactly and is accepted, first."""
+    s = prototype("AB3C_cP5_221_a_c_b")
+    impurity = [(3.31, 0.5), (2.52, 0.4), (2.17, 0.35), (1.61, 0.3)]  # d (Å), |F|²m relative to the strongest stick
+    _, result = index_pattern(render(s, extra_sticks=impurity), time_budget_s=20)
+    assert rank_of_truth(result, s) == 1, result.message
+    assert result.best.n_lines - result.best.n_indexed >= 3
+
+
+def test_super_cells_of_a_monoclinic_sub_cell_do_not_crowd_out_the_true_cell():
+    """A3BC_mC10: a primitive monoclinic cell of the same volume leaves one line out, and its double and
+    triple cells index it by their own refinement's freedom; the true mC cell stays in the first three."""
+    s = prototype("A3BC_mC10_8_ab_a_a")
+    _, result = index_pattern(render(s, AUGMENT, seed=2078), time_budget_s=20)
+    rank = rank_of_truth(result, s)
+    assert rank is not None and rank <= 3, [c.to_dict() for c in result.cells]
+
+
+@pytest.mark.skipif(not (MEASURED / "index.csv").is_file(), reason="development data (../shared/data) not present")
+def test_doubled_conventional_cell_of_a_centred_sub_cell():
+    """A measured Pnma phase (12.27 × 4.89 × 8.37 Å): an oC cell of half its volume indexes all but a few weak
+    lines; the true cell doubles that C cell's conventional axis (index 4 of its primitive cell)."""
+    from xrdid.indexing.evaluate import measured_items, right_rank
+    from xrdid.readers import read_pattern
+
+    path, lam, truths = next(item for item in measured_items(MEASURED) if item[0].name.startswith("sq3214"))
+    _, result = index_pattern(read_pattern(path, wavelength_A=lam), time_budget_s=10)
+    assert right_rank(result.cells[:1], [t for _, t in truths]) == 1, [c.to_dict() for c in result.cells]
+
+
+@pytest.mark.skipif(not (MEASURED / "index.csv").is_file(), reason="development data (../shared/data) not present")
+def test_face_centred_cell_is_not_doubled():
+    """Measured Mg2Sn (cF, 6.742 Å): its conventional cell doubled (8× the primitive volume) indexes a stray
+    line by chance and must not outrank it."""
+    from xrdid.indexing.evaluate import measured_items, right_rank
+    from xrdid.readers import read_pattern
+
+    path, lam, truths = next(item for item in measured_items(MEASURED) if "Mg2Sn" in item[0].name)
+    _, result = index_pattern(read_pattern(path, wavelength_A=lam), time_budget_s=10)
+    assert right_rank(result.cells[:1], [t for _, t in truths]) == 1, [c.to_dict() for c in result.cells]
