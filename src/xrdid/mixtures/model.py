@@ -204,7 +204,7 @@ class Model:
         Returns (scales, background coefficients, calc, χ²).
         """
         n = cols.shape[0]
-        Mg, Gbb, bb = self._bg_gram
+        Mg, Gbb, bb, bg_norm = self._bg_gram
         b = self.y * self.sw
         if n:
             Pw = cols * self.sw
@@ -217,9 +217,9 @@ class Model:
             G[n:, :n] = G[:n, n:].T
             G[n:, n:] = Gbb
             Mb = np.concatenate([Mp @ b, bb])
-            norm = np.concatenate([pn, self._bg_norm])
+            norm = np.concatenate([pn, bg_norm])
         else:
-            G, Mb, norm = Gbb.copy(), bb, self._bg_norm
+            G, Mb, norm = Gbb.copy(), bb, bg_norm
         G[np.diag_indices_from(G)] += 1e-10
         coef = np.linalg.solve(G, Mb)
         if n and coef[:n].min() < 0:
@@ -236,10 +236,10 @@ class Model:
 
     @functools.cached_property
     def _bg_gram(self):
-        """(normalised weighted background rows, their Gram matrix, their products with the weighted data)."""
+        """(normalised weighted background rows, their Gram matrix, their products with the weighted data,
+        their norms)."""
         Bw = self.bg * self.sw
         nb = np.sqrt((Bw * Bw).sum(axis=1))
         nb[nb == 0] = 1.0
-        self._bg_norm = nb
         Mg = Bw / nb[:, None]
-        return Mg, Mg @ Mg.T, Mg @ (self.y * self.sw)
+        return Mg, Mg @ Mg.T, Mg @ (self.y * self.sw), nb
