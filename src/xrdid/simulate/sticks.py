@@ -339,9 +339,9 @@ def _centring(frac: np.ndarray, types: np.ndarray):
     if all(x in found for x in ("A", "B", "C")):
         group = [found[x] for x in ("A", "B", "C")]
     else:
-        sixths, partner = next(iter(found.values()))
+        kind, (sixths, partner) = next(iter(found.items()))
         group = [(sixths, partner)]
-        if name.startswith("R") and name in found:  # order 3: t and 2t
+        if kind.startswith("R"):  # order 3: t and 2t
             group.append((tuple((2 * x) % 6 for x in sixths), partner[partner]))
     translations = np.array([g[0] for g in group], dtype=np.int64)
     # One entry per coset {r, r + t, ...}: the lowest index.
