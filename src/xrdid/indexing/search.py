@@ -354,6 +354,12 @@ class _LineMap:
         return _POPCOUNT8[word.view(np.uint8).reshape(len(word), 8)].sum(axis=1)
 
 
+def _chance_rate(q: np.ndarray, tol: np.ndarray, q_max: float) -> np.ndarray:
+    """Chance that one calculated line of a random cell, whose N lines up to ``q_max`` fall with density
+    1.5 N √Q / Q_max^1.5 per unit Q, lands within ``tol`` of each line at ``q`` (per calculated line)."""
+    return 2 * tol * 1.5 * np.sqrt(q) / q_max**1.5
+
+
 def _screen(system: str, p: np.ndarray, q: np.ndarray, tol: np.ndarray, max_index: int | None = None, centring: str = "P") -> np.ndarray:
     """Score trial cells (S, k) of ``system``: lines indexed minus those a random cell with as many distinct
     lines would index (N lines up to Q_max, density 1.5 N √Q / Q_max^1.5 per unit Q). ``max_index``: only
@@ -369,7 +375,7 @@ def _screen(system: str, p: np.ndarray, q: np.ndarray, tol: np.ndarray, max_inde
         need = np.minimum(need, max_index)
     score = np.full(S, -np.inf)
     lmap = _LineMap(q, tol)
-    rate = 2 * tol * 1.5 * np.sqrt(q) / q_max**1.5
+    rate = _chance_rate(q, tol, q_max)
     bucket = np.searchsorted(np.asarray(_BUCKETS), need)
     for bi, b in enumerate(_BUCKETS):
         sel = np.flatnonzero(bucket == bi)
@@ -869,7 +875,7 @@ def _prefer_supercells(cells: list[Cell], lines: Lines, refine_zero: bool, min_m
             if not acceptable(sup, min_m20):
                 continue
             new_lines = max(sup.n_possible - par.n_possible, 0)
-            chance = float(np.minimum(1.0, 2 * tol[miss] * 1.5 * new_lines * np.sqrt(q[miss]) / q[n - 1] ** 1.5).sum())
+            chance = float(np.minimum(1.0, new_lines * _chance_rate(q[miss], tol[miss], q[n - 1])).sum())
             extra = int(_mask(sup).sum() - (~miss).sum())
             if extra - chance >= 0.5:
                 good.append(sup)
