@@ -243,10 +243,15 @@ def test_killed_mid_simulation_resumes_without_redoing_finished_chunks(tmp_path)
         proc.wait(timeout=120)
     finished = _finished_chunks(console.read_text())
     assert 1 <= len(finished) < 6, f"expected to stop mid-simulation, finished {sorted(finished)}"
+    # A chunk whose atomic write completed as the interrupt arrived is on disk though Snakemake had no
+    # time to report it; Snakemake keeps it or, when it had not recorded the job as done, redoes it.
+    # Every chunk missing is planned again, and no chunk reported finished is.
+    on_disk = {p.name for p in sticks.glob("chunk-*.parquet")}
+    assert finished <= on_disk, f"reported finished but missing: {sorted(finished - on_disk)}"
     done = {name: (sticks / name).stat().st_mtime_ns for name in finished}
     assert not list(sticks.glob(".*.part")), "a partial chunk was left behind"
     jobs = planned_jobs_for(path, "results/tiny/sticks.parquet")
-    assert jobs.get("simulate_chunk") == 6 - len(finished)
+    assert 6 - len(on_disk) <= jobs.get("simulate_chunk", 0) <= 6 - len(finished)
     snakemake(path, "results/tiny/sticks.parquet")
     for name, mtime in done.items():
         assert (sticks / name).stat().st_mtime_ns == mtime, f"{name} was redone"
