@@ -81,5 +81,9 @@ def test_load_names_the_problem(tmp_path):
     save_vae(tiny_model(), get_instrument({"preset": "cu", "n_points": 512}), tmp_path)
     meta = json.loads((tmp_path / "vae.json").read_text())
     (tmp_path / "vae.json").write_text(json.dumps({**meta, "format": "other/9"}))
-    with pytest.raises(ValueError, match="unsupported format 'other/9'"):
+    with pytest.raises(ValueError, match="vae.json: unsupported checkpoint format 'other/9'"):
+        load_vae(tmp_path)
+    (tmp_path / "vae.json").write_text(json.dumps(meta))
+    (tmp_path / "vae.pt").write_bytes(b"not a state dict")
+    with pytest.raises(ValueError, match="vae.pt: could not load weights safely"):
         load_vae(tmp_path)

@@ -27,16 +27,7 @@ def save_checkpoint(model: XRDClassifier, instrument: Instrument, path: str | Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        meta = {
-            "format": FORMAT,
-            "xrdid_version": __version__,
-            "architecture": "XRDClassifier",
-            "config": model.config.to_dict(),
-            "instrument": instrument.to_dict(),
-            "space_groups": list(range(1, N_SPACE_GROUPS + 1)),
-            "crystal_systems": list(CRYSTAL_SYSTEMS),
-            **(extra or {}),
-        }
+        meta = model_meta(model, "XRDClassifier", instrument, FORMAT, extra)
         (tmp / "model.json").write_text(json.dumps(meta, indent=2))
         torch.save(model.state_dict(), tmp / "weights.pt")
         if path.exists():
@@ -54,17 +45,40 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[XRDClassifier
     weights = path / "weights.pt"
     if not meta_file.is_file() or not weights.is_file():
         raise ValueError(f"{path}: not an xrdid checkpoint (expected model.json and weights.pt in a directory)")
+    model, meta = read_model(meta_file, weights, FORMAT, lambda config: XRDClassifier(CNNConfig.from_dict(config)),
+                             map_location=map_location)
+    return model, Instrument.from_dict(meta["instrument"]), meta
+
+
+def model_meta(model, architecture: str, instrument: Instrument, fmt: str, extra: dict | None = None) -> dict:
+    """The metadata a saved model carries: format, version, ``architecture`` (the class name), its config,
+    the instrument it was trained for and the label maps, then ``extra``."""
+    return {
+        "format": fmt,
+        "xrdid_version": __version__,
+        "architecture": architecture,
+        "config": model.config.to_dict(),
+        "instrument": instrument.to_dict(),
+        "space_groups": list(range(1, N_SPACE_GROUPS + 1)),
+        "crystal_systems": list(CRYSTAL_SYSTEMS),
+        **(extra or {}),
+    }
+
+
+def read_model(meta_file: Path, weights: Path, fmt: str, build, map_location="cpu") -> tuple[torch.nn.Module, dict]:
+    """The model (``build(meta["config"])`` with ``weights`` loaded, in eval mode) and its metadata from
+    ``meta_file``; a ValueError naming the file when the JSON is invalid, the format is not ``fmt`` or the
+    weights do not load with ``weights_only`` (which keeps a foreign file from executing code)."""
     try:
         meta = json.loads(meta_file.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{meta_file}: invalid JSON: {exc}") from None
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: unsupported checkpoint format {meta.get('format')!r} (expected {FORMAT})")
-    model = XRDClassifier(CNNConfig.from_dict(meta["config"]))
+    if meta.get("format") != fmt:
+        raise ValueError(f"{meta_file}: unsupported checkpoint format {meta.get('format')!r} (expected {fmt})")
+    model = build(meta["config"])
     try:
-        state = torch.load(weights, map_location=map_location, weights_only=True)
-        model.load_state_dict(state)
+        model.load_state_dict(torch.load(weights, map_location=map_location, weights_only=True))
     except Exception as exc:
         raise ValueError(f"{weights}: could not load weights safely: {exc}") from None
     model.eval()
-    return model, Instrument.from_dict(meta["instrument"]), meta
+    return model, meta

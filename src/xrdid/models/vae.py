@@ -42,9 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xrdid import __version__
 from xrdid.instrument.presets import Instrument
 from xrdid.labels import CRYSTAL_SYSTEMS, N_SPACE_GROUPS
+from xrdid.models.checkpoint import model_meta, read_model
 from xrdid.models.cnn import StagedConfig
 
 FORMAT = "xrdid-vae/1"
@@ -192,16 +192,7 @@ def save_vae(model: XRDVAE, instrument: Instrument, path: str | Path, *, extra: 
     other files there (a CNN checkpoint) are left alone."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "format": FORMAT,
-        "xrdid_version": __version__,
-        "architecture": "XRDVAE",
-        "config": model.config.to_dict(),
-        "instrument": instrument.to_dict(),
-        "space_groups": list(range(1, N_SPACE_GROUPS + 1)),
-        "crystal_systems": list(CRYSTAL_SYSTEMS),
-        **(extra or {}),
-    }
+    meta = model_meta(model, "XRDVAE", instrument, FORMAT, extra)
     for name, write in ((WEIGHTS_FILE, lambda p: torch.save(model.state_dict(), p)),
                         (META_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=1)))):
         # A sibling named after the process (not mkstemp, whose files are private): readable as the CNN's.
@@ -225,16 +216,6 @@ def load_vae(path: str | Path, map_location="cpu") -> tuple[XRDVAE, Instrument, 
     meta_file, weights = path / META_FILE, path / WEIGHTS_FILE
     if not has_vae(path):
         raise ValueError(f"{path}: no xrdid VAE here (expected {META_FILE} and {WEIGHTS_FILE})")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{meta_file}: invalid JSON: {exc}") from None
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_file}: unsupported format {meta.get('format')!r} (expected {FORMAT})")
-    model = XRDVAE(VAEConfig.from_dict(meta["config"]))
-    try:
-        model.load_state_dict(torch.load(weights, map_location=map_location, weights_only=True))
-    except Exception as exc:
-        raise ValueError(f"{weights}: could not load weights safely: {exc}") from None
-    model.eval()
+    model, meta = read_model(meta_file, weights, FORMAT, lambda config: XRDVAE(VAEConfig.from_dict(config)),
+                             map_location=map_location)
     return model, Instrument.from_dict(meta["instrument"]), meta
