@@ -346,12 +346,15 @@ class _LineMap:
             self.bits[max(lo, 0) : min(hi, nb - 1) + 1] |= np.int64(1) << i
         self.weight = None
 
-    def hits(self, qc: np.ndarray) -> np.ndarray:
-        """(F, S) calculated Q → number of lines indexed per column."""
+    def words(self, qc: np.ndarray) -> np.ndarray:
+        """(F, S) calculated Q → the bit word of the lines each calculated line indexes."""
         idx = (qc / self.width + 0.5).astype(np.int64)
         np.clip(idx, 0, len(self.bits) - 1, out=idx)
-        word = np.bitwise_or.reduce(self.bits[idx], axis=0)
-        return _POPCOUNT8[word.view(np.uint8).reshape(len(word), 8)].sum(axis=1)
+        return self.bits[idx]
+
+
+def _popcount(word: np.ndarray) -> np.ndarray:
+    return _POPCOUNT8[np.ascontiguousarray(word).view(np.uint8).reshape(len(word), 8)].sum(axis=1)
 
 
 def _chance_rate(q: np.ndarray, tol: np.ndarray, q_max: float) -> np.ndarray:
@@ -360,11 +363,43 @@ def _chance_rate(q: np.ndarray, tol: np.ndarray, q_max: float) -> np.ndarray:
     return 2 * tol * 1.5 * np.sqrt(q) / q_max**1.5
 
 
-def _screen(system: str, p: np.ndarray, q: np.ndarray, tol: np.ndarray, max_index: int | None = None, centring: str = "P") -> np.ndarray:
+@dataclass
+class _FormGroups:
+    """A system's primitive forms (:func:`system_forms`) grouped by the centrings that allow them (a form is
+    allowed when any of its hkl is): ``groups[g]`` the rows of group g, ``allows[g, c]`` whether centring c
+    allows them."""
+
+    m: np.ndarray
+    groups: list[np.ndarray]
+    allows: np.ndarray
+
+
+_GROUPS_CACHE: dict = {}
+
+
+def _form_groups(system: str, hmax: int, centrings: tuple[str, ...]) -> _FormGroups:
+    key = (system, hmax, centrings)
+    if key not in _GROUPS_CACHE:
+        hkl = hkl_box(hmax, hmax, hmax)
+        _, first, inv = np.unique(np.round(forms6(hkl) @ TRANSFORM[system], 9), axis=0, return_index=True, return_inverse=True)
+        inv = inv.ravel()
+        sig = np.zeros((len(first), len(centrings)), bool)
+        for j, c in enumerate(centrings):
+            np.logical_or.at(sig[:, j], inv, centring_allows(hkl, c))
+        keys, gid = np.unique(sig, axis=0, return_inverse=True)
+        m = forms6(hkl[first]) @ TRANSFORM[system]
+        _GROUPS_CACHE[key] = _FormGroups(m, [np.flatnonzero(gid.ravel() == g) for g in range(len(keys))], keys)
+    return _GROUPS_CACHE[key]
+
+
+def _screen(system: str, p: np.ndarray, q: np.ndarray, tol: np.ndarray, max_index: int | None = None,
+            centrings: tuple[str, ...] = ("P",)) -> np.ndarray:
     """Score trial cells (S, k) of ``system``: lines indexed minus those a random cell with as many distinct
     lines would index (N lines up to Q_max, density 1.5 N √Q / Q_max^1.5 per unit Q). ``max_index``: only
     reflections with indices up to it (a quick first pass), else as many as each cell needs (at most
-    ``_MAX_SCREEN_INDEX``). ``centring``: only the reflections it allows (fewer lines, less chance)."""
+    ``_MAX_SCREEN_INDEX``). Each cell is scored in each of ``centrings`` (only the reflections it allows:
+    fewer lines, less chance), the best counting; the calculated lines are looked up once, and OR-reduced
+    per group of forms that the same centrings allow."""
     S = len(p)
     if S == 0:
         return np.zeros(0)
@@ -381,14 +416,24 @@ def _screen(system: str, p: np.ndarray, q: np.ndarray, tol: np.ndarray, max_inde
         sel = np.flatnonzero(bucket == bi)
         if len(sel) == 0:
             continue
-        m = system_forms(system, b, centring).m
-        step = max(1, int(2e6 // max(len(m), 1)))
+        fg = _form_groups(system, b, tuple(centrings))
+        step = max(1, int(2e6 // max(len(fg.m), 1)))
         for s0 in range(0, len(sel), step):
             idx = sel[s0 : s0 + step]
-            qc = m @ p[idx].T
-            n_calc = (qc <= q_max).sum(axis=0)
-            chance = np.minimum(1.0, n_calc[:, None] * rate[None, :]).sum(axis=1)
-            score[idx] = lmap.hits(qc) - chance
+            qc = fg.m @ p[idx].T
+            words = lmap.words(qc)
+            inside = qc <= q_max
+            # Per group: the OR of its lines' words and its number of lines.
+            gw = np.stack([np.bitwise_or.reduce(words[g], axis=0) for g in fg.groups])
+            gn = np.stack([inside[g].sum(axis=0) for g in fg.groups])
+            best = np.full(len(idx), -np.inf)
+            for j in range(len(centrings)):
+                on = fg.allows[:, j]
+                word = np.bitwise_or.reduce(gw[on], axis=0)
+                n_calc = gn[on].sum(axis=0)
+                chance = np.minimum(1.0, n_calc[:, None] * rate[None, :]).sum(axis=1)
+                best = np.maximum(best, _popcount(word) - chance)
+            score[idx] = best
     return score
 
 
@@ -761,10 +806,10 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
         # Each trial is scored in every centring of its system, the best counting: a centred lattice's
         # trial cell scored as primitive pays for reflections its centring forbids (2–4× the chance).
         n1, hmax1 = _FIRST_PASS
-        score = np.max([_screen(system, trials, qs[:n1], ts[:n1], max_index=hmax1, centring=c) for c in SCREEN_CENTRINGS[system]], axis=0)
+        score = _screen(system, trials, qs[:n1], ts[:n1], max_index=hmax1, centrings=SCREEN_CENTRINGS[system])
         top = trials[np.argsort(-score, kind="stable")[: max(10 * keep, 300)]]
         pooled.append(top)
-        scores.append(np.max([_screen(system, top, qs, ts, centring=c) for c in SCREEN_CENTRINGS[system]], axis=0))
+        scores.append(_screen(system, top, qs, ts, centrings=SCREEN_CENTRINGS[system]))
         zs.append(np.full(len(top), z))
     if not pooled:
         return []
