@@ -40,7 +40,10 @@ description: a higher symmetry has fewer distinct lines, hence the higher M). A 
 M_N ≥ ``MIN_M20`` and at most ``MAX_UNINDEXED_FRACTION`` of the N lines unindexed (both per lattice system:
 stricter for monoclinic and triclinic cells, whose parameters fit random lines) — or up to
 ``IMPURE_UNINDEXED_FRACTION`` unindexed when M_N is ``IMPURE_M20_FACTOR`` times the minimum (a precise cell
-beside a second phase's strong lines); otherwise the pattern is reported as not indexed. Cells go out in the conventional setting; the centring is the most restrictive
+beside a second phase's strong lines) — and only when it indexes more lines than chance would: the chance
+that a random cell with as many distinct calculated lines hits that many of the N lines (beyond one per free
+parameter) must be under 10^(−``CHANCE_LOG10P_PER_LINE`` · N); otherwise the pattern is reported as not
+indexed. Cells go out in the conventional setting; the centring is the most restrictive
 one every indexed line obeys.
 
 **Order and budget.** Systems are searched highest symmetry first, or in the order of a classifier's
@@ -109,6 +112,13 @@ IMPURE_UNINDEXED_FRACTION = 0.4
 IMPURE_M20_FACTOR = 15.0
 IMPURE_MIN_EXTRA_INDEXED = 4
 MAX_UNINDEXED_INTENSITY = 0.05
+# Chance: a cell must index more lines than a random cell with as many calculated lines would. The chance
+# that a random cell's lines hit at least (indexed − free parameters) of the N lines (each line i with the
+# probability that one of the cell's distinct lines falls in its window, _chance_rate) must be at most
+# 10^(−CHANCE_LOG10P_PER_LINE · N): the search tries very many cells, more with more lines, so the bound
+# tightens with N (measured: 0.33 keeps every right cell of benchmarks/indexing.py, whose weakest are 9–20
+# line patterns at 10^−0.37 to 10^−0.41 per line, and rejects all but 2 of 40 random lists of 8–24 lines).
+CHANCE_LOG10P_PER_LINE = 0.33
 GOOD_M20 = 20.0
 UNINDEXED_PENALTY = 0.5
 # Parsimony: the rank of a solution is divided by exp(PARAMETER_PENALTY) per free lattice parameter beyond
@@ -179,6 +189,8 @@ class Cell:
     unindexed_intensity: float = 0.0
     unindexed_weighted: float = 0.0
     rank_score: float = 0.0
+    chance_expected: float = 0.0
+    chance_log10p: float = 0.0
 
     @property
     def bravais(self) -> str:
@@ -727,7 +739,25 @@ def _cell(system: str, p: np.ndarray, centring: str, lines: Lines, zero: float, 
                 unindexed_two_theta=unindexed, source=source,
                 unindexed_intensity=float(inten[missed].sum() / max(float(inten.sum()), 1e-300)), unindexed_weighted=weak_share)
     cell.rank_score = cell.m20 * math.exp(-UNINDEXED_PENALTY * weak_share - PARAMETER_PENALTY * (N_PARAMS[system] - 1))
+    n = f["n"]
+    rate = np.minimum(1.0, f["n_calc"] * _chance_rate(lines.q(zero)[:n], lines.tol_q(FINAL_TOL, zero)[:n], float(lines.q(zero)[n - 1])))
+    free = N_PARAMS[cell.system] + int(lines.angular and zero is not None)
+    cell.chance_expected = float(rate.sum())
+    cell.chance_log10p = _chance_log10p(rate, n_idx - free)
     return cell
+
+
+def _chance_log10p(rate: np.ndarray, k: int) -> float:
+    """log10 of the chance that at least ``k`` of the lines are hit, line i independently with probability
+    ``rate[i]`` (the Poisson-binomial tail, by the exact recursion over the lines)."""
+    if k <= 0:
+        return 0.0
+    dist = np.zeros(len(rate) + 1)
+    dist[0] = 1.0
+    for r in rate:
+        dist[1:] = dist[1:] * (1 - r) + dist[:-1] * r
+        dist[0] *= 1 - r
+    return float(np.log10(max(dist[k:].sum(), 1e-300)))
 
 
 def conventional(system: str, p: np.ndarray) -> np.ndarray:
@@ -1022,14 +1052,16 @@ def acceptable(cell: Cell, min_m20: dict | None = None) -> bool:
     """Does a cell pass the acceptance criteria of its system: M_N ≥ ``MIN_M20``, and at most
     ``MAX_UNINDEXED_FRACTION`` of the lines unindexed — or up to ``MAX_WEAK_UNINDEXED_FRACTION`` of them when
     they are weak (together under ``MAX_UNINDEXED_INTENSITY`` of the lines' intensity: impurities, noise), or
-    up to ``IMPURE_UNINDEXED_FRACTION`` when the cell indexes many lines very precisely (a second phase)?"""
+    up to ``IMPURE_UNINDEXED_FRACTION`` when the cell indexes many lines very precisely (a second phase) — and
+    does it index more lines than chance would (``CHANCE_LOG10P_PER_LINE``)?"""
     limit = (min_m20 or MIN_M20)[cell.system]
     n_un = cell.n_lines - cell.n_indexed
     few = n_un <= int(MAX_UNINDEXED_FRACTION[cell.system] * cell.n_lines + 1e-9)
     weak = n_un <= int(MAX_WEAK_UNINDEXED_FRACTION * cell.n_lines + 1e-9) and cell.unindexed_intensity <= MAX_UNINDEXED_INTENSITY
     impure = (n_un <= int(IMPURE_UNINDEXED_FRACTION * cell.n_lines + 1e-9) and cell.m20 >= IMPURE_M20_FACTOR * limit
               and cell.n_indexed >= N_PARAMS[cell.system] + IMPURE_MIN_EXTRA_INDEXED)
-    return cell.m20 >= limit and (few or weak or impure)
+    significant = cell.chance_log10p <= -CHANCE_LOG10P_PER_LINE * cell.n_lines
+    return cell.m20 >= limit and significant and (few or weak or impure)
 
 
 def crystal_system_cells(result: IndexingResult) -> dict[str, Cell]:
