@@ -822,7 +822,9 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
         tol = lines.tol_q(SEARCH_TOL, z)
         qs, ts = q[:n_screen], tol[:n_screen]
         if system in ("cubic", "tetragonal", "hexagonal", "orthorhombic"):
-            trials = _form_seeds(system, q, n_first={"cubic": 4, "tetragonal": 6, "hexagonal": 6, "orthorhombic": 6}[system], basis=basis)
+            # Orthorhombic seeds from the first 8 lines: the first six of a C cell can fix only c* and a*² + b*²
+            # (002, 110, 111, 112, 004, 113).
+            trials = _form_seeds(system, q, n_first={"cubic": 4, "tetragonal": 6, "hexagonal": 6, "orthorhombic": 8}[system], basis=basis)
         elif system == "monoclinic":
             trials = _monoclinic_trials(q, tol, basis=basis)
         elif system == "triclinic":
