@@ -9,6 +9,8 @@
    xrdid.indexing.evaluate), then peak search + indexing with the default settings.
 2. The measured development patterns of ``--measured`` with a stated wavelength (13), truth from their
    refined CIFs (any phase of a two-phase pattern counts).
+3. With ``--random N``: N lists of lines at random angles (12–85°, Cu Kα1; list i from seed i, 8–15 lines
+   for i < 16, 16–24 lines after), indexed with a 3 s budget: every cell accepted there is a false one.
 
 Prints success per true crystal system (right cell first, in the top 3) and time per pattern, with the
 time of the peak search alone measured in the same run as the reference (the indexing's cost is the
@@ -88,6 +90,23 @@ def _simulated(args, inst) -> dict:
     return {"summary": summary, "rows": rows}
 
 
+def _random_lists(n: int, wavelength_A: float) -> dict:
+    """Index random line lists (module docstring, 3); how many were (falsely) indexed."""
+    from xrdid.indexing.peaks import PeakList
+    from xrdid.indexing.search import index_peaks
+
+    rows = []
+    for seed in range(n):
+        rng = np.random.default_rng(seed)
+        k = int(rng.integers(8, 16)) if seed < 16 else int(rng.integers(16, 25))
+        peaks = PeakList.from_positions(np.sort(rng.uniform(12, 85, k)), wavelength_A, intensity=rng.uniform(5, 100, k))
+        result = index_peaks(peaks, time_budget_s=3.0)
+        rows.append({"seed": seed, "lines": k, "indexed": result.indexed, "best": result.best.bravais if result.best else None})
+    bad = [r for r in rows if r["indexed"]]
+    print(f"\nRandom line lists falsely indexed: {len(bad)} of {n}" + (" (" + ", ".join(f"seed {r['seed']}: {r['lines']} lines → {r['best']}" for r in bad) + ")" if bad else ""))
+    return {"n_indexed": len(bad), "rows": rows}
+
+
 def main(argv=None) -> int:
     from xrdid.indexing.evaluate import index_measured
     from xrdid.instrument import get_instrument
@@ -102,6 +121,7 @@ def main(argv=None) -> int:
     ap.add_argument("--measured", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "measured"))
     ap.add_argument("--out", default=None, help="write all rows and summaries as JSON here")
     ap.add_argument("--measured-only", action="store_true", help="skip the simulated patterns")
+    ap.add_argument("--random", type=int, default=0, help="also index this many random line lists (false indexing)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     logging.getLogger("xrdid").setLevel(logging.ERROR)
@@ -124,6 +144,8 @@ def main(argv=None) -> int:
         out["measured"] = {"n_top3": n_ok, "rows": mrows}
     else:
         print(f"no measured patterns at {folder}; skipped")
+    if args.random:
+        out["random"] = _random_lists(args.random, inst.wavelength_A)
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=2, default=str))
     return 0

@@ -85,3 +85,12 @@ def test_face_centred_cell_is_not_doubled():
     path, lam, truths = next(item for item in measured_items(MEASURED) if "Mg2Sn" in item[0].name)
     _, result = index_pattern(read_pattern(path, wavelength_A=lam), time_budget_s=10)
     assert right_rank(result.cells[:1], [t for _, t in truths]) == 1, [c.to_dict() for c in result.cells]
+
+
+def test_orthorhombic_trial_cells_use_lines_beyond_the_sixth():
+    """Cmc2₁ A2B_oC12: the first six lines (002, 110, 111, 112, 004, 113) fix c* and a*² + b*² but not a*
+    and b* apart; the seventh and eighth (023, 200) do."""
+    s = prototype("A2B_oC12_36_2a_a")
+    _, result = index_pattern(render(s, AUGMENT, seed=2053), time_budget_s=20)
+    rank = rank_of_truth(result, s)
+    assert rank is not None and rank <= 3, [c.to_dict() for c in result.cells]

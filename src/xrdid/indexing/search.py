@@ -40,7 +40,10 @@ description: a higher symmetry has fewer distinct lines, hence the higher M). A 
 M_N ≥ ``MIN_M20`` and at most ``MAX_UNINDEXED_FRACTION`` of the N lines unindexed (both per lattice system:
 stricter for monoclinic and triclinic cells, whose parameters fit random lines) — or up to
 ``IMPURE_UNINDEXED_FRACTION`` unindexed when M_N is ``IMPURE_M20_FACTOR`` times the minimum (a precise cell
-beside a second phase's strong lines); otherwise the pattern is reported as not indexed. Cells go out in the conventional setting; the centring is the most restrictive
+beside a second phase's strong lines) — and only when it indexes more lines than chance would: the chance
+that a random cell with as many distinct calculated lines hits that many of the N lines (beyond one per free
+parameter) must be under 10^(−``CHANCE_LOG10P_PER_LINE`` · N); otherwise the pattern is reported as not
+indexed. Cells go out in the conventional setting; the centring is the most restrictive
 one every indexed line obeys.
 
 **Order and budget.** Systems are searched highest symmetry first, or in the order of a classifier's
@@ -109,6 +112,13 @@ IMPURE_UNINDEXED_FRACTION = 0.4
 IMPURE_M20_FACTOR = 15.0
 IMPURE_MIN_EXTRA_INDEXED = 4
 MAX_UNINDEXED_INTENSITY = 0.05
+# Chance: a cell must index more lines than a random cell with as many calculated lines would. The chance
+# that a random cell's lines hit at least (indexed − free parameters) of the N lines (each line i with the
+# probability that one of the cell's distinct lines falls in its window, _chance_rate) must be at most
+# 10^(−CHANCE_LOG10P_PER_LINE · N): the search tries very many cells, more with more lines, so the bound
+# tightens with N (measured: 0.33 keeps every right cell of benchmarks/indexing.py, whose weakest are 9–20
+# line patterns at 10^−0.37 to 10^−0.41 per line, and rejects all but 2 of 40 random lists of 8–24 lines).
+CHANCE_LOG10P_PER_LINE = 0.33
 GOOD_M20 = 20.0
 UNINDEXED_PENALTY = 0.5
 # Parsimony: the rank of a solution is divided by exp(PARAMETER_PENALTY) per free lattice parameter beyond
@@ -179,6 +189,8 @@ class Cell:
     unindexed_intensity: float = 0.0
     unindexed_weighted: float = 0.0
     rank_score: float = 0.0
+    chance_expected: float = 0.0
+    chance_log10p: float = 0.0
 
     @property
     def bravais(self) -> str:
@@ -346,12 +358,15 @@ class _LineMap:
             self.bits[max(lo, 0) : min(hi, nb - 1) + 1] |= np.int64(1) << i
         self.weight = None
 
-    def hits(self, qc: np.ndarray) -> np.ndarray:
-        """(F, S) calculated Q → number of lines indexed per column."""
+    def words(self, qc: np.ndarray) -> np.ndarray:
+        """(F, S) calculated Q → the bit word of the lines each calculated line indexes."""
         idx = (qc / self.width + 0.5).astype(np.int64)
         np.clip(idx, 0, len(self.bits) - 1, out=idx)
-        word = np.bitwise_or.reduce(self.bits[idx], axis=0)
-        return _POPCOUNT8[word.view(np.uint8).reshape(len(word), 8)].sum(axis=1)
+        return self.bits[idx]
+
+
+def _popcount(word: np.ndarray) -> np.ndarray:
+    return _POPCOUNT8[np.ascontiguousarray(word).view(np.uint8).reshape(len(word), 8)].sum(axis=1)
 
 
 def _chance_rate(q: np.ndarray, tol: np.ndarray, q_max: float) -> np.ndarray:
@@ -360,11 +375,43 @@ def _chance_rate(q: np.ndarray, tol: np.ndarray, q_max: float) -> np.ndarray:
     return 2 * tol * 1.5 * np.sqrt(q) / q_max**1.5
 
 
-def _screen(system: str, p: np.ndarray, q: np.ndarray, tol: np.ndarray, max_index: int | None = None, centring: str = "P") -> np.ndarray:
+@dataclass
+class _FormGroups:
+    """A system's primitive forms (:func:`system_forms`) grouped by the centrings that allow them (a form is
+    allowed when any of its hkl is): ``groups[g]`` the rows of group g, ``allows[g, c]`` whether centring c
+    allows them."""
+
+    m: np.ndarray
+    groups: list[np.ndarray]
+    allows: np.ndarray
+
+
+_GROUPS_CACHE: dict = {}
+
+
+def _form_groups(system: str, hmax: int, centrings: tuple[str, ...]) -> _FormGroups:
+    key = (system, hmax, centrings)
+    if key not in _GROUPS_CACHE:
+        hkl = hkl_box(hmax, hmax, hmax)
+        _, first, inv = np.unique(np.round(forms6(hkl) @ TRANSFORM[system], 9), axis=0, return_index=True, return_inverse=True)
+        inv = inv.ravel()
+        sig = np.zeros((len(first), len(centrings)), bool)
+        for j, c in enumerate(centrings):
+            np.logical_or.at(sig[:, j], inv, centring_allows(hkl, c))
+        keys, gid = np.unique(sig, axis=0, return_inverse=True)
+        m = forms6(hkl[first]) @ TRANSFORM[system]
+        _GROUPS_CACHE[key] = _FormGroups(m, [np.flatnonzero(gid.ravel() == g) for g in range(len(keys))], keys)
+    return _GROUPS_CACHE[key]
+
+
+def _screen(system: str, p: np.ndarray, q: np.ndarray, tol: np.ndarray, max_index: int | None = None,
+            centrings: tuple[str, ...] = ("P",)) -> np.ndarray:
     """Score trial cells (S, k) of ``system``: lines indexed minus those a random cell with as many distinct
     lines would index (N lines up to Q_max, density 1.5 N √Q / Q_max^1.5 per unit Q). ``max_index``: only
     reflections with indices up to it (a quick first pass), else as many as each cell needs (at most
-    ``_MAX_SCREEN_INDEX``). ``centring``: only the reflections it allows (fewer lines, less chance)."""
+    ``_MAX_SCREEN_INDEX``). Each cell is scored in each of ``centrings`` (only the reflections it allows:
+    fewer lines, less chance), the best counting; the calculated lines are looked up once, and OR-reduced
+    per group of forms that the same centrings allow."""
     S = len(p)
     if S == 0:
         return np.zeros(0)
@@ -381,14 +428,24 @@ def _screen(system: str, p: np.ndarray, q: np.ndarray, tol: np.ndarray, max_inde
         sel = np.flatnonzero(bucket == bi)
         if len(sel) == 0:
             continue
-        m = system_forms(system, b, centring).m
-        step = max(1, int(2e6 // max(len(m), 1)))
+        fg = _form_groups(system, b, tuple(centrings))
+        step = max(1, int(2e6 // max(len(fg.m), 1)))
         for s0 in range(0, len(sel), step):
             idx = sel[s0 : s0 + step]
-            qc = m @ p[idx].T
-            n_calc = (qc <= q_max).sum(axis=0)
-            chance = np.minimum(1.0, n_calc[:, None] * rate[None, :]).sum(axis=1)
-            score[idx] = lmap.hits(qc) - chance
+            qc = fg.m @ p[idx].T
+            words = lmap.words(qc)
+            inside = qc <= q_max
+            # Per group: the OR of its lines' words and its number of lines.
+            gw = np.stack([np.bitwise_or.reduce(words[g], axis=0) for g in fg.groups])
+            gn = np.stack([inside[g].sum(axis=0) for g in fg.groups])
+            best = np.full(len(idx), -np.inf)
+            for j in range(len(centrings)):
+                on = fg.allows[:, j]
+                word = np.bitwise_or.reduce(gw[on], axis=0)
+                n_calc = gn[on].sum(axis=0)
+                chance = np.minimum(1.0, n_calc[:, None] * rate[None, :]).sum(axis=1)
+                best = np.maximum(best, _popcount(word) - chance)
+            score[idx] = best
     return score
 
 
@@ -682,7 +739,25 @@ def _cell(system: str, p: np.ndarray, centring: str, lines: Lines, zero: float, 
                 unindexed_two_theta=unindexed, source=source,
                 unindexed_intensity=float(inten[missed].sum() / max(float(inten.sum()), 1e-300)), unindexed_weighted=weak_share)
     cell.rank_score = cell.m20 * math.exp(-UNINDEXED_PENALTY * weak_share - PARAMETER_PENALTY * (N_PARAMS[system] - 1))
+    n = f["n"]
+    rate = np.minimum(1.0, f["n_calc"] * _chance_rate(lines.q(zero)[:n], lines.tol_q(FINAL_TOL, zero)[:n], float(lines.q(zero)[n - 1])))
+    free = N_PARAMS[cell.system] + int(lines.angular and zero is not None)
+    cell.chance_expected = float(rate.sum())
+    cell.chance_log10p = _chance_log10p(rate, n_idx - free)
     return cell
+
+
+def _chance_log10p(rate: np.ndarray, k: int) -> float:
+    """log10 of the chance that at least ``k`` of the lines are hit, line i independently with probability
+    ``rate[i]`` (the Poisson-binomial tail, by the exact recursion over the lines)."""
+    if k <= 0:
+        return 0.0
+    dist = np.zeros(len(rate) + 1)
+    dist[0] = 1.0
+    for r in rate:
+        dist[1:] = dist[1:] * (1 - r) + dist[:-1] * r
+        dist[0] *= 1 - r
+    return float(np.log10(max(dist[k:].sum(), 1e-300)))
 
 
 def conventional(system: str, p: np.ndarray) -> np.ndarray:
@@ -747,7 +822,9 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
         tol = lines.tol_q(SEARCH_TOL, z)
         qs, ts = q[:n_screen], tol[:n_screen]
         if system in ("cubic", "tetragonal", "hexagonal", "orthorhombic"):
-            trials = _form_seeds(system, q, n_first={"cubic": 4, "tetragonal": 6, "hexagonal": 6, "orthorhombic": 6}[system], basis=basis)
+            # Orthorhombic seeds from the first 8 lines: the first six of a C cell can fix only c* and a*² + b*²
+            # (002, 110, 111, 112, 004, 113).
+            trials = _form_seeds(system, q, n_first={"cubic": 4, "tetragonal": 6, "hexagonal": 6, "orthorhombic": 8}[system], basis=basis)
         elif system == "monoclinic":
             trials = _monoclinic_trials(q, tol, basis=basis)
         elif system == "triclinic":
@@ -761,10 +838,10 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
         # Each trial is scored in every centring of its system, the best counting: a centred lattice's
         # trial cell scored as primitive pays for reflections its centring forbids (2–4× the chance).
         n1, hmax1 = _FIRST_PASS
-        score = np.max([_screen(system, trials, qs[:n1], ts[:n1], max_index=hmax1, centring=c) for c in SCREEN_CENTRINGS[system]], axis=0)
+        score = _screen(system, trials, qs[:n1], ts[:n1], max_index=hmax1, centrings=SCREEN_CENTRINGS[system])
         top = trials[np.argsort(-score, kind="stable")[: max(10 * keep, 300)]]
         pooled.append(top)
-        scores.append(np.max([_screen(system, top, qs, ts, centring=c) for c in SCREEN_CENTRINGS[system]], axis=0))
+        scores.append(_screen(system, top, qs, ts, centrings=SCREEN_CENTRINGS[system]))
         zs.append(np.full(len(top), z))
     if not pooled:
         return []
@@ -977,14 +1054,16 @@ def acceptable(cell: Cell, min_m20: dict | None = None) -> bool:
     """Does a cell pass the acceptance criteria of its system: M_N ≥ ``MIN_M20``, and at most
     ``MAX_UNINDEXED_FRACTION`` of the lines unindexed — or up to ``MAX_WEAK_UNINDEXED_FRACTION`` of them when
     they are weak (together under ``MAX_UNINDEXED_INTENSITY`` of the lines' intensity: impurities, noise), or
-    up to ``IMPURE_UNINDEXED_FRACTION`` when the cell indexes many lines very precisely (a second phase)?"""
+    up to ``IMPURE_UNINDEXED_FRACTION`` when the cell indexes many lines very precisely (a second phase) — and
+    does it index more lines than chance would (``CHANCE_LOG10P_PER_LINE``)?"""
     limit = (min_m20 or MIN_M20)[cell.system]
     n_un = cell.n_lines - cell.n_indexed
     few = n_un <= int(MAX_UNINDEXED_FRACTION[cell.system] * cell.n_lines + 1e-9)
     weak = n_un <= int(MAX_WEAK_UNINDEXED_FRACTION * cell.n_lines + 1e-9) and cell.unindexed_intensity <= MAX_UNINDEXED_INTENSITY
     impure = (n_un <= int(IMPURE_UNINDEXED_FRACTION * cell.n_lines + 1e-9) and cell.m20 >= IMPURE_M20_FACTOR * limit
               and cell.n_indexed >= N_PARAMS[cell.system] + IMPURE_MIN_EXTRA_INDEXED)
-    return cell.m20 >= limit and (few or weak or impure)
+    significant = cell.chance_log10p <= -CHANCE_LOG10P_PER_LINE * cell.n_lines
+    return cell.m20 >= limit and significant and (few or weak or impure)
 
 
 def crystal_system_cells(result: IndexingResult) -> dict[str, Cell]:
