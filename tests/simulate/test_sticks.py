@@ -230,3 +230,30 @@ def test_order_by_value_is_argsort_up_to_its_precision():
     assert np.abs(ranked - exact).max() <= 1e-8 * exact.max()
     # no precision to spare (rtol 0): argsort itself
     np.testing.assert_array_equal(sticks_mod._order_by_value(values, 0.0), np.argsort(values))
+
+
+@pytest.mark.parametrize(
+    "sg, n_ions, tried",
+    [(1, [7, 18], set()), (1, [9, 27], {"R", "Rrev"}), (166, [3, 9, 18], {"R"}), (225, [4, 24], {"A", "B", "C"})],
+)
+def test_centring_tries_only_translations_whose_order_divides_every_types_count(sg, n_ions, tried, monkeypatch):
+    import xrdid.simulate.sticks as sticks_mod
+
+    c = pyxtal.pyxtal()
+    c.from_random(3, sg, ["Ba", "Ti", "O"][: len(n_ions)], n_ions, random_state=5)
+    s = c.to_pymatgen()  # F and R (hexagonal axes) conventional cells; P1 with no common factor 2 (or 2 and 3)
+    frac = np.asarray(s.frac_coords)
+    types = np.array([site.specie.Z for site in s])
+    calls = []
+    real = sticks_mod._partners
+    monkeypatch.setattr(sticks_mod, "_partners", lambda f, t, sixths, *a: calls.append(sixths) or real(f, t, sixths, *a))
+    found = sticks_mod._centring(frac, types)
+    names = {v: k for k, v in sticks_mod._CENTRING_SIXTHS.items()}
+    assert {names[x] for x in calls} == tried
+    assert (found is None) == (sg == 1)
+    if found is not None:
+        d_min = d_min_for(MARS, 90.0)
+        ref = compute_sticks(s, d_min, method="direct")
+        got = compute_sticks(s, d_min)
+        np.testing.assert_allclose(got.f2m, ref.f2m, rtol=1e-9, atol=1e-9 * ref.f2m.max())
+        np.testing.assert_array_equal(got.hkl, ref.hkl)

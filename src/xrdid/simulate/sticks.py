@@ -302,15 +302,20 @@ def _f2_separable(frac, element_bounds, occ, ffp, lines, line, l, bounds) -> np.
     return f.real * f.real + f.imag * f.imag
 
 
-def _partners(frac: np.ndarray, types: np.ndarray, sixths: tuple[int, int, int]) -> np.ndarray | None:
-    """For the translation ``sixths`` / 6: the entry each entry lands on (same type), or None when
-    some entry lands on none. Positions are compared on the grid ``1 / _CENTRING_GRID``."""
-    def keys(xyz):
-        grid = np.rint((xyz % 1.0) * _CENTRING_GRID).astype(np.int64) % int(_CENTRING_GRID)
-        return np.lexsort((grid[:, 2], grid[:, 1], grid[:, 0], types)), grid
+def _grid_keys(frac: np.ndarray) -> np.ndarray:
+    """Fractional coordinates modulo 1 on the grid ``1 / _CENTRING_GRID``: int64 (n, 3)."""
+    return np.rint((frac % 1.0) * _CENTRING_GRID).astype(np.int64) % int(_CENTRING_GRID)
 
-    order, grid = keys(frac)
-    moved_order, moved = keys(frac + np.asarray(sixths, dtype=np.float64) / 6.0)
+
+def _partners(frac, types, sixths: tuple[int, int, int], grid: np.ndarray, order: np.ndarray) -> np.ndarray | None:
+    """For the translation ``sixths`` / 6: the entry each entry lands on (same type), or None when
+    some entry lands on none. Positions are compared on the grid ``1 / _CENTRING_GRID`` (``grid``:
+    the entries' keys, :func:`_grid_keys`; ``order``: their lexsort by type, x, y, z)."""
+    moved = _grid_keys(frac + np.asarray(sixths, dtype=np.float64) / 6.0)
+    # The first entry's image first: most translations are no symmetry, and one entry shows it.
+    if not ((grid == moved[0]).all(axis=1) & (types == types[0])).any():
+        return None
+    moved_order = np.lexsort((moved[:, 2], moved[:, 1], moved[:, 0], types))
     if not (np.array_equal(moved[moved_order], grid[order]) and np.array_equal(types[moved_order], types[order])):
         return None
     partner = np.empty(len(frac), dtype=np.int64)
@@ -323,13 +328,22 @@ def _centring(frac: np.ndarray, types: np.ndarray):
     (m, 3), the entries kept, one per coset) or None (primitive, or not exactly centred).
 
     Every entry r has the partners r + t of the same type for each centring translation t, so
-    F(h) = Σ_t exp(2πi h·t) Σ_kept ... = m F_kept(h) where every h·t is an integer, else 0."""
+    F(h) = Σ_t exp(2πi h·t) Σ_kept ... = m F_kept(h) where every h·t is an integer, else 0.
+    A translation of order 2 (A, B, C, I) pairs the entries of every type, one of order 3 (R) makes
+    triples: translations whose order does not divide every type's count are not tried."""
     n = len(frac)
+    common = math.gcd(*np.unique(types, return_counts=True)[1].tolist())
+    if common % 2 and common % 3:
+        return None
+    grid = _grid_keys(frac)
+    order = np.lexsort((grid[:, 2], grid[:, 1], grid[:, 0], types))
     found = {}
     for name, sixths in _CENTRING_SIXTHS.items():
         if name in ("I", "R", "Rrev") and found:
             break  # a face centring found already: I and R are not tried alongside it
-        partner = _partners(frac, types, sixths)
+        if common % (3 if name.startswith("R") else 2):
+            continue
+        partner = _partners(frac, types, sixths, grid, order)
         if partner is not None:
             found[name] = (sixths, partner)
             if name in ("I", "R", "Rrev"):
