@@ -257,3 +257,18 @@ def test_centring_tries_only_translations_whose_order_divides_every_types_count(
         got = compute_sticks(s, d_min)
         np.testing.assert_allclose(got.f2m, ref.f2m, rtol=1e-9, atol=1e-9 * ref.f2m.max())
         np.testing.assert_array_equal(got.hkl, ref.hkl)
+
+
+def test_the_reciprocal_cell_is_the_inverse_and_a_singular_cell_is_refused():
+    import xrdid.simulate.sticks as sticks_mod
+    from xrdid.structures.crystal import Crystal
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        lattice = Lattice.from_parameters(*rng.uniform(2, 20, 3), *rng.uniform(60, 120, 3)).matrix
+        recip, lengths = sticks_mod._reciprocal(lattice)
+        np.testing.assert_allclose(recip, np.linalg.inv(lattice).T, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(lengths, np.linalg.norm(lattice, axis=1), rtol=1e-15)
+    flat = np.array([[3.0, 0, 0], [0, 3.0, 0], [3.0, 3.0, 0]])  # c = a + b: volume 0
+    with pytest.raises(ValueError, match="singular"):
+        compute_sticks(Crystal(flat, ("Na",), np.zeros((1, 3)), np.ones(1)), 1.0)

@@ -156,15 +156,33 @@ def _form_factor_terms(symbols: tuple[str, ...], zs: tuple[int, ...]) -> tuple[n
     return amat, minus_b, z
 
 
-def _half_sphere_lines(recip: np.ndarray, real: np.ndarray, g_max: float):
+def _reciprocal(lattice: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Rows a*, b*, c* (1/Å, no 2π) of the cell with rows a, b, c (Å): (b x c, c x a, a x b) / V, and
+    the lengths |a|, |b|, |c| (3 x 3 in plain Python: numpy's inv and norm cost more in call overhead
+    than in arithmetic). A singular or non-finite cell is refused (ValueError)."""
+    (a1, a2, a3), (b1, b2, b3), (c1, c2, c3) = lattice.tolist()
+    rows = [
+        (b2 * c3 - b3 * c2, b3 * c1 - b1 * c3, b1 * c2 - b2 * c1),
+        (c2 * a3 - c3 * a2, c3 * a1 - c1 * a3, c1 * a2 - c2 * a1),
+        (a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1),
+    ]
+    volume = a1 * rows[0][0] + a2 * rows[0][1] + a3 * rows[0][2]
+    if not (math.isfinite(volume) and volume != 0.0):
+        raise ValueError(f"the cell is singular or not finite (volume {volume} Å³)")
+    recip = np.array(rows) / volume
+    lengths = tuple(math.sqrt(x * x + y * y + z * z) for x, y, z in ((a1, a2, a3), (b1, b2, b3), (c1, c2, c3)))
+    return recip, lengths
+
+
+def _half_sphere_lines(G: np.ndarray, lengths: tuple[float, float, float], g_max: float):
     """The (h, k) lines of the Friedel half-space (h>0, or h=0,k>0, or h=k=0,l>0) inside |g| <= g_max.
 
-    recip: rows a*, b*, c* (1/Å, no 2π); real: rows a, b, c (Å). Returns int64 arrays h, k, lo, hi (one
-    entry per line that meets the sphere; l runs over lo..hi) and the bounds hmax, kmax, lmax.
+    G: the reciprocal metric (rows a*, b*, c* times its transpose, 1/Å², no 2π); lengths: |a|, |b|, |c|
+    (Å). Returns int64 arrays h, k, lo, hi (one entry per line that meets the sphere; l runs over
+    lo..hi) and the bounds hmax, kmax, lmax.
     """
     # |h| = |g·a| <= g_max |a|: exact bounds on h, k, l; each (h, k) line gets its exact l interval.
-    hmax, kmax, lmax = (math.floor(g_max * np.linalg.norm(v) + 1e-9) for v in real)
-    G = recip @ recip.T
+    hmax, kmax, lmax = (math.floor(g_max * v + 1e-9) for v in lengths)
     # (h, k) for h in 0..hmax, k in -kmax..kmax, row by row, less the lines h = 0, k < 0 (the first kmax)
     h, k = np.divmod(np.arange(kmax, (hmax + 1) * (2 * kmax + 1)), 2 * kmax + 1)
     k -= kmax
@@ -199,16 +217,32 @@ def _points_hkl(h, k, line, l) -> np.ndarray:
     return np.column_stack((h[line], k[line], l))
 
 
-def _phase_table(n_max: int, x: np.ndarray, negative: bool) -> np.ndarray:
-    """exp(2πi n x) for n in [-n_max (if negative) or 0, n_max] (rows) and each coordinate x (columns)."""
-    n = np.arange(-n_max if negative else 0, n_max + 1, dtype=np.float64)
-    arg = np.multiply.outer(n, x)
+@functools.lru_cache(maxsize=1024)
+def _phase_rows(hmax: int, kmax: int, lmax: int) -> tuple[np.ndarray, np.ndarray]:
+    """For :func:`_phase_tables`: the indices n (h in 0..hmax, k in -kmax..kmax, l in -lmax..lmax, one
+    after the other, as a float64 column) and the coordinate axis of each (read-only, cached)."""
+    n = np.concatenate([np.arange(hmax + 1), np.arange(-kmax, kmax + 1), np.arange(-lmax, lmax + 1)]).astype(np.float64)
+    axis = np.repeat(np.arange(3), [hmax + 1, 2 * kmax + 1, 2 * lmax + 1])
+    n = n[:, None]
+    n.flags.writeable = False
+    axis.flags.writeable = False
+    return n, axis
+
+
+def _phase_tables(frac: np.ndarray, bounds: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """exp(2πi n x) for every atom (columns): h in 0..hmax with x, k in -kmax..kmax with y, and l in
+    -lmax..lmax with z (rows), all three tables in one set of array calls (views of one array)."""
+    hmax, kmax, lmax = bounds
+    n, axis = _phase_rows(hmax, kmax, lmax)
+    arg = frac.T[axis]
+    arg *= n
     arg -= np.round(arg)  # exact reduction before the 2π
     arg *= 2.0 * math.pi
     out = np.empty(arg.shape, dtype=np.complex128)
     np.cos(arg, out=out.real)
     np.sin(arg, out=out.imag)
-    return out
+    y0, z0 = hmax + 1, hmax + 2 * kmax + 2
+    return out[:y0], out[y0:z0], out[z0:]
 
 
 def _site_types(frac: np.ndarray, species: tuple[str, ...], occ: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -276,10 +310,9 @@ def _f2_separable(frac, element_bounds, occ, ffp, lines, line, l, bounds) -> np.
     times the element's f. Exact (complex128). ``ffp``: f of each element at each point (E, points).
     """
     h, k, _, _ = lines
-    hmax, kmax, lmax = bounds
-    ex = _phase_table(hmax, frac[:, 0], negative=False)
-    ey = _phase_table(kmax, frac[:, 1], negative=True)
-    ez = _phase_table(lmax, frac[:, 2], negative=True).T.copy()  # (atoms, l)
+    _, kmax, lmax = bounds
+    ex, ey, ez = _phase_tables(frac, bounds)
+    ez = ez.T.copy()  # (atoms, l)
     n_l = ez.shape[1]
     col = l + lmax
     f = np.zeros(len(l), dtype=np.complex128)
@@ -453,7 +486,8 @@ def compute_sticks(
     if len(crystal) == 0:
         return _empty()
     lattice = np.asarray(crystal.lattice, dtype=np.float64)
-    recip = np.linalg.inv(lattice).T  # rows a*, b*, c* (crystallographic, no 2π)
+    recip, lengths = _reciprocal(lattice)  # rows a*, b*, c* (crystallographic, no 2π)
+    metric = recip @ recip.T
     g_max = 1.0 / d_min
     # Entries sorted by element: each element's atoms are one contiguous slice.
     index: dict[str, int] = {}
@@ -466,13 +500,12 @@ def compute_sticks(
     zs = [atomic_number(x) for x in symbols]
     element_bounds = np.searchsorted(elem_idx, np.arange(len(symbols) + 1))
 
-    *lines, bounds = _half_sphere_lines(recip, lattice, g_max * (1.0 + 1e-12))
+    *lines, bounds = _half_sphere_lines(metric, lengths, g_max * (1.0 + 1e-12))
     line, l = _expand_lines(*lines)
     if len(l) == 0:
         return _empty()
     # |g|² = G33 l² + 2 l (G13 h + G23 k) + (G11 h² + 2 G12 h k + G22 k²): two terms per line, one per point.
     h, k = lines[0], lines[1]
-    metric = recip @ recip.T
     twice_b = 2.0 * (metric[0, 2] * h + metric[1, 2] * k)
     c_line = (metric[0, 0] * h + 2.0 * metric[0, 1] * k) * h + metric[1, 1] * k * k
     g2 = metric[2, 2] * l + twice_b[line]
