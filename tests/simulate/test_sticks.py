@@ -272,3 +272,16 @@ def test_the_reciprocal_cell_is_the_inverse_and_a_singular_cell_is_refused():
     flat = np.array([[3.0, 0, 0], [0, 3.0, 0], [3.0, 3.0, 0]])  # c = a + b: volume 0
     with pytest.raises(ValueError, match="singular"):
         compute_sticks(Crystal(flat, ("Na",), np.zeros((1, 3)), np.ones(1)), 1.0)
+
+
+def test_peaks_of_sticks_in_d_order_and_shuffled_agree_with_the_range_ends_included():
+    sticks = compute_sticks(nacl(), d_min_for(CU_KA1, 120.0))
+    two_theta = np.degrees(2.0 * np.arcsin(CU_KA1 / (2.0 * sticks.d)))
+    lo, hi = two_theta[2], two_theta[-3]  # the range ends fall exactly on sticks
+    ordered = sticks_to_peaks(sticks, CU_KA1, lo, hi)
+    assert ordered["two_theta"][0] == lo and ordered["two_theta"][-1] == hi
+    perm = np.random.default_rng(0).permutation(len(sticks))
+    shuffled = sticks_to_peaks(Sticks(sticks.d[perm], sticks.f2m[perm], sticks.hkl[perm]), CU_KA1, lo, hi)
+    for key in ("two_theta", "intensity", "hkl", "d"):
+        np.testing.assert_array_equal(ordered[key], shuffled[key])
+    assert len(sticks_to_peaks(sticks, CU_KA1, hi, lo)["two_theta"]) == 0

@@ -619,7 +619,12 @@ def sticks_to_peaks(
     reachable = sin_theta <= 1.0
     two_theta = np.full(len(sticks.d), np.inf)
     two_theta[reachable] = np.degrees(2.0 * np.arcsin(sin_theta[reachable]))
-    keep = (two_theta >= two_theta_min_deg) & (two_theta <= two_theta_max_deg)
+    ascending = not (two_theta[1:] < two_theta[:-1]).any()  # sticks come by d descending, i.e. 2θ ascending
+    if ascending:  # the range kept is one slice: views, no copies
+        keep = slice(int(np.searchsorted(two_theta, two_theta_min_deg, side="left")),
+                     int(np.searchsorted(two_theta, two_theta_max_deg, side="right")))
+    else:
+        keep = (two_theta >= two_theta_min_deg) & (two_theta <= two_theta_max_deg)
     two_theta = two_theta[keep]
     intensity = sticks.f2m[keep] * lorentz_polarisation(two_theta)
     hkl, d = sticks.hkl[keep], sticks.d[keep]
@@ -627,7 +632,7 @@ def sticks_to_peaks(
         # Lines of different families at the same angle (metric coincidences no symmetry relates, e.g.
         # in a triclinic cell with one right angle) are one peak, as pymatgen reports them: summed, at
         # the first line's angle, with its hkl.
-        if (two_theta[1:] < two_theta[:-1]).any():  # sticks come by d descending, i.e. 2θ ascending
+        if not ascending:
             order = np.argsort(two_theta, kind="stable")
             two_theta, intensity, hkl, d = two_theta[order], intensity[order], hkl[order], d[order]
         key = np.round(two_theta / merge_tolerance_deg).astype(np.int64)
