@@ -344,10 +344,12 @@ def _partners(frac, types, sixths: tuple[int, int, int], grid: np.ndarray, order
     """For the translation ``sixths`` / 6: the entry each entry lands on (same type), or None when
     some entry lands on none. Positions are compared on the grid ``1 / _CENTRING_GRID`` (``grid``:
     the entries' keys, :func:`_grid_keys`; ``order``: their lexsort by type, x, y, z)."""
-    moved = _grid_keys(frac + np.asarray(sixths, dtype=np.float64) / 6.0)
+    shift = np.asarray(sixths, dtype=np.float64) / 6.0
     # The first entry's image first: most translations are no symmetry, and one entry shows it.
-    if not ((grid == moved[0]).all(axis=1) & (types == types[0])).any():
+    first = _grid_keys(frac[:1] + shift)[0]
+    if not ((grid == first).all(axis=1) & (types == types[0])).any():
         return None
+    moved = _grid_keys(frac + shift)
     moved_order = np.lexsort((moved[:, 2], moved[:, 1], moved[:, 0], types))
     if not (np.array_equal(moved[moved_order], grid[order]) and np.array_equal(types[moved_order], types[order])):
         return None
