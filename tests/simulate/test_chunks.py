@@ -54,6 +54,44 @@ def test_groups_never_straddle_splits(tmp_path, sticks_table):
     assert per_group["n"].max() == 1
 
 
+def test_merge_reads_the_next_row_group_while_writing_this_one_and_keeps_the_rows(tmp_path, sticks_table, monkeypatch):
+    import threading
+
+    import pyarrow.parquet as pq
+
+    frame = pl.read_parquet(sticks_table).drop("split")
+    chunks = []
+    for i in range(3):  # 3 chunk files of 3 row groups each
+        path = tmp_path / f"chunk-{i}.parquet"
+        pq.write_table(frame.with_columns(pl.col("id") + f"-{i}").to_arrow(), path, row_group_size=2)
+        chunks.append(path)
+    reads, overlapped = [], []
+    real_read, real_write = pq.ParquetFile.read_row_group, pq.ParquetWriter.write_table
+
+    def read(self, i, *args, **kwargs):
+        reads.append(i)
+        return real_read(self, i, *args, **kwargs)
+
+    def write(self, table, *args, **kwargs):
+        # Has the read of the next row group begun before this one is written? (Read one after
+        # another, write i would find exactly i + 1 reads, and none could begin until it returns.)
+        wanted = len(overlapped) + 2
+        waits = range(500) if wanted <= 9 else range(1)  # up to 5 s (a loaded machine), none after the last
+        overlapped.append(any(len(reads) >= wanted or threading.Event().wait(0.01) for _ in waits))
+        return real_write(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", read)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", write)
+    counts = merge_sticks(chunks, out=tmp_path / "m.parquet", fractions=(0.34, 0.33, 0.33), seed=3)
+    assert len(reads) == 9 and overlapped == [True] * 8 + [False]
+    merged = pl.read_parquet(tmp_path / "m.parquet")
+    expected = pl.concat([frame.with_columns(pl.col("id") + f"-{i}") for i in range(3)])
+    assert merged.drop("split").equals(expected)  # every row once, in the chunks' order
+    assert sum(counts.values()) == merged.height == 18
+    by_key = merged.group_by("group_key").agg(pl.col("split").n_unique().alias("n"))
+    assert by_key["n"].max() == 1
+
+
 def test_structure_rows_carry_arrays_that_rebuild_the_structure(small_structures):
     import numpy as np
 

@@ -230,3 +230,58 @@ def test_order_by_value_is_argsort_up_to_its_precision():
     assert np.abs(ranked - exact).max() <= 1e-8 * exact.max()
     # no precision to spare (rtol 0): argsort itself
     np.testing.assert_array_equal(sticks_mod._order_by_value(values, 0.0), np.argsort(values))
+
+
+@pytest.mark.parametrize(
+    "sg, n_ions, tried",
+    [(1, [7, 18], set()), (1, [9, 27], {"R", "Rrev"}), (166, [3, 9, 18], {"R"}), (225, [4, 24], {"A", "B", "C"})],
+)
+def test_centring_tries_only_translations_whose_order_divides_every_types_count(sg, n_ions, tried, monkeypatch):
+    import xrdid.simulate.sticks as sticks_mod
+
+    c = pyxtal.pyxtal()
+    c.from_random(3, sg, ["Ba", "Ti", "O"][: len(n_ions)], n_ions, random_state=5)
+    s = c.to_pymatgen()  # F and R (hexagonal axes) conventional cells; P1 with no common factor 2 (or 2 and 3)
+    frac = np.asarray(s.frac_coords)
+    types = np.array([site.specie.Z for site in s])
+    calls = []
+    real = sticks_mod._partners
+    monkeypatch.setattr(sticks_mod, "_partners", lambda f, t, sixths, *a: calls.append(sixths) or real(f, t, sixths, *a))
+    found = sticks_mod._centring(frac, types)
+    names = {v: k for k, v in sticks_mod._CENTRING_SIXTHS.items()}
+    assert {names[x] for x in calls} == tried
+    assert (found is None) == (sg == 1)
+    if found is not None:
+        d_min = d_min_for(MARS, 90.0)
+        ref = compute_sticks(s, d_min, method="direct")
+        got = compute_sticks(s, d_min)
+        np.testing.assert_allclose(got.f2m, ref.f2m, rtol=1e-9, atol=1e-9 * ref.f2m.max())
+        np.testing.assert_array_equal(got.hkl, ref.hkl)
+
+
+def test_the_reciprocal_cell_is_the_inverse_and_a_singular_cell_is_refused():
+    import xrdid.simulate.sticks as sticks_mod
+    from xrdid.structures.crystal import Crystal
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        lattice = Lattice.from_parameters(*rng.uniform(2, 20, 3), *rng.uniform(60, 120, 3)).matrix
+        recip, lengths = sticks_mod._reciprocal(lattice)
+        np.testing.assert_allclose(recip, np.linalg.inv(lattice).T, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(lengths, np.linalg.norm(lattice, axis=1), rtol=1e-15)
+    flat = np.array([[3.0, 0, 0], [0, 3.0, 0], [3.0, 3.0, 0]])  # c = a + b: volume 0
+    with pytest.raises(ValueError, match="singular"):
+        compute_sticks(Crystal(flat, ("Na",), np.zeros((1, 3)), np.ones(1)), 1.0)
+
+
+def test_peaks_of_sticks_in_d_order_and_shuffled_agree_with_the_range_ends_included():
+    sticks = compute_sticks(nacl(), d_min_for(CU_KA1, 120.0))
+    two_theta = np.degrees(2.0 * np.arcsin(CU_KA1 / (2.0 * sticks.d)))
+    lo, hi = two_theta[2], two_theta[-3]  # the range ends fall exactly on sticks
+    ordered = sticks_to_peaks(sticks, CU_KA1, lo, hi)
+    assert ordered["two_theta"][0] == lo and ordered["two_theta"][-1] == hi
+    perm = np.random.default_rng(0).permutation(len(sticks))
+    shuffled = sticks_to_peaks(Sticks(sticks.d[perm], sticks.f2m[perm], sticks.hkl[perm]), CU_KA1, lo, hi)
+    for key in ("two_theta", "intensity", "hkl", "d"):
+        np.testing.assert_array_equal(ordered[key], shuffled[key])
+    assert len(sticks_to_peaks(sticks, CU_KA1, hi, lo)["two_theta"]) == 0

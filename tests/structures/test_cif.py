@@ -175,6 +175,23 @@ def test_lattice_of_cell_parameters_matches_pymatgen():
     np.testing.assert_allclose(np.linalg.norm(entry.crystal.lattice, axis=1), reference.abc)
 
 
+def test_the_window_search_sees_one_image_per_point_of_a_special_position(monkeypatch):
+    import xrdid.structures.cif as cif_mod
+
+    # Fm-3m, 192 operations: Na on 4a and Cl on 4b have 48 images on each of their 4 points; O at
+    # (x, 1/4, 1/4), 6e-4 Å off 8c, has 4 images on each of 48 points (48g), merged 6 by 6 onto 8c
+    text = cif("_symmetry_space_group_name_H-M 'F m -3 m'", atoms="Na1 Na 0 0 0 1\nCl1 Cl 0.5 0.5 0.5 1\nO1 O 0.2501 0.25 0.25 1")
+    few = only(text).crystal
+    searched = []
+    real = cif_mod._close_later_images
+    monkeypatch.setattr(cif_mod, "_close_later_images", lambda flat, *a: searched.append(len(flat)) or real(flat, *a))
+    monkeypatch.setattr(cif_mod, "_ALL_PAIRS_MAX", 0)
+    many = only(text).crystal
+    assert searched == [4 + 4 + 48]
+    assert few.species == many.species and len(many) == 4 + 4 + 8
+    np.testing.assert_array_equal(few.frac_coords, many.frac_coords)
+
+
 @pytest.mark.parametrize(
     "symmetry, atoms, cell",
     [

@@ -27,6 +27,7 @@ rule merge_sticks:
         "results/{dataset}/logs/merge_sticks.log",
     benchmark:
         "results/{dataset}/benchmarks/merge_sticks.tsv"
+    threads: 2
     conda:
         ENV
     params:

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -258,19 +259,29 @@ def merge_sticks(
     # Pass 1: the group keys (one small column). Pass 2: the chunk files, a row group at a time, each
     # batch given its split and written out: memory stays flat with the number of structures, and the
     # sticks are decompressed and compressed once (no join). Rows keep the chunk order, i.e. the order
-    # of the structures table.
+    # of the structures table. Reading (decompressing, decoding) and writing (encoding, compressing)
+    # both run in Arrow's C++ without the GIL, so the next row group is read in a second thread while
+    # this one is written: two row groups in memory at most.
     files = [pq.ParquetFile(p) for p in chunks]
     keys = pa.chunked_array([f.read(columns=["group_key"]).column("group_key").cast(pa.string()) for f in files]).unique()
     splits = pa.array([split_of(k, seed, tuple(fractions)) for k in keys.to_pylist()], pa.string())
     schema = STICKS_SCHEMA.append(pa.field("split", pa.string()))
+    groups = [(f, g) for f in files for g in range(f.metadata.num_row_groups)]
     counts: dict[str, int] = {}
-    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd", use_dictionary=_DICTIONARY) as writer:
-        for f in files:
-            for g in range(f.metadata.num_row_groups):
-                batch = f.read_row_group(g, columns=STICKS_SCHEMA.names)
-                split = splits.take(pc.index_in(batch.column("group_key").cast(pa.string()), value_set=keys))
-                writer.write_table(batch.cast(STICKS_SCHEMA).append_column("split", split))
-                for name, n in zip(*np.unique(split.to_numpy(zero_copy_only=False), return_counts=True)):
-                    counts[str(name)] = counts.get(str(name), 0) + int(n)
+    with (
+        atomic_path(out) as tmp,
+        pq.ParquetWriter(tmp, schema, compression="zstd", use_dictionary=_DICTIONARY) as writer,
+        ThreadPoolExecutor(max_workers=1) as reader,
+    ):
+        read = [reader.submit(f.read_row_group, g, columns=STICKS_SCHEMA.names) for f, g in groups[:1]]
+        for i in range(len(groups)):
+            batch = read.pop().result()
+            if i + 1 < len(groups):
+                f, g = groups[i + 1]
+                read.append(reader.submit(f.read_row_group, g, columns=STICKS_SCHEMA.names))
+            split = splits.take(pc.index_in(batch.column("group_key").cast(pa.string()), value_set=keys))
+            writer.write_table(batch.cast(STICKS_SCHEMA).append_column("split", split))
+            for name, n in zip(*np.unique(split.to_numpy(zero_copy_only=False), return_counts=True)):
+                counts[str(name)] = counts.get(str(name), 0) + int(n)
     log.info("merged %d chunks into %s: %s", len(chunks), out, counts)
     return counts

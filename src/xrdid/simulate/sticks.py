@@ -156,15 +156,33 @@ def _form_factor_terms(symbols: tuple[str, ...], zs: tuple[int, ...]) -> tuple[n
     return amat, minus_b, z
 
 
-def _half_sphere_lines(recip: np.ndarray, real: np.ndarray, g_max: float):
+def _reciprocal(lattice: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Rows a*, b*, c* (1/Å, no 2π) of the cell with rows a, b, c (Å): (b x c, c x a, a x b) / V, and
+    the lengths |a|, |b|, |c| (3 x 3 in plain Python: numpy's inv and norm cost more in call overhead
+    than in arithmetic). A singular or non-finite cell is refused (ValueError)."""
+    (a1, a2, a3), (b1, b2, b3), (c1, c2, c3) = lattice.tolist()
+    rows = [
+        (b2 * c3 - b3 * c2, b3 * c1 - b1 * c3, b1 * c2 - b2 * c1),
+        (c2 * a3 - c3 * a2, c3 * a1 - c1 * a3, c1 * a2 - c2 * a1),
+        (a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1),
+    ]
+    volume = a1 * rows[0][0] + a2 * rows[0][1] + a3 * rows[0][2]
+    if not (math.isfinite(volume) and volume != 0.0):
+        raise ValueError(f"the cell is singular or not finite (volume {volume} Å³)")
+    recip = np.array(rows) / volume
+    lengths = tuple(math.sqrt(x * x + y * y + z * z) for x, y, z in ((a1, a2, a3), (b1, b2, b3), (c1, c2, c3)))
+    return recip, lengths
+
+
+def _half_sphere_lines(G: np.ndarray, lengths: tuple[float, float, float], g_max: float):
     """The (h, k) lines of the Friedel half-space (h>0, or h=0,k>0, or h=k=0,l>0) inside |g| <= g_max.
 
-    recip: rows a*, b*, c* (1/Å, no 2π); real: rows a, b, c (Å). Returns int64 arrays h, k, lo, hi (one
-    entry per line that meets the sphere; l runs over lo..hi) and the bounds hmax, kmax, lmax.
+    G: the reciprocal metric (rows a*, b*, c* times its transpose, 1/Å², no 2π); lengths: |a|, |b|, |c|
+    (Å). Returns int64 arrays h, k, lo, hi (one entry per line that meets the sphere; l runs over
+    lo..hi) and the bounds hmax, kmax, lmax.
     """
     # |h| = |g·a| <= g_max |a|: exact bounds on h, k, l; each (h, k) line gets its exact l interval.
-    hmax, kmax, lmax = (math.floor(g_max * np.linalg.norm(v) + 1e-9) for v in real)
-    G = recip @ recip.T
+    hmax, kmax, lmax = (math.floor(g_max * v + 1e-9) for v in lengths)
     # (h, k) for h in 0..hmax, k in -kmax..kmax, row by row, less the lines h = 0, k < 0 (the first kmax)
     h, k = np.divmod(np.arange(kmax, (hmax + 1) * (2 * kmax + 1)), 2 * kmax + 1)
     k -= kmax
@@ -199,16 +217,32 @@ def _points_hkl(h, k, line, l) -> np.ndarray:
     return np.column_stack((h[line], k[line], l))
 
 
-def _phase_table(n_max: int, x: np.ndarray, negative: bool) -> np.ndarray:
-    """exp(2πi n x) for n in [-n_max (if negative) or 0, n_max] (rows) and each coordinate x (columns)."""
-    n = np.arange(-n_max if negative else 0, n_max + 1, dtype=np.float64)
-    arg = np.multiply.outer(n, x)
+@functools.lru_cache(maxsize=1024)
+def _phase_rows(hmax: int, kmax: int, lmax: int) -> tuple[np.ndarray, np.ndarray]:
+    """For :func:`_phase_tables`: the indices n (h in 0..hmax, k in -kmax..kmax, l in -lmax..lmax, one
+    after the other, as a float64 column) and the coordinate axis of each (read-only, cached)."""
+    n = np.concatenate([np.arange(hmax + 1), np.arange(-kmax, kmax + 1), np.arange(-lmax, lmax + 1)]).astype(np.float64)
+    axis = np.repeat(np.arange(3), [hmax + 1, 2 * kmax + 1, 2 * lmax + 1])
+    n = n[:, None]
+    n.flags.writeable = False
+    axis.flags.writeable = False
+    return n, axis
+
+
+def _phase_tables(frac: np.ndarray, bounds: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """exp(2πi n x) for every atom (columns): h in 0..hmax with x, k in -kmax..kmax with y, and l in
+    -lmax..lmax with z (rows), all three tables in one set of array calls (views of one array)."""
+    hmax, kmax, lmax = bounds
+    n, axis = _phase_rows(hmax, kmax, lmax)
+    arg = frac.T[axis]
+    arg *= n
     arg -= np.round(arg)  # exact reduction before the 2π
     arg *= 2.0 * math.pi
     out = np.empty(arg.shape, dtype=np.complex128)
     np.cos(arg, out=out.real)
     np.sin(arg, out=out.imag)
-    return out
+    y0, z0 = hmax + 1, hmax + 2 * kmax + 2
+    return out[:y0], out[y0:z0], out[z0:]
 
 
 def _site_types(frac: np.ndarray, species: tuple[str, ...], occ: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -276,10 +310,9 @@ def _f2_separable(frac, element_bounds, occ, ffp, lines, line, l, bounds) -> np.
     times the element's f. Exact (complex128). ``ffp``: f of each element at each point (E, points).
     """
     h, k, _, _ = lines
-    hmax, kmax, lmax = bounds
-    ex = _phase_table(hmax, frac[:, 0], negative=False)
-    ey = _phase_table(kmax, frac[:, 1], negative=True)
-    ez = _phase_table(lmax, frac[:, 2], negative=True).T.copy()  # (atoms, l)
+    _, kmax, lmax = bounds
+    ex, ey, ez = _phase_tables(frac, bounds)
+    ez = ez.T.copy()  # (atoms, l)
     n_l = ez.shape[1]
     col = l + lmax
     f = np.zeros(len(l), dtype=np.complex128)
@@ -302,15 +335,22 @@ def _f2_separable(frac, element_bounds, occ, ffp, lines, line, l, bounds) -> np.
     return f.real * f.real + f.imag * f.imag
 
 
-def _partners(frac: np.ndarray, types: np.ndarray, sixths: tuple[int, int, int]) -> np.ndarray | None:
-    """For the translation ``sixths`` / 6: the entry each entry lands on (same type), or None when
-    some entry lands on none. Positions are compared on the grid ``1 / _CENTRING_GRID``."""
-    def keys(xyz):
-        grid = np.rint((xyz % 1.0) * _CENTRING_GRID).astype(np.int64) % int(_CENTRING_GRID)
-        return np.lexsort((grid[:, 2], grid[:, 1], grid[:, 0], types)), grid
+def _grid_keys(frac: np.ndarray) -> np.ndarray:
+    """Fractional coordinates modulo 1 on the grid ``1 / _CENTRING_GRID``: int64 (n, 3)."""
+    return np.rint((frac % 1.0) * _CENTRING_GRID).astype(np.int64) % int(_CENTRING_GRID)
 
-    order, grid = keys(frac)
-    moved_order, moved = keys(frac + np.asarray(sixths, dtype=np.float64) / 6.0)
+
+def _partners(frac, types, sixths: tuple[int, int, int], grid: np.ndarray, order: np.ndarray) -> np.ndarray | None:
+    """For the translation ``sixths`` / 6: the entry each entry lands on (same type), or None when
+    some entry lands on none. Positions are compared on the grid ``1 / _CENTRING_GRID`` (``grid``:
+    the entries' keys, :func:`_grid_keys`; ``order``: their lexsort by type, x, y, z)."""
+    shift = np.asarray(sixths, dtype=np.float64) / 6.0
+    # The first entry's image first: most translations are no symmetry, and one entry shows it.
+    first = _grid_keys(frac[:1] + shift)[0]
+    if not ((grid == first).all(axis=1) & (types == types[0])).any():
+        return None
+    moved = _grid_keys(frac + shift)
+    moved_order = np.lexsort((moved[:, 2], moved[:, 1], moved[:, 0], types))
     if not (np.array_equal(moved[moved_order], grid[order]) and np.array_equal(types[moved_order], types[order])):
         return None
     partner = np.empty(len(frac), dtype=np.int64)
@@ -323,13 +363,22 @@ def _centring(frac: np.ndarray, types: np.ndarray):
     (m, 3), the entries kept, one per coset) or None (primitive, or not exactly centred).
 
     Every entry r has the partners r + t of the same type for each centring translation t, so
-    F(h) = Σ_t exp(2πi h·t) Σ_kept ... = m F_kept(h) where every h·t is an integer, else 0."""
+    F(h) = Σ_t exp(2πi h·t) Σ_kept ... = m F_kept(h) where every h·t is an integer, else 0.
+    A translation of order 2 (A, B, C, I) pairs the entries of every type, one of order 3 (R) makes
+    triples: translations whose order does not divide every type's count are not tried."""
     n = len(frac)
+    common = math.gcd(*np.unique(types, return_counts=True)[1].tolist())
+    if common % 2 and common % 3:
+        return None
+    grid = _grid_keys(frac)
+    order = np.lexsort((grid[:, 2], grid[:, 1], grid[:, 0], types))
     found = {}
     for name, sixths in _CENTRING_SIXTHS.items():
         if name in ("I", "R", "Rrev") and found:
             break  # a face centring found already: I and R are not tried alongside it
-        partner = _partners(frac, types, sixths)
+        if common % (3 if name.startswith("R") else 2):
+            continue
+        partner = _partners(frac, types, sixths, grid, order)
         if partner is not None:
             found[name] = (sixths, partner)
             if name in ("I", "R", "Rrev"):
@@ -439,7 +488,8 @@ def compute_sticks(
     if len(crystal) == 0:
         return _empty()
     lattice = np.asarray(crystal.lattice, dtype=np.float64)
-    recip = np.linalg.inv(lattice).T  # rows a*, b*, c* (crystallographic, no 2π)
+    recip, lengths = _reciprocal(lattice)  # rows a*, b*, c* (crystallographic, no 2π)
+    metric = recip @ recip.T
     g_max = 1.0 / d_min
     # Entries sorted by element: each element's atoms are one contiguous slice.
     index: dict[str, int] = {}
@@ -452,13 +502,12 @@ def compute_sticks(
     zs = [atomic_number(x) for x in symbols]
     element_bounds = np.searchsorted(elem_idx, np.arange(len(symbols) + 1))
 
-    *lines, bounds = _half_sphere_lines(recip, lattice, g_max * (1.0 + 1e-12))
+    *lines, bounds = _half_sphere_lines(metric, lengths, g_max * (1.0 + 1e-12))
     line, l = _expand_lines(*lines)
     if len(l) == 0:
         return _empty()
     # |g|² = G33 l² + 2 l (G13 h + G23 k) + (G11 h² + 2 G12 h k + G22 k²): two terms per line, one per point.
     h, k = lines[0], lines[1]
-    metric = recip @ recip.T
     twice_b = 2.0 * (metric[0, 2] * h + metric[1, 2] * k)
     c_line = (metric[0, 0] * h + 2.0 * metric[0, 1] * k) * h + metric[1, 1] * k * k
     g2 = metric[2, 2] * l + twice_b[line]
@@ -572,7 +621,12 @@ def sticks_to_peaks(
     reachable = sin_theta <= 1.0
     two_theta = np.full(len(sticks.d), np.inf)
     two_theta[reachable] = np.degrees(2.0 * np.arcsin(sin_theta[reachable]))
-    keep = (two_theta >= two_theta_min_deg) & (two_theta <= two_theta_max_deg)
+    ascending = not (two_theta[1:] < two_theta[:-1]).any()  # sticks come by d descending, i.e. 2θ ascending
+    if ascending:  # the range kept is one slice: views, no copies
+        keep = slice(int(np.searchsorted(two_theta, two_theta_min_deg, side="left")),
+                     int(np.searchsorted(two_theta, two_theta_max_deg, side="right")))
+    else:
+        keep = (two_theta >= two_theta_min_deg) & (two_theta <= two_theta_max_deg)
     two_theta = two_theta[keep]
     intensity = sticks.f2m[keep] * lorentz_polarisation(two_theta)
     hkl, d = sticks.hkl[keep], sticks.d[keep]
@@ -580,7 +634,7 @@ def sticks_to_peaks(
         # Lines of different families at the same angle (metric coincidences no symmetry relates, e.g.
         # in a triclinic cell with one right angle) are one peak, as pymatgen reports them: summed, at
         # the first line's angle, with its hkl.
-        if (two_theta[1:] < two_theta[:-1]).any():  # sticks come by d descending, i.e. 2θ ascending
+        if not ascending:
             order = np.argsort(two_theta, kind="stable")
             two_theta, intensity, hkl, d = two_theta[order], intensity[order], hkl[order], d[order]
         key = np.round(two_theta / merge_tolerance_deg).astype(np.int64)

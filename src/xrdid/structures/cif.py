@@ -355,7 +355,8 @@ def _repeated_images(images: np.ndarray, lattice: np.ndarray, merge_A: float) ->
     pairs (ops² per site): two images closer than merge_A differ in each fractional coordinate
     i by less than merge_A |a*_i|, so candidates are found by sorting on x (with periodic copies near
     0 and 1) and taking each image's neighbours within that x window; their y, z and then the exact
-    distance are checked.
+    distance are checked, after the images on one point of a 1e-9 grid are counted once (so the
+    result can differ from all pairs only for a pair within ~1e-9 of a cell edge of merge_A apart).
     """
     n_sites, n_ops, _ = images.shape
     if n_sites * n_ops * n_ops <= _ALL_PAIRS_MAX:
@@ -366,13 +367,35 @@ def _repeated_images(images: np.ndarray, lattice: np.ndarray, merge_A: float) ->
         close = np.einsum("ij,ij->i", cart, cart).reshape(n_sites, n_ops, n_ops) < merge_A * merge_A
         close &= _later(n_ops)
         return close.any(axis=1)
-    window = merge_A * np.linalg.norm(np.linalg.inv(lattice), axis=0)  # |a*_i| merge_A, per axis
     flat = images.reshape(-1, 3)
+    site = np.repeat(np.arange(n_sites), n_ops)
+    # An atom on a special position has many images on one point (192 operations, a handful of
+    # points): images on one point of a 1e-9 grid are within 1e-9 x the cell of each other, so all but
+    # the first are repeated, and only the first of each point goes into the search.
+    grid = np.rint(flat * _IMAGE_GRID).astype(np.int64) % int(_IMAGE_GRID)
+    keys = np.column_stack((site, grid))
+    _, first = np.unique(keys, axis=0, return_index=True)
+    distinct = np.sort(first)
+    repeated = np.ones(len(flat), dtype=bool)
+    repeated[distinct] = False
+    close_pairs = _close_later_images(flat[distinct], site[distinct], lattice, merge_A)
+    repeated[distinct[close_pairs]] = True
+    return repeated.reshape(n_sites, n_ops)
+
+
+# Images closer than this fraction of a cell edge are one point before the sorted-window search.
+_IMAGE_GRID = 1e9
+
+
+def _close_later_images(flat: np.ndarray, site: np.ndarray, lattice: np.ndarray, merge_A: float) -> np.ndarray:
+    """Indices j of the images (rows of ``flat``, site ids ``site`` ascending) within ``merge_A`` (Å) of
+    an earlier image i < j of the same site, by the sorted-window search of :func:`_repeated_images`."""
+    window = merge_A * np.linalg.norm(np.linalg.inv(lattice), axis=0)  # |a*_i| merge_A, per axis
     x = flat[:, 0]
     low, high = np.flatnonzero(x < window[0]), np.flatnonzero(x > 1.0 - window[0])
     index = np.concatenate([np.arange(len(flat)), low, high])
     # Sites 4 apart on the key: x (with copies) spans (-1, 2), so windows never join two sites.
-    key = np.repeat(np.arange(n_sites) * 4.0, n_ops)[index] + np.concatenate([x, x[low] + 1.0, x[high] - 1.0])
+    key = (site * 4.0)[index] + np.concatenate([x, x[low] + 1.0, x[high] - 1.0])
     order = np.argsort(key, kind="stable")
     key, index = key[order], index[order]
     first = np.searchsorted(key, key - window[0], side="left")
@@ -388,9 +411,7 @@ def _repeated_images(images: np.ndarray, lattice: np.ndarray, merge_A: float) ->
     close = (np.abs(d[:, 1]) < window[1]) & (np.abs(d[:, 2]) < window[2])
     i, j, d = i[close], j[close], d[close]
     close = np.einsum("ij,ij->i", d @ (lattice @ lattice.T), d) < merge_A * merge_A
-    repeated = np.zeros(len(flat), dtype=bool)
-    repeated[j[close]] = True
-    return repeated.reshape(n_sites, n_ops)
+    return j[close]
 
 
 def snap_thirds(frac: np.ndarray, tol: float = THIRDS_TOL) -> np.ndarray:
