@@ -177,6 +177,12 @@ class Model:
         self.cos_theta = np.cos(np.radians(grid) / 2)
         self.tan_theta = np.tan(np.radians(grid) / 2)
 
+    def mask(self, keep: np.ndarray) -> None:
+        """Give the points where ``keep`` is False no weight (they drop out of every χ² and solve)."""
+        self.w = np.where(keep, self.w, 0.0)
+        self.sw = np.sqrt(self.w)
+        self.__dict__.pop("_bg_gram", None)  # cached with the old weights
+
     def data(self, index: int) -> PhaseData:
         if index not in self._data:
             self._data[index] = PhaseData(self.lib.phases[index])
@@ -187,6 +193,16 @@ class Model:
         pd = self.data(ps.index)
         return render_phase(
             pd.d(ps), pd.f2m * pd.texture(ps), self.grid if grid is None else grid, self.optics, zero_deg=g.zero_deg,
+            displacement_deg=g.displacement_deg, width_scale=math.exp(g.log_width), size_nm=math.exp(ps.log_size),
+            strain=ps.strain, kalpha2_ratio=g.kalpha2_ratio, window_fwhm=self.window,
+        )
+
+    def stick_curves(self, ps: PhaseState, g: Globals) -> np.ndarray:
+        """(n sticks, N): each stick's own curve in the phase's render without texture; the render with any
+        texture factors t (per stick) is t @ this, for the price of one render."""
+        pd = self.data(ps.index)
+        return render_phase(
+            pd.d(ps), np.diag(pd.f2m), self.grid, self.optics, zero_deg=g.zero_deg,
             displacement_deg=g.displacement_deg, width_scale=math.exp(g.log_width), size_nm=math.exp(ps.log_size),
             strain=ps.strain, kalpha2_ratio=g.kalpha2_ratio, window_fwhm=self.window,
         )

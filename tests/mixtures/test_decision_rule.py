@@ -1,0 +1,123 @@
+"""The decision rule on patterns with a phase the library does not hold: its peaks are cut out before
+hypotheses are compared (fit.foreign_peak_mask)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from xrdid.mixtures import FitSettings, load_library
+from xrdid.mixtures.profile import Optics, render_phase
+from xrdid.simulate.sticks import compute_sticks
+
+CU = (1.5405929, 1.5444140)
+STRUCTURES = {
+    "NaCl": Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+    "Si": Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]]),
+    "CsCl": Structure.from_spacegroup("Pm-3m", Lattice.cubic(4.12), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+    "TiO2": Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(4.594, 2.959), ["Ti", "O"],
+                                      [[0, 0, 0], [0.305, 0.305, 0]]),
+}
+
+
+@pytest.fixture(scope="module")
+def library_without_si(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lib_no_si")
+    for name in ("NaCl", "CsCl", "TiO2"):
+        STRUCTURES[name].to(filename=str(root / f"{name}.cif"))
+    return load_library(root, 0.8 / 1.03)
+
+
+def _pattern(fractions: dict[str, float], seed: int, counts: float = 20000.0):
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(15.0, 90.0, 3751)
+    optics = Optics(CU, caglioti_uvw_deg2=(0.004, -0.002, 0.002))
+    y = np.zeros_like(grid)
+    for name, w in fractions.items():
+        s = STRUCTURES[name]
+        st = compute_sticks(s, 0.8)
+        y += w / (float(s.volume) * float(s.composition.weight)) * render_phase(
+            st.d, st.f2m, grid, optics, zero_deg=0.02, width_scale=4.0, size_nm=120.0, kalpha2_ratio=0.5)
+    y *= counts / y.max()
+    y += 300.0 + 150.0 * np.exp(-(grid - 15.0) / 20.0)
+    return grid, rng.poisson(y).astype(float)
+
+
+def _two_theta(d: float) -> float:
+    return math.degrees(2 * math.asin(CU[0] / (2 * d)))
+
+
+def test_peaks_no_library_phase_explains_are_masked_and_the_library_phases_peaks_kept(library_without_si):
+    """NaCl + Si against a library without Si: Si's (111) and (220) lose their weight, NaCl's peaks keep it."""
+    from xrdid.mixtures import fit as F
+    from xrdid.mixtures.model import Model
+
+    grid, y = _pattern({"NaCl": 0.5, "Si": 0.5}, seed=3)
+    st = FitSettings()
+    fwhm = 2.0 ** (round(4 * math.log2(F.estimate_fwhm(grid, y))) / 4)
+    m = Model(grid, y, library_without_si, Optics(CU), background_degree=12)
+    keep = F.foreign_peak_mask(m, F._screen_columns(m, fwhm, st), fwhm, st)
+    def at(t):
+        return keep[int(np.argmin(np.abs(grid - t)))]
+
+    a_si, a_nacl = 5.431, 5.64
+    for hkl2 in (3, 8):  # Si (111), (220)
+        assert not at(_two_theta(a_si / math.sqrt(hkl2))), hkl2
+    for hkl2 in (3, 4, 8, 12):  # NaCl (111), (200), (220), (222)
+        assert at(_two_theta(a_nacl / math.sqrt(hkl2))), hkl2
+    assert keep.mean() > 0.7  # only the foreign peaks go
+
+
+def test_a_phase_whose_lattice_ends_at_the_edge_of_the_searched_range_is_dropped(library_without_si):
+    """A phase whose cell lies just past the searched range refines to the edge: it is dropped on that alone
+    (drop_at_lattice_bound), though it pays for itself by the criterion and its coverage, and kept without
+    the rule."""
+    from xrdid.mixtures import fit as F
+    from xrdid.mixtures.model import Globals, Model, PhaseState
+    from xrdid.mixtures.refine import Bounds
+
+    lib = library_without_si
+    i = next(k for k, p in enumerate(lib.phases) if p.formula == "NaCl")
+    j = next(k for k, p in enumerate(lib.phases) if p.formula == "TiO2")
+    grid = np.linspace(15.0, 90.0, 1501)
+    g = Globals(log_width=math.log(3.0))
+    m0 = Model(grid, np.ones_like(grid), lib, Optics(CU), background_degree=6)
+    y = m0.render(PhaseState(i), g) + m0.render(PhaseState(j, s=1.0205, q=np.zeros(m0.data(j).n_aniso)), g)
+    m = Model(grid, np.random.default_rng(2).poisson(2e4 * y / y.max() + 300).astype(float), lib, Optics(CU),
+              background_degree=6)
+    m.lattice_sigma = 0.005
+    start = [PhaseState(i), PhaseState(j, s=1.018, q=np.zeros(m.data(j).n_aniso))]
+    cols = m.columns(start, g)
+    a, _, calc, chi2 = m.linear(cols)
+    h = F._Hyp(start, g, cols, a, calc, chi2)
+    b, ne = Bounds(d_scale=0.02, aniso=0.01), 150.0
+    kept = F._final(m, h, FitSettings(drop_at_lattice_bound=False), b, ("zero", "width"), ne)
+    assert {p.index for p in kept.phases} == {i, j}
+    assert abs(next(p.s for p in kept.phases if p.index == j) - 1.02) < 4e-4  # at the edge
+    assert {p.index for p in F._final(m, h, FitSettings(), b, ("zero", "width"), ne).phases} == {i}
+
+
+def test_a_weak_phase_first_placed_on_another_phases_peaks_is_moved_back_before_masking(tmp_path):
+    """Si stretched by 3.85 % has NaCl's cell (both face-centred cubic, Si's reflections a subset): against
+    the data alone Si's best lattice scale is on NaCl's strong peaks, leaving its own weak peaks to look
+    foreign. Choosing each phase's scale again against what the others leave (foreign_passes = 2) puts
+    Si back on its own peaks, which then keep their weight; with one pass they are masked."""
+    from xrdid.mixtures import fit as F
+    from xrdid.mixtures.model import Model
+
+    for name in ("NaCl", "Si", "CsCl"):
+        STRUCTURES[name].to(filename=str(tmp_path / f"{name}.cif"))
+    lib = load_library(tmp_path, 0.8 / 1.05)
+    grid, y = _pattern({"NaCl": 0.9, "Si": 0.1}, seed=6)
+    fwhm = 2.0 ** (round(4 * math.log2(F.estimate_fwhm(grid, y))) / 4)
+    keep = {}
+    for passes in (1, 2):
+        st = FitSettings(lattice_sigma=0.01, foreign_passes=passes)
+        m = Model(grid, y, lib, Optics(CU), background_degree=12)
+        keep[passes] = F.foreign_peak_mask(m, F._screen_columns(m, fwhm, st), fwhm, st)
+    si = [int(np.argmin(np.abs(grid - _two_theta(5.431 / math.sqrt(h))))) for h in (3, 8)]  # (111), (220)
+    assert not any(keep[1][i] for i in si)
+    assert all(keep[2][i] for i in si) and keep[2].all()
