@@ -60,6 +60,7 @@ def test_peaks_no_library_phase_explains_are_masked_and_the_library_phases_peaks
     fwhm = 2.0 ** (round(4 * math.log2(F.estimate_fwhm(grid, y))) / 4)
     m = Model(grid, y, library_without_si, Optics(CU), background_degree=12)
     keep = F.foreign_peak_mask(m, F._screen_columns(m, fwhm, st), fwhm, st)
+
     def at(t):
         return keep[int(np.argmin(np.abs(grid - t)))]
 
@@ -69,35 +70,6 @@ def test_peaks_no_library_phase_explains_are_masked_and_the_library_phases_peaks
     for hkl2 in (3, 4, 8, 12):  # NaCl (111), (200), (220), (222)
         assert at(_two_theta(a_nacl / math.sqrt(hkl2))), hkl2
     assert keep.mean() > 0.7  # only the foreign peaks go
-
-
-def test_a_phase_whose_lattice_ends_at_the_edge_of_the_searched_range_is_dropped(library_without_si):
-    """A phase whose cell lies just past the searched range refines to the edge: it is dropped on that alone
-    (drop_at_lattice_bound), though it pays for itself by the criterion and its coverage, and kept without
-    the rule."""
-    from xrdid.mixtures import fit as F
-    from xrdid.mixtures.model import Globals, Model, PhaseState
-    from xrdid.mixtures.refine import Bounds
-
-    lib = library_without_si
-    i = next(k for k, p in enumerate(lib.phases) if p.formula == "NaCl")
-    j = next(k for k, p in enumerate(lib.phases) if p.formula == "TiO2")
-    grid = np.linspace(15.0, 90.0, 1501)
-    g = Globals(log_width=math.log(3.0))
-    m0 = Model(grid, np.ones_like(grid), lib, Optics(CU), background_degree=6)
-    y = m0.render(PhaseState(i), g) + m0.render(PhaseState(j, s=1.0205, q=np.zeros(m0.data(j).n_aniso)), g)
-    m = Model(grid, np.random.default_rng(2).poisson(2e4 * y / y.max() + 300).astype(float), lib, Optics(CU),
-              background_degree=6)
-    m.lattice_sigma = 0.005
-    start = [PhaseState(i), PhaseState(j, s=1.018, q=np.zeros(m.data(j).n_aniso))]
-    cols = m.columns(start, g)
-    a, _, calc, chi2 = m.linear(cols)
-    h = F._Hyp(start, g, cols, a, calc, chi2)
-    b, ne = Bounds(d_scale=0.02, aniso=0.01), 150.0
-    kept = F._final(m, h, FitSettings(drop_at_lattice_bound=False), b, ("zero", "width"), ne)
-    assert {p.index for p in kept.phases} == {i, j}
-    assert abs(next(p.s for p in kept.phases if p.index == j) - 1.02) < 4e-4  # at the edge
-    assert {p.index for p in F._final(m, h, FitSettings(), b, ("zero", "width"), ne).phases} == {i}
 
 
 def test_a_weak_phase_first_placed_on_another_phases_peaks_is_moved_back_before_masking(tmp_path):

@@ -55,10 +55,6 @@ class FitSettings:
     # A phase with this many kinds of refined parameter at their bounds (lattice, strain, size, texture;
     # see fit.at_limits) after the full refinement is dropped.
     max_params_at_limits: int = 2
-    # A phase whose isotropic lattice scale ends at the edge of the searched range (4σ of the prior) is
-    # dropped on that alone: its best cell lies outside what the prior allows, the mark of a phase
-    # stretched onto another one's peaks (a right phase refines to within 0.3 % of its reference).
-    drop_at_lattice_bound: bool = True
     # Criterion margin (BIC units: 2 × log-likelihood) within which alternatives are reported.
     alternative_margin: float = 10.0
     # Swapped hypotheses whose quick fit is within this margin get the full refinement; rounds of swaps.
@@ -508,8 +504,7 @@ def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: f
         hyp = _Hyp(phases, g, cols, a, calc, chi2, final=True)
         sig = _removal_significance(m, hyp, ne)
         cov = _coverage(m, hyp)
-        limits = [len(at_limits(m, p, bounds)) + (st.drop_at_lattice_bound and _s_at_bound(p, bounds))
-                  * st.max_params_at_limits for p in phases]
+        limits = [len(at_limits(m, p, bounds)) for p in phases]
         bad = [i for i in range(len(phases))
                if sig[i] <= 0 or cov[i] < st.min_coverage or limits[i] >= st.max_params_at_limits]
         if not bad:
@@ -520,11 +515,6 @@ def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: f
         phases = phases[:worst] + phases[worst + 1 :]
 
 
-def _s_at_bound(p: PhaseState, bounds: Bounds, rel: float = 0.02) -> bool:
-    """The isotropic lattice scale at the edge of the searched range (within ``rel`` of it)."""
-    return abs(p.s - 1.0) >= (1 - rel) * bounds.d_scale
-
-
 def at_limits(m: Model, p: PhaseState, bounds: Bounds, rel: float = 0.02) -> list[str]:
     """The kinds of p's refined parameters that sit at a bound (within ``rel`` of the allowed range): the
     lattice (isotropic or anisotropic) at its largest departure, microstrain at its largest, crystallite
@@ -532,7 +522,7 @@ def at_limits(m: Model, p: PhaseState, bounds: Bounds, rel: float = 0.02) -> lis
     (a strongly textured powder); several at once mean the model bent a phase into something else
     (a broad hump, another phase's peaks) and the phase is not believed."""
     out = []
-    if _s_at_bound(p, bounds, rel) or (p.q.size and np.abs(p.q).max() >= (1 - rel) * bounds.aniso):
+    if abs(p.s - 1.0) >= (1 - rel) * bounds.d_scale or (p.q.size and np.abs(p.q).max() >= (1 - rel) * bounds.aniso):
         out.append("lattice")
     if p.strain >= (1 - rel) * bounds.strain:
         out.append("strain")
