@@ -200,30 +200,3 @@ def test_refinement_stops_when_an_iteration_gains_less_than_rtol(library, monkey
     loose = refine(m, start, g, slots, Bounds(), 12, rtol=0.05)
     assert len(calls) < n_tight
     assert loose[5] >= tight[5]
-
-
-def test_texture_trials_are_one_render_of_the_stick_curves(library, monkeypatch):
-    """Each stick's curve times the March–Dollase factors is the textured render (to rounding), and the
-    texture search of a phase renders once, not once per trial axis and r."""
-    from xrdid.mixtures import fit as F
-    from xrdid.mixtures.model import Globals, Model, PhaseState
-    from xrdid.mixtures.refine import Bounds
-
-    j = next(k for k, p in enumerate(library.phases) if p.formula == "TiO2")
-    m = _model(library)
-    g = Globals(zero_deg=0.02, displacement_deg=0.01, log_width=math.log(3.0))
-    p = PhaseState(j, s=1.002, q=np.full(m.data(j).n_aniso, 0.001), log_size=math.log(80.0), strain=0.001)
-    curves = m.stick_curves(p, g)
-    for ax in range(len(m.data(j).axes)):
-        t = p.copy(axis=ax, r=0.6)
-        ref = m.render(t, g)
-        assert np.abs(m.data(j).texture(t) @ curves - ref).max() <= 1e-12 * ref.max()
-    y = m.render(p, g) + 1.0
-    m = _model(library, np.random.default_rng(5).poisson(2e4 * y / y.max() + 300).astype(float))
-    cols = m.columns([p], g)
-    *_, chi2 = m.linear(cols)
-    calls = []
-    real = Model.render
-    monkeypatch.setattr(Model, "render", lambda self, *a_, **k: calls.append(1) or real(self, *a_, **k))
-    F._texture(m, [p], g, cols, chi2, Bounds(d_scale=0.02), 150.0, F.FitSettings())
-    assert len(m.data(j).axes) >= 3 and calls == []  # no texture pays on an untextured pattern: no refinement

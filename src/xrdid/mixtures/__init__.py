@@ -44,8 +44,7 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    Kα2 ratio; positions first with blurred peaks, for a wide basin), and phases that no longer lower
    C, or whose coverage fell, or with ``max_params_at_limits`` kinds of parameter (lattice, strain,
    size, texture) at their bounds (the model bent the phase into a hump or another phase's peaks),
-   are pruned (the texture search re-weights one render of each stick's curve for every trial axis
-   and r). Then each phase is swapped for the screening's best replacements (refined the same way): a better C is taken; swaps within ``alternative_margin``
+   are pruned. Then each phase is swapped for the screening's best replacements (refined the same way): a better C is taken; swaps within ``alternative_margin``
    (10, "strong evidence" in BIC units) are reported as the phase's alternatives (polymorphs,
    isostructural or same-formula phases the data cannot tell apart), and other phase sets within the
    margin as alternative sets.

@@ -540,15 +540,12 @@ def _texture(m: Model, phases, g, cols, chi2, bounds: Bounds, ne: float, st: Fit
     changed = False
     for i, p in enumerate(phases):
         best = (chi2, None)
-        pd = m.data(p.index)
-        # Every trial is the same sticks re-weighted: one render of each stick's curve, then products.
-        curves = m.stick_curves(p, g) if pd.f2m.size <= 2000 else None
-        for ax in range(len(pd.axes)):
+        for ax in range(len(m.data(p.index).axes)):
             for r in (0.7, 1.4):
                 trial = [q.copy() for q in phases]
                 trial[i] = p.copy(axis=ax, r=r)
                 c = cols.copy()
-                c[i] = m.render(trial[i], g) if curves is None else pd.texture(trial[i]) @ curves
+                c[i] = m.render(trial[i], g)
                 *_, x2 = m.linear(c)
                 if x2 < best[0]:
                     best = (x2, trial, c)

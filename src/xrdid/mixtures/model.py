@@ -197,16 +197,6 @@ class Model:
             strain=ps.strain, kalpha2_ratio=g.kalpha2_ratio, window_fwhm=self.window,
         )
 
-    def stick_curves(self, ps: PhaseState, g: Globals) -> np.ndarray:
-        """(n sticks, N): each stick's own curve in the phase's render without texture; the render with any
-        texture factors t (per stick) is t @ this, for the price of one render."""
-        pd = self.data(ps.index)
-        return render_phase(
-            pd.d(ps), np.diag(pd.f2m), self.grid, self.optics, zero_deg=g.zero_deg,
-            displacement_deg=g.displacement_deg, width_scale=math.exp(g.log_width), size_nm=math.exp(ps.log_size),
-            strain=ps.strain, kalpha2_ratio=g.kalpha2_ratio, window_fwhm=self.window,
-        )
-
     def columns(self, phases: list[PhaseState], g: Globals) -> np.ndarray:
         return np.array([self.render(p, g) for p in phases]) if phases else np.zeros((0, self.grid.size))
 

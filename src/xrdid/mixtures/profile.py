@@ -83,9 +83,6 @@ def render_phase(
     """Pattern of one phase on the uniform 2θ ``grid`` (deg), intensity per degree (area-exact).
 
     ``d_scale`` may be a scalar or a 1-D array of S lattice scales; the result is (N,) or (S, N).
-    ``f2m`` may also be an (R, n) array of R intensity sets for the same sticks (scalar ``d_scale``): the
-    result is (R, N), one pattern per row; the identity times the intensities gives each stick's own
-    curve, of which any re-weighting of the sticks (texture) is a matrix product.
     Peak positions: 2θ_Bragg + ``zero_deg`` + ``displacement_deg`` · cos θ (a flat sample displaced by s
     from the goniometer axis of radius R shifts peaks by −2s cosθ/R rad: ``displacement_deg`` is that
     −2s/R in degrees). Widths: ``width_scale`` multiplies the Caglioti U, V, W (the instrument's Gaussian);
@@ -93,20 +90,16 @@ def render_phase(
     the Lorentzian FWHM Kλ/(L cosθ) (K = 0.9); the two are combined by Thompson–Cox–Hastings.
     """
     grid = np.asarray(grid, dtype=np.float64)
-    f2m = np.asarray(f2m, dtype=np.float64)
-    per_row = f2m.ndim == 2
-    if per_row and np.ndim(d_scale):
-        raise ValueError("an (R, n) f2m needs a scalar d_scale")
-    scales = np.full(f2m.shape[0], float(d_scale)) if per_row else np.atleast_1d(np.asarray(d_scale, dtype=np.float64))
+    scales = np.atleast_1d(np.asarray(d_scale, dtype=np.float64))
     S, N = scales.size, grid.size
     step = (grid[-1] - grid[0]) / (N - 1)
     out = np.zeros(S * N)
     d = np.asarray(d, dtype=np.float64)
-    keep = (d > 0) & ((f2m > 0).any(axis=0) if per_row else (f2m > 0))
-    d, f2m = d[keep], f2m[..., keep]
-    shaped = per_row or np.ndim(d_scale)
+    f2m = np.asarray(f2m, dtype=np.float64)
+    keep = (d > 0) & (f2m > 0)
+    d, f2m = d[keep], f2m[keep]
     if d.size == 0:
-        return out.reshape(S, N) if shaped else out
+        return out.reshape(S, N) if np.ndim(d_scale) else out
     U, V, W = (width_scale * c for c in optics.caglioti_uvw_deg2)
     km = optics.polarisation_k * math.cos(math.radians(optics.monochromator_two_theta_deg)) ** 2
     lines = [(optics.wavelengths_A[0], 1.0)]
@@ -114,7 +107,7 @@ def render_phase(
         lines.append((optics.wavelengths_A[1], float(kalpha2_ratio)))
     dd = (scales[:, None] * d[None, :]).ravel()
     row = np.repeat(np.arange(S), d.size)
-    ff = f2m.ravel() if per_row else np.tile(f2m, S)
+    ff = np.tile(f2m, S)
     size_A = 10.0 * max(float(size_nm), 1e-3)
     # Gaussian FWHM² of one grid bin (a measured point averages over its bin) and a floor of 1.2 steps,
     # as the training renderer, so that a peak's sum over the grid does not alias.
@@ -140,7 +133,7 @@ def render_phase(
         cols.append((centre[vis], area[vis], gam[vis], eta[vis], row[vis]))
     centre, area, gam, eta, rows = (np.concatenate(c) for c in zip(*cols))
     if centre.size == 0:
-        return out.reshape(S, N) if shaped else out
+        return out.reshape(S, N) if np.ndim(d_scale) else out
     pos = (centre - grid[0]) / step
     h_pts = np.minimum(np.ceil(window_fwhm * gam / step), 4096).astype(np.int64)
     # Peaks grouped by window size (powers of 1.5), so each group is one dense (peaks × window) block.
@@ -164,4 +157,4 @@ def render_phase(
             flat = (rows[sl, None] * N + idx)[inside]
             out += np.bincount(flat, weights=prof[inside], minlength=S * N)
     out = out.reshape(S, N)
-    return out if shaped else out[0]
+    return out if np.ndim(d_scale) else out[0]
