@@ -32,8 +32,8 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    little, since ΔC = N_eff ln(χ²_before/χ²_after)): before the search, every library phase that
    correlates with the data is fitted at once with the background (non-negative scales, screening
    shapes, each phase's lattice scale chosen again against what the others leave), and a peak that this
-   union of the library leaves standing above the noise with most of its height (``foreign_share``) is given no weight in the search, with N_eff reduced in
-   proportion (:func:`xrdid.mixtures.fit.foreign_peak_mask`). Such peaks are still reported (step 5).
+   union of the library leaves standing above the noise with most of its height (``foreign_share``) is
+   given no weight in the search, with N_eff reduced in proportion (:func:`xrdid.mixtures.fit.foreign_peak_mask`). Such peaks are still reported (step 5).
 3. **Search** (:func:`xrdid.mixtures.fit.identify_phases`). A beam of hypotheses (``beam_width``)
    grows one phase per level: candidates come from screening every library phase, at every lattice
    scale of a fine grid, against the current residual (the χ² drop of adding it alone, one matrix
@@ -44,7 +44,8 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    Kα2 ratio; positions first with blurred peaks, for a wide basin), and phases that no longer lower
    C, or whose coverage fell, or with ``max_params_at_limits`` kinds of parameter (lattice, strain,
    size, texture) at their bounds (the model bent the phase into a hump or another phase's peaks),
-   are pruned. Then each phase is swapped for the screening's best replacements (refined the same way): a better C is taken; swaps within ``alternative_margin``
+   are pruned. Then each phase is swapped for the screening's best
+   replacements (refined the same way): a better C is taken; swaps within ``alternative_margin``
    (10, "strong evidence" in BIC units) are reported as the phase's alternatives (polymorphs,
    isostructural or same-formula phases the data cannot tell apart), and other phase sets within the
    margin as alternative sets.
