@@ -33,7 +33,8 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    correlates with the data is fitted at once with the background (non-negative scales, screening
    shapes, each phase's lattice scale chosen again against what the others leave), and a peak that this
    union of the library leaves standing above the noise with most of its height (``foreign_share``) is
-   given no weight in the search, with N_eff reduced in proportion (:func:`xrdid.mixtures.fit.foreign_peak_mask`). Such peaks are still reported (step 5).
+   given no weight in the search, with N_eff reduced in proportion
+   (:func:`xrdid.mixtures.fit.foreign_peak_mask`). Such peaks are still reported (step 5).
 3. **Search** (:func:`xrdid.mixtures.fit.identify_phases`). A beam of hypotheses (``beam_width``)
    grows one phase per level: candidates come from screening every library phase, at every lattice
    scale of a fine grid, against the current residual (the χ² drop of adding it alone, one matrix
