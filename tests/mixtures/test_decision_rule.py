@@ -7,20 +7,12 @@ import math
 
 import numpy as np
 import pytest
-from pymatgen.core import Lattice, Structure
+from test_mixtures import CU, _mixture, _structures  # the same structures and simulated scans
 
 from xrdid.mixtures import FitSettings, load_library
-from xrdid.mixtures.profile import Optics, render_phase
-from xrdid.simulate.sticks import compute_sticks
+from xrdid.mixtures.profile import Optics
 
-CU = (1.5405929, 1.5444140)
-STRUCTURES = {
-    "NaCl": Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
-    "Si": Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]]),
-    "CsCl": Structure.from_spacegroup("Pm-3m", Lattice.cubic(4.12), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
-    "TiO2": Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(4.594, 2.959), ["Ti", "O"],
-                                      [[0, 0, 0], [0.305, 0.305, 0]]),
-}
+STRUCTURES = _structures()
 
 
 @pytest.fixture(scope="module")
@@ -31,19 +23,8 @@ def library_without_si(tmp_path_factory):
     return load_library(root, 0.8 / 1.03)
 
 
-def _pattern(fractions: dict[str, float], seed: int, counts: float = 20000.0):
-    rng = np.random.default_rng(seed)
-    grid = np.linspace(15.0, 90.0, 3751)
-    optics = Optics(CU, caglioti_uvw_deg2=(0.004, -0.002, 0.002))
-    y = np.zeros_like(grid)
-    for name, w in fractions.items():
-        s = STRUCTURES[name]
-        st = compute_sticks(s, 0.8)
-        y += w / (float(s.volume) * float(s.composition.weight)) * render_phase(
-            st.d, st.f2m, grid, optics, zero_deg=0.02, width_scale=4.0, size_nm=120.0, kalpha2_ratio=0.5)
-    y *= counts / y.max()
-    y += 300.0 + 150.0 * np.exp(-(grid - 15.0) / 20.0)
-    return grid, rng.poisson(y).astype(float)
+def _pattern(fractions: dict[str, float], seed: int):
+    return _mixture(fractions, seed=seed, zero=0.02)
 
 
 def _two_theta(d: float) -> float:
