@@ -62,11 +62,12 @@ class FitSettings:
     swap_candidates: int = 3
     swap_rounds: int = 2
     # Before the search, peaks that no combination of library phases explains (a fit of all of them at
-    # once leaves them standing above the noise, with at least ``foreign_share`` of their height) are
+    # once leaves them standing above the noise, with at least ``foreign_share`` of their height: it puts
+    # less than a tenth of the peak there; 0.6 masked the enhanced reflections of a textured phase) are
     # given no weight: a phase missing from the library then neither drowns the gain of the phases
     # that are there nor lets a stand-in be judged by them (see foreign_peak_mask).
     mask_foreign: bool = True
-    foreign_share: float = 0.6
+    foreign_share: float = 0.9
     # Fits of that union: after each, every phase's lattice scale is chosen again against what the
     # others leave.
     foreign_passes: int = 2
@@ -687,9 +688,10 @@ def foreign_peak_mask(m: Model, screen, fwhm: float, st: FitSettings) -> np.ndar
     union of the library; then each phase's scale is chosen again against what the others leave, and the
     union refitted (``foreign_passes``). A peak of the data that this fit leaves standing
     (``unexplained_sigma`` above the noise, at least ``unexplained_min_relative`` of the strongest peak,
-    and at least ``foreign_share`` (0.6) of the peak's own net height: the screening's Gaussian shapes
-    miss part of every peak, not most of it) is a peak no library phase can account for; its positive lobe (at most two
-    FWHM either side) is masked. Masking it keeps the criterion's χ² to what the library could explain:
+    and at least ``foreign_share`` (0.9) of the peak's own net height, i.e. the union puts less than a
+    tenth of the peak there: a peak it under-predicts by less is a library phase's peak with another
+    intensity, e.g. a textured phase's enhanced reflections, or the screening shapes' misfit) is a peak
+    no library phase can account for; its positive lobe (at most two FWHM either side) is masked. Masking it keeps the criterion's χ² to what the library could explain:
     otherwise its misfit dominates χ², and N_eff ln χ² then credits a real minor phase with little.
     """
     scales, cols, coarse = screen
