@@ -28,6 +28,13 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    size, strain, texture). :math:`σ_a` (``FitSettings.lattice_sigma``, 0.5 %) says how well a reference
    cell matches a measured one; the searched range is 4σ. The priors are what make an isostructural
    stand-in, stretched by a few per cent onto the true phase's peaks, lose to the right phase.
+   Peaks of a phase missing from the library would dominate χ² (C then credits a real minor phase with
+   little, since ΔC = N_eff ln(χ²_before/χ²_after)): before the search, every library phase that
+   correlates with the data is fitted at once with the background (non-negative scales, screening
+   shapes, each phase's lattice scale chosen again against what the others leave), and a peak that this
+   union of the library leaves standing above the noise, predicting under a tenth of it
+   (``foreign_share``), is given no weight in the search, with N_eff reduced in proportion
+   (:func:`xrdid.mixtures.fit.foreign_peak_mask`). Such peaks are still reported (step 5).
 3. **Search** (:func:`xrdid.mixtures.fit.identify_phases`). A beam of hypotheses (``beam_width``)
    grows one phase per level: candidates come from screening every library phase, at every lattice
    scale of a fine grid, against the current residual (the χ² drop of adding it alone, one matrix

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import lsq_linear
 
 from xrdid.mixtures.library import Library
 from xrdid.mixtures.model import Globals, Model, PhaseState
@@ -60,6 +61,16 @@ class FitSettings:
     swap_margin: float = 60.0
     swap_candidates: int = 3
     swap_rounds: int = 2
+    # Before the search, peaks that no combination of library phases explains (a fit of all of them at
+    # once leaves them standing above the noise, with at least ``foreign_share`` of their height: it puts
+    # less than a tenth of the peak there; 0.6 masked the enhanced reflections of a textured phase) are
+    # given no weight: a phase missing from the library then neither drowns the gain of the phases
+    # that are there nor lets a stand-in be judged by them (see foreign_peak_mask).
+    mask_foreign: bool = True
+    foreign_share: float = 0.9
+    # Fits of that union: after each, every phase's lattice scale is chosen again against what the
+    # others leave.
+    foreign_passes: int = 2
     # Starting crystallite size (nm).
     size_nm: float = 300.0
     # Levenberg–Marquardt iterations: beam member, final hypothesis.
@@ -287,10 +298,16 @@ def identify_phases(
     log.debug("estimated FWHM %.3f°, bin factor %d, width scale %.1f, background degree %d", fwhm, factor, ws0, degree)
 
     ne = n_effective(x, fwhm)
+    screen = _screen_columns(m, fwhm, st)
+    if st.mask_foreign:
+        keep = foreign_peak_mask(m, screen, fwhm, st)
+        if not keep.all():
+            log.debug("masked %.1f %% of the points: peaks no library phase explains", 100 * (1 - keep.mean()))
+            m.mask(keep)
+            ne *= float(keep.mean())
     empty = np.zeros((0, x.size))
     _, _, calc0, chi2_0 = m.linear(empty)
     root = _Hyp([], g0, empty, np.zeros(0), calc0, chi2_0)
-    screen = _screen_columns(m, fwhm, st)
     pool: dict[tuple, _Hyp] = {(): root}
     beam = [root]
     steps: list[dict] = []
@@ -661,6 +678,68 @@ def _screen_columns(m: Model, fwhm: float, st: FitSettings):
         m.lib.screen_cache.clear()  # one grid at a time: bounded memory
         m.lib.screen_cache[key] = cols
     return scales, m.lib.screen_cache[key], coarse
+
+
+def foreign_peak_mask(m: Model, screen, fwhm: float, st: FitSettings) -> np.ndarray:
+    """Points of m.grid to keep (True) once the peaks of phases missing from the library are cut out.
+
+    Every library phase that correlates with the data, at its best screening lattice scale, is fitted at
+    once with the background (non-negative scales, on the screening's coarse grid and peak shapes): the
+    union of the library; then each phase's scale is chosen again against what the others leave, and the
+    union refitted (``foreign_passes``). A peak of the data that this fit leaves standing
+    (``unexplained_sigma`` above the noise, at least ``unexplained_min_relative`` of the strongest peak,
+    and at least ``foreign_share`` (0.9) of the peak's own net height, i.e. the union puts less than a
+    tenth of the peak there: a peak it under-predicts by less is a library phase's peak with another
+    intensity, e.g. a textured phase's enhanced reflections, or the screening shapes' misfit) is a peak
+    no library phase can account for; its positive lobe (at most two FWHM either side) is masked. Masking it keeps the criterion's χ² to what the library could explain:
+    otherwise its misfit dominates χ², and N_eff ln χ² then credits a real minor phase with little.
+    """
+    scales, cols, coarse = screen
+    n = coarse.size
+    keep = np.ones(m.grid.size, bool)
+    *_, calc0, _chi2 = m.linear(np.zeros((0, m.grid.size)))
+    picks = _screen(m, screen, m.w * (m.y - calc0), [], exclude=set())
+    if not picks:
+        return keep
+    xc, yc, wc = m.grid[coarse], m.y[coarse], m.w[coarse]
+    idx = [i for i, _ in picks]
+    A = np.array([cols[i][int(np.argmin(np.abs(scales - s)))][:n] for i, s in picks], dtype=np.float64)
+    swc = np.sqrt(wc)
+    lo = np.r_[np.zeros(len(picks)), np.full(m.bg.shape[0], -np.inf)]
+    for it in range(st.foreign_passes):
+        D = np.vstack([A, m.bg[:, coarse]])
+        coef = lsq_linear((D * swc).T, yc * swc, bounds=(lo, np.inf), method="bvls").x
+        calc = coef @ D
+        if it == st.foreign_passes - 1:
+            break
+        # Each phase's lattice scale again, against what the others leave (a weak phase's first pick may
+        # have been another phase's peaks): backfitting.
+        for k, i in enumerate(idx):
+            r = wc * (yc - calc + coef[k] * A[k])
+            c = cols[i][:, :n]
+            num = c @ r
+            gain = np.where(num > 0, num * num / np.maximum((c * c) @ wc, 1e-30), 0.0)
+            A[k] = c[int(np.argmax(gain))]
+    bg = coef[len(picks):] @ m.bg[:, coarse]
+    from scipy.ndimage import uniform_filter1d
+
+    dxc = xc[1] - xc[0]
+    k = max(1, round(0.5 * fwhm / dxc))
+    resid = uniform_filter1d(yc - calc, k, mode="nearest")
+    net = uniform_filter1d(yc - bg, k, mode="nearest")
+    reach = round(2 * fwhm / dxc)
+    for p in unexplained_peaks(xc, yc, calc, bg, fwhm, gof=1.0, n_sigma=st.unexplained_sigma,
+                               min_relative=st.unexplained_min_relative):
+        i = int(np.argmin(np.abs(xc - p["two_theta_deg"])))
+        if resid[i] < st.foreign_share * net[i]:
+            continue
+        lo_i, hi_i = i, i
+        while lo_i > max(0, i - reach) and resid[lo_i - 1] > 0.2 * resid[i]:
+            lo_i -= 1
+        while hi_i < min(n - 1, i + reach) and resid[hi_i + 1] > 0.2 * resid[i]:
+            hi_i += 1
+        keep &= ~((m.grid >= xc[lo_i] - 0.5 * dxc) & (m.grid <= xc[hi_i] + 0.5 * dxc))
+    return keep
 
 
 def _screen(m: Model, screen, resid_w: np.ndarray, phases: list[PhaseState], exclude: set[int]):

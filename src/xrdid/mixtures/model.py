@@ -177,6 +177,12 @@ class Model:
         self.cos_theta = np.cos(np.radians(grid) / 2)
         self.tan_theta = np.tan(np.radians(grid) / 2)
 
+    def mask(self, keep: np.ndarray) -> None:
+        """Give the points where ``keep`` is False no weight (they drop out of every χ² and solve)."""
+        self.w = np.where(keep, self.w, 0.0)
+        self.sw = np.sqrt(self.w)
+        self.__dict__.pop("_bg_gram", None)  # cached with the old weights
+
     def data(self, index: int) -> PhaseData:
         if index not in self._data:
             self._data[index] = PhaseData(self.lib.phases[index])

@@ -1,0 +1,76 @@
+"""The decision rule on patterns with a phase the library does not hold: its peaks are cut out before
+hypotheses are compared (fit.foreign_peak_mask)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from test_mixtures import CU, _mixture, _structures  # the same structures and simulated scans
+
+from xrdid.mixtures import FitSettings, load_library
+from xrdid.mixtures.profile import Optics
+
+STRUCTURES = _structures()
+
+
+@pytest.fixture(scope="module")
+def library_without_si(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lib_no_si")
+    for name in ("NaCl", "CsCl", "TiO2"):
+        STRUCTURES[name].to(filename=str(root / f"{name}.cif"))
+    return load_library(root, 0.8 / 1.03)
+
+
+def _pattern(fractions: dict[str, float], seed: int):
+    return _mixture(fractions, seed=seed, zero=0.02)
+
+
+def _two_theta(d: float) -> float:
+    return math.degrees(2 * math.asin(CU[0] / (2 * d)))
+
+
+def test_peaks_no_library_phase_explains_are_masked_and_the_library_phases_peaks_kept(library_without_si):
+    """NaCl + Si against a library without Si: Si's (111) and (220) lose their weight, NaCl's peaks keep it."""
+    from xrdid.mixtures import fit as F
+    from xrdid.mixtures.model import Model
+
+    grid, y = _pattern({"NaCl": 0.5, "Si": 0.5}, seed=3)
+    st = FitSettings()
+    fwhm = 2.0 ** (round(4 * math.log2(F.estimate_fwhm(grid, y))) / 4)
+    m = Model(grid, y, library_without_si, Optics(CU), background_degree=12)
+    keep = F.foreign_peak_mask(m, F._screen_columns(m, fwhm, st), fwhm, st)
+
+    def at(t):
+        return keep[int(np.argmin(np.abs(grid - t)))]
+
+    a_si, a_nacl = 5.431, 5.64
+    for hkl2 in (3, 8):  # Si (111), (220)
+        assert not at(_two_theta(a_si / math.sqrt(hkl2))), hkl2
+    for hkl2 in (3, 4, 8, 12):  # NaCl (111), (200), (220), (222)
+        assert at(_two_theta(a_nacl / math.sqrt(hkl2))), hkl2
+    assert keep.mean() > 0.7  # only the foreign peaks go
+
+
+def test_a_weak_phase_first_placed_on_another_phases_peaks_is_moved_back_before_masking(tmp_path):
+    """Si stretched by 3.85 % has NaCl's cell (both face-centred cubic, Si's reflections a subset): against
+    the data alone Si's best lattice scale is on NaCl's strong peaks, leaving its own weak peaks to look
+    foreign. Choosing each phase's scale again against what the others leave (foreign_passes = 2) puts
+    Si back on its own peaks, which then keep their weight; with one pass they are masked."""
+    from xrdid.mixtures import fit as F
+    from xrdid.mixtures.model import Model
+
+    for name in ("NaCl", "Si", "CsCl"):
+        STRUCTURES[name].to(filename=str(tmp_path / f"{name}.cif"))
+    lib = load_library(tmp_path, 0.8 / 1.05)
+    grid, y = _pattern({"NaCl": 0.9, "Si": 0.1}, seed=6)
+    fwhm = 2.0 ** (round(4 * math.log2(F.estimate_fwhm(grid, y))) / 4)
+    keep = {}
+    for passes in (1, 2):
+        st = FitSettings(lattice_sigma=0.01, foreign_passes=passes)
+        m = Model(grid, y, lib, Optics(CU), background_degree=12)
+        keep[passes] = F.foreign_peak_mask(m, F._screen_columns(m, fwhm, st), fwhm, st)
+    si = [int(np.argmin(np.abs(grid - _two_theta(5.431 / math.sqrt(h))))) for h in (3, 8)]  # (111), (220)
+    assert not any(keep[1][i] for i in si)
+    assert all(keep[2][i] for i in si) and keep[2].all()
