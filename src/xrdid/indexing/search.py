@@ -469,8 +469,16 @@ def _plausible(system: str, p: np.ndarray) -> np.ndarray:
 def _unique_rows(p: np.ndarray, decimals: int = 3) -> np.ndarray:
     if len(p) == 0:
         return p
-    key = np.round(np.sign(p) * np.log1p(np.abs(p) * 1e4), decimals)
-    _, first = np.unique(key, axis=0, return_index=True)
+    # Rows are equal when their rounded log-magnitudes are: integers, packed into one int64 key per row
+    # (mixed radix over each column's range) so that the unique is a 1-D sort, not a lexsort of rows.
+    ik = np.rint(np.sign(p) * np.log1p(np.abs(p) * 1e4) * 10**decimals).astype(np.int64)
+    ik -= ik.min(axis=0)
+    radix = ik.max(axis=0) + 1
+    if np.sum(np.log2(radix.astype(float))) < 62:
+        key = ik @ np.cumprod(np.concatenate([[1], radix[:-1]]))
+        _, first = np.unique(key, return_index=True)
+    else:
+        _, first = np.unique(ik, axis=0, return_index=True)
     return p[np.sort(first)]
 
 
