@@ -27,9 +27,9 @@ rule merge_sticks:
         "results/{dataset}/logs/merge_sticks.log",
     benchmark:
         "results/{dataset}/benchmarks/merge_sticks.tsv"
-    threads: 2
     conda:
         ENV
+    threads: 2
     params:
         fractions=config["split"]["fractions"],
         seed=config["split"]["seed"],
