@@ -315,11 +315,10 @@ class _Forms:
 _FORMS_CACHE: dict = {}
 
 
-def system_forms(system: str, hmax: int, centring: str = "P") -> _Forms:
-    key = (system, hmax, centring)
+def system_forms(system: str, hmax: int) -> _Forms:
+    key = (system, hmax)
     if key not in _FORMS_CACHE:
         hkl = hkl_box(hmax, hmax, hmax)
-        hkl = hkl[centring_allows(hkl, centring)]
         m = forms6(hkl) @ TRANSFORM[system]
         _, first = np.unique(np.round(m, 9), axis=0, return_index=True)
         first = np.sort(first)
