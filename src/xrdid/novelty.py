@@ -222,6 +222,7 @@ def recalibrate(vae: str | Path, sticks: str | Path, out: str | Path, *, draws: 
     sample of that many), saved to directory ``out`` (weights unchanged)."""
     from xrdid.data import StickTable
     from xrdid.instrument import Augment, Renderer
+    from xrdid.models.checkpoint import BASE_META_KEYS
     from xrdid.models.vae import save_vae
     from xrdid.train.vae import subset, subset_index
 
@@ -232,8 +233,7 @@ def recalibrate(vae: str | Path, sticks: str | Path, out: str | Path, *, draws: 
     if 0 < max_structures < len(table):
         table = subset_index(table, torch.randperm(len(table), generator=torch.Generator().manual_seed(seed))[:max_structures].sort().values)
     novelty = calibrate(model, Renderer(instrument, Augment.from_dict(meta.get("augment"))), table, draws=draws, seed=seed)
-    extra = {k: v for k, v in meta.items() if k not in ("format", "xrdid_version", "architecture", "config", "instrument",
-                                                         "space_groups", "crystal_systems")}
+    extra = {k: v for k, v in meta.items() if k not in BASE_META_KEYS}
     extra["novelty"] = novelty
     save_vae(model, instrument, out, extra=extra)
     return novelty

@@ -50,9 +50,13 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[XRDClassifier
     return model, Instrument.from_dict(meta["instrument"]), meta
 
 
+# The keys model_meta writes itself; any other key of a model's metadata is the caller's extra.
+BASE_META_KEYS = ("format", "xrdid_version", "architecture", "config", "instrument", "space_groups", "crystal_systems")
+
+
 def model_meta(model, architecture: str, instrument: Instrument, fmt: str, extra: dict | None = None) -> dict:
     """The metadata a saved model carries: format, version, ``architecture`` (the class name), its config,
-    the instrument it was trained for and the label maps, then ``extra``."""
+    the instrument it was trained for and the label maps (``BASE_META_KEYS``), then ``extra``."""
     return {
         "format": fmt,
         "xrdid_version": __version__,
