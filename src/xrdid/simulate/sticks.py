@@ -53,6 +53,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from xrdid.structures.crystal import grid_keys
+
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
@@ -74,9 +76,8 @@ _CHUNK_ENTRIES = 1 << 21
 # more than it saves). Centring translations, in sixths: A, B, C, I, and R (obverse, reverse).
 _CENTRING_MIN_ATOMS = 24
 _CENTRING_SIXTHS = {"A": (0, 3, 3), "B": (3, 0, 3), "C": (3, 3, 0), "I": (3, 3, 3), "R": (4, 2, 2), "Rrev": (2, 4, 2)}
-# Fractional coordinates are compared on this grid when looking for centring partners: images made by
-# a CIF's operations agree to ~1e-16, so a partner off the grid point is a missed speed-up, not an error.
-_CENTRING_GRID = 1e9
+# Centring partners are compared on the coordinate grid of xrdid.structures.crystal.grid_keys: a partner
+# off its grid point is a missed speed-up, not an error.
 
 
 @dataclass(frozen=True)
@@ -335,21 +336,16 @@ def _f2_separable(frac, element_bounds, occ, ffp, lines, line, l, bounds) -> np.
     return f.real * f.real + f.imag * f.imag
 
 
-def _grid_keys(frac: np.ndarray) -> np.ndarray:
-    """Fractional coordinates modulo 1 on the grid ``1 / _CENTRING_GRID``: int64 (n, 3)."""
-    return np.rint((frac % 1.0) * _CENTRING_GRID).astype(np.int64) % int(_CENTRING_GRID)
-
-
 def _partners(frac, types, sixths: tuple[int, int, int], grid: np.ndarray, order: np.ndarray) -> np.ndarray | None:
     """For the translation ``sixths`` / 6: the entry each entry lands on (same type), or None when
-    some entry lands on none. Positions are compared on the grid ``1 / _CENTRING_GRID`` (``grid``:
-    the entries' keys, :func:`_grid_keys`; ``order``: their lexsort by type, x, y, z)."""
+    some entry lands on none. Positions are compared on the coordinate grid (``grid``: the entries'
+    keys, :func:`~xrdid.structures.crystal.grid_keys`; ``order``: their lexsort by type, x, y, z)."""
     shift = np.asarray(sixths, dtype=np.float64) / 6.0
     # The first entry's image first: most translations are no symmetry, and one entry shows it.
-    first = _grid_keys(frac[:1] + shift)[0]
+    first = grid_keys(frac[:1] + shift)[0]
     if not ((grid == first).all(axis=1) & (types == types[0])).any():
         return None
-    moved = _grid_keys(frac + shift)
+    moved = grid_keys(frac + shift)
     moved_order = np.lexsort((moved[:, 2], moved[:, 1], moved[:, 0], types))
     if not (np.array_equal(moved[moved_order], grid[order]) and np.array_equal(types[moved_order], types[order])):
         return None
@@ -370,7 +366,7 @@ def _centring(frac: np.ndarray, types: np.ndarray):
     common = math.gcd(*np.unique(types, return_counts=True)[1].tolist())
     if common % 2 and common % 3:
         return None
-    grid = _grid_keys(frac)
+    grid = grid_keys(frac)
     order = np.lexsort((grid[:, 2], grid[:, 1], grid[:, 0], types))
     found = {}
     for name, sixths in _CENTRING_SIXTHS.items():

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xrdid.structures.crystal import Crystal, crystal_from_structure, element_of_type_symbol, element_symbol
+from xrdid.structures.crystal import Crystal, crystal_from_structure, element_of_type_symbol, element_symbol, grid_keys
 
 log = logging.getLogger(__name__)
 
@@ -370,10 +370,9 @@ def _repeated_images(images: np.ndarray, lattice: np.ndarray, merge_A: float) ->
     flat = images.reshape(-1, 3)
     site = np.repeat(np.arange(n_sites), n_ops)
     # An atom on a special position has many images on one point (192 operations, a handful of
-    # points): images on one point of a 1e-9 grid are within 1e-9 x the cell of each other, so all but
-    # the first are repeated, and only the first of each point goes into the search.
-    grid = np.rint(flat * _IMAGE_GRID).astype(np.int64) % int(_IMAGE_GRID)
-    keys = np.column_stack((site, grid))
+    # points): images on one point of the 1e-9 grid (grid_keys) are within 1e-9 x the cell of each
+    # other, so all but the first are repeated, and only the first of each point goes into the search.
+    keys = np.column_stack((site, grid_keys(flat)))
     _, first = np.unique(keys, axis=0, return_index=True)
     distinct = np.sort(first)
     repeated = np.ones(len(flat), dtype=bool)
@@ -382,9 +381,6 @@ def _repeated_images(images: np.ndarray, lattice: np.ndarray, merge_A: float) ->
     repeated[distinct[close_pairs]] = True
     return repeated.reshape(n_sites, n_ops)
 
-
-# Images closer than this fraction of a cell edge are one point before the sorted-window search.
-_IMAGE_GRID = 1e9
 
 
 def _close_later_images(flat: np.ndarray, site: np.ndarray, lattice: np.ndarray, merge_A: float) -> np.ndarray:

@@ -135,6 +135,15 @@ def reduced_formula(counts: tuple[tuple[str, float], ...]) -> str:
 
 # Occupancies this close to 1 count as full (CIFs print 0.9999, 1.0001).
 OCCUPANCY_TOL = 1e-3
+# Fractional coordinates meant to coincide exactly (a site's images made by a CIF's operations, an atom
+# and its centring partner) agree to ~1e-16: they are compared as integers on this grid.
+COORDINATE_GRID = 10**9
+
+
+def grid_keys(frac: np.ndarray) -> np.ndarray:
+    """Fractional coordinates modulo 1 as integers on the grid ``1 / COORDINATE_GRID``: int64, the shape of
+    ``frac``."""
+    return np.rint((frac % 1.0) * COORDINATE_GRID).astype(np.int64) % COORDINATE_GRID
 
 
 def crystal_from_structure(structure) -> Crystal:
