@@ -130,21 +130,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cache", type=Path, default=real_cifs.DEFAULT_CACHE)
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:
-        pass
+    real_cifs.one_thread()
     two_theta = (5.0, 90.0)
     rng = np.random.default_rng(args.seed)
     results = []
     print(f"λ = {args.wavelength} Å, 2θ {two_theta[0]}-{two_theta[1]}°, one thread, CPU time of this process; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
     for name in args.sets:
-        files = real_cifs.cif_set(name, cache=args.cache, n_mof=args.n_mof, seed=args.seed, mof_max_atoms=args.mof_max_atoms)
-        if args.n and name != "core_mof" and len(files) > args.n:
-            files = [files[i] for i in sorted(rng.choice(len(files), args.n, replace=False))]
+        files = real_cifs.drawn(name, rng, n=args.n, cache=args.cache, n_mof=args.n_mof, seed=args.seed, mof_max_atoms=args.mof_max_atoms)
         if not files:
             print(f"{name}: no CIFs (skipped)")
             continue

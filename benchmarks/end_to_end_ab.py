@@ -57,22 +57,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--mof-max-atoms", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:
-        pass
+    real_cifs.one_thread()
     import xrdid.simulate.sticks as new_sticks
     import xrdid.structures.cif as new_cif
 
     rng = np.random.default_rng(args.seed)
     files = []
     for name in real_cifs.SETS:  # the draw of end_to_end.py
-        found = real_cifs.cif_set(name, n_mof=args.n_mof, seed=args.seed, mof_max_atoms=args.mof_max_atoms)
-        if args.n and name != "core_mof" and len(found) > args.n:
-            found = [found[i] for i in sorted(rng.choice(len(found), args.n, replace=False))]
-        files += found
+        files += real_cifs.drawn(name, rng, n=args.n, n_mof=args.n_mof, seed=args.seed, mof_max_atoms=args.mof_max_atoms)
     d_min = new_sticks.d_min_for(0.7297, 90.0)
 
     def ours(cif, sticks, path):

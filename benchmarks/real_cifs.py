@@ -116,3 +116,24 @@ def cif_set(name: str, *, cache: Path = DEFAULT_CACHE, n_mof: int = 5, seed: int
     if name == "core_mof":
         return core_mof_cifs(n_mof, seed, cache, mof_max_atoms)
     raise ValueError(f"unknown CIF set {name!r} ({', '.join(SETS)})")
+
+
+def drawn(name: str, rng: np.random.Generator, *, n: int, cache: Path = DEFAULT_CACHE, n_mof: int = 5, seed: int = 0,
+          mof_max_atoms: int | None = None) -> list[Path]:
+    """The CIFs of set ``name`` as the end-to-end benchmarks draw them: ``n`` of them drawn by ``rng`` (all
+    when ``n`` is 0 or the set is smaller), CoRE MOF's ``n_mof`` as :func:`cif_set` draws them."""
+    files = cif_set(name, cache=cache, n_mof=n_mof, seed=seed, mof_max_atoms=mof_max_atoms)
+    if n and name != "core_mof" and len(files) > n:
+        files = [files[i] for i in sorted(rng.choice(len(files), n, replace=False))]
+    return files
+
+
+def one_thread() -> None:
+    """Numerical libraries on one thread (threadpoolctl, when installed; the OMP_NUM_THREADS-like variables
+    must be set before numpy is first imported, by the script itself)."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass

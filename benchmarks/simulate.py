@@ -26,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import real_cifs
+
 N_TARGET, N_CORES = 118_399, 64
 
 
@@ -58,12 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wavelength", type=float, default=0.7297)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:
-        pass
+    real_cifs.one_thread()
     import torch
 
     torch.set_num_threads(1)
