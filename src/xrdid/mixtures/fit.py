@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.optimize import lsq_linear
 
 from xrdid.mixtures.library import Library
@@ -182,8 +183,6 @@ def estimate_fwhm(x: np.ndarray, y: np.ndarray) -> float:
     The autocorrelation of a sum of Gaussians of FWHM Γ has FWHM √2·Γ near zero lag; overlapping peaks and
     Kα doublets make this an overestimate (~1.5×), which is what screening wants (tolerant columns).
     """
-    from scipy.ndimage import minimum_filter1d, uniform_filter1d
-
     step = (x[-1] - x[0]) / (x.size - 1)
     n = max(3, round(3.0 / step))
     bg = uniform_filter1d(minimum_filter1d(y, n, mode="nearest"), n, mode="nearest")
@@ -717,12 +716,8 @@ def foreign_peak_mask(m: Model, screen, fwhm: float, st: FitSettings) -> np.ndar
         for k, i in enumerate(idx):
             r = wc * (yc - calc + coef[k] * A[k])
             c = cols[i][:, :n]
-            num = c @ r
-            gain = np.where(num > 0, num * num / np.maximum((c * c) @ wc, 1e-30), 0.0)
-            A[k] = c[int(np.argmax(gain))]
+            A[k] = c[int(np.argmax(_scale_gains(c, r, wc)))]
     bg = coef[len(picks):] @ m.bg[:, coarse]
-    from scipy.ndimage import uniform_filter1d
-
     dxc = xc[1] - xc[0]
     k = max(1, round(0.5 * fwhm / dxc))
     resid = uniform_filter1d(yc - calc, k, mode="nearest")
@@ -740,6 +735,13 @@ def foreign_peak_mask(m: Model, screen, fwhm: float, st: FitSettings) -> np.ndar
             hi_i += 1
         keep &= ~((m.grid >= xc[lo_i] - 0.5 * dxc) & (m.grid <= xc[hi_i] + 0.5 * dxc))
     return keep
+
+
+def _scale_gains(c: np.ndarray, r: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The χ² drop of adding each row of ``c`` (a phase's column at each lattice scale) alone to a fit whose
+    weighted residual is ``r`` (weights ``w``): (r·c)²/(c·W·c) where r·c > 0, else 0."""
+    num = c @ r
+    return np.where(num > 0, num * num / np.maximum((c * c) @ w, 1e-30), 0.0)
 
 
 def _screen(m: Model, screen, resid_w: np.ndarray, phases: list[PhaseState], exclude: set[int]):
@@ -760,9 +762,7 @@ def _screen(m: Model, screen, resid_w: np.ndarray, phases: list[PhaseState], exc
     for i, c in enumerate(cols):
         if i in taken or (m.lib.phases[i].formula, m.lib.phases[i].space_group) in chosen:
             continue
-        num = c @ r
-        den = (c * c) @ w
-        gain = np.where(num > 0, num * num / np.maximum(den, 1e-30), 0.0)
+        gain = _scale_gains(c, r, w)
         j = int(np.argmax(gain))
         if gain[j] > 0:
             out.append((float(gain[j]), i, float(scales[j])))
