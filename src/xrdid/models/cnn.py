@@ -149,6 +149,13 @@ class XRDClassifier(nn.Module):
         h = self.head(self.blocks(self.stem(x)))
         return self.space_group(h), self.crystal_system(h)
 
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Both heads' logits and, from the same pass, the pattern's features: the hidden layer beside the
+        last convolution stage's channels, max- and mean-pooled over the pattern (B, hidden + 2 channels)."""
+        z = self.blocks(self.stem(x))
+        h = self.head(z)
+        return self.space_group(h), self.crystal_system(h), torch.cat([h, z.amax(2), z.mean(2)], 1)
+
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         sg, cs = self(x)
