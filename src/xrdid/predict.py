@@ -17,7 +17,9 @@ below zero, nonnegative), negative values clipped to 0, masked points set to 0, 
 maximum of 1. A smooth background is otherwise left in place, as in training.
 
 Results follow the CLI contract (DESIGN.md): ``space_group`` {number, symbol, probability}, ``top_k``
-[{number, symbol, probability}…], ``crystal_system`` {name, probability}, and ``novelty``.
+[{number, symbol, probability}…], ``crystal_system`` {name, probability}, and ``novelty``; and
+``mixture`` {probability, method, warning when high}, how likely the pattern holds more than one phase,
+when the checkpoint has a mixture probe (:mod:`xrdid.mixture_probe`; the shipped one has).
 
 Novelty. ``novelty`` comes from the VAE (:mod:`xrdid.novelty`, method ``vae``): how unlike the patterns
 of known structures the input is, calibrated so that 0.99 means less typical than 99 % of them, with a
@@ -92,6 +94,8 @@ class ModelBundle:
     path: str
     # The VAE that scores novelty (xrdid.novelty.NoveltyModel), or None for max-softmax.
     novelty_model: object | None = None
+    # The probe that tells mixtures from single phases (xrdid.mixture_probe.MixtureProbe), or None.
+    mixture_probe: object | None = None
     grid: np.ndarray = field(init=False)
     prior_log_ratio: torch.Tensor | None = field(init=False)
     crystal_system_prior_log_ratio: torch.Tensor | None = field(init=False)
@@ -145,10 +149,11 @@ def load_model(path: str | Path | None = None, *, prior: str = "checkpoint", vae
         meta.pop("crystal_system_prior_log_ratio", None)
     if prior == "materials_project":
         meta.update(real_prior(meta, where))
+    from xrdid.mixture_probe import probe_for
     from xrdid.novelty import novelty_model_for
 
     return ModelBundle(model=model, instrument=instrument, meta=meta, path=str(where),
-                       novelty_model=novelty_model_for(instrument, where, vae))
+                       novelty_model=novelty_model_for(instrument, where, vae), mixture_probe=probe_for(where))
 
 
 def real_prior(meta: dict, where: str | Path = "checkpoint") -> dict:
@@ -223,7 +228,14 @@ def predict_arrays(
     if y_t.shape != m_t.shape or y_t.shape[-1] != n:
         raise PredictionError(f"inputs of shape {tuple(y_t.shape)} and {tuple(m_t.shape)}: expected (B, {n}) each")
     model = bundle.model
-    sg_p, cs_p = bundle.probabilities(*model(model_input(y_t, m_t)), prior=prior)
+    sg_logits, cs_logits, features = model.forward_features(model_input(y_t, m_t))
+    sg_p, cs_p = bundle.probabilities(sg_logits, cs_logits, prior=prior)
+    mixture = None
+    if bundle.mixture_probe is not None:
+        from xrdid.mixture_probe import describe_mixture
+
+        warn_above = bundle.mixture_probe.meta["warn_above"]
+        mixture = [describe_mixture(p, warn_above) for p in bundle.mixture_probe.probability(features.double().numpy())]
     from xrdid.novelty import novelty_objects
 
     novelty = novelty_objects(bundle.novelty_model, model_input(y_t, m_t), sg_p)
@@ -241,6 +253,7 @@ def predict_arrays(
             "top_k": ranked,
             "crystal_system": {"name": CRYSTAL_SYSTEMS[c], "probability": float(cs_p[row, c])},
             "novelty": novelty[row],
+            **({"mixture": mixture[row]} if mixture is not None else {}),
         })
     if cell or rerank:
         from xrdid.indexing.combine import grid_pattern, second_opinion

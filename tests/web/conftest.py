@@ -43,3 +43,26 @@ def make_xy():
 @pytest.fixture
 def xy_text() -> str:
     return nacl_like_xy()
+
+
+def _with_mixture_probe(checkpoint, where, *, bias: float = 2.0, warn_above: float = 0.5):
+    """A copy of ``checkpoint`` in ``where`` with a mixture probe beside it that answers σ(``bias``) for every
+    pattern (zero weights), so the page's mixture line and warning can be checked without fitting one."""
+    import json
+    import shutil
+
+    from xrdid.mixture_probe import FILENAME, MixtureProbe
+    from xrdid.weights import init_digest
+
+    model = where / "model"
+    shutil.copytree(checkpoint, model)
+    n = 32 + 2 * 16  # the tiny CNNs' hidden layer and pooled last-stage channels
+    probe = MixtureProbe(np.zeros(n), np.ones(n), np.zeros(n), bias, {"weights_digest": init_digest(str(model)), "warn_above": warn_above})
+    (model / FILENAME).write_text(json.dumps(probe.to_dict()))
+    return model
+
+
+@pytest.fixture
+def with_mixture_probe():
+    """``_with_mixture_probe`` as a fixture."""
+    return _with_mixture_probe

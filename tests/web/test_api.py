@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import tempfile
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -63,6 +64,7 @@ def test_good_upload(client, xy_text):
         "triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic"
     }
     assert 0 <= body["novelty"]["score"] <= 1 and body["novelty"]["method"]
+    assert "mixture" not in body  # a checkpoint without a mixture probe
     assert 0.5 < body["coverage"] <= 1  # 10–80° of the model's 5–90°
     pat = body["pattern"]
     assert pat["axis"] == "two_theta" and len(pat["x"]) == len(pat["y"]) == 2000
@@ -223,3 +225,14 @@ def test_novelty_from_the_vae_carries_a_warning_in_words(tiny_vae, xy_text, monk
     n = r.json()["novelty"]
     assert n["method"] == "vae" and 0 <= n["score"] <= 1 and n["level"] in ("unusual", "unlike_known")
     assert "known structures" in n["warning"]
+
+
+def test_the_mixture_probability_and_its_warning_reach_the_api(tiny_model, xy_text, tmp_path, with_mixture_probe):
+    for bias, warned in ((2.0, True), (-2.0, False)):
+        model = with_mixture_probe(tiny_model, tmp_path / str(bias), bias=bias)
+        with TestClient(create_app(model)) as probe_client:
+            r = post(probe_client, xy_text, wavelength=CU_KA1_A)
+        assert r.status_code == 200, r.text
+        m = r.json()["mixture"]
+        assert m["probability"] == pytest.approx(1 / (1 + np.exp(-bias))) and m["method"]
+        assert ("warning" in m) == warned and (not warned or "mixture of phases" in m["warning"])

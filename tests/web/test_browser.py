@@ -153,16 +153,18 @@ def test_unreadable_file_shows_error_inline(server, browser, tmp_path):
     assert browser.find_element(By.ID, "results").get_attribute("hidden") is not None
 
 
-def test_the_page_warns_when_the_vae_finds_the_pattern_unlike_known_ones(tiny_vae, browser, tmp_path, make_xy, monkeypatch):
+def test_the_page_warns_when_the_pattern_is_unlike_known_ones_or_a_mixture(tiny_vae, browser, tmp_path, make_xy, monkeypatch,
+                                                                            with_mixture_probe):
     import uvicorn
 
     import xrdid.novelty
     from xrdid.web import create_app
 
     monkeypatch.setattr(xrdid.novelty, "UNUSUAL", 0.0)  # every pattern counts as unusual here
+    model = with_mixture_probe(tiny_vae, tmp_path)  # and as a likely mixture
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(create_app(tiny_vae), log_level="warning", lifespan="on"))
+    srv = uvicorn.Server(uvicorn.Config(create_app(model), log_level="warning", lifespan="on"))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -180,6 +182,9 @@ def test_the_page_warns_when_the_vae_finds_the_pattern_unlike_known_ones(tiny_va
         banner = wait.until(EC.visibility_of_element_located((By.ID, "r-novelty-warning")))
         assert "known structures" in banner.text
         assert "VAE" in browser.find_element(By.ID, "r-novelty").text
+        mixture = browser.find_element(By.ID, "r-mixture-warning")
+        assert mixture.is_displayed() and "mixture of phases" in mixture.text
+        assert "likely a mixture" in browser.find_element(By.ID, "r-mixture").text
     finally:
         srv.should_exit = True
         thread.join(10)

@@ -4,8 +4,8 @@ space group and crystal system of measured powder patterns.
 Any wavelength works: each pattern is mapped onto the model's grid through Q. The wavelength comes from
 the file where it states one, else from ``--wavelength`` or ``--instrument`` (a preset's primary line);
 a 2θ file with neither is an error, never a silent Cu Kα. With ``--json`` each file gives one JSON
-object per line (``file``, ``space_group``, ``top_k``, ``crystal_system``, ``novelty``, ``coverage``,
-``cell``); otherwise a table. ``cell`` is the unit cell found by powder indexing (a, b, c, α, β, γ, volume,
+object per line (``file``, ``space_group``, ``top_k``, ``crystal_system``, ``novelty``, ``mixture``,
+``coverage``, ``cell``); otherwise a table. ``cell`` is the unit cell found by powder indexing (a, b, c, α, β, γ, volume,
 M20, indexed and unindexed lines, zero shift; or ``indexed: false`` and why). Indexing costs about
 2 CPU s a pattern, so it runs by default for up to 20 files (``--cell`` always, ``--no-cell`` never).
 ``--rerank`` combines every space group's probability with how well its allowed reflections index the
@@ -16,7 +16,9 @@ structures; Bayes' rule, see xrdid.predict and xrdid.priors); ``--prior none`` g
 likelihoods, ``--prior materials_project`` the full-strength Materials Project prior. ``novelty`` comes
 from the VAE shipped beside the CNN (method ``vae``: 0.99 means less typical than 99 % of patterns of
 known structures, with a warning from 0.95 on; see xrdid.novelty); ``--vae DIR`` names another,
-``--vae none`` uses 1 − the top probability (method ``max_softmax``). A file that cannot be read or
+``--vae none`` uses 1 − the top probability (method ``max_softmax``). ``mixture`` is the probability that
+the pattern holds more than one phase (a probe on the classifier's features, xrdid.mixture_probe), with a
+warning above the 95th percentile of single phases. A file that cannot be read or
 classified is reported on stderr, naming it; the other files are still processed and the exit status
 is 1.
 """
@@ -74,6 +76,8 @@ def _table_row(name: str, r: dict) -> str:
         f"\n  next            {others or '-'}"
         f"\n  novelty         {r['novelty']['score']:.2f} ({r['novelty']['method']}); coverage {100 * r['coverage']:.0f} % of the model's range"
         + (f"\n  warning         {r['novelty']['warning']}" if r["novelty"].get("warning") else "")
+        + (f"\n  mixture         p = {r['mixture']['probability']:.2f} that it holds more than one phase" if "mixture" in r else "")
+        + (f"\n  warning         {r['mixture']['warning']}" if r.get("mixture", {}).get("warning") else "")
     ) + (f"\n  cell            {_cell_text(r['cell'])}" if "cell" in r else "")
 
 

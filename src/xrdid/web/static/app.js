@@ -131,6 +131,26 @@ function noveltyNote(n) {
   banner.textContent = n.warning || "";
 }
 
+function mixtureNote(m) {
+  // How likely the pattern holds more than one phase (xrdid.mixture_probe); absent without a probe.
+  const dd = $("r-mixture");
+  const banner = $("r-mixture-warning");
+  dd.replaceChildren();
+  banner.hidden = !(m && m.warning);
+  banner.textContent = (m && m.warning) || "";
+  if (!m) {
+    dd.textContent = "–";
+    return;
+  }
+  const tag = document.createElement("span");
+  tag.className = `tag ${m.warning ? "warn" : "good"}`;
+  tag.textContent = m.warning ? "likely a mixture" : "one phase";
+  const note = document.createElement("span");
+  note.className = "note";
+  note.textContent = `${pct(m.probability)} that it holds more than one phase (${m.method})`;
+  dd.append(tag, note);
+}
+
 function render(res) {
   $("results").hidden = false;
   $("r-file").textContent = res.file;
@@ -165,6 +185,7 @@ function render(res) {
   const cs = res.crystal_system;
   $("r-cs").textContent = `${cs.name} (${pct(cs.probability)})`;
   noveltyNote(res.novelty);
+  mixtureNote(res.mixture);
   $("r-coverage").textContent =
     res.coverage == null ? "–" : `${pct(res.coverage)} of the model's range`;
   $("r-cell").textContent = cellText(res.cell);
