@@ -21,7 +21,10 @@ all made with the same instrument, noise model and range cropping as the known o
 Scores compared: the VAE's calibrated ``score`` and its two components (:mod:`xrdid.novelty`), and
 max-softmax (1 − the largest calibrated space-group probability) of the VAE's latent classifier (trained on
 the same data, so it too never saw the held-out groups) and of a CNN when ``cnn`` is given (the shipped one
-saw every space group, so its unseen-space-group row is not a like-for-like one).
+saw every space group, so its unseen-space-group row is not a like-for-like one); and the CNN's mixture probe
+(:mod:`xrdid.mixture_probe`) when it has one — fitted to tell mixtures from single phases, so its mixture rows
+measure what it was made for, on structures of other splits than the ones it was fitted on only when the
+sticks are those of its checkpoint.
 
 With the development data (``measured``: single-phase measured patterns with ``index.csv``; ``mixtures``:
 measured multi-phase patterns with ``labels.csv``), also the AUROC of real single-phase against real
@@ -193,15 +196,17 @@ def _all_scores(novelty: NoveltyModel, x: torch.Tensor, cnn=None, batch: int = 2
         sg_p, _ = novelty.vae.predict_proba(xb)
         s["max_softmax_vae"] = (1 - sg_p.max(1).values).numpy()
         if cnn is not None:
-            sg, cs = cnn.model(xb)
+            sg, cs, features = cnn.model.forward_features(xb)
             p, _ = cnn.probabilities(sg, cs, prior=False)
             s["max_softmax_cnn"] = (1 - p.max(1).values).numpy()
+            if cnn.mixture_probe is not None:
+                s["mixture_probe"] = cnn.mixture_probe.probability(features.double().numpy())
         for k, v in s.items():
             parts.setdefault(k, []).append(np.asarray(v))
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-SCORES = ("score", "p_reconstruction", "p_latent", "max_softmax_vae", "max_softmax_cnn")
+SCORES = ("score", "p_reconstruction", "p_latent", "max_softmax_vae", "max_softmax_cnn", "mixture_probe")
 
 
 def _measured_inputs(bundle, folder: Path, rows: list[tuple[str, float | None, int]]) -> tuple[torch.Tensor, list[dict]]:
@@ -313,7 +318,8 @@ def evaluate_novelty(
 def markdown(result: dict) -> str:
     """The benchmark as a Markdown table (AUROC per set and score; target marked)."""
     names = {"score": "VAE novelty", "p_reconstruction": "VAE reconstruction", "p_latent": "VAE latent distance",
-             "max_softmax_vae": "max-softmax, VAE classifier", "max_softmax_cnn": "max-softmax, CNN"}
+             "max_softmax_vae": "max-softmax, VAE classifier", "max_softmax_cnn": "max-softmax, CNN",
+             "mixture_probe": "mixture probe, CNN features"}
     sets = list(result["auroc"])
     scores = [s for s in SCORES if any(s in result["auroc"][k] for k in sets)]
     lines = ["| AUROC, known vs … | " + " | ".join(f"{k} (n={result['sizes'][k]})" for k in sets) + " |",
