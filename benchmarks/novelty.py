@@ -1,4 +1,5 @@
-"""What the VAE's novelty score adds to a prediction, on ONE CPU thread (target: under 10 ms per pattern).
+"""What the VAE's novelty score adds to a prediction, on ONE CPU thread (target: under 10 ms per pattern),
+and what the CNN's mixture probe (xrdid.mixture_probe) adds on top of it.
 
 The reference, measured in the same run: ``xrdid.predict.predict_patterns`` end to end (resampling onto
 the grid through Q, normalisation, CNN forward, calibrated softmax, top-k; no powder indexing, which
@@ -63,6 +64,9 @@ def main():
     print(f"models: {'shipped CNN and VAE' if where is None else 'random weights (no shipped VAE installed)'}")
     plain, with_vae = load_model(where, vae=None), load_model(where)
     assert with_vae.novelty_model is not None
+    plain.mixture_probe = None
+    with_probe = load_model(where)  # the shipped probe, when it matches the weights
+    with_vae.mixture_probe = None
     pattern = lab_pattern()
     y, mask = prepare(plain, pattern)
     x1 = model_input(torch.as_tensor(y)[None], torch.as_tensor(mask)[None])
@@ -71,6 +75,8 @@ def main():
     cases = {
         "reference: predict, max-softmax novelty": lambda: predict_patterns(plain, [pattern], cell=False),
         "predict, VAE novelty": lambda: predict_patterns(with_vae, [pattern], cell=False),
+        **({"predict, VAE novelty and mixture probe": lambda: predict_patterns(with_probe, [pattern], cell=False)}
+           if with_probe.mixture_probe is not None else {}),
         "VAE novelty alone (prepared input)": lambda: novelty_objects(with_vae.novelty_model, x1, p1),
     }
     batch = {
@@ -93,6 +99,10 @@ def main():
     added = statistics.median(times["predict, VAE novelty"]) - ref
     added_min = min(times["predict, VAE novelty"]) - ref_min
     print(f"\nnovelty adds {1000 * added:.2f} ms per pattern (median), {1000 * added_min:.2f} ms (fastest); target < 10 ms")
+    if "predict, VAE novelty and mixture probe" in times:
+        probe = times["predict, VAE novelty and mixture probe"]
+        print(f"the mixture probe adds {1000 * (statistics.median(probe) - statistics.median(times['predict, VAE novelty'])):.2f} ms "
+              f"(median), {1000 * (min(probe) - min(times['predict, VAE novelty'])):.2f} ms (fastest)")
     ref64 = statistics.median(times["reference: CNN forward, batch 64"])
     print("\n| throughput, batches of 64 | patterns/s | × reference |\n|---|---|---|")
     for k in batch:
