@@ -5,11 +5,12 @@ novelty hardly tells a mixture from a single phase (AUROC near 0.5 on rendered t
 ``reports/vae/novelty.md``). The classifier's own features carry the difference: the probe is a logistic
 regression on them (:meth:`xrdid.models.cnn.XRDClassifier.forward_features`: the hidden layer and the last
 convolution stage's channels, max- and mean-pooled; standardised), fitted on patterns of one split's
-structures rendered with the checkpoint's own augmentation: each structure alone, and two- and three-phase
-mixtures of them (:func:`xrdid.evaluate.novelty.render_mixtures`: weight fractions from a flat Dirichlet,
-each phase at least 15 %). Singles and mixtures weigh half each, so the probability is for even odds
-(a sample as likely to be a mixture as not); its AUROC on another split's structures (types never fitted
-on) is stored with it.
+structures, each structure alone and two- and three-phase mixtures of them
+(:func:`xrdid.evaluate.novelty.render_mixtures`: weight fractions from a flat Dirichlet, each phase at least
+15 %), half rendered with the checkpoint's own augmentation and half as measured scans look
+(:func:`xrdid.novelty.measured_like`, as the VAE's novelty is calibrated). Singles and mixtures weigh half
+each, so the probability is for even odds (a sample as likely to be a mixture as not); its AUROC on another
+split's structures (types never fitted on), rendered both ways, is stored with it.
 
 The probe belongs to one set of weights: its file (``mixture_probe.json``) records the digest of the
 ``weights.pt`` it was fitted on (:func:`xrdid.weights.init_digest`) and is used only with those. It is
@@ -129,14 +130,21 @@ def fit_mixture_probe(checkpoint: str | Path, sticks: str | Path, out: str | Pat
     from xrdid.data import StickTable
     from xrdid.instrument import Augment, Renderer
     from xrdid.models.checkpoint import load_checkpoint
+    from xrdid.novelty import measured_like
 
     if threads:
         torch.set_num_threads(int(threads))
     checkpoint = Path(checkpoint)
     model, instrument, meta = load_checkpoint(checkpoint)
-    renderer = Renderer(instrument, Augment.from_dict(meta.get("augment")))
+    augment = Augment.from_dict(meta.get("augment"))
+    renderers = {"training": Renderer(instrument, augment), "measured_like": Renderer(instrument, measured_like(augment))}
+
+    def rendered(table, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        parts = [_rendered(model, table, r, m, seed + 7 * k) for k, (r, m) in enumerate(zip(renderers.values(), (n - n // 2, n // 2)))]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
     fit_table = StickTable.from_parquet(sticks, split=fit_split, d_min_A=instrument.d_min_A)
-    x, labels = _rendered(model, fit_table, renderer, patterns, seed)
+    x, labels = rendered(fit_table, patterns, seed)
     y = (labels > 0).astype(np.float64)
     weight = np.where(y > 0, 0.5 / max(y.sum(), 1), 0.5 / max((1 - y).sum(), 1))
     mean, scale, w, b = fit_logistic(x, y, weight)
@@ -147,11 +155,13 @@ def fit_mixture_probe(checkpoint: str | Path, sticks: str | Path, out: str | Pat
     singles = p_fit[labels == 0]
     eval_table = StickTable.from_parquet(sticks, split=eval_split, d_min_A=instrument.d_min_A)
     if len(eval_table) >= MIN_STRUCTURES:
-        xe, le = _rendered(model, eval_table, renderer, max(patterns // 4, 100), seed + 100)
-        pe = probe.probability(xe)
-        singles = pe[le == 0]
-        result["held_out"] = {"split": eval_split, "structures": len(eval_table), "patterns": len(le),
-                              "auroc": _aurocs(pe, le)}
+        n = max(patterns // 4, 100)
+        held = {name: _rendered(model, eval_table, r, n, seed + 100 + k) for k, (name, r) in enumerate(renderers.items())}
+        p_held = {name: probe.probability(xe) for name, (xe, _) in held.items()}
+        singles = np.concatenate([p_held[name][le == 0] for name, (_, le) in held.items()])
+        result["held_out"] = {"split": eval_split, "structures": len(eval_table), "patterns": sum(len(le) for _, le in held.values()),
+                              "auroc": _aurocs(np.concatenate(list(p_held.values())), np.concatenate([le for _, le in held.values()])),
+                              "auroc_by_rendering": {name: _aurocs(p_held[name], le) for name, (_, le) in held.items()}}
     else:
         log.warning("%s: fewer than %d structures in the %s split; the probe's AUROC is on its own fitting data only",
                     sticks, MIN_STRUCTURES, eval_split)
