@@ -29,6 +29,7 @@ TINY = {
     "augment": {"enabled": True},
     "model": {"stem_channels": 8, "stage_channels": [8, 16], "hidden": 32},
     "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 16},
+    "mixture_probe": {"patterns": 16},
     "vae": {
         "prototypes": False,
         "novelty_patterns": 8,
@@ -112,14 +113,19 @@ def test_whole_dag_produces_every_output(tiny_run):
     res = tiny_run / "results" / "tiny"
     for rel in ("train/model/model.json", "train/model/weights.pt", "train/history.csv", "evaluate/metrics.json",
                 "plots/curves.png", "plots/confusion_crystal_system.png", "plots/confusion_space_group.png",
-                "plots/augmentations.png", "evaluate/indexing.json"):
+                "plots/augmentations.png", "evaluate/indexing.json", "train/mixture_probe.json"):
         assert (res / rel).is_file(), rel
     metrics = json.loads((res / "evaluate" / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["n_structures"] > 0
+    # xrdid predict uses the probe the workflow wrote beside the checkpoint.
+    from xrdid.mixture_probe import probe_for
+
+    assert probe_for(res / "train" / "model") is not None
     indexing = json.loads((res / "evaluate" / "indexing.json").read_text())
     assert indexing["n_patterns"] > 0 and 0 <= indexing["success"]["all"]["top3"] <= 1
     assert "right cell in the top 3" in (res / "evaluate" / "metrics.html").read_text()
-    for rule in ("generate_structures/synthetic", "simulate_chunk/0", "train_cnn", "evaluate_cnn", "evaluate_indexing"):
+    for rule in ("generate_structures/synthetic", "simulate_chunk/0", "train_cnn", "evaluate_cnn", "evaluate_indexing",
+                 "fit_mixture_probe"):
         assert (res / "logs" / f"{rule}.log").is_file()
         assert (res / "benchmarks" / f"{rule}.tsv").is_file()
     assert (tiny_run / "resources" / "structures" / "tiny" / "synthetic.failed.parquet").is_file()

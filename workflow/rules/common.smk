@@ -48,6 +48,11 @@ def get_final_outputs():
             for name in config["phases"]["sets"]
         ]
         + get_real_outputs()
+        + (
+            [f"results/{DATASET}/train/mixture_probe.json"]
+            if config["mixture_probe"]["enabled"]
+            else []
+        )
     )
 
 

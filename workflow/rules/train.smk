@@ -26,3 +26,22 @@ rule train_cnn:
         resume_dir=lambda wc: f"results/{wc.dataset}/train/resume",
     script:
         "../scripts/train_cnn.py"
+
+
+rule fit_mixture_probe:
+    input:
+        model="results/{dataset}/train/model",
+        sticks="results/{dataset}/sticks.parquet",
+    output:
+        "results/{dataset}/train/mixture_probe.json",
+    log:
+        "results/{dataset}/logs/fit_mixture_probe.log",
+    benchmark:
+        "results/{dataset}/benchmarks/fit_mixture_probe.tsv"
+    conda:
+        ENV
+    threads: 64
+    params:
+        patterns=config["mixture_probe"]["patterns"],
+    script:
+        "../scripts/fit_mixture_probe.py"
