@@ -73,6 +73,11 @@ def test_a_probe_of_other_weights_or_a_broken_file_is_not_used(probed, tmp_path)
     state = {k: v + torch.randn_like(v) if v.is_floating_point() else v for k, v in state.items()}
     torch.save(state, other / "weights.pt")
     assert probe_for(other) is None
+    good = json.loads((probed.parent / FILENAME).read_text())
+    del good["warn_above"]
+    (tmp_path / FILENAME).write_text(json.dumps(good))
+    with pytest.raises(ValueError, match="no warn_above"):
+        read_probe(tmp_path / FILENAME)
     (tmp_path / FILENAME).write_text('{"format": 1, "mean": [1, 2]}')
     with pytest.raises(ValueError, match=f"{FILENAME}: not a usable mixture probe"):
         read_probe(tmp_path / FILENAME)

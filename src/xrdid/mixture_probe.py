@@ -180,6 +180,9 @@ def read_probe(path: str | Path) -> MixtureProbe:
         d = json.loads(path.read_text())
         if d.get("format") != FORMAT:
             raise ValueError(f"unsupported mixture probe format {d.get('format')!r}")
+        missing = [k for k in ("weights_digest", "warn_above") if k not in d]
+        if missing:
+            raise ValueError(f"no {' or '.join(missing)}")
         arrays = [np.asarray(d.pop(k), dtype=np.float64) for k in ("mean", "scale", "weight")]
         if not (arrays[0].shape == arrays[1].shape == arrays[2].shape) or arrays[0].ndim != 1:
             raise ValueError("mean, scale and weight must be vectors of one length")

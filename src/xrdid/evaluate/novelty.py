@@ -22,9 +22,8 @@ Scores compared: the VAE's calibrated ``score`` and its two components (:mod:`xr
 max-softmax (1 − the largest calibrated space-group probability) of the VAE's latent classifier (trained on
 the same data, so it too never saw the held-out groups) and of a CNN when ``cnn`` is given (the shipped one
 saw every space group, so its unseen-space-group row is not a like-for-like one); and the CNN's mixture probe
-(:mod:`xrdid.mixture_probe`) when it has one — fitted to tell mixtures from single phases, so its mixture rows
-measure what it was made for, on structures of other splits than the ones it was fitted on only when the
-sticks are those of its checkpoint.
+(:mod:`xrdid.mixture_probe`) when it has one. The probe is fitted on its checkpoint's validation split, so
+its rows are held-out figures when ``sticks`` is that checkpoint's table (whose test split it never saw).
 
 With the development data (``measured``: single-phase measured patterns with ``index.csv``; ``mixtures``:
 measured multi-phase patterns with ``labels.csv``), also the AUROC of real single-phase against real
