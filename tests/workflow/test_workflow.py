@@ -193,7 +193,7 @@ def test_training_hyperparameter_reruns_only_train_evaluate_plot(restore_config)
     chunk = path / "results" / "tiny" / "sticks" / "chunk-0.parquet"
     before = chunk.stat().st_mtime_ns
     assert set(planned_jobs(path)) == {"train_cnn", "evaluate_cnn", "tabulate_metrics", "plot_curves", "plot_confusion",
-                                       "compare_cnn_vae", "evaluate_novelty", "all"}
+                                       "compare_cnn_vae", "evaluate_novelty", "fit_mixture_probe", "all"}
     snakemake(path)
     assert chunk.stat().st_mtime_ns == before
     assert planned_jobs(path) == {}
