@@ -81,7 +81,7 @@ from xrdid.indexing.lattice import (
     parameters,
     primitive_lattice,
     real_lengths,
-    same_lattice,
+    same_reduced,
     to_pymatgen,
     volume,
 )
@@ -501,13 +501,11 @@ def _form_seeds(system: str, q: np.ndarray, n_first: int, basis: np.ndarray | No
     perms = np.array(list(itertools.permutations(range(len(low)), k)))
     Am = low[perms]
     good = np.abs(np.linalg.det(Am)) > 1e-9
-    Am = Am[good]
-    out = []
+    # One inverse per form assignment, applied to every choice of k lines at once (not a solve per choice).
+    inv = np.linalg.inv(Am[good])
     idx = np.arange(len(q)) if basis is None else np.asarray(basis)
-    for ps in itertools.combinations(idx[:n_first].tolist(), k):
-        b = np.broadcast_to(q[list(ps)], (len(Am), k))[..., None]
-        out.append(np.linalg.solve(Am, b)[..., 0])
-    p = np.concatenate(out) if out else np.zeros((0, k))
+    combos = np.array(list(itertools.combinations(idx[:n_first].tolist(), k)), np.int64).reshape(-1, k)
+    p = np.einsum("fij,cj->cfi", inv, q[combos]).reshape(-1, k)
     p = p[np.all(p > 0, axis=1)]
     return _unique_rows(p)
 
@@ -853,7 +851,7 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
     if not pooled:
         return []
     top, score, zs = np.concatenate(pooled), np.concatenate(scores), np.concatenate(zs)
-    order = np.argsort(-score, kind="stable")[:keep]
+    order = _distinct(np.column_stack([top, zs]), np.argsort(-score, kind="stable"), keep)
     cells = []
     for p, z in zip(top[order], zs[order], strict=True):
         if time.process_time() > deadline:
@@ -863,6 +861,30 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
         else:
             cells.extend(_solutions(system, p, "P", lines, float(z), f"{system} search", refine_zero=refine_zero))
     return cells
+
+
+# Trial cells whose parameters all agree within this fraction (of the parameter, or of a twentieth of the
+# cell's largest one for small cross terms) refine to the same cell: one of them is kept.
+TRIAL_RTOL = 0.003
+
+
+def _distinct(pz: np.ndarray, order: np.ndarray, keep: int, rtol: float = TRIAL_RTOL) -> np.ndarray:
+    """The first ``keep`` of ``order`` (indices into trial cells ``pz``: parameters and the zero shift they were
+    found at, last; best first) that are not near-copies of a better one found at the same zero shift:
+    screening scores a cell and its slightly perturbed copies (from other line pairs) alike, and copies would
+    fill the places a different cell needs."""
+    p, z = pz[:, :-1], pz[:, -1]
+    kept: list[int] = []
+    for i in order:
+        if kept:
+            q = p[kept]
+            scale = np.maximum(np.maximum(np.abs(q), np.abs(p[i])), 0.05 * np.abs(p[i]).max())
+            if np.any(np.all(np.abs(q - p[i]) <= rtol * scale, axis=1) & (z[kept] == z[i])):
+                continue
+        kept.append(int(i))
+        if len(kept) == keep:
+            break
+    return np.asarray(kept, np.int64)
 
 
 def _from_triclinic(p6: np.ndarray, lines: Lines, zero: float, refine_zero: bool) -> list[Cell]:
@@ -980,13 +1002,13 @@ def _dedupe(cells: list[Cell]) -> list[Cell]:
     prims = []
     for c in cells:
         try:
-            lat = c.primitive()
+            lat = niggli(c.primitive())
         except Exception:  # a degenerate cell cannot be reduced; skip it
             continue
         v = lat.volume
         dup = False
         for k, (klat, kv) in zip(kept, prims, strict=True):
-            if abs(v / kv - 1) < 0.02 and same_lattice(lat, klat, ltol=0.01, angle_tol_rel=0.01):
+            if abs(v / kv - 1) < 0.02 and same_reduced(lat, klat, ltol=0.01, angle_tol_rel=0.01):
                 dup = True
                 break
         if not dup:
