@@ -115,3 +115,26 @@ def test_distinct_trial_cells_skip_near_copies_at_the_same_zero_shift():
     assert _distinct(pz, np.arange(5), keep=3).tolist() == [0, 2, 3]
     assert _distinct(pz, np.arange(5), keep=10).tolist() == [0, 2, 3, 4]
 
+
+
+def test_many_trial_cells_are_pre_screened_on_fewer_lines(monkeypatch):
+    """The orthorhombic seeds of the first 8 lines are ~80 000 trial cells per zero trial: a pass on the first
+    8 lines with indices up to 4 keeps the best few thousand before the 10-line pass, and the oP8 cell is still
+    found first."""
+    from xrdid.indexing import search
+
+    sizes = []
+    screen = search._screen
+
+    def spy(system, p, q, *args, **kw):
+        sizes.append((system, kw.get("max_index"), len(p)))
+        return screen(system, p, q, *args, **kw)
+
+    monkeypatch.setattr(search, "_screen", spy)
+    s = prototype("AB_oP8_62_c_c")
+    _, result = index_pattern(render(s), time_budget_s=20)
+    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+    _, hmax0, keep0 = search._PRE_PASS
+    first = [n for system, h, n in sizes if system == "orthorhombic" and h == search._FIRST_PASS[1]]
+    assert first and max(first) <= keep0
+    assert any(system == "orthorhombic" and h == hmax0 and n > keep0 for system, h, n in sizes)

@@ -332,6 +332,9 @@ _BUCKETS = (2, 3, 4, 6, 8, 11, 15, 20, 30)
 _MAX_SCREEN_INDEX = {"cubic": 30, "tetragonal": 30, "hexagonal": 30, "orthorhombic": 20, "monoclinic": 15, "triclinic": 15}
 # First screening pass: the first lines, low indices only.
 _FIRST_PASS = (10, 6)
+# Before it, when there are more trial cells than the last number (the orthorhombic seeds: ~80 000 per zero
+# trial), a cheaper pass on the first 8 lines with indices up to 4 keeps that many.
+_PRE_PASS = (8, 4, 8000)
 
 
 def _needed_index(p6: np.ndarray, q_max: float) -> np.ndarray:
@@ -842,6 +845,10 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
         # Two-stage screening: the first lines with low indices, then all screened lines on the best.
         # Each trial is scored in every centring of its system, the best counting: a centred lattice's
         # trial cell scored as primitive pays for reflections its centring forbids (2–4× the chance).
+        n0, hmax0, keep0 = _PRE_PASS
+        if len(trials) > keep0:
+            score = _screen(system, trials, qs[:n0], ts[:n0], max_index=hmax0, centrings=SCREEN_CENTRINGS[system])
+            trials = trials[np.sort(np.argsort(-score, kind="stable")[:keep0])]
         n1, hmax1 = _FIRST_PASS
         score = _screen(system, trials, qs[:n1], ts[:n1], max_index=hmax1, centrings=SCREEN_CENTRINGS[system])
         top = trials[np.argsort(-score, kind="stable")[: max(10 * keep, 300)]]
