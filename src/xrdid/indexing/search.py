@@ -17,7 +17,9 @@ families of trial cells, all classic:
   centred lattices (mC, oC, oI, oF, tI, cI, cF, hR) the axis-aligned searches may miss.
 * **Screening**: every trial cell is scored by the lines it indexes minus the lines a random cell of its
   volume would (the density of reciprocal lattice points at Q is π V √Q per unit Q, half the sphere), on
-  the first lines, then the best are refined. Each trial is scored in every centring of its system (the
+  the first lines (when there are more than ``_PRE_PASS`` trials, the orthorhombic seeds, a cheaper pass on
+  fewer lines and indices keeps the best of them first), then the best distinct ones are refined (a trial
+  within ``TRIAL_RTOL`` of a better one at the same zero is a copy). Each trial is scored in every centring of its system (the
   best counts), so that a centred lattice's trial does not pay for the reflections its centring forbids,
   and with the indices its axes need (up to 30 for the few-parameter systems: long axes).
 * **Super-cells**: the best accepted cells that leave lines unindexed are tried doubled and tripled (all
