@@ -33,10 +33,11 @@ import real_cifs
 MODULES = {"cif": "src/xrdid/structures/cif.py", "sticks": "src/xrdid/simulate/sticks.py"}
 
 
-def load_at(rev: str, tmp: Path) -> dict:
-    """The modules of MODULES as they are at ``rev``, imported under private names."""
+def load_at(rev: str, tmp: Path, modules: dict | None = None) -> dict:
+    """The modules of ``modules`` (default MODULES: key → path in the repository) as they are at ``rev``,
+    imported under private names."""
     out = {}
-    for key, rel in MODULES.items():
+    for key, rel in (modules or MODULES).items():
         path = tmp / f"{key}_base.py"
         path.write_text(subprocess.run(["git", "show", f"{rev}:{rel}"], cwd=HERE.parent, check=True, capture_output=True, text=True).stdout)
         name = f"_base_{key}"

@@ -94,3 +94,47 @@ def test_orthorhombic_trial_cells_use_lines_beyond_the_sixth():
     _, result = index_pattern(render(s, AUGMENT, seed=2053), time_budget_s=20)
     rank = rank_of_truth(result, s)
     assert rank is not None and rank <= 3, [c.to_dict() for c in result.cells]
+
+
+def test_near_copies_of_trial_cells_do_not_crowd_out_the_others():
+    """A_tP50 (8.74 × 4.97 Å): near-copies of a sub-cell with c halved (from other line pairs) took most of
+    the places of the tetragonal search's refinement; the true cell's trial (or its half, doubled by the
+    super-cell check) was screened 30th."""
+    s = prototype("A_tP50_134_b2m2n")
+    _, result = index_pattern(render(s, AUGMENT, seed=2052), time_budget_s=20)
+    rank = rank_of_truth(result, s)
+    assert rank is not None and rank <= 3, [c.to_dict() for c in result.cells]
+
+
+def test_distinct_trial_cells_skip_near_copies_at_the_same_zero_shift():
+    import numpy as np
+
+    from xrdid.indexing.search import _distinct
+
+    pz = np.array([[0.0131, 0.1578, 0.0], [0.01312, 0.1579, 0.0], [0.0131, 0.0395, 0.0], [0.0131, 0.1578, 0.06], [0.0262, 0.0395, 0.0]])
+    assert _distinct(pz, np.arange(5), keep=3).tolist() == [0, 2, 3]
+    assert _distinct(pz, np.arange(5), keep=10).tolist() == [0, 2, 3, 4]
+
+
+
+def test_many_trial_cells_are_pre_screened_on_fewer_lines(monkeypatch):
+    """The orthorhombic seeds of the first 8 lines are ~80 000 trial cells per zero trial: a pass on the first
+    8 lines with indices up to 4 keeps the best few thousand before the 10-line pass, and the oP8 cell is still
+    found first."""
+    from xrdid.indexing import search
+
+    sizes = []
+    screen = search._screen
+
+    def spy(system, p, q, *args, **kw):
+        sizes.append((system, kw.get("max_index"), len(p)))
+        return screen(system, p, q, *args, **kw)
+
+    monkeypatch.setattr(search, "_screen", spy)
+    s = prototype("AB_oP8_62_c_c")
+    _, result = index_pattern(render(s), time_budget_s=20)
+    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+    _, hmax0, keep0 = search._PRE_PASS
+    first = [n for system, h, n in sizes if system == "orthorhombic" and h == search._FIRST_PASS[1]]
+    assert first and max(first) <= keep0
+    assert any(system == "orthorhombic" and h == hmax0 and n > keep0 for system, h, n in sizes)

@@ -190,8 +190,16 @@ def same_lattice(lat1, lat2, *, ltol: float = 0.005, angle_tol_rel: float = 0.00
     """Are two (primitive) lattices the same within ``ltol`` (fraction of the lengths) and
     ``angle_tol_rel`` (fraction of the angles)? Compared as Niggli cells, up to a change of basis, so
     volumes must agree too (a supercell is not the same lattice)."""
-    n1, n2 = niggli(lat1), niggli(lat2)
+    return same_reduced(niggli(lat1), niggli(lat2), ltol=ltol, angle_tol_rel=angle_tol_rel)
+
+
+def same_reduced(n1, n2, *, ltol: float = 0.005, angle_tol_rel: float = 0.005) -> bool:
+    """:func:`same_lattice` of two lattices already Niggli-reduced (:func:`niggli`). Their sorted lengths are
+    the lattices' three successive minima, so lengths apart by more than 3 ``ltol`` rule a match out
+    before pymatgen's search for a mapping."""
     if abs(n1.volume / n2.volume - 1) > 3 * ltol:
+        return False
+    if np.any(np.abs(np.sort(n1.abc) / np.sort(n2.abc) - 1) > 3 * ltol):
         return False
     angle_tol = angle_tol_rel * 90.0
     try:

@@ -17,7 +17,9 @@ families of trial cells, all classic:
   centred lattices (mC, oC, oI, oF, tI, cI, cF, hR) the axis-aligned searches may miss.
 * **Screening**: every trial cell is scored by the lines it indexes minus the lines a random cell of its
   volume would (the density of reciprocal lattice points at Q is π V √Q per unit Q, half the sphere), on
-  the first lines, then the best are refined. Each trial is scored in every centring of its system (the
+  the first lines (when there are more than ``_PRE_PASS`` trials, the orthorhombic seeds, a cheaper pass on
+  fewer lines and indices keeps the best of them first), then the best distinct ones are refined (a trial
+  within ``TRIAL_RTOL`` of a better one at the same zero is a copy). Each trial is scored in every centring of its system (the
   best counts), so that a centred lattice's trial does not pay for the reflections its centring forbids,
   and with the indices its axes need (up to 30 for the few-parameter systems: long axes).
 * **Super-cells**: the best accepted cells that leave lines unindexed are tried doubled and tripled (all
@@ -81,7 +83,7 @@ from xrdid.indexing.lattice import (
     parameters,
     primitive_lattice,
     real_lengths,
-    same_lattice,
+    same_reduced,
     to_pymatgen,
     volume,
 )
@@ -332,6 +334,9 @@ _BUCKETS = (2, 3, 4, 6, 8, 11, 15, 20, 30)
 _MAX_SCREEN_INDEX = {"cubic": 30, "tetragonal": 30, "hexagonal": 30, "orthorhombic": 20, "monoclinic": 15, "triclinic": 15}
 # First screening pass: the first lines, low indices only.
 _FIRST_PASS = (10, 6)
+# Before it, when there are more trial cells than the last number (the orthorhombic seeds: ~80 000 per zero
+# trial), a cheaper pass on the first 8 lines with indices up to 4 keeps that many.
+_PRE_PASS = (8, 4, 8000)
 
 
 def _needed_index(p6: np.ndarray, q_max: float) -> np.ndarray:
@@ -501,13 +506,11 @@ def _form_seeds(system: str, q: np.ndarray, n_first: int, basis: np.ndarray | No
     perms = np.array(list(itertools.permutations(range(len(low)), k)))
     Am = low[perms]
     good = np.abs(np.linalg.det(Am)) > 1e-9
-    Am = Am[good]
-    out = []
+    # One inverse per form assignment, applied to every choice of k lines at once (not a solve per choice).
+    inv = np.linalg.inv(Am[good])
     idx = np.arange(len(q)) if basis is None else np.asarray(basis)
-    for ps in itertools.combinations(idx[:n_first].tolist(), k):
-        b = np.broadcast_to(q[list(ps)], (len(Am), k))[..., None]
-        out.append(np.linalg.solve(Am, b)[..., 0])
-    p = np.concatenate(out) if out else np.zeros((0, k))
+    combos = np.array(list(itertools.combinations(idx[:n_first].tolist(), k)), np.int64).reshape(-1, k)
+    p = np.einsum("fij,cj->cfi", inv, q[combos]).reshape(-1, k)
     p = p[np.all(p > 0, axis=1)]
     return _unique_rows(p)
 
@@ -844,6 +847,10 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
         # Two-stage screening: the first lines with low indices, then all screened lines on the best.
         # Each trial is scored in every centring of its system, the best counting: a centred lattice's
         # trial cell scored as primitive pays for reflections its centring forbids (2–4× the chance).
+        n0, hmax0, keep0 = _PRE_PASS
+        if len(trials) > keep0:
+            score = _screen(system, trials, qs[:n0], ts[:n0], max_index=hmax0, centrings=SCREEN_CENTRINGS[system])
+            trials = trials[np.sort(np.argsort(-score, kind="stable")[:keep0])]
         n1, hmax1 = _FIRST_PASS
         score = _screen(system, trials, qs[:n1], ts[:n1], max_index=hmax1, centrings=SCREEN_CENTRINGS[system])
         top = trials[np.argsort(-score, kind="stable")[: max(10 * keep, 300)]]
@@ -853,7 +860,7 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
     if not pooled:
         return []
     top, score, zs = np.concatenate(pooled), np.concatenate(scores), np.concatenate(zs)
-    order = np.argsort(-score, kind="stable")[:keep]
+    order = _distinct(np.column_stack([top, zs]), np.argsort(-score, kind="stable"), keep)
     cells = []
     for p, z in zip(top[order], zs[order], strict=True):
         if time.process_time() > deadline:
@@ -863,6 +870,30 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
         else:
             cells.extend(_solutions(system, p, "P", lines, float(z), f"{system} search", refine_zero=refine_zero))
     return cells
+
+
+# Trial cells whose parameters all agree within this fraction (of the parameter, or of a twentieth of the
+# cell's largest one for small cross terms) refine to the same cell: one of them is kept.
+TRIAL_RTOL = 0.003
+
+
+def _distinct(pz: np.ndarray, order: np.ndarray, keep: int, rtol: float = TRIAL_RTOL) -> np.ndarray:
+    """The first ``keep`` of ``order`` (indices into trial cells ``pz``: parameters and the zero shift they were
+    found at, last; best first) that are not near-copies of a better one found at the same zero shift:
+    screening scores a cell and its slightly perturbed copies (from other line pairs) alike, and copies would
+    fill the places a different cell needs."""
+    p, z = pz[:, :-1], pz[:, -1]
+    kept: list[int] = []
+    for i in order:
+        if kept:
+            q = p[kept]
+            scale = np.maximum(np.maximum(np.abs(q), np.abs(p[i])), 0.05 * np.abs(p[i]).max())
+            if np.any(np.all(np.abs(q - p[i]) <= rtol * scale, axis=1) & (z[kept] == z[i])):
+                continue
+        kept.append(int(i))
+        if len(kept) == keep:
+            break
+    return np.asarray(kept, np.int64)
 
 
 def _from_triclinic(p6: np.ndarray, lines: Lines, zero: float, refine_zero: bool) -> list[Cell]:
@@ -980,13 +1011,13 @@ def _dedupe(cells: list[Cell]) -> list[Cell]:
     prims = []
     for c in cells:
         try:
-            lat = c.primitive()
+            lat = niggli(c.primitive())
         except Exception:  # a degenerate cell cannot be reduced; skip it
             continue
         v = lat.volume
         dup = False
         for k, (klat, kv) in zip(kept, prims, strict=True):
-            if abs(v / kv - 1) < 0.02 and same_lattice(lat, klat, ltol=0.01, angle_tol_rel=0.01):
+            if abs(v / kv - 1) < 0.02 and same_reduced(lat, klat, ltol=0.01, angle_tol_rel=0.01):
                 dup = True
                 break
         if not dup:
