@@ -41,19 +41,18 @@ def _table(title: str, summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _simulated(args, inst) -> dict:
-    """Render, index and score the AFLOW prototypes (module docstring, 1)."""
+def prototype_items(inst, limit: int | None, draws: int = 1) -> list:
+    """(id, crystal system, StickBatch of one, [true lattice]) of the ordered AFLOW prototypes (module docstring,
+    1), every k-th so that about ``limit`` are used, each ``draws`` times."""
     from xrdid.evaluate.real import aflow_prototypes, spglib_number
-    from xrdid.indexing.evaluate import index_rendered, primitive_lattice_of, summarise
-    from xrdid.indexing.peaks import find_peaks
-    from xrdid.instrument import Augment, Renderer, StickBatch
+    from xrdid.indexing.evaluate import primitive_lattice_of
+    from xrdid.instrument import StickBatch
     from xrdid.labels import crystal_system
-    from xrdid.readers import Pattern
     from xrdid.simulate.sticks import compute_sticks
 
     protos = [(label, s) for label, s in aflow_prototypes() if s.is_ordered]
-    if args.limit:
-        protos = protos[:: max(1, len(protos) // args.limit)][: args.limit]
+    if limit:
+        protos = protos[:: max(1, len(protos) // limit)][:limit]
     items = []
     for label, s in protos:
         try:
@@ -64,20 +63,26 @@ def _simulated(args, inst) -> dict:
             log.warning("%s: skipped (%s)", label, exc)
             continue
         sticks = StickBatch(torch.tensor(np.asarray(st.d, np.float32))[None], torch.tensor(np.asarray(st.f2m, np.float32))[None])
-        for k in range(args.draws):
+        for k in range(draws):
             items.append((f"{label}#{k}", system, sticks, [truth]))
+    return items
+
+
+def _simulated(args, inst) -> dict:
+    """Render, index and score the AFLOW prototypes (module docstring, 1)."""
+    from xrdid.indexing.evaluate import index_rendered, rendered_patterns, summarise
+    from xrdid.indexing.peaks import find_peaks
+    from xrdid.instrument import Augment
+
+    items = prototype_items(inst, args.limit, args.draws)
     print(f"{len(items)} simulated patterns ({inst.name}, {args.points} points, {inst.two_theta_min_deg}–{inst.two_theta_max_deg}°); "
           f"load average {os.getloadavg()[0]:.1f}")
     t0 = time.perf_counter()
     rows = index_rendered(items, inst, Augment(), seed=args.seed, time_budget_s=args.time_budget)
     wall = time.perf_counter() - t0
     # Reference in the same run: the peak search alone on the first patterns.
-    renderer = Renderer(inst, Augment(lattice_strain_frac=(0.0, 0.0)))
     ref = []
-    for n, (_, _, sticks, _) in enumerate(items[:40]):
-        y, mask = renderer(sticks, torch.Generator().manual_seed(args.seed + n))
-        m = mask[0].numpy() > 0
-        p = Pattern(inst.grid()[m], y[0].numpy()[m] * 1e4, "two_theta", wavelength_A=inst.wavelength_A)
+    for _, p in rendered_patterns(items[:40], inst, Augment(), seed=args.seed):
         t = time.process_time()
         find_peaks(p)
         ref.append(time.process_time() - t)

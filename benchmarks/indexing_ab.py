@@ -20,7 +20,6 @@ import argparse
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,34 +30,19 @@ from end_to_end_ab import load_at
 
 
 def peak_lists(limit: int, every: int, seed: int = 2024) -> list:
-    """Peak lists of benchmarks/indexing.py's simulated patterns (pattern n rendered with seed + n)."""
+    """Peak lists of every ``every``-th of benchmarks/indexing.py's simulated patterns (pattern n rendered with
+    seed + n)."""
     import torch
+    from indexing import prototype_items
 
-    from xrdid.evaluate.real import aflow_prototypes
+    from xrdid.indexing.evaluate import rendered_patterns
     from xrdid.indexing.peaks import find_peaks
-    from xrdid.instrument import Augment, Renderer, StickBatch, get_instrument
-    from xrdid.readers import Pattern
-    from xrdid.simulate.sticks import compute_sticks
+    from xrdid.instrument import Augment, get_instrument
 
     torch.set_num_threads(1)
     inst = get_instrument({"preset": "cu", "n_points": 8501})
-    protos = [(label, s) for label, s in aflow_prototypes() if s.is_ordered]
-    protos = protos[:: max(1, len(protos) // limit)][:limit]
-    renderer = Renderer(inst, replace(Augment(), lattice_strain_frac=(0.0, 0.0)))
-    grid, out, n = inst.grid(), [], -1
-    for _, s in protos:
-        try:
-            st = compute_sticks(s, inst.d_min_A)
-        except Exception:  # skipped by benchmarks/indexing.py too
-            continue
-        n += 1
-        if n % every:
-            continue
-        sticks = StickBatch(torch.tensor(np.asarray(st.d, np.float32))[None], torch.tensor(np.asarray(st.f2m, np.float32))[None])
-        y, mask = renderer(sticks, torch.Generator().manual_seed(seed + n))
-        m = mask[0].numpy() > 0
-        out.append(find_peaks(Pattern(grid[m], y[0].numpy()[m].astype(np.float64) * 1e4, "two_theta", wavelength_A=inst.wavelength_A)))
-    return out
+    patterns = rendered_patterns(prototype_items(inst, limit), inst, Augment(), seed=seed)
+    return [find_peaks(p) for n, (_, p) in enumerate(patterns) if n % every == 0]
 
 
 def main(argv: list[str] | None = None) -> dict:

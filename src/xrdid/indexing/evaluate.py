@@ -55,20 +55,27 @@ def right_rank(cells, truths) -> int | None:
     return None
 
 
-def index_rendered(items, instrument, augment, *, seed: int = 0, time_budget_s: float = 10.0, n_cells: int = 3) -> list[dict]:
-    """Render and index (id, crystal system, StickBatch of one, [true lattices]) items; one row each."""
+def rendered_patterns(items, instrument, augment, *, seed: int = 0):
+    """(item, Pattern) of (id, crystal system, StickBatch of one, [true lattices]) items, item n rendered with
+    ``augment`` less lattice strain (it would change the true cell) and seed ``seed + n``, on a counts-like scale."""
     from xrdid.instrument import Augment, Renderer
     from xrdid.readers import Pattern
 
     aug = replace(augment if augment is not None else Augment(), lattice_strain_frac=(0.0, 0.0))
     renderer = Renderer(instrument, aug)
     grid = instrument.grid()
-    rows = []
-    for n, (sid, system, sticks, truths) in enumerate(items):
-        y, mask = renderer(sticks, torch.Generator().manual_seed(seed + n))
+    for n, item in enumerate(items):
+        y, mask = renderer(item[2], torch.Generator().manual_seed(seed + n))
         m = mask[0].numpy() > 0
         # Counts-like scale: the renderer normalises to a maximum of 1.
-        pattern = Pattern(grid[m], y[0].numpy()[m].astype(np.float64) * 1e4, "two_theta", wavelength_A=instrument.wavelength_A, path=sid)
+        yield item, Pattern(grid[m], y[0].numpy()[m].astype(np.float64) * 1e4, "two_theta", wavelength_A=instrument.wavelength_A, path=item[0])
+
+
+def index_rendered(items, instrument, augment, *, seed: int = 0, time_budget_s: float = 10.0, n_cells: int = 3) -> list[dict]:
+    """Render (:func:`rendered_patterns`) and index (id, crystal system, StickBatch of one, [true lattices]) items;
+    one row each."""
+    rows = []
+    for (sid, system, _, truths), pattern in rendered_patterns(items, instrument, augment, seed=seed):
         t0 = time.process_time()
         try:
             _, result = index_pattern(pattern, time_budget_s=time_budget_s)
