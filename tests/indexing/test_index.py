@@ -119,6 +119,9 @@ def test_cli_index_table_json_and_bad_files(tmp_path, capsys):
     cell = row["cells"][0]
     assert cell["bravais"] == "hP" and cell["a"] == pytest.approx(3.619, rel=5e-3) and cell["c"] == pytest.approx(5.044, rel=5e-3)
     assert {"M20", "F_N", "indexed", "unindexed", "zero_shift_deg", "volume"} <= set(cell)
+    # A true cell indexes far more lines than a random one would: many lines expected by chance are fewer
+    # than those indexed, and the chance of as many is tiny.
+    assert 0 < cell["chance"]["expected_indexed"] < cell["indexed"] / 2 and cell["chance"]["log10_p"] < -5
     assert main(["index", str(good), "--wavelength", "1.5406"]) == 0
     assert "hP" in capsys.readouterr().out
 

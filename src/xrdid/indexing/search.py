@@ -220,6 +220,9 @@ class Cell:
             "indexed": self.n_indexed, "unindexed": self.n_lines - self.n_indexed,
             "unindexed_two_theta": [round(v, 4) for v in self.unindexed_two_theta],
             "zero_shift_deg": round(self.zero_deg, 5) if self.zero_deg is not None else None,
+            # What a random cell with as many calculated lines would index, and the probability that it
+            # indexes as many as this one does (binomial tail): how far the cell is from a chance fit.
+            "chance": {"expected_indexed": round(self.chance_expected, 2), "log10_p": round(self.chance_log10p, 2)},
             "hkl": self.hkl,
         }
 
