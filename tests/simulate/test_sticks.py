@@ -234,7 +234,7 @@ def test_order_by_value_is_argsort_up_to_its_precision():
 
 @pytest.mark.parametrize(
     "sg, n_ions, tried",
-    [(1, [7, 18], set()), (1, [9, 27], {"R", "Rrev"}), (166, [3, 9, 18], {"R"}), (225, [4, 24], {"A", "B", "C"})],
+    [(1, [7, 18], set()), (1, [9, 27], {"R", "Rrev"}), (166, [3, 9, 18], {"R", "Rrev"}), (225, [4, 24], {"A", "B", "C", "I"})],
 )
 def test_centring_tries_only_translations_whose_order_divides_every_types_count(sg, n_ions, tried, monkeypatch):
     import xrdid.simulate.sticks as sticks_mod
@@ -245,11 +245,10 @@ def test_centring_tries_only_translations_whose_order_divides_every_types_count(
     frac = np.asarray(s.frac_coords)
     types = np.array([site.specie.Z for site in s])
     calls = []
-    real = sticks_mod._partners
-    monkeypatch.setattr(sticks_mod, "_partners", lambda f, t, sixths, *a: calls.append(sixths) or real(f, t, sixths, *a))
+    real = sticks_mod._first_entry_lands
+    monkeypatch.setattr(sticks_mod, "_first_entry_lands", lambda f, t, g, names: calls.extend(names) or real(f, t, g, names))
     found = sticks_mod._centring(frac, types)
-    names = {v: k for k, v in sticks_mod._CENTRING_SIXTHS.items()}
-    assert {names[x] for x in calls} == tried
+    assert set(calls) == tried
     assert (found is None) == (sg == 1)
     if found is not None:
         d_min = d_min_for(MARS, 90.0)

@@ -53,12 +53,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xrdid.structures.crystal import grid_keys
+from xrdid.structures.crystal import Crystal, atomic_number, crystal_from_structure, grid_keys
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
-
-    from xrdid.structures.crystal import Crystal
 
 __all__ = ["Sticks", "compute_sticks", "d_min_for", "lorentz_polarisation", "sticks_to_peaks"]
 
@@ -374,23 +372,28 @@ def _f2_separable(frac, element_bounds, occ, ffp, lines, line, l, bounds, period
 
 
 @functools.lru_cache(maxsize=16)
-def _sixths_shift(sixths: tuple[int, int, int]) -> np.ndarray:
-    """The translation ``sixths`` / 6 as a float64 vector (read-only, cached)."""
-    shift = np.asarray(sixths, dtype=np.float64) / 6.0
-    shift.flags.writeable = False
-    return shift
+def _sixths_shifts(sixths: tuple[tuple[int, int, int], ...]) -> np.ndarray:
+    """The translations ``sixths`` / 6 as float64 rows (read-only, cached)."""
+    shifts = np.asarray(sixths, dtype=np.float64) / 6.0
+    shifts.flags.writeable = False
+    return shifts
+
+
+def _first_entry_lands(frac, types, grid: np.ndarray, names: tuple[str, ...]) -> set[str]:
+    """The centring translations of ``names`` that take the first entry onto an entry of its type (on
+    the coordinate grid ``grid``), all in one set of array calls: most translations are no symmetry,
+    and one entry shows it before the whole cell is moved (:func:`_partners`)."""
+    images = grid_keys(frac[0] + _sixths_shifts(tuple(_CENTRING_SIXTHS[x] for x in names)))  # (m, 3)
+    same = grid[types == types[0]]
+    lands = (same[None, :, :] == images[:, None, :]).all(axis=2).any(axis=1)
+    return {name for name, hit in zip(names, lands.tolist()) if hit}
 
 
 def _partners(frac, types, sixths: tuple[int, int, int], grid: np.ndarray, order: np.ndarray) -> np.ndarray | None:
     """For the translation ``sixths`` / 6: the entry each entry lands on (same type), or None when
     some entry lands on none. Positions are compared on the coordinate grid (``grid``: the entries'
     keys, :func:`~xrdid.structures.crystal.grid_keys`; ``order``: their lexsort by type, x, y, z)."""
-    shift = _sixths_shift(sixths)
-    # The first entry's image first: most translations are no symmetry, and one entry shows it.
-    first = grid_keys(frac[:1] + shift)[0]
-    if not ((grid == first).all(axis=1) & (types == types[0])).any():
-        return None
-    moved = grid_keys(frac + shift)
+    moved = grid_keys(frac + _sixths_shifts((sixths,))[0])
     moved_order = np.lexsort((moved[:, 2], moved[:, 1], moved[:, 0], types))
     if not (np.array_equal(moved[moved_order], grid[order]) and np.array_equal(types[moved_order], types[order])):
         return None
@@ -412,13 +415,18 @@ def _centring(frac: np.ndarray, types: np.ndarray):
     if common % 2 and common % 3:
         return None
     grid = grid_keys(frac)
+    candidates = tuple(name for name in _CENTRING_SIXTHS if not common % (3 if name.startswith("R") else 2))
+    lands = _first_entry_lands(frac, types, grid, candidates)
+    if not lands:
+        return None
     order = np.lexsort((grid[:, 2], grid[:, 1], grid[:, 0], types))
     found = {}
-    for name, sixths in _CENTRING_SIXTHS.items():
+    for name in candidates:
         if name in ("I", "R", "Rrev") and found:
             break  # a face centring found already: I and R are not tried alongside it
-        if common % (3 if name.startswith("R") else 2):
+        if name not in lands:
             continue
+        sixths = _CENTRING_SIXTHS[name]
         partner = _partners(frac, types, sixths, grid, order)
         if partner is not None:
             found[name] = (sixths, partner)
@@ -529,8 +537,6 @@ def compute_sticks(
         raise ValueError(f"d_min must be positive, got {d_min} Å")
     if method not in ("separable", "orbits", "direct"):
         raise ValueError(f"method must be 'separable', 'orbits' or 'direct', got {method!r}")
-    from xrdid.structures.crystal import Crystal, atomic_number, crystal_from_structure
-
     crystal = structure if isinstance(structure, Crystal) else crystal_from_structure(structure)
     debye_waller = debye_waller or {}
     if len(crystal) == 0:
