@@ -340,3 +340,14 @@ def test_the_lorentz_polarisation_factor_from_sin_theta_is_that_of_the_angle():
     np.testing.assert_allclose(
         sticks_mod._lorentz_polarisation_of_sin(sin_theta), sticks_mod.lorentz_polarisation(two_theta), rtol=1e-12
     )
+
+
+def test_sticks_out_of_reach_of_the_wavelength_are_no_peaks():
+    sticks = compute_sticks(nacl(), d_min_for(MARS, 150.0))
+    reachable = CU_KA1 / (2.0 * sticks.d) <= 1.0
+    assert 0 < reachable.sum() < len(sticks)
+    got = sticks_to_peaks(sticks, CU_KA1, 0.0, 180.0)
+    ref = sticks_to_peaks(Sticks(sticks.d[reachable], sticks.f2m[reachable], sticks.hkl[reachable]), CU_KA1, 0.0, 180.0)
+    assert len(got["two_theta"]) == len(ref["two_theta"]) > 5
+    for key in ("two_theta", "intensity", "hkl", "d"):
+        np.testing.assert_array_equal(got[key], ref[key])

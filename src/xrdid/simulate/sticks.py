@@ -690,8 +690,12 @@ def sticks_to_peaks(
         raise ValueError(f"wavelength must be positive, got {wavelength_A} Å")
     sin_theta = wavelength_A / (2.0 * sticks.d)
     reachable = sin_theta <= 1.0
-    two_theta = np.full(len(sticks.d), np.inf)
-    two_theta[reachable] = np.degrees(2.0 * np.arcsin(sin_theta[reachable]))
+    if reachable.all():  # 2θ in degrees: arcsin x 360/π (= np.degrees(2 arcsin), bit for bit)
+        two_theta = np.arcsin(sin_theta)
+        two_theta *= 360.0 / math.pi
+    else:
+        two_theta = np.full(len(sticks.d), np.inf)
+        two_theta[reachable] = np.arcsin(sin_theta[reachable]) * (360.0 / math.pi)
     ascending = not (two_theta[1:] < two_theta[:-1]).any()  # sticks come by d descending, i.e. 2θ ascending
     if ascending:  # the range kept is one slice: views, no copies
         keep = slice(int(np.searchsorted(two_theta, two_theta_min_deg, side="left")),
@@ -713,8 +717,9 @@ def sticks_to_peaks(
         new[0] = True
         np.not_equal(key[1:], key[:-1], out=new[1:])
         first = np.flatnonzero(new)
-        intensity = np.add.reduceat(intensity, first)
-        two_theta, hkl, d = two_theta[first], hkl[first], d[first]
+        if len(first) < len(key):  # else no two lines share a peak
+            intensity = np.add.reduceat(intensity, first)
+            two_theta, hkl, d = two_theta[first], hkl[first], d[first]
     if len(intensity):
         top = intensity.max()
         strong = intensity > min_relative_intensity * top
