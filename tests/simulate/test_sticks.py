@@ -177,7 +177,7 @@ def test_debye_waller_damps_high_angle():
 
 @pytest.mark.parametrize(
     "sg, n_ions, n_translations",
-    [(225, [8, 24], 3), (216, [8, 8, 24], 3), (229, [12, 24], 1), (63, [8, 8, 16], 1), (166, [6, 6, 18], 2), (62, [4, 4, 24], 0)],
+    [(225, [8, 24], 3), (216, [8, 8, 24], 3), (229, [12, 24], 1), (63, [8, 8, 16], 1), (166, [6, 6, 18], 2), (38, [8, 8, 16], 1), (62, [4, 4, 24], 0)],
 )
 def test_centred_cells_are_summed_over_one_entry_per_coset_and_agree_with_direct(sg, n_ions, n_translations, monkeypatch):
     import xrdid.simulate.sticks as sticks_mod
@@ -351,3 +351,21 @@ def test_sticks_out_of_reach_of_the_wavelength_are_no_peaks():
     assert len(got["two_theta"]) == len(ref["two_theta"]) > 5
     for key in ("two_theta", "intensity", "hkl", "d"):
         np.testing.assert_array_equal(got[key], ref[key])
+
+
+def test_the_points_a_centring_allows_are_those_every_translation_keeps_in_phase():
+    import xrdid.simulate.sticks as sticks_mod
+
+    lattice = Lattice.from_parameters(5.0, 6.0, 7.0, 80, 95, 100).matrix
+    recip, lengths = sticks_mod._reciprocal(lattice)
+    *lines, _ = sticks_mod._half_sphere_lines(recip @ recip.T, lengths, 1.5)
+    line, l = sticks_mod._expand_lines(*lines)
+    h, k = lines[0][line], lines[1][line]
+    sixths = sticks_mod._CENTRING_SIXTHS
+    for group in (["A"], ["B"], ["C"], ["I"], ["A", "B", "C"], ["R"], ["Rrev"]):
+        t = np.array([sixths[x] for x in group])
+        if group[0].startswith("R"):
+            t = np.vstack([t, (2 * t) % 6])
+        in_phase = np.flatnonzero(((t[:, 0, None] * h + t[:, 1, None] * k + t[:, 2, None] * l) % 6 == 0).all(axis=0))
+        np.testing.assert_array_equal(sticks_mod._allowed_points(t, lines, line, l), in_phase)
+        assert 0 < len(in_phase) < len(l)

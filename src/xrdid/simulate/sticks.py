@@ -459,6 +459,23 @@ def _l_period(translations: np.ndarray) -> int:
     return math.lcm(*(6 // math.gcd(int(t), 6) for t in translations[:, 2]))
 
 
+def _allowed_points(translations: np.ndarray, lines, line: np.ndarray, l: np.ndarray) -> np.ndarray:
+    """Indices of the points (h, k, l) with t·(h, k, l) ≡ 0 (mod 6) for every centring translation t (in
+    sixths). On a line these are the l of one class r modulo :func:`_l_period` P, or none: r is found
+    per line (trying 0..P-1), then each point is compared with its line's r."""
+    h, k, lo, hi = lines
+    period = _l_period(translations)
+    base = translations[:, 0, None] * h + translations[:, 1, None] * k  # (translations, lines)
+    r = np.arange(period)
+    fits = ((base[:, :, None] + translations[:, 2, None, None] * r) % 6 == 0).all(axis=0)  # (lines, P)
+    counts = hi - lo + 1
+    if period == 1:
+        return np.flatnonzero(np.repeat(fits[:, 0], counts))
+    has = np.repeat(fits.any(axis=1), counts)
+    has &= l % period == np.repeat(fits.argmax(axis=1), counts)
+    return np.flatnonzero(has)
+
+
 def _f2_direct(frac, elem_idx, occ, ffp, hkl) -> np.ndarray:
     """|F|² of the given points by summing exp(2πi h·r) over atoms directly (chunked).
 
@@ -593,8 +610,7 @@ def compute_sticks(
         # entry per coset; elsewhere F = 0 exactly. Scattering factors only for the sticks that hold
         # such a point (the same values as for all sticks); the others are absent whatever f_max2 is.
         translations, kept = centring
-        phase6 = (translations[:, 0, None] * h + translations[:, 1, None] * k)[:, line] + translations[:, 2, None] * l
-        allowed = np.flatnonzero(~(phase6 % 6).any(axis=0))
+        allowed = _allowed_points(translations, lines, line, l)
         needed = np.zeros(len(starts), dtype=bool)
         needed[stick[allowed]] = True
         column = np.cumsum(needed) - 1  # a needed stick's column in ff
