@@ -212,7 +212,7 @@ def _expand_lines(h, k, lo, hi):
     starts = ends - counts
     line = np.repeat(np.arange(len(h)), counts)
     l = np.arange(total, dtype=np.int64)
-    l -= (starts - lo)[line]
+    l -= np.repeat(starts - lo, counts)  # a per-line value at each point: repeat is ~3x faster than a gather
     return line, l
 
 
@@ -581,9 +581,10 @@ def compute_sticks(
     h, k = lines[0], lines[1]
     twice_b = 2.0 * (metric[0, 2] * h + metric[1, 2] * k)
     c_line = (metric[0, 0] * h + 2.0 * metric[0, 1] * k) * h + metric[1, 1] * k * k
-    g2 = metric[2, 2] * l + twice_b[line]
+    counts = lines[3] - lines[2] + 1
+    g2 = metric[2, 2] * l + np.repeat(twice_b, counts)
     g2 *= l
-    g2 += c_line[line]
+    g2 += np.repeat(c_line, counts)
 
     # Sticks: points sorted by |g| (d descending), split where the relative gap exceeds merge_tol.
     order = _order_by_value(g2, merge_tol)
