@@ -124,7 +124,8 @@ def _form_factors(symbols: list[str], zs: list[int], s2: np.ndarray, debye_walle
     axis last.)
     """
     amat, minus_b, z = _form_factor_terms(tuple(symbols), tuple(zs))
-    f = amat @ np.exp(minus_b * s2)
+    terms = minus_b * s2
+    f = amat @ np.exp(terms, out=terms)
     f *= -41.78214 * s2
     f += z
     if debye_waller:
