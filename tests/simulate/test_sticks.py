@@ -177,7 +177,7 @@ def test_debye_waller_damps_high_angle():
 
 @pytest.mark.parametrize(
     "sg, n_ions, n_translations",
-    [(225, [8, 24], 3), (216, [8, 8, 24], 3), (229, [12, 24], 1), (63, [8, 8, 16], 1), (166, [6, 6, 18], 2), (62, [4, 4, 24], 0)],
+    [(225, [8, 24], 3), (216, [8, 8, 24], 3), (229, [12, 24], 1), (63, [8, 8, 16], 1), (166, [6, 6, 18], 2), (38, [8, 8, 16], 1), (62, [4, 4, 24], 0)],
 )
 def test_centred_cells_are_summed_over_one_entry_per_coset_and_agree_with_direct(sg, n_ions, n_translations, monkeypatch):
     import xrdid.simulate.sticks as sticks_mod
@@ -234,7 +234,7 @@ def test_order_by_value_is_argsort_up_to_its_precision():
 
 @pytest.mark.parametrize(
     "sg, n_ions, tried",
-    [(1, [7, 18], set()), (1, [9, 27], {"R", "Rrev"}), (166, [3, 9, 18], {"R"}), (225, [4, 24], {"A", "B", "C"})],
+    [(1, [7, 18], set()), (1, [9, 27], {"R", "Rrev"}), (166, [3, 9, 18], {"R", "Rrev"}), (225, [4, 24], {"A", "B", "C", "I"})],
 )
 def test_centring_tries_only_translations_whose_order_divides_every_types_count(sg, n_ions, tried, monkeypatch):
     import xrdid.simulate.sticks as sticks_mod
@@ -245,11 +245,10 @@ def test_centring_tries_only_translations_whose_order_divides_every_types_count(
     frac = np.asarray(s.frac_coords)
     types = np.array([site.specie.Z for site in s])
     calls = []
-    real = sticks_mod._partners
-    monkeypatch.setattr(sticks_mod, "_partners", lambda f, t, sixths, *a: calls.append(sixths) or real(f, t, sixths, *a))
+    real = sticks_mod._first_entry_lands
+    monkeypatch.setattr(sticks_mod, "_first_entry_lands", lambda f, t, g, names: calls.extend(names) or real(f, t, g, names))
     found = sticks_mod._centring(frac, types)
-    names = {v: k for k, v in sticks_mod._CENTRING_SIXTHS.items()}
-    assert {names[x] for x in calls} == tried
+    assert set(calls) == tried
     assert (found is None) == (sg == 1)
     if found is not None:
         d_min = d_min_for(MARS, 90.0)
@@ -285,3 +284,88 @@ def test_peaks_of_sticks_in_d_order_and_shuffled_agree_with_the_range_ends_inclu
     for key in ("two_theta", "intensity", "hkl", "d"):
         np.testing.assert_array_equal(ordered[key], shuffled[key])
     assert len(sticks_to_peaks(sticks, CU_KA1, hi, lo)["two_theta"]) == 0
+
+
+def test_the_lines_of_the_half_sphere_are_every_point_of_half_the_sphere_once():
+    import xrdid.simulate.sticks as sticks_mod
+
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        lattice = Lattice.from_parameters(*rng.uniform(3, 9, 3), *rng.uniform(65, 115, 3)).matrix
+        recip, lengths = sticks_mod._reciprocal(lattice)
+        metric = recip @ recip.T
+        g_max = 1.0 / rng.uniform(0.8, 2.0)
+        *lines, bounds = sticks_mod._half_sphere_lines(metric, lengths, g_max)
+        line, l = sticks_mod._expand_lines(*lines)
+        got = {(int(lines[0][i]), int(lines[1][i]), int(j)) for i, j in zip(line, l)}
+        assert len(got) == len(l)
+        n = max(bounds) + 1
+        grid = np.stack(np.meshgrid(*[np.arange(-n, n + 1)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+        g2 = np.einsum("ij,jk,ik->i", grid, metric, grid)
+        h, k, ll = grid.T
+        half = (h > 0) | ((h == 0) & (k > 0)) | ((h == 0) & (k == 0) & (ll > 0))
+        assert got == {tuple(x) for x in grid[half & (g2 <= g_max * g_max)].tolist()}
+
+
+def test_the_products_over_a_subset_of_the_lines_with_an_l_period_agree_with_all_points(monkeypatch):
+    import xrdid.simulate.sticks as sticks_mod
+
+    rng = np.random.default_rng(11)
+    lattice = Lattice.from_parameters(5.1, 6.3, 7.7, 81, 97, 104).matrix
+    recip, lengths = sticks_mod._reciprocal(lattice)
+    *lines, bounds = sticks_mod._half_sphere_lines(recip @ recip.T, lengths, 1.2)
+    line, l = sticks_mod._expand_lines(*lines)
+    h, k = lines[0], lines[1]
+    frac = rng.random((7, 3))
+    element_bounds = np.array([0, 3, 7])
+    occ = rng.uniform(0.5, 1.0, 7)
+    ffp = rng.uniform(1.0, 20.0, (2, len(l)))
+    everything = sticks_mod._f2_separable(frac, element_bounds, occ, ffp, lines, line, l, bounds)
+    for chunk in (1 << 21, 300):  # one block, and many blocks of lines
+        monkeypatch.setattr(sticks_mod, "_CHUNK_ENTRIES", chunk)
+        for period in (1, 2, 3):
+            # On each line one class of l modulo the period, as a centring leaves; some lines hold none.
+            keep = (l % period == (h + 2 * k)[line] % period) & ((h + k)[line] % 4 != 1)
+            pts = np.flatnonzero(keep)
+            assert 0 < len(pts) < len(l) and len(np.unique(line[pts])) < len(h)
+            got = sticks_mod._f2_separable(frac, element_bounds, occ, ffp[:, pts], lines, line[pts], l[pts], bounds, period)
+            np.testing.assert_allclose(got, everything[pts], rtol=1e-10, atol=1e-12 * everything.max())
+
+
+def test_the_lorentz_polarisation_factor_from_sin_theta_is_that_of_the_angle():
+    import xrdid.simulate.sticks as sticks_mod
+
+    two_theta = np.linspace(1.0, 170.0, 500)
+    sin_theta = np.sin(np.radians(two_theta) / 2.0)
+    np.testing.assert_allclose(
+        sticks_mod._lorentz_polarisation_of_sin(sin_theta), sticks_mod.lorentz_polarisation(two_theta), rtol=1e-12
+    )
+
+
+def test_sticks_out_of_reach_of_the_wavelength_are_no_peaks():
+    sticks = compute_sticks(nacl(), d_min_for(MARS, 150.0))
+    reachable = CU_KA1 / (2.0 * sticks.d) <= 1.0
+    assert 0 < reachable.sum() < len(sticks)
+    got = sticks_to_peaks(sticks, CU_KA1, 0.0, 180.0)
+    ref = sticks_to_peaks(Sticks(sticks.d[reachable], sticks.f2m[reachable], sticks.hkl[reachable]), CU_KA1, 0.0, 180.0)
+    assert len(got["two_theta"]) == len(ref["two_theta"]) > 5
+    for key in ("two_theta", "intensity", "hkl", "d"):
+        np.testing.assert_array_equal(got[key], ref[key])
+
+
+def test_the_points_a_centring_allows_are_those_every_translation_keeps_in_phase():
+    import xrdid.simulate.sticks as sticks_mod
+
+    lattice = Lattice.from_parameters(5.0, 6.0, 7.0, 80, 95, 100).matrix
+    recip, lengths = sticks_mod._reciprocal(lattice)
+    *lines, _ = sticks_mod._half_sphere_lines(recip @ recip.T, lengths, 1.5)
+    line, l = sticks_mod._expand_lines(*lines)
+    h, k = lines[0][line], lines[1][line]
+    sixths = sticks_mod._CENTRING_SIXTHS
+    for group in (["A"], ["B"], ["C"], ["I"], ["A", "B", "C"], ["R"], ["Rrev"]):
+        t = np.array([sixths[x] for x in group])
+        if group[0].startswith("R"):
+            t = np.vstack([t, (2 * t) % 6])
+        in_phase = np.flatnonzero(((t[:, 0, None] * h + t[:, 1, None] * k + t[:, 2, None] * l) % 6 == 0).all(axis=0))
+        np.testing.assert_array_equal(sticks_mod._allowed_points(t, lines, line, l), in_phase)
+        assert 0 < len(in_phase) < len(l)

@@ -372,9 +372,16 @@ def _repeated_images(images: np.ndarray, lattice: np.ndarray, merge_A: float) ->
     # An atom on a special position has many images on one point (192 operations, a handful of
     # points): images on one point of the 1e-9 grid (grid_keys) are within 1e-9 x the cell of each
     # other, so all but the first are repeated, and only the first of each point goes into the search.
-    keys = np.column_stack((site, grid_keys(flat)))
-    _, first = np.unique(keys, axis=0, return_index=True)
-    distinct = np.sort(first)
+    keys = grid_keys(flat)
+    # The first image of each (site, point): a stable lexsort (site ids ascend already), then the
+    # positions where the key changes (np.unique(axis=0) does the same through a slower row sort).
+    order = np.lexsort((keys[:, 2], keys[:, 1], keys[:, 0], site))
+    ordered = keys[order]
+    new = np.empty(len(order), dtype=bool)
+    new[0] = True
+    np.not_equal(ordered[1:], ordered[:-1]).any(axis=1, out=new[1:])
+    new[1:] |= site[order[1:]] != site[order[:-1]]
+    distinct = np.sort(order[new])
     repeated = np.ones(len(flat), dtype=bool)
     repeated[distinct] = False
     close_pairs = _close_later_images(flat[distinct], site[distinct], lattice, merge_A)
