@@ -2,6 +2,7 @@
 
     python benchmarks/eval_synthetic_mixtures.py [--phases 2 3 4 5] [--per-size 10] [--seed 0]
                                                  [--library-size 100] [--data ../shared/data]
+                                                 [--withhold-one] [--beam-min-coverage C]
 
 The library: the reference CIFs of ../shared/data/library (90), topped up to ``--library-size`` with
 pymatgen's AFLOW prototypes (real structures, every crystal system; all of them when the shared data
@@ -9,7 +10,11 @@ are absent). Mixtures: xrdid.mixtures.synthetic (random library phases of distin
 group, Dirichlet weight fractions ≥ 8 wt%, lattice departures of 0.2 %, sizes, strain, texture for 30 %
 of the phases, zero shift, displacement, Cu Kα1/Kα2, backgrounds with amorphous humps, Poisson noise),
 seeded. Scoring as for the measured mixtures (xrdid.mixtures.evaluate): exact sets, recall, precision,
-weight-fraction error where the set is exact.
+weight-fraction error where the set is exact. ``--withhold-one``: one phase of each mixture (drawn
+with the mixture) is left out of the library the fit sees, with every library phase of its formula and
+space group, and scored as not findable: the measured mixtures' situation, where a phase the library
+lacks leaves peaks that a wrong phase may stand in for (each mixture then has its own library, so its
+time includes that library's screening renders). ``--beam-min-coverage``: FitSettings'.
 
 Speed: seconds per pattern (one BLAS thread, the library's screening renders built once beforehand),
 and as a ratio to a reference measured in the same run on the same core: rendering every library
@@ -29,6 +34,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,16 +68,21 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--library-size", type=int, default=100)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--withhold-one", action="store_true", help="leave one phase of each mixture out of the library")
+    ap.add_argument("--beam-min-coverage", type=float, default=None)
     args = ap.parse_args(argv)
 
     from xrdid.mixtures import identify_phases, load_library
     from xrdid.mixtures.evaluate import score_mixture, summarise
     from xrdid.mixtures.fit import FitSettings
+    from xrdid.mixtures.library import Library
     from xrdid.mixtures.profile import Optics, render_phase
     from xrdid.mixtures.synthetic import draw_phases, synthetic_mixture
     from xrdid.simulate.sticks import d_min_for
 
     settings = FitSettings()
+    if args.beam_min_coverage is not None:
+        settings = replace(settings, beam_min_coverage=args.beam_min_coverage)
     with tempfile.TemporaryDirectory() as tmp:
         build_library(args.data, args.library_size, Path(tmp))
         d_min = d_min_for(1.5444, 100.0) / (1 + settings.d_scale_range)
@@ -83,7 +94,15 @@ def main(argv=None) -> int:
     for n in args.phases:
         for _ in range(args.per_size):
             idx, w = draw_phases(library, n, rng)
-            cases.append((n, synthetic_mixture(library, idx, w, rng)))
+            mix = synthetic_mixture(library, idx, w, rng)
+            lib, truth = library, [[pid] for pid in mix.phase_ids]
+            if args.withhold_one:
+                k = int(rng.integers(n))
+                gone = (library.phases[idx[k]].formula, library.phases[idx[k]].space_group)
+                lib = Library([p for p in library.phases if (p.formula, p.space_group) != gone], library.source,
+                              library.d_min_A, [])
+                truth[k] = []
+            cases.append((n, mix, lib, truth))
 
     # Warm-up: the screening renders of this grid (shared by every pattern on it) and the imports.
     x0, y0 = cases[0][1].two_theta, cases[0][1].y
@@ -99,13 +118,12 @@ def main(argv=None) -> int:
     refs = [reference()]
     by_n: dict[int, list] = {}
     times = []
-    for n, mix in cases:
+    for n, mix, lib, truth in cases:
         t = time.perf_counter()
-        fit = identify_phases(mix.two_theta, mix.y, 1.5405929, library, settings=settings)
+        fit = identify_phases(mix.two_theta, mix.y, 1.5405929, lib, settings=settings)
         times.append(time.perf_counter() - t)
         refs.append(reference())
-        sc = score_mixture([[pid] for pid in mix.phase_ids], [(p.id, p.weight_fraction) for p in fit.phases],
-                           mix.weight_fractions)
+        sc = score_mixture(truth, [(p.id, p.weight_fraction) for p in fit.phases], mix.weight_fractions)
         by_n.setdefault(n, []).append(sc)
         if not sc.exact:
             print(f"  {n} phases, not exact: true {sorted(mix.phase_ids)}; found {sorted(p.id for p in fit.phases)}")

@@ -40,10 +40,11 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    scale of a fine grid, against the current residual (the χ² drop of adding it alone, one matrix
    product per phase); the best ``candidates`` are each added at the lattice scale that a batched
    χ²-drop scan of one render, mapped to ±3 screening steps, puts it at; a child is
-   kept if it lowers C and its coverage (below) is at least ``min_coverage``. The best
+   kept if it lowers C and its coverage (below) is at least ``beam_min_coverage`` (= ``min_coverage``,
+   0.7; see FitSettings for the trade-off of a looser gate). The best
    ``final_hypotheses`` within ``swap_margin`` of the best get the full physics (anisotropic lattice, strain, displacement, texture,
    Kα2 ratio; positions first with blurred peaks, for a wide basin), and phases that no longer lower
-   C, or whose coverage fell, or with ``max_params_at_limits`` kinds of parameter (lattice, strain,
+   C, or whose coverage is below ``min_coverage`` (0.7), or with ``max_params_at_limits`` kinds of parameter (lattice, strain,
    size, texture) at their bounds (the model bent the phase into a hump or another phase's peaks),
    are pruned. Then each phase is swapped for the screening's best
    replacements (refined the same way): a better C is taken; swaps within ``alternative_margin``
