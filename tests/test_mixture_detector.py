@@ -151,26 +151,33 @@ def test_a_probe_of_other_weights_is_refused_as_a_start(detected, sticks_table, 
 
 def test_the_novelty_benchmark_gains_the_detector_row_and_counts_its_warnings(detected, tiny_vae, sticks_table, tmp_path):
     from xrdid.evaluate.novelty import evaluate_novelty, markdown
+    from xrdid.mixture_detector import save_detector
 
-    # Two "measured" patterns: a single phase and a mixture (the labels are what is counted).
+    # The detector with a threshold every pattern is above, so that the counts are the numbers of patterns.
+    shutil.copytree(detected, tmp_path / "model")
+    shutil.copy(detected.parent / PROBE, tmp_path / PROBE)
+    detector = read_detector(detected.parent / FILENAME)
+    save_detector(detector.model, {**detector.meta, "warn_above": -1.0}, tmp_path / FILENAME)
+    # Three "measured" patterns: a single phase and two mixtures (the labels are what is counted).
+    folder = tmp_path / "measured"
+    folder.mkdir()
     two_theta = np.linspace(5, 90, 3000)
     rng = np.random.default_rng(0)
     rows = ["xy,n_phases,wavelength_A"]
-    for k, n in enumerate((1, 2)):
+    for k, n in enumerate((1, 2, 3)):
         y = 10 + sum(1000 * np.exp(-0.5 * ((two_theta - c) / 0.08) ** 2) for c in rng.uniform(10, 85, 6 * n))
-        np.savetxt(tmp_path / f"p{k}.xy", np.c_[two_theta, y + rng.poisson(y)])
+        np.savetxt(folder / f"p{k}.xy", np.c_[two_theta, y + rng.poisson(y)])
         rows.append(f"p{k}.xy,{n},1.5406")
-    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
-    result = evaluate_novelty(sticks=sticks_table, vae=tiny_vae, cnn=detected, n_per_set=6, mixtures=tmp_path)
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    result = evaluate_novelty(sticks=sticks_table, vae=tiny_vae, cnn=tmp_path / "model", n_per_set=6, mixtures=folder)
     # (The tiny test split holds one structure: no mixture sets, but the detector scores every set.)
     for per in result["auroc"].values():
         assert 0 <= per["mixture_detector"] <= 1 and "mixture_probe" in per
     assert "| mixture detector, fine-tuned CNN |" in markdown(result)
     measured = result["measured"]
-    warn = measured["mixture_warnings"]["mixture_detector"]
-    by_phases = {r["phases"]: r["mixture_detector"] for r in measured["patterns"]}
-    assert warn["single"] == int(by_phases[1] > warn["warn_above"]) and warn["multi"] == int(by_phases[2] > warn["warn_above"])
-    assert "mixture detector, fine-tuned CNN warns" in markdown(result)
+    assert measured["n_single"] == 1 and measured["n_multi"] == 2
+    assert measured["mixture_warnings"]["mixture_detector"] == {"warn_above": -1.0, "single": 1, "multi": 2}
+    assert "mixture detector, fine-tuned CNN warns (p > -1.000) on 2 of 2 multi-phase and 1 of 1 single-phase" in markdown(result)
 
 
 def test_the_shipped_model_has_its_detector_and_it_tells_mixtures_from_single_phases(sticks_table):
