@@ -41,7 +41,7 @@ from torch import nn
 
 from xrdid.io import atomic_path
 from xrdid.models.cnn import CNNConfig, XRDClassifier
-from xrdid.weights import init_digest
+from xrdid.weights import bound_file, init_digest
 
 log = logging.getLogger(__name__)
 
@@ -309,25 +309,13 @@ def detector_for(checkpoint: str | Path, instrument=None) -> LoadedDetector | No
     the checkpoint directory or beside it, else None."""
     from xrdid.novelty import same_grid
 
-    checkpoint = Path(checkpoint)
-    digest = None
-    for where in (checkpoint / FILENAME, checkpoint.parent / FILENAME):
-        if not where.is_file():
-            continue
-        try:
-            detector = read_detector(where)
-        except ValueError as exc:
-            log.warning("mixture detector: %s", exc)
-            continue
-        digest = digest or init_digest(str(checkpoint))
-        if detector.meta.get("weights_digest") != digest:
-            log.info("mixture detector: %s was trained from other weights than %s; not used", where, checkpoint)
-            continue
-        if instrument is not None and not same_grid(detector.meta["instrument"], instrument.to_dict()):
-            log.info("mixture detector: %s is for another grid than %s; not used", where, checkpoint)
-            continue
-        return detector
-    return None
+    def on_grid(detector: LoadedDetector, where: Path) -> bool:
+        if instrument is None or same_grid(detector.meta["instrument"], instrument.to_dict()):
+            return True
+        log.info("mixture detector: %s is for another grid than %s; not used", where, checkpoint)
+        return False
+
+    return bound_file(checkpoint, FILENAME, read_detector, "mixture detector", on_grid)
 
 
 def main(argv: list[str] | None = None) -> int:

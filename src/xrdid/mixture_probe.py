@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from xrdid.io import write_text
-from xrdid.weights import init_digest
+from xrdid.weights import bound_file, init_digest
 
 log = logging.getLogger(__name__)
 
@@ -199,21 +199,7 @@ def read_probe(path: str | Path) -> MixtureProbe:
 
 def probe_for(checkpoint: str | Path) -> MixtureProbe | None:
     """The probe fitted on ``checkpoint``'s weights, in the checkpoint directory or beside it, else None."""
-    checkpoint = Path(checkpoint)
-    digest = None
-    for where in (checkpoint / FILENAME, checkpoint.parent / FILENAME):
-        if not where.is_file():
-            continue
-        try:
-            probe = read_probe(where)
-        except ValueError as exc:
-            log.warning("mixture probe: %s", exc)
-            continue
-        digest = digest or init_digest(str(checkpoint))
-        if probe.meta.get("weights_digest") == digest:
-            return probe
-        log.info("mixture probe: %s was fitted on other weights than %s; not used", where, checkpoint)
-    return None
+    return bound_file(checkpoint, FILENAME, read_probe, "mixture probe")
 
 
 def describe_mixture(probability: float, warn_above: float, method: str = METHOD) -> dict:
