@@ -1,5 +1,6 @@
 """What the VAE's novelty score adds to a prediction, on ONE CPU thread (target: under 10 ms per pattern),
-and what the CNN's mixture probe (xrdid.mixture_probe) adds on top of it.
+and what the CNN's mixture probe (xrdid.mixture_probe) or, in its place, the mixture detector
+(xrdid.mixture_detector, a second network pass) adds on top of it.
 
 The reference, measured in the same run: ``xrdid.predict.predict_patterns`` end to end (resampling onto
 the grid through Q, normalisation, CNN forward, calibrated softmax, top-k; no powder indexing, which
@@ -64,9 +65,11 @@ def main():
     print(f"models: {'shipped CNN and VAE' if where is None else 'random weights (no shipped VAE installed)'}")
     plain, with_vae = load_model(where, vae=None), load_model(where)
     assert with_vae.novelty_model is not None
-    plain.mixture_probe = None
+    plain.mixture_probe = plain.mixture_detector = None
     with_probe = load_model(where)  # the shipped probe, when it matches the weights
-    with_vae.mixture_probe = None
+    with_probe.mixture_detector = None
+    with_detector = load_model(where)  # the shipped detector, when it matches the weights (used in place of the probe)
+    with_vae.mixture_probe = with_vae.mixture_detector = None
     pattern = lab_pattern()
     y, mask = prepare(plain, pattern)
     x1 = model_input(torch.as_tensor(y)[None], torch.as_tensor(mask)[None])
@@ -77,11 +80,15 @@ def main():
         "predict, VAE novelty": lambda: predict_patterns(with_vae, [pattern], cell=False),
         **({"predict, VAE novelty and mixture probe": lambda: predict_patterns(with_probe, [pattern], cell=False)}
            if with_probe.mixture_probe is not None else {}),
+        **({"predict, VAE novelty and mixture detector": lambda: predict_patterns(with_detector, [pattern], cell=False)}
+           if with_detector.mixture_detector is not None else {}),
         "VAE novelty alone (prepared input)": lambda: novelty_objects(with_vae.novelty_model, x1, p1),
     }
     batch = {
         "reference: CNN forward, batch 64": lambda: plain.model(x64),
         "VAE novelty, batch 64": lambda: novelty_objects(with_vae.novelty_model, x64, p64),
+        **({"mixture detector, batch 64": lambda: with_detector.mixture_detector.probability(x64)}
+           if with_detector.mixture_detector is not None else {}),
     }
     times = {k: [] for k in [*cases, *batch]}
     with torch.no_grad():
@@ -103,6 +110,10 @@ def main():
         probe = times["predict, VAE novelty and mixture probe"]
         print(f"the mixture probe adds {1000 * (statistics.median(probe) - statistics.median(times['predict, VAE novelty'])):.2f} ms "
               f"(median), {1000 * (min(probe) - min(times['predict, VAE novelty'])):.2f} ms (fastest)")
+    if "predict, VAE novelty and mixture detector" in times:
+        det = times["predict, VAE novelty and mixture detector"]
+        print(f"the mixture detector adds {1000 * (statistics.median(det) - statistics.median(times['predict, VAE novelty'])):.2f} ms "
+              f"(median), {1000 * (min(det) - min(times['predict, VAE novelty'])):.2f} ms (fastest); target < 10 ms")
     ref64 = statistics.median(times["reference: CNN forward, batch 64"])
     print("\n| throughput, batches of 64 | patterns/s | × reference |\n|---|---|---|")
     for k in batch:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from xrdid.io import write_text
-from xrdid.weights import init_digest
+from xrdid.weights import bound_file, init_digest
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,8 @@ def features(model, x: torch.Tensor, batch: int = 256) -> np.ndarray:
     return torch.cat([model.forward_features(x[s : s + batch])[2] for s in range(0, len(x), batch)]).double().numpy()
 
 
-def _rendered(model, table, renderer, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Features of ``n`` single-phase patterns of ``table`` and ``n`` mixtures (half two-, half
+def rendered_inputs(table, renderer, n: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Model inputs of ``n`` single-phase patterns of ``table`` and ``n`` mixtures (half two-, half
     three-phase; all two-phase when the table has two structures), and labels (0 single, 2 or 3 phases)."""
     from xrdid.evaluate.novelty import render_known, render_mixtures
     from xrdid.train.vae import subset_index
@@ -114,7 +114,13 @@ def _rendered(model, table, renderer, n: int, seed: int) -> tuple[np.ndarray, np
     if three:
         parts.append(render_mixtures(table, renderer, three, 3, seed + 3))
     labels = np.repeat([0, 2, 3][: len(parts)], [len(p) for p in parts])
-    return features(model, torch.cat(parts)), labels
+    return torch.cat(parts), labels
+
+
+def _rendered(model, table, renderer, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rendered_inputs`' features and labels."""
+    x, labels = rendered_inputs(table, renderer, n, seed)
+    return features(model, x), labels
 
 
 def _aurocs(p: np.ndarray, labels: np.ndarray) -> dict:
@@ -193,26 +199,12 @@ def read_probe(path: str | Path) -> MixtureProbe:
 
 def probe_for(checkpoint: str | Path) -> MixtureProbe | None:
     """The probe fitted on ``checkpoint``'s weights, in the checkpoint directory or beside it, else None."""
-    checkpoint = Path(checkpoint)
-    digest = None
-    for where in (checkpoint / FILENAME, checkpoint.parent / FILENAME):
-        if not where.is_file():
-            continue
-        try:
-            probe = read_probe(where)
-        except ValueError as exc:
-            log.warning("mixture probe: %s", exc)
-            continue
-        digest = digest or init_digest(str(checkpoint))
-        if probe.meta.get("weights_digest") == digest:
-            return probe
-        log.info("mixture probe: %s was fitted on other weights than %s; not used", where, checkpoint)
-    return None
+    return bound_file(checkpoint, FILENAME, read_probe, "mixture probe")
 
 
-def describe_mixture(probability: float, warn_above: float) -> dict:
+def describe_mixture(probability: float, warn_above: float, method: str = METHOD) -> dict:
     """The ``mixture`` object of a prediction: probability, method and, above ``warn_above``, a warning."""
-    out = {"probability": float(probability), "method": METHOD}
+    out = {"probability": float(probability), "method": method}
     if probability > warn_above:
         out["warning"] = (
             "This pattern looks like a mixture of phases: more so than 95 % of single-phase patterns. The space "

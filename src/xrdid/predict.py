@@ -19,7 +19,9 @@ maximum of 1. A smooth background is otherwise left in place, as in training.
 Results follow the CLI contract (DESIGN.md): ``space_group`` {number, symbol, probability}, ``top_k``
 [{number, symbol, probability}…], ``crystal_system`` {name, probability}, and ``novelty``; and
 ``mixture`` {probability, method, warning when high}, how likely the pattern holds more than one phase,
-when the checkpoint has a mixture probe (:mod:`xrdid.mixture_probe`; the shipped one has).
+when the checkpoint has a mixture detector (:mod:`xrdid.mixture_detector`, a network fine-tuned for that
+question) or a mixture probe (:mod:`xrdid.mixture_probe`, on the classifier's features); the detector is
+used when there are both.
 
 Novelty. ``novelty`` comes from the VAE (:mod:`xrdid.novelty`, method ``vae``): how unlike the patterns
 of known structures the input is, calibrated so that 0.99 means less typical than 99 % of them, with a
@@ -96,6 +98,8 @@ class ModelBundle:
     novelty_model: object | None = None
     # The probe that tells mixtures from single phases (xrdid.mixture_probe.MixtureProbe), or None.
     mixture_probe: object | None = None
+    # The network trained for that alone (xrdid.mixture_detector.LoadedDetector), used in place of the probe.
+    mixture_detector: object | None = None
     grid: np.ndarray = field(init=False)
     prior_log_ratio: torch.Tensor | None = field(init=False)
     crystal_system_prior_log_ratio: torch.Tensor | None = field(init=False)
@@ -149,11 +153,13 @@ def load_model(path: str | Path | None = None, *, prior: str = "checkpoint", vae
         meta.pop("crystal_system_prior_log_ratio", None)
     if prior == "materials_project":
         meta.update(real_prior(meta, where))
+    from xrdid.mixture_detector import detector_for
     from xrdid.mixture_probe import probe_for
     from xrdid.novelty import novelty_model_for
 
     return ModelBundle(model=model, instrument=instrument, meta=meta, path=str(where),
-                       novelty_model=novelty_model_for(instrument, where, vae), mixture_probe=probe_for(where))
+                       novelty_model=novelty_model_for(instrument, where, vae), mixture_probe=probe_for(where),
+                       mixture_detector=detector_for(where, instrument))
 
 
 def real_prior(meta: dict, where: str | Path = "checkpoint") -> dict:
@@ -231,7 +237,13 @@ def predict_arrays(
     sg_logits, cs_logits, features = model.forward_features(model_input(y_t, m_t))
     sg_p, cs_p = bundle.probabilities(sg_logits, cs_logits, prior=prior)
     mixture = None
-    if bundle.mixture_probe is not None:
+    if bundle.mixture_detector is not None:
+        from xrdid.mixture_detector import METHOD as DETECTOR
+        from xrdid.mixture_probe import describe_mixture
+
+        warn_above = bundle.mixture_detector.meta["warn_above"]
+        mixture = [describe_mixture(p, warn_above, DETECTOR) for p in bundle.mixture_detector.probability(model_input(y_t, m_t))]
+    elif bundle.mixture_probe is not None:
         from xrdid.mixture_probe import describe_mixture
 
         warn_above = bundle.mixture_probe.meta["warn_above"]

@@ -1,4 +1,5 @@
-"""Where checkpoints are: the one shipped in the package, and one named by ``train.init_from``.
+"""Where checkpoints are (the one shipped in the package, one named by ``train.init_from``), and the files
+bound to a checkpoint's weights by their digest (mixture probe, mixture detector).
 
 Free of torch, so the workflow can read a digest while it builds its DAG.
 """
@@ -29,3 +30,28 @@ def init_digest(source: str | None) -> str | None:
     if not weights.is_file():
         return f"missing: {weights}"
     return hashlib.blake2b(weights.read_bytes(), digest_size=16).hexdigest()
+
+
+def bound_file(checkpoint, filename: str, read, what: str, usable=None):
+    """What ``read`` loads from ``filename`` in the checkpoint directory or beside it (the first that loads)
+    when its ``meta["weights_digest"]`` is the checkpoint's weights' digest (it was made from those weights)
+    and ``usable(obj, where)`` (if given) accepts it; else None. Unreadable or unbound files are logged."""
+    import logging
+
+    log = logging.getLogger(__name__)
+    checkpoint = Path(checkpoint)
+    digest = None
+    for where in (checkpoint / filename, checkpoint.parent / filename):
+        if not where.is_file():
+            continue
+        try:
+            obj = read(where)
+        except ValueError as exc:
+            log.warning("%s: %s", what, exc)
+            continue
+        digest = digest or init_digest(str(checkpoint))
+        if obj.meta.get("weights_digest") != digest:
+            log.info("%s: %s was made from other weights than %s; not used", what, where, checkpoint)
+        elif usable is None or usable(obj, where):
+            return obj
+    return None

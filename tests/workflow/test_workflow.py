@@ -30,6 +30,7 @@ TINY = {
     "model": {"stem_channels": 8, "stage_channels": [8, 16], "hidden": 32},
     "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 16},
     "mixture_probe": {"patterns": 16},
+    "mixture_detector": {"enabled": True, "train": {"steps": 2, "batch_size": 8, "reuse": 2, "eval_patterns": 4}},
     "vae": {
         "prototypes": False,
         "novelty_patterns": 8,
@@ -113,7 +114,7 @@ def test_whole_dag_produces_every_output(tiny_run):
     res = tiny_run / "results" / "tiny"
     for rel in ("train/model/model.json", "train/model/weights.pt", "train/history.csv", "evaluate/metrics.json",
                 "plots/curves.png", "plots/confusion_crystal_system.png", "plots/confusion_space_group.png",
-                "plots/augmentations.png", "evaluate/indexing.json", "train/mixture_probe.json"):
+                "plots/augmentations.png", "evaluate/indexing.json", "train/mixture_probe.json", "train/mixture_detector.pt"):
         assert (res / rel).is_file(), rel
     metrics = json.loads((res / "evaluate" / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["n_structures"] > 0
@@ -121,11 +122,15 @@ def test_whole_dag_produces_every_output(tiny_run):
     from xrdid.mixture_probe import probe_for
 
     assert probe_for(res / "train" / "model") is not None
+    # ... and the mixture detector, in its place.
+    from xrdid.mixture_detector import detector_for
+
+    assert detector_for(res / "train" / "model") is not None
     indexing = json.loads((res / "evaluate" / "indexing.json").read_text())
     assert indexing["n_patterns"] > 0 and 0 <= indexing["success"]["all"]["top3"] <= 1
     assert "right cell in the top 3" in (res / "evaluate" / "metrics.html").read_text()
     for rule in ("generate_structures/synthetic", "simulate_chunk/0", "train_cnn", "evaluate_cnn", "evaluate_indexing",
-                 "fit_mixture_probe"):
+                 "fit_mixture_probe", "train_mixture_detector"):
         assert (res / "logs" / f"{rule}.log").is_file()
         assert (res / "benchmarks" / f"{rule}.tsv").is_file()
     assert (tiny_run / "resources" / "structures" / "tiny" / "synthetic.failed.parquet").is_file()
@@ -193,7 +198,8 @@ def test_training_hyperparameter_reruns_only_train_evaluate_plot(restore_config)
     chunk = path / "results" / "tiny" / "sticks" / "chunk-0.parquet"
     before = chunk.stat().st_mtime_ns
     assert set(planned_jobs(path)) == {"train_cnn", "evaluate_cnn", "tabulate_metrics", "plot_curves", "plot_confusion",
-                                       "compare_cnn_vae", "evaluate_novelty", "fit_mixture_probe", "all"}
+                                       "compare_cnn_vae", "evaluate_novelty", "fit_mixture_probe", "train_mixture_detector",
+                                       "all"}
     snakemake(path)
     assert chunk.stat().st_mtime_ns == before
     assert planned_jobs(path) == {}

@@ -53,6 +53,11 @@ def get_final_outputs():
             if config["mixture_probe"]["enabled"]
             else []
         )
+        + (
+            [f"results/{DATASET}/train/mixture_detector.pt"]
+            if config["mixture_detector"]["enabled"]
+            else []
+        )
     )
 
 
@@ -106,6 +111,23 @@ def get_comparison_inputs(wildcards):
     """The CNN the VAE is compared with: this run's, unless vae.compare_with is pretrained."""
     if config["vae"]["compare_with"] == "dataset":
         return {"cnn": f"results/{wildcards.dataset}/train/model"}
+    return {}
+
+
+def get_novelty_inputs(wildcards):
+    """The CNN of the novelty benchmark (get_comparison_inputs) and, when trained, its mixture detector."""
+    files = get_comparison_inputs(wildcards)
+    if files and config["mixture_detector"]["enabled"]:
+        files["mixture_detector"] = (
+            f"results/{wildcards.dataset}/train/mixture_detector.pt"
+        )
+    return files
+
+
+def get_mixture_detector_inputs(wildcards):
+    """The mixture probe the detector's output layer starts from, when the probe is fitted."""
+    if config["mixture_probe"]["enabled"]:
+        return {"probe": f"results/{wildcards.dataset}/train/mixture_probe.json"}
     return {}
 
 

@@ -45,3 +45,26 @@ rule fit_mixture_probe:
         patterns=config["mixture_probe"]["patterns"],
     script:
         "../scripts/fit_mixture_probe.py"
+
+
+rule train_mixture_detector:
+    input:
+        unpack(get_mixture_detector_inputs),
+        model="results/{dataset}/train/model",
+        sticks="results/{dataset}/sticks.parquet",
+    output:
+        "results/{dataset}/train/mixture_detector.pt",
+    log:
+        "results/{dataset}/logs/train_mixture_detector.log",
+    benchmark:
+        "results/{dataset}/benchmarks/train_mixture_detector.tsv"
+    conda:
+        ENV
+    threads: 64
+    resources:
+        gpu=1,
+    params:
+        train=config["mixture_detector"]["train"],
+        probe=lambda wc, input: input.get("probe"),
+    script:
+        "../scripts/train_mixture_detector.py"

@@ -95,7 +95,7 @@ rule plot_vae:
 
 rule evaluate_novelty:
     input:
-        unpack(get_comparison_inputs),
+        unpack(get_novelty_inputs),
         unpack(get_measured_inputs),
         vae="results/{dataset}/vae/model",
         sticks="results/{dataset}/sticks.parquet",

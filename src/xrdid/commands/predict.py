@@ -17,8 +17,9 @@ likelihoods, ``--prior materials_project`` the full-strength Materials Project p
 from the VAE shipped beside the CNN (method ``vae``: 0.99 means less typical than 99 % of patterns of
 known structures, with a warning from 0.95 on; see xrdid.novelty); ``--vae DIR`` names another,
 ``--vae none`` uses 1 − the top probability (method ``max_softmax``). ``mixture`` is the probability that
-the pattern holds more than one phase (a probe on the classifier's features, xrdid.mixture_probe), with a
-warning above the 95th percentile of single phases. A file that cannot be read or
+the pattern holds more than one phase (the mixture detector beside the checkpoint, xrdid.mixture_detector,
+else a probe on the classifier's features, xrdid.mixture_probe; its ``method`` says which), with a
+warning above the 95th percentile of held-out single phases. A file that cannot be read or
 classified is reported on stderr, naming it; the other files are still processed and the exit status
 is 1.
 """

@@ -22,8 +22,9 @@ Scores compared: the VAE's calibrated ``score`` and its two components (:mod:`xr
 max-softmax (1 − the largest calibrated space-group probability) of the VAE's latent classifier (trained on
 the same data, so it too never saw the held-out groups) and of a CNN when ``cnn`` is given (the shipped one
 saw every space group, so its unseen-space-group row is not a like-for-like one); and the CNN's mixture probe
-(:mod:`xrdid.mixture_probe`) when it has one. The probe is fitted on its checkpoint's validation split, so
-its rows are held-out figures when ``sticks`` is that checkpoint's table (whose test split it never saw).
+(:mod:`xrdid.mixture_probe`) and its mixture detector (:mod:`xrdid.mixture_detector`) when it has them. The
+probe is fitted on its checkpoint's validation split and the detector trained on its training split, so their
+rows are held-out figures when ``sticks`` is that checkpoint's table (whose test split neither saw).
 
 With the development data (``measured``: single-phase measured patterns with ``index.csv``; ``mixtures``:
 measured multi-phase patterns with ``labels.csv``), also the AUROC of real single-phase against real
@@ -200,12 +201,14 @@ def _all_scores(novelty: NoveltyModel, x: torch.Tensor, cnn=None, batch: int = 2
             s["max_softmax_cnn"] = (1 - p.max(1).values).numpy()
             if cnn.mixture_probe is not None:
                 s["mixture_probe"] = cnn.mixture_probe.probability(features.double().numpy())
+            if cnn.mixture_detector is not None:
+                s["mixture_detector"] = cnn.mixture_detector.probability(xb)
         for k, v in s.items():
             parts.setdefault(k, []).append(np.asarray(v))
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-SCORES = ("score", "p_reconstruction", "p_latent", "max_softmax_vae", "max_softmax_cnn", "mixture_probe")
+SCORES = ("score", "p_reconstruction", "p_latent", "max_softmax_vae", "max_softmax_cnn", "mixture_probe", "mixture_detector")
 
 
 def _measured_inputs(bundle, folder: Path, rows: list[tuple[str, float | None, int]]) -> tuple[torch.Tensor, list[dict]]:
@@ -311,6 +314,13 @@ def evaluate_novelty(
             result["measured"]["auroc_multi_vs_single"] = {
                 s: auroc(np.array([r[s] for r in single]), np.array([r[s] for r in multi])) for s in SCORES if s in single[0]
             }
+        # How many of each get the mixture warning (probability above the method's warn_above).
+        thresholds = {"mixture_probe": getattr(cnn_bundle, "mixture_probe", None), "mixture_detector": getattr(cnn_bundle, "mixture_detector", None)}
+        result["measured"]["mixture_warnings"] = {
+            s: {"warn_above": m.meta["warn_above"], "single": sum(r[s] > m.meta["warn_above"] for r in single),
+                "multi": sum(r[s] > m.meta["warn_above"] for r in multi)}
+            for s, m in thresholds.items() if m is not None and single and s in single[0]
+        }
     return result
 
 
@@ -318,7 +328,7 @@ def markdown(result: dict) -> str:
     """The benchmark as a Markdown table (AUROC per set and score; target marked)."""
     names = {"score": "VAE novelty", "p_reconstruction": "VAE reconstruction", "p_latent": "VAE latent distance",
              "max_softmax_vae": "max-softmax, VAE classifier", "max_softmax_cnn": "max-softmax, CNN",
-             "mixture_probe": "mixture probe, CNN features"}
+             "mixture_probe": "mixture probe, CNN features", "mixture_detector": "mixture detector, fine-tuned CNN"}
     sets = list(result["auroc"])
     scores = [s for s in SCORES if any(s in result["auroc"][k] for k in sets)]
     lines = ["| AUROC, known vs … | " + " | ".join(f"{k} (n={result['sizes'][k]})" for k in sets) + " |",
@@ -338,6 +348,10 @@ def markdown(result: dict) -> str:
         lines.append("")
         lines.append(f"Measured patterns ({m['n_single']} single-phase vs {m['n_multi']} multi-phase), AUROC: "
                      + ", ".join(f"{names[s]} {a[s]:.3f}" for s in scores if s in a))
+        for s, w in m.get("mixture_warnings", {}).items():
+            lines.append("")
+            lines.append(f"{names[s]} warns (p > {w['warn_above']:.3f}) on {w['multi']} of {m['n_multi']} multi-phase and "
+                         f"{w['single']} of {m['n_single']} single-phase measured patterns.")
     return "\n".join(lines) + "\n"
 
 

@@ -132,7 +132,7 @@ function noveltyNote(n) {
 }
 
 function mixtureNote(m) {
-  // How likely the pattern holds more than one phase (xrdid.mixture_probe); absent without a probe.
+  // How likely the pattern holds more than one phase (xrdid.mixture_detector, else xrdid.mixture_probe); absent without either.
   const dd = $("r-mixture");
   const banner = $("r-mixture-warning");
   dd.replaceChildren();

@@ -1,0 +1,201 @@
+"""The mixture detector (xrdid.mixture_detector): trained end to end beside a checkpoint, bound to its weights
+and grid, resumable, measured on held-out structures, reported by predict in place of the probe."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import xrdid.mixture_detector as md
+from xrdid.mixture_detector import (
+    FILENAME,
+    METHOD,
+    DetectorTrainConfig,
+    MixtureDetector,
+    detector_for,
+    read_detector,
+    train_mixture_detector,
+)
+from xrdid.mixture_probe import FILENAME as PROBE
+from xrdid.mixture_probe import features, fit_mixture_probe, read_probe
+
+# Tiny: 4 rendered batches of 8 (2 updates each). The tiny table's validation split (4 structures, enough for
+# four-phase mixtures) is both the training and the "held-out" one here, to exercise both paths.
+TINY = DetectorTrainConfig(steps=4, batch_size=8, reuse=2, replay=4, warmup_steps=1, save_every=2, eval_patterns=6)
+
+
+def _train(model, sticks, out, cfg=TINY, probe=None):
+    return train_mixture_detector(model, sticks, out, cfg=cfg, train_split="val", eval_split="val", probe=probe)
+
+
+@pytest.fixture(scope="module")
+def detected(tiny_vae, sticks_table, tmp_path_factory):
+    """A copy of the tiny checkpoint with its probe and its detector beside it, as the workflow writes them."""
+    root = tmp_path_factory.mktemp("detector")
+    model = root / "model"
+    shutil.copytree(tiny_vae, model)
+    fit_mixture_probe(model, sticks_table, root / PROBE, patterns=12, fit_split="val", eval_split="val")
+    _train(model, sticks_table, root / FILENAME, probe=root / PROBE)
+    return model
+
+
+def test_the_detector_starts_as_the_probe(detected):
+    from xrdid.models.checkpoint import load_checkpoint
+
+    classifier, _, _ = load_checkpoint(detected)
+    probe = read_probe(detected.parent / PROBE)
+    detector = MixtureDetector.from_classifier(classifier, probe).eval()
+    x = torch.stack([torch.rand(5, 512), torch.ones(5, 512)], 1)
+    with torch.no_grad():
+        assert detector(x).double().numpy() == pytest.approx(probe.logits(features(classifier, x)), abs=1e-4)
+
+
+def test_batches_are_half_single_phases_and_half_mixtures_of_several(sticks_table):
+    from xrdid.data import StickTable
+    from xrdid.instrument import Augment, Renderer, get_instrument
+
+    inst = get_instrument({"preset": "cu", "n_points": 512})
+    table = StickTable.from_parquet(sticks_table, split="val", d_min_A=inst.d_min_A)
+    clean = Renderer(inst, Augment(enabled=False))
+    x, y = md._batch(table, [clean, clean], 32, step=0, seed=0)
+    assert x.shape == (32, 2, 512) and y.tolist() == ([0.0] * 8 + [1.0] * 8) * 2
+    # Unaugmented, a mixture holds the peaks of each of its phases: more peaks than its single phases.
+    mid = x[:, 0, 1:-1]
+    peaks = ((mid > x[:, 0, :-2]) & (mid >= x[:, 0, 2:]) & (mid > 0.02)).sum(1).float()
+    assert peaks[y == 1].mean() > 1.3 * peaks[y == 0].mean()
+
+
+def test_training_writes_a_held_out_measured_detector_that_predict_reports(detected, sticks_table):
+    from xrdid.data import StickTable
+    from xrdid.predict import load_model, predict_arrays
+
+    detector = read_detector(detected.parent / FILENAME)
+    meta = detector.meta
+    assert meta["trained_on"]["split"] == "val"
+    assert meta["trained_on"]["structures"] == len(StickTable.from_parquet(sticks_table, split="val")) == 4
+    assert meta["trained_on"]["patterns"] == 4 * 8 and meta["trained_on"]["updates"] == 8
+    assert meta["held_out"]["split"] == "val" and meta["held_out"]["patterns"] == 4 * 6
+    assert set(meta["held_out"]["auroc"]) == {"mixtures_2", "mixtures_3"}
+    assert set(meta["held_out"]["auroc_by_rendering"]) == {"training", "measured_like"}
+    assert 0 <= meta["warn_above"] <= 1
+    bundle = load_model(detected)
+    assert bundle.mixture_detector is not None and bundle.mixture_probe is not None
+    y = np.random.default_rng(1).random((4, 512)).astype(np.float32)
+    out = predict_arrays(bundle, y, np.ones_like(y))
+    expected = bundle.mixture_detector.probability(torch.stack([torch.as_tensor(y), torch.ones(4, 512)], 1))
+    for r, p in zip(out, expected, strict=True):
+        assert r["mixture"]["method"] == METHOD  # the detector, not the probe
+        assert r["mixture"]["probability"] == pytest.approx(p)
+        assert ("warning" in r["mixture"]) == (p > meta["warn_above"])
+
+
+def test_an_interrupted_training_resumes_where_it_was_saved(detected, sticks_table, tmp_path, monkeypatch):
+    shutil.copy(detected.parent / PROBE, tmp_path / PROBE)
+    real, steps, kill = md._batch, [], [3]
+
+    class Killed(Exception):
+        pass
+
+    def counting(table, renderers, size, step, seed):
+        steps.append(step)
+        if step in kill:
+            kill.clear()
+            raise Killed  # killed during step 3, after the state of steps 0–1 was saved
+        return real(table, renderers, size, step, seed)
+
+    monkeypatch.setattr(md, "_batch", counting)
+    out = tmp_path / FILENAME
+    with pytest.raises(Killed):
+        _train(detected, sticks_table, out, probe=tmp_path / PROBE)
+    assert not out.exists() and out.with_name(out.name + ".resume.pt").is_file()
+    steps.clear()
+    _train(detected, sticks_table, out, probe=tmp_path / PROBE)
+    assert steps == [2, 3]
+    # Other settings do not resume that state.
+    steps.clear()
+    other = DetectorTrainConfig(**{**TINY.__dict__, "lr": 1e-4})
+    _train(detected, sticks_table, out, cfg=other, probe=tmp_path / PROBE)
+    assert steps == [0, 1, 2, 3]
+
+
+def test_a_detector_of_other_weights_another_grid_or_a_broken_file_is_not_used(detected, tmp_path):
+    from xrdid.instrument import get_instrument
+
+    other = tmp_path / "model"
+    shutil.copytree(detected, other)
+    shutil.copy(detected.parent / FILENAME, tmp_path / FILENAME)
+    assert detector_for(other) is not None
+    assert detector_for(other, get_instrument({"preset": "cu", "n_points": 1024})) is None
+    state = torch.load(other / "weights.pt", weights_only=True)
+    torch.save({k: v + 1 if v.is_floating_point() else v for k, v in state.items()}, other / "weights.pt")
+    assert detector_for(other) is None
+    (tmp_path / FILENAME).write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match=f"{FILENAME}: not a usable mixture detector"):
+        read_detector(tmp_path / FILENAME)
+    assert detector_for(detected.parent / "none") is None
+
+
+def test_a_probe_of_other_weights_is_refused_as_a_start(detected, sticks_table, tmp_path):
+    probe = read_probe(detected.parent / PROBE)
+    import json
+
+    d = probe.to_dict()
+    d["weights_digest"] = "0" * 32
+    (tmp_path / PROBE).write_text(json.dumps(d))
+    with pytest.raises(ValueError, match="other weights"):
+        _train(detected, sticks_table, tmp_path / FILENAME, probe=tmp_path / PROBE)
+
+
+def test_the_novelty_benchmark_gains_the_detector_row_and_counts_its_warnings(detected, tiny_vae, sticks_table, tmp_path):
+    from xrdid.evaluate.novelty import evaluate_novelty, markdown
+    from xrdid.mixture_detector import save_detector
+
+    # The detector with a threshold every pattern is above, so that the counts are the numbers of patterns.
+    shutil.copytree(detected, tmp_path / "model")
+    shutil.copy(detected.parent / PROBE, tmp_path / PROBE)
+    detector = read_detector(detected.parent / FILENAME)
+    save_detector(detector.model, {**detector.meta, "warn_above": -1.0}, tmp_path / FILENAME)
+    # Three "measured" patterns: a single phase and two mixtures (the labels are what is counted).
+    folder = tmp_path / "measured"
+    folder.mkdir()
+    two_theta = np.linspace(5, 90, 3000)
+    rng = np.random.default_rng(0)
+    rows = ["xy,n_phases,wavelength_A"]
+    for k, n in enumerate((1, 2, 3)):
+        y = 10 + sum(1000 * np.exp(-0.5 * ((two_theta - c) / 0.08) ** 2) for c in rng.uniform(10, 85, 6 * n))
+        np.savetxt(folder / f"p{k}.xy", np.c_[two_theta, y + rng.poisson(y)])
+        rows.append(f"p{k}.xy,{n},1.5406")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    result = evaluate_novelty(sticks=sticks_table, vae=tiny_vae, cnn=tmp_path / "model", n_per_set=6, mixtures=folder)
+    # (The tiny test split holds one structure: no mixture sets, but the detector scores every set.)
+    for per in result["auroc"].values():
+        assert 0 <= per["mixture_detector"] <= 1 and "mixture_probe" in per
+    assert "| mixture detector, fine-tuned CNN |" in markdown(result)
+    measured = result["measured"]
+    assert measured["n_single"] == 1 and measured["n_multi"] == 2
+    assert measured["mixture_warnings"]["mixture_detector"] == {"warn_above": -1.0, "single": 1, "multi": 2}
+    assert "mixture detector, fine-tuned CNN warns (p > -1.000) on 2 of 2 multi-phase and 1 of 1 single-phase" in markdown(result)
+
+
+def test_the_shipped_model_has_its_detector_and_it_tells_mixtures_from_single_phases(sticks_table):
+    from xrdid.data import StickTable
+    from xrdid.evaluate.novelty import auroc, render_known, render_mixtures
+    from xrdid.instrument import Augment, Renderer
+    from xrdid.predict import load_model
+
+    bundle = load_model()
+    assert bundle.mixture_detector is not None, "the shipped detector does not match the shipped weights or grid"
+    # Measured on the same held-out patterns as the shipped probe (same split, seeds and count): better on both.
+    held, probe = bundle.mixture_detector.meta["held_out"], bundle.mixture_probe.meta["held_out"]
+    assert held["patterns"] == probe["patterns"] and held["structures"] == probe["structures"]
+    assert all(held["auroc"][k] > probe["auroc"][k] for k in ("mixtures_2", "mixtures_3"))
+    inst = bundle.instrument
+    table = StickTable.from_parquet(sticks_table, d_min_A=inst.d_min_A)
+    renderer = Renderer(inst, Augment.from_dict(bundle.meta["augment"]))
+    torch.manual_seed(0)
+    singles = torch.cat([render_known(table, renderer, seed) for seed in range(8)])
+    mixtures = render_mixtures(table, renderer, 48, 2, seed=3)
+    assert auroc(*(bundle.mixture_detector.probability(x) for x in (singles, mixtures))) > 0.7
