@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -108,6 +109,20 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path):
     assert "train.epochs: 'many' is not of type 'integer'" in text
     assert "unknown key(s) 'learning_rate' in train" in text
     assert not (path / "results").exists() and not (path / "resources").exists()
+
+
+def test_the_novelty_benchmark_runs_after_the_mixture_scores_it_reads(tmp_path):
+    # The benchmark scores the probe and the detector beside the CNN: each must be an input (an edge of the
+    # rule graph), or it would read whatever file is there, or none, depending on the job order.
+    for detector in (False, True):
+        config = json.loads(json.dumps(TINY))
+        config["mixture_detector"]["enabled"] = detector
+        path = make_project(tmp_path / f"detector_{detector}", config)
+        graph = snakemake(path, "--rulegraph", "--quiet", "all").stdout
+        label = {m.group(2): m.group(1) for m in re.finditer(r'\s(\d+)\[label = "(\w+)"', graph)}
+        edges = set(re.findall(r"(\d+) -> (\d+)", graph))
+        assert (label["fit_mixture_probe"], label["evaluate_novelty"]) in edges, graph
+        assert ((label.get("train_mixture_detector"), label["evaluate_novelty"]) in edges) == detector
 
 
 def test_whole_dag_produces_every_output(tiny_run):

@@ -115,8 +115,11 @@ def get_comparison_inputs(wildcards):
 
 
 def get_novelty_inputs(wildcards):
-    """The CNN of the novelty benchmark (get_comparison_inputs) and, when trained, its mixture detector."""
+    """The CNN of the novelty benchmark (get_comparison_inputs) and, when fitted, its mixture probe and
+    detector (the benchmark scores both, so it runs after them)."""
     files = get_comparison_inputs(wildcards)
+    if files and config["mixture_probe"]["enabled"]:
+        files["mixture_probe"] = f"results/{wildcards.dataset}/train/mixture_probe.json"
     if files and config["mixture_detector"]["enabled"]:
         files["mixture_detector"] = (
             f"results/{wildcards.dataset}/train/mixture_detector.pt"
