@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from xrdid.io import atomic_path
-from xrdid.models.cnn import CNNConfig, XRDClassifier
+from xrdid.models.cnn import CNNConfig, XRDClassifier, pooled_features
 from xrdid.weights import bound_file, init_digest
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class MixtureDetector(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of P(more than one phase), (B,), of model inputs (B, 2, N)."""
         z = self.blocks(self.stem(x))
-        return self.out(torch.cat([self.head(z), z.amax(2), z.mean(2)], 1)).squeeze(1)
+        return self.out(pooled_features(self.head(z), z)).squeeze(1)
 
     @classmethod
     def from_classifier(cls, classifier: XRDClassifier, probe=None) -> MixtureDetector:
@@ -152,20 +152,6 @@ def _lr(step: int, cfg: DetectorTrainConfig) -> float:
     return float(cfg.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(t, 1.0)))))
 
 
-def _held_out(score, table, renderers: dict, n: int, seed: int) -> tuple[dict, np.ndarray]:
-    """AUROCs of ``score`` (inputs → probabilities) on ``table`` rendered by each of ``renderers`` as the
-    probe is measured, and the single phases' probabilities."""
-    from xrdid.mixture_probe import _aurocs, rendered_inputs
-
-    p, labels = {}, {}
-    for k, (name, r) in enumerate(renderers.items()):
-        x, labels[name] = rendered_inputs(table, r, n, seed + 100 + k)
-        p[name] = score(x)
-    singles = np.concatenate([p[name][labels[name] == 0] for name in p])
-    return {"auroc": _aurocs(np.concatenate(list(p.values())), np.concatenate(list(labels.values()))),
-            "auroc_by_rendering": {name: _aurocs(p[name], labels[name]) for name in p}}, singles
-
-
 # Settings that do not change the training itself: a run that differs only in them resumes.
 _NOT_IN_KEY = ("save_every", "max_minutes", "eval_patterns")
 
@@ -185,7 +171,7 @@ def train_mixture_detector(checkpoint: str | Path, sticks: str | Path, out: str 
     when that was written by a run of the same settings."""
     from xrdid.data import StickTable
     from xrdid.instrument import Augment, Renderer
-    from xrdid.mixture_probe import MIN_STRUCTURES, read_probe
+    from xrdid.mixture_probe import MIN_STRUCTURES, held_out, read_probe
     from xrdid.models.checkpoint import load_checkpoint
     from xrdid.novelty import measured_like
 
@@ -261,8 +247,8 @@ def train_mixture_detector(checkpoint: str | Path, sticks: str | Path, out: str 
     if len(eval_table) >= MIN_STRUCTURES:
         # Seed 31 + seed: with seed 0 and 1,500 patterns, the very patterns the probe's held-out figures come
         # from (xrdid.mixture_probe's default seed), so the two compare like for like.
-        held, singles = _held_out(detector.probability, eval_table, renderers, cfg.eval_patterns, cfg.seed + 31)
-        result["held_out"] = {"split": eval_split, "structures": len(eval_table), "patterns": 4 * cfg.eval_patterns, **held}
+        held, singles = held_out(detector.probability, eval_table, renderers, cfg.eval_patterns, cfg.seed + 31)
+        result["held_out"] = {"split": eval_split, "structures": len(eval_table), **held}
     else:
         log.warning("%s: fewer than %d structures in the %s split; warn_above comes from training patterns", sticks,
                     MIN_STRUCTURES, eval_split)

@@ -123,6 +123,20 @@ def _rendered(model, table, renderer, n: int, seed: int) -> tuple[np.ndarray, np
     return features(model, x), labels
 
 
+def held_out(score, table, renderers: dict, n: int, seed: int) -> tuple[dict, np.ndarray]:
+    """``score`` (model inputs → probabilities) on :func:`rendered_inputs` of ``table`` by each of
+    ``renderers`` (seed + 100 + its index): the number of patterns, the AUROCs overall and per rendering; and
+    the single phases' probabilities (where ``warn_above`` comes from)."""
+    p, labels = {}, {}
+    for k, (name, r) in enumerate(renderers.items()):
+        x, labels[name] = rendered_inputs(table, r, n, seed + 100 + k)
+        p[name] = score(x)
+    singles = np.concatenate([p[name][labels[name] == 0] for name in p])
+    return {"patterns": sum(len(v) for v in labels.values()),
+            "auroc": _aurocs(np.concatenate(list(p.values())), np.concatenate(list(labels.values()))),
+            "auroc_by_rendering": {name: _aurocs(p[name], labels[name]) for name in p}}, singles
+
+
 def _aurocs(p: np.ndarray, labels: np.ndarray) -> dict:
     from xrdid.evaluate.novelty import auroc
 
@@ -161,13 +175,9 @@ def fit_mixture_probe(checkpoint: str | Path, sticks: str | Path, out: str | Pat
     singles = p_fit[labels == 0]
     eval_table = StickTable.from_parquet(sticks, split=eval_split, d_min_A=instrument.d_min_A)
     if len(eval_table) >= MIN_STRUCTURES:
-        n = max(patterns // 4, 100)
-        held = {name: _rendered(model, eval_table, r, n, seed + 100 + k) for k, (name, r) in enumerate(renderers.items())}
-        p_held = {name: probe.probability(xe) for name, (xe, _) in held.items()}
-        singles = np.concatenate([p_held[name][le == 0] for name, (_, le) in held.items()])
-        result["held_out"] = {"split": eval_split, "structures": len(eval_table), "patterns": sum(len(le) for _, le in held.values()),
-                              "auroc": _aurocs(np.concatenate(list(p_held.values())), np.concatenate([le for _, le in held.values()])),
-                              "auroc_by_rendering": {name: _aurocs(p_held[name], le) for name, (_, le) in held.items()}}
+        held, singles = held_out(lambda x: probe.probability(features(model, x)), eval_table, renderers,
+                                 max(patterns // 4, 100), seed)
+        result["held_out"] = {"split": eval_split, "structures": len(eval_table), **held}
     else:
         log.warning("%s: fewer than %d structures in the %s split; the probe's AUROC is on its own fitting data only",
                     sticks, MIN_STRUCTURES, eval_split)

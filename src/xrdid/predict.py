@@ -234,7 +234,8 @@ def predict_arrays(
     if y_t.shape != m_t.shape or y_t.shape[-1] != n:
         raise PredictionError(f"inputs of shape {tuple(y_t.shape)} and {tuple(m_t.shape)}: expected (B, {n}) each")
     model = bundle.model
-    sg_logits, cs_logits, features = model.forward_features(model_input(y_t, m_t))
+    x = model_input(y_t, m_t)
+    sg_logits, cs_logits, features = model.forward_features(x)
     sg_p, cs_p = bundle.probabilities(sg_logits, cs_logits, prior=prior)
     mixture = None
     if bundle.mixture_detector is not None:
@@ -242,7 +243,7 @@ def predict_arrays(
         from xrdid.mixture_probe import describe_mixture
 
         warn_above = bundle.mixture_detector.meta["warn_above"]
-        mixture = [describe_mixture(p, warn_above, DETECTOR) for p in bundle.mixture_detector.probability(model_input(y_t, m_t))]
+        mixture = [describe_mixture(p, warn_above, DETECTOR) for p in bundle.mixture_detector.probability(x)]
     elif bundle.mixture_probe is not None:
         from xrdid.mixture_probe import describe_mixture
 
@@ -250,7 +251,7 @@ def predict_arrays(
         mixture = [describe_mixture(p, warn_above) for p in bundle.mixture_probe.probability(features.double().numpy())]
     from xrdid.novelty import novelty_objects
 
-    novelty = novelty_objects(bundle.novelty_model, model_input(y_t, m_t), sg_p)
+    novelty = novelty_objects(bundle.novelty_model, x, sg_p)
     k = max(1, min(int(top_k), sg_p.shape[1]))
     top_p, top_i = sg_p.topk(k, dim=1)
     out = []

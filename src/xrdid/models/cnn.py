@@ -111,6 +111,12 @@ def _plain_stage(cin: int, cout: int, k: int) -> nn.Module:
     return nn.Sequential(nn.Conv1d(cin, cout, k, stride=2, padding=k // 2, bias=False), nn.BatchNorm1d(cout), nn.GELU())
 
 
+def pooled_features(h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The features a pattern's mixture scores read: the hidden layer ``h`` (B, hidden) beside the last
+    convolution stage's channels ``z`` (B, C, L), max- and mean-pooled over the pattern (B, hidden + 2 C)."""
+    return torch.cat([h, z.amax(2), z.mean(2)], 1)
+
+
 class XRDClassifier(nn.Module):
     def __init__(self, config: CNNConfig):
         super().__init__()
@@ -154,7 +160,7 @@ class XRDClassifier(nn.Module):
         last convolution stage's channels, max- and mean-pooled over the pattern (B, hidden + 2 channels)."""
         z = self.blocks(self.stem(x))
         h = self.head(z)
-        return self.space_group(h), self.crystal_system(h), torch.cat([h, z.amax(2), z.mean(2)], 1)
+        return self.space_group(h), self.crystal_system(h), pooled_features(h, z)
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
