@@ -60,8 +60,8 @@ class FitSettings:
     # 0.6 makes those sets exact far more often (synthetic 2–5 phases: 25 of 32 exact sets against 18), but
     # with phases missing from the library it also admits more stand-ins (measured held-out mixtures:
     # predicted phases right 82 % → 74 %) and the search goes deeper (CPU time per pattern ×1.5 median,
-    # ×1.9 mean): kept at min_coverage (those figures predate max_lattice_departure, which drops many such
-    # stand-ins; 0.6 with it is not measured; benchmarks/README.md).
+    # ×1.9 mean): kept at min_coverage. With max_lattice_departure, which drops many such stand-ins, 0.6
+    # keeps its 25 of 32 but still admits more stand-ins than 0.7 does (benchmarks/README.md).
     beam_min_coverage: float = 0.7
     # A phase with this many kinds of refined parameter at their bounds (lattice, strain, size, texture;
     # see fit.at_limits) after the full refinement is dropped.
