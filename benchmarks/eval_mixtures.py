@@ -1,7 +1,7 @@
 """Evaluate `xrdid phases` on the measured mixtures of ../shared/data/mixtures against ../shared/data/library.
 
     python benchmarks/eval_mixtures.py [--split held_out|tune|all] [--data ../shared/data] [--only SUBSTRING]
-                                       [--json OUT] [--elements-from-labels] [--beam-min-coverage C]
+                                       [--json OUT] [--elements-from-labels] [--beam-min-coverage C] [--max-lattice-departure D]
 
 The development mixtures are split once by a fixed rule (xrdid.mixtures.evaluate.split_of: the parity
 of SHA-256 of the mixture id): the fit's settings may be chosen on ``tune`` only; ``held_out`` is what
@@ -14,8 +14,8 @@ The wavelength and the Kα2 line are passed as the CLI's --wavelength would be (
 none; the labels give the line). The library is loaded once (its load time printed separately);
 runtime per pattern is the fit alone, one BLAS thread. ``--elements-from-labels`` gives each fit the
 chemistry a user who weighed the precursors knows (`xrdid phases --elements`): the library restricted
-to the elements of the label's phase names; reported apart from the plain run. ``--beam-min-coverage``:
-FitSettings' (to compare a setting with the default).
+to the elements of the label's phase names; reported apart from the plain run. ``--beam-min-coverage``,
+``--max-lattice-departure`` (``inf``: no such test): FitSettings' (to compare a setting with the default).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def main(argv=None) -> int:
                     help="restrict the library per mixture to the elements of its weighed precursors (the labels' "
                          "phase names), as `xrdid phases --elements` would")
     ap.add_argument("--beam-min-coverage", type=float, default=None)
+    ap.add_argument("--max-lattice-departure", type=float, default=None)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -79,6 +80,8 @@ def main(argv=None) -> int:
     settings = FitSettings()
     if args.beam_min_coverage is not None:
         settings = replace(settings, beam_min_coverage=args.beam_min_coverage)
+    if args.max_lattice_departure is not None:
+        settings = replace(settings, max_lattice_departure=args.max_lattice_departure)
     t = time.perf_counter()
     # One d_min for all: the largest 2θ of any pattern, the longest line, the largest d scale searched.
     two_theta_max = max(float(r["two_theta_max"]) for r in rows)

@@ -2,7 +2,7 @@
 
     python benchmarks/eval_synthetic_mixtures.py [--phases 2 3 4 5] [--per-size 10] [--seed 0]
                                                  [--library-size 100] [--data ../shared/data]
-                                                 [--withhold-one] [--beam-min-coverage C]
+                                                 [--withhold-one] [--beam-min-coverage C] [--max-lattice-departure D]
 
 The library: the reference CIFs of ../shared/data/library (90), topped up to ``--library-size`` with
 pymatgen's AFLOW prototypes (real structures, every crystal system; all of them when the shared data
@@ -14,7 +14,8 @@ weight-fraction error where the set is exact. ``--withhold-one``: one phase of e
 with the mixture) is left out of the library the fit sees, with every library phase of its formula and
 space group, and scored as not findable: the measured mixtures' situation, where a phase the library
 lacks leaves peaks that a wrong phase may stand in for (each mixture then has its own library, so its
-time includes that library's screening renders). ``--beam-min-coverage``: FitSettings'.
+time includes that library's screening renders). ``--beam-min-coverage``, ``--max-lattice-departure``
+(``inf``: no such test): FitSettings'.
 
 Speed: seconds per pattern (one BLAS thread, the library's screening renders built once beforehand),
 and as a ratio to a reference measured in the same run on the same core: rendering every library
@@ -70,6 +71,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--withhold-one", action="store_true", help="leave one phase of each mixture out of the library")
     ap.add_argument("--beam-min-coverage", type=float, default=None)
+    ap.add_argument("--max-lattice-departure", type=float, default=None)
     args = ap.parse_args(argv)
 
     from xrdid.mixtures import identify_phases, load_library
@@ -83,6 +85,8 @@ def main(argv=None) -> int:
     settings = FitSettings()
     if args.beam_min_coverage is not None:
         settings = replace(settings, beam_min_coverage=args.beam_min_coverage)
+    if args.max_lattice_departure is not None:
+        settings = replace(settings, max_lattice_departure=args.max_lattice_departure)
     with tempfile.TemporaryDirectory() as tmp:
         build_library(args.data, args.library_size, Path(tmp))
         d_min = d_min_for(1.5444, 100.0) / (1 + settings.d_scale_range)

@@ -103,3 +103,18 @@ def test_a_real_phase_whose_quick_placement_covers_little_is_found_with_the_loos
                        mix.weight_fractions)
     assert sc.exact, [p.id for p in loose.phases]
     assert sc.wt_error < 3.0
+
+
+@pytest.mark.parametrize(("d_scale", "kept"), [(1.012, False), (1.003, True)])
+def test_a_phase_stretched_further_than_a_real_samples_cell_is_dropped(library_without_si, d_scale, kept):
+    """NaCl + a rutile-type phase whose cell is 1.2 % larger than the library's TiO2 (an isostructural phase
+    the library lacks): TiO2 stretched onto its peaks explains them, and without a limit it is reported;
+    with the default max_lattice_departure (1.5 lattice_sigma = 0.75 %) it is dropped. The same phase 0.3 %
+    off, as a real sample's cell may be, is kept. NaCl at its own cell is found either way."""
+    grid, y = _mixture({"NaCl": 0.6, "TiO2": 0.4}, seed=5, d_scale={"TiO2": d_scale}, zero=0.02)
+    found = {}
+    for name, st in (("no limit", FitSettings(max_lattice_departure=None)), ("default", FitSettings())):
+        fit = identify_phases(grid, y, CU[0], library_without_si, settings=st)
+        found[name] = {p.id.removesuffix(".cif") for p in fit.phases}
+    assert found["no limit"] == {"NaCl", "TiO2"}
+    assert found["default"] == ({"NaCl", "TiO2"} if kept else {"NaCl"})
