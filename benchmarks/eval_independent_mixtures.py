@@ -2,14 +2,15 @@
 
     python benchmarks/eval_independent_mixtures.py [--per-size 15] [--seed 2026] [--min-fraction 0.1]
                                                    [--two-theta 10 90] [--peak-counts 10000 40000]
-                                                   [--data ../shared/data] [--out results.jsonl]
+                                                   [--strain 0.003] [--data ../shared/data]
+                                                   [--out results.jsonl]
 
 The fitter's own synthetic mixtures (eval_synthetic_mixtures.py) are rendered by its own model, so an
 error shared by both cancels. Here, as in tests/mixtures/test_independent_mixtures.py, the physics is
 written out independently: sticks from pymatgen's XRDCalculator (|F|²·multiplicity·LP, unscaled), Cu
 Kα1/Kα2 (ratio 0.5), phase intensities scaled by w/(V·M), Voigt peaks from scipy (Caglioti Gaussian
 width, Scherrer Lorentzian width from a size of 50–300 nm per phase), each phase's lattice strained
-isotropically by up to ±0.3 %, a zero shift of up to ±0.03°, a decaying background with an amorphous
+isotropically by up to ±0.3 % (``--strain``), a zero shift of up to ±0.03°, a decaying background with an amorphous
 hump, Poisson counts.
 
 Library: 50 structures drawn (seeded) from ../shared/data/library, one per (formula, space group).
@@ -61,7 +62,7 @@ def pick_library(data: Path, folder: Path, size: int = 50, seed: int = 7) -> dic
     return {r["file"][:-4]: r for r in pick}
 
 
-def simulate(structures: dict, x: np.ndarray, fractions: dict[str, float], rng, peak_counts, two_theta) -> tuple:
+def simulate(structures: dict, x: np.ndarray, fractions: dict[str, float], rng, peak_counts, two_theta, strain_max=0.003) -> tuple:
     from pymatgen.analysis.diffraction.xrd import XRDCalculator
     from scipy.special import voigt_profile
 
@@ -69,7 +70,7 @@ def simulate(structures: dict, x: np.ndarray, fractions: dict[str, float], rng, 
     y = np.zeros_like(x)
     for name, w in fractions.items():
         s = structures[name].copy()
-        strain = float(rng.uniform(-0.003, 0.003))
+        strain = float(rng.uniform(-strain_max, strain_max))
         s.scale_lattice(s.volume * (1 + strain) ** 3)
         size = float(rng.uniform(50, 300))
         scale = w / (float(s.volume) * float(s.composition.weight))
@@ -86,7 +87,8 @@ def simulate(structures: dict, x: np.ndarray, fractions: dict[str, float], rng, 
     return rng.poisson(y).astype(float), zero
 
 
-def make_mixtures(lib: dict, folder: Path, per_size: int, seed: int, min_fraction: float, two_theta, peak_counts):
+def make_mixtures(lib: dict, folder: Path, per_size: int, seed: int, min_fraction: float, two_theta, peak_counts,
+                  strain_max: float = 0.003):
     from pymatgen.core import Structure
 
     structures = {k: Structure.from_file(str(folder.parent / "library" / f"{k}.cif")) for k in lib}
@@ -105,7 +107,7 @@ def make_mixtures(lib: dict, folder: Path, per_size: int, seed: int, min_fractio
                 if w.min() >= min_fraction:
                     break
             fractions = {c: float(v) for c, v in zip(chosen, w)}
-            y, _ = simulate(structures, x, fractions, rng, peak_counts, two_theta)
+            y, _ = simulate(structures, x, fractions, rng, peak_counts, two_theta, strain_max)
             mid = f"m{n}_{k:02d}"
             (folder / f"{mid}.xy").write_text("# wavelength: 1.5405929 A\n" + "".join(f"{a:.3f} {b:.0f}\n" for a, b in zip(x, y)))
             truth[mid] = {f"{c}.cif": v for c, v in fractions.items()}
@@ -119,6 +121,7 @@ def main() -> None:
     ap.add_argument("--min-fraction", type=float, default=0.1)
     ap.add_argument("--two-theta", type=float, nargs=2, default=(10.0, 90.0))
     ap.add_argument("--peak-counts", type=float, nargs=2, default=(10000.0, 40000.0))
+    ap.add_argument("--strain", type=float, default=0.003, help="largest isotropic lattice strain per phase (fraction)")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--out", type=Path, help="per-mixture results (JSON lines)")
     args = ap.parse_args()
@@ -135,7 +138,7 @@ def main() -> None:
         lib = pick_library(args.data, work / "library")
         (work / "xy").mkdir()
         truth = make_mixtures(lib, work / "xy", args.per_size, args.seed, args.min_fraction, args.two_theta,
-                              args.peak_counts)
+                              args.peak_counts, args.strain)
         os.environ["XDG_CACHE_HOME"] = str(work / "cache")
         rows = []
         for mid, true in truth.items():
