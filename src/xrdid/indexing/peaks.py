@@ -267,6 +267,7 @@ def find_peaks(
         tt = 2 * np.degrees(np.arcsin(np.clip(q * lam / (4 * np.pi), 0, 1)))
         keep = np.concatenate([[True], np.diff(tt) > 0])
         tt, y = tt[keep], y[keep]
+    tt0, y0 = tt, y  # the measured points: their noise is independent, the resampled grid's is not
     tt, y = _uniform(tt, y)
     step = float(tt[1] - tt[0])
     if np.ptp(y) <= 0:
@@ -289,8 +290,15 @@ def find_peaks(
     smooth = savgol_filter(r, win, 2) if win < len(r) else r
     top = float(np.max(smooth))
     # Noise of the measured intensities (before background subtraction): larger on peaks for counts.
-    y_smooth = savgol_filter(y, 5, 2) if len(y) > 5 else y
-    noise = _noise_model(y, y_smooth, 1e-9 * float(np.ptp(y)), _quiet(y_smooth - bg, sigma, step), np.maximum(y_smooth, bg))
+    # Estimated on the measured points and carried to the grid: resampling by linear interpolation averages
+    # neighbouring points' noise (by up to half its variance), which would make it look smaller than the
+    # smooth's.
+    y_smooth = savgol_filter(y0, 5, 2) if len(y0) > 5 else y0
+    bg0 = np.interp(tt0, tt, bg)
+    noise = _noise_model(y0, y_smooth, 1e-9 * float(np.ptp(y0)), _quiet(y_smooth - bg0, _noise_sigma(y0 - bg0), step),
+                         np.maximum(y_smooth, bg0))
+    if len(tt0) != len(tt) or tt0 is not tt:
+        noise = np.interp(tt, tt0, noise)
     if kind == "stripped":
         noise = noise * math.sqrt(1 + KALPHA2_RATIO**2)
     prom = np.maximum(prominence_sigma * noise, max(min_relative * top, 1e-300))
