@@ -18,7 +18,9 @@ Steps, for a pattern on any axis (2θ, Q or d) at any wavelength:
 4. **Peaks**: local maxima of the Savitzky–Golay-smoothed pattern with a prominence of at least
    ``prominence_sigma`` × the local noise σ and ``min_relative`` of the strongest. σ² = a + b·y, counting
    statistics on any intensity scale plus a constant, fitted to the scatter of the data about a smooth
-   (:func:`_noise_model`), so a weak line on the background needs less than a shoulder on a strong peak.
+   off the peaks (:func:`_noise_model`: on them, lines a few steps wide, the smooth's misfit is not
+   noise) and extrapolated to them, so a weak line on the background needs less than a shoulder on a
+   strong peak.
 5. **Positions and uncertainties**: a weighted least-squares parabola through the points above half the
    peak's height (at least 3, at most ±FWHM/2 around the maximum) of the unsmoothed data; the position is
    its vertex, σ from the fit's covariance scaled by its residual (never below step/10). Intensity is the
@@ -166,22 +168,44 @@ def _uniform(tt: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return grid, np.interp(grid, tt, y)
 
 
-def _noise_model(y: np.ndarray, smooth: np.ndarray, floor: float) -> np.ndarray:
+def _noise_model(y: np.ndarray, smooth: np.ndarray, floor: float, quiet: np.ndarray | None = None,
+                 level: np.ndarray | None = None) -> np.ndarray:
     """Per-point noise σ with var = a + b·y (counting statistics on any scale, plus a constant): a and b by
     least squares on the medians of the squared residuals from a smoothed pattern, binned by intensity.
     The residual of a 5-point quadratic Savitzky–Golay smooth has variance 0.514 σ² and a squared normal
-    has median 0.455 of its mean, hence the factor."""
+    has median 0.455 of its mean, hence the factor.
+
+    ``quiet``: the points off the peaks (:func:`_quiet`), where the residual is noise alone; on a peak two
+    or three steps wide the smooth cannot follow the profile and its misfit, not noise, dominates the
+    residual (it made a and b several times too large on coarse scans, hiding weak lines). The fit then
+    uses those points only, and the peaks' noise is extrapolated. When their levels span less than a factor
+    of two, a constant and a counting term cannot be told apart and counting statistics (a = 0) are
+    assumed, the larger of the two on the peaks. ``level``: the intensity the noise is evaluated at (default
+    the smooth; the caller passes it at least the background, as the smooth rings below it beside sharp lines)."""
     e2 = (y - smooth) ** 2
-    order = np.argsort(smooth)
-    bins = np.array_split(order, min(20, max(len(y) // 50, 1)))
+    use = np.flatnonzero(quiet) if quiet is not None and int(np.count_nonzero(quiet)) >= 100 else np.arange(len(y))
+    order = use[np.argsort(smooth[use])]
+    bins = np.array_split(order, min(20, max(len(use) // 50, 1)))
     xs = np.array([np.median(smooth[b]) for b in bins])
     vs = np.array([np.median(e2[b]) for b in bins]) / (0.455 * 0.514)
-    A = np.column_stack([np.ones_like(xs), xs])
-    coef, *_ = np.linalg.lstsq(A, vs, rcond=None)
-    a, b = max(coef[0], 0.0), max(coef[1], 0.0)
+    if len(use) < len(y) and (xs[0] <= 0 or xs[-1] < 2 * xs[0]):
+        a, b = 0.0, float(np.median(vs / np.maximum(xs, 1e-300))) if xs[0] > 0 else 0.0
+    else:
+        A = np.column_stack([np.ones_like(xs), xs])
+        coef, *_ = np.linalg.lstsq(A, vs, rcond=None)
+        a, b = max(coef[0], 0.0), max(coef[1], 0.0)
     if a == 0 and b == 0:
         a = float(np.median(vs))
-    return np.sqrt(np.maximum(a + b * np.maximum(smooth, 0), floor**2))
+    return np.sqrt(np.maximum(a + b * np.maximum(level if level is not None else smooth, 0), floor**2))
+
+
+def _quiet(r_smooth: np.ndarray, sigma: float, step: float) -> np.ndarray:
+    """Points off the peaks: the smoothed background-subtracted pattern under 5 σ (the pattern's typical
+    noise, :func:`_noise_sigma`), and no such peak point within 0.1° (a peak's flanks)."""
+    peak = (r_smooth > 5 * sigma).astype(np.float64)
+    half = max(2, round(0.1 / step))
+    near = np.convolve(peak, np.ones(2 * half + 1), mode="same") > 0
+    return ~near
 
 
 def _noise_sigma(r: np.ndarray) -> float:
@@ -243,6 +267,7 @@ def find_peaks(
         tt = 2 * np.degrees(np.arcsin(np.clip(q * lam / (4 * np.pi), 0, 1)))
         keep = np.concatenate([[True], np.diff(tt) > 0])
         tt, y = tt[keep], y[keep]
+    tt0, y0 = tt, y  # the measured points: their noise is independent, the resampled grid's is not
     tt, y = _uniform(tt, y)
     step = float(tt[1] - tt[0])
     if np.ptp(y) <= 0:
@@ -265,7 +290,15 @@ def find_peaks(
     smooth = savgol_filter(r, win, 2) if win < len(r) else r
     top = float(np.max(smooth))
     # Noise of the measured intensities (before background subtraction): larger on peaks for counts.
-    noise = _noise_model(y, savgol_filter(y, 5, 2) if len(y) > 5 else y, 1e-9 * float(np.ptp(y)))
+    # Estimated on the measured points and carried to the grid: resampling by linear interpolation averages
+    # neighbouring points' noise (by up to half its variance), which would make it look smaller than the
+    # smooth's.
+    y_smooth = savgol_filter(y0, 5, 2) if len(y0) > 5 else y0
+    bg0 = np.interp(tt0, tt, bg)
+    noise = _noise_model(y0, y_smooth, 1e-9 * float(np.ptp(y0)), _quiet(y_smooth - bg0, _noise_sigma(y0 - bg0), step),
+                         np.maximum(y_smooth, bg0))
+    if len(tt0) != len(tt) or tt0 is not tt:
+        noise = np.interp(tt, tt0, noise)
     if kind == "stripped":
         noise = noise * math.sqrt(1 + KALPHA2_RATIO**2)
     prom = np.maximum(prominence_sigma * noise, max(min_relative * top, 1e-300))
@@ -278,7 +311,10 @@ def find_peaks(
     # Strongest max_peaks, then by angle.
     if len(at) > max_peaks:
         at = np.sort(at[np.argsort(-smooth[at])[:max_peaks]])
-    widths = peak_widths(smooth, at, rel_height=0.5)[0] * step
+    # Half height above the larger of the bases, on the smooth clipped at zero: the negative lobes a
+    # Savitzky–Golay smooth leaves beside a line only a few steps wide are no base (they stretched a weak
+    # neighbour's width, and so its position fit, over a degree).
+    widths = peak_widths(np.maximum(smooth, 0.0), at, rel_height=0.5)[0] * step
     pos, err, height = [], [], []
     for i, a in enumerate(at):
         half = max(1, round(widths[i] / (2 * step)))
