@@ -92,23 +92,31 @@ def test_training_writes_a_held_out_measured_detector_that_predict_reports(detec
         assert ("warning" in r["mixture"]) == (p > meta["warn_above"])
 
 
-def test_an_interrupted_training_resumes_where_it_was_saved(detected, sticks_table, tmp_path, monkeypatch):
-    shutil.copy(detected.parent / PROBE, tmp_path / PROBE)
-    real, steps, kill = md._batch, [], [3]
+class _Killed(Exception):
+    pass
 
-    class Killed(Exception):
-        pass
+
+def _counted_batches(monkeypatch) -> tuple[list, list]:
+    """The steps whose batches are rendered, and the steps to kill the run at (once each; step 3: killed after
+    the state of steps 0–1 was saved)."""
+    real, steps, kill = md._batch, [], [3]
 
     def counting(table, renderers, size, step, seed):
         steps.append(step)
         if step in kill:
-            kill.clear()
-            raise Killed  # killed during step 3, after the state of steps 0–1 was saved
+            kill.remove(step)
+            raise _Killed
         return real(table, renderers, size, step, seed)
 
     monkeypatch.setattr(md, "_batch", counting)
+    return steps, kill
+
+
+def test_an_interrupted_training_resumes_where_it_was_saved(detected, sticks_table, tmp_path, monkeypatch):
+    shutil.copy(detected.parent / PROBE, tmp_path / PROBE)
+    steps, _ = _counted_batches(monkeypatch)
     out = tmp_path / FILENAME
-    with pytest.raises(Killed):
+    with pytest.raises(_Killed):
         _train(detected, sticks_table, out, probe=tmp_path / PROBE)
     assert not out.exists() and out.with_name(out.name + ".resume.pt").is_file()
     steps.clear()
@@ -200,26 +208,14 @@ def test_a_resumed_second_sitting_needs_the_same_start_file_content(detected, st
 
     start = tmp_path / "start.pt"
     shutil.copy(detected.parent / FILENAME, start)
-    real, steps, kill = md._batch, [], [3]
-
-    class Killed(Exception):
-        pass
-
-    def counting(table, renderers, size, step, seed):
-        steps.append(step)
-        if step in kill:
-            kill.remove(step)
-            raise Killed
-        return real(table, renderers, size, step, seed)
-
-    monkeypatch.setattr(md, "_batch", counting)
+    steps, kill = _counted_batches(monkeypatch)
     out = tmp_path / FILENAME
     cfg = DetectorTrainConfig(**{**TINY.__dict__, "init_from": str(start)})
-    with pytest.raises(Killed):
+    with pytest.raises(_Killed):
         _train(detected, sticks_table, out, cfg=cfg)
     kill.append(3)
     steps.clear()
-    with pytest.raises(Killed):
+    with pytest.raises(_Killed):
         _train(detected, sticks_table, out, cfg=cfg)  # the same start: resumes at the save
     assert steps == [2, 3]
     # Another detector in the same file (the same path): a new run, not the old one resumed.
