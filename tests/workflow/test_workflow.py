@@ -249,6 +249,7 @@ def test_instrument_change_does_not_resimulate(restore_config):
 def test_a_second_detector_sitting_continues_its_file_and_reruns_when_the_file_changes(restore_config):
     from xrdid.mixture_detector import read_detector
 
+    snakemake(restore_config)  # up to date with the restored config, whatever the tests before changed
     train = restore_config / "results" / "tiny" / "train"
     start = restore_config / "start.pt"
     shutil.copy(train / "mixture_detector.pt", start)
