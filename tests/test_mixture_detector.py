@@ -92,23 +92,31 @@ def test_training_writes_a_held_out_measured_detector_that_predict_reports(detec
         assert ("warning" in r["mixture"]) == (p > meta["warn_above"])
 
 
-def test_an_interrupted_training_resumes_where_it_was_saved(detected, sticks_table, tmp_path, monkeypatch):
-    shutil.copy(detected.parent / PROBE, tmp_path / PROBE)
-    real, steps, kill = md._batch, [], [3]
+class _Killed(Exception):
+    pass
 
-    class Killed(Exception):
-        pass
+
+def _counted_batches(monkeypatch) -> tuple[list, list]:
+    """The steps whose batches are rendered, and the steps to kill the run at (once each; step 3: killed after
+    the state of steps 0–1 was saved)."""
+    real, steps, kill = md._batch, [], [3]
 
     def counting(table, renderers, size, step, seed):
         steps.append(step)
         if step in kill:
-            kill.clear()
-            raise Killed  # killed during step 3, after the state of steps 0–1 was saved
+            kill.remove(step)
+            raise _Killed
         return real(table, renderers, size, step, seed)
 
     monkeypatch.setattr(md, "_batch", counting)
+    return steps, kill
+
+
+def test_an_interrupted_training_resumes_where_it_was_saved(detected, sticks_table, tmp_path, monkeypatch):
+    shutil.copy(detected.parent / PROBE, tmp_path / PROBE)
+    steps, _ = _counted_batches(monkeypatch)
     out = tmp_path / FILENAME
-    with pytest.raises(Killed):
+    with pytest.raises(_Killed):
         _train(detected, sticks_table, out, probe=tmp_path / PROBE)
     assert not out.exists() and out.with_name(out.name + ".resume.pt").is_file()
     steps.clear()
@@ -147,6 +155,77 @@ def test_a_probe_of_other_weights_is_refused_as_a_start(detected, sticks_table, 
     (tmp_path / PROBE).write_text(json.dumps(d))
     with pytest.raises(ValueError, match="other weights"):
         _train(detected, sticks_table, tmp_path / FILENAME, probe=tmp_path / PROBE)
+
+
+def _parameters(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+def test_a_second_sitting_continues_from_a_detector_of_the_same_weights(detected, sticks_table, tmp_path):
+    from xrdid.models.checkpoint import load_checkpoint
+
+    start = detected.parent / FILENAME
+    # A learning rate so small that the continued detector keeps its start's parameters (BatchNorm statistics
+    # do move in training mode, so only the parameters are compared).
+    cfg = DetectorTrainConfig(**{**TINY.__dict__, "lr": 1e-12, "weight_decay": 0.0, "init_from": str(start)})
+    # The probe is given, as the workflow gives it when it is fitted: the start detector wins.
+    result = _train(detected, sticks_table, tmp_path / FILENAME, cfg=cfg, probe=detected.parent / PROBE)
+    assert result["trained_on"]["train"]["init_from"] == str(start)
+    continued = _parameters(read_detector(tmp_path / FILENAME).model)
+    first = _parameters(read_detector(start).model)
+    classifier, _, _ = load_checkpoint(detected)
+    fresh = _parameters(MixtureDetector.from_classifier(classifier, read_probe(detected.parent / PROBE)))
+    assert max((first[k] - fresh[k]).abs().max() for k in first) > 1e-4  # the start is not the probe's start
+    for k, v in first.items():
+        assert torch.allclose(continued[k], v, atol=1e-6), k
+    # The command line passes it on.
+    seen = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(md, "train_mixture_detector", lambda *a, cfg, **kw: seen.update(cfg=cfg))
+        md.main(["--model", str(detected), "--sticks", str(sticks_table), "--out", str(tmp_path / "x.pt"),
+                 "--init-from", str(start)])
+    assert seen["cfg"].init_from == str(start)
+
+
+def test_a_detector_of_other_weights_is_refused_as_a_start(detected, sticks_table, tmp_path):
+    from xrdid.mixture_detector import save_detector
+
+    detector = read_detector(detected.parent / FILENAME)
+    other = tmp_path / "other.pt"
+    save_detector(detector.model, {**detector.meta, "weights_digest": "0" * 32}, other)
+    cfg = DetectorTrainConfig(**{**TINY.__dict__, "init_from": str(other)})
+    with pytest.raises(ValueError, match=f"{other}: the mixture detector was trained from other classifier weights"):
+        _train(detected, sticks_table, tmp_path / FILENAME, cfg=cfg)
+    grid = tmp_path / "grid.pt"
+    save_detector(detector.model, {**detector.meta, "instrument": {**detector.meta["instrument"], "n_points": 1024}}, grid)
+    with pytest.raises(ValueError, match=f"{grid}: the mixture detector is for another grid"):
+        _train(detected, sticks_table, tmp_path / FILENAME, cfg=DetectorTrainConfig(**{**cfg.__dict__, "init_from": str(grid)}))
+    assert not (tmp_path / FILENAME).exists()
+
+
+def test_a_resumed_second_sitting_needs_the_same_start_file_content(detected, sticks_table, tmp_path, monkeypatch):
+    from xrdid.mixture_detector import save_detector
+
+    start = tmp_path / "start.pt"
+    shutil.copy(detected.parent / FILENAME, start)
+    steps, kill = _counted_batches(monkeypatch)
+    out = tmp_path / FILENAME
+    cfg = DetectorTrainConfig(**{**TINY.__dict__, "init_from": str(start)})
+    with pytest.raises(_Killed):
+        _train(detected, sticks_table, out, cfg=cfg)
+    kill.append(3)
+    steps.clear()
+    with pytest.raises(_Killed):
+        _train(detected, sticks_table, out, cfg=cfg)  # the same start: resumes at the save
+    assert steps == [2, 3]
+    # Another detector in the same file (the same path): a new run, not the old one resumed.
+    detector = read_detector(start)
+    with torch.no_grad():
+        detector.model.out.bias.add_(1.0)
+    save_detector(detector.model, detector.meta, start)
+    steps.clear()
+    _train(detected, sticks_table, out, cfg=cfg)
+    assert steps == [0, 1, 2, 3]
 
 
 def test_the_novelty_benchmark_gains_the_detector_row_and_counts_its_warnings(detected, tiny_vae, sticks_table, tmp_path):

@@ -41,7 +41,7 @@ from torch import nn
 
 from xrdid.io import atomic_path
 from xrdid.models.cnn import CNNConfig, XRDClassifier, pooled_features
-from xrdid.weights import bound_file, init_digest
+from xrdid.weights import bound_file, file_digest, init_digest
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,9 @@ class DetectorTrainConfig:
     max_minutes: float = 0.0
     # Single-phase patterns per rendering of the held-out evaluation (as many mixtures).
     eval_patterns: int = 1500
+    # A detector file of the same classifier weights to continue from (its trunk and output layer) in place of
+    # the classifier and probe; its content's digest enters the resume key.
+    init_from: str | None = None
 
 
 def _batch(table, renderers: list, size: int, step: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,8 +161,25 @@ _NOT_IN_KEY = ("save_every", "max_minutes", "eval_patterns")
 
 def _run_key(checkpoint: Path, sticks: Path, cfg: DetectorTrainConfig, split: str, probe) -> dict:
     train = {k: v for k, v in asdict(cfg).items() if k not in _NOT_IN_KEY}
+    # The starting detector by content: another file at the same path starts another run.
+    train["init_from"] = file_digest(cfg.init_from)
     return {"weights_digest": init_digest(str(checkpoint)), "sticks": str(sticks), "split": split, "train": train,
             "probe": None if probe is None else str(probe)}
+
+
+def _start_detector(classifier: XRDClassifier, checkpoint: Path, instrument, init_from: str | Path) -> MixtureDetector:
+    """The detector in ``init_from``, refused (ValueError naming it) unless it was trained from ``checkpoint``'s
+    weights, with its network, on its grid."""
+    from xrdid.novelty import same_grid
+
+    start = read_detector(init_from)
+    if start.meta.get("weights_digest") != init_digest(str(checkpoint)):
+        raise ValueError(f"{init_from}: the mixture detector was trained from other classifier weights than {checkpoint}")
+    if start.meta["config"] != classifier.config.to_dict():
+        raise ValueError(f"{init_from}: the mixture detector has another network than {checkpoint}")
+    if not same_grid(start.meta["instrument"], instrument.to_dict()):
+        raise ValueError(f"{init_from}: the mixture detector is for another grid than {checkpoint}")
+    return start.model
 
 
 def train_mixture_detector(checkpoint: str | Path, sticks: str | Path, out: str | Path, *, cfg: DetectorTrainConfig | None = None,
@@ -187,11 +207,18 @@ def train_mixture_detector(checkpoint: str | Path, sticks: str | Path, out: str 
         raise ValueError(f"{sticks}: the mixture detector needs at least {MIN_STRUCTURES} structures in the {train_split} split, "
                          f"got {len(table)}")
     start_probe = None
-    if probe is not None:
+    if cfg.init_from is not None:
+        if probe is not None:
+            log.info("mixture detector: starting from %s; the probe %s is not used", cfg.init_from, probe)
+            probe = None
+        model = _start_detector(classifier, checkpoint, instrument, cfg.init_from)
+    elif probe is not None:
         start_probe = read_probe(probe)
         if start_probe.meta.get("weights_digest") != init_digest(str(checkpoint)):
             raise ValueError(f"{probe}: the mixture probe was fitted on other weights than {checkpoint}")
-    model = MixtureDetector.from_classifier(classifier, start_probe)
+    if cfg.init_from is None:
+        model = MixtureDetector.from_classifier(classifier, start_probe)
+    model.train()
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     key = _run_key(checkpoint, sticks, cfg, train_split, probe)
     resume = out.with_name(out.name + ".resume.pt")
@@ -318,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("lr", "weight_decay", "max_minutes"):
         ap.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     ap.add_argument("--probe", default=None, help="the checkpoint's mixture probe (JSON) to start the output layer from")
+    ap.add_argument("--init-from", default=None,
+                    help="a mixture detector file of the same classifier weights to continue training (in place of --probe)")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

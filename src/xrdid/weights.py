@@ -21,15 +21,20 @@ def resolve_init(source: str) -> Path:
     return pretrained_path() if source == "pretrained" else Path(source)
 
 
-def init_digest(source: str | None) -> str | None:
-    """Digest of the weights ``train.init_from`` names ("missing: …" when there are none), so that a
-    changed starting checkpoint starts a new run instead of resuming an old one."""
-    if source is None:
+def file_digest(path: str | Path | None) -> str | None:
+    """Digest of a starting file's content ("missing: …" when there is none; None for None), so that a
+    changed start begins a new run instead of resuming an old one."""
+    if path is None:
         return None
-    weights = resolve_init(source) / "weights.pt"
-    if not weights.is_file():
-        return f"missing: {weights}"
-    return hashlib.blake2b(weights.read_bytes(), digest_size=16).hexdigest()
+    path = Path(path)
+    if not path.is_file():
+        return f"missing: {path}"
+    return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+
+
+def init_digest(source: str | None) -> str | None:
+    """Digest of the weights ``train.init_from`` names ("missing: …" when there are none)."""
+    return None if source is None else file_digest(resolve_init(source) / "weights.pt")
 
 
 def bound_file(checkpoint, filename: str, read, what: str, usable=None):

@@ -125,6 +125,18 @@ def test_the_novelty_benchmark_runs_after_the_mixture_scores_it_reads(tmp_path):
         assert ((label.get("train_mixture_detector"), label["evaluate_novelty"]) in edges) == detector
 
 
+def test_a_detector_continued_from_a_file_does_not_start_from_the_probe(tmp_path):
+    # mixture_detector.train.init_from: the detector starts from that file, so the probe is no input of it.
+    for start in (None, "start.pt"):
+        config = json.loads(json.dumps(TINY))
+        config["mixture_detector"]["train"]["init_from"] = start
+        path = make_project(tmp_path / str(start), config)
+        graph = snakemake(path, "--rulegraph", "--quiet", "all").stdout
+        label = {m.group(2): m.group(1) for m in re.finditer(r'\s(\d+)\[label = "(\w+)"', graph)}
+        edges = set(re.findall(r"(\d+) -> (\d+)", graph))
+        assert ((label["fit_mixture_probe"], label["train_mixture_detector"]) in edges) == (start is None), graph
+
+
 def test_whole_dag_produces_every_output(tiny_run):
     res = tiny_run / "results" / "tiny"
     for rel in ("train/model/model.json", "train/model/weights.pt", "train/history.csv", "evaluate/metrics.json",
@@ -232,6 +244,23 @@ def test_instrument_change_does_not_resimulate(restore_config):
     jobs = planned_jobs(path)
     assert "train_cnn" in jobs
     assert not {"generate_structures", "simulate_chunk", "merge_sticks"} & set(jobs)
+
+
+def test_a_second_detector_sitting_continues_its_file_and_reruns_when_the_file_changes(restore_config):
+    from xrdid.mixture_detector import read_detector
+
+    snakemake(restore_config)  # up to date with the restored config, whatever the tests before changed
+    train = restore_config / "results" / "tiny" / "train"
+    start = restore_config / "start.pt"
+    shutil.copy(train / "mixture_detector.pt", start)
+    path = _edited(restore_config, lambda c: c["mixture_detector"]["train"].update(init_from=str(start)))
+    assert set(planned_jobs(path)) == {"train_mixture_detector", "evaluate_novelty", "all"}
+    snakemake(path)
+    assert read_detector(train / "mixture_detector.pt").meta["trained_on"]["train"]["init_from"] == str(start)
+    assert planned_jobs(path) == {}
+    # Another detector under the same name re-runs the sitting.
+    shutil.copy(train / "mixture_detector.pt", start)
+    assert "train_mixture_detector" in planned_jobs(path)
 
 
 def _finished_chunks(log_text: str) -> set[str]:

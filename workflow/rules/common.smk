@@ -4,7 +4,7 @@ import os
 
 from xrdid.config import structure_sources, validate_config
 from xrdid.structures.sources import REAL_SOURCES, SOURCES as BUILT_SOURCES
-from xrdid.weights import init_digest
+from xrdid.weights import file_digest, init_digest
 
 validate_config(config, os.path.join(workflow.basedir, "config", "schema.yaml"))
 
@@ -128,8 +128,12 @@ def get_novelty_inputs(wildcards):
 
 
 def get_mixture_detector_inputs(wildcards):
-    """The mixture probe the detector's output layer starts from, when the probe is fitted."""
-    if config["mixture_probe"]["enabled"]:
+    """The mixture probe the detector's output layer starts from, when the probe is fitted and the detector
+    does not continue from another (mixture_detector.train.init_from)."""
+    if (
+        config["mixture_probe"]["enabled"]
+        and not config["mixture_detector"]["train"]["init_from"]
+    ):
         return {"probe": f"results/{wildcards.dataset}/train/mixture_probe.json"}
     return {}
 

@@ -65,6 +65,9 @@ rule train_mixture_detector:
         gpu=1,
     params:
         train=config["mixture_detector"]["train"],
+        # The starting detector's digest (mixture_detector.train.init_from): a changed file re-runs the rule.
+        # Not an input, since it may come from another config's run (which this config must not rebuild).
+        init=file_digest(config["mixture_detector"]["train"]["init_from"]),
         probe=lambda wc, input: input.get("probe"),
     script:
         "../scripts/train_mixture_detector.py"
