@@ -46,7 +46,7 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    Kα2 ratio; positions first with blurred peaks, for a wide basin), and phases that no longer lower
    C, or whose coverage is below ``min_coverage`` (0.7), or with ``max_params_at_limits`` kinds of parameter (lattice, strain,
    size, texture) at their bounds (the model bent the phase into a hump or another phase's peaks),
-   or whose isotropic lattice scale ends more than ``max_lattice_departure`` (1.5) :math:`σ_a` from its
+   or whose isotropic lattice scale ends more than ``max_lattice_departure`` (2) :math:`σ_a` from its
    reference (a real sample's cell is closer than that to its reference; a phase stretched further is
    a stand-in whose peaks were put on those of a phase the library lacks), are pruned. Then each phase is swapped for the screening's best
    replacements (refined the same way): a better C is taken; swaps within ``alternative_margin``
