@@ -135,3 +135,21 @@ def test_two_theta_without_wavelength_is_an_error_naming_the_file(tmp_path, caps
     assert main(["index", str(f)]) == 1
     err = capsys.readouterr().err
     assert "nowave.xy" in err and "wavelength" in err
+
+
+def test_a_rejected_cell_indexing_few_lines_is_not_given_a_figure_of_merit():
+    """The "not indexed" message names the best rejected cell by how many lines it indexes; its M_N, which
+    runs to its cap when two or three lines are fitted exactly, is shown only for a cell indexing at least
+    half of them."""
+    from xrdid.indexing.search import Cell, _rejected_summary
+
+    def cell(n_indexed, m20):
+        return Cell("cubic", "F", np.array([8.2, 8.2, 8.2, 0.0, 0.0, 0.0]), 0.0, m20, 0.0, 0.0, 10, 20, n_indexed, [], [])
+
+    assert _rejected_summary(cell(2, 1e4)) == "cF, 2 of 20 lines indexed"
+    assert _rejected_summary(cell(14, 28.4)) == "cF, 14 of 20 lines indexed, M20 = 28.4"
+    # The message of a real search uses it.
+    rng = np.random.default_rng(7)
+    peaks = PeakList.from_positions(np.sort(rng.uniform(12, 85, 20)), INST.wavelength_A, intensity=rng.uniform(5, 100, 20))
+    result = index_peaks(peaks, time_budget_s=5.0)
+    assert "lines indexed" in result.message and "unindexed" not in result.message

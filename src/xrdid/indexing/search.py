@@ -1085,10 +1085,17 @@ def index_peaks(
         msg = f"indexed: {accepted[0].bravais} cell, M{accepted[0].n_lines} = {accepted[0].m20:.1f}"
     else:
         best = cells[0] if cells else None
-        why = (f"the best cell found ({best.bravais}, M{best.n_lines} = {best.m20:.1f}, {best.n_lines - best.n_indexed} of "
-               f"{best.n_lines} lines unindexed) is below the acceptance criteria" if best else "no cell indexes the lines")
+        why = (f"the best cell found ({_rejected_summary(best)}) is below the acceptance criteria" if best
+               else "no cell indexes the lines")
         msg = f"not indexed: {why}" + (" (time budget exhausted)" if exhausted else "")
     return IndexingResult(accepted[:n_cells], len(peaks), lines.n, seconds, searched, exhausted, msg, rejected)
+
+
+def _rejected_summary(cell: Cell) -> str:
+    """A rejected cell in words: its lattice, how many lines it indexes, and M_N only when it indexes at least
+    half of them (on two or three lines fitted exactly the figure runs to its cap and means nothing)."""
+    figure = f", M{cell.n_lines} = {cell.m20:.1f}" if 2 * cell.n_indexed >= cell.n_lines else ""
+    return f"{cell.bravais}, {cell.n_indexed} of {cell.n_lines} lines indexed{figure}"
 
 
 def acceptable(cell: Cell, min_m20: dict | None = None) -> bool:
