@@ -206,17 +206,15 @@ def train_mixture_detector(checkpoint: str | Path, sticks: str | Path, out: str 
     if len(table) < MIN_STRUCTURES:
         raise ValueError(f"{sticks}: the mixture detector needs at least {MIN_STRUCTURES} structures in the {train_split} split, "
                          f"got {len(table)}")
-    start_probe = None
     if cfg.init_from is not None:
         if probe is not None:
             log.info("mixture detector: starting from %s; the probe %s is not used", cfg.init_from, probe)
             probe = None
         model = _start_detector(classifier, checkpoint, instrument, cfg.init_from)
-    elif probe is not None:
-        start_probe = read_probe(probe)
-        if start_probe.meta.get("weights_digest") != init_digest(str(checkpoint)):
+    else:
+        start_probe = None if probe is None else read_probe(probe)
+        if start_probe is not None and start_probe.meta.get("weights_digest") != init_digest(str(checkpoint)):
             raise ValueError(f"{probe}: the mixture probe was fitted on other weights than {checkpoint}")
-    if cfg.init_from is None:
         model = MixtureDetector.from_classifier(classifier, start_probe)
     model.train()
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

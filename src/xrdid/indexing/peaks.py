@@ -297,7 +297,7 @@ def find_peaks(
     bg0 = np.interp(tt0, tt, bg)
     noise = _noise_model(y0, y_smooth, 1e-9 * float(np.ptp(y0)), _quiet(y_smooth - bg0, _noise_sigma(y0 - bg0), step),
                          np.maximum(y_smooth, bg0))
-    if len(tt0) != len(tt) or tt0 is not tt:
+    if tt0 is not tt:  # resampled
         noise = np.interp(tt, tt0, noise)
     if kind == "stripped":
         noise = noise * math.sqrt(1 + KALPHA2_RATIO**2)
