@@ -96,27 +96,3 @@ def test_sigterm_removes_the_temporary_file(tmp_path):
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     assert time.monotonic() - t0 < 30
     assert not out.exists() and list(tmp_path.iterdir()) == []
-
-
-def test_a_second_signal_while_unwinding_does_not_leave_the_temporary_file(tmp_path):
-    """Ctrl-C reaches a job and its scheduler at once, and the scheduler may then stop the job: a SIGTERM that
-    arrives while an interrupted write removes its temporary file is held back until the file is gone."""
-    import subprocess
-    import sys
-
-    out = tmp_path / "out.parquet"
-    code = (
-        "import os, pathlib, signal\n"
-        "from xrdid.io import atomic_path\n"
-        "unlink = pathlib.Path.unlink\n"
-        "def second_signal(self, *args, **kwargs):\n"
-        "    os.kill(os.getpid(), signal.SIGTERM)\n"
-        "    return unlink(self, *args, **kwargs)\n"
-        "pathlib.Path.unlink = second_signal\n"
-        f"with atomic_path({str(out)!r}) as tmp:\n"
-        "    tmp.write_bytes(b'half')\n"
-        "    raise KeyboardInterrupt\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
-    assert proc.returncode != 0
-    assert not out.exists() and list(tmp_path.iterdir()) == [], proc.stderr

@@ -94,30 +94,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except OSError as exc:
         raise _storage_error(exc, path) from exc
     tmp = Path(tmp)
-    with _sigterm_unwinds():
-        try:
-            yield tmp
-            os.replace(tmp, path)
-        except BaseException as exc:
-            _unlink_undisturbed(tmp)
-            error = _storage_error(exc, path)
-            if error is exc:
-                raise
-            raise error from exc
-
-
-def _unlink_undisturbed(tmp: Path) -> None:
-    """Remove ``tmp`` with SIGINT and SIGTERM held back until it is gone (they are delivered after). An
-    interrupted job often gets a second signal while it unwinds (Ctrl-C reaches the whole process group,
-    then a scheduler stops its jobs), which would otherwise end it before the file is removed."""
-    if not hasattr(signal, "pthread_sigmask"):
-        tmp.unlink(missing_ok=True)
-        return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
+        with _sigterm_unwinds():
+            yield tmp
+        os.replace(tmp, path)
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        error = _storage_error(exc, path)
+        if error is exc:
+            raise
+        raise error from exc
 
 
 def write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
