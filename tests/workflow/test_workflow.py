@@ -263,6 +263,27 @@ def test_a_second_detector_sitting_continues_its_file_and_reruns_when_the_file_c
     assert "train_mixture_detector" in planned_jobs(path)
 
 
+def _wait_until_ended(group: int, timeout: float) -> None:
+    """Wait until no live process (zombies aside: they have run their last line) of process group ``group``
+    is left."""
+    deadline = time.time() + timeout
+    while _live_members(group):
+        assert time.time() < deadline, f"a process of the interrupted run was still alive after {timeout} s"
+        time.sleep(0.05)
+
+
+def _live_members(group: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (command)": state, ppid, pgrp
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) == group and fields[0] not in "ZX":
+            members.append(int(stat.parent.name))
+    return members
+
+
 def _finished_chunks(log_text: str) -> set[str]:
     """Chunk files whose simulate_chunk job Snakemake reported as finished, from its console output."""
     outputs, current = {}, None
@@ -297,6 +318,9 @@ def test_killed_mid_simulation_resumes_without_redoing_finished_chunks(tmp_path)
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
         proc.wait(timeout=120)
+        # Snakemake can exit before its job's own process has finished unwinding (removing its
+        # temporary file); the files are judged once every process of the run has ended.
+        _wait_until_ended(proc.pid, timeout=120)
     finished = _finished_chunks(console.read_text())
     assert 1 <= len(finished) < 6, f"expected to stop mid-simulation, finished {sorted(finished)}"
     # A chunk whose atomic write completed as the interrupt arrived is on disk though Snakemake had no
