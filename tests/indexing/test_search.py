@@ -155,3 +155,79 @@ def test_many_trial_cells_are_pre_screened_on_fewer_lines(monkeypatch):
     first = [n for system, h, n in sizes if system == "orthorhombic" and h == search._FIRST_PASS[1]]
     assert first and max(first) <= keep0
     assert any(system == "orthorhombic" and h == hmax0 and n > keep0 for system, h, n in sizes)
+
+
+def test_a_convincing_cell_ends_the_search_of_lower_symmetries():
+    """AB_tP4_129 (a = 3.98, c = 6.45 Å): its tetragonal cell indexes every line with M20 in the hundreds, so
+    the orthorhombic, monoclinic and triclinic searches (most of the cost) are not run, and it stays first."""
+    s = prototype("AB_tP4_129_c_c")
+    _, result = index_pattern(render(s, AUGMENT, seed=2044), time_budget_s=20)
+    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+    assert result.best.n_indexed == result.best.n_lines
+    assert result.searched == ["cubic", "tetragonal", "hexagonal"]
+
+
+def test_a_weak_unindexed_line_does_not_end_the_search():
+    """A_oC8_64 (α-U type): a tetragonal cell indexes all but one weak line (the weak half of a split line)
+    with M20 above 100; the orthorhombic search must still run, and finds the true oC cell."""
+    s = prototype("A_oC8_64_f")
+    _, result = index_pattern(render(s, AUGMENT, seed=2025), time_budget_s=20)
+    assert "orthorhombic" in result.searched
+    rank = rank_of_truth(result, s)
+    assert rank is not None and rank <= 3, [c.to_dict() for c in result.cells]
+
+
+def test_super_cells_without_lines_near_the_unindexed_ones_are_not_refined(monkeypatch):
+    """A sub-cell's super-cells each cost a Niggli reduction, a symmetrisation and a refinement; those whose
+    new lattice points put no line near an unindexed line cannot index more and are skipped before that. A
+    tP 4 × 3.3 Å cell with one extra line at d = 6.6 Å: only the sublattice that doubles c has that line, not
+    the other six of index 2 nor the thirteen of index 3."""
+    import numpy as np
+
+    from xrdid.indexing import search
+    from xrdid.indexing.peaks import PeakList
+
+    lam, a, c = 1.5405929, 4.0, 3.3
+    q = sorted({(h * h + k * k) / a**2 + l * l / c**2 for h in range(3) for k in range(h + 1) for l in range(3) if h + k + l})[:11]
+    q = sorted(q + [1 / (2 * c) ** 2])
+    peaks = PeakList.from_positions(2 * np.degrees(np.arcsin(lam * np.sqrt(q) / 2)), lam, intensity=np.full(len(q), 100.0))
+    lines = search.lines_from_peaks(peaks)
+    parent = search._solutions("tetragonal", np.array([1 / a**2, 1 / c**2]), "P", lines, 0.0, "test", refine_zero=False, choose_centring=False)[0]
+    assert parent.n_indexed == parent.n_lines - 1
+    calls = []
+    real = search.lattice_symmetry
+    monkeypatch.setattr(search, "lattice_symmetry", lambda *args, **kw: calls.append(1) or real(*args, **kw))
+    found = search._supercells(parent, lines, refine_zero=False)
+    assert [(cell.bravais, cell.n_indexed) for cell in found] == [("tP", parent.n_lines)]
+    assert np.allclose(found[0].parameters[:3], (a, a, 2 * c))
+    assert len(calls) == 1
+
+
+def test_dedupe_reduces_only_cells_that_share_a_volume(monkeypatch):
+    """One lattice in two descriptions (cF and its rhombohedral primitive cell) is kept once, told by its
+    reflections' Q without a Niggli reduction; a cell alone at its volume is kept without one; a different
+    lattice of the same volume is told apart by the reduction of both."""
+    import numpy as np
+
+    from xrdid.indexing import search
+    from xrdid.indexing.lattice import TRANSFORM
+
+    def cell(system, centring, p, score):
+        c = search.Cell(system=system, centring=centring, p6=TRANSFORM[system] @ np.asarray(p, float), zero_deg=0.0, m20=score, f_n=1.0,
+                        f_n_mean_deg=0.01, n_possible=10, n_lines=10, n_indexed=10, hkl=[], unindexed_two_theta=[])
+        c.rank_score = score
+        return c
+
+    a = 5.43
+    cf = cell("cubic", "F", [1 / a**2], 100.0)
+    other = cell("cubic", "P", [1 / 4.0**2], 80.0)
+    # The cF lattice as a rhombohedral cell on hexagonal axes: a_h = a/√2, c_h = a√3.
+    hr = cell("rhombohedral", "R", [1 / (a / 2**0.5) ** 2, 1 / (a * 3**0.5) ** 2], 50.0)
+    # A tP lattice of the cF's primitive volume (a³/4).
+    tp = cell("tetragonal", "P", [1 / 3.0**2, 1 / (a**3 / 4 / 9.0) ** 2], 30.0)
+    calls = []
+    real = search.niggli
+    monkeypatch.setattr(search, "niggli", lambda lat: calls.append(round(lat.volume, 1)) or real(lat))
+    kept = search._dedupe([tp, hr, other, cf])
+    assert kept == [cf, other, tp]
+    assert calls == [40.0, 40.0]  # cF and tP; neither the hR (its fingerprint) nor the cP (its volume)

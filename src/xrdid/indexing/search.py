@@ -49,11 +49,13 @@ indexed. Cells go out in the conventional setting; the centring is the most rest
 one every indexed line obeys.
 
 **Order and budget.** Systems are searched highest symmetry first, or in the order of a classifier's
-crystal-system probabilities when given; the monoclinic and triclinic searches are skipped when a
-higher-symmetry cell already indexes every line well (M_N ≥ ``GOOD_M20``) and the classifier gives them
-little weight, and no search starts after ``time_budget_s`` — seconds of CPU time of this process, so that
-a shared, loaded machine gets the same search as an idle one (only later), and results do not depend on
-the load.
+crystal-system probabilities when given; the orthorhombic, monoclinic and triclinic searches (most of the
+cost) are skipped when a cell of fewer parameters is already convincing — accepted, every line indexed,
+M_N ≥ ``GOOD_M20`` — and the classifier gives them little weight, and no search starts after
+``time_budget_s`` — seconds of CPU time of this process, so that a shared, loaded machine gets the same
+search as an idle one (only later), and results do not depend on the load. The super-cell check refines
+only the sublattices that put a line near an unindexed one, and duplicates are found by volume first, the
+Niggli reduction (costlier than a refinement) only for cells that share one.
 """
 
 from __future__ import annotations
@@ -121,7 +123,10 @@ MAX_UNINDEXED_INTENSITY = 0.05
 # tightens with N (measured: 0.33 keeps every right cell of benchmarks/indexing.py, whose weakest are 9–20
 # line patterns at 10^−0.37 to 10^−0.41 per line, and rejects all but 2 of 40 random lists of 8–24 lines).
 CHANCE_LOG10P_PER_LINE = 0.33
+# A convincing cell (accepted, every line indexed, M_N ≥ GOOD_M20) ends the search of the systems with more
+# parameters, from SETTLED_MIN_PARAMETERS on (orthorhombic, monoclinic, triclinic: ~60 % of the cost).
 GOOD_M20 = 20.0
+SETTLED_MIN_PARAMETERS = 3
 UNINDEXED_PENALTY = 0.5
 # Parsimony: the rank of a solution is divided by exp(PARAMETER_PENALTY) per free lattice parameter beyond
 # one, so a lower symmetry must index clearly better to outrank a higher one (with few lines, a cell of
@@ -962,8 +967,15 @@ def _supercells(parent: Cell, lines: Lines, refine_zero: bool) -> list[Cell]:
         # left out (index 8 and 6: a cell that large indexes a stray line by chance).
         bases.append((to_pymatgen(parent.p6).matrix, SUPERCELLS[:7]))
     have = _mask(parent)
+    # The parent's unindexed lines, as their Q at its zero shift, and the screening tolerance.
+    n = len(have)
+    q = lines.q(parent.zero_deg or 0.0)[:n]
+    tol = lines.tol_q(SEARCH_TOL, parent.zero_deg or 0.0)[:n]
+    q_miss, tol_miss = q[~have], tol[~have]
     out = []
     for base, H in ((b, h) for b, hs in bases for h in hs):
+        if not _adds_lines(H @ base, q_miss, tol_miss):
+            continue
         try:
             lt = lattice_symmetry(niggli(Lattice(H @ base)), symprec_rel=5e-3)
         except Exception:  # spglib fails on a degenerate metric; that super-cell is skipped
@@ -977,7 +989,22 @@ def _supercells(parent: Cell, lines: Lines, refine_zero: bool) -> list[Cell]:
     return out
 
 
-def _prefer_supercells(cells: list[Cell], lines: Lines, refine_zero: bool, min_m20: dict | None) -> list[Cell]:
+def _adds_lines(real_basis: np.ndarray, q_miss: np.ndarray, tol_miss: np.ndarray) -> bool:
+    """Does the lattice of ``real_basis`` (rows), unrefined, have a line within ``tol_miss`` of any of ``q_miss`` (a
+    parent's unindexed lines)? A super-cell's lattice holds its parent's, so only its new lines can index
+    more; a super-cell with none near the unindexed lines is not worth its symmetrisation and refinement."""
+    if len(q_miss) == 0:
+        return False
+    try:
+        p6 = p6_from_metric(np.linalg.inv(real_basis @ real_basis.T))
+    except np.linalg.LinAlgError:  # a degenerate basis has no lines
+        return False
+    _, qc = _calc_lines(p6, "P", float((q_miss + tol_miss).max()))
+    _, delta = _assign(qc, q_miss)
+    return bool(np.any(np.abs(delta) <= tol_miss))
+
+
+def _prefer_supercells(cells: list[Cell], lines: Lines, refine_zero: bool, min_m20: dict | None, enough: int | None = None) -> list[Cell]:
     """Add the super-cells (:func:`_supercells`) of the best accepted cells, each ranked just above its parent
     when the lines it adds are more than its extra reflections would index by chance (expected chance hits
     from the density of its additional calculated lines at each line the parent leaves unindexed)."""
@@ -1004,28 +1031,79 @@ def _prefer_supercells(cells: list[Cell], lines: Lines, refine_zero: bool, min_m
             sup.rank_score = max(sup.rank_score, par.rank_score * 1.001)
             sup.source += " (indexes the parent's unindexed lines)"
             added.append(sup)
-    return _dedupe(cells + added) if added else cells
+    return _dedupe(cells + added, enough, min_m20) if added else cells
 
 
-def _dedupe(cells: list[Cell]) -> list[Cell]:
-    """One cell per lattice (the best-ranked description), best first."""
+_FINGERPRINT_LINES = 20
+# Fingerprints this close (each Q, relative: 0.1 % in the lengths) are one lattice; same_reduced allows 1 %.
+FINGERPRINT_RTOL = 2e-3
+
+
+def _fingerprint(cell: Cell, v_primitive: float) -> np.ndarray:
+    """The ``_FINGERPRINT_LINES`` smallest Q of a cell's allowed reflections (one of each ± pair): the norms of
+    its reciprocal lattice's shortest vectors, the same in every description of one lattice (and a lattice
+    of three dimensions is determined by its norms with their multiplicities: Schiemann, 1997)."""
+    # Reciprocal lattice points within |d*| ≤ r: (4/3)π r³ v (v the primitive volume), half of them up to ±;
+    # r for about 1.5 × _FINGERPRINT_LINES of them.
+    r3 = 1.5 * _FINGERPRINT_LINES * 2 * 3 / (4 * math.pi * v_primitive)
+    _, qc = _calc_lines(np.asarray(cell.p6), cell.centring, r3 ** (2 / 3))
+    return qc[:_FINGERPRINT_LINES]
+
+
+def _dedupe(cells: list[Cell], enough: int | None = None, min_m20: dict | None = None) -> list[Cell]:
+    """One cell per lattice (the best-ranked description), best first. Two cells are one lattice when their
+    primitive volumes agree within 2 % and their Niggli-reduced cells match; a cell is reduced only when a
+    kept cell of its volume is there to compare, and not when the two have the same :func:`_fingerprint`
+    (the same lattice again, in another description): pymatgen's reduction costs more than a refinement. With ``enough``, only until that many accepted and that
+    many rejected cells are kept: the rest would not be reported."""
     cells = sorted(cells, key=lambda c: -c.rank_score)
     kept: list[Cell] = []
-    prims = []
-    for c in cells:
+    vols: list[float] = []
+    reduced: dict[int, object] = {}  # position in kept → its Niggli-reduced lattice, or None if it has none
+    prints: dict[int, np.ndarray] = {}  # position in kept → its _fingerprint
+
+    def reduce(c: Cell):
         try:
-            lat = niggli(c.primitive())
-        except Exception:  # a degenerate cell cannot be reduced; skip it
+            return niggli(c.primitive())
+        except Exception:  # a degenerate cell cannot be reduced; it is left out
+            return None
+
+    n_ok = n_bad = 0
+    for c in cells:
+        if enough is not None and n_ok >= enough and n_bad >= enough:
+            break
+        if not (np.all(np.isfinite(c.p6)) and is_positive_definite(np.asarray(c.p6)[None])[0]):
             continue
-        v = lat.volume
-        dup = False
-        for k, (klat, kv) in zip(kept, prims, strict=True):
-            if abs(v / kv - 1) < 0.02 and same_reduced(lat, klat, ltol=0.01, angle_tol_rel=0.01):
+        v = volume(c.p6) / multiplicity(c.centring)
+        lat, fp, dup = None, None, False
+        for k, kv in enumerate(vols):
+            if abs(v / kv - 1) >= 0.02:
+                continue
+            if k not in prints:
+                prints[k] = _fingerprint(kept[k], kv)
+            if fp is None:
+                fp = _fingerprint(c, v)
+            if len(fp) == len(prints[k]) == _FINGERPRINT_LINES and np.allclose(fp, prints[k], rtol=FINGERPRINT_RTOL, atol=0.0):
+                dup = True  # the same lattice in another description: no reduction needed
+                break
+            if k not in reduced:
+                reduced[k] = reduce(kept[k])
+            if lat is None:
+                lat = reduce(c)
+                if lat is None:
+                    break
+            if reduced[k] is not None and same_reduced(lat, reduced[k], ltol=0.01, angle_tol_rel=0.01):
                 dup = True
                 break
-        if not dup:
-            kept.append(c)
-            prims.append((lat, v))
+        if dup or (lat is None and any(abs(v / kv - 1) < 0.02 for kv in vols)):
+            continue
+        if lat is not None:
+            reduced[len(kept)] = lat
+        kept.append(c)
+        vols.append(v)
+        if enough is not None:
+            ok = acceptable(c, min_m20)
+            n_ok, n_bad = n_ok + ok, n_bad + (not ok)
     return kept
 
 
@@ -1062,11 +1140,8 @@ def index_peaks(
         if time.process_time() - t0 > time_budget_s:
             exhausted = True
             break
-        if system in ("monoclinic", "triclinic") and cells:
-            best = max(cells, key=lambda c: c.rank_score)
-            good = best.n_indexed == best.n_lines and best.m20 >= GOOD_M20 and best.system not in ("monoclinic", "triclinic")
-            if good and (prob is None or prob(system) < LOW_SYMMETRY_PROBABILITY):
-                continue
+        if _settled(system, cells, min_m20) and (prob is None or prob(system) < LOW_SYMMETRY_PROBABILITY):
+            continue
         keep = {"cubic": 6, "tetragonal": 10, "hexagonal": 10, "orthorhombic": 16, "monoclinic": 24, "triclinic": 24}[system]
         try:
             found = _search_system(system, lines, zero, refine_zero, keep, deadline=t0 + time_budget_s)
@@ -1075,9 +1150,11 @@ def index_peaks(
             found = []
         cells.extend(found)
         searched.append(system)
-    cells = _dedupe(cells)
+    # Enough cells for the report, the super-cells' parents, and a margin for the cells a super-cell replaces.
+    enough = max(n_cells, N_SUPERCELL_PARENTS) + N_SUPERCELL_PARENTS
+    cells = _dedupe(cells, enough, min_m20)
     if time.process_time() - t0 <= time_budget_s:
-        cells = _prefer_supercells(cells, lines, refine_zero, min_m20)
+        cells = _prefer_supercells(cells, lines, refine_zero, min_m20, enough)
     accepted = [c for c in cells if acceptable(c, min_m20)]
     rejected = [c for c in cells if c not in accepted][:n_cells]
     seconds = time.process_time() - t0
@@ -1089,6 +1166,22 @@ def index_peaks(
                else "no cell indexes the lines")
         msg = f"not indexed: {why}" + (" (time budget exhausted)" if exhausted else "")
     return IndexingResult(accepted[:n_cells], len(peaks), lines.n, seconds, searched, exhausted, msg, rejected)
+
+
+def convincing(cell: Cell, min_m20: dict | None = None) -> bool:
+    """An accepted cell that leaves no doubt: every line indexed, with M_N ≥ ``GOOD_M20``. (One weak line left
+    out is not enough: a tetragonal cell that misses the weak half of a split line hides the orthorhombic
+    truth, A_oC8_64 in benchmarks/indexing.py.)"""
+    return cell.n_indexed == cell.n_lines and cell.m20 >= GOOD_M20 and acceptable(cell, min_m20)
+
+
+def _settled(system: str, cells: list[Cell], min_m20: dict | None) -> bool:
+    """Is the search of ``system`` needless: it has ``SETTLED_MIN_PARAMETERS`` or more parameters and a
+    convincing cell of fewer is already found. The cubic, tetragonal and hexagonal searches always run: a
+    cubic cell can index every line of a tetragonal pattern by its larger cell's many lines while the
+    tetragonal cell, with fewer, ranks higher (AB_tP8_136's nine lines: cP M9 152, the tP first)."""
+    return N_PARAMS[system] >= SETTLED_MIN_PARAMETERS and any(
+        N_PARAMS[c.system] < N_PARAMS[system] and convincing(c, min_m20) for c in cells)
 
 
 def _rejected_summary(cell: Cell) -> str:
