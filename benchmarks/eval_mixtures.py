@@ -60,6 +60,9 @@ def main(argv=None) -> int:
                          "phase names), as `xrdid phases --elements` would")
     ap.add_argument("--beam-min-coverage", type=float, default=None)
     ap.add_argument("--max-lattice-departure", type=float, default=None)
+    ap.add_argument("--min-line-support", type=float, default=None)
+    ap.add_argument("--strong-line-relative", type=float, default=None)
+    ap.add_argument("--max-march-dollase", type=float, default=None)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -82,6 +85,9 @@ def main(argv=None) -> int:
         settings = replace(settings, beam_min_coverage=args.beam_min_coverage)
     if args.max_lattice_departure is not None:
         settings = replace(settings, max_lattice_departure=args.max_lattice_departure)
+    for name in ("min_line_support", "strong_line_relative", "max_march_dollase"):
+        if getattr(args, name) is not None:
+            settings = replace(settings, **{name: getattr(args, name)})
     t = time.perf_counter()
     # One d_min for all: the largest 2θ of any pattern, the longest line, the largest d scale searched.
     two_theta_max = max(float(r["two_theta_max"]) for r in rows)

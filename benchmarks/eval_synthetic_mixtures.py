@@ -72,6 +72,9 @@ def main(argv=None) -> int:
     ap.add_argument("--withhold-one", action="store_true", help="leave one phase of each mixture out of the library")
     ap.add_argument("--beam-min-coverage", type=float, default=None)
     ap.add_argument("--max-lattice-departure", type=float, default=None)
+    ap.add_argument("--min-line-support", type=float, default=None)
+    ap.add_argument("--strong-line-relative", type=float, default=None)
+    ap.add_argument("--max-march-dollase", type=float, default=None)
     args = ap.parse_args(argv)
 
     from xrdid.mixtures import identify_phases, load_library
@@ -87,6 +90,9 @@ def main(argv=None) -> int:
         settings = replace(settings, beam_min_coverage=args.beam_min_coverage)
     if args.max_lattice_departure is not None:
         settings = replace(settings, max_lattice_departure=args.max_lattice_departure)
+    for name in ("min_line_support", "strong_line_relative", "max_march_dollase"):
+        if getattr(args, name) is not None:
+            settings = replace(settings, **{name: getattr(args, name)})
     with tempfile.TemporaryDirectory() as tmp:
         build_library(args.data, args.library_size, Path(tmp))
         d_min = d_min_for(1.5444, 100.0) / (1 + settings.d_scale_range)

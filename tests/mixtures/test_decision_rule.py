@@ -118,3 +118,53 @@ def test_a_phase_stretched_further_than_a_real_samples_cell_is_dropped(library_w
         found[name] = {p.id.removesuffix(".cif") for p in fit.phases}
     assert found["no limit"] == {"NaCl", "TiO2"}
     assert found["default"] == ({"NaCl", "TiO2"} if kept else {"NaCl"})
+
+
+def test_a_phase_whose_strong_lines_the_data_lack_is_a_stand_in(library_without_si):
+    """stand_in_signs on NaCl + CsCl at their own cells: against data holding both, no phase has a sign;
+    against data holding NaCl alone, CsCl (kept at the scale the mixture gave it) has strong lines of which
+    the data hold nothing ("line"), NaCl none; with the test off, no sign. A refined March–Dollase r beyond
+    [1/1.67, 1.67] (the default) is a "texture" sign, one within it is not."""
+    from xrdid.mixtures import fit as F
+    from xrdid.mixtures.model import Globals, Model, PhaseState
+
+    grid, both = _mixture({"NaCl": 0.5, "CsCl": 0.5}, seed=2, zero=0.0)
+    _, nacl = _mixture({"NaCl": 0.5}, seed=2, zero=0.0)
+    ids = {p.id.removesuffix(".cif"): k for k, p in enumerate(library_without_si.phases)}
+    phases = [PhaseState(ids["NaCl"], log_size=math.log(120.0)), PhaseState(ids["CsCl"], log_size=math.log(120.0))]
+    g = Globals(log_width=math.log(4.0))
+
+    def hyp(y, cscl_scale_from=None):
+        m = Model(grid, y, library_without_si, Optics(CU, caglioti_uvw_deg2=(0.004, -0.002, 0.002)),
+                  background_degree=12)
+        m.fwhm_deg = F.estimate_fwhm(grid, y)
+        cols = m.columns(phases, g)
+        a, _b, calc, chi2 = m.linear(cols)
+        if cscl_scale_from is not None:  # CsCl at its mixture scale relative to NaCl, onto data without it
+            a = a.copy()
+            a[1] = a[0] * cscl_scale_from[1] / cscl_scale_from[0]
+            calc = calc + a[1] * cols[1]
+        return m, F._Hyp(phases, g, cols, a, calc, chi2)
+
+    on = FitSettings(min_line_support=0.3, strong_line_relative=0.1, max_lattice_departure=None)
+    m, h = hyp(both)
+    assert F.stand_in_signs(m, h, on) == [[], []]
+    m, h = hyp(nacl, cscl_scale_from=h.scales)
+    assert F.stand_in_signs(m, h, on) == [[], ["line"]]
+    assert F.stand_in_signs(m, h, FitSettings(min_line_support=None, max_lattice_departure=None)) == [[], []]
+    textured = F._Hyp([phases[0].copy(axis=0, r=0.5), phases[1].copy(axis=0, r=0.8)], g, h.cols, h.scales, h.calc, h.chi2)
+    assert F.stand_in_signs(m, textured, FitSettings(max_lattice_departure=None)) == [["texture"], []]  # the default
+    assert F.stand_in_signs(m, textured, FitSettings(max_march_dollase=2.5, max_lattice_departure=None)) == [[], []]
+
+
+def test_a_phase_lacking_only_a_line_is_pruned_after_the_other_stand_ins():
+    """Two flagged phases: a stand-in stretched beyond its cell (significance 230) and a phase whose only sign
+    is a line the data lack (significance 170, perhaps because the stand-in took that line's intensity):
+    the stretched one goes first, though the other is less significant; without stand-in signs the less
+    significant goes first."""
+    from xrdid.mixtures import fit as F
+
+    st = FitSettings()
+    n = st.max_params_at_limits
+    assert F._first_to_prune([0, 1], [n, n], [["line"], ["lattice"]], [0.84, 0.76], [170.0, 230.0], st) == 1
+    assert F._first_to_prune([0, 1], [n, n], [["lattice"], ["lattice"]], [0.84, 0.76], [170.0, 230.0], st) == 0

@@ -48,7 +48,9 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    size, texture) at their bounds (the model bent the phase into a hump or another phase's peaks),
    or whose isotropic lattice scale ends more than ``max_lattice_departure`` (2) :math:`σ_a` from its
    reference (a real sample's cell is closer than that to its reference; a phase stretched further is
-   a stand-in whose peaks were put on those of a phase the library lacks), are pruned. Then each phase is swapped for the screening's best
+   a stand-in whose peaks were put on those of a phase the library lacks), or whose refined March–Dollase
+   r ends outside 1/``max_march_dollase``–``max_march_dollase`` (0.6–1.67: a stand-in bent onto such peaks
+   by an extreme texture), are pruned. Then each phase is swapped for the screening's best
    replacements (refined the same way): a better C is taken; swaps within ``alternative_margin``
    (10, "strong evidence" in BIC units) are reported as the phase's alternatives (polymorphs,
    isostructural or same-formula phases the data cannot tell apart), and other phase sets within the
