@@ -2,6 +2,7 @@
 
     python benchmarks/eval_mixtures.py [--split held_out|tune|all] [--data ../shared/data] [--only SUBSTRING]
                                        [--json OUT] [--elements-from-labels] [--beam-min-coverage C] [--max-lattice-departure D]
+                                       [--max-march-dollase R] [--min-line-support F] [--strong-line-relative F]
 
 The development mixtures are split once by a fixed rule (xrdid.mixtures.evaluate.split_of: the parity
 of SHA-256 of the mixture id): the fit's settings may be chosen on ``tune`` only; ``held_out`` is what
@@ -15,7 +16,8 @@ none; the labels give the line). The library is loaded once (its load time print
 runtime per pattern is the fit alone, one BLAS thread. ``--elements-from-labels`` gives each fit the
 chemistry a user who weighed the precursors knows (`xrdid phases --elements`): the library restricted
 to the elements of the label's phase names; reported apart from the plain run. ``--beam-min-coverage``,
-``--max-lattice-departure`` (``inf``: no such test): FitSettings' (to compare a setting with the default).
+``--max-lattice-departure``, ``--max-march-dollase`` (``inf``: no such test), ``--min-line-support``,
+``--strong-line-relative``: FitSettings' (to compare a setting with the default).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
     python benchmarks/eval_synthetic_mixtures.py [--phases 2 3 4 5] [--per-size 10] [--seed 0]
                                                  [--library-size 100] [--data ../shared/data]
                                                  [--withhold-one] [--beam-min-coverage C] [--max-lattice-departure D]
+                                                 [--max-march-dollase R] [--min-line-support F] [--strong-line-relative F]
 
 The library: the reference CIFs of ../shared/data/library (90), topped up to ``--library-size`` with
 pymatgen's AFLOW prototypes (real structures, every crystal system; all of them when the shared data
@@ -14,8 +15,8 @@ weight-fraction error where the set is exact. ``--withhold-one``: one phase of e
 with the mixture) is left out of the library the fit sees, with every library phase of its formula and
 space group, and scored as not findable: the measured mixtures' situation, where a phase the library
 lacks leaves peaks that a wrong phase may stand in for (each mixture then has its own library, so its
-time includes that library's screening renders). ``--beam-min-coverage``, ``--max-lattice-departure``
-(``inf``: no such test): FitSettings'.
+time includes that library's screening renders). ``--beam-min-coverage``, ``--max-lattice-departure``,
+``--max-march-dollase`` (``inf``: no such test), ``--min-line-support``, ``--strong-line-relative``: FitSettings'.
 
 Speed: seconds per pattern (one BLAS thread, the library's screening renders built once beforehand),
 and as a ratio to a reference measured in the same run on the same core: rendering every library

@@ -123,7 +123,7 @@ def test_a_phase_stretched_further_than_a_real_samples_cell_is_dropped(library_w
 def test_a_phase_whose_strong_lines_the_data_lack_is_a_stand_in(library_without_si):
     """stand_in_signs on NaCl + CsCl at their own cells: against data holding both, no phase has a sign;
     against data holding NaCl alone, CsCl (kept at the scale the mixture gave it) has strong lines of which
-    the data hold nothing ("line"), NaCl none; with the test off, no sign. A refined March–Dollase r beyond
+    the data hold nothing ("line", also with the default settings), NaCl none; with the test off, no sign. A refined March–Dollase r beyond
     [1/1.67, 1.67] (the default) is a "texture" sign, one within it is not."""
     from xrdid.mixtures import fit as F
     from xrdid.mixtures.model import Globals, Model, PhaseState
@@ -151,10 +151,12 @@ def test_a_phase_whose_strong_lines_the_data_lack_is_a_stand_in(library_without_
     assert F.stand_in_signs(m, h, on) == [[], []]
     m, h = hyp(nacl, cscl_scale_from=h.scales)
     assert F.stand_in_signs(m, h, on) == [[], ["line"]]
+    assert F.stand_in_signs(m, h, FitSettings(max_lattice_departure=None)) == [[], ["line"]]  # the default
     assert F.stand_in_signs(m, h, FitSettings(min_line_support=None, max_lattice_departure=None)) == [[], []]
     textured = F._Hyp([phases[0].copy(axis=0, r=0.5), phases[1].copy(axis=0, r=0.8)], g, h.cols, h.scales, h.calc, h.chi2)
-    assert F.stand_in_signs(m, textured, FitSettings(max_lattice_departure=None)) == [["texture"], []]  # the default
-    assert F.stand_in_signs(m, textured, FitSettings(max_march_dollase=2.5, max_lattice_departure=None)) == [[], []]
+    texture_only = {"max_lattice_departure": None, "min_line_support": None}
+    assert F.stand_in_signs(m, textured, FitSettings(**texture_only)) == [["texture"], []]  # the default 1.67
+    assert F.stand_in_signs(m, textured, FitSettings(max_march_dollase=2.5, **texture_only)) == [[], []]
 
 
 def test_a_phase_lacking_only_a_line_is_pruned_after_the_other_stand_ins():
