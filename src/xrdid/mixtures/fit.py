@@ -579,7 +579,7 @@ def stand_in_signs(m: Model, h: _Hyp, st: FitSettings) -> list[list[str]]:
     out: list[list[str]] = [[] for _ in h.phases]
     if st.min_line_support is not None and h.phases:
         sigma = 1.0 / np.sqrt(weights(m.y))  # the counting noise, masked points included
-        x, fw = m.grid, m.fwhm_deg
+        x, fw = m.grid, m.fwhm_deg or estimate_fwhm(m.grid, m.y)
     for i, p in enumerate(h.phases):
         if st.max_lattice_departure is not None and abs(p.s - 1.0) > st.max_lattice_departure * st.lattice_sigma:
             out[i].append("lattice")
