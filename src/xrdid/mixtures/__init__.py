@@ -41,7 +41,9 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    product per phase); the best ``candidates`` are each added at the lattice scale that a batched
    χ²-drop scan of one render, mapped to ±3 screening steps, puts it at; a child is
    kept if it lowers C and its coverage (below) is at least ``beam_min_coverage`` (= ``min_coverage``,
-   0.7; see FitSettings for the trade-off of a looser gate). The best
+   0.7; see FitSettings for the trade-off of a looser gate). A child that lowers C but covers between
+   ``beam_replace_coverage`` (0.5) and that first gets a few LM steps of its own cell (isotropic and
+   symmetry-allowed anisotropic lattice, the others held) and is tested again. The best
    ``final_hypotheses`` within ``swap_margin`` of the best get the full physics (anisotropic lattice, strain, displacement, texture,
    Kα2 ratio; positions first with blurred peaks, for a wide basin), and phases that no longer lower
    C, or whose coverage is below ``min_coverage`` (0.7), or with ``max_params_at_limits`` kinds of parameter (lattice, strain,

@@ -67,6 +67,11 @@ class FitSettings:
     # ×1.9 mean): kept at min_coverage. With max_lattice_departure, which drops many such stand-ins, 0.6
     # keeps its 25 of 32 but still admits more stand-ins than 0.7 does (benchmarks/README.md).
     beam_min_coverage: float = 0.7
+    # A phase added in the beam that lowers the criterion but covers at least this much (and less than
+    # beam_min_coverage) is given a few LM steps of its own cell (isotropic and symmetry-allowed
+    # anisotropic lattice), the others held, and tested again against beam_min_coverage; ≥ that: never.
+    beam_replace_coverage: float = 0.6
+    nfev_replace: int = 4
     # A phase with this many kinds of refined parameter at their bounds (lattice, strain, size, texture;
     # see fit.at_limits) after the full refinement is dropped.
     max_params_at_limits: int = 2
@@ -366,6 +371,11 @@ def identify_phases(
                     continue
                 crit_c = _crit(m, child, ne)
                 cov = _coverage(m, child)[-1]
+                if (crit_c < crit_h and st.beam_replace_coverage <= cov < st.beam_min_coverage
+                        and m.data(idx).n_aniso):
+                    child = _replace_cell(m, child, st, bounds, ne)
+                    crit_c = _crit(m, child, ne)
+                    cov = _coverage(m, child)[-1]
                 steps.append({"parent": [library.phases[p.index].id for p in h.phases], "added": library.phases[idx].id,
                               "delta_criterion": crit_h - crit_c, "coverage": cov})
                 if crit_c < crit_h and cov >= st.beam_min_coverage:
@@ -524,6 +534,19 @@ def _add_phase(m: Model, h: _Hyp, idx: int, s0: float, st: FitSettings, bounds: 
     if a[-1] <= 0:
         return None
     return _Hyp([*h.phases, new], h.g, cols, a, calc, chi2)
+
+
+def _replace_cell(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, ne: float) -> _Hyp:
+    """h with its last phase's cell (isotropic scale and symmetry-allowed anisotropic change) refined by a
+    few LM steps, the other phases and the globals held: a low-symmetry phase placed at its reference
+    cell shape often puts peaks a fraction of a FWHM off and covers too little to pass the beam's gate."""
+    last = len(h.phases) - 1
+    phs, g, cols, a, calc, chi2 = refine(m, h.phases, h.g, slots_for(h.phases, m, phase_kinds=("s", "q"), which={last},
+                                                                     global_kinds=()),
+                                         bounds, st.nfev_replace, cols=h.cols, rtol=st.lm_stop / ne)
+    if a[-1] <= 0:
+        return h
+    return _Hyp(phs, g, cols, a, calc, chi2)
 
 
 def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: float) -> _Hyp:
