@@ -42,7 +42,8 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    χ²-drop scan of one render, mapped to ±3 screening steps, puts it at; a child is
    kept if it lowers C and its coverage (below) is at least ``beam_min_coverage`` (= ``min_coverage``,
    0.7; see FitSettings for the trade-off of a looser gate). A child that lowers C but covers between
-   ``beam_replace_coverage`` (0.5) and that first gets a few LM steps of its own cell (isotropic and
+   ``beam_replace_coverage`` (0.6) and that, if its crystal system allows an anisotropic change, first
+   gets a few LM steps of its own cell (isotropic and
    symmetry-allowed anisotropic lattice, the others held) and is tested again. The best
    ``final_hypotheses`` within ``swap_margin`` of the best get the full physics (anisotropic lattice, strain, displacement, texture,
    Kα2 ratio; positions first with blurred peaks, for a wide basin), and phases that no longer lower
