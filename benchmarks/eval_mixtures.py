@@ -2,6 +2,7 @@
 
     python benchmarks/eval_mixtures.py [--split held_out|tune|all] [--data ../shared/data] [--only SUBSTRING]
                                        [--json OUT] [--elements-from-labels] [--beam-min-coverage C] [--max-lattice-departure D]
+                                       [--max-march-dollase R] [--min-line-support F] [--strong-line-relative F]
 
 The development mixtures are split once by a fixed rule (xrdid.mixtures.evaluate.split_of: the parity
 of SHA-256 of the mixture id): the fit's settings may be chosen on ``tune`` only; ``held_out`` is what
@@ -15,7 +16,8 @@ none; the labels give the line). The library is loaded once (its load time print
 runtime per pattern is the fit alone, one BLAS thread. ``--elements-from-labels`` gives each fit the
 chemistry a user who weighed the precursors knows (`xrdid phases --elements`): the library restricted
 to the elements of the label's phase names; reported apart from the plain run. ``--beam-min-coverage``,
-``--max-lattice-departure`` (``inf``: no such test): FitSettings' (to compare a setting with the default).
+``--max-lattice-departure``, ``--max-march-dollase`` (``inf``: no such test), ``--min-line-support``,
+``--strong-line-relative``: FitSettings' (to compare a setting with the default).
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ def main(argv=None) -> int:
                          "phase names), as `xrdid phases --elements` would")
     ap.add_argument("--beam-min-coverage", type=float, default=None)
     ap.add_argument("--max-lattice-departure", type=float, default=None)
+    ap.add_argument("--min-line-support", type=float, default=None)
+    ap.add_argument("--strong-line-relative", type=float, default=None)
+    ap.add_argument("--max-march-dollase", type=float, default=None)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -82,6 +87,9 @@ def main(argv=None) -> int:
         settings = replace(settings, beam_min_coverage=args.beam_min_coverage)
     if args.max_lattice_departure is not None:
         settings = replace(settings, max_lattice_departure=args.max_lattice_departure)
+    for name in ("min_line_support", "strong_line_relative", "max_march_dollase"):
+        if getattr(args, name) is not None:
+            settings = replace(settings, **{name: getattr(args, name)})
     t = time.perf_counter()
     # One d_min for all: the largest 2θ of any pattern, the longest line, the largest d scale searched.
     two_theta_max = max(float(r["two_theta_max"]) for r in rows)

@@ -3,6 +3,7 @@
     python benchmarks/eval_synthetic_mixtures.py [--phases 2 3 4 5] [--per-size 10] [--seed 0]
                                                  [--library-size 100] [--data ../shared/data]
                                                  [--withhold-one] [--beam-min-coverage C] [--max-lattice-departure D]
+                                                 [--max-march-dollase R] [--min-line-support F] [--strong-line-relative F]
 
 The library: the reference CIFs of ../shared/data/library (90), topped up to ``--library-size`` with
 pymatgen's AFLOW prototypes (real structures, every crystal system; all of them when the shared data
@@ -14,8 +15,8 @@ weight-fraction error where the set is exact. ``--withhold-one``: one phase of e
 with the mixture) is left out of the library the fit sees, with every library phase of its formula and
 space group, and scored as not findable: the measured mixtures' situation, where a phase the library
 lacks leaves peaks that a wrong phase may stand in for (each mixture then has its own library, so its
-time includes that library's screening renders). ``--beam-min-coverage``, ``--max-lattice-departure``
-(``inf``: no such test): FitSettings'.
+time includes that library's screening renders). ``--beam-min-coverage``, ``--max-lattice-departure``,
+``--max-march-dollase`` (``inf``: no such test), ``--min-line-support``, ``--strong-line-relative``: FitSettings'.
 
 Speed: seconds per pattern (one BLAS thread, the library's screening renders built once beforehand),
 and as a ratio to a reference measured in the same run on the same core: rendering every library
@@ -72,6 +73,9 @@ def main(argv=None) -> int:
     ap.add_argument("--withhold-one", action="store_true", help="leave one phase of each mixture out of the library")
     ap.add_argument("--beam-min-coverage", type=float, default=None)
     ap.add_argument("--max-lattice-departure", type=float, default=None)
+    ap.add_argument("--min-line-support", type=float, default=None)
+    ap.add_argument("--strong-line-relative", type=float, default=None)
+    ap.add_argument("--max-march-dollase", type=float, default=None)
     args = ap.parse_args(argv)
 
     from xrdid.mixtures import identify_phases, load_library
@@ -87,6 +91,9 @@ def main(argv=None) -> int:
         settings = replace(settings, beam_min_coverage=args.beam_min_coverage)
     if args.max_lattice_departure is not None:
         settings = replace(settings, max_lattice_departure=args.max_lattice_departure)
+    for name in ("min_line_support", "strong_line_relative", "max_march_dollase"):
+        if getattr(args, name) is not None:
+            settings = replace(settings, **{name: getattr(args, name)})
     with tempfile.TemporaryDirectory() as tmp:
         build_library(args.data, args.library_size, Path(tmp))
         d_min = d_min_for(1.5444, 100.0) / (1 + settings.d_scale_range)

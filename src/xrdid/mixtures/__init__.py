@@ -41,14 +41,19 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    product per phase); the best ``candidates`` are each added at the lattice scale that a batched
    χ²-drop scan of one render, mapped to ±3 screening steps, puts it at; a child is
    kept if it lowers C and its coverage (below) is at least ``beam_min_coverage`` (= ``min_coverage``,
-   0.7; see FitSettings for the trade-off of a looser gate). The best
+   0.7; see FitSettings for the trade-off of a looser gate). A child that lowers C but covers between
+   ``beam_replace_coverage`` (0.6) and that, if its crystal system allows an anisotropic change, first
+   gets a few LM steps of its own cell (isotropic and
+   symmetry-allowed anisotropic lattice, the others held) and is tested again. The best
    ``final_hypotheses`` within ``swap_margin`` of the best get the full physics (anisotropic lattice, strain, displacement, texture,
    Kα2 ratio; positions first with blurred peaks, for a wide basin), and phases that no longer lower
    C, or whose coverage is below ``min_coverage`` (0.7), or with ``max_params_at_limits`` kinds of parameter (lattice, strain,
    size, texture) at their bounds (the model bent the phase into a hump or another phase's peaks),
    or whose isotropic lattice scale ends more than ``max_lattice_departure`` (2) :math:`σ_a` from its
    reference (a real sample's cell is closer than that to its reference; a phase stretched further is
-   a stand-in whose peaks were put on those of a phase the library lacks), are pruned. Then each phase is swapped for the screening's best
+   a stand-in whose peaks were put on those of a phase the library lacks), or whose refined March–Dollase
+   r ends outside 1/``max_march_dollase``–``max_march_dollase`` (0.6–1.67: a stand-in bent onto such peaks
+   by an extreme texture), are pruned. Then each phase is swapped for the screening's best
    replacements (refined the same way): a better C is taken; swaps within ``alternative_margin``
    (10, "strong evidence" in BIC units) are reported as the phase's alternatives (polymorphs,
    isostructural or same-formula phases the data cannot tell apart), and other phase sets within the

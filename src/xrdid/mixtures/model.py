@@ -173,6 +173,7 @@ class Model:
         self.sw = np.sqrt(self.w)
         self.bg = chebyshev(grid, background_degree)
         self.window = window_fwhm
+        self.fwhm_deg: float | None = None  # the pattern's typical peak FWHM (deg), when the fit has estimated it
         self._data = getattr(library, "phase_data", {}) if data is None else data
         self.cos_theta = np.cos(np.radians(grid) / 2)
         self.tan_theta = np.tan(np.radians(grid) / 2)
