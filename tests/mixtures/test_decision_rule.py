@@ -160,8 +160,8 @@ def test_a_phase_whose_strong_lines_the_data_lack_is_a_stand_in(library_without_
     assert F.stand_in_signs(m, h, on) == [[], []]
     m, h = hyp(nacl, cscl_scale_from=h.scales)
     assert F.stand_in_signs(m, h, on) == [[], ["line"]]
-    assert F.stand_in_signs(m, h, FitSettings(max_lattice_departure=None)) == [[], ["line"]]  # the default
-    assert F.stand_in_signs(m, h, FitSettings(min_line_support=None, max_lattice_departure=None)) == [[], []]
+    assert F.stand_in_signs(m, h, FitSettings(max_lattice_departure=None)) == [[], []]  # the default: off
+    assert F.stand_in_signs(m, h, FitSettings(min_line_support=0.3, max_lattice_departure=None)) == [[], ["line"]]
     textured = F._Hyp([phases[0].copy(axis=0, r=0.5), phases[1].copy(axis=0, r=0.8)], g, h.cols, h.scales, h.calc, h.chi2)
     texture_only = {"max_lattice_departure": None, "min_line_support": None}
     assert F.stand_in_signs(m, textured, FitSettings(**texture_only)) == [["texture"], []]  # the default 1.67
