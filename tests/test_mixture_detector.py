@@ -53,19 +53,61 @@ def test_the_detector_starts_as_the_probe(detected):
         assert detector(x).double().numpy() == pytest.approx(probe.logits(features(classifier, x)), abs=1e-4)
 
 
-def test_batches_are_half_single_phases_and_half_mixtures_of_several(sticks_table):
-    from xrdid.data import StickTable
+def _clean_renderer():
     from xrdid.instrument import Augment, Renderer, get_instrument
 
-    inst = get_instrument({"preset": "cu", "n_points": 512})
-    table = StickTable.from_parquet(sticks_table, split="val", d_min_A=inst.d_min_A)
-    clean = Renderer(inst, Augment(enabled=False))
+    return Renderer(get_instrument({"preset": "cu", "n_points": 512}), Augment(enabled=False))
+
+
+def _val_table(sticks_table):
+    from xrdid.data import StickTable
+
+    return StickTable.from_parquet(sticks_table, split="val", d_min_A=_clean_renderer().instrument.d_min_A)
+
+
+def test_batches_are_half_single_phases_and_half_mixtures_of_several(sticks_table):
+    table, clean = _val_table(sticks_table), _clean_renderer()
     x, y = md._batch(table, [clean, clean], 32, step=0, seed=0)
     assert x.shape == (32, 2, 512) and y.tolist() == ([0.0] * 8 + [1.0] * 8) * 2
     # Unaugmented, a mixture holds the peaks of each of its phases: more peaks than its single phases.
     mid = x[:, 0, 1:-1]
     peaks = ((mid > x[:, 0, :-2]) & (mid >= x[:, 0, 2:]) & (mid > 0.02)).sum(1).float()
     assert peaks[y == 1].mean() > 1.3 * peaks[y == 0].mean()
+
+
+def test_the_phase_shares_set_how_many_mixtures_of_each_phase_count_a_batch_holds(detected, sticks_table, tmp_path, monkeypatch):
+    import xrdid.evaluate.novelty as nv
+
+    real, made = nv.render_mixtures, []
+
+    def recording(table, renderer, n, phases, seed, **kw):
+        made.append((phases, n))
+        return real(table, renderer, n, phases, seed, **kw)
+
+    monkeypatch.setattr(nv, "render_mixtures", recording)
+    # Per renderer 32 patterns: 16 singles and 16 mixtures, split 8 / 6 / 2 by default (the shipped runs').
+    table = _val_table(sticks_table)
+    renderers = [_clean_renderer()] * 2
+    _, y = md._batch(table, renderers, 64, step=0, seed=0)
+    assert made == [(2, 8), (3, 6), (4, 2)] * 2 and int(y.sum()) == 32
+    made.clear()
+    md._batch(table, renderers, 64, step=0, seed=0, shares=(0.75, 0.2, 0.05))
+    assert made == [(2, 12), (3, 3), (4, 1)] * 2
+    # The training passes its config's shares on, and the command line its --phase-shares.
+    made.clear()
+    cfg = DetectorTrainConfig(**{**TINY.__dict__, "phase_shares": (1.0, 0.0, 0.0), "eval_patterns": 2})
+    result = _train(detected, sticks_table, tmp_path / FILENAME, cfg=cfg)
+    assert {p for p, _ in made[: 2 * TINY.steps]} == {2}
+    assert result["trained_on"]["train"]["phase_shares"] == (1.0, 0.0, 0.0)
+    seen = {}
+    monkeypatch.setattr(md, "train_mixture_detector", lambda *a, cfg, **kw: seen.update(cfg=cfg))
+    md.main(["--model", str(detected), "--sticks", str(sticks_table), "--out", str(tmp_path / "x.pt"),
+             "--phase-shares", "0.6", "0.3", "0.1"])
+    assert seen["cfg"].phase_shares == (0.6, 0.3, 0.1)
+    with pytest.raises(ValueError, match="phase_shares"):
+        DetectorTrainConfig(phase_shares=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="phase_shares"):
+        DetectorTrainConfig(phase_shares=(1.0, 0.0))
 
 
 def test_training_writes_a_held_out_measured_detector_that_predict_reports(detected, sticks_table):
@@ -101,12 +143,12 @@ def _counted_batches(monkeypatch) -> tuple[list, list]:
     the state of steps 0–1 was saved)."""
     real, steps, kill = md._batch, [], [3]
 
-    def counting(table, renderers, size, step, seed):
+    def counting(table, renderers, size, step, seed, *shares):
         steps.append(step)
         if step in kill:
             kill.remove(step)
             raise _Killed
-        return real(table, renderers, size, step, seed)
+        return real(table, renderers, size, step, seed, *shares)
 
     monkeypatch.setattr(md, "_batch", counting)
     return steps, kill

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 FILENAME = "mixture_detector.pt"
 FORMAT = 1
 METHOD = "mixture detector (CNN fine-tuned on mixtures)"
-# Phase counts of the training mixtures and their shares: two-phase mixtures are the hardest to tell.
+# Phase counts of the training mixtures and their default shares: two-phase mixtures are the hardest to tell.
 PHASES = (2, 3, 4)
 PHASE_SHARES = (0.5, 0.35, 0.15)
 
@@ -119,11 +119,21 @@ class DetectorTrainConfig:
     # A detector file of the same classifier weights to continue from (its trunk and output layer) in place of
     # the classifier and probe; its content's digest enters the resume key.
     init_from: str | None = None
+    # Shares of the batch's mixtures with 2, 3 and 4 phases (:data:`PHASES`); they sum to 1.
+    phase_shares: tuple[float, ...] = PHASE_SHARES
+
+    def __post_init__(self):
+        shares = tuple(float(s) for s in self.phase_shares)
+        if len(shares) != len(PHASES) or min(shares) < 0 or abs(sum(shares) - 1) > 1e-6:
+            raise ValueError(f"phase_shares: {len(PHASES)} nonnegative shares of the {PHASES}-phase mixtures summing to 1, "
+                             f"got {list(self.phase_shares)}")
+        self.phase_shares = shares
 
 
-def _batch(table, renderers: list, size: int, step: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(table, renderers: list, size: int, step: int, seed: int,
+           shares: tuple[float, ...] = PHASE_SHARES) -> tuple[torch.Tensor, torch.Tensor]:
     """One training batch (inputs, labels 0 single / 1 mixture): per renderer, a half of single phases and a
-    half of mixtures split over :data:`PHASES` by :data:`PHASE_SHARES`."""
+    half of mixtures split over :data:`PHASES` by ``shares``."""
     from xrdid.evaluate.novelty import render_mixtures
     from xrdid.train.loop import model_input
 
@@ -137,7 +147,7 @@ def _batch(table, renderers: list, size: int, step: int, seed: int) -> tuple[tor
         xs.append(model_input(*renderer(sticks, g)))
         ys.append(torch.zeros(singles))
         left = per - singles
-        counts = [round(left * s) for s in PHASE_SHARES[:-1]]
+        counts = [round(left * s) for s in shares[:-1]]
         counts.append(left - sum(counts))
         for j, (phases, n) in enumerate(zip(PHASES, counts, strict=True)):
             if n > 0 and len(table) >= phases:
@@ -163,6 +173,7 @@ def _run_key(checkpoint: Path, sticks: Path, cfg: DetectorTrainConfig, split: st
     train = {k: v for k, v in asdict(cfg).items() if k not in _NOT_IN_KEY}
     # The starting detector by content: another file at the same path starts another run.
     train["init_from"] = file_digest(cfg.init_from)
+    train["phase_shares"] = list(cfg.phase_shares)  # as read back from JSON, for the resume check
     return {"weights_digest": init_digest(str(checkpoint)), "sticks": str(sticks), "split": split, "train": train,
             "probe": None if probe is None else str(probe)}
 
@@ -243,7 +254,7 @@ def train_mixture_detector(checkpoint: str | Path, sticks: str | Path, out: str 
     for step in range(start, cfg.steps):
         for group in optimiser.param_groups:
             group["lr"] = _lr(step, cfg)
-        x, y = _batch(table, list(renderers.values()), cfg.batch_size, step, cfg.seed)
+        x, y = _batch(table, list(renderers.values()), cfg.batch_size, step, cfg.seed, cfg.phase_shares)
         buffer = ([*buffer, (x, y)])[-cfg.replay :]
         for r in range(cfg.reuse):
             xb, yb = (x, y) if r == 0 else buffer[int(torch.randint(len(buffer), (1,), generator=pick))]
@@ -345,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe", default=None, help="the checkpoint's mixture probe (JSON) to start the output layer from")
     ap.add_argument("--init-from", default=None,
                     help="a mixture detector file of the same classifier weights to continue training (in place of --probe)")
+    ap.add_argument("--phase-shares", type=float, nargs=len(PHASES), default=list(defaults.phase_shares),
+                    metavar="SHARE", help=f"shares of the {PHASES}-phase mixtures in each batch (summing to 1)")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
