@@ -176,6 +176,27 @@ def test_cli_errors(cif_library, tmp_path, caplog):
     assert "no .cif files" in caplog.text
 
 
+def test_cli_texture_limit_reaches_the_fit(cif_library, tmp_path, monkeypatch, caplog):
+    """--max-march-dollase sets the texture sign's limit (FitSettings' default without it); below 1 is refused."""
+    from xrdid.cli import main
+    from xrdid.mixtures import fit as fit_module
+    from xrdid.mixtures import pattern as pattern_module
+
+    seen = []
+    real = pattern_module.identify_phases
+    monkeypatch.setattr(pattern_module, "identify_phases",
+                        lambda *a, settings, **k: seen.append(settings.max_march_dollase) or real(*a, settings=settings, **k))
+    grid, y = _mixture({"NaCl": 1.0}, seed=2)
+    f = _write_xy(tmp_path / "nacl.xy", grid, y)
+    args = ["phases", str(f), "--library", str(cif_library), "--wavelength", "1.5406", "--json", "--no-cache"]
+    assert main(args) == 0
+    assert main([*args, "--max-march-dollase", "2.5"]) == 0
+    assert main([*args, "--max-march-dollase", "inf"]) == 0
+    assert seen == [fit_module.FitSettings().max_march_dollase, 2.5, float("inf")]
+    assert main([*args, "--max-march-dollase", "0.5"]) == 2
+    assert "--max-march-dollase must be at least 1" in caplog.text
+
+
 # ------------------------------------------------------------------------------------- measured data
 
 

@@ -40,6 +40,10 @@ def add_parser(sub) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the library sticks cache")
     p.add_argument("--lattice-tolerance", type=float, default=None, metavar="FRACTION",
                    help="how far a cell may be from its reference, 1σ (default 0.005; ~0.01 for DFT references)")
+    p.add_argument("--max-march-dollase", type=float, default=None, metavar="R",
+                   help="a phase whose refined preferred orientation (March–Dollase r) ends outside 1/R..R is "
+                        "taken for a stand-in for a phase the library lacks and dropped (default 1.67); raise "
+                        "it, or 'inf', for strongly textured samples (plates below r 0.6)")
     p.add_argument("--elements", default=None, metavar="SYMBOLS",
                    help="only consider library phases made of these elements, e.g. 'In,La,Ti,O,H' "
                         "(those of the weighed precursors; default: the whole library)")
@@ -61,6 +65,9 @@ def run(args) -> int:
     if args.lattice_tolerance is not None and not 0 < args.lattice_tolerance <= 0.05:
         log.error("--lattice-tolerance must be in (0, 0.05], got %g", args.lattice_tolerance)
         return 2
+    if args.max_march_dollase is not None and not args.max_march_dollase >= 1:
+        log.error("--max-march-dollase must be at least 1 (r = 1: no texture), got %g", args.max_march_dollase)
+        return 2
     if args.elements is not None:
         from xrdid.mixtures.library import parse_elements
 
@@ -74,7 +81,7 @@ def run(args) -> int:
         fit, n_library = identify_in_pattern(
             pattern, args.library, wavelength_A=args.wavelength, kalpha2_ratio=args.kalpha2_ratio,
             max_phases=args.max_phases, use_cache=not args.no_cache, lattice_sigma=args.lattice_tolerance,
-            elements=args.elements,
+            elements=args.elements, max_march_dollase=args.max_march_dollase,
         )
     except PatternError as e:
         log.error("%s", e)

@@ -39,12 +39,14 @@ def identify_in_pattern(
     use_cache: bool = True,
     lattice_sigma: float | None = None,
     elements=None,
+    max_march_dollase: float | None = None,
 ) -> tuple[MixtureFit, int]:
     """Phases of ``library`` (a CIF folder or structures parquet) in ``pattern``: (fit, library size).
 
     The wavelength is the file's, else ``wavelength_A``, else PatternError; the file's Kα2, when it
     states one, is fitted with the file's Kα2/Kα1 ratio when it states one, else refined, unless
-    ``kalpha2_ratio`` fixes it. ``lattice_sigma``: see :class:`FitSettings`. ``elements``: when given
+    ``kalpha2_ratio`` fixes it. ``lattice_sigma``, ``max_march_dollase``: see :class:`FitSettings`
+    (None: its default; ``inf`` keeps phases of any texture). ``elements``: when given
     (symbols, e.g. those of the weighed precursors), only library phases made of them are candidates;
     the library size returned is then the number of those. Raises LibraryError for an unusable library
     or one with no phase of those elements, ValueError for a symbol that is not an element.
@@ -56,6 +58,8 @@ def identify_in_pattern(
         settings = replace(settings, max_phases=max_phases)
     if lattice_sigma is not None:
         settings = replace(settings, lattice_sigma=lattice_sigma)
+    if max_march_dollase is not None:
+        settings = replace(settings, max_march_dollase=max_march_dollase)
     ka2 = pattern.meta.get("kalpha2_A")
     if kalpha2_ratio is None and pattern.meta.get("kalpha2_ratio") is not None:
         kalpha2_ratio = float(pattern.meta["kalpha2_ratio"])
