@@ -6,6 +6,7 @@ Free of torch, so the workflow can read a digest while it builds its DAG.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from importlib import resources
 from pathlib import Path
@@ -29,7 +30,16 @@ def file_digest(path: str | Path | None) -> str | None:
     path = Path(path)
     if not path.is_file():
         return f"missing: {path}"
-    return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+    stat = path.stat()
+    return _content_digest(str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _content_digest(path: str, inode: int, size: int, mtime_ns: int, ctime_ns: int) -> str:
+    """The digest of a file's content, computed once per version of the file (inode, size and times are the
+    key; a file replaced or rewritten gets a new key): loading a checkpoint binds both its mixture probe and
+    its detector to the weights, and reading them once is enough."""
+    return hashlib.blake2b(Path(path).read_bytes(), digest_size=16).hexdigest()
 
 
 def init_digest(source: str | None) -> str | None:
