@@ -17,13 +17,10 @@ import sys
 
 
 def add_parser(sub) -> None:
-    from xrdid.instrument import PRESETS
+    from xrdid.commands import add_pattern_arguments
 
     p = sub.add_parser("index", help="unit cell of measured patterns (powder indexing)", description=__doc__.split("\n\n", 1)[1])
-    p.add_argument("files", nargs="+", metavar="FILE", help="pattern files (.xy, .xye, .csv, .xrdml, …); x in 2θ, Q or d")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--wavelength", type=float, metavar="Å", help="X-ray wavelength in Å (for 2θ files that state none)")
-    src.add_argument("--instrument", choices=sorted(PRESETS), help="instrument preset giving the wavelength")
+    add_pattern_arguments(p, "pattern files (.xy, .xye, .csv, .xrdml, …); x in 2θ, Q or d")
     p.add_argument("--json", action="store_true", help="one JSON object per file instead of a table")
     p.add_argument("--cells", type=int, default=3, metavar="N", help="candidate cells listed per pattern (default 3)")
     p.add_argument("--time-budget", type=float, default=10.0, metavar="S", help="CPU seconds of search per pattern (default 10)")
@@ -46,15 +43,15 @@ def _table(name: str, result, peaks) -> str:
 
 
 def run(args) -> int:
+    from xrdid.commands import wavelength_of
     from xrdid.indexing.combine import index_pattern
     from xrdid.indexing.peaks import IndexingError
-    from xrdid.instrument import PRESETS
     from xrdid.readers import PatternError, read_patterns
 
     if args.cells < 1 or args.time_budget <= 0:
         print("xrdid index: --cells must be ≥ 1 and --time-budget > 0", file=sys.stderr)
         return 2
-    wavelength = PRESETS[args.instrument].wavelength_A if args.instrument else args.wavelength
+    wavelength = wavelength_of(args)
     failed = 0
     for path, pattern in read_patterns(args.files, wavelength_A=wavelength):
         try:

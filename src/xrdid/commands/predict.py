@@ -37,7 +37,7 @@ CELL_AUTO_MAX_FILES = 20
 
 
 def add_parser(sub) -> None:
-    from xrdid.instrument import PRESETS
+    from xrdid.commands import add_pattern_arguments
     from xrdid.labels import PRIORS
 
     p = sub.add_parser(
@@ -45,10 +45,7 @@ def add_parser(sub) -> None:
         help="space group and crystal system of measured patterns",
         description=__doc__.split("\n\n", 1)[1],
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="pattern files (.xy, .xye, .csv, .xrdml, …)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--wavelength", type=float, metavar="Å", help="X-ray wavelength in Å (for 2θ files that state none)")
-    src.add_argument("--instrument", choices=sorted(PRESETS), help="instrument preset giving the wavelength")
+    add_pattern_arguments(p, "pattern files (.xy, .xye, .csv, .xrdml, …)")
     p.add_argument("--model", metavar="CKPT", help="checkpoint directory (default: the pretrained model shipped with xrdid)")
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="space groups listed per pattern (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
@@ -91,14 +88,14 @@ def _cell_text(c: dict) -> str:
 
 
 def run(args) -> int:
-    from xrdid.instrument import PRESETS
+    from xrdid.commands import wavelength_of
     from xrdid.predict import PredictionError, load_model, predict_patterns
     from xrdid.readers import PatternError, read_patterns
 
     if args.top_k < 1:
         print("xrdid predict: --top-k must be ≥ 1", file=sys.stderr)
         return 2
-    wavelength = PRESETS[args.instrument].wavelength_A if args.instrument else args.wavelength
+    wavelength = wavelength_of(args)
     cell = args.cell if args.cell is not None else len(args.files) <= CELL_AUTO_MAX_FILES
     if args.cell is None and not cell and not args.rerank:  # --rerank indexes every pattern
         print(f"xrdid predict: {len(args.files)} files, so no powder indexing (about 2 s a pattern); "
