@@ -151,15 +151,19 @@ class XRDClassifier(nn.Module):
         # Temperature for calibrated probabilities (1 until fitted on validation data).
         self.register_buffer("temperature", torch.ones(2))
 
+    def _trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The hidden layer the heads read, and the last convolution stage's output it was made from."""
+        z = self.blocks(self.stem(x))
+        return self.head(z), z
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.head(self.blocks(self.stem(x)))
+        h, _ = self._trunk(x)
         return self.space_group(h), self.crystal_system(h)
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Both heads' logits and, from the same pass, the pattern's features: the hidden layer beside the
         last convolution stage's channels, max- and mean-pooled over the pattern (B, hidden + 2 channels)."""
-        z = self.blocks(self.stem(x))
-        h = self.head(z)
+        h, z = self._trunk(x)
         return self.space_group(h), self.crystal_system(h), pooled_features(h, z)
 
     @torch.no_grad()
