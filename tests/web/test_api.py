@@ -193,14 +193,21 @@ def test_no_model(tmp_path, xy_text):
         assert c.get("/").status_code == 200
 
 
-def test_with_a_library_the_prediction_lists_phases(tiny_model, xy_text, tmp_path, nacl):
+@pytest.fixture
+def nacl_si_library(tmp_path, nacl):
+    """A CIF folder with NaCl and Si."""
     from pymatgen.core import Lattice, Structure
 
     library = tmp_path / "library"
     library.mkdir()
     nacl.to(filename=str(library / "NaCl.cif"))
     Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]]).to(filename=str(library / "Si.cif"))
-    with TestClient(create_app(tiny_model, library=library)) as c:
+    return library
+
+
+def test_with_a_library_the_prediction_lists_phases(tiny_model, xy_text, nacl_si_library):
+    with TestClient(create_app(tiny_model, library=nacl_si_library)) as c:
+        assert c.get("/api/health").json()["phase_library"] == "library"
         r = post(c, xy_text, wavelength=CU_KA1_A)
     assert r.status_code == 200, r.text
     phases = r.json()["phases"]
@@ -213,6 +220,40 @@ def test_with_a_library_the_prediction_lists_phases(tiny_model, xy_text, tmp_pat
 
 def test_without_a_library_there_are_no_phases(client, xy_text):
     assert "phases" not in post(client, xy_text, wavelength=CU_KA1_A).json()
+    assert client.get("/api/health").json()["phase_library"] is None
+    # The phase search's options say why they cannot apply.
+    for options in ({"elements": "Na Cl"}, {"textured": "true"}):
+        assert_error(post(client, xy_text, wavelength=CU_KA1_A, **options), 400, "bad_request", "no phase library")
+
+
+def test_the_sample_elements_and_texture_reach_the_phase_search(tiny_model, xy_text, nacl_si_library, monkeypatch):
+    import math
+
+    from xrdid import mixtures
+
+    seen = []
+    real = mixtures.identify_in_pattern
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mixtures, "identify_in_pattern", spy)
+    with TestClient(create_app(tiny_model, library=nacl_si_library)) as c:
+        # Only Si is made of Si: the NaCl pattern's phase is not a candidate, so it is not found.
+        r = post(c, xy_text, wavelength=CU_KA1_A, elements="Si")
+        assert r.status_code == 200, r.text
+        assert "NaCl" not in [p["formula"] for p in r.json()["phases"]["phases"]]
+        r = post(c, xy_text, wavelength=CU_KA1_A, elements="Na, Cl", textured="true")
+        assert r.status_code == 200, r.text
+        assert [p["formula"] for p in r.json()["phases"]["phases"]] == ["NaCl"]
+        assert seen[-1]["elements"] == ["Cl", "Na"] and seen[-1]["max_march_dollase"] == math.inf
+        post(c, xy_text, wavelength=CU_KA1_A, textured="false")
+        assert "elements" not in seen[-1] and "max_march_dollase" not in seen[-1]
+        # Bad options are the user's to fix (4xx, saying what), not the server's.
+        assert_error(post(c, xy_text, wavelength=CU_KA1_A, elements="Na Xx"), 400, "bad_request", "'Xx' is not an element")
+        assert_error(post(c, xy_text, wavelength=CU_KA1_A, textured="maybe"), 400, "bad_request", "textured")
+        assert_error(post(c, xy_text, wavelength=CU_KA1_A, elements="Fe O"), 422, "no_phases", "Fe, O")
 
 
 def test_novelty_from_the_vae_carries_a_warning_in_words(tiny_vae, xy_text, monkeypatch):

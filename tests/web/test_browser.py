@@ -9,6 +9,7 @@ to keep a screenshot of the page with a result (docs/img/web.png is made this wa
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import socket
@@ -31,29 +32,36 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model):
-    """The app on 127.0.0.1 at a free port (a socket bound here, so no race), in a thread."""
+@contextlib.contextmanager
+def serving(app):
+    """``app`` served by uvicorn on 127.0.0.1 at a free port (a socket bound here, so no race), in a thread:
+    its base URL."""
     import uvicorn
 
-    from xrdid.web import create_app
-
-    model = os.environ.get("XRDID_WEB_MODEL") or tiny_model
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(model), log_level="warning", lifespan="on"))
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
-    sock.close()
+    try:
+        deadline = time.monotonic() + 30
+        while not srv.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                pytest.fail("uvicorn did not start")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model):
+    from xrdid.web import create_app
+
+    with serving(create_app(os.environ.get("XRDID_WEB_MODEL") or tiny_model)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -155,24 +163,13 @@ def test_unreadable_file_shows_error_inline(server, browser, tmp_path):
 
 def test_the_page_warns_when_the_pattern_is_unlike_known_ones_or_a_mixture(tiny_vae, browser, tmp_path, make_xy, monkeypatch,
                                                                             with_mixture_probe):
-    import uvicorn
-
     import xrdid.novelty
     from xrdid.web import create_app
 
     monkeypatch.setattr(xrdid.novelty, "UNUSUAL", 0.0)  # every pattern counts as unusual here
     model = with_mixture_probe(tiny_vae, tmp_path)  # and as a likely mixture
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(create_app(model), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not srv.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        browser.get(f"http://127.0.0.1:{sock.getsockname()[1]}/")
+    with serving(create_app(model)) as url:
+        browser.get(url + "/")
         wait = WebDriverWait(browser, 30)
         wait.until(lambda d: d.find_element(By.ID, "model-status").text.startswith("model:"))
         path = tmp_path / "scan.xy"
@@ -185,7 +182,36 @@ def test_the_page_warns_when_the_pattern_is_unlike_known_ones_or_a_mixture(tiny_
         mixture = browser.find_element(By.ID, "r-mixture-warning")
         assert mixture.is_displayed() and "mixture of phases" in mixture.text
         assert "likely a mixture" in browser.find_element(By.ID, "r-mixture").text
-    finally:
-        srv.should_exit = True
-        thread.join(10)
-        sock.close()
+
+
+def test_the_phase_search_takes_the_sample_elements(tiny_model, browser, tmp_path, make_xy, nacl):
+    from pymatgen.core import Lattice, Structure
+
+    from xrdid.web import create_app
+
+    library = tmp_path / "my-phases"
+    library.mkdir()
+    nacl.to(filename=str(library / "NaCl.cif"))
+    Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]]).to(filename=str(library / "Si.cif"))
+    path = tmp_path / "scan.xy"
+    path.write_text(make_xy())
+    with serving(create_app(tiny_model, library=library)) as url:
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, 30)
+        wait.until(EC.visibility_of_element_located((By.ID, "phase-controls")))
+        assert "my-phases" in browser.find_element(By.ID, "phase-hint").text
+        browser.find_element(By.ID, "wavelength").send_keys("1.5406")
+        browser.find_element(By.ID, "elements").send_keys("Si")
+        upload(browser, path)
+        wait.until(EC.visibility_of_element_located((By.ID, "r-phases")))
+        assert "NaCl" not in browser.find_element(By.ID, "r-phase-list").text  # only Si was searched
+        # A symbol that is no element: the server's message, inline.
+        browser.find_element(By.ID, "elements").clear()
+        browser.find_element(By.ID, "elements").send_keys("Na Xx\n")
+        error = wait.until(EC.visibility_of_element_located((By.ID, "error")))
+        assert "'Xx' is not an element" in error.text
+        browser.find_element(By.ID, "elements").clear()
+        browser.find_element(By.ID, "elements").send_keys("Na Cl\n")
+        wait.until(lambda d: "NaCl" in d.find_element(By.ID, "r-phase-list").text)
+        assert not browser.find_element(By.ID, "error").is_displayed()
+    assert console_errors(browser) == []

@@ -84,7 +84,7 @@ against labelled mixtures and the fixed tuning / held-out split: :mod:`xrdid.mix
 """
 
 from xrdid.mixtures.fit import FitSettings, MixtureFit, PhaseResult, identify_phases
-from xrdid.mixtures.library import Library, LibraryError, LibraryPhase, default_cache_dir, load_library
+from xrdid.mixtures.library import Library, LibraryError, LibraryPhase, NoPhaseOfElements, default_cache_dir, load_library
 from xrdid.mixtures.pattern import identify_in_pattern, two_theta_of
 
 __all__ = [
@@ -93,6 +93,7 @@ __all__ = [
     "LibraryError",
     "LibraryPhase",
     "MixtureFit",
+    "NoPhaseOfElements",
     "PhaseResult",
     "default_cache_dir",
     "identify_in_pattern",

@@ -31,6 +31,11 @@ class LibraryError(ValueError):
     """The library cannot be used: missing, empty, or no entry could be parsed."""
 
 
+class NoPhaseOfElements(LibraryError):
+    """The library holds no phase made only of the elements asked for (the user's chemistry, not the library,
+    is what to change)."""
+
+
 @dataclass
 class LibraryPhase:
     """One reference phase: sticks (d Å, |F|²·m, one representative hkl each) of the cell whose volume (Å³)
@@ -75,7 +80,7 @@ class Library:
         allowed = parse_elements(elements)
         keep = [p for p in self.phases if formula_elements(p.formula) <= allowed]
         if not keep:
-            raise LibraryError(f"{self.source}: no library phase is made only of {', '.join(sorted(allowed))}")
+            raise NoPhaseOfElements(f"{self.source}: no library phase is made only of {', '.join(sorted(allowed))}")
         return Library(keep, self.source, self.d_min_A, list(self.errors))
 
 

@@ -131,6 +131,34 @@ def _parse_top_k(value: str | None) -> int:
     return k
 
 
+_YES, _NO = {"1", "true", "on", "yes"}, {"", "0", "false", "off", "no"}
+
+
+def _parse_phase_options(elements: str | None, textured: str | None, library) -> dict:
+    """The phase search's options from the form, as :func:`xrdid.mixtures.identify_in_pattern` takes them:
+    ``elements`` (the sample's element symbols, e.g. those of the weighed precursors: only library phases
+    made of them are searched) and ``textured`` (keep phases however strong their fitted preferred
+    orientation; otherwise a phase that fits only through extreme texture is taken for a stand-in)."""
+    given = (elements or "").strip()
+    tex = (textured or "").strip().lower()
+    if tex not in _YES | _NO:
+        raise ApiError(400, f"textured {textured.strip()!r} must be true or false", "bad_request")
+    if library is None and (given or tex in _YES):
+        raise ApiError(400, "elements and textured apply to the phase search, and this server has no phase library "
+                       "(start it with xrdid serve --library DIR)", "bad_request")
+    options = {}
+    if given:
+        from xrdid.mixtures.library import parse_elements
+
+        try:
+            options["elements"] = sorted(parse_elements(given))
+        except ValueError as exc:
+            raise ApiError(400, f"elements: {exc} (give symbols such as Ba Ti O)", "bad_request") from None
+    if tex in _YES:
+        options["max_march_dollase"] = math.inf
+    return options
+
+
 def _model_range(bundle, pattern) -> list[float] | None:
     """The model's Q range in the pattern's x units (2θ needs its λ), for shading the plot."""
     import numpy as np
@@ -148,9 +176,11 @@ def _model_range(bundle, pattern) -> list[float] | None:
 
 
 def classify_upload(
-    bundle, path: Path, name: str, *, wavelength_A: float | None, top_k: int, library: str | Path | None = None
+    bundle, path: Path, name: str, *, wavelength_A: float | None, top_k: int, library: str | Path | None = None,
+    phase_options: dict | None = None,
 ) -> dict:
     """Read the pattern at ``path`` (uploaded as ``name``) and classify it: the /api/predict body.
+    ``phase_options`` go to the phase search (see :func:`_parse_phase_options`).
 
     Raises ApiError with the file's name (not the temporary path) in the message.
     """
@@ -179,10 +209,13 @@ def classify_upload(
     except PatternError as exc:  # a reader check the prediction re-runs
         raise ApiError(422, named(exc), "unreadable") from None
     if library is not None:
-        from xrdid.mixtures import LibraryError, identify_in_pattern
+        from xrdid.mixtures import LibraryError, NoPhaseOfElements, identify_in_pattern
 
         try:
-            fit, _ = identify_in_pattern(pattern, library, wavelength_A=wavelength_A)
+            fit, _ = identify_in_pattern(pattern, library, wavelength_A=wavelength_A, **(phase_options or {}))
+        except NoPhaseOfElements as exc:
+            raise ApiError(422, f"{exc}: give all the sample's elements, or none to search the whole library",
+                           "no_phases") from None
         except LibraryError as exc:
             raise ApiError(500, f"the server's phase library is unusable: {exc}", "library") from None
         except PatternError as exc:
@@ -295,6 +328,7 @@ def create_app(
             "q_range": list(bundle.q_range),
             "n_points": int(inst.n_points),
             "max_upload_mb": max_upload_mb,
+            "phase_library": Path(library).name if library is not None else None,
         }
 
     @app.post("/api/predict", response_model=Prediction)
@@ -303,19 +337,22 @@ def create_app(
         file: UploadFile | None = File(None, description="the pattern file (.xy, .xye, .csv, .xrdml, …)"),
         wavelength: str | None = Form(None, description="wavelength in Å, for 2θ files that state none"),
         top_k: str | None = Form(None, description="space groups listed (default 5)"),
+        elements: str | None = Form(None, description="phase search: the sample's elements (e.g. 'Ba Ti O'); only library phases made of them"),
+        textured: str | None = Form(None, description="phase search: true for a textured sample (keep phases of any fitted preferred orientation)"),
     ):
         bundle = bundle_or_503(request)
         if file is None or not file.filename:
             raise ApiError(400, "no file uploaded: send the pattern as the multipart field 'file'", "bad_request")
         name = _safe_name(file.filename)
         lam, k = _parse_wavelength(wavelength), _parse_top_k(top_k)
+        phase_options = _parse_phase_options(elements, textured, library)
         with tempfile.TemporaryDirectory(prefix="xrdid-upload-") as tmp:
             path = Path(tmp) / name
             with open(path, "wb") as out:
                 shutil.copyfileobj(file.file, out)
             if path.stat().st_size == 0:
                 raise ApiError(400, f"{name}: the file is empty", "empty")
-            return classify_upload(bundle, path, name, wavelength_A=lam, top_k=k, library=library)
+            return classify_upload(bundle, path, name, wavelength_A=lam, top_k=k, library=library, phase_options=phase_options)
 
     @app.get("/", include_in_schema=False)
     def index():

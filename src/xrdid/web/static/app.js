@@ -47,6 +47,12 @@ async function checkHealth() {
     if (!r.ok) throw new Error(h.detail || r.statusText);
     const [a, b] = h.two_theta_deg;
     el.textContent = `model: 2θ ${a.toFixed(0)}–${b.toFixed(0)}° at λ ${h.wavelength_A.toFixed(4)} Å · Q ${h.q_range[0].toFixed(2)}–${h.q_range[1].toFixed(2)} Å⁻¹`;
+    // The phase search's options only where the server has a phase library.
+    if (h.phase_library) {
+      $("phase-library").textContent = h.phase_library;
+      $("phase-controls").hidden = false;
+      $("phase-hint").hidden = false;
+    }
   } catch (e) {
     el.textContent = `no model: ${e.message}`;
     el.classList.add("bad");
@@ -72,6 +78,11 @@ async function classify() {
   form.append("file", currentFile, currentFile.name);
   const wl = $("wavelength").value.trim();
   if (wl) form.append("wavelength", wl);
+  if (!$("phase-controls").hidden) {
+    const elements = $("elements").value.trim();
+    if (elements) form.append("elements", elements);
+    if ($("textured").checked) form.append("textured", "true");
+  }
   try {
     const r = await fetch("/api/predict", { method: "POST", body: form });
     let body;
@@ -373,6 +384,7 @@ function init() {
     b.addEventListener("click", () => { $("wavelength").value = b.dataset.wavelength; classify(); });
   }
   $("wavelength").addEventListener("keydown", (e) => { if (e.key === "Enter") classify(); });
+  $("elements").addEventListener("keydown", (e) => { if (e.key === "Enter") classify(); });
   $("classify").addEventListener("click", classify);
 
   let resizeTimer;
