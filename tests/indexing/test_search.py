@@ -157,6 +157,47 @@ def test_many_trial_cells_are_pre_screened_on_fewer_lines(monkeypatch):
     assert any(system == "orthorhombic" and h == hmax0 and n > keep0 for system, h, n in sizes)
 
 
+def test_the_pre_pass_runs_once_for_all_zero_trials(monkeypatch):
+    """The orthorhombic pre-pass (~40 % of that search) runs at the first zero trial only; the form seeds it
+    keeps go on at the other zero trials, re-made from those lines' Q there, and the oP8 cell is still first."""
+    from xrdid.indexing import search
+
+    calls = []
+    screen = search._screen
+
+    def spy(system, p, q, *args, **kw):
+        calls.append((system, kw.get("max_index"), len(p)))
+        return screen(system, p, q, *args, **kw)
+
+    monkeypatch.setattr(search, "_screen", spy)
+    monkeypatch.setattr(search, "estimate_zero", lambda lines: 0.0)  # three zero trials
+    s = prototype("AB_oP8_62_c_c")
+    _, result = index_pattern(render(s), time_budget_s=20)
+    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+    _, hmax0, keep0 = search._PRE_PASS
+    pre = [n for system, h, n in calls if system == "orthorhombic" and h == hmax0]
+    first = [n for system, h, n in calls if system == "orthorhombic" and h == search._FIRST_PASS[1]]
+    assert len(pre) == 1 and pre[0] > keep0
+    assert len(first) == len(search.ZERO_TRIALS_DEG) and max(first) <= keep0
+
+
+def test_seed_parts_remake_the_kept_seeds_at_another_zero():
+    """_form_seeds' (choice, assignment) pairs index _seed_parts: the same seeds from the same lines, and from
+    shifted lines the seeds those lines give."""
+    import numpy as np
+
+    from xrdid.indexing import search
+
+    rng = np.random.default_rng(0)
+    q = np.sort(rng.uniform(0.02, 0.4, 10))
+    seeds, pairs = search._form_seeds("orthorhombic", q, 8, return_pairs=True)
+    parts = search._seed_parts("orthorhombic", q, 8)
+    assert np.allclose(parts.cells(q, pairs), seeds)
+    q2 = q * 1.001 + 1e-4
+    assert np.allclose(parts.cells(q2, pairs[::7]), parts.cells(q2)[pairs[::7]])
+    assert len(seeds) == len(search._form_seeds("orthorhombic", q, 8))
+
+
 def test_a_convincing_cell_ends_the_search_of_lower_symmetries():
     """AB_tP4_129 (a = 3.98, c = 6.45 Å): its tetragonal cell indexes every line with M20 in the hundreds, so
     the orthorhombic, monoclinic and triclinic searches (most of the cost) are not run, and it stays first."""

@@ -18,7 +18,8 @@ families of trial cells, all classic:
 * **Screening**: every trial cell is scored by the lines it indexes minus the lines a random cell of its
   volume would (the density of reciprocal lattice points at Q is π V √Q per unit Q, half the sphere), on
   the first lines (when there are more than ``_PRE_PASS`` trials, the orthorhombic seeds, a cheaper pass on
-  fewer lines and indices keeps the best of them first), then the best distinct ones are refined (a trial
+  fewer lines and indices keeps the best of them first — once, at the first zero trial, its choice of
+  seeds re-made at the others), then the best distinct ones are refined (a trial
   within ``TRIAL_RTOL`` of a better one at the same zero is a copy). Each trial is scored in every centring of its system (the
   best counts), so that a centred lattice's trial does not pay for the reflections its centring forbids,
   and with the indices its axes need (up to 30 for the few-parameter systems: long axes).
@@ -345,6 +346,11 @@ _FIRST_PASS = (10, 6)
 # Before it, when there are more trial cells than the last number (the orthorhombic seeds: ~80 000 per zero
 # trial), a cheaper pass on the first 8 lines with indices up to 4 keeps that many.
 _PRE_PASS = (8, 4, 8000)
+# The pre-pass runs at the first zero trial only, and the form seeds it keeps (the same assignments of lines to
+# forms) go on at the other zero trials: the pre-pass was ~40 % of the orthorhombic search, three times over.
+# Its tolerances are widened by SHARED_PRE_PASS_WIDEN × the largest zero step (in Q).
+SHARED_PRE_PASS = True
+SHARED_PRE_PASS_WIDEN = 1.0
 
 
 def _needed_index(p6: np.ndarray, q_max: float) -> np.ndarray:
@@ -478,9 +484,9 @@ def _plausible(system: str, p: np.ndarray) -> np.ndarray:
     return ok
 
 
-def _unique_rows(p: np.ndarray, decimals: int = 3) -> np.ndarray:
+def _unique_rows(p: np.ndarray, decimals: int = 3, return_index: bool = False):
     if len(p) == 0:
-        return p
+        return (p, np.zeros(0, np.int64)) if return_index else p
     # Rows are equal when their rounded log-magnitudes are: integers, packed into one int64 key per row
     # (mixed radix over each column's range) so that the unique is a 1-D sort, not a lexsort of rows.
     ik = np.rint(np.sign(p) * np.log1p(np.abs(p) * 1e4) * 10**decimals).astype(np.int64)
@@ -491,14 +497,32 @@ def _unique_rows(p: np.ndarray, decimals: int = 3) -> np.ndarray:
         _, first = np.unique(key, return_index=True)
     else:
         _, first = np.unique(ik, axis=0, return_index=True)
-    return p[np.sort(first)]
+    first = np.sort(first)
+    return (p[first], first) if return_index else p[first]
 
 
 # ------------------------------------------------------------------------------------- trial cells
 
 
-def _form_seeds(system: str, q: np.ndarray, n_first: int, basis: np.ndarray | None = None) -> np.ndarray:
-    """Trial cells from assigning k of the first ``n_first`` lines to k distinct low-index forms."""
+@dataclass
+class _SeedParts:
+    """Form seeds before their lines' Q are filled in: ``inv[f]`` the inverse of form assignment f, ``combos[c]``
+    the k lines of choice c; seed (c, f) is ``inv[f] @ q[combos[c]]`` (the same assignments at any zero shift)."""
+
+    inv: np.ndarray
+    combos: np.ndarray
+
+    def cells(self, q: np.ndarray, pairs: np.ndarray | None = None) -> np.ndarray:
+        """Seeds (rows) from lines ``q``: all (choice, assignment) pairs flat (choice-major), or those of
+        ``pairs`` (flat indices)."""
+        if pairs is None:
+            return np.einsum("fij,cj->cfi", self.inv, q[self.combos]).reshape(-1, self.inv.shape[1])
+        c, f = np.divmod(pairs, len(self.inv))
+        return np.einsum("nij,nj->ni", self.inv[f], q[self.combos[c]])
+
+
+def _seed_parts(system: str, q: np.ndarray, n_first: int, basis: np.ndarray | None = None) -> _SeedParts:
+    """The low-index form assignments of ``system`` and the choices of k of the first ``n_first`` lines."""
     k = N_PARAMS[system]
     limit = {"cubic": 4, "tetragonal": 3, "hexagonal": 3, "rhombohedral": 3, "orthorhombic": 2}[system]
     f = system_forms(system, 4 if system != "orthorhombic" else 2)
@@ -510,7 +534,7 @@ def _form_seeds(system: str, q: np.ndarray, n_first: int, basis: np.ndarray | No
     else:
         low = low[low.sum(axis=1) <= 6]
     if len(q) < k:
-        return np.zeros((0, k))
+        return _SeedParts(np.zeros((0, k, k)), np.zeros((0, k), np.int64))
     perms = np.array(list(itertools.permutations(range(len(low)), k)))
     Am = low[perms]
     good = np.abs(np.linalg.det(Am)) > 1e-9
@@ -518,9 +542,17 @@ def _form_seeds(system: str, q: np.ndarray, n_first: int, basis: np.ndarray | No
     inv = np.linalg.inv(Am[good])
     idx = np.arange(len(q)) if basis is None else np.asarray(basis)
     combos = np.array(list(itertools.combinations(idx[:n_first].tolist(), k)), np.int64).reshape(-1, k)
-    p = np.einsum("fij,cj->cfi", inv, q[combos]).reshape(-1, k)
-    p = p[np.all(p > 0, axis=1)]
-    return _unique_rows(p)
+    return _SeedParts(inv, combos)
+
+
+def _form_seeds(system: str, q: np.ndarray, n_first: int, basis: np.ndarray | None = None, *, return_pairs: bool = False):
+    """Trial cells from assigning k of the first ``n_first`` lines to k distinct low-index forms; with
+    ``return_pairs``, also each one's flat (choice, assignment) index into :func:`_seed_parts`."""
+    parts = _seed_parts(system, q, n_first, basis)
+    p = parts.cells(q)
+    pairs = np.flatnonzero(np.all(p > 0, axis=1))
+    p, first = _unique_rows(p[pairs], return_index=True)
+    return (p, pairs[first]) if return_pairs else p
 
 
 @dataclass
@@ -833,16 +865,24 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
     pooled, scores, zs = [], [], []
     basis = None  # trial cells from the first lines, whatever their intensity (a weak 001 can be the key)
     n_screen = min(lines.n, N_LINES)
+    n0, hmax0, keep0 = _PRE_PASS
+    shared = None  # the form seeds the first zero trial's pre-pass kept, as (choice, assignment) pairs
     for z in zeros:
         if time.process_time() > deadline:
             break
         q = lines.q(z)
         tol = lines.tol_q(SEARCH_TOL, z)
         qs, ts = q[:n_screen], tol[:n_screen]
+        pairs = None
         if system in ("cubic", "tetragonal", "hexagonal", "orthorhombic"):
             # Orthorhombic seeds from the first 8 lines: the first six of a C cell can fix only c* and a*² + b*²
             # (002, 110, 111, 112, 004, 113).
-            trials = _form_seeds(system, q, n_first={"cubic": 4, "tetragonal": 6, "hexagonal": 6, "orthorhombic": 8}[system], basis=basis)
+            n_first = {"cubic": 4, "tetragonal": 6, "hexagonal": 6, "orthorhombic": 8}[system]
+            if shared is not None:
+                trials = _seed_parts(system, q, n_first, basis).cells(q, shared)
+                trials = trials[np.all(trials > 0, axis=1)]
+            else:
+                trials, pairs = _form_seeds(system, q, n_first, basis=basis, return_pairs=True)
         elif system == "monoclinic":
             trials = _monoclinic_trials(q, tol, basis=basis)
         elif system == "triclinic":
@@ -851,14 +891,19 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
             return []
         if len(trials) == 0:
             continue
-        trials = trials[_plausible(system, trials)]
+        ok = _plausible(system, trials)
+        trials = trials[ok]
         # Two-stage screening: the first lines with low indices, then all screened lines on the best.
         # Each trial is scored in every centring of its system, the best counting: a centred lattice's
         # trial cell scored as primitive pays for reflections its centring forbids (2–4× the chance).
-        n0, hmax0, keep0 = _PRE_PASS
-        if len(trials) > keep0:
-            score = _screen(system, trials, qs[:n0], ts[:n0], max_index=hmax0, centrings=SCREEN_CENTRINGS[system])
-            trials = trials[np.sort(np.argsort(-score, kind="stable")[:keep0])]
+        if shared is None and len(trials) > keep0:
+            share = SHARED_PRE_PASS and pairs is not None and len(zeros) > 1
+            widen = SHARED_PRE_PASS_WIDEN * max(abs(z2 - z) for z2 in zeros) * lines.dq(z)[:n0] if share else 0.0
+            score = _screen(system, trials, qs[:n0], ts[:n0] + widen, max_index=hmax0, centrings=SCREEN_CENTRINGS[system])
+            sel = np.sort(np.argsort(-score, kind="stable")[:keep0])
+            trials = trials[sel]
+            if share:
+                shared = pairs[ok][sel]
         n1, hmax1 = _FIRST_PASS
         score = _screen(system, trials, qs[:n1], ts[:n1], max_index=hmax1, centrings=SCREEN_CENTRINGS[system])
         top = trials[np.argsort(-score, kind="stable")[: max(10 * keep, 300)]]
