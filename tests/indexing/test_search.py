@@ -40,17 +40,28 @@ _TP8_136_LINES = {
 
 
 def test_superstructure_lines_select_the_super_cell():
-    """AB_tP8_136: half its cell (31 Å³) indexes all but one line with a higher M20; the double cell indexes
-    that line too and is the true one."""
+    """AB_tP8_136: a sub-cell (a/√2, 31 Å³) indexes all but one line with a higher M9 (633 against 190); its
+    double cell indexes that line too, is the true one, and goes just above it. (With c = a/√3 these nine lines
+    are also all indexed by a cP 4.75 Å cell and by several tI cells, which the chance of the fit ranks above
+    both — an ambiguity of the nine lines; the super-cell check is tested here on its parent.)"""
+    import numpy as np
+
+    from xrdid.indexing import search
+    from xrdid.indexing.evaluate import right_rank
     from xrdid.indexing.peaks import PeakList
-    from xrdid.indexing.search import index_peaks
+
+    from .helpers import true_lattice
 
     s = prototype("AB_tP8_136_g_f")
     peaks = PeakList.from_positions(_TP8_136_LINES["two_theta"], 1.5405929, intensity=_TP8_136_LINES["intensity"],
                                     sigma=_TP8_136_LINES["sigma"], fwhm=_TP8_136_LINES["fwhm"])
-    result = index_peaks(peaks, time_budget_s=20)
-    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
-    assert "super-cell" in result.best.source
+    lines = search.lines_from_peaks(peaks)
+    a, c = 4.75 / 2**0.5, 2.74
+    parent = search._solutions("tetragonal", np.array([1 / a**2, 1 / c**2]), "P", lines, 0.0, "test", refine_zero=False, choose_centring=False)[0]
+    assert parent.n_indexed == parent.n_lines - 1 and search.acceptable(parent)
+    cells = search._prefer_supercells([parent], lines, False, None)
+    assert right_rank(cells, [true_lattice(s)]) == 1, [c.to_dict() for c in cells]
+    assert "super-cell" in cells[0].source and cells[0].rank_score > parent.rank_score and parent in cells
 
 
 def test_centred_trial_cells_are_screened_in_their_centring():
@@ -155,6 +166,58 @@ def test_many_trial_cells_are_pre_screened_on_fewer_lines(monkeypatch):
     first = [n for system, h, n in sizes if system == "orthorhombic" and h == search._FIRST_PASS[1]]
     assert first and max(first) <= keep0
     assert any(system == "orthorhombic" and h == hmax0 and n > keep0 for system, h, n in sizes)
+
+
+def test_the_pre_pass_runs_once_for_all_zero_trials(monkeypatch):
+    """The orthorhombic pre-pass (~40 % of that search) runs at the first zero trial only; the form seeds it
+    keeps go on at the other zero trials, re-made from those lines' Q there, and the oP8 cell is still first."""
+    from xrdid.indexing import search
+
+    calls = []
+    screen = search._screen
+
+    def spy(system, p, q, *args, **kw):
+        calls.append((system, kw.get("max_index"), len(p)))
+        return screen(system, p, q, *args, **kw)
+
+    monkeypatch.setattr(search, "_screen", spy)
+    monkeypatch.setattr(search, "estimate_zero", lambda lines: 0.0)  # three zero trials
+    s = prototype("AB_oP8_62_c_c")
+    _, result = index_pattern(render(s), time_budget_s=20)
+    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+    _, hmax0, keep0 = search._PRE_PASS
+    pre = [n for system, h, n in calls if system == "orthorhombic" and h == hmax0]
+    first = [n for system, h, n in calls if system == "orthorhombic" and h == search._FIRST_PASS[1]]
+    assert len(pre) == 1 and pre[0] > keep0
+    assert len(first) == len(search.ZERO_TRIALS_DEG) and max(first) <= keep0
+
+
+def test_seed_parts_remake_the_kept_seeds_at_another_zero():
+    """_form_seeds' (choice, assignment) pairs index _seed_parts: the same seeds from the same lines, and from
+    shifted lines the seeds those lines give."""
+    import numpy as np
+
+    from xrdid.indexing import search
+
+    rng = np.random.default_rng(0)
+    q = np.sort(rng.uniform(0.02, 0.4, 10))
+    seeds, pairs = search._form_seeds("orthorhombic", q, 8, return_pairs=True)
+    parts = search._seed_parts("orthorhombic", q, 8)
+    assert np.allclose(parts.cells(q, pairs), seeds)
+    q2 = q * 1.001 + 1e-4
+    assert np.allclose(parts.cells(q2, pairs[::7]), parts.cells(q2)[pairs[::7]])
+    assert len(seeds) == len(search._form_seeds("orthorhombic", q, 8))
+
+
+def test_the_chance_of_the_fit_ranks_a_cell_that_indexes_every_line_first():
+    """A2B_tI12_140 (CuAl2 type, tI 6.04 × 4.86 Å): a tP cell (4.27 × 2.11 Å) indexes 8 of the 9 lines with
+    M9 ~460, the true tI all 9 with M9 ~270. By M_N alone the tP is first; the chance that a random cell
+    with as many calculated lines indexes as many lines is far smaller for the tI, which is first
+    (CHANCE_RANK_WEIGHT)."""
+    s = prototype("A2B_tI12_140_h_a")
+    _, result = index_pattern(render(s, AUGMENT, seed=7011), time_budget_s=20)
+    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+    assert result.best.n_indexed == result.best.n_lines
 
 
 def test_a_convincing_cell_ends_the_search_of_lower_symmetries():

@@ -18,7 +18,8 @@ families of trial cells, all classic:
 * **Screening**: every trial cell is scored by the lines it indexes minus the lines a random cell of its
   volume would (the density of reciprocal lattice points at Q is π V √Q per unit Q, half the sphere), on
   the first lines (when there are more than ``_PRE_PASS`` trials, the orthorhombic seeds, a cheaper pass on
-  fewer lines and indices keeps the best of them first), then the best distinct ones are refined (a trial
+  fewer lines and indices keeps the best of them first — once, at the first zero trial, its choice of
+  seeds re-made at the others), then the best distinct ones are refined (a trial
   within ``TRIAL_RTOL`` of a better one at the same zero is a copy). Each trial is scored in every centring of its system (the
   best counts), so that a centred lattice's trial does not pay for the reflections its centring forbids,
   and with the indices its axes need (up to 30 for the few-parameter systems: long axes).
@@ -37,7 +38,8 @@ refinement then fits z with the cell (weighted linear least squares on Q, linear
 1 (1968) 108), ε̄ the mean |Q_obs − Q_calc| of the indexed lines and N_calc the distinct allowed lines up
 to Q_N; Smith & Snyder's F_N = N / (⟨|Δ2θ|⟩ N_poss) (J. Appl. Cryst. 12 (1979) 60). Solutions are ranked
 by M_N · exp(−``UNINDEXED_PENALTY`` · unindexed lines, each weighed by its intensity against the median
-line's, at most 1) · exp(−``PARAMETER_PENALTY`` per free parameter beyond one), and one lattice is reported once (its best
+line's, at most 1) · exp(−``PARAMETER_PENALTY`` per free parameter beyond one) · 10^(``CHANCE_RANK_WEIGHT`` ·
+−log10 p), p the chance of the fit (below), and one lattice is reported once (its best
 description: a higher symmetry has fewer distinct lines, hence the higher M). A solution is accepted with
 M_N ≥ ``MIN_M20`` and at most ``MAX_UNINDEXED_FRACTION`` of the N lines unindexed (both per lattice system:
 stricter for monoclinic and triclinic cells, whose parameters fit random lines) — or up to
@@ -132,6 +134,13 @@ UNINDEXED_PENALTY = 0.5
 # one, so a lower symmetry must index clearly better to outrank a higher one (with few lines, a cell of
 # more parameters fits them closely by chance).
 PARAMETER_PENALTY = 0.35
+# Significance: the rank is also multiplied by 10^(CHANCE_RANK_WEIGHT × −log10 p), p the chance that a random
+# cell with as many calculated lines indexes as many of the lines (_chance_log10p). M_N alone prefers a cell of
+# fewer calculated lines that indexes one line fewer (a sub-cell, a lower symmetry's tidier subset); the chance
+# weighs how many lines are indexed against how many the cell could hit. Chosen on 56 prototypes that are not
+# the benchmark's (every 5th from the 3rd, other seeds): right cell first 27 → 34 of 56 for any weight from
+# 0.1 to 5 (the top 3 unchanged), 0.5 the middle of that range (benchmarks/README.md, seventh round).
+CHANCE_RANK_WEIGHT = 0.5
 # Zero shifts (°) tried in the axis-aligned searches when the orders of reflections give no estimate.
 ZERO_TRIALS_DEG = (0.0, -0.06, 0.06)
 TIME_BUDGET_S = 10.0
@@ -345,6 +354,11 @@ _FIRST_PASS = (10, 6)
 # Before it, when there are more trial cells than the last number (the orthorhombic seeds: ~80 000 per zero
 # trial), a cheaper pass on the first 8 lines with indices up to 4 keeps that many.
 _PRE_PASS = (8, 4, 8000)
+# The pre-pass runs at the first zero trial only, and the form seeds it keeps (the same assignments of lines to
+# forms) go on at the other zero trials: the pre-pass was ~40 % of the orthorhombic search, three times over.
+# Its tolerances are widened by SHARED_PRE_PASS_WIDEN × the largest zero step (in Q).
+SHARED_PRE_PASS = True
+SHARED_PRE_PASS_WIDEN = 1.0
 
 
 def _needed_index(p6: np.ndarray, q_max: float) -> np.ndarray:
@@ -478,9 +492,9 @@ def _plausible(system: str, p: np.ndarray) -> np.ndarray:
     return ok
 
 
-def _unique_rows(p: np.ndarray, decimals: int = 3) -> np.ndarray:
+def _unique_rows(p: np.ndarray, decimals: int = 3, return_index: bool = False):
     if len(p) == 0:
-        return p
+        return (p, np.zeros(0, np.int64)) if return_index else p
     # Rows are equal when their rounded log-magnitudes are: integers, packed into one int64 key per row
     # (mixed radix over each column's range) so that the unique is a 1-D sort, not a lexsort of rows.
     ik = np.rint(np.sign(p) * np.log1p(np.abs(p) * 1e4) * 10**decimals).astype(np.int64)
@@ -491,14 +505,32 @@ def _unique_rows(p: np.ndarray, decimals: int = 3) -> np.ndarray:
         _, first = np.unique(key, return_index=True)
     else:
         _, first = np.unique(ik, axis=0, return_index=True)
-    return p[np.sort(first)]
+    first = np.sort(first)
+    return (p[first], first) if return_index else p[first]
 
 
 # ------------------------------------------------------------------------------------- trial cells
 
 
-def _form_seeds(system: str, q: np.ndarray, n_first: int, basis: np.ndarray | None = None) -> np.ndarray:
-    """Trial cells from assigning k of the first ``n_first`` lines to k distinct low-index forms."""
+@dataclass
+class _SeedParts:
+    """Form seeds before their lines' Q are filled in: ``inv[f]`` the inverse of form assignment f, ``combos[c]``
+    the k lines of choice c; seed (c, f) is ``inv[f] @ q[combos[c]]`` (the same assignments at any zero shift)."""
+
+    inv: np.ndarray
+    combos: np.ndarray
+
+    def cells(self, q: np.ndarray, pairs: np.ndarray | None = None) -> np.ndarray:
+        """Seeds (rows) from lines ``q``: all (choice, assignment) pairs flat (choice-major), or those of
+        ``pairs`` (flat indices)."""
+        if pairs is None:
+            return np.einsum("fij,cj->cfi", self.inv, q[self.combos]).reshape(-1, self.inv.shape[1])
+        c, f = np.divmod(pairs, len(self.inv))
+        return np.einsum("nij,nj->ni", self.inv[f], q[self.combos[c]])
+
+
+def _seed_parts(system: str, q: np.ndarray, n_first: int, basis: np.ndarray | None = None) -> _SeedParts:
+    """The low-index form assignments of ``system`` and the choices of k of the first ``n_first`` lines."""
     k = N_PARAMS[system]
     limit = {"cubic": 4, "tetragonal": 3, "hexagonal": 3, "rhombohedral": 3, "orthorhombic": 2}[system]
     f = system_forms(system, 4 if system != "orthorhombic" else 2)
@@ -510,7 +542,7 @@ def _form_seeds(system: str, q: np.ndarray, n_first: int, basis: np.ndarray | No
     else:
         low = low[low.sum(axis=1) <= 6]
     if len(q) < k:
-        return np.zeros((0, k))
+        return _SeedParts(np.zeros((0, k, k)), np.zeros((0, k), np.int64))
     perms = np.array(list(itertools.permutations(range(len(low)), k)))
     Am = low[perms]
     good = np.abs(np.linalg.det(Am)) > 1e-9
@@ -518,9 +550,17 @@ def _form_seeds(system: str, q: np.ndarray, n_first: int, basis: np.ndarray | No
     inv = np.linalg.inv(Am[good])
     idx = np.arange(len(q)) if basis is None else np.asarray(basis)
     combos = np.array(list(itertools.combinations(idx[:n_first].tolist(), k)), np.int64).reshape(-1, k)
-    p = np.einsum("fij,cj->cfi", inv, q[combos]).reshape(-1, k)
-    p = p[np.all(p > 0, axis=1)]
-    return _unique_rows(p)
+    return _SeedParts(inv, combos)
+
+
+def _form_seeds(system: str, q: np.ndarray, n_first: int, basis: np.ndarray | None = None, *, return_pairs: bool = False):
+    """Trial cells from assigning k of the first ``n_first`` lines to k distinct low-index forms; with
+    ``return_pairs``, also each one's flat (choice, assignment) index into :func:`_seed_parts`."""
+    parts = _seed_parts(system, q, n_first, basis)
+    p = parts.cells(q)
+    pairs = np.flatnonzero(np.all(p > 0, axis=1))
+    p, first = _unique_rows(p[pairs], return_index=True)
+    return (p, pairs[first]) if return_pairs else p
 
 
 @dataclass
@@ -756,13 +796,20 @@ def _cell(system: str, p: np.ndarray, centring: str, lines: Lines, zero: float, 
                 f_n=f["f_n"], f_n_mean_deg=f["f_n_mean"], n_possible=f["n_calc"], n_lines=f["n"], n_indexed=n_idx, hkl=f["hkl"],
                 unindexed_two_theta=unindexed, source=source,
                 unindexed_intensity=float(inten[missed].sum() / max(float(inten.sum()), 1e-300)), unindexed_weighted=weak_share)
-    cell.rank_score = cell.m20 * math.exp(-UNINDEXED_PENALTY * weak_share - PARAMETER_PENALTY * (N_PARAMS[system] - 1))
     n = f["n"]
     rate = np.minimum(1.0, f["n_calc"] * _chance_rate(lines.q(zero)[:n], lines.tol_q(FINAL_TOL, zero)[:n], float(lines.q(zero)[n - 1])))
     free = N_PARAMS[cell.system] + int(lines.angular and zero is not None)
     cell.chance_expected = float(rate.sum())
     cell.chance_log10p = _chance_log10p(rate, n_idx - free)
+    cell.rank_score = rank_score(cell.m20, weak_share, N_PARAMS[system], cell.chance_log10p)
     return cell
+
+
+def rank_score(m20: float, unindexed_weighted: float, n_params: int, chance_log10p: float) -> float:
+    """The order of solutions (module docstring): M_N, less for unindexed lines (weighed by intensity) and for
+    each free parameter beyond one, more by 10^(``CHANCE_RANK_WEIGHT`` × −log10 of the chance of the fit)."""
+    return m20 * math.exp(-UNINDEXED_PENALTY * unindexed_weighted - PARAMETER_PENALTY * (n_params - 1)
+                          - CHANCE_RANK_WEIGHT * math.log(10) * min(chance_log10p, 0.0))
 
 
 def _chance_log10p(rate: np.ndarray, k: int) -> float:
@@ -833,16 +880,24 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
     pooled, scores, zs = [], [], []
     basis = None  # trial cells from the first lines, whatever their intensity (a weak 001 can be the key)
     n_screen = min(lines.n, N_LINES)
+    n0, hmax0, keep0 = _PRE_PASS
+    shared = None  # the form seeds the first zero trial's pre-pass kept, as (choice, assignment) pairs
     for z in zeros:
         if time.process_time() > deadline:
             break
         q = lines.q(z)
         tol = lines.tol_q(SEARCH_TOL, z)
         qs, ts = q[:n_screen], tol[:n_screen]
+        pairs = None
         if system in ("cubic", "tetragonal", "hexagonal", "orthorhombic"):
             # Orthorhombic seeds from the first 8 lines: the first six of a C cell can fix only c* and a*² + b*²
             # (002, 110, 111, 112, 004, 113).
-            trials = _form_seeds(system, q, n_first={"cubic": 4, "tetragonal": 6, "hexagonal": 6, "orthorhombic": 8}[system], basis=basis)
+            n_first = {"cubic": 4, "tetragonal": 6, "hexagonal": 6, "orthorhombic": 8}[system]
+            if shared is not None:
+                trials = _seed_parts(system, q, n_first, basis).cells(q, shared)
+                trials = trials[np.all(trials > 0, axis=1)]
+            else:
+                trials, pairs = _form_seeds(system, q, n_first, basis=basis, return_pairs=True)
         elif system == "monoclinic":
             trials = _monoclinic_trials(q, tol, basis=basis)
         elif system == "triclinic":
@@ -851,14 +906,19 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
             return []
         if len(trials) == 0:
             continue
-        trials = trials[_plausible(system, trials)]
+        ok = _plausible(system, trials)
+        trials = trials[ok]
         # Two-stage screening: the first lines with low indices, then all screened lines on the best.
         # Each trial is scored in every centring of its system, the best counting: a centred lattice's
         # trial cell scored as primitive pays for reflections its centring forbids (2–4× the chance).
-        n0, hmax0, keep0 = _PRE_PASS
-        if len(trials) > keep0:
-            score = _screen(system, trials, qs[:n0], ts[:n0], max_index=hmax0, centrings=SCREEN_CENTRINGS[system])
-            trials = trials[np.sort(np.argsort(-score, kind="stable")[:keep0])]
+        if shared is None and len(trials) > keep0:
+            share = SHARED_PRE_PASS and pairs is not None and len(zeros) > 1
+            widen = SHARED_PRE_PASS_WIDEN * max(abs(z2 - z) for z2 in zeros) * lines.dq(z)[:n0] if share else 0.0
+            score = _screen(system, trials, qs[:n0], ts[:n0] + widen, max_index=hmax0, centrings=SCREEN_CENTRINGS[system])
+            sel = np.sort(np.argsort(-score, kind="stable")[:keep0])
+            trials = trials[sel]
+            if share:
+                shared = pairs[ok][sel]
         n1, hmax1 = _FIRST_PASS
         score = _screen(system, trials, qs[:n1], ts[:n1], max_index=hmax1, centrings=SCREEN_CENTRINGS[system])
         top = trials[np.argsort(-score, kind="stable")[: max(10 * keep, 300)]]
