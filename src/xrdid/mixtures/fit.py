@@ -135,8 +135,8 @@ class FitSettings:
     # lines are largely absent is not (None: any one lacking line flags it). Measured, not used: the
     # stand-ins the strict rule catches lack one or two lines carrying 8–23 % of their strong-line
     # intensity, as a right phase with reference-intensity errors does, so a tolerance that spares the
-    # one spares the other (at 0.25, lines from 10 %: the tune half and withheld seed 4 exactly as with
-    # no line rule; benchmarks/README.md).
+    # one spares the other (at 0.25, lines from 10 %: the tune half and synthetic seed 1 exactly as with
+    # no line rule, one stand-in fewer in 60 withheld-phase mixtures; benchmarks/README.md).
     line_lacking_share: float | None = None
     # Criterion margin (BIC units: 2 × log-likelihood) within which alternatives are reported.
     alternative_margin: float = 10.0
