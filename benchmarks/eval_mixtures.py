@@ -3,6 +3,7 @@
     python benchmarks/eval_mixtures.py [--split held_out|tune|all] [--data ../shared/data] [--only SUBSTRING]
                                        [--json OUT] [--elements-from-labels] [--beam-min-coverage C] [--max-lattice-departure D]
                                        [--max-march-dollase R] [--min-line-support F] [--strong-line-relative F]
+                                       [--setting NAME=VALUE ...]
 
 The development mixtures are split once by a fixed rule (xrdid.mixtures.evaluate.split_of: the parity
 of SHA-256 of the mixture id): the fit's settings may be chosen on ``tune`` only; ``held_out`` is what
@@ -17,7 +18,8 @@ runtime per pattern is the fit alone, one BLAS thread. ``--elements-from-labels`
 chemistry a user who weighed the precursors knows (`xrdid phases --elements`): the library restricted
 to the elements of the label's phase names; reported apart from the plain run. ``--beam-min-coverage``,
 ``--max-lattice-departure``, ``--max-march-dollase`` (``inf``: no such test), ``--min-line-support``,
-``--strong-line-relative``: FitSettings' (to compare a setting with the default).
+``--strong-line-relative``: FitSettings' (to compare a setting with the default); ``--setting NAME=VALUE``:
+any other FitSettings field (a number, true / false, or none).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_synthetic_mixtures import with_settings
 
 
 def precursor_elements(names: list[str]) -> set[str]:
@@ -65,6 +69,8 @@ def main(argv=None) -> int:
     ap.add_argument("--min-line-support", type=float, default=None)
     ap.add_argument("--strong-line-relative", type=float, default=None)
     ap.add_argument("--max-march-dollase", type=float, default=None)
+    ap.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="any other FitSettings field (a number, or none); repeatable")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -90,6 +96,7 @@ def main(argv=None) -> int:
     for name in ("min_line_support", "strong_line_relative", "max_march_dollase"):
         if getattr(args, name) is not None:
             settings = replace(settings, **{name: getattr(args, name)})
+    settings = with_settings(settings, args.setting)
     t = time.perf_counter()
     # One d_min for all: the largest 2θ of any pattern, the longest line, the largest d scale searched.
     two_theta_max = max(float(r["two_theta_max"]) for r in rows)

@@ -4,6 +4,7 @@
                                                  [--library-size 100] [--data ../shared/data]
                                                  [--withhold-one] [--beam-min-coverage C] [--max-lattice-departure D]
                                                  [--max-march-dollase R] [--min-line-support F] [--strong-line-relative F]
+                                                 [--setting NAME=VALUE ...] [--dump OUT.jsonl]
 
 The library: the reference CIFs of ../shared/data/library (90), topped up to ``--library-size`` with
 pymatgen's AFLOW prototypes (real structures, every crystal system; all of them when the shared data
@@ -16,7 +17,9 @@ with the mixture) is left out of the library the fit sees, with every library ph
 space group, and scored as not findable: the measured mixtures' situation, where a phase the library
 lacks leaves peaks that a wrong phase may stand in for (each mixture then has its own library, so its
 time includes that library's screening renders). ``--beam-min-coverage``, ``--max-lattice-departure``,
-``--max-march-dollase`` (``inf``: no such test), ``--min-line-support``, ``--strong-line-relative``: FitSettings'.
+``--max-march-dollase`` (``inf``: no such test), ``--min-line-support``, ``--strong-line-relative``: FitSettings';
+``--setting NAME=VALUE``: any other FitSettings field. ``--dump``: per mixture, the truth and the phases
+found (with each phase's lines, see fit.line_support), as JSON lines.
 
 Speed: seconds per pattern (one BLAS thread, the library's screening renders built once beforehand),
 and as a ratio to a reference measured in the same run on the same core: rendering every library
@@ -32,6 +35,7 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -63,6 +67,23 @@ def build_library(data: Path, size: int, folder: Path) -> None:
             n += 1
 
 
+def with_settings(settings, pairs: list[str]):
+    """``settings`` with ``NAME=VALUE`` fields replaced (VALUE a number, inf, true / false, or none for None)."""
+    for pair in pairs:
+        name, value = pair.split("=", 1)
+        if not hasattr(settings, name):
+            raise SystemExit(f"--setting: FitSettings has no field {name!r}")
+        old, v = getattr(settings, name), value.lower()
+        if v == "none":
+            new = None
+        elif isinstance(old, bool) or v in ("true", "false"):
+            new = v == "true"
+        else:
+            new = int(value) if isinstance(old, int) else float(value)
+        settings = replace(settings, **{name: new})
+    return settings
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--phases", type=int, nargs="+", default=[2, 3, 4, 5])
@@ -76,6 +97,9 @@ def main(argv=None) -> int:
     ap.add_argument("--min-line-support", type=float, default=None)
     ap.add_argument("--strong-line-relative", type=float, default=None)
     ap.add_argument("--max-march-dollase", type=float, default=None)
+    ap.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="any other FitSettings field (a number, or none); repeatable")
+    ap.add_argument("--dump", type=Path, default=None, help="per-mixture results (JSON lines: truth, phases found)")
     args = ap.parse_args(argv)
 
     from xrdid.mixtures import identify_phases, load_library
@@ -94,6 +118,7 @@ def main(argv=None) -> int:
     for name in ("min_line_support", "strong_line_relative", "max_march_dollase"):
         if getattr(args, name) is not None:
             settings = replace(settings, **{name: getattr(args, name)})
+    settings = with_settings(settings, args.setting)
     with tempfile.TemporaryDirectory() as tmp:
         build_library(args.data, args.library_size, Path(tmp))
         d_min = d_min_for(1.5444, 100.0) / (1 + settings.d_scale_range)
@@ -129,6 +154,7 @@ def main(argv=None) -> int:
     refs = [reference()]
     by_n: dict[int, list] = {}
     times = []
+    dumped: list[dict] = []
     for n, mix, lib, truth in cases:
         t = time.perf_counter()
         fit = identify_phases(mix.two_theta, mix.y, 1.5405929, lib, settings=settings)
@@ -136,6 +162,9 @@ def main(argv=None) -> int:
         refs.append(reference())
         sc = score_mixture(truth, [(p.id, p.weight_fraction) for p in fit.phases], mix.weight_fractions)
         by_n.setdefault(n, []).append(sc)
+        if args.dump:
+            dumped.append({"n": n, "truth": truth, "nominal": list(map(float, mix.weight_fractions)),
+                           "phases": [p.to_dict() for p in fit.phases], "matched": sc.matched, "exact": sc.exact})
         if not sc.exact:
             print(f"  {n} phases, not exact: true {sorted(mix.phase_ids)}; found {sorted(p.id for p in fit.phases)}")
     print(f"\n{'phases':>6} {'n':>3} {'exact':>7} {'recall':>7} {'precision':>9} {'wt err (wt%)':>12}")
@@ -143,6 +172,8 @@ def main(argv=None) -> int:
         s = summarise(scores)
         print(f"{n:>6} {s['mixtures']:>3} {s['exact_fraction']:>7.2f} {s['recall']:>7.2f} {s['precision']:>9.2f} "
               f"{s['wt_error_wt_pct']:>12.2f}")
+    if args.dump:
+        args.dump.write_text("".join(json.dumps(d) + "\n" for d in dumped))
     ref = float(np.median(refs))
     t_med = float(np.median(times))
     print(f"\nspeed: {t_med:.2f} s per pattern (median; max {max(times):.2f} s) against {len(library)} phases; "

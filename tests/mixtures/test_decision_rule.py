@@ -168,6 +168,61 @@ def test_a_phase_whose_strong_lines_the_data_lack_is_a_stand_in(library_without_
     assert F.stand_in_signs(m, textured, FitSettings(max_march_dollase=2.5, **texture_only)) == [[], []]
 
 
+def test_the_tolerant_line_rule_forgives_one_weakened_line_not_a_phase_whose_lines_are_absent(library_without_si):
+    """line_lacking_share: NaCl + CsCl where the data hold every CsCl line but its (200) (the scan there
+    replaced by that of NaCl alone, as a reference intensity far off would leave it): the strict rule flags
+    CsCl, the tolerant one (flag only when lacking lines carry > 30 % of the strong lines' intensity) does
+    not; against data without CsCl at all both flag it. line_support reports the lacking line."""
+    from xrdid.mixtures import fit as F
+    from xrdid.mixtures.model import Globals, Model, PhaseState
+
+    grid, both = _mixture({"NaCl": 0.5, "CsCl": 0.5}, seed=2, zero=0.0)
+    _, nacl = _mixture({"NaCl": 0.5}, seed=2, zero=0.0)
+    ids = {p.id.removesuffix(".cif"): k for k, p in enumerate(library_without_si.phases)}
+    phases = [PhaseState(ids["NaCl"], log_size=math.log(120.0)), PhaseState(ids["CsCl"], log_size=math.log(120.0))]
+    g = Globals(log_width=math.log(4.0))
+    optics = Optics(CU, caglioti_uvw_deg2=(0.004, -0.002, 0.002))
+    m0 = Model(grid, both, library_without_si, optics, background_degree=12)
+    cols = m0.columns(phases, g)
+    a0, *_ = m0.linear(cols)
+
+    def hyp(y):  # both phases at the scales the full mixture gives them
+        m = Model(grid, y, library_without_si, optics, background_degree=12)
+        m.fwhm_deg = F.estimate_fwhm(grid, y)
+        _a, b, _calc, chi2 = m.linear(cols)
+        return m, F._Hyp(phases, g, cols, a0, a0 @ cols + b @ m.bg, chi2)
+
+    t200 = _two_theta(4.123 / 2)  # CsCl (200)
+    near = np.abs(grid - t200) < 0.6
+    one_gone = np.where(near, nacl, both)
+    strict = FitSettings(min_line_support=0.3, strong_line_relative=0.1, max_lattice_departure=None)
+    tolerant = FitSettings(min_line_support=0.3, strong_line_relative=0.1, line_lacking_share=0.3,
+                           max_lattice_departure=None)
+    m, h = hyp(one_gone)
+    lines = F.line_support(m, h, 1, 0.1)
+    lacking = lines[lines[:, 2] < 0.3]
+    assert lacking.shape[0] == 1 and abs(lacking[0, 0] - t200) < 0.3
+    assert F.stand_in_signs(m, h, strict) == [[], ["line"]]
+    assert F.stand_in_signs(m, h, tolerant) == [[], []]
+    m, h = hyp(nacl)
+    assert F.stand_in_signs(m, h, tolerant) == [[], ["line"]]
+
+
+def test_each_phase_reports_its_strong_lines_and_how_much_of_them_the_data_hold(library_without_si):
+    """PhaseResult.lines on NaCl + CsCl: both found, each with its strong lines (≥ 10 % of its strongest,
+    the strongest at 100), nearly all of whose intensity the data hold."""
+    grid, y = _mixture({"NaCl": 0.5, "CsCl": 0.5}, seed=2, zero=0.0)
+    fit = identify_phases(grid, y, CU[0], library_without_si)
+    assert {p.id.removesuffix(".cif") for p in fit.phases} == {"NaCl", "CsCl"}
+    for p in fit.phases:
+        lines = np.array(p.lines)
+        assert lines.shape[0] >= 3 and lines.shape[1] == 4, p.id
+        assert lines[:, 1].min() >= 10 and abs(lines[:, 1].max() - 100) < 1e-6, p.id
+        assert lines[:, 2].min() > 0.7, (p.id, lines)
+        assert 0 < lines[:, 3].min() and lines[:, 3].max() <= 1 + 1e-9, p.id
+    assert fit.phases[0].to_dict()["lines"] == fit.phases[0].lines
+
+
 def test_a_phase_lacking_only_a_line_is_pruned_after_the_other_stand_ins():
     """Two flagged phases: a stand-in stretched beyond its cell (significance 230) and a phase whose only sign
     is a line the data lack (significance 170, perhaps because the stand-in took that line's intensity):
@@ -191,3 +246,31 @@ def test_a_phase_that_fails_the_beam_gate_at_its_reference_cell_shape_passes_it_
     sc = _score(mix, fit)
     assert sc.exact, [p.id for p in fit.phases]
     assert sc.wt_error < 3.0
+
+
+def test_the_beam_charges_a_phase_for_its_anisotropic_lattice_only_once_refined(library_without_si):
+    """beam_aniso_params False (the default): in the beam, TiO2 (tetragonal, one anisotropic change) at its
+    reference cell shape is charged 3 parameters, 4 once its anisotropic change has moved or in a fully
+    refined hypothesis; NaCl (cubic) 3 either way. The criterion of a beam hypothesis differs by ln N_eff."""
+    from xrdid.mixtures import fit as F
+    from xrdid.mixtures.model import Globals, Model, PhaseState
+
+    ids = {p.id.removesuffix(".cif"): k for k, p in enumerate(library_without_si.phases)}
+    grid, y = _mixture({"NaCl": 0.5, "TiO2": 0.5}, seed=4, zero=0.0)
+    m = Model(grid, y, library_without_si, Optics(CU), background_degree=12)
+    m.lattice_sigma = 0.005
+    tio2 = PhaseState(ids["TiO2"], q=np.zeros(m.data(ids["TiO2"]).n_aniso))
+    assert tio2.q.size == 1
+    nacl = PhaseState(ids["NaCl"])
+    assert F._n_params(m, [nacl, tio2]) == 7
+    assert F._n_params(m, [nacl, tio2], unrefined_aniso=False) == 6
+    assert F._n_params(m, [nacl, PhaseState(ids["TiO2"], q=np.array([1e-4]))], unrefined_aniso=False) == 7
+    g = Globals()
+    cols = m.columns([nacl, tio2], g)
+    a, _b, calc, chi2 = m.linear(cols)
+    beam, final = F._Hyp([nacl, tio2], g, cols, a, calc, chi2), F._Hyp([nacl, tio2], g, cols, a, calc, chi2, final=True)
+    ne = 500.0
+    m.beam_aniso_params = FitSettings().beam_aniso_params
+    assert F._crit(m, final, ne) - F._crit(m, beam, ne) == pytest.approx(math.log(ne))
+    m.beam_aniso_params = True
+    assert F._crit(m, final, ne) == pytest.approx(F._crit(m, beam, ne))

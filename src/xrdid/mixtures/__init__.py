@@ -40,7 +40,8 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    scale of a fine grid, against the current residual (the χ² drop of adding it alone, one matrix
    product per phase); the best ``candidates`` are each added at the lattice scale that a batched
    χ²-drop scan of one render, mapped to ±3 screening steps, puts it at; a child is
-   kept if it lowers C and its coverage (below) is at least ``beam_min_coverage`` (= ``min_coverage``,
+   kept if it lowers C (in the beam a phase's symmetry-allowed anisotropic lattice changes count in k only
+   once they have been refined, ``beam_aniso_params``) and its coverage (below) is at least ``beam_min_coverage`` (= ``min_coverage``,
    0.7; see FitSettings for the trade-off of a looser gate). A child that lowers C but covers between
    ``beam_replace_coverage`` (0.6) and that, if its crystal system allows an anisotropic change, first
    gets a few LM steps of its own cell (isotropic and
