@@ -68,14 +68,15 @@ def _rows(bundle, x: torch.Tensor | None, kind: str, phases: int, patterns=None,
     from xrdid.train.loop import model_input
 
     if x is None:
-        prepared, kept = [], []
-        for p in patterns:
+        prepared, kept, kept_names = [], [], []
+        for i, p in enumerate(patterns):
             try:
                 prepared.append(prepare(bundle, p))
                 kept.append(p)
+                kept_names.append(None if names is None else names[i])
             except PredictionError as exc:  # xrdid predict refuses it too (e.g. cropped to too little range)
                 log.info("%s: %s", kind, exc)
-        patterns = kept
+        patterns, names = kept, (None if names is None else kept_names)
         x = model_input(torch.as_tensor(np.stack([a for a, _ in prepared])), torch.as_tensor(np.stack([b for _, b in prepared])))
     p_det = bundle.mixture_detector.probability(x)
     rows = []
@@ -121,7 +122,7 @@ def rendered_features(*, sticks: str | Path, split: str, n: int, cnn: str | Path
         grid = fine.grid()
         return [grid_pattern(grid, x[i, 0].numpy(), x[i, 1].numpy(), fine.wavelength_A) for i in range(len(x))]
 
-    rows = _rows(bundle, None, "single", 1, patterns=scans(render_known(known, renderer, seed)))
+    rows = _rows(bundle, None, "single", 1, patterns=scans(render_known(known, renderer, seed)), names=list(known.ids))
     for phases in (2, 3):
         rows += _rows(bundle, None, f"mixture_{phases}", phases, patterns=scans(render_mixtures(table, renderer, n, phases, seed + phases)))
     return pd.DataFrame(rows)
