@@ -13,14 +13,18 @@ detector's probability p (:mod:`xrdid.mixture_detector`) by a logistic regressio
     python -m xrdid.evaluate.mixture_cell --sticks results/novelty-real/sticks.parquet --split test --n 150 \
         --out results/novelty-real/mixture_cell/test.parquet
     python -m xrdid.evaluate.mixture_cell --fit results/novelty-real/mixture_cell/val.parquet \
-        --score results/novelty-real/mixture_cell/test.parquet [--measured-scores measured.parquet]
+        --score results/novelty-real/mixture_cell/test.parquet [--json out.json] [--write-combination mixture_cell.json]
 
 The first two render single phases (the split's structures, as :mod:`xrdid.evaluate.novelty` renders its
 known set, with the VAE's augmentation) and two- and three-phase mixtures of them
-(:func:`xrdid.evaluate.novelty.render_mixtures`), and write per pattern the detector's probability, the
-indexing features and the CPU seconds the indexing took. ``--measured DIR --mixtures DIR`` does the same for
-the measured development patterns (indexed on the scans as read, as ``xrdid predict`` does). The third fits
-the combination on the first table and reports AUROC on the second, the detector alone beside it.
+(:func:`xrdid.evaluate.novelty.render_mixtures`) as 0.01° scans, read them as ``xrdid predict`` reads a file
+(onto the model's grid for the networks, indexed as they are), and write per pattern the detector's
+probability, the indexing features and the CPU seconds the indexing took. ``--measured DIR --mixtures DIR``
+does the same for the measured development patterns. The third fits the combinations on the first tables
+(``--fit``, several runs concatenated; also 5-fold cross-validated on them, to choose the features there) and
+reports AUROC on the others (``--score``), the detector alone beside them; ``--write-combination`` writes the
+fit of ``--features`` as the ``mixture_cell.json`` that ``predict`` combines with the detector when it lies
+beside the detector file. Results: reports/vae/mixture_cell.md.
 """
 
 from __future__ import annotations
