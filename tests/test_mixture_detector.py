@@ -320,3 +320,39 @@ def test_the_shipped_model_has_its_detector_and_it_tells_mixtures_from_single_ph
     singles = torch.cat([render_known(table, renderer, seed) for seed in range(8)])
     mixtures = render_mixtures(table, renderer, 48, 2, seed=3)
     assert auroc(*(bundle.mixture_detector.probability(x) for x in (singles, mixtures))) > 0.7
+
+
+def test_predict_combines_the_detector_with_the_one_cell_result_of_its_own_file_only(detected, tmp_path):
+    import json
+
+    from xrdid.indexing.combine import FEATURES
+    from xrdid.mixture_detector import CELL_FILENAME, CELL_METHOD
+    from xrdid.predict import load_model, predict_arrays
+    from xrdid.weights import file_digest
+
+    model = tmp_path / "model"
+    shutil.copytree(detected, model)
+    shutil.copy(detected.parent / FILENAME, tmp_path / FILENAME)
+    coef = [0.1, 3.0, 1.0, 2.0, -0.5]
+    spec = {"features": ["logit_p_detector", *FEATURES], "coef": coef, "intercept": -1.0, "warn_above": 0.5,
+            "detector_digest": file_digest(tmp_path / FILENAME)}
+    (tmp_path / CELL_FILENAME).write_text(json.dumps(spec))
+    y = np.zeros((1, 512), np.float32)
+    y[0, [60, 140, 230, 300, 333, 410]] = [1.0, 0.6, 0.8, 0.3, 0.5, 0.4]
+    y = np.convolve(y[0], np.exp(-0.5 * (np.arange(-6, 7) / 1.5) ** 2), "same")[None].astype(np.float32) + 0.01
+    bundle = load_model(model)
+    (r,) = predict_arrays(bundle, y, np.ones_like(y), cell=True)
+    p_det = bundle.mixture_detector.probability(torch.stack([torch.as_tensor(y), torch.ones(1, 512)], 1))[0]
+    p = np.clip(p_det, 1e-6, 1 - 1e-6)
+    x = [np.log(p / (1 - p))] + [r["cell"]["one_cell"][f] for f in FEATURES]
+    assert r["mixture"]["method"] == CELL_METHOD
+    assert r["mixture"]["detector_probability"] == pytest.approx(p_det)
+    expected = 1 / (1 + np.exp(-(np.dot(coef, x) - 1.0)))
+    assert r["mixture"]["probability"] == pytest.approx(expected, rel=1e-6)
+    assert ("warning" in r["mixture"]) == (expected > 0.5)
+    # Without the cell, the detector alone; fitted for another detector file, not used.
+    (r,) = predict_arrays(bundle, y, np.ones_like(y), cell=False)
+    assert r["mixture"]["method"] == METHOD and r["mixture"]["probability"] == pytest.approx(p_det)
+    (tmp_path / CELL_FILENAME).write_text(json.dumps({**spec, "detector_digest": "other"}))
+    (r,) = predict_arrays(load_model(model), y, np.ones_like(y), cell=True)
+    assert r["mixture"]["method"] == METHOD and "one_cell" in r["cell"]

@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 FILENAME = "mixture_detector.pt"
 FORMAT = 1
 METHOD = "mixture detector (CNN fine-tuned on mixtures)"
+# The combination of the detector with the indexing result (CellCombination), beside the detector file.
+CELL_FILENAME = "mixture_cell.json"
+CELL_METHOD = "mixture detector and one-cell indexing"
 # Phase counts of the training mixtures and their default shares: two-phase mixtures are the hardest to tell.
 PHASES = (2, 3, 4)
 PHASE_SHARES = (0.5, 0.35, 0.15)
@@ -84,11 +87,48 @@ class MixtureDetector(nn.Module):
 
 
 @dataclass
+class CellCombination:
+    """The detector's probability p combined with the indexing result's one-cell features
+    (:func:`xrdid.indexing.combine.one_cell_features`): logit P = c₀ logit p + Σ c_j x_j + b, fitted by
+    ``python -m xrdid.evaluate.mixture_cell`` on a validation split's single phases and mixtures; ``meta``
+    holds ``warn_above`` (the 95th percentile of those single phases' P), ``detector_digest`` (the content
+    digest of the detector file it was fitted for) and how it was measured."""
+
+    features: tuple[str, ...]
+    coef: np.ndarray
+    intercept: float
+    meta: dict
+
+    def probability(self, p_detector: float, features: dict) -> float:
+        p = min(max(float(p_detector), 1e-6), 1 - 1e-6)
+        x = np.array([np.log(p / (1 - p))] + [float(features[f]) for f in self.features])
+        return float(1.0 / (1.0 + np.exp(-(x @ self.coef + self.intercept))))
+
+
+def read_cell_combination(path: str | Path) -> CellCombination:
+    """A ``mixture_cell.json``; ValueError naming it when it is not one."""
+    try:
+        d = json.loads(Path(path).read_text())
+        features = tuple(d["features"][1:])
+        coef = np.asarray(d["coef"], np.float64)
+        if d["features"][0] != "logit_p_detector" or len(coef) != len(features) + 1:
+            raise ValueError("features must be logit_p_detector and one coefficient each")
+        meta = {k: v for k, v in d.items() if k not in ("features", "coef", "intercept")}
+        if not isinstance(meta.get("warn_above"), (int, float)) or not meta.get("detector_digest"):
+            raise ValueError("no warn_above or detector_digest")
+        return CellCombination(features, coef, float(d["intercept"]), meta)
+    except (OSError, KeyError, TypeError, IndexError, ValueError) as exc:
+        raise ValueError(f"{path}: not a usable mixture-and-cell combination ({exc})") from None
+
+
+@dataclass
 class LoadedDetector:
-    """A trained detector with its metadata (``warn_above``, ``weights_digest``, ``instrument``, …)."""
+    """A trained detector with its metadata (``warn_above``, ``weights_digest``, ``instrument``, …), and the
+    combination with the indexing result fitted for it (:class:`CellCombination`) when there is one."""
 
     model: MixtureDetector
     meta: dict
+    cell: CellCombination | None = None
 
     @torch.no_grad()
     def probability(self, x: torch.Tensor, batch: int = 256) -> np.ndarray:
@@ -323,7 +363,23 @@ def read_detector(path: str | Path) -> LoadedDetector:
     except Exception as exc:  # torch.load raises many kinds (pickle, zip, runtime) for a foreign file
         raise ValueError(f"{path}: not a usable mixture detector ({exc})") from None
     model.eval()
-    return LoadedDetector(model, meta)
+    return LoadedDetector(model, meta, cell_combination_for(path))
+
+
+def cell_combination_for(detector_path: str | Path) -> CellCombination | None:
+    """The ``mixture_cell.json`` beside a detector file when it was fitted for that file's content, else None."""
+    where = Path(detector_path).with_name(CELL_FILENAME)
+    if not where.is_file():
+        return None
+    try:
+        cell = read_cell_combination(where)
+    except ValueError as exc:
+        log.warning("mixture detector: %s", exc)
+        return None
+    if cell.meta["detector_digest"] != file_digest(detector_path):
+        log.info("mixture detector: %s was fitted for another detector than %s; not used", where, detector_path)
+        return None
+    return cell
 
 
 def detector_for(checkpoint: str | Path, instrument=None) -> LoadedDetector | None:

@@ -44,7 +44,12 @@ real world by default. ``prior=False`` (``xrdid predict --prior none``) gives th
 Cell and re-ranking (:mod:`xrdid.indexing.combine`): with ``cell=True`` (the default of
 :func:`predict_patterns`) the pattern is indexed — peak search, cells of all 14 Bravais lattices, the
 search ordered by the crystal-system probabilities — and the result gains ``cell`` (a, b, c, α, β, γ,
-volume, M20, indexed and unindexed lines, zero shift, or ``indexed: false`` with the reason). With
+volume, M20, indexed and unindexed lines, zero shift, or ``indexed: false`` with the reason; and ``one_cell``,
+whether one cell indexes the strong lines, :func:`xrdid.indexing.combine.one_cell_features`). When the
+detector has a combination with that result beside it (``mixture_cell.json``,
+:class:`xrdid.mixture_detector.CellCombination`), ``mixture`` is the combined probability (method
+``mixture detector and one-cell indexing``, the detector's own as ``detector_probability``): it costs no
+more than the indexing already run; with ``cell=False`` the detector alone is used. With
 ``rerank=True`` (off by default) every space group's log-probability is combined with how well its allowed
 reflections index the cell's lines; ``space_group``, ``top_k`` and ``crystal_system`` then follow the
 combined score, each entry keeping the classifier's ``probability``, and the result gains ``rerank`` (the
@@ -275,6 +280,15 @@ def predict_arrays(
         for row, r in enumerate(out):
             pattern = patterns[row] if patterns else grid_pattern(bundle.grid, y_np[row], m_np[row], bundle.instrument.wavelength_A)
             second_opinion(r, sg_p[row].numpy(), cs_p[row].numpy(), pattern=pattern, wavelength_A=wavelength_A, top_k=k, rerank=rerank)
+        combination = getattr(bundle.mixture_detector, "cell", None)
+        if mixture is not None and combination is not None:
+            from xrdid.mixture_detector import CELL_METHOD
+            from xrdid.mixture_probe import describe_mixture
+
+            for r in out:
+                p_detector = r["mixture"]["probability"]
+                p = combination.probability(p_detector, r["cell"]["one_cell"])
+                r["mixture"] = {**describe_mixture(p, combination.meta["warn_above"], CELL_METHOD), "detector_probability": p_detector}
     return out
 
 

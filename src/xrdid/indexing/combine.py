@@ -32,6 +32,7 @@ import numpy as np
 from xrdid.indexing.extinctions import CellLines, cells_for_system
 from xrdid.indexing.peaks import IndexingError, PeakList, find_peaks
 from xrdid.indexing.search import FINAL_TOL, IndexingResult, Lines, index_peaks, lines_from_peaks
+from xrdid.indexing.search import MIN_LINES as MIN_INDEX_LINES
 from xrdid.labels import CRYSTAL_SYSTEMS, crystal_system, space_group_symbol
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,37 @@ def cell_summary(result: IndexingResult, peaks: PeakList, *, n_candidates: int =
     return out
 
 
+# Lines at least this fraction of the strongest of the indexed range count as strong in one_cell_features.
+STRONG_LINE = 0.1
+# The mixture signal's features (one_cell_features), in this order.
+FEATURES = ("unindexed_strong", "unindexed_lines", "not_indexed", "log_m20")
+
+
+def one_cell_features(result: IndexingResult | None, peaks: PeakList | None) -> dict[str, float]:
+    """Does one cell index the strong lines? From the search's best cell, accepted or not (a single phase's
+    lines belong to one lattice, a mixture's to several):
+
+    * ``unindexed_strong`` — the share of the strong lines' intensity (lines ≥ ``STRONG_LINE`` of the
+      strongest among the N lines the figures of merit use) the cell leaves unindexed;
+    * ``unindexed_lines`` — the share of the N lines it leaves unindexed;
+    * ``not_indexed`` — 1 when no cell is accepted, else 0;
+    * ``log_m20`` — ln(1 + M_N) of the cell.
+
+    Without a search (too few peaks, none found: amorphous, noise) there is no evidence either way: 0, 0, 1, 0;
+    with lines but no cell at all: 1, 1, 1, 0."""
+    if result is None or peaks is None or result.n_lines < MIN_INDEX_LINES:
+        return {"unindexed_strong": 0.0, "unindexed_lines": 0.0, "not_indexed": 1.0, "log_m20": 0.0}
+    cell = result.best or (result.rejected[0] if result.rejected else None)
+    if cell is None:
+        return {"unindexed_strong": 1.0, "unindexed_lines": 1.0, "not_indexed": 1.0, "log_m20": 0.0}
+    inten = lines_from_peaks(peaks).intensity[: cell.n_lines]
+    missed = np.array([h is None for h in cell.hkl[: len(inten)]], bool)
+    strong = inten >= STRONG_LINE * max(float(inten.max(initial=0.0)), 1e-300)
+    share = float(inten[strong & missed].sum() / max(float(inten[strong].sum()), 1e-300))
+    return {"unindexed_strong": share, "unindexed_lines": (cell.n_lines - cell.n_indexed) / max(cell.n_lines, 1),
+            "not_indexed": 0.0 if result.indexed else 1.0, "log_m20": math.log1p(max(cell.m20, 0.0))}
+
+
 def _observed(peaks: PeakList, zero: float):
     lines = lines_from_peaks(peaks)
     q = lines.q(zero)
@@ -163,9 +195,10 @@ def second_opinion(result: dict, sg_probabilities, cs_probabilities, *, pattern=
             peaks = find_peaks(pattern, wavelength_A=wavelength_A)
         idx = index_peaks(peaks, system_probabilities=probs, time_budget_s=time_budget_s)
     except IndexingError as exc:
-        result["cell"] = {"indexed": False, "message": str(exc)}
+        result["cell"] = {"indexed": False, "message": str(exc), "one_cell": one_cell_features(None, None)}
         return result
     result["cell"] = cell_summary(idx, peaks)
+    result["cell"]["one_cell"] = {k: round(v, 4) for k, v in one_cell_features(idx, peaks).items()}
     if idx.indexed:
         result["cell"]["reflections"] = reflections(idx.best, peaks, getattr(pattern, "axis", "two_theta"))
     if not rerank:
@@ -203,6 +236,7 @@ def grid_pattern(grid_deg: np.ndarray, y: np.ndarray, mask: np.ndarray, waveleng
 
 
 __all__ = [
+    "FEATURES",
     "WEIGHTS",
     "Lines",
     "Weights",
@@ -210,6 +244,7 @@ __all__ = [
     "combined_scores",
     "group_scores",
     "index_pattern",
+    "one_cell_features",
     "reflections",
     "second_opinion",
 ]

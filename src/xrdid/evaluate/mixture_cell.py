@@ -1,0 +1,304 @@
+r"""Does one cell index the strong lines? The indexing result as a mixture signal, beside the detector.
+
+``xrdid predict`` indexes every pattern by default (:mod:`xrdid.indexing.combine`); a single phase's lines
+all belong to one lattice, a mixture's strong lines to two or more. :func:`xrdid.indexing.combine.one_cell_features`
+reads that off the search's best cell (accepted or not): the share of the strong lines' intensity it leaves
+unindexed, the share of lines it leaves unindexed, whether any cell was accepted, and log M20. This
+benchmark measures how well those separate single phases from mixtures, alone and combined with the mixture
+detector's probability p (:mod:`xrdid.mixture_detector`) by a logistic regression on
+(logit p, features) fitted on one split and scored on another:
+
+    python -m xrdid.evaluate.mixture_cell --sticks results/novelty-real/sticks.parquet --split val --n 150 \
+        --out results/novelty-real/mixture_cell/val.parquet
+    python -m xrdid.evaluate.mixture_cell --sticks results/novelty-real/sticks.parquet --split test --n 150 \
+        --out results/novelty-real/mixture_cell/test.parquet
+    python -m xrdid.evaluate.mixture_cell --fit results/novelty-real/mixture_cell/val.parquet \
+        --score results/novelty-real/mixture_cell/test.parquet [--json out.json] [--write-combination mixture_cell.json]
+
+The first two render single phases (the split's structures, as :mod:`xrdid.evaluate.novelty` renders its
+known set, with the VAE's augmentation) and two- and three-phase mixtures of them
+(:func:`xrdid.evaluate.novelty.render_mixtures`) as 0.01° scans, read them as ``xrdid predict`` reads a file
+(onto the model's grid for the networks, indexed as they are), and write per pattern the detector's
+probability, the indexing features and the CPU seconds the indexing took. ``--measured DIR --mixtures DIR``
+does the same for the measured development patterns. The third fits the combinations on the first tables
+(``--fit``, several runs concatenated; also 5-fold cross-validated on them, to choose the features there) and
+reports AUROC on the others (``--score``), the detector alone beside them; ``--write-combination`` writes the
+fit of ``--features`` as the ``mixture_cell.json`` that ``predict`` combines with the detector when it lies
+beside the detector file. Results: reports/vae/mixture_cell.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from xrdid.indexing.combine import FEATURES, PREDICT_TIME_BUDGET_S, grid_pattern, one_cell_features
+
+log = logging.getLogger(__name__)
+
+# The step of the rendered scans (°2θ): a laboratory scan's, finer than the model's grid.
+FINE_STEP_DEG = 0.01
+
+
+def _index(pattern, cs_p: np.ndarray, wavelength_A: float | None = None) -> tuple[dict, float]:
+    """The indexing ``xrdid predict`` runs (same search order and budget), as features, and its CPU time."""
+    from xrdid.indexing.peaks import IndexingError, find_peaks
+    from xrdid.indexing.search import index_peaks
+    from xrdid.labels import CRYSTAL_SYSTEMS
+
+    t0 = time.process_time()
+    probs = {name: float(cs_p[i]) for i, name in enumerate(CRYSTAL_SYSTEMS)}
+    try:
+        peaks = find_peaks(pattern, wavelength_A=wavelength_A)
+        idx = index_peaks(peaks, system_probabilities=probs, time_budget_s=PREDICT_TIME_BUDGET_S)
+    except IndexingError:
+        peaks, idx = None, None
+    return one_cell_features(idx, peaks), time.process_time() - t0
+
+
+@torch.no_grad()
+def _rows(bundle, x: torch.Tensor | None, kind: str, phases: int, patterns=None, names=None, wavelengths=None) -> list[dict]:
+    """Detector probability, classifier crystal-system probabilities and indexing features of inputs ``x``
+    (None: ``patterns`` prepared as xrdid predict prepares them)."""
+    from xrdid.predict import PredictionError, prepare
+    from xrdid.train.loop import model_input
+
+    if x is None:
+        prepared, kept, kept_names = [], [], []
+        for i, p in enumerate(patterns):
+            try:
+                prepared.append(prepare(bundle, p))
+                kept.append(p)
+                kept_names.append(None if names is None else names[i])
+            except PredictionError as exc:  # xrdid predict refuses it too (e.g. cropped to too little range)
+                log.info("%s: %s", kind, exc)
+        patterns, names = kept, (None if names is None else kept_names)
+        x = model_input(torch.as_tensor(np.stack([a for a, _ in prepared])), torch.as_tensor(np.stack([b for _, b in prepared])))
+    p_det = bundle.mixture_detector.probability(x)
+    rows = []
+    for i in range(len(x)):
+        sg, cs, _ = bundle.model.forward_features(x[i : i + 1])
+        _, cs_p = bundle.probabilities(sg, cs)
+        y, m = x[i, 0].numpy(), x[i, 1].numpy()
+        pattern = patterns[i] if patterns else grid_pattern(bundle.grid, y, m, bundle.instrument.wavelength_A)
+        feats, seconds = _index(pattern, cs_p[0].numpy(), None if wavelengths is None else wavelengths[i])
+        rows.append({"kind": kind, "phases": phases, "name": None if names is None else names[i], "p_detector": float(p_det[i]),
+                     **feats, "index_cpu_s": seconds})
+        if (i + 1) % 25 == 0:
+            log.info("%s: %d of %d indexed", kind, i + 1, len(x))
+    return rows
+
+
+def rendered_features(*, sticks: str | Path, split: str, n: int, cnn: str | Path | None = None, vae: str | Path | None = None,
+                      seed: int = 2025, threads: int = 1) -> pd.DataFrame:
+    """Single phases and 2-/3-phase mixtures of ``split``'s structures (``n`` each), rendered as the novelty
+    benchmark renders them, with the detector's probability and the indexing features (module docstring)."""
+    from xrdid.data import StickTable
+    from xrdid.evaluate.novelty import _gen, render_known, render_mixtures
+    from xrdid.instrument import Augment, Instrument, Renderer
+    from xrdid.novelty import load_novelty
+    from xrdid.predict import load_model
+    from xrdid.train.vae import subset_index
+    from xrdid.weights import pretrained_path
+
+    torch.set_num_threads(threads)
+    bundle = load_model(cnn, vae=None)
+    if bundle.mixture_detector is None:
+        raise ValueError(f"{bundle.path}: no mixture detector beside the checkpoint")
+    novelty = load_novelty(vae or pretrained_path())
+    inst, augment = Instrument.from_dict(novelty.meta["instrument"]), Augment.from_dict(novelty.meta.get("augment"))
+    # Rendered as a scan (FINE_STEP_DEG steps), then read as xrdid predict reads a file: put onto the model's
+    # grid for the networks, indexed as it is.
+    fine = replace(inst, n_points=round((inst.two_theta_max_deg - inst.two_theta_min_deg) / FINE_STEP_DEG) + 1)
+    renderer = Renderer(fine, augment)
+    table = StickTable.from_parquet(sticks, split=split, d_min_A=inst.d_min_A)
+    known = subset_index(table, torch.randperm(len(table), generator=_gen(seed))[:n]) if len(table) > n else table
+
+    def scans(x: torch.Tensor):
+        grid = fine.grid()
+        return [grid_pattern(grid, x[i, 0].numpy(), x[i, 1].numpy(), fine.wavelength_A) for i in range(len(x))]
+
+    rows = _rows(bundle, None, "single", 1, patterns=scans(render_known(known, renderer, seed)), names=list(known.ids))
+    for phases in (2, 3):
+        rows += _rows(bundle, None, f"mixture_{phases}", phases, patterns=scans(render_mixtures(table, renderer, n, phases, seed + phases)))
+    return pd.DataFrame(rows)
+
+
+def measured_features(*, measured: str | Path, mixtures: str | Path, cnn: str | Path | None = None) -> pd.DataFrame:
+    """The measured development patterns (single phases with ``index.csv``, mixtures with ``labels.csv``), each
+    prepared and indexed as ``xrdid predict`` does it (on the scan as read)."""
+    from xrdid.evaluate.novelty import measured_rows
+    from xrdid.predict import PredictionError, load_model, prepare
+    from xrdid.readers import PatternError, read_pattern
+    from xrdid.train.loop import model_input
+
+    bundle = load_model(cnn, vae=None)
+    spec = {"measured": {"folder": str(measured), "labels": str(Path(measured) / "index.csv")}}
+    rows = []
+    for folder, name, lam, phases in measured_rows(spec, mixtures):
+        try:
+            pattern = read_pattern(Path(folder) / name, wavelength_A=lam)
+            y, mask = prepare(bundle, pattern, wavelength_A=lam)
+        except (PatternError, PredictionError) as exc:
+            log.warning("%s skipped: %s", name, exc)
+            continue
+        x = model_input(torch.as_tensor(y)[None], torch.as_tensor(mask)[None])
+        rows += _rows(bundle, x, "measured_single" if phases == 1 else f"measured_mixture_{phases}", phases,
+                      patterns=[pattern], names=[name], wavelengths=[lam])
+    return pd.DataFrame(rows)
+
+
+def _logit(p) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def design(df: pd.DataFrame, features: tuple[str, ...] = FEATURES) -> np.ndarray:
+    """(logit p_detector, indexing features…) per row."""
+    return np.column_stack([_logit(df["p_detector"])] + [df[f].to_numpy(np.float64) for f in features])
+
+
+def fit_combination(df: pd.DataFrame, features: tuple[str, ...] = FEATURES, l2: float = 1e-3) -> dict:
+    """Logistic regression of "more than one phase" on :func:`design`, single phases and mixtures weighing half each."""
+    from xrdid.mixture_probe import fit_logistic
+
+    y = (df["phases"].to_numpy() > 1).astype(np.float64)
+    w = np.where(y > 0, 0.5 / max(y.sum(), 1), 0.5 / max((1 - y).sum(), 1))
+    mean, scale, weight, bias = fit_logistic(design(df, features), y, w, l2=l2)
+    # One linear function of the raw inputs: logit P = Σ c_j x_j + c_0.
+    coef = weight / scale
+    return {"features": ["logit_p_detector", *features], "coef": [float(v) for v in coef],
+            "intercept": float(bias - (coef * mean).sum())}
+
+
+def combined_logit(df: pd.DataFrame, fit: dict) -> np.ndarray:
+    return design(df, tuple(fit["features"][1:])) @ np.asarray(fit["coef"]) + fit["intercept"]
+
+
+def aurocs(df: pd.DataFrame, score: np.ndarray) -> dict:
+    """AUROC of ``score`` for each kind of multi-phase pattern against the single phases of the same table."""
+    from xrdid.evaluate.novelty import auroc
+
+    single = df["phases"].to_numpy() == 1
+    out = {}
+    for kind in sorted(df.loc[~single, "kind"].unique()):
+        sel = (df["kind"] == kind).to_numpy()
+        out[kind] = auroc(score[single], score[sel])
+    if (~single).sum() and len(out) > 1:
+        out["all_multi"] = auroc(score[single], score[~single])
+    return out
+
+
+def compare(fit_table: pd.DataFrame, score_table: pd.DataFrame, feature_sets: dict[str, tuple[str, ...]] | None = None) -> dict:
+    """AUROC on ``score_table`` of the detector alone, of each indexing feature alone, and of the
+    combinations fitted on ``fit_table`` (module docstring)."""
+    feature_sets = feature_sets or {"detector + all indexing features": FEATURES,
+                                    "detector + unindexed_strong": ("unindexed_strong",),
+                                    "detector + not_indexed": ("not_indexed",),
+                                    "detector + unindexed_strong + not_indexed": ("unindexed_strong", "not_indexed")}
+    out = {"n": {k: int(v) for k, v in score_table["kind"].value_counts().items()},
+           "auroc": {"detector alone": aurocs(score_table, score_table["p_detector"].to_numpy())}, "fits": {}}
+    for f in FEATURES:
+        out["auroc"][f"{f} alone"] = aurocs(score_table, score_table[f].to_numpy(np.float64))
+    for name, feats in feature_sets.items():
+        fit = fit_combination(fit_table, feats)
+        out["fits"][name] = fit
+        out["auroc"][name] = aurocs(score_table, combined_logit(score_table, fit))
+    out["index_cpu_s"] = {"median": float(score_table["index_cpu_s"].median()), "mean": float(score_table["index_cpu_s"].mean())}
+    return out
+
+
+def cross_validated(df: pd.DataFrame, features: tuple[str, ...], folds: int = 5, seed: int = 0) -> dict:
+    """AUROC of the combination on ``df`` itself, each pattern scored by a fit on the other folds (to choose
+    the features on the fitting table without touching the scoring one)."""
+    fold = np.random.default_rng(seed).integers(0, folds, len(df))
+    score = np.zeros(len(df))
+    for k in range(folds):
+        fit = fit_combination(df[fold != k], features)
+        score[fold == k] = combined_logit(df[fold == k], fit)
+    return aurocs(df, score)
+
+
+def combination_file(df: pd.DataFrame, features: tuple[str, ...], detector_path: str | Path, measured: dict | None = None) -> dict:
+    """The ``mixture_cell.json`` of :class:`xrdid.mixture_detector.CellCombination`: the fit on ``df``, and
+    ``warn_above`` the 95th percentile of its single phases' combined probability (5 % false warnings)."""
+    from xrdid.weights import file_digest
+
+    fit = fit_combination(df, features)
+    p = 1 / (1 + np.exp(-combined_logit(df, fit)))
+    single = df["phases"].to_numpy() == 1
+    return {**fit, "warn_above": float(np.quantile(p[single], 0.95)), "detector_digest": file_digest(detector_path),
+            "fitted_on": {k: int(v) for k, v in df["kind"].value_counts().items()}, **({"measured": measured} if measured else {})}
+
+
+def markdown(result: dict) -> str:
+    kinds = [k for k in next(iter(result["auroc"].values()))]
+    lines = ["| AUROC, single phase vs … | " + " | ".join(f"{k} (n={result['n'].get(k, '')})" for k in kinds) + " |",
+             "|---|" + "---|" * len(kinds)]
+    for name, row in result["auroc"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{row.get(k, math.nan):.3f}" for k in kinds) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m xrdid.evaluate.mixture_cell", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sticks", help="sticks table: render single phases and mixtures of its --split")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--n", type=int, default=150, help="patterns per kind (single, 2-phase, 3-phase)")
+    ap.add_argument("--seed", type=int, default=2025)
+    ap.add_argument("--cnn", default=None, help="checkpoint with a mixture detector (default: the shipped one)")
+    ap.add_argument("--measured", default=None, help="measured single-phase patterns with index.csv")
+    ap.add_argument("--mixtures", default=None, help="measured multi-phase patterns with labels.csv")
+    ap.add_argument("--out", default=None, help="per-pattern features (parquet)")
+    ap.add_argument("--fit", nargs="+", default=None, help="feature tables to fit the combination on")
+    ap.add_argument("--score", nargs="+", default=None, help="feature tables to report AUROC on")
+    ap.add_argument("--json", default=None, help="write the comparison here")
+    ap.add_argument("--write-combination", default=None, help="write the combination fitted on --fit (mixture_cell.json) here")
+    ap.add_argument("--features", nargs="+", default=list(FEATURES), help="indexing features of --write-combination")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.sticks or args.measured:
+        if args.sticks:
+            df = rendered_features(sticks=args.sticks, split=args.split, n=args.n, cnn=args.cnn, seed=args.seed)
+        else:
+            df = measured_features(measured=args.measured, mixtures=args.mixtures, cnn=args.cnn)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            df.to_parquet(args.out)
+        print(df.groupby("kind")[["p_detector", *FEATURES, "index_cpu_s"]].mean().to_string())
+    if args.fit and args.score:
+        fit_table = pd.concat([pd.read_parquet(p) for p in args.fit], ignore_index=True)
+        score_table = pd.concat([pd.read_parquet(p) for p in args.score], ignore_index=True)
+        result = compare(fit_table, score_table)
+        print(markdown(result))
+        print(json.dumps(result["fits"], indent=1))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1))
+    if args.fit:
+        fit_table = pd.concat([pd.read_parquet(p) for p in args.fit], ignore_index=True)
+        for name, feats in {"all": FEATURES, **{f: (f,) for f in FEATURES}, "strong + not indexed": ("unindexed_strong", "not_indexed")}.items():
+            print(f"cross-validated on --fit, detector + {name}:", json.dumps({k: round(v, 3) for k, v in cross_validated(fit_table, feats).items()}))
+        if args.write_combination:
+            from xrdid.mixture_detector import FILENAME
+            from xrdid.predict import load_model
+
+            where = Path(load_model(args.cnn, vae=None).path)
+            detector = where / FILENAME if (where / FILENAME).is_file() else where.parent / FILENAME
+            out = combination_file(fit_table, tuple(args.features), detector)
+            Path(args.write_combination).write_text(json.dumps(out, indent=1) + "\n")
+            print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

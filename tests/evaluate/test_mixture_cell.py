@@ -1,0 +1,62 @@
+"""The one-cell mixture benchmark (xrdid.evaluate.mixture_cell): the combination is fitted, scored and written
+so that predict's CellCombination gives the same probabilities."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xrdid.evaluate.mixture_cell import FEATURES, combination_file, combined_logit, compare, cross_validated, fit_combination
+from xrdid.mixture_detector import read_cell_combination
+
+
+def _table(n: int = 120, seed: int = 0) -> pd.DataFrame:
+    """Single phases and mixtures where the detector misses half the mixtures and the indexing sees them."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for kind, phases in (("single", 1), ("mixture_2", 2), ("mixture_3", 3)):
+        for i in range(n):
+            hidden = phases > 1 and i % 2 == 0  # a mixture the detector takes for one phase
+            p = rng.uniform(0.05, 0.4) if phases == 1 or hidden else rng.uniform(0.3, 0.95)
+            strong = rng.uniform(0.3, 0.8) if phases > 1 else rng.uniform(0.0, 0.1) * (rng.random() < 0.3)
+            rows.append({"kind": kind, "phases": phases, "p_detector": p, "unindexed_strong": strong,
+                         "unindexed_lines": strong / 2 + rng.uniform(0, 0.1), "not_indexed": float(strong > 0.25),
+                         "log_m20": rng.uniform(2, 6), "index_cpu_s": 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_the_indexing_features_add_what_the_detector_misses():
+    fit, score = _table(seed=0), _table(seed=1)
+    result = compare(fit, score)
+    alone = result["auroc"]["detector alone"]["mixture_2"]
+    both = result["auroc"]["detector + all indexing features"]["mixture_2"]
+    assert alone < 0.85 and both > alone + 0.1
+    assert set(result["auroc"]["detector alone"]) == {"mixture_2", "mixture_3", "all_multi"}
+    assert cross_validated(fit, FEATURES)["mixture_2"] > alone + 0.1
+
+
+def test_the_written_combination_gives_predicts_probabilities(tmp_path):
+    df = _table()
+    detector = tmp_path / "mixture_detector.pt"
+    detector.write_bytes(b"weights")
+    spec = combination_file(df, ("unindexed_strong", "not_indexed"), detector)
+    assert spec["features"] == ["logit_p_detector", "unindexed_strong", "not_indexed"]
+    (tmp_path / "mixture_cell.json").write_text(json.dumps(spec))
+    cell = read_cell_combination(tmp_path / "mixture_cell.json")
+    logit = combined_logit(df, fit_combination(df, ("unindexed_strong", "not_indexed")))
+    for i in (0, 150, 300):
+        row = df.iloc[i]
+        assert cell.probability(row["p_detector"], row.to_dict()) == pytest.approx(1 / (1 + np.exp(-logit[i])), rel=1e-6)
+    # A logistic fit with an intercept: its probabilities average to the labels' share (½, singles and mixtures
+    # weighing half each) on the table it was fitted on.
+    p = 1 / (1 + np.exp(-logit))
+    single = df["phases"].to_numpy() == 1
+    assert 0.5 * p[single].mean() + 0.5 * p[~single].mean() == pytest.approx(0.5, abs=1e-3)
+    # 5 % of the fitted single phases are above warn_above.
+    assert (p[single] > spec["warn_above"]).mean() == pytest.approx(0.05, abs=0.01)
+    (tmp_path / "broken.json").write_text(json.dumps({**spec, "coef": spec["coef"][:2]}))
+    with pytest.raises(ValueError, match="broken.json: not a usable"):
+        read_cell_combination(tmp_path / "broken.json")

@@ -1,0 +1,34 @@
+"""The mixture signal of the indexing result: does one cell index the strong lines?"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xrdid.indexing.combine import FEATURES, index_pattern, one_cell_features
+
+from .helpers import INST, prototype, render
+
+
+def _two_phase():
+    """Sphalerite and wurtzite-like sticks in one pattern, both phases at comparable strength."""
+    from xrdid.simulate.sticks import compute_sticks
+
+    other = compute_sticks(prototype("AB_hP4_194_c_a"), INST.d_min_A)
+    scale = 1.0 / float(np.max(other.f2m))
+    return render(prototype("AB_cF8_216_c_a"), extra_sticks=[(float(d), float(f) * scale) for d, f in zip(other.d, other.f2m, strict=True)])
+
+
+def test_one_phase_is_indexed_by_one_cell_and_two_phases_are_not():
+    single = one_cell_features(*index_pattern(render(prototype("AB_cF8_216_c_a")))[::-1])
+    mixed = one_cell_features(*index_pattern(_two_phase())[::-1])
+    assert set(single) == set(FEATURES) == set(mixed)
+    assert single["unindexed_strong"] == pytest.approx(0.0, abs=0.02)
+    assert single["not_indexed"] == 0.0
+    # The second phase's strong lines are left out by the first phase's cell (or no cell is accepted).
+    assert mixed["unindexed_strong"] > 0.2
+    assert mixed["unindexed_lines"] > single["unindexed_lines"]
+
+
+def test_no_search_is_no_evidence():
+    assert one_cell_features(None, None) == {"unindexed_strong": 0.0, "unindexed_lines": 0.0, "not_indexed": 1.0, "log_m20": 0.0}
