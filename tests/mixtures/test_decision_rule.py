@@ -274,3 +274,41 @@ def test_the_beam_charges_a_phase_for_its_anisotropic_lattice_only_once_refined(
     assert F._crit(m, final, ne) - F._crit(m, beam, ne) == pytest.approx(math.log(ne))
     m.beam_aniso_params = True
     assert F._crit(m, final, ne) == pytest.approx(F._crit(m, beam, ne))
+
+
+def test_chi2_floor_counts_the_misfit_of_peaks_the_library_explains_only_in_part(library_without_si, tmp_path):
+    """NaCl + Si with nothing masked (``foreign_share`` above 1): against a library without Si the union fit
+    leaves Si's peaks standing, and their misfit is the χ² floor; with Si in the library there is almost
+    none. The criterion takes the floor off χ², never more than 80 % of it."""
+    from xrdid.mixtures import fit as F
+    from xrdid.mixtures.model import Model
+
+    for name in ("NaCl", "CsCl", "TiO2", "Si"):
+        STRUCTURES[name].to(filename=str(tmp_path / f"{name}.cif"))
+    with_si = load_library(tmp_path, 0.8 / 1.03)
+    grid, y = _pattern({"NaCl": 0.5, "Si": 0.5}, seed=3)
+    st = FitSettings(foreign_share=1.5, foreign_floor=1.0, foreign_floor_share=0.5)
+    fwhm = 2.0 ** (round(4 * math.log2(F.estimate_fwhm(grid, y))) / 4)
+    floor = {}
+    for name, lib in (("without", library_without_si), ("with", with_si)):
+        m = Model(grid, y, lib, Optics(CU), background_degree=12)
+        floor[name] = F.foreign_residual_floor(m, F._screen_columns(m, fwhm, st), fwhm, st)
+    chi2_bg = m.linear(np.zeros((0, grid.size)))[3]  # background alone: both phases' peaks
+    assert floor["without"] > 0.3 * chi2_bg  # Si is half the pattern
+    assert floor["with"] < 0.05 * floor["without"]
+    assert F.criterion(10.0, 0, 100.0, floor=6.0) == pytest.approx(100 * math.log(4.0))
+    assert F.criterion(10.0, 0, 100.0, floor=9.5) == pytest.approx(100 * math.log(2.0))  # at most 80 % off
+
+
+def test_chi2_floor_raises_the_gain_of_a_library_phase_beside_unexplained_peaks(library_without_si):
+    """The same pattern fitted: with the floor (``foreign_floor``), NaCl's first addition gains more
+    criterion units, Si's misfit no longer inflating the variance that divides its gain; NaCl is found
+    either way."""
+    grid, y = _pattern({"NaCl": 0.5, "Si": 0.5}, seed=3)
+    gain = {}
+    for floor in (None, 1.0):
+        st = FitSettings(foreign_share=1.5, foreign_floor=floor, foreign_floor_share=0.5)
+        res = identify_phases(grid, y, CU[0], library_without_si, settings=st)
+        assert "NaCl" in {p.formula for p in res.phases}
+        gain[floor] = max(s["delta_criterion"] for s in res.steps if not s["parent"] and "NaCl" in s["added"])
+    assert gain[1.0] > 1.3 * gain[None]

@@ -154,6 +154,17 @@ class FitSettings:
     # Fits of that union: after each, every phase's lattice scale is chosen again against what the
     # others leave.
     foreign_passes: int = 2
+    # Criterion robust to partly explained foreign peaks (None: off). Peaks the union fit leaves standing
+    # with at least ``foreign_floor_share`` (but less than ``foreign_share``) of their height are not
+    # masked; instead ``foreign_floor`` times their χ² under the union (a misfit no hypothesis of the
+    # library is expected to remove) is taken off every hypothesis's χ² before N_eff ln χ², so that it
+    # does not inflate the variance estimate that divides a phase's gain (see foreign_residual_floor).
+    # Measured (benchmarks/README.md): on the tune half's foreign-dominated mixtures it raises the
+    # findable phases' gains (ZrO2 48 → 70) but they are lost to the coverage gates, not the criterion;
+    # no answer changed there or on synthetic seed 1; on the withheld-phase sets 3 more of 150 true phases,
+    # no more wrong ones. Thin, independent sets and held-out not run: off.
+    foreign_floor: float | None = None
+    foreign_floor_share: float = 0.5
     # Starting crystallite size (nm).
     size_nm: float = 300.0
     # Levenberg–Marquardt iterations: beam member, final hypothesis.
@@ -321,9 +332,18 @@ def n_effective(x: np.ndarray, fwhm_deg: float) -> float:
     return max((x[-1] - x[0]) / fwhm_deg, 10.0)
 
 
-def criterion(chi2: float, k: int, n_eff: float) -> float:
-    """BIC with unknown variance and effective sample size: N_eff ln χ² + k ln N_eff (lower is better)."""
-    return n_eff * math.log(max(chi2, 1e-300)) + k * math.log(n_eff)
+def criterion(chi2: float, k: int, n_eff: float, floor: float = 0.0) -> float:
+    """BIC with unknown variance and effective sample size: N_eff ln χ² + k ln N_eff (lower is better).
+
+    ``floor``: a part of χ² that no hypothesis is expected to remove, taken off before the logarithm
+    (never more than 80 % of χ²), so that it does not inflate the variance estimate."""
+    return n_eff * math.log(max(chi2 - floor, 0.2 * chi2, 1e-300)) + k * math.log(n_eff)
+
+
+def _log_ratio(m: Model, chi2_a: float, chi2_b: float) -> float:
+    """ln χ²_a − ln χ²_b as the criterion sees them (after the model's χ² floor)."""
+    f = getattr(m, "chi2_floor", 0.0)
+    return math.log(max(chi2_a - f, 0.2 * chi2_a, 1e-300)) - math.log(max(chi2_b - f, 0.2 * chi2_b, 1e-300))
 
 
 # Prior width (1σ) of log March–Dollase r: strong texture in a loose powder is the exception.
@@ -343,7 +363,7 @@ def prior_penalty(phases: list[PhaseState], lattice_sigma: float) -> float:
 
 def _crit(m: Model, h: _Hyp, ne: float) -> float:
     k = _n_params(m, h.phases, unrefined_aniso=h.final or getattr(m, "beam_aniso_params", True))
-    return criterion(h.chi2, k, ne) + prior_penalty(h.phases, m.lattice_sigma)
+    return criterion(h.chi2, k, ne, getattr(m, "chi2_floor", 0.0)) + prior_penalty(h.phases, m.lattice_sigma)
 
 
 def identify_phases(
@@ -395,6 +415,9 @@ def identify_phases(
             log.debug("masked %.1f %% of the points: peaks no library phase explains", 100 * (1 - keep.mean()))
             m.mask(keep)
             ne *= float(keep.mean())
+        if st.foreign_floor:
+            m.chi2_floor = st.foreign_floor * foreign_residual_floor(m, screen, fwhm, st)
+            log.debug("χ² floor %.4g (foreign peaks left unmasked)", m.chi2_floor)
     empty = np.zeros((0, x.size))
     _, _, calc0, chi2_0 = m.linear(empty)
     root = _Hyp([], g0, empty, np.zeros(0), calc0, chi2_0)
@@ -613,7 +636,7 @@ def _place_texture(m: Model, h: _Hyp, ne: float) -> _Hyp:
             a, _b, calc, chi2 = m.linear(cols)
             if a[-1] > 0 and chi2 < (best.chi2 if best else h.chi2):
                 best = _Hyp([*h.phases[:last], trial], h.g, cols, a, calc, chi2)
-    if best is None or ne * math.log(h.chi2 / best.chi2) <= math.log(ne) + (math.log(0.7) / TEXTURE_SIGMA) ** 2:
+    if best is None or ne * _log_ratio(m, h.chi2, best.chi2) <= math.log(ne) + (math.log(0.7) / TEXTURE_SIGMA) ** 2:
         return h
     return best
 
@@ -749,7 +772,7 @@ def _texture(m: Model, phases, g, cols, chi2, bounds: Bounds, ne: float, st: Fit
                 *_, x2 = m.linear(c)
                 if x2 < best[0]:
                     best = (x2, trial, c)
-        if best[1] is not None and ne * math.log(chi2 / best[0]) > math.log(ne) + (math.log(0.7) / TEXTURE_SIGMA) ** 2:
+        if best[1] is not None and ne * _log_ratio(m, chi2, best[0]) > math.log(ne) + (math.log(0.7) / TEXTURE_SIGMA) ** 2:
             chi2, phases, cols = best
             changed = True
     if changed:
@@ -766,7 +789,7 @@ def _removal_significance(m: Model, h: _Hyp, ne: float) -> list[float]:
     for i in range(len(h.phases)):
         others = h.phases[:i] + h.phases[i + 1 :]
         *_, chi2_wo = m.linear(np.delete(h.cols, i, axis=0))
-        out.append(criterion(chi2_wo, _n_params(m, others), ne) + prior_penalty(others, m.lattice_sigma) - c_all)
+        out.append(criterion(chi2_wo, _n_params(m, others), ne, getattr(m, "chi2_floor", 0.0)) + prior_penalty(others, m.lattice_sigma) - c_all)
     return out
 
 
@@ -893,13 +916,37 @@ def foreign_peak_mask(m: Model, screen, fwhm: float, st: FitSettings) -> np.ndar
     no library phase can account for; its positive lobe (at most two FWHM either side) is masked. Masking it keeps the criterion's χ² to what the library could explain:
     otherwise its misfit dominates χ², and N_eff ln χ² then credits a real minor phase with little.
     """
+    keep = np.ones(m.grid.size, bool)
+    for lo, hi, share in _foreign_lobes(m, screen, fwhm, st):
+        if share >= st.foreign_share:
+            keep &= (m.grid < lo) | (m.grid > hi)
+    return keep
+
+
+def foreign_residual_floor(m: Model, screen, fwhm: float, st: FitSettings) -> float:
+    """χ² (model's current weights, so masked points count nothing) of the union fit's positive residual
+    over the lobes of the peaks it leaves standing with a share of their height from
+    ``foreign_floor_share`` up to ``foreign_share``: the misfit of peaks the library explains only in
+    small part, scaled from the coarse grid to the model's."""
+    coarse = screen[2]
+    out = 0.0
+    for _lo, _hi, share, calc, sel in _foreign_lobes(m, screen, fwhm, st, with_calc=True):
+        if st.foreign_floor_share <= share < st.foreign_share:
+            r = m.y[coarse][sel] - calc[sel]
+            out += float(np.sum(m.w[coarse][sel] * np.maximum(r, 0.0) ** 2))
+    return out * m.grid.size / coarse.size
+
+
+def _foreign_lobes(m: Model, screen, fwhm: float, st: FitSettings, with_calc: bool = False):
+    """The union fit of foreign_peak_mask and the positive lobes of the peaks it leaves standing:
+    [(2θ from, 2θ to, share of the peak's net height left[, union calc on the coarse grid, lobe slice])]."""
     scales, cols, coarse = screen
     n = coarse.size
-    keep = np.ones(m.grid.size, bool)
+    out = []
     *_, calc0, _chi2 = m.linear(np.zeros((0, m.grid.size)))
     picks = _screen(m, screen, m.w * (m.y - calc0), [], exclude=set())
     if not picks:
-        return keep
+        return out
     xc, yc, wc = m.grid[coarse], m.y[coarse], m.w[coarse]
     idx = [i for i, _ in picks]
     A = np.array([cols[i][int(np.argmin(np.abs(scales - s)))][:n] for i, s in picks], dtype=np.float64)
@@ -926,15 +973,15 @@ def foreign_peak_mask(m: Model, screen, fwhm: float, st: FitSettings) -> np.ndar
     for p in unexplained_peaks(xc, yc, calc, bg, fwhm, gof=1.0, n_sigma=st.unexplained_sigma,
                                min_relative=st.unexplained_min_relative):
         i = int(np.argmin(np.abs(xc - p["two_theta_deg"])))
-        if resid[i] < st.foreign_share * net[i]:
-            continue
+        share = float(resid[i] / net[i]) if net[i] > 0 else math.inf
         lo_i, hi_i = i, i
         while lo_i > max(0, i - reach) and resid[lo_i - 1] > 0.2 * resid[i]:
             lo_i -= 1
         while hi_i < min(n - 1, i + reach) and resid[hi_i + 1] > 0.2 * resid[i]:
             hi_i += 1
-        keep &= ~((m.grid >= xc[lo_i] - 0.5 * dxc) & (m.grid <= xc[hi_i] + 0.5 * dxc))
-    return keep
+        lobe = (xc[lo_i] - 0.5 * dxc, xc[hi_i] + 0.5 * dxc, share)
+        out.append((*lobe, calc, slice(lo_i, hi_i + 1)) if with_calc else lobe)
+    return out
 
 
 def _scale_gains(c: np.ndarray, r: np.ndarray, w: np.ndarray) -> np.ndarray:
