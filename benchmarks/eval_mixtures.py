@@ -36,14 +36,13 @@ import json
 import logging
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_synthetic_mixtures import with_settings
+from eval_synthetic_mixtures import add_setting_arguments, settings_from
 
 
 def precursor_elements(names: list[str]) -> set[str]:
@@ -64,20 +63,13 @@ def main(argv=None) -> int:
     ap.add_argument("--elements-from-labels", action="store_true",
                     help="restrict the library per mixture to the elements of its weighed precursors (the labels' "
                          "phase names), as `xrdid phases --elements` would")
-    ap.add_argument("--beam-min-coverage", type=float, default=None)
-    ap.add_argument("--max-lattice-departure", type=float, default=None)
-    ap.add_argument("--min-line-support", type=float, default=None)
-    ap.add_argument("--strong-line-relative", type=float, default=None)
-    ap.add_argument("--max-march-dollase", type=float, default=None)
-    ap.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
-                    help="any other FitSettings field (a number, or none); repeatable")
+    add_setting_arguments(ap)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     from xrdid.mixtures import default_cache_dir, identify_phases, load_library
     from xrdid.mixtures.evaluate import score_mixture, split_of, summarise
-    from xrdid.mixtures.fit import FitSettings
     from xrdid.readers import read_pattern
     from xrdid.simulate.sticks import d_min_for
 
@@ -88,15 +80,7 @@ def main(argv=None) -> int:
         rows = [r for r in rows if split_of(r["id"]) == args.split]
     if args.only:
         rows = [r for r in rows if args.only in r["id"]]
-    settings = FitSettings()
-    if args.beam_min_coverage is not None:
-        settings = replace(settings, beam_min_coverage=args.beam_min_coverage)
-    if args.max_lattice_departure is not None:
-        settings = replace(settings, max_lattice_departure=args.max_lattice_departure)
-    for name in ("min_line_support", "strong_line_relative", "max_march_dollase"):
-        if getattr(args, name) is not None:
-            settings = replace(settings, **{name: getattr(args, name)})
-    settings = with_settings(settings, args.setting)
+    settings = settings_from(args)
     t = time.perf_counter()
     # One d_min for all: the largest 2θ of any pattern, the longest line, the largest d scale searched.
     two_theta_max = max(float(r["two_theta_max"]) for r in rows)

@@ -84,6 +84,29 @@ def with_settings(settings, pairs: list[str]):
     return settings
 
 
+# FitSettings fields with a flag of their own (--beam-min-coverage …); --setting NAME=VALUE reaches any field.
+SETTING_FLAGS = ("beam_min_coverage", "max_lattice_departure", "min_line_support", "strong_line_relative", "max_march_dollase")
+
+
+def add_setting_arguments(ap) -> None:
+    """The fit's settings a run may change (to compare a setting with the default)."""
+    for name in SETTING_FLAGS:
+        ap.add_argument("--" + name.replace("_", "-"), type=float, default=None)
+    ap.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="any other FitSettings field (a number, or none); repeatable")
+
+
+def settings_from(args):
+    """FitSettings with the flags of :func:`add_setting_arguments` applied."""
+    from xrdid.mixtures.fit import FitSettings
+
+    settings = FitSettings()
+    for name in SETTING_FLAGS:
+        if getattr(args, name) is not None:
+            settings = replace(settings, **{name: getattr(args, name)})
+    return with_settings(settings, args.setting)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--phases", type=int, nargs="+", default=[2, 3, 4, 5])
@@ -92,33 +115,18 @@ def main(argv=None) -> int:
     ap.add_argument("--library-size", type=int, default=100)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--withhold-one", action="store_true", help="leave one phase of each mixture out of the library")
-    ap.add_argument("--beam-min-coverage", type=float, default=None)
-    ap.add_argument("--max-lattice-departure", type=float, default=None)
-    ap.add_argument("--min-line-support", type=float, default=None)
-    ap.add_argument("--strong-line-relative", type=float, default=None)
-    ap.add_argument("--max-march-dollase", type=float, default=None)
-    ap.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
-                    help="any other FitSettings field (a number, or none); repeatable")
+    add_setting_arguments(ap)
     ap.add_argument("--dump", type=Path, default=None, help="per-mixture results (JSON lines: truth, phases found)")
     args = ap.parse_args(argv)
 
     from xrdid.mixtures import identify_phases, load_library
     from xrdid.mixtures.evaluate import score_mixture, summarise
-    from xrdid.mixtures.fit import FitSettings
     from xrdid.mixtures.library import Library
     from xrdid.mixtures.profile import Optics, render_phase
     from xrdid.mixtures.synthetic import draw_phases, synthetic_mixture
     from xrdid.simulate.sticks import d_min_for
 
-    settings = FitSettings()
-    if args.beam_min_coverage is not None:
-        settings = replace(settings, beam_min_coverage=args.beam_min_coverage)
-    if args.max_lattice_departure is not None:
-        settings = replace(settings, max_lattice_departure=args.max_lattice_departure)
-    for name in ("min_line_support", "strong_line_relative", "max_march_dollase"):
-        if getattr(args, name) is not None:
-            settings = replace(settings, **{name: getattr(args, name)})
-    settings = with_settings(settings, args.setting)
+    settings = settings_from(args)
     with tempfile.TemporaryDirectory() as tmp:
         build_library(args.data, args.library_size, Path(tmp))
         d_min = d_min_for(1.5444, 100.0) / (1 + settings.d_scale_range)
