@@ -84,7 +84,7 @@ def test_runner_up_hypotheses_far_behind_the_best_are_not_fully_refined():
 
     st = F.FitSettings()
     ne = 100.0
-    m = SimpleNamespace(lattice_sigma=st.lattice_sigma)
+    m = SimpleNamespace(lattice_sigma=st.lattice_sigma, chi2_floor=0.0, beam_aniso_params=True)  # what Model starts with
 
     def hyp(crit):  # an empty phase set: criterion = N_eff ln χ²
         return F._Hyp([], None, np.zeros((0, 1)), np.zeros(0), np.zeros(1), math.exp(crit / ne))

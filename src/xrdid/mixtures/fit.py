@@ -337,13 +337,17 @@ def criterion(chi2: float, k: int, n_eff: float, floor: float = 0.0) -> float:
 
     ``floor``: a part of χ² that no hypothesis is expected to remove, taken off before the logarithm
     (never more than 80 % of χ²), so that it does not inflate the variance estimate."""
-    return n_eff * math.log(max(chi2 - floor, 0.2 * chi2, 1e-300)) + k * math.log(n_eff)
+    return n_eff * _log_floored(chi2, floor) + k * math.log(n_eff)
+
+
+def _log_floored(chi2: float, floor: float) -> float:
+    """ln of χ² less its floor (never more than 80 % of χ² taken off)."""
+    return math.log(max(chi2 - floor, 0.2 * chi2, 1e-300))
 
 
 def _log_ratio(m: Model, chi2_a: float, chi2_b: float) -> float:
     """ln χ²_a − ln χ²_b as the criterion sees them (after the model's χ² floor)."""
-    f = getattr(m, "chi2_floor", 0.0)
-    return math.log(max(chi2_a - f, 0.2 * chi2_a, 1e-300)) - math.log(max(chi2_b - f, 0.2 * chi2_b, 1e-300))
+    return _log_floored(chi2_a, m.chi2_floor) - _log_floored(chi2_b, m.chi2_floor)
 
 
 # Prior width (1σ) of log March–Dollase r: strong texture in a loose powder is the exception.
@@ -362,8 +366,8 @@ def prior_penalty(phases: list[PhaseState], lattice_sigma: float) -> float:
 
 
 def _crit(m: Model, h: _Hyp, ne: float) -> float:
-    k = _n_params(m, h.phases, unrefined_aniso=h.final or getattr(m, "beam_aniso_params", True))
-    return criterion(h.chi2, k, ne, getattr(m, "chi2_floor", 0.0)) + prior_penalty(h.phases, m.lattice_sigma)
+    k = _n_params(m, h.phases, unrefined_aniso=h.final or m.beam_aniso_params)
+    return criterion(h.chi2, k, ne, m.chi2_floor) + prior_penalty(h.phases, m.lattice_sigma)
 
 
 def identify_phases(
@@ -789,7 +793,7 @@ def _removal_significance(m: Model, h: _Hyp, ne: float) -> list[float]:
     for i in range(len(h.phases)):
         others = h.phases[:i] + h.phases[i + 1 :]
         *_, chi2_wo = m.linear(np.delete(h.cols, i, axis=0))
-        out.append(criterion(chi2_wo, _n_params(m, others), ne, getattr(m, "chi2_floor", 0.0)) + prior_penalty(others, m.lattice_sigma) - c_all)
+        out.append(criterion(chi2_wo, _n_params(m, others), ne, m.chi2_floor) + prior_penalty(others, m.lattice_sigma) - c_all)
     return out
 
 

@@ -174,6 +174,11 @@ class Model:
         self.bg = chebyshev(grid, background_degree)
         self.window = window_fwhm
         self.fwhm_deg: float | None = None  # the pattern's typical peak FWHM (deg), when the fit has estimated it
+        # Set by the fit from its settings: the part of χ² no hypothesis is expected to remove (peaks the library
+        # explains only in part; xrdid.mixtures.fit.criterion), and whether a phase's anisotropic lattice counts
+        # as parameters before it is refined.
+        self.chi2_floor = 0.0
+        self.beam_aniso_params = True
         self._data = getattr(library, "phase_data", {}) if data is None else data
         self.cos_theta = np.cos(np.radians(grid) / 2)
         self.tan_theta = np.tan(np.radians(grid) / 2)
