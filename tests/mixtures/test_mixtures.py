@@ -75,6 +75,43 @@ def test_render_phase_area_is_exact():
     assert grid[np.argmax(y)] == pytest.approx(28.44, abs=0.02)
 
 
+def test_render_phase_on_part_of_a_grid_and_at_many_scales():
+    """A peak cut by the grid's end keeps its points on the grid (its window off the grid is dropped, the
+    area normalisation is the whole window's), whatever the grid's extent; rows of an array of d scales
+    are the renders at each scale, Kα2 included."""
+    grid = np.linspace(20.0, 80.0, 6001)
+    kw = {"width_scale": 30.0, "size_nm": 60.0, "zero_deg": 0.013}
+    _, full = _render_si(grid, **kw)
+    # From 28.45° (on the Si (111) peak) to 47.29° (on (220)): both ends cut through a peak.
+    part = slice(845, 2730)
+    _, cut = _render_si(grid[part], **kw)
+    assert cut[0] > 0.3 * full.max() and cut[-1] > 0.3 * cut.max()
+    np.testing.assert_allclose(cut, full[part], rtol=1e-9, atol=1e-12 * full.max())
+    st = compute_sticks(_structures()["Si"], 0.9)
+    scales = np.array([0.99, 1.0, 1.013])
+    rows = render_phase(st.d, st.f2m, grid, Optics(CU), d_scale=scales, kalpha2_ratio=0.4, **kw)
+    for s, r in zip(scales, rows):
+        one = render_phase(st.d * s, st.f2m, grid, Optics(CU), kalpha2_ratio=0.4, **kw)
+        np.testing.assert_allclose(r, one, rtol=1e-12, atol=1e-12 * one.max())
+
+
+def test_phase_state_copy_and_set_share_nothing_they_change():
+    from xrdid.mixtures.model import Globals, PhaseState
+    from xrdid.mixtures.refine import _set
+
+    p = PhaseState(3, s=1.01, q=np.array([0.001, -0.002]), axis=1, r=0.8)
+    c = p.copy(r=1.2)
+    assert (c.index, c.s, c.axis, c.r) == (3, 1.01, 1, 1.2) and p.r == 0.8
+    c.q[0] = 0.5
+    assert p.q[0] == 0.001
+    with pytest.raises(TypeError):
+        p.copy(size=3.0)
+    other, g = PhaseState(5), Globals()
+    phs, g2 = _set([p, other], g, [("q", 0, 1), ("zero", None, 0)], [0.003, 0.02])
+    assert phs[0].q[1] == 0.003 and p.q[1] == -0.002 and phs[1] is other
+    assert g2.zero_deg == 0.02 and g.zero_deg == 0.0
+
+
 def test_kalpha2_for_known_anodes():
     assert kalpha2_for(1.540598) == pytest.approx(1.544414, abs=1e-4)
     assert kalpha2_for(0.7297) is None

@@ -48,7 +48,16 @@ class PhaseState:
     r: float = 1.0
 
     def copy(self, **kw) -> PhaseState:
-        return replace(self, q=np.array(self.q, float), **kw)
+        # As dataclasses.replace(self, q=copy of q, **kw), without its field-by-field __init__ (refinement
+        # copies states thousands of times a pattern).
+        new = object.__new__(PhaseState)
+        new.__dict__.update(self.__dict__)
+        new.q = np.array(self.q, float)
+        for k, v in kw.items():
+            if k not in new.__dict__:
+                raise TypeError(f"PhaseState has no field {k!r}")
+            setattr(new, k, v)
+        return new
 
 
 @dataclass

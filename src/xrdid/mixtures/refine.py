@@ -85,13 +85,21 @@ def _get(phases, g: Globals, slot) -> float:
 
 
 def _set(phases, g: Globals, slots, theta):
-    phases = [p.copy() for p in phases]
-    g = g.copy()
+    """New states with ``slots`` set to ``theta``; states no slot touches are shared, not copied."""
+    phases = list(phases)
+    copied: set = set()
+    g_in = g
     for (kind, i, j), v in zip(slots, theta):
         v = float(v)
         if i is None:
+            if g is g_in:
+                g = g.copy()
             setattr(g, {"zero": "zero_deg", "disp": "displacement_deg", "width": "log_width", "ka2": "kalpha2_ratio"}[kind], v)
-        elif kind == "q":
+            continue
+        if i not in copied:
+            phases[i] = phases[i].copy()
+            copied.add(i)
+        if kind == "q":
             phases[i].q[j] = v
         else:
             setattr(phases[i], {"s": "s", "size": "log_size", "strain": "strain", "r": "r"}[kind], v)
