@@ -78,7 +78,7 @@ def test_render_phase_area_is_exact():
 def test_render_phase_on_part_of_a_grid_and_at_many_scales():
     """A peak cut by the grid's end keeps its points on the grid (its window off the grid is dropped, the
     area normalisation is the whole window's), whatever the grid's extent; rows of an array of d scales
-    are the renders at each scale, Kα2 included."""
+    are the renders at each scale, Kα2 included, to the last bit."""
     grid = np.linspace(20.0, 80.0, 6001)
     kw = {"width_scale": 30.0, "size_nm": 60.0, "zero_deg": 0.013}
     _, full = _render_si(grid, **kw)
@@ -91,8 +91,7 @@ def test_render_phase_on_part_of_a_grid_and_at_many_scales():
     scales = np.array([0.99, 1.0, 1.013])
     rows = render_phase(st.d, st.f2m, grid, Optics(CU), d_scale=scales, kalpha2_ratio=0.4, **kw)
     for s, r in zip(scales, rows):
-        one = render_phase(st.d * s, st.f2m, grid, Optics(CU), kalpha2_ratio=0.4, **kw)
-        np.testing.assert_allclose(r, one, rtol=1e-12, atol=1e-12 * one.max())
+        np.testing.assert_array_equal(r, render_phase(st.d * s, st.f2m, grid, Optics(CU), kalpha2_ratio=0.4, **kw))
 
 
 def test_phase_state_copy_and_set_share_nothing_they_change():
@@ -110,6 +109,31 @@ def test_phase_state_copy_and_set_share_nothing_they_change():
     phs, g2 = _set([p, other], g, [("q", 0, 1), ("zero", None, 0)], [0.003, 0.02])
     assert phs[0].q[1] == 0.003 and p.q[1] == -0.002 and phs[1] is other
     assert g2.zero_deg == 0.02 and g.zero_deg == 0.0
+
+
+def test_columns_are_each_phase_rendered_alone(cif_library):
+    """Model.columns renders several phase states in one call (xrdid.mixtures.profile.render_phases): each
+    row must be the very numbers Model.render gives that state alone, whatever the others are, since
+    the fit's results must not depend on which phases were rendered together."""
+    from xrdid.mixtures.model import Globals, Model, PhaseState
+
+    lib = load_library(cif_library, 0.8 / 1.03)
+    ids = {p.id.removesuffix(".cif"): k for k, p in enumerate(lib.phases)}
+    grid = np.linspace(15.0, 100.0, 1701)
+    m = Model(grid, np.ones_like(grid), lib, Optics(CU), background_degree=4)
+    ti = ids["TiO2"]
+    states = [
+        PhaseState(ids["NaCl"], s=1.004, log_size=np.log(40.0), strain=0.002),
+        PhaseState(ti, s=0.997, q=np.array([0.006]), log_size=np.log(900.0), axis=0, r=0.7),
+        PhaseState(ids["Si"], log_size=np.log(8.0)),
+        PhaseState(ti, q=np.array([-0.004]), strain=0.004, axis=0, r=1.4),
+    ]
+    g = Globals(zero_deg=0.05, displacement_deg=-0.08, log_width=np.log(6.0), kalpha2_ratio=0.45)
+    cols = m.columns(states, g)
+    for st, col in zip(states, cols):
+        np.testing.assert_array_equal(col, m.render(st, g))
+    np.testing.assert_array_equal(m.columns(states[2:3], g)[0], cols[2])
+    assert m.columns([], g).shape == (0, grid.size)
 
 
 def test_kalpha2_for_known_anodes():

@@ -17,7 +17,7 @@ from scipy.optimize import lsq_linear
 from xrdid.mixtures.library import Library
 from xrdid.mixtures.model import Globals, Model, PhaseState, weights
 from xrdid.mixtures.peaks import unexplained_peaks
-from xrdid.mixtures.profile import Optics, kalpha2_for, render_phase
+from xrdid.mixtures.profile import Optics, kalpha2_for, render_phases
 from xrdid.mixtures.refine import Bounds, refine, slots_for
 
 log = logging.getLogger(__name__)
@@ -767,15 +767,16 @@ def _texture(m: Model, phases, g, cols, chi2, bounds: Bounds, ne: float, st: Fit
     changed = False
     for i, p in enumerate(phases):
         best = (chi2, None)
-        for ax in range(len(m.data(p.index).axes)):
-            for r in (0.7, 1.4):
-                trial = [q.copy() for q in phases]
-                trial[i] = p.copy(axis=ax, r=r)
-                c = cols.copy()
-                c[i] = m.render(trial[i], g)
-                *_, x2 = m.linear(c)
-                if x2 < best[0]:
-                    best = (x2, trial, c)
+        # Every trial's column in one call (Model.columns: the same numbers as one render each).
+        states = [p.copy(axis=ax, r=r) for ax in range(len(m.data(p.index).axes)) for r in (0.7, 1.4)]
+        for st_i, col in zip(states, m.columns(states, g)):
+            trial = [q.copy() for q in phases]
+            trial[i] = st_i
+            c = cols.copy()
+            c[i] = col
+            *_, x2 = m.linear(c)
+            if x2 < best[0]:
+                best = (x2, trial, c)
         if best[1] is not None and ne * _log_ratio(m, chi2, best[0]) > math.log(ne) + (math.log(0.7) / TEXTURE_SIGMA) ** 2:
             chi2, phases, cols = best
             changed = True
@@ -895,9 +896,10 @@ def _screen_columns(m: Model, fwhm: float, st: FitSettings):
         pad_lo = math.floor(min(src.min(), x[0]) / dx) * dx
         pad = np.arange(pad_lo, max(src.max(), x[-1]) + 2 * dx, dx)
         cols = []
-        for p in m.lib.phases:
-            base = render_phase(p.d, p.f2m, pad, m.optics, width_scale=ws, size_nm=5000.0, kalpha2_ratio=0.5,
-                                window_fwhm=3.0)
+        n = len(m.lib.phases)
+        bases = render_phases([(p.d, p.f2m) for p in m.lib.phases], pad, m.optics, size_nm=[5000.0] * n,
+                              strain=[0.0] * n, width_scale=ws, kalpha2_ratio=0.5, window_fwhm=3.0)
+        for base in bases:
             c = np.interp(src.ravel(), pad, base).reshape(src.shape)
             nrm = np.sqrt((c * c).sum(axis=1, keepdims=True))
             cols.append((c / np.maximum(nrm, 1e-300)).astype(np.float32))

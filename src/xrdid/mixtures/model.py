@@ -30,7 +30,7 @@ import numpy as np
 from scipy.optimize import lsq_linear
 
 from xrdid.mixtures.library import Library, LibraryPhase
-from xrdid.mixtures.profile import Optics, render_phase
+from xrdid.mixtures.profile import Optics, render_phase, render_phases
 
 # Candidate texture axes (reciprocal-lattice directions of the library cell), deduplicated per phase by
 # the Laue group: the cell axes and the two low-index diagonals cover the habits of most powders.
@@ -213,7 +213,16 @@ class Model:
         )
 
     def columns(self, phases: list[PhaseState], g: Globals) -> np.ndarray:
-        return np.array([self.render(p, g) for p in phases]) if phases else np.zeros((0, self.grid.size))
+        """Every phase's column, (len(phases), N): the same numbers as :meth:`render` of each, in one call."""
+        if not phases:
+            return np.zeros((0, self.grid.size))
+        pds = [self.data(p.index) for p in phases]
+        return render_phases(
+            [(pd.d(p), pd.f2m * pd.texture(p)) for pd, p in zip(pds, phases)], self.grid, self.optics,
+            size_nm=[math.exp(p.log_size) for p in phases], strain=[p.strain for p in phases], zero_deg=g.zero_deg,
+            displacement_deg=g.displacement_deg, width_scale=math.exp(g.log_width), kalpha2_ratio=g.kalpha2_ratio,
+            window_fwhm=self.window,
+        )
 
     def linear(self, cols: np.ndarray):
         """Scales (≥ 0) and background coefficients minimising the weighted χ², by bounded least squares.

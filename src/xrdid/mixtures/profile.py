@@ -19,6 +19,7 @@ be rendered in one vectorised call (rows of the output), which is what candidate
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -89,36 +90,88 @@ def render_phase(
     microstrain ε = Δd/d adds a Gaussian FWHM 4ε tanθ (rad); ``size_nm`` is the Scherrer crystallite size of
     the Lorentzian FWHM Kλ/(L cosθ) (K = 0.9); the two are combined by Thompson–Cox–Hastings.
     """
-    grid = np.asarray(grid, dtype=np.float64)
     scales = np.atleast_1d(np.asarray(d_scale, dtype=np.float64))
-    S, N = scales.size, grid.size
-    step = (grid[-1] - grid[0]) / (N - 1)
     d = np.asarray(d, dtype=np.float64)
     f2m = np.asarray(f2m, dtype=np.float64)
     keep = (d > 0) & (f2m > 0)
     if not keep.all():
         d, f2m = d[keep], f2m[keep]
-    if d.size == 0:
-        out = np.zeros(S * N)
-        return out.reshape(S, N) if np.ndim(d_scale) else out
+    kw = {"zero_deg": zero_deg, "displacement_deg": displacement_deg, "width_scale": width_scale,
+          "kalpha2_ratio": kalpha2_ratio, "window_fwhm": window_fwhm}
+    if scales.size == 1:
+        out = _render(scales[0] * d, f2m, None, 1, grid, optics, size_A=_size_A(size_nm),
+                      strain_deg=_strain_deg(strain), **kw)
+    else:
+        out = _render((scales[:, None] * d[None, :]).ravel(), np.tile(f2m, scales.size),
+                      np.repeat(np.arange(scales.size), d.size), scales.size, grid, optics, size_A=_size_A(size_nm),
+                      strain_deg=_strain_deg(strain), **kw)
+    return out if np.ndim(d_scale) else out[0]
+
+
+def render_phases(
+    sticks: list[tuple[np.ndarray, np.ndarray]],
+    grid: np.ndarray,
+    optics: Optics,
+    *,
+    size_nm,
+    strain,
+    zero_deg: float = 0.0,
+    displacement_deg: float = 0.0,
+    width_scale: float = 1.0,
+    kalpha2_ratio: float = 0.5,
+    window_fwhm: float = 8.0,
+) -> np.ndarray:
+    """Several phases at once, (P, N): row i is exactly ``render_phase(*sticks[i], grid, optics,
+    size_nm=size_nm[i], strain=strain[i], ...)`` (the same numbers to the last bit), with the per-call
+    work shared. ``sticks``: (d, f2m) per phase, d in Å at the lattice to render."""
+    kw = {"zero_deg": zero_deg, "displacement_deg": displacement_deg, "width_scale": width_scale,
+          "kalpha2_ratio": kalpha2_ratio, "window_fwhm": window_fwhm}
+    if len(sticks) == 1:
+        return render_phase(*sticks[0], grid, optics, size_nm=size_nm[0], strain=strain[0], **kw)[None, :]
+    ds, fs, rows = [], [], []
+    for d, f2m in sticks:
+        d = np.asarray(d, dtype=np.float64)
+        f2m = np.asarray(f2m, dtype=np.float64)
+        keep = (d > 0) & (f2m > 0)
+        if not keep.all():
+            d, f2m = d[keep], f2m[keep]
+        ds.append(d)
+        fs.append(f2m)
+        rows.append(d.size)
+    counts = np.array(rows, dtype=np.int64)
+    return _render(np.concatenate(ds) if ds else np.zeros(0), np.concatenate(fs) if fs else np.zeros(0),
+                   np.repeat(np.arange(len(sticks)), counts), len(sticks), grid, optics,
+                   size_A=np.repeat([_size_A(v) for v in size_nm], counts),
+                   strain_deg=np.repeat([_strain_deg(v) for v in strain], counts), **kw)
+
+
+def _size_A(size_nm: float) -> float:
+    return 10.0 * max(float(size_nm), 1e-3)
+
+
+def _strain_deg(strain: float) -> float:
+    return 4.0 * _DEG * max(float(strain), 0.0)
+
+
+def _render(dd, ff, row, n_rows: int, grid, optics: Optics, *, size_A, strain_deg, zero_deg, displacement_deg,
+            width_scale, kalpha2_ratio, window_fwhm) -> np.ndarray:
+    """Sticks (d in Å, |F|²m) rendered into ``n_rows`` rows: stick j into row ``row[j]`` (None: one row).
+    ``size_A``, ``strain_deg``: scalars, or one value per stick. Returns (n_rows, N)."""
+    grid = np.asarray(grid, dtype=np.float64)
+    N = grid.size
+    step = (grid[-1] - grid[0]) / (N - 1)
+    if dd.size == 0:
+        return np.zeros((n_rows, N))
     U, V, W = (width_scale * c for c in optics.caglioti_uvw_deg2)
     km = optics.polarisation_k * math.cos(math.radians(optics.monochromator_two_theta_deg)) ** 2
     lams, wgts = [optics.wavelengths_A[0]], [1.0]
     if len(optics.wavelengths_A) > 1 and kalpha2_ratio > 0:
         lams.append(optics.wavelengths_A[1])
         wgts.append(float(kalpha2_ratio))
-    if S == 1:
-        dd, ff, row = scales[0] * d, f2m, None
-    else:
-        dd = (scales[:, None] * d[None, :]).ravel()
-        row = np.tile(np.repeat(np.arange(S), d.size), len(lams))
-        ff = np.tile(f2m, S)
-    size_A = 10.0 * max(float(size_nm), 1e-3)
     # Gaussian FWHM² of one grid bin (a measured point averages over its bin) and a floor of 1.2 steps,
     # as the training renderer, so that a peak's sum over the grid does not alias.
     bin_g2 = 8 * _LN2 * step**2 / 12
     min_g2 = (1.2 * step) ** 2
-    strain_deg = 4.0 * _DEG * max(float(strain), 0.0)
     # Both lines at once: rows of (lines, reflections); flattened, the Kα1 peaks come first.
     lam = np.array(lams)[:, None]
     s = lam / (2.0 * dd)
@@ -137,8 +190,7 @@ def render_phase(
     vis = ok & (centre + half > grid[0]) & (centre - half < grid[-1]) & (area > 0)
     centre, area, gam, eta = centre[vis], area[vis], gam[vis], eta[vis]
     if centre.size == 0:
-        out = np.zeros(S * N)
-        return out.reshape(S, N) if np.ndim(d_scale) else out
+        return np.zeros((n_rows, N))
     pos = (centre - grid[0]) / step
     h_pts = np.minimum(np.ceil(window_fwhm * gam / step), 4096).astype(np.int64)
     # Window points off the grid are accumulated in padding either side and cut off at the end, rather
@@ -146,42 +198,86 @@ def render_phase(
     h_max = int(h_pts.max())
     pad = max(0, h_max + 1 - math.floor(pos.min()))
     width = pad + max(N, math.ceil(pos.max()) + h_max + 2)
-    out = np.zeros(S * width)
-    offset = pad if row is None else row[vis.ravel()] * width + pad
-    # Peaks grouped by window size (powers of 1.5), so each group is one dense (peaks × window) block; a
-    # stable sort keeps each group's peaks in their order (the order in which they are summed).
+    out = np.zeros(n_rows * width)
     bucket = _BUCKET[h_pts]
+    if row is None:
+        offset = np.full(pos.size, pad)
+        blocks = _blocks_one_row(bucket, h_pts)
+    else:
+        rowv = np.tile(row, len(lams))[vis.ravel()]
+        offset = rowv * width + pad
+        blocks = _blocks_rows(bucket, h_pts, rowv)
+    c_g = math.sqrt(math.pi * _LN2)
+    for sl, h in blocks:
+        p = pos[sl, None]
+        idx = np.rint(p).astype(np.int64) + np.arange(-h, h + 1)
+        u = idx - p
+        x2 = u * (2.0 * step / gam[sl, None])  # x = 2(2θ − c)/Γ
+        x2 *= x2
+        e = eta[sl, None]
+        # η/(1 + x²) + (1 − η)·√(π ln2)·exp(−ln2 x²), in place.
+        prof = np.multiply(x2, -_LN2)
+        np.exp(prof, out=prof)
+        prof *= (1.0 - e) * c_g
+        x2 += 1.0
+        prof += np.divide(e, x2, out=x2)
+        prof *= np.abs(u, out=u) <= h_pts[sl, None]
+        # Area-exact: the window sum (× step) is the peak's area, wherever it falls between points.
+        norm = prof.sum(axis=1, keepdims=True) * step
+        prof *= area[sl, None] / np.maximum(norm, 1e-300)
+        idx += offset[sl, None]
+        out += np.bincount(idx.ravel(), weights=prof.ravel(), minlength=n_rows * width)
+    return np.ascontiguousarray(out.reshape(n_rows, width)[:, pad : pad + N])
+
+
+def _chunk(h: int) -> int:
+    """Peaks per block of window half-width h (points): about 2^18 values."""
+    return max(1, (1 << 18) // (2 * h + 1))
+
+
+def _blocks_one_row(bucket: np.ndarray, h_pts: np.ndarray):
+    """(peak indices, window half-width) of each dense block: peaks grouped by window size (powers of 1.5),
+    in chunks; a stable sort keeps each group's peaks in their order (the order in which they are summed)."""
     order = np.argsort(bucket, kind="stable")
     counts = np.bincount(bucket)
-    ends = np.cumsum(counts)[counts > 0]
-    c_g = math.sqrt(math.pi * _LN2)
     start = 0
-    for end in ends.tolist():
+    for end in np.cumsum(counts)[counts > 0].tolist():
         sel, start = order[start:end], end
         h = int(h_pts[sel].max())
-        chunk = max(1, (1 << 18) // (2 * h + 1))
-        for c0 in range(0, sel.size, chunk):
-            sl = sel[c0 : c0 + chunk]
-            p = pos[sl, None]
-            idx = np.rint(p).astype(np.int64) + np.arange(-h, h + 1)
-            u = idx - p
-            x2 = u * (2.0 * step / gam[sl, None])  # x = 2(2θ − c)/Γ
-            x2 *= x2
-            e = eta[sl, None]
-            # η/(1 + x²) + (1 − η)·√(π ln2)·exp(−ln2 x²), in place.
-            prof = np.multiply(x2, -_LN2)
-            np.exp(prof, out=prof)
-            prof *= (1.0 - e) * c_g
-            x2 += 1.0
-            prof += np.divide(e, x2, out=x2)
-            prof *= np.abs(u, out=u) <= h_pts[sl, None]
-            # Area-exact: the window sum (× step) is the peak's area, wherever it falls between points.
-            norm = prof.sum(axis=1, keepdims=True) * step
-            prof *= area[sl, None] / np.maximum(norm, 1e-300)
-            idx += offset if row is None else offset[sl, None]
-            out += np.bincount(idx.ravel(), weights=prof.ravel(), minlength=S * width)
-    out = out.reshape(S, width)[:, pad : pad + N]
-    return np.ascontiguousarray(out) if np.ndim(d_scale) else out[0]
+        c = _chunk(h)
+        for c0 in range(0, sel.size, c):
+            yield sel[c0 : c0 + c], h
+
+
+def _blocks_rows(bucket: np.ndarray, h_pts: np.ndarray, rowv: np.ndarray):
+    """As _blocks_one_row for each row on its own (the same groups, chunks and half-widths, so each row sums
+    the same numbers in the same order as a render of that row alone), with the groups of different rows
+    that share (group, chunk, half-width) merged into one block (up to ~2^20 values)."""
+    key = rowv * 32 + bucket
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+    sizes = np.diff(np.r_[starts, ks.size])
+    h_grp = np.maximum.reduceat(h_pts[order], starts)
+    chunk = np.maximum(1, (1 << 18) // (2 * h_grp + 1))
+    sub = (np.arange(ks.size) - np.repeat(starts, sizes)) // np.repeat(chunk, sizes)
+    hp = np.repeat(h_grp, sizes)
+    bkey = (((bucket[order] << 20) + sub) << 13) + hp  # (group, chunk, half-width ≤ 4096)
+    o2 = np.argsort(bkey, kind="stable")
+    final, bk, rows = order[o2], bkey[o2], rowv[order[o2]]
+    bstarts = np.flatnonzero(np.r_[True, bk[1:] != bk[:-1]]).tolist() + [bk.size]
+    for b0, b1 in itertools.pairwise(bstarts):
+        h = int(bk[b0] & 8191)
+        most = max(_chunk(h), (1 << 20) // (2 * h + 1))
+        # Cut only between rows: a row's group stays in one block.
+        cuts = (np.flatnonzero(rows[b0 + 1 : b1] != rows[b0 : b1 - 1]) + b0 + 1).tolist() + [b1]
+        s0, last = b0, b0
+        for c in cuts:
+            if c - s0 > most and last > s0:
+                yield final[s0:last], h
+                s0 = last
+            last = c
+        yield final[s0:b1], h
 
 
 # Window half-width (points) → its group in render_phase: powers of 1.5.

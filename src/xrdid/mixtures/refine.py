@@ -123,8 +123,8 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
             c = model.columns(phs, gg)
         else:
             c = base_cols.copy()
-            for i in touched:
-                c[i] = model.render(phs[i], gg)
+            idx = sorted(touched)
+            c[idx] = model.columns([phs[i] for i in idx], gg)
         a, _b, calc, chi2 = model.linear(c)
         return phs, gg, c, a, calc, chi2
 
@@ -137,6 +137,7 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
         total = a @ cols if len(cols) else np.zeros_like(grid)
         D = np.empty((len(slots), grid.size))
         dtot = None
+        fd = []  # (row of D, phase position, state, step): rendered together below
         for r, (kind, i, j) in enumerate(slots):
             if kind in ("zero", "disp"):
                 if dtot is None:
@@ -149,12 +150,15 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
                 t2 = theta.copy()
                 t2[r] += hs[r] if theta[r] + hs[r] <= hi[r] else -hs[r]
                 step = t2[r] - theta[r]
-                p2, g2 = _set(phs, gg, [slots[r]], [t2[r]])
-                D[r] = a[i] * (model.render(p2[i], g2) - cols[i]) / step
+                p2, _ = _set(phs, gg, [slots[r]], [t2[r]])
+                fd.append((r, i, p2[i], step))
             else:
                 t2 = theta[r] + (hs[r] if theta[r] + hs[r] <= hi[r] else -hs[r])
                 p2, g2 = _set(phs, gg, [slots[r]], [t2])
                 D[r] = (a @ model.columns(p2, g2) - total) / (t2 - theta[r])
+        if fd:
+            for (r, i, _, step), col in zip(fd, model.columns([f[2] for f in fd], gg)):
+                D[r] = a[i] * (col - cols[i]) / step
         L = np.vstack([cols, model.bg]) * model.sw if len(cols) else model.bg * model.sw
         Dw = D * model.sw
         G = L @ L.T
