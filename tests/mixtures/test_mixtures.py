@@ -111,12 +111,16 @@ def test_phase_state_copy_and_set_share_nothing_they_change():
     assert g2.zero_deg == 0.02 and g.zero_deg == 0.0
 
 
-def test_columns_are_each_phase_rendered_alone(cif_library):
+@pytest.mark.parametrize("chunk", [1 << 18, 50])
+def test_columns_are_each_phase_rendered_alone(cif_library, monkeypatch, chunk):
     """Model.columns renders several phase states in one call (xrdid.mixtures.profile.render_phases): each
     row must be the very numbers Model.render gives that state alone, whatever the others are, since
     the fit's results must not depend on which phases were rendered together."""
+    from xrdid.mixtures import profile
     from xrdid.mixtures.model import Globals, Model, PhaseState
 
+    # 50 values a block: every phase's peaks are cut into several blocks, as a large phase's are.
+    monkeypatch.setattr(profile, "_CHUNK_VALUES", chunk)
     lib = load_library(cif_library, 0.8 / 1.03)
     ids = {p.id.removesuffix(".cif"): k for k, p in enumerate(lib.phases)}
     grid = np.linspace(15.0, 100.0, 1701)

@@ -230,9 +230,14 @@ def _render(dd, ff, row, n_rows: int, grid, optics: Optics, *, size_A, strain_de
     return np.ascontiguousarray(out.reshape(n_rows, width)[:, pad : pad + N])
 
 
+# Values (peaks × window points) per dense block of a render: bounds its memory. The blocks of one row
+# (phase) are what its sums depend on, so render_phase and render_phases cut them alike.
+_CHUNK_VALUES = 1 << 18
+
+
 def _chunk(h: int) -> int:
-    """Peaks per block of window half-width h (points): about 2^18 values."""
-    return max(1, (1 << 18) // (2 * h + 1))
+    """Peaks per block of window half-width h (points): about _CHUNK_VALUES values."""
+    return max(1, _CHUNK_VALUES // (2 * h + 1))
 
 
 def _blocks_one_row(bucket: np.ndarray, h_pts: np.ndarray):
@@ -253,24 +258,36 @@ def _blocks_rows(bucket: np.ndarray, h_pts: np.ndarray, rowv: np.ndarray):
     """As _blocks_one_row for each row on its own (the same groups, chunks and half-widths, so each row sums
     the same numbers in the same order as a render of that row alone), with the groups of different rows
     that share (group, chunk, half-width) merged into one block (up to ~2^20 values)."""
-    key = rowv * 32 + bucket
+    key = rowv * 32 + bucket  # bucket < 32
     order = np.argsort(key, kind="stable")
     ks = key[order]
-    starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
-    sizes = np.diff(np.r_[starts, ks.size])
+    first = np.empty(ks.size, dtype=bool)
+    first[0] = True
+    np.not_equal(ks[1:], ks[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    gid = np.cumsum(first) - 1  # (row, group) of each sorted peak
     h_grp = np.maximum.reduceat(h_pts[order], starts)
-    chunk = np.maximum(1, (1 << 18) // (2 * h_grp + 1))
-    sub = (np.arange(ks.size) - np.repeat(starts, sizes)) // np.repeat(chunk, sizes)
-    hp = np.repeat(h_grp, sizes)
-    bkey = (((bucket[order] << 20) + sub) << 13) + hp  # (group, chunk, half-width ≤ 4096)
+    chunk = np.maximum(1, _CHUNK_VALUES // (2 * h_grp + 1))
+    hp = h_grp[gid]
+    bkey = (ks & 31) << 33
+    if (np.diff(starts, append=ks.size) > chunk).any():
+        bkey += ((np.arange(ks.size) - starts[gid]) // chunk[gid]) << 13
+    bkey += hp  # (group, chunk, half-width ≤ 4096)
     o2 = np.argsort(bkey, kind="stable")
-    final, bk, rows = order[o2], bkey[o2], rowv[order[o2]]
-    bstarts = np.flatnonzero(np.r_[True, bk[1:] != bk[:-1]]).tolist() + [bk.size]
+    final, bk = order[o2], bkey[o2]
+    edge = np.empty(bk.size, dtype=bool)
+    edge[0] = True
+    np.not_equal(bk[1:], bk[:-1], out=edge[1:])
+    bstarts = np.flatnonzero(edge).tolist() + [bk.size]
     for b0, b1 in itertools.pairwise(bstarts):
         h = int(bk[b0] & 8191)
-        most = max(_chunk(h), (1 << 20) // (2 * h + 1))
+        most = max(_chunk(h), 4 * _CHUNK_VALUES // (2 * h + 1))
+        if b1 - b0 <= most:
+            yield final[b0:b1], h
+            continue
         # Cut only between rows: a row's group stays in one block.
-        cuts = (np.flatnonzero(rows[b0 + 1 : b1] != rows[b0 : b1 - 1]) + b0 + 1).tolist() + [b1]
+        rows = rowv[final[b0:b1]]
+        cuts = (np.flatnonzero(rows[1:] != rows[:-1]) + b0 + 1).tolist() + [b1]
         s0, last = b0, b0
         for c in cuts:
             if c - s0 > most and last > s0:
