@@ -313,6 +313,13 @@ class _Hyp:
     def key(self) -> tuple:
         return tuple(sorted(p.index for p in self.phases))
 
+    def span_basis(self, m: Model) -> np.ndarray:
+        """Orthonormal basis (N, k + background terms) of the weighted columns and background: what a
+        candidate's gain is projected off (_add_phase). Computed once per hypothesis, whatever is added."""
+        if "_span" not in self.__dict__:
+            self.__dict__["_span"] = np.linalg.qr((np.vstack([self.cols, m.bg]) * m.sw).T)[0]
+        return self.__dict__["_span"]
+
 
 def _n_params(m: Model, phases: list[PhaseState], unrefined_aniso: bool = True) -> int:
     """Parameters a phase brings: scale, isotropic lattice, size, anisotropic lattice, strain, texture r.
@@ -592,8 +599,7 @@ def _add_phase(m: Model, h: _Hyp, idx: int, s0: float, st: FitSettings, bounds: 
     pad = m.grid[0] - n_lo * dx + dx * np.arange(m.grid.size + n_lo + n_hi)
     base = m.render(new, h.g, grid=pad)
     cw = np.interp(src.ravel(), pad - h.g.zero_deg, base).reshape(src.shape) * m.sw
-    L = np.vstack([h.cols, m.bg]) * m.sw
-    q, _ = np.linalg.qr(L.T)
+    q = h.span_basis(m)
     num = cw @ (m.sw * (m.y - h.calc))
     proj = cw @ q
     den = np.maximum((cw * cw).sum(axis=1) - (proj * proj).sum(axis=1), 1e-300)
@@ -960,7 +966,10 @@ def _foreign_lobes(m: Model, screen, fwhm: float, st: FitSettings, with_calc: bo
     lo = np.r_[np.zeros(len(picks)), np.full(m.bg.shape[0], -np.inf)]
     for it in range(st.foreign_passes):
         D = np.vstack([A, m.bg[:, coarse]])
-        coef = lsq_linear((D * swc).T, yc * swc, bounds=(lo, np.inf), method="bvls").x
+        # The same bounded least squares on the QR-reduced system (min |R c − Qᵀb|², k × k): BVLS's
+        # repeated solves then cost k³, not n k² each.
+        q, rr = np.linalg.qr((D * swc).T)
+        coef = lsq_linear(rr, q.T @ (yc * swc), bounds=(lo, np.inf), method="bvls").x
         calc = coef @ D
         if it == st.foreign_passes - 1:
             break

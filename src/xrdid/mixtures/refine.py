@@ -137,6 +137,9 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
         total = a @ cols if len(cols) else np.zeros_like(grid)
         D = np.empty((len(slots), grid.size))
         dtot = None
+        # ∂y/∂2θ of every phase with a free lattice scale, in one call (row by row the same numbers).
+        s_rows = sorted({i for kind, i, _ in slots if kind == "s"})
+        grads = dict(zip(s_rows, np.gradient(cols[s_rows], grid, axis=1))) if s_rows else {}
         fd = []  # (row of D, phase position, state, step): rendered together below
         for r, (kind, i, j) in enumerate(slots):
             if kind in ("zero", "disp"):
@@ -145,7 +148,7 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
                 D[r] = -dtot if kind == "zero" else -dtot * model.cos_theta
             elif kind == "s":
                 # d → s·d moves every peak of the phase by ∂2θ/∂s = −2 tanθ / s (rad): no render needed.
-                D[r] = a[i] * np.gradient(cols[i], grid) * model.tan_theta * (2.0 * _DEG / phs[i].s)
+                D[r] = a[i] * grads[i] * model.tan_theta * (2.0 * _DEG / phs[i].s)
             elif i is not None:
                 t2 = theta.copy()
                 t2[r] += hs[r] if theta[r] + hs[r] <= hi[r] else -hs[r]
