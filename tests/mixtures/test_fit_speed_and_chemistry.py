@@ -225,8 +225,10 @@ def test_refinement_stops_when_an_iteration_gains_less_than_rtol(library, monkey
     start = [PhaseState(i, q=np.zeros(1))]
     slots = slots_for(start, m, phase_kinds=("s", "q", "size"), global_kinds=())
     calls = []
-    real = Model.render
+    real, real_cols = Model.render, Model.columns
     monkeypatch.setattr(Model, "render", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    # Model.columns renders several states in one call: one count per state.
+    monkeypatch.setattr(Model, "columns", lambda self, ps, g_: calls.extend([1] * len(ps)) or real_cols(self, ps, g_))
     tight = refine(m, start, g, slots, Bounds(), 12, rtol=1e-9)
     n_tight = len(calls)
     calls.clear()
