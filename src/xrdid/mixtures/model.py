@@ -250,7 +250,7 @@ class Model:
             norm = np.concatenate([pn, bg_norm])
         else:
             G, Mb, norm = Gbb.copy(), bb, bg_norm
-        G[np.diag_indices_from(G)] += 1e-10
+        G.flat[:: G.shape[0] + 1] += 1e-10  # the diagonal
         coef = np.linalg.solve(G, Mb)
         if n and coef[:n].min() < 0:
             R = np.linalg.cholesky(G).T  # G = RᵀR

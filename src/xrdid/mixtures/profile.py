@@ -270,7 +270,7 @@ def _blocks_rows(bucket: np.ndarray, h_pts: np.ndarray, rowv: np.ndarray):
     chunk = np.maximum(1, _CHUNK_VALUES // (2 * h_grp + 1))
     hp = h_grp[gid]
     bkey = (ks & 31) << 33
-    if (np.diff(starts, append=ks.size) > chunk).any():
+    if ks.size > chunk.min() and (np.diff(starts, append=ks.size) > chunk).any():
         bkey += ((np.arange(ks.size) - starts[gid]) // chunk[gid]) << 13
     bkey += hp  # (group, chunk, half-width ≤ 4096)
     o2 = np.argsort(bkey, kind="stable")

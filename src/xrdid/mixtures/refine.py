@@ -165,7 +165,7 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
         L = np.vstack([cols, model.bg]) * model.sw if len(cols) else model.bg * model.sw
         Dw = D * model.sw
         G = L @ L.T
-        G[np.diag_indices_from(G)] += 1e-12 * np.trace(G) / G.shape[0]
+        G.flat[:: G.shape[0] + 1] += 1e-12 * np.trace(G) / G.shape[0]  # the diagonal
         Dw = Dw - np.linalg.solve(G, L @ Dw.T).T @ L
         JtJ = Dw @ Dw.T
         Jtr = Dw @ (model.sw * (model.y - calc))
