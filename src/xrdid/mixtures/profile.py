@@ -13,8 +13,11 @@ that phase and weight fractions follow from :math:`W_i ∝ S_i Z_i M_i V_i` (see
 Differences from the training renderer, all for fitting: the peak position gets an isotropic lattice
 scale (d → d·s) and a zero shift; each peak is evaluated on a window of ±``window_fwhm`` FWHM and
 rescaled so that its sum over the window times the grid step equals A exactly (area, not height, is
-what the weight fractions need); the grid can be any uniform 2θ grid; and many scale factors ``s`` can
-be rendered in one vectorised call (rows of the output), which is what candidate screening uses.
+what the weight fractions need); the grid can be any uniform 2θ grid; and many scale factors ``s``
+(:func:`render_phase`) or many phases with their own size and strain (:func:`render_phases`, what the
+refinement and the screening use) can be rendered in one vectorised call, as rows of the output. A row
+is the very numbers (to the last bit) of that row rendered alone: its peaks are grouped, summed and
+accumulated in the same order, so the fit's answers do not depend on what was rendered together.
 """
 
 from __future__ import annotations
