@@ -79,6 +79,39 @@ def test_a_candidate_is_placed_at_its_lattice_scale_with_two_renders(library, mo
     assert child.chi2 < 0.2 * chi2
 
 
+def test_a_hypothesis_span_is_computed_once_and_is_its_own(library):
+    """_add_phase projects every candidate off the span of the parent's columns and background, computed
+    once per hypothesis (_Hyp.span_basis): adding a second candidate to the same parent must give what it
+    gives on a fresh copy of that parent, and two parents must not share a span."""
+    from xrdid.mixtures import fit as F
+    from xrdid.mixtures.model import Globals, PhaseState
+    from xrdid.mixtures.refine import Bounds
+
+    ids = {p.formula: k for k, p in enumerate(library.phases)}
+    m0 = _model(library)
+    g = Globals(zero_deg=0.02, log_width=math.log(3.0))
+    y = sum(w * m0.render(PhaseState(ids[f], s=1.002), g) for f, w in (("NaCl", 100), ("Si", 60), ("TiO2", 40)))
+    m = _model(library, np.random.default_rng(2).poisson(y * 20 + 1000).astype(float) / 20)
+
+    def hyp(formulas):
+        phases = [PhaseState(ids[f], q=np.zeros(m.data(ids[f]).n_aniso)) for f in formulas]
+        cols = m.columns(phases, g)
+        a, _, calc, chi2 = m.linear(cols)
+        return F._Hyp(phases, g, cols, a, calc, chi2)
+
+    st, b = F.FitSettings(), Bounds(d_scale=0.02)
+    h1, h2 = hyp(["NaCl"]), hyp(["NaCl", "Si"])
+    F._add_phase(m, h1, ids["Si"], 1.0, st, b, step=0.002)  # the span of h1 is now cached
+    again = F._add_phase(m, h1, ids["TiO2"], 1.0, st, b, step=0.002)
+    fresh = F._add_phase(m, hyp(["NaCl"]), ids["TiO2"], 1.0, st, b, step=0.002)
+    assert again.phases[-1].s == fresh.phases[-1].s and again.chi2 == fresh.chi2
+    for h in (h1, h2):
+        q = h.span_basis(m)
+        w = (np.vstack([h.cols, m.bg]) * m.sw).T
+        assert q.shape == w.shape and np.allclose(q @ (q.T @ w), w, atol=1e-9 * np.abs(w).max())
+    assert h1.span_basis(m) is h1.span_basis(m) and h2.span_basis(m).shape[1] == h1.span_basis(m).shape[1] + 1
+
+
 def test_runner_up_hypotheses_far_behind_the_best_are_not_fully_refined():
     from xrdid.mixtures import fit as F
 
@@ -192,8 +225,10 @@ def test_refinement_stops_when_an_iteration_gains_less_than_rtol(library, monkey
     start = [PhaseState(i, q=np.zeros(1))]
     slots = slots_for(start, m, phase_kinds=("s", "q", "size"), global_kinds=())
     calls = []
-    real = Model.render
+    real, real_cols = Model.render, Model.columns
     monkeypatch.setattr(Model, "render", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    # Model.columns renders several states in one call: one count per state.
+    monkeypatch.setattr(Model, "columns", lambda self, ps, g_: calls.extend([1] * len(ps)) or real_cols(self, ps, g_))
     tight = refine(m, start, g, slots, Bounds(), 12, rtol=1e-9)
     n_tight = len(calls)
     calls.clear()

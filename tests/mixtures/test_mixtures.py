@@ -75,6 +75,71 @@ def test_render_phase_area_is_exact():
     assert grid[np.argmax(y)] == pytest.approx(28.44, abs=0.02)
 
 
+def test_render_phase_on_part_of_a_grid_and_at_many_scales():
+    """A peak cut by the grid's end keeps its points on the grid (its window off the grid is dropped, the
+    area normalisation is the whole window's), whatever the grid's extent; rows of an array of d scales
+    are the renders at each scale, Kα2 included, to the last bit."""
+    grid = np.linspace(20.0, 80.0, 6001)
+    kw = {"width_scale": 30.0, "size_nm": 60.0, "zero_deg": 0.013}
+    _, full = _render_si(grid, **kw)
+    # From 28.45° (on the Si (111) peak) to 47.29° (on (220)): both ends cut through a peak.
+    part = slice(845, 2730)
+    _, cut = _render_si(grid[part], **kw)
+    assert cut[0] > 0.3 * full.max() and cut[-1] > 0.3 * cut.max()
+    np.testing.assert_allclose(cut, full[part], rtol=1e-9, atol=1e-12 * full.max())
+    st = compute_sticks(_structures()["Si"], 0.9)
+    scales = np.array([0.99, 1.0, 1.013])
+    rows = render_phase(st.d, st.f2m, grid, Optics(CU), d_scale=scales, kalpha2_ratio=0.4, **kw)
+    for s, r in zip(scales, rows):
+        np.testing.assert_array_equal(r, render_phase(st.d * s, st.f2m, grid, Optics(CU), kalpha2_ratio=0.4, **kw))
+
+
+def test_phase_state_copy_and_set_share_nothing_they_change():
+    from xrdid.mixtures.model import Globals, PhaseState
+    from xrdid.mixtures.refine import _set
+
+    p = PhaseState(3, s=1.01, q=np.array([0.001, -0.002]), axis=1, r=0.8)
+    c = p.copy(r=1.2)
+    assert (c.index, c.s, c.axis, c.r) == (3, 1.01, 1, 1.2) and p.r == 0.8
+    c.q[0] = 0.5
+    assert p.q[0] == 0.001
+    with pytest.raises(TypeError):
+        p.copy(size=3.0)
+    other, g = PhaseState(5), Globals()
+    phs, g2 = _set([p, other], g, [("q", 0, 1), ("zero", None, 0)], [0.003, 0.02])
+    assert phs[0].q[1] == 0.003 and p.q[1] == -0.002 and phs[1] is other
+    assert g2.zero_deg == 0.02 and g.zero_deg == 0.0
+
+
+@pytest.mark.parametrize("chunk", [1 << 18, 50])
+def test_columns_are_each_phase_rendered_alone(cif_library, monkeypatch, chunk):
+    """Model.columns renders several phase states in one call (xrdid.mixtures.profile.render_phases): each
+    row must be the very numbers Model.render gives that state alone, whatever the others are, since
+    the fit's results must not depend on which phases were rendered together."""
+    from xrdid.mixtures import profile
+    from xrdid.mixtures.model import Globals, Model, PhaseState
+
+    # 50 values a block: every phase's peaks are cut into several blocks, as a large phase's are.
+    monkeypatch.setattr(profile, "_CHUNK_VALUES", chunk)
+    lib = load_library(cif_library, 0.8 / 1.03)
+    ids = {p.id.removesuffix(".cif"): k for k, p in enumerate(lib.phases)}
+    grid = np.linspace(15.0, 100.0, 1701)
+    m = Model(grid, np.ones_like(grid), lib, Optics(CU), background_degree=4)
+    ti = ids["TiO2"]
+    states = [
+        PhaseState(ids["NaCl"], s=1.004, log_size=np.log(40.0), strain=0.002),
+        PhaseState(ti, s=0.997, q=np.array([0.006]), log_size=np.log(900.0), axis=0, r=0.7),
+        PhaseState(ids["Si"], log_size=np.log(8.0)),
+        PhaseState(ti, q=np.array([-0.004]), strain=0.004, axis=0, r=1.4),
+    ]
+    g = Globals(zero_deg=0.05, displacement_deg=-0.08, log_width=np.log(6.0), kalpha2_ratio=0.45)
+    cols = m.columns(states, g)
+    for st, col in zip(states, cols):
+        np.testing.assert_array_equal(col, m.render(st, g))
+    np.testing.assert_array_equal(m.columns(states[2:3], g)[0], cols[2])
+    assert m.columns([], g).shape == (0, grid.size)
+
+
 def test_kalpha2_for_known_anodes():
     assert kalpha2_for(1.540598) == pytest.approx(1.544414, abs=1e-4)
     assert kalpha2_for(0.7297) is None

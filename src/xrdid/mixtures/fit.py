@@ -17,7 +17,7 @@ from scipy.optimize import lsq_linear
 from xrdid.mixtures.library import Library
 from xrdid.mixtures.model import Globals, Model, PhaseState, weights
 from xrdid.mixtures.peaks import unexplained_peaks
-from xrdid.mixtures.profile import Optics, kalpha2_for, render_phase
+from xrdid.mixtures.profile import Optics, kalpha2_for, render_phases
 from xrdid.mixtures.refine import Bounds, refine, slots_for
 
 log = logging.getLogger(__name__)
@@ -313,6 +313,13 @@ class _Hyp:
     def key(self) -> tuple:
         return tuple(sorted(p.index for p in self.phases))
 
+    def span_basis(self, m: Model) -> np.ndarray:
+        """Orthonormal basis (N, k + background terms) of the weighted columns and background: what a
+        candidate's gain is projected off (_add_phase). Computed once per hypothesis, whatever is added."""
+        if "_span" not in self.__dict__:
+            self.__dict__["_span"] = np.linalg.qr((np.vstack([self.cols, m.bg]) * m.sw).T)[0]
+        return self.__dict__["_span"]
+
 
 def _n_params(m: Model, phases: list[PhaseState], unrefined_aniso: bool = True) -> int:
     """Parameters a phase brings: scale, isotropic lattice, size, anisotropic lattice, strain, texture r.
@@ -592,8 +599,7 @@ def _add_phase(m: Model, h: _Hyp, idx: int, s0: float, st: FitSettings, bounds: 
     pad = m.grid[0] - n_lo * dx + dx * np.arange(m.grid.size + n_lo + n_hi)
     base = m.render(new, h.g, grid=pad)
     cw = np.interp(src.ravel(), pad - h.g.zero_deg, base).reshape(src.shape) * m.sw
-    L = np.vstack([h.cols, m.bg]) * m.sw
-    q, _ = np.linalg.qr(L.T)
+    q = h.span_basis(m)
     num = cw @ (m.sw * (m.y - h.calc))
     proj = cw @ q
     den = np.maximum((cw * cw).sum(axis=1) - (proj * proj).sum(axis=1), 1e-300)
@@ -767,15 +773,16 @@ def _texture(m: Model, phases, g, cols, chi2, bounds: Bounds, ne: float, st: Fit
     changed = False
     for i, p in enumerate(phases):
         best = (chi2, None)
-        for ax in range(len(m.data(p.index).axes)):
-            for r in (0.7, 1.4):
-                trial = [q.copy() for q in phases]
-                trial[i] = p.copy(axis=ax, r=r)
-                c = cols.copy()
-                c[i] = m.render(trial[i], g)
-                *_, x2 = m.linear(c)
-                if x2 < best[0]:
-                    best = (x2, trial, c)
+        # Every trial's column in one call (Model.columns: the same numbers as one render each).
+        states = [p.copy(axis=ax, r=r) for ax in range(len(m.data(p.index).axes)) for r in (0.7, 1.4)]
+        for st_i, col in zip(states, m.columns(states, g)):
+            trial = [q.copy() for q in phases]
+            trial[i] = st_i
+            c = cols.copy()
+            c[i] = col
+            *_, x2 = m.linear(c)
+            if x2 < best[0]:
+                best = (x2, trial, c)
         if best[1] is not None and ne * _log_ratio(m, chi2, best[0]) > math.log(ne) + (math.log(0.7) / TEXTURE_SIGMA) ** 2:
             chi2, phases, cols = best
             changed = True
@@ -895,9 +902,10 @@ def _screen_columns(m: Model, fwhm: float, st: FitSettings):
         pad_lo = math.floor(min(src.min(), x[0]) / dx) * dx
         pad = np.arange(pad_lo, max(src.max(), x[-1]) + 2 * dx, dx)
         cols = []
-        for p in m.lib.phases:
-            base = render_phase(p.d, p.f2m, pad, m.optics, width_scale=ws, size_nm=5000.0, kalpha2_ratio=0.5,
-                                window_fwhm=3.0)
+        n = len(m.lib.phases)
+        bases = render_phases([(p.d, p.f2m) for p in m.lib.phases], pad, m.optics, size_nm=[5000.0] * n,
+                              strain=[0.0] * n, width_scale=ws, kalpha2_ratio=0.5, window_fwhm=3.0)
+        for base in bases:
             c = np.interp(src.ravel(), pad, base).reshape(src.shape)
             nrm = np.sqrt((c * c).sum(axis=1, keepdims=True))
             cols.append((c / np.maximum(nrm, 1e-300)).astype(np.float32))
@@ -958,7 +966,10 @@ def _foreign_lobes(m: Model, screen, fwhm: float, st: FitSettings, with_calc: bo
     lo = np.r_[np.zeros(len(picks)), np.full(m.bg.shape[0], -np.inf)]
     for it in range(st.foreign_passes):
         D = np.vstack([A, m.bg[:, coarse]])
-        coef = lsq_linear((D * swc).T, yc * swc, bounds=(lo, np.inf), method="bvls").x
+        # The same bounded least squares on the QR-reduced system (min |R c − Qᵀb|², k × k): BVLS's
+        # repeated solves then cost k³, not n k² each.
+        q, rr = np.linalg.qr((D * swc).T)
+        coef = lsq_linear(rr, q.T @ (yc * swc), bounds=(lo, np.inf), method="bvls").x
         calc = coef @ D
         if it == st.foreign_passes - 1:
             break

@@ -30,7 +30,7 @@ import numpy as np
 from scipy.optimize import lsq_linear
 
 from xrdid.mixtures.library import Library, LibraryPhase
-from xrdid.mixtures.profile import Optics, render_phase
+from xrdid.mixtures.profile import Optics, render_phase, render_phases
 
 # Candidate texture axes (reciprocal-lattice directions of the library cell), deduplicated per phase by
 # the Laue group: the cell axes and the two low-index diagonals cover the habits of most powders.
@@ -48,7 +48,16 @@ class PhaseState:
     r: float = 1.0
 
     def copy(self, **kw) -> PhaseState:
-        return replace(self, q=np.array(self.q, float), **kw)
+        # As dataclasses.replace(self, q=copy of q, **kw), without its field-by-field __init__ (refinement
+        # copies states thousands of times a pattern).
+        new = object.__new__(PhaseState)
+        new.__dict__.update(self.__dict__)
+        new.q = np.array(self.q, float)
+        for k, v in kw.items():
+            if k not in new.__dict__:
+                raise TypeError(f"PhaseState has no field {k!r}")
+            setattr(new, k, v)
+        return new
 
 
 @dataclass
@@ -204,7 +213,16 @@ class Model:
         )
 
     def columns(self, phases: list[PhaseState], g: Globals) -> np.ndarray:
-        return np.array([self.render(p, g) for p in phases]) if phases else np.zeros((0, self.grid.size))
+        """Every phase's column, (len(phases), N): the same numbers as :meth:`render` of each, in one call."""
+        if not phases:
+            return np.zeros((0, self.grid.size))
+        pds = [self.data(p.index) for p in phases]
+        return render_phases(
+            [(pd.d(p), pd.f2m * pd.texture(p)) for pd, p in zip(pds, phases)], self.grid, self.optics,
+            size_nm=[math.exp(p.log_size) for p in phases], strain=[p.strain for p in phases], zero_deg=g.zero_deg,
+            displacement_deg=g.displacement_deg, width_scale=math.exp(g.log_width), kalpha2_ratio=g.kalpha2_ratio,
+            window_fwhm=self.window,
+        )
 
     def linear(self, cols: np.ndarray):
         """Scales (≥ 0) and background coefficients minimising the weighted χ², by bounded least squares.
@@ -232,7 +250,7 @@ class Model:
             norm = np.concatenate([pn, bg_norm])
         else:
             G, Mb, norm = Gbb.copy(), bb, bg_norm
-        G[np.diag_indices_from(G)] += 1e-10
+        G.flat[:: G.shape[0] + 1] += 1e-10  # the diagonal
         coef = np.linalg.solve(G, Mb)
         if n and coef[:n].min() < 0:
             R = np.linalg.cholesky(G).T  # G = RᵀR

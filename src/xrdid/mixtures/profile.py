@@ -13,12 +13,16 @@ that phase and weight fractions follow from :math:`W_i ∝ S_i Z_i M_i V_i` (see
 Differences from the training renderer, all for fitting: the peak position gets an isotropic lattice
 scale (d → d·s) and a zero shift; each peak is evaluated on a window of ±``window_fwhm`` FWHM and
 rescaled so that its sum over the window times the grid step equals A exactly (area, not height, is
-what the weight fractions need); the grid can be any uniform 2θ grid; and many scale factors ``s`` can
-be rendered in one vectorised call (rows of the output), which is what candidate screening uses.
+what the weight fractions need); the grid can be any uniform 2θ grid; and many scale factors ``s``
+(:func:`render_phase`) or many phases with their own size and strain (:func:`render_phases`, what the
+refinement and the screening use) can be rendered in one vectorised call, as rows of the output. A row
+is the very numbers (to the last bit) of that row rendered alone: its peaks are grouped, summed and
+accumulated in the same order, so the fit's answers do not depend on what was rendered together.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -89,72 +93,212 @@ def render_phase(
     microstrain ε = Δd/d adds a Gaussian FWHM 4ε tanθ (rad); ``size_nm`` is the Scherrer crystallite size of
     the Lorentzian FWHM Kλ/(L cosθ) (K = 0.9); the two are combined by Thompson–Cox–Hastings.
     """
-    grid = np.asarray(grid, dtype=np.float64)
     scales = np.atleast_1d(np.asarray(d_scale, dtype=np.float64))
-    S, N = scales.size, grid.size
-    step = (grid[-1] - grid[0]) / (N - 1)
-    out = np.zeros(S * N)
     d = np.asarray(d, dtype=np.float64)
     f2m = np.asarray(f2m, dtype=np.float64)
     keep = (d > 0) & (f2m > 0)
-    d, f2m = d[keep], f2m[keep]
-    if d.size == 0:
-        return out.reshape(S, N) if np.ndim(d_scale) else out
+    if not keep.all():
+        d, f2m = d[keep], f2m[keep]
+    kw = {"zero_deg": zero_deg, "displacement_deg": displacement_deg, "width_scale": width_scale,
+          "kalpha2_ratio": kalpha2_ratio, "window_fwhm": window_fwhm}
+    if scales.size == 1:
+        out = _render(scales[0] * d, f2m, None, 1, grid, optics, size_A=_size_A(size_nm),
+                      strain_deg=_strain_deg(strain), **kw)
+    else:
+        out = _render((scales[:, None] * d[None, :]).ravel(), np.tile(f2m, scales.size),
+                      np.repeat(np.arange(scales.size), d.size), scales.size, grid, optics, size_A=_size_A(size_nm),
+                      strain_deg=_strain_deg(strain), **kw)
+    return out if np.ndim(d_scale) else out[0]
+
+
+def render_phases(
+    sticks: list[tuple[np.ndarray, np.ndarray]],
+    grid: np.ndarray,
+    optics: Optics,
+    *,
+    size_nm,
+    strain,
+    zero_deg: float = 0.0,
+    displacement_deg: float = 0.0,
+    width_scale: float = 1.0,
+    kalpha2_ratio: float = 0.5,
+    window_fwhm: float = 8.0,
+) -> np.ndarray:
+    """Several phases at once, (P, N): row i is exactly ``render_phase(*sticks[i], grid, optics,
+    size_nm=size_nm[i], strain=strain[i], ...)`` (the same numbers to the last bit), with the per-call
+    work shared. ``sticks``: (d, f2m) per phase, d in Å at the lattice to render."""
+    kw = {"zero_deg": zero_deg, "displacement_deg": displacement_deg, "width_scale": width_scale,
+          "kalpha2_ratio": kalpha2_ratio, "window_fwhm": window_fwhm}
+    if len(sticks) == 1:
+        return render_phase(*sticks[0], grid, optics, size_nm=size_nm[0], strain=strain[0], **kw)[None, :]
+    ds, fs, rows = [], [], []
+    for d, f2m in sticks:
+        d = np.asarray(d, dtype=np.float64)
+        f2m = np.asarray(f2m, dtype=np.float64)
+        keep = (d > 0) & (f2m > 0)
+        if not keep.all():
+            d, f2m = d[keep], f2m[keep]
+        ds.append(d)
+        fs.append(f2m)
+        rows.append(d.size)
+    counts = np.array(rows, dtype=np.int64)
+    return _render(np.concatenate(ds) if ds else np.zeros(0), np.concatenate(fs) if fs else np.zeros(0),
+                   np.repeat(np.arange(len(sticks)), counts), len(sticks), grid, optics,
+                   size_A=np.repeat([_size_A(v) for v in size_nm], counts),
+                   strain_deg=np.repeat([_strain_deg(v) for v in strain], counts), **kw)
+
+
+def _size_A(size_nm: float) -> float:
+    return 10.0 * max(float(size_nm), 1e-3)
+
+
+def _strain_deg(strain: float) -> float:
+    return 4.0 * _DEG * max(float(strain), 0.0)
+
+
+def _render(dd, ff, row, n_rows: int, grid, optics: Optics, *, size_A, strain_deg, zero_deg, displacement_deg,
+            width_scale, kalpha2_ratio, window_fwhm) -> np.ndarray:
+    """Sticks (d in Å, |F|²m) rendered into ``n_rows`` rows: stick j into row ``row[j]`` (None: one row).
+    ``size_A``, ``strain_deg``: scalars, or one value per stick. Returns (n_rows, N)."""
+    grid = np.asarray(grid, dtype=np.float64)
+    N = grid.size
+    step = (grid[-1] - grid[0]) / (N - 1)
+    if dd.size == 0:
+        return np.zeros((n_rows, N))
     U, V, W = (width_scale * c for c in optics.caglioti_uvw_deg2)
     km = optics.polarisation_k * math.cos(math.radians(optics.monochromator_two_theta_deg)) ** 2
-    lines = [(optics.wavelengths_A[0], 1.0)]
+    lams, wgts = [optics.wavelengths_A[0]], [1.0]
     if len(optics.wavelengths_A) > 1 and kalpha2_ratio > 0:
-        lines.append((optics.wavelengths_A[1], float(kalpha2_ratio)))
-    dd = (scales[:, None] * d[None, :]).ravel()
-    row = np.repeat(np.arange(S), d.size)
-    ff = np.tile(f2m, S)
-    size_A = 10.0 * max(float(size_nm), 1e-3)
+        lams.append(optics.wavelengths_A[1])
+        wgts.append(float(kalpha2_ratio))
     # Gaussian FWHM² of one grid bin (a measured point averages over its bin) and a floor of 1.2 steps,
     # as the training renderer, so that a peak's sum over the grid does not alias.
     bin_g2 = 8 * _LN2 * step**2 / 12
     min_g2 = (1.2 * step) ** 2
-    strain_deg = 4.0 * _DEG * max(float(strain), 0.0)
-    cols = []
-    for lam, wgt in lines:
-        s = lam / (2.0 * dd)
-        ok = s < 1.0
-        theta = np.arcsin(np.minimum(s, 1.0 - 1e-9))
-        sin_t, cos_t = np.sin(theta), np.cos(theta)
-        tan_t = sin_t / cos_t
-        cos2t = 1.0 - 2.0 * sin_t * sin_t
-        lp = (1.0 + km * cos2t * cos2t) / ((1.0 + km) * sin_t * sin_t * cos_t)
-        centre = 2.0 * _DEG * theta + zero_deg + displacement_deg * cos_t
-        g2 = np.maximum(U * tan_t * tan_t + V * tan_t + W + bin_g2 + (strain_deg * tan_t) ** 2, min_g2)
-        gam_l = _DEG * _SCHERRER_K * lam / (size_A * cos_t)
-        gam, eta = _tch(np.sqrt(g2), gam_l)
-        area = wgt * ff * lp
-        half = window_fwhm * gam
-        vis = ok & (centre + half > grid[0]) & (centre - half < grid[-1]) & (area > 0)
-        cols.append((centre[vis], area[vis], gam[vis], eta[vis], row[vis]))
-    centre, area, gam, eta, rows = (np.concatenate(c) for c in zip(*cols))
+    # Both lines at once: rows of (lines, reflections); flattened, the Kα1 peaks come first.
+    lam = np.array(lams)[:, None]
+    s = lam / (2.0 * dd)
+    ok = s < 1.0
+    theta = np.arcsin(np.minimum(s, 1.0 - 1e-9))
+    sin_t, cos_t = np.sin(theta), np.cos(theta)
+    tan_t = sin_t / cos_t
+    cos2t = 1.0 - 2.0 * sin_t * sin_t
+    lp = (1.0 + km * cos2t * cos2t) / ((1.0 + km) * sin_t * sin_t * cos_t)
+    centre = 2.0 * _DEG * theta + zero_deg + displacement_deg * cos_t
+    g2 = np.maximum(U * tan_t * tan_t + V * tan_t + W + bin_g2 + (strain_deg * tan_t) ** 2, min_g2)
+    gam_l = _DEG * _SCHERRER_K * lam / (size_A * cos_t)
+    gam, eta = _tch(np.sqrt(g2), gam_l)
+    area = np.array(wgts)[:, None] * ff * lp
+    half = window_fwhm * gam
+    vis = ok & (centre + half > grid[0]) & (centre - half < grid[-1]) & (area > 0)
+    centre, area, gam, eta = centre[vis], area[vis], gam[vis], eta[vis]
     if centre.size == 0:
-        return out.reshape(S, N) if np.ndim(d_scale) else out
+        return np.zeros((n_rows, N))
     pos = (centre - grid[0]) / step
     h_pts = np.minimum(np.ceil(window_fwhm * gam / step), 4096).astype(np.int64)
-    # Peaks grouped by window size (powers of 1.5), so each group is one dense (peaks × window) block.
-    bucket = np.ceil(np.log(np.maximum(h_pts, 3)) / math.log(1.5)).astype(np.int64)
-    for b in np.unique(bucket):
-        sel = np.flatnonzero(bucket == b)
+    # Window points off the grid are accumulated in padding either side and cut off at the end, rather
+    # than masked out one by one.
+    h_max = int(h_pts.max())
+    pad = max(0, h_max + 1 - math.floor(pos.min()))
+    width = pad + max(N, math.ceil(pos.max()) + h_max + 2)
+    out = np.zeros(n_rows * width)
+    bucket = _BUCKET[h_pts]
+    if row is None:
+        offset = np.full(pos.size, pad)
+        blocks = _blocks_one_row(bucket, h_pts)
+    else:
+        rowv = np.tile(row, len(lams))[vis.ravel()]
+        offset = rowv * width + pad
+        blocks = _blocks_rows(bucket, h_pts, rowv)
+    c_g = math.sqrt(math.pi * _LN2)
+    for sl, h in blocks:
+        p = pos[sl, None]
+        idx = np.rint(p).astype(np.int64) + np.arange(-h, h + 1)
+        u = idx - p
+        x2 = u * (2.0 * step / gam[sl, None])  # x = 2(2θ − c)/Γ
+        x2 *= x2
+        e = eta[sl, None]
+        # η/(1 + x²) + (1 − η)·√(π ln2)·exp(−ln2 x²), in place.
+        prof = np.multiply(x2, -_LN2)
+        np.exp(prof, out=prof)
+        prof *= (1.0 - e) * c_g
+        x2 += 1.0
+        prof += np.divide(e, x2, out=x2)
+        prof *= np.abs(u, out=u) <= h_pts[sl, None]
+        # Area-exact: the window sum (× step) is the peak's area, wherever it falls between points.
+        norm = prof.sum(axis=1, keepdims=True) * step
+        prof *= area[sl, None] / np.maximum(norm, 1e-300)
+        idx += offset[sl, None]
+        out += np.bincount(idx.ravel(), weights=prof.ravel(), minlength=n_rows * width)
+    return np.ascontiguousarray(out.reshape(n_rows, width)[:, pad : pad + N])
+
+
+# Values (peaks × window points) per dense block of a render: bounds its memory. The blocks of one row
+# (phase) are what its sums depend on, so render_phase and render_phases cut them alike.
+_CHUNK_VALUES = 1 << 18
+
+
+def _chunk(h: int) -> int:
+    """Peaks per block of window half-width h (points): about _CHUNK_VALUES values."""
+    return max(1, _CHUNK_VALUES // (2 * h + 1))
+
+
+def _blocks_one_row(bucket: np.ndarray, h_pts: np.ndarray):
+    """(peak indices, window half-width) of each dense block: peaks grouped by window size (powers of 1.5),
+    in chunks; a stable sort keeps each group's peaks in their order (the order in which they are summed)."""
+    order = np.argsort(bucket, kind="stable")
+    counts = np.bincount(bucket)
+    start = 0
+    for end in np.cumsum(counts)[counts > 0].tolist():
+        sel, start = order[start:end], end
         h = int(h_pts[sel].max())
-        for c0 in range(0, sel.size, max(1, (1 << 18) // (2 * h + 1))):
-            sl = sel[c0 : c0 + max(1, (1 << 18) // (2 * h + 1))]
-            i0 = np.rint(pos[sl]).astype(np.int64)
-            idx = i0[:, None] + np.arange(-h, h + 1)[None, :]
-            x = (idx - pos[sl, None]) * (2.0 * step / gam[sl, None])  # 2(2θ − c)/Γ
-            x2 = x * x
-            e = eta[sl, None]
-            prof = e / (1.0 + x2) + (1.0 - e) * math.sqrt(math.pi * _LN2) * np.exp(-_LN2 * x2)
-            prof *= (np.abs(idx - pos[sl, None]) <= h_pts[sl, None])
-            # Area-exact: the window sum (× step) is the peak's area, wherever it falls between points.
-            norm = prof.sum(axis=1, keepdims=True) * step
-            prof *= area[sl, None] / np.maximum(norm, 1e-300)
-            inside = (idx >= 0) & (idx < N)
-            flat = (rows[sl, None] * N + idx)[inside]
-            out += np.bincount(flat, weights=prof[inside], minlength=S * N)
-    out = out.reshape(S, N)
-    return out if np.ndim(d_scale) else out[0]
+        c = _chunk(h)
+        for c0 in range(0, sel.size, c):
+            yield sel[c0 : c0 + c], h
+
+
+def _blocks_rows(bucket: np.ndarray, h_pts: np.ndarray, rowv: np.ndarray):
+    """As _blocks_one_row for each row on its own (the same groups, chunks and half-widths, so each row sums
+    the same numbers in the same order as a render of that row alone), with the groups of different rows
+    that share (group, chunk, half-width) merged into one block (up to ~2^20 values)."""
+    key = rowv * 32 + bucket  # bucket < 32
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    first = np.empty(ks.size, dtype=bool)
+    first[0] = True
+    np.not_equal(ks[1:], ks[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    gid = np.cumsum(first) - 1  # (row, group) of each sorted peak
+    h_grp = np.maximum.reduceat(h_pts[order], starts)
+    chunk = np.maximum(1, _CHUNK_VALUES // (2 * h_grp + 1))
+    hp = h_grp[gid]
+    bkey = (ks & 31) << 33
+    if ks.size > chunk.min() and (np.diff(starts, append=ks.size) > chunk).any():
+        bkey += ((np.arange(ks.size) - starts[gid]) // chunk[gid]) << 13
+    bkey += hp  # (group, chunk, half-width ≤ 4096)
+    o2 = np.argsort(bkey, kind="stable")
+    final, bk = order[o2], bkey[o2]
+    edge = np.empty(bk.size, dtype=bool)
+    edge[0] = True
+    np.not_equal(bk[1:], bk[:-1], out=edge[1:])
+    bstarts = np.flatnonzero(edge).tolist() + [bk.size]
+    for b0, b1 in itertools.pairwise(bstarts):
+        h = int(bk[b0] & 8191)
+        most = max(_chunk(h), 4 * _CHUNK_VALUES // (2 * h + 1))
+        if b1 - b0 <= most:
+            yield final[b0:b1], h
+            continue
+        # Cut only between rows: a row's group stays in one block.
+        rows = rowv[final[b0:b1]]
+        cuts = (np.flatnonzero(rows[1:] != rows[:-1]) + b0 + 1).tolist() + [b1]
+        s0, last = b0, b0
+        for c in cuts:
+            if c - s0 > most and last > s0:
+                yield final[s0:last], h
+                s0 = last
+            last = c
+        yield final[s0:b1], h
+
+
+# Window half-width (points) → its group in render_phase: powers of 1.5.
+_BUCKET = np.ceil(np.log(np.maximum(np.arange(4097), 3)) / math.log(1.5)).astype(np.int64)

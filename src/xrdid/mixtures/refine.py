@@ -85,13 +85,21 @@ def _get(phases, g: Globals, slot) -> float:
 
 
 def _set(phases, g: Globals, slots, theta):
-    phases = [p.copy() for p in phases]
-    g = g.copy()
+    """New states with ``slots`` set to ``theta``; states no slot touches are shared, not copied."""
+    phases = list(phases)
+    copied: set = set()
+    g_in = g
     for (kind, i, j), v in zip(slots, theta):
         v = float(v)
         if i is None:
+            if g is g_in:
+                g = g.copy()
             setattr(g, {"zero": "zero_deg", "disp": "displacement_deg", "width": "log_width", "ka2": "kalpha2_ratio"}[kind], v)
-        elif kind == "q":
+            continue
+        if i not in copied:
+            phases[i] = phases[i].copy()
+            copied.add(i)
+        if kind == "q":
             phases[i].q[j] = v
         else:
             setattr(phases[i], {"s": "s", "size": "log_size", "strain": "strain", "r": "r"}[kind], v)
@@ -115,8 +123,8 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
             c = model.columns(phs, gg)
         else:
             c = base_cols.copy()
-            for i in touched:
-                c[i] = model.render(phs[i], gg)
+            idx = sorted(touched)
+            c[idx] = model.columns([phs[i] for i in idx], gg)
         a, _b, calc, chi2 = model.linear(c)
         return phs, gg, c, a, calc, chi2
 
@@ -129,6 +137,10 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
         total = a @ cols if len(cols) else np.zeros_like(grid)
         D = np.empty((len(slots), grid.size))
         dtot = None
+        # ∂y/∂2θ of every phase with a free lattice scale, in one call (row by row the same numbers).
+        s_rows = sorted({i for kind, i, _ in slots if kind == "s"})
+        grads = dict(zip(s_rows, np.gradient(cols[s_rows], grid, axis=1))) if s_rows else {}
+        fd = []  # (row of D, phase position, state, step): rendered together below
         for r, (kind, i, j) in enumerate(slots):
             if kind in ("zero", "disp"):
                 if dtot is None:
@@ -136,21 +148,24 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
                 D[r] = -dtot if kind == "zero" else -dtot * model.cos_theta
             elif kind == "s":
                 # d → s·d moves every peak of the phase by ∂2θ/∂s = −2 tanθ / s (rad): no render needed.
-                D[r] = a[i] * np.gradient(cols[i], grid) * model.tan_theta * (2.0 * _DEG / phs[i].s)
+                D[r] = a[i] * grads[i] * model.tan_theta * (2.0 * _DEG / phs[i].s)
             elif i is not None:
                 t2 = theta.copy()
                 t2[r] += hs[r] if theta[r] + hs[r] <= hi[r] else -hs[r]
                 step = t2[r] - theta[r]
-                p2, g2 = _set(phs, gg, [slots[r]], [t2[r]])
-                D[r] = a[i] * (model.render(p2[i], g2) - cols[i]) / step
+                p2, _ = _set(phs, gg, [slots[r]], [t2[r]])
+                fd.append((r, i, p2[i], step))
             else:
                 t2 = theta[r] + (hs[r] if theta[r] + hs[r] <= hi[r] else -hs[r])
                 p2, g2 = _set(phs, gg, [slots[r]], [t2])
                 D[r] = (a @ model.columns(p2, g2) - total) / (t2 - theta[r])
+        if fd:
+            for (r, i, _, step), col in zip(fd, model.columns([f[2] for f in fd], gg)):
+                D[r] = a[i] * (col - cols[i]) / step
         L = np.vstack([cols, model.bg]) * model.sw if len(cols) else model.bg * model.sw
         Dw = D * model.sw
         G = L @ L.T
-        G[np.diag_indices_from(G)] += 1e-12 * np.trace(G) / G.shape[0]
+        G.flat[:: G.shape[0] + 1] += 1e-12 * np.trace(G) / G.shape[0]  # the diagonal
         Dw = Dw - np.linalg.solve(G, L @ Dw.T).T @ L
         JtJ = Dw @ Dw.T
         Jtr = Dw @ (model.sw * (model.y - calc))
