@@ -124,6 +124,15 @@ def test_orthorhombic_trial_cells_use_lines_beyond_the_sixth():
     assert rank is not None and rank <= 3, [c.to_dict() for c in result.cells]
 
 
+def test_face_centred_orthorhombic_trial_cells_from_its_own_forms():
+    """A2B_oF24_70 (4.80 × 8.27 × 8.55 Å, F), its 13 lines from 30° on: the first eight are 022, 113, 131,
+    004, 202, 133, 135, 331, none of them among the general low forms that seed the orthorhombic search (each
+    index ≤ 2, h² + k² + l² ≤ 6); the F forms 022 and 113 give its seeds (without them: a monoclinic sub-cell)."""
+    s = prototype("A2B_oF24_70_e_a")
+    _, result = index_pattern(render(s, AUGMENT, seed=7049), time_budget_s=20)
+    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+
+
 def test_near_copies_of_trial_cells_do_not_crowd_out_the_others():
     """A_tP50 (8.74 × 4.97 Å): near-copies of a sub-cell with c halved (from other line pairs) took most of
     the places of the tetragonal search's refinement; the true cell's trial (or its half, doubled by the
