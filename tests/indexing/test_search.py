@@ -239,6 +239,15 @@ def test_a_convincing_cell_ends_the_search_of_lower_symmetries():
     assert result.searched == ["cubic", "tetragonal", "hexagonal"]
 
 
+def test_a_pseudo_symmetric_cell_below_the_orthorhombic_bar_does_not_end_the_search():
+    """AB_oF8_69: a tI cell indexes all nine lines with M9 64 — convincing for the monoclinic and triclinic
+    searches, not for the orthorhombic one (SETTLED_ORTHORHOMBIC_M20), which finds the true oF cell first."""
+    s = prototype("AB_oF8_69_a_b")
+    _, result = index_pattern(render(s, AUGMENT, seed=7028), time_budget_s=20)
+    assert "orthorhombic" in result.searched
+    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+
+
 def test_a_weak_unindexed_line_does_not_end_the_search():
     """A_oC8_64 (α-U type): a tetragonal cell indexes all but one weak line (the weak half of a split line)
     with M20 above 100; the orthorhombic search must still run, and finds the true oC cell."""
