@@ -128,6 +128,11 @@ MAX_UNINDEXED_INTENSITY = 0.05
 # tightens with N (measured: 0.33 keeps every right cell of benchmarks/indexing.py, whose weakest are 9–20
 # line patterns at 10^−0.37 to 10^−0.41 per line, and rejects all but 2 of 40 random lists of 8–24 lines).
 CHANCE_LOG10P_PER_LINE = 0.33
+# The bound per line for patterns of at most FEW_LINES lines (the setting is off at 0.33, the general bound):
+# random lists of 5–7 lines are falsely indexed 16 times in 60 under 0.33 (their best cells at 10^−0.33 to
+# 10^−0.45 per line), none under 0.46 (benchmarks/README.md, ninth round).
+FEW_LINES = 7
+CHANCE_LOG10P_PER_LINE_FEW = 0.33
 # A convincing cell (accepted, every line indexed, M_N ≥ GOOD_M20) ends the search of the systems with more
 # parameters, from SETTLED_MIN_PARAMETERS on (orthorhombic, monoclinic, triclinic: ~60 % of the cost).
 GOOD_M20 = 20.0
@@ -1293,7 +1298,8 @@ def acceptable(cell: Cell, min_m20: dict | None = None) -> bool:
     weak = n_un <= int(MAX_WEAK_UNINDEXED_FRACTION * cell.n_lines + 1e-9) and cell.unindexed_intensity <= MAX_UNINDEXED_INTENSITY
     impure = (n_un <= int(IMPURE_UNINDEXED_FRACTION * cell.n_lines + 1e-9) and cell.m20 >= IMPURE_M20_FACTOR * limit
               and cell.n_indexed >= N_PARAMS[cell.system] + IMPURE_MIN_EXTRA_INDEXED)
-    significant = cell.chance_log10p <= -CHANCE_LOG10P_PER_LINE * cell.n_lines
+    per_line = CHANCE_LOG10P_PER_LINE_FEW if cell.n_lines <= FEW_LINES else CHANCE_LOG10P_PER_LINE
+    significant = cell.chance_log10p <= -per_line * cell.n_lines
     return cell.m20 >= limit and significant and (few or weak or impure)
 
 
