@@ -133,6 +133,15 @@ def test_face_centred_orthorhombic_trial_cells_from_its_own_forms():
     assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
 
 
+def test_monoclinic_trial_cells_from_a_zone_that_holds_b_star():
+    """AB3_mC16_12 (C2/m, 5.91 × 10.23 × 6.15 Å, β = 108.3°): its first lines are 001, 020, 110, 11-1, 02-1, 002
+    — no h0l line but 00l, so the h0l-zone trials miss it; the rectangular 0kl zone of 001 and 020 gives b*
+    and c*, 110 then a*, and 11-1 the cross term (MONOCLINIC_B_ZONES)."""
+    s = prototype("AB3_mC16_12_g_ij")
+    _, result = index_pattern(render(s, AUGMENT, seed=7038), time_budget_s=20)
+    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+
+
 def test_near_copies_of_trial_cells_do_not_crowd_out_the_others():
     """A_tP50 (8.74 × 4.97 Å): near-copies of a sub-cell with c halved (from other line pairs) took most of
     the places of the tetragonal search's refinement; the true cell's trial (or its half, doubled by the

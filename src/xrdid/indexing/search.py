@@ -12,7 +12,8 @@ families of trial cells, all classic:
   Q(m, n) = m²Q₁ + n²Q₂ + mnR, and a third line at Q₁ + Q₂ ± R gives R (R = 0 included). Zones are scored
   by the lines they index beyond chance. **Monoclinic** cells are a zone (the h0l plane, A, C, E; also
   with an axis halved, for glide absences) plus a perpendicular b* (B from a line's excess over a zone
-  point, or from a line as 010 or 020). **Triclinic** cells are three lines as a*, b*, c* with the cross
+  point, or from a line as 010 or 020), or a rectangular zone holding b* (0kl, hk0) with A and the cross
+  term E from lines as 100/110 and 101/111. **Triclinic** cells are three lines as a*, b*, c* with the cross
   terms of the zones they pair in; each triclinic solution is also symmetrised by its metric (spglib on
   one lattice point: the Bravais lattice of the cell) and refined in that system, which finds the
   centred lattices (mC, oC, oI, oF, tI, cI, cF, hR) the axis-aligned searches may miss.
@@ -658,6 +659,35 @@ def _monoclinic_trials(q: np.ndarray, tol: np.ndarray, basis: np.ndarray | None 
     return _unique_rows(np.asarray(out)) if out else np.zeros((0, 4))
 
 
+# Monoclinic trials also from rectangular zones that hold b* (0kl or hk0): a C cell's first lines can be
+# 001, 020, 110, 11-1, 02-1 with no h0l line but 00l, which the h0l-zone trials need (AB3_mC16_12). Chosen
+# on 56 prototypes outside benchmarks/indexing.py (top 3 41 → 42 of 55, the same CPU).
+MONOCLINIC_B_ZONES = True
+
+
+def _monoclinic_b_zone_trials(q: np.ndarray, tol: np.ndarray, basis: np.ndarray | None = None) -> np.ndarray:
+    """(A, B, C, E) trial cells: a rectangular zone (R = 0) as b* (or 2b*) and one axis of the h0l plane
+    (C), A from a line as 100 or 110 (its excess over k²B), E from a line as 1k1 (A + C + E + k²B), k ≤ 2."""
+    # Rectangular within the lines' errors (R up to a few per cent of the smaller axis: a zero shift off by
+    # a few hundredths of a degree bends R away from 0).
+    zones = [z for z in _zones(q, tol, n_first=10, keep=200, basis=basis) if abs(z.r) <= 0.05 * min(z.q1, z.q2)][:6]
+    first = (np.arange(len(q)) if basis is None else np.asarray(basis))[:10]
+    out = []
+    for zn in zones:
+        for qb, qc in ((zn.q1, zn.q2), (zn.q2, zn.q1)):
+            for fb in (1, 4):
+                B, C = qb / fb, qc
+                a_c = np.concatenate([q[first] - k * k * B for k in (0, 1)])
+                a_c = a_c[a_c > 0]
+                w = np.concatenate([q[:14] - k * k * B for k in (0, 1, 2)])
+                w = w[w > 0]
+                for A in a_c:
+                    E = w - A - C
+                    E = E[(np.abs(E) > 0) & (A * C - E * E / 4 > 0)]
+                    out.extend((A, B, C, e) for e in E)
+    return _unique_rows(np.asarray(out)) if out else np.zeros((0, 4))
+
+
 def _triclinic_trials(q: np.ndarray, tol: np.ndarray, n_first: int = 10, per_pair: int = 5, basis: np.ndarray | None = None) -> np.ndarray:
     """Three lines as a*, b*, c* with cross terms from their zones (module docstring)."""
     first = (np.arange(len(q)) if basis is None else np.asarray(basis))[:n_first].tolist()
@@ -934,6 +964,10 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
                 trials, pairs = _form_seeds(system, q, n_first, basis=basis, return_pairs=True)
         elif system == "monoclinic":
             trials = _monoclinic_trials(q, tol, basis=basis)
+            if MONOCLINIC_B_ZONES:
+                extra = _monoclinic_b_zone_trials(q, tol, basis=basis)
+                if len(extra):
+                    trials = _unique_rows(np.concatenate([trials, extra])) if len(trials) else extra
         elif system == "triclinic":
             trials = _triclinic_trials(q, tol, basis=basis)
         else:
