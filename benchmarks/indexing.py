@@ -11,6 +11,7 @@
    refined CIFs (any phase of a two-phase pattern counts).
 3. With ``--random N``: N lists of lines at random angles (12–85°, Cu Kα1; list i from seed i, 8–15 lines
    for i < 16, 16–24 lines after), indexed with a 3 s budget: every cell accepted there is a false one.
+   ``--random-short N``: N lists of 5–7 lines (seeds 1000 + i), where the chance bound has the fewest lines.
 
 Prints success per true crystal system (right cell first, in the top 3) and time per pattern, with the
 time of the peak search alone measured in the same run as the reference (the indexing's cost is the
@@ -95,20 +96,24 @@ def _simulated(args, inst) -> dict:
     return {"summary": summary, "rows": rows}
 
 
-def _random_lists(n: int, wavelength_A: float) -> dict:
-    """Index random line lists (module docstring, 3); how many were (falsely) indexed."""
+def _random_lists(n: int, wavelength_A: float, short: bool = False) -> dict:
+    """Index random line lists (module docstring, 3); how many were (falsely) indexed. ``short``: 5–7 lines each,
+    seeds 1000 + i."""
     from xrdid.indexing.peaks import PeakList
     from xrdid.indexing.search import index_peaks
 
     rows = []
-    for seed in range(n):
+    for seed in range(1000, 1000 + n) if short else range(n):
         rng = np.random.default_rng(seed)
-        k = int(rng.integers(8, 16)) if seed < 16 else int(rng.integers(16, 25))
+        if short:
+            k = int(rng.integers(5, 8))
+        else:
+            k = int(rng.integers(8, 16)) if seed < 16 else int(rng.integers(16, 25))
         peaks = PeakList.from_positions(np.sort(rng.uniform(12, 85, k)), wavelength_A, intensity=rng.uniform(5, 100, k))
         result = index_peaks(peaks, time_budget_s=3.0)
         rows.append({"seed": seed, "lines": k, "indexed": result.indexed, "best": result.best.bravais if result.best else None})
     bad = [r for r in rows if r["indexed"]]
-    print(f"\nRandom line lists falsely indexed: {len(bad)} of {n}" + (" (" + ", ".join(f"seed {r['seed']}: {r['lines']} lines → {r['best']}" for r in bad) + ")" if bad else ""))
+    print(f"\nRandom line lists{' of 5–7 lines' if short else ''} falsely indexed: {len(bad)} of {n}" + (" (" + ", ".join(f"seed {r['seed']}: {r['lines']} lines → {r['best']}" for r in bad) + ")" if bad else ""))
     return {"n_indexed": len(bad), "rows": rows}
 
 
@@ -127,6 +132,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="write all rows and summaries as JSON here")
     ap.add_argument("--measured-only", action="store_true", help="skip the simulated patterns")
     ap.add_argument("--random", type=int, default=0, help="also index this many random line lists (false indexing)")
+    ap.add_argument("--random-short", type=int, default=0, help="also index this many random lists of 5–7 lines")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     logging.getLogger("xrdid").setLevel(logging.ERROR)
@@ -151,6 +157,8 @@ def main(argv=None) -> int:
         print(f"no measured patterns at {folder}; skipped")
     if args.random:
         out["random"] = _random_lists(args.random, inst.wavelength_A)
+    if args.random_short:
+        out["random_short"] = _random_lists(args.random_short, inst.wavelength_A, short=True)
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=2, default=str))
     return 0

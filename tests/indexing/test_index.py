@@ -82,6 +82,21 @@ def test_random_lines_are_not_indexed():
     assert result.message.startswith("not indexed")
 
 
+def test_a_stricter_chance_bound_for_few_lines(monkeypatch):
+    """Six lines at random angles (seed 1002 of benchmarks/indexing.py --random-short) are indexed by a tP cell
+    under the general bound (10^−0.33 per line); under CHANCE_LOG10P_PER_LINE_FEW = 0.46 for ≤ FEW_LINES lines
+    they are not (the setting is off by default: benchmarks/README.md, ninth round)."""
+    from xrdid.indexing import search
+
+    rng = np.random.default_rng(1002)
+    k = int(rng.integers(5, 8))
+    peaks = PeakList.from_positions(np.sort(rng.uniform(12, 85, k)), INST.wavelength_A, intensity=rng.uniform(5, 100, k))
+    assert k == 6 and index_peaks(peaks, time_budget_s=3.0).indexed
+    monkeypatch.setattr(search, "CHANCE_LOG10P_PER_LINE_FEW", 0.46)
+    result = index_peaks(peaks, time_budget_s=3.0)
+    assert not result.indexed and result.cells == []
+
+
 def test_too_few_peaks_says_so():
     peaks = PeakList.from_positions([20.0, 30.0, 40.0], INST.wavelength_A)
     result = index_peaks(peaks)

@@ -124,6 +124,24 @@ def test_orthorhombic_trial_cells_use_lines_beyond_the_sixth():
     assert rank is not None and rank <= 3, [c.to_dict() for c in result.cells]
 
 
+def test_face_centred_orthorhombic_trial_cells_from_its_own_forms():
+    """A2B_oF24_70 (4.80 × 8.27 × 8.55 Å, F), its 13 lines from 30° on: the first eight are 022, 113, 131,
+    004, 202, 133, 135, 331, none of them among the general low forms that seed the orthorhombic search (each
+    index ≤ 2, h² + k² + l² ≤ 6); the F forms 022 and 113 give its seeds (without them: a monoclinic sub-cell)."""
+    s = prototype("A2B_oF24_70_e_a")
+    _, result = index_pattern(render(s, AUGMENT, seed=7049), time_budget_s=20)
+    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+
+
+def test_monoclinic_trial_cells_from_a_zone_that_holds_b_star():
+    """AB3_mC16_12 (C2/m, 5.91 × 10.23 × 6.15 Å, β = 108.3°): its first lines are 001, 020, 110, 11-1, 02-1, 002
+    — no h0l line but 00l, so the h0l-zone trials miss it; the rectangular 0kl zone of 001 and 020 gives b*
+    and c*, 110 then a*, and 11-1 the cross term (MONOCLINIC_B_ZONES)."""
+    s = prototype("AB3_mC16_12_g_ij")
+    _, result = index_pattern(render(s, AUGMENT, seed=7038), time_budget_s=20)
+    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+
+
 def test_near_copies_of_trial_cells_do_not_crowd_out_the_others():
     """A_tP50 (8.74 × 4.97 Å): near-copies of a sub-cell with c halved (from other line pairs) took most of
     the places of the tetragonal search's refinement; the true cell's trial (or its half, doubled by the
@@ -228,6 +246,15 @@ def test_a_convincing_cell_ends_the_search_of_lower_symmetries():
     assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
     assert result.best.n_indexed == result.best.n_lines
     assert result.searched == ["cubic", "tetragonal", "hexagonal"]
+
+
+def test_a_pseudo_symmetric_cell_below_the_orthorhombic_bar_does_not_end_the_search():
+    """AB_oF8_69: a tI cell indexes all nine lines with M9 64 — convincing for the monoclinic and triclinic
+    searches, not for the orthorhombic one (SETTLED_ORTHORHOMBIC_M20), which finds the true oF cell first."""
+    s = prototype("AB_oF8_69_a_b")
+    _, result = index_pattern(render(s, AUGMENT, seed=7028), time_budget_s=20)
+    assert "orthorhombic" in result.searched
+    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
 
 
 def test_a_weak_unindexed_line_does_not_end_the_search():
