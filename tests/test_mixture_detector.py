@@ -384,3 +384,21 @@ def test_a_term_is_a_feature_an_indicator_or_their_product(tmp_path):
         (tmp_path / "bad.json").write_text(json.dumps({**spec, "features": ["logit_p_detector", bad]}))
         with pytest.raises(ValueError, match="bad.json: not a usable"):
             read_cell_combination(tmp_path / "bad.json")
+
+
+def test_the_shipped_detector_comes_with_its_indexability_gated_combination():
+    from xrdid.evaluate.mixture_cell import INDEXABLE, gated
+    from xrdid.indexing.combine import FEATURES
+    from xrdid.predict import load_model
+
+    cell = load_model().mixture_detector.cell
+    assert cell is not None, "mixture_cell.json is missing or fitted for another detector file"
+    assert cell.features == gated(FEATURES) and INDEXABLE in cell.features
+    assert 0 < cell.meta["warn_above"] < 1 and min(cell.meta["fitted_on"].values()) > 250
+    # A small cell leaving half its lines unindexed reads as more mixed than the detector alone says; the same
+    # evidence on a large cell (first strong line at 14 Å, a framework's) is not counted.
+    small = {"unindexed_strong": 0.5, "unindexed_lines": 0.5, "not_indexed": 1.0, "log_m20": 2.0, "d_first_strong": 4.0,
+             "log_volume": 6.0, "n_lines": 20.0}
+    large = {**small, "d_first_strong": 14.0}
+    assert cell.probability(0.3, small) > 0.5 > cell.probability(0.3, large)
+    assert cell.probability(0.3, large) == pytest.approx(cell.probability(0.3, {**large, "unindexed_lines": 0.0}))
