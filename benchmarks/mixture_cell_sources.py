@@ -6,7 +6,8 @@
 Each table is FILE:SPLIT:SEED of a ``python -m xrdid.evaluate.mixture_cell --n 50`` run; its single phases are the
 same draw of the split's structures (rows without a ``name`` are matched by that draw, in order, when none was
 dropped). Prints, per source, the singles' mean detector probability and one-cell features, and the AUROC of the
-2-phase mixtures of the same tables against those singles, detector and ``unindexed_strong`` each.
+2-phase mixtures of the same tables against those singles, detector and ``unindexed_strong`` each, and with
+``--combination mixture_cell.json`` (e.g. the shipped one) the combined probability's too.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from xrdid.evaluate.novelty import _gen, auroc
 from xrdid.train.vae import subset_index
 
 
-def main(sticks: str, specs: list[str], n: int = 50) -> None:
+def main(sticks: str, specs: list[str], n: int = 50, combination: str | None = None) -> None:
     singles, mixtures = [], []
     for spec in specs:
         path, split, seed = spec.rsplit(":", 2)
@@ -38,11 +39,27 @@ def main(sticks: str, specs: list[str], n: int = 50) -> None:
         singles.append(s)
         mixtures.append(df[df["kind"] == "mixture_2"])
     s, m2 = pd.concat(singles), pd.concat(mixtures)
+    extra = ""
+    if combination:
+        from xrdid.evaluate.mixture_cell import combined_logit
+        from xrdid.mixture_detector import read_cell_combination
+
+        cell = read_cell_combination(combination)
+        fit = {"features": ["logit_p_detector", *cell.features], "coef": cell.coef, "intercept": cell.intercept}
+        s["combined"], m2["combined"] = combined_logit(s, fit), combined_logit(m2, fit)
     print(s.groupby("source")[["p_detector", "unindexed_strong", "not_indexed"]].mean().round(3).assign(n=s.groupby("source").size()).to_string())
     for source, g in s.groupby("source"):
+        if combination:
+            extra = f", combined {auroc(g.combined, m2.combined):.3f}"
         print(f"{source}: 2-phase vs these singles, AUROC detector {auroc(g.p_detector, m2.p_detector):.3f}, "
-              f"unindexed_strong {auroc(g.unindexed_strong, m2.unindexed_strong):.3f} (n={len(g)} vs {len(m2)})")
+              f"unindexed_strong {auroc(g.unindexed_strong, m2.unindexed_strong):.3f}{extra} (n={len(g)} vs {len(m2)})")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    args = sys.argv[1:]
+    comb = None
+    if "--combination" in args:
+        i = args.index("--combination")
+        comb = args[i + 1]
+        del args[i : i + 2]
+    main(args[0], args[1:], combination=comb)

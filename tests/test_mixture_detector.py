@@ -333,8 +333,10 @@ def test_predict_combines_the_detector_with_the_one_cell_result_of_its_own_file_
     model = tmp_path / "model"
     shutil.copytree(detected, model)
     shutil.copy(detected.parent / FILENAME, tmp_path / FILENAME)
-    coef = [0.1, 3.0, 1.0, 2.0, -0.5]
-    spec = {"features": ["logit_p_detector", *FEATURES], "coef": coef, "intercept": -1.0, "warn_above": 0.5,
+    # The four features, and one counted only where the pattern looks indexable (term_value).
+    gate = "n_lines>3.5*d_first_strong<30"
+    coef = [0.1, 3.0, 1.0, 2.0, -0.5, 1.5]
+    spec = {"features": ["logit_p_detector", *FEATURES, f"unindexed_lines*{gate}"], "coef": coef, "intercept": -1.0, "warn_above": 0.5,
             "detector_digest": file_digest(tmp_path / FILENAME)}
     (tmp_path / CELL_FILENAME).write_text(json.dumps(spec))
     y = np.zeros((1, 512), np.float32)
@@ -344,7 +346,9 @@ def test_predict_combines_the_detector_with_the_one_cell_result_of_its_own_file_
     (r,) = predict_arrays(bundle, y, np.ones_like(y), cell=True)
     p_det = bundle.mixture_detector.probability(torch.stack([torch.as_tensor(y), torch.ones(1, 512)], 1))[0]
     p = np.clip(p_det, 1e-6, 1 - 1e-6)
-    x = [np.log(p / (1 - p))] + [r["cell"]["one_cell"][f] for f in FEATURES]
+    one = r["cell"]["one_cell"]
+    indexable = float(one["n_lines"] > 3.5 and one["d_first_strong"] < 30)
+    x = [np.log(p / (1 - p))] + [one[f] for f in FEATURES] + [one["unindexed_lines"] * indexable]
     assert r["mixture"]["method"] == CELL_METHOD
     assert r["mixture"]["detector_probability"] == pytest.approx(p_det)
     expected = 1 / (1 + np.exp(-(np.dot(coef, x) - 1.0)))
@@ -356,3 +360,45 @@ def test_predict_combines_the_detector_with_the_one_cell_result_of_its_own_file_
     (tmp_path / CELL_FILENAME).write_text(json.dumps({**spec, "detector_digest": "other"}))
     (r,) = predict_arrays(load_model(model), y, np.ones_like(y), cell=True)
     assert r["mixture"]["method"] == METHOD and "one_cell" in r["cell"]
+
+
+def test_a_term_is_a_feature_an_indicator_or_their_product(tmp_path):
+    import json
+
+    from xrdid.mixture_detector import read_cell_combination, term_value
+
+    one = {"unindexed_strong": 0.4, "not_indexed": 1.0, "d_first_strong": 5.0, "n_lines": 12.0}
+    assert float(term_value("unindexed_strong", one)) == 0.4
+    assert float(term_value("d_first_strong<8", one)) == 1.0 and float(term_value("d_first_strong>8", one)) == 0.0
+    assert float(term_value("unindexed_strong*n_lines>7.5*d_first_strong<8", one)) == 0.4
+    assert float(term_value("unindexed_strong*d_first_strong<4.5", one)) == 0.0
+    table = {"unindexed_strong": np.array([0.4, 0.2]), "d_first_strong": np.array([5.0, 11.0])}
+    assert np.array_equal(term_value("unindexed_strong*d_first_strong<8", table), [0.4, 0.0])
+    spec = {"features": ["logit_p_detector", "unindexed_strong*d_first_strong<8"], "coef": [1.0, 2.0], "intercept": 0.0,
+            "warn_above": 0.5, "detector_digest": "x"}
+    (tmp_path / "ok.json").write_text(json.dumps(spec))
+    cell = read_cell_combination(tmp_path / "ok.json")
+    assert cell.probability(0.5, one) == pytest.approx(1 / (1 + np.exp(-0.8)))
+    assert cell.probability(0.5, {**one, "d_first_strong": 9.0}) == pytest.approx(0.5)
+    for bad in ("unindexed_strong*d_first<8", "unindexed_strong*d_first_strong<eight"):
+        (tmp_path / "bad.json").write_text(json.dumps({**spec, "features": ["logit_p_detector", bad]}))
+        with pytest.raises(ValueError, match="bad.json: not a usable"):
+            read_cell_combination(tmp_path / "bad.json")
+
+
+def test_the_shipped_detector_comes_with_its_indexability_gated_combination():
+    from xrdid.evaluate.mixture_cell import INDEXABLE, gated
+    from xrdid.indexing.combine import FEATURES
+    from xrdid.predict import load_model
+
+    cell = load_model().mixture_detector.cell
+    assert cell is not None, "mixture_cell.json is missing or fitted for another detector file"
+    assert cell.features == gated(FEATURES) and INDEXABLE in cell.features
+    assert 0 < cell.meta["warn_above"] < 1 and min(cell.meta["fitted_on"].values()) > 250
+    # A small cell leaving half its lines unindexed reads as more mixed than the detector alone says; the same
+    # evidence on a large cell (first strong line at 14 Å, a framework's) is not counted.
+    small = {"unindexed_strong": 0.5, "unindexed_lines": 0.5, "not_indexed": 1.0, "log_m20": 2.0, "d_first_strong": 4.0,
+             "log_volume": 6.0, "n_lines": 20.0}
+    large = {**small, "d_first_strong": 14.0}
+    assert cell.probability(0.3, small) > 0.5 > cell.probability(0.3, large)
+    assert cell.probability(0.3, large) == pytest.approx(cell.probability(0.3, {**large, "unindexed_lines": 0.0}))

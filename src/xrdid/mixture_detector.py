@@ -86,10 +86,29 @@ class MixtureDetector(nn.Module):
         return detector
 
 
+def term_value(name: str, features) -> np.ndarray:
+    """One term of a :class:`CellCombination` from ``features`` (a one-cell dict, or a table's columns): a
+    feature (``unindexed_strong``), an indicator (``d_first_strong<8``: 1 where below, 0 elsewhere; ``>``
+    likewise) or a product of these (``unindexed_strong*d_first_strong<8``: the share where the first strong
+    line lies below 8 Å, 0 elsewhere). KeyError for a feature ``features`` lacks, ValueError for a bad bound."""
+    value = np.asarray(1.0)
+    for factor in name.split("*"):
+        op = "<" if "<" in factor else ">" if ">" in factor else None
+        if op is None:
+            value = value * np.asarray(features[factor], np.float64)
+            continue
+        key, bound = factor.split(op)
+        x, c = np.asarray(features[key], np.float64), float(bound)
+        value = value * ((x < c) if op == "<" else (x > c)).astype(np.float64)
+    return value
+
+
 @dataclass
 class CellCombination:
     """The detector's probability p combined with the indexing result's one-cell features
-    (:func:`xrdid.indexing.combine.one_cell_features`): logit P = c₀ logit p + Σ c_j x_j + b, fitted by
+    (:func:`xrdid.indexing.combine.one_cell_features`): logit P = c₀ logit p + Σ c_j x_j + b, the x_j
+    features or terms of them (:func:`term_value`: e.g. a feature counted only where the pattern looks
+    indexable, ``unindexed_strong*n_lines>7.5*d_first_strong<8``), fitted by
     ``python -m xrdid.evaluate.mixture_cell`` on a validation split's single phases and mixtures; ``meta``
     holds ``warn_above`` (the 95th percentile of those single phases' P), ``detector_digest`` (the content
     digest of the detector file it was fitted for) and how it was measured."""
@@ -101,7 +120,7 @@ class CellCombination:
 
     def probability(self, p_detector: float, features: dict) -> float:
         p = min(max(float(p_detector), 1e-6), 1 - 1e-6)
-        x = np.array([np.log(p / (1 - p))] + [float(features[f]) for f in self.features])
+        x = np.array([np.log(p / (1 - p))] + [float(term_value(f, features)) for f in self.features])
         return float(1.0 / (1.0 + np.exp(-(x @ self.coef + self.intercept))))
 
 
@@ -113,6 +132,11 @@ def read_cell_combination(path: str | Path) -> CellCombination:
         coef = np.asarray(d["coef"], np.float64)
         if d["features"][0] != "logit_p_detector" or len(coef) != len(features) + 1:
             raise ValueError("features must be logit_p_detector and one coefficient each")
+        from xrdid.indexing.combine import CONTEXT, FEATURES
+
+        known = dict.fromkeys((*FEATURES, *CONTEXT), 0.0)
+        for f in features:
+            term_value(f, known)  # KeyError for an unknown feature, ValueError for a bad bound
         meta = {k: v for k, v in d.items() if k not in ("features", "coef", "intercept")}
         if not isinstance(meta.get("warn_above"), (int, float)) or not meta.get("detector_digest"):
             raise ValueError("no warn_above or detector_digest")

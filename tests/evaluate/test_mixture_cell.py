@@ -9,28 +9,44 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xrdid.evaluate.mixture_cell import FEATURES, combination_file, combined_logit, compare, cross_validated, fit_combination
+from xrdid.evaluate.mixture_cell import (
+    FEATURES,
+    GATES,
+    INDEXABLE,
+    add_context,
+    combination_file,
+    combined_logit,
+    compare,
+    cross_validated,
+    fit_combination,
+    gated,
+    paired_difference,
+)
 from xrdid.mixture_detector import read_cell_combination
 
 
-def _table(n: int = 120, seed: int = 0) -> pd.DataFrame:
-    """Single phases and mixtures where the detector misses half the mixtures and the indexing sees them."""
+def _table(n: int = 120, seed: int = 0, frameworks: float = 0.0) -> pd.DataFrame:
+    """Single phases and mixtures where the detector misses half the mixtures and the indexing sees them;
+    a share ``frameworks`` of the single phases are large cells (first strong line at 12 Å) the indexing
+    leaves as unindexed as a mixture."""
     rng = np.random.default_rng(seed)
     rows = []
     for kind, phases in (("single", 1), ("mixture_2", 2), ("mixture_3", 3)):
         for i in range(n):
             hidden = phases > 1 and i % 2 == 0  # a mixture the detector takes for one phase
+            large = phases == 1 and rng.random() < frameworks
             p = rng.uniform(0.05, 0.4) if phases == 1 or hidden else rng.uniform(0.3, 0.95)
-            strong = rng.uniform(0.3, 0.8) if phases > 1 else rng.uniform(0.0, 0.1) * (rng.random() < 0.3)
+            strong = rng.uniform(0.3, 0.8) if phases > 1 or large else rng.uniform(0.0, 0.1) * (rng.random() < 0.3)
             rows.append({"kind": kind, "phases": phases, "p_detector": p, "unindexed_strong": strong,
                          "unindexed_lines": strong / 2 + rng.uniform(0, 0.1), "not_indexed": float(strong > 0.25),
-                         "log_m20": rng.uniform(2, 6), "index_cpu_s": 1.0})
+                         "log_m20": rng.uniform(2, 6), "d_first_strong": 12.0 if large else rng.uniform(2.0, 7.0),
+                         "log_volume": rng.uniform(3, 7), "n_lines": float(rng.integers(10, 25)), "index_cpu_s": 1.0})
     return pd.DataFrame(rows)
 
 
 def test_the_indexing_features_add_what_the_detector_misses():
     fit, score = _table(seed=0), _table(seed=1)
-    result = compare(fit, score)
+    result = compare(fit, score, n_boot=10)
     alone = result["auroc"]["detector alone"]["mixture_2"]
     both = result["auroc"]["detector + all indexing features"]["mixture_2"]
     assert alone < 0.85 and both > alone + 0.1
@@ -60,3 +76,35 @@ def test_the_written_combination_gives_predicts_probabilities(tmp_path):
     (tmp_path / "broken.json").write_text(json.dumps({**spec, "coef": spec["coef"][:2]}))
     with pytest.raises(ValueError, match="broken.json: not a usable"):
         read_cell_combination(tmp_path / "broken.json")
+
+
+def test_the_evidence_is_trusted_only_where_the_pattern_looks_indexable():
+    # Half the single phases are frameworks the indexing cannot index: ungated, the one-cell evidence says
+    # "mixture" for them too; counted only below 10 Å (INDEXABLE) it adds what the detector misses.
+    fit, score = _table(seed=0, frameworks=0.5), _table(seed=1, frameworks=0.5)
+    result = compare(fit, score, {"plain": FEATURES, "gated": gated(FEATURES)}, n_boot=50)
+    alone, plain, gate = (result["auroc"][k]["mixture_2"] for k in ("detector alone", "plain", "gated"))
+    assert gate > plain + 0.05 and gate > alone + 0.1
+    assert result["against_detector"]["gated"]["mixture_2"]["difference"] == pytest.approx(gate - alone)
+    assert 0 < result["against_detector"]["gated"]["mixture_2"]["se"] < 0.05
+    assert gated(("unindexed_strong",), "d_first_strong<8") == ("unindexed_strong*d_first_strong<8", "d_first_strong<8")
+    assert INDEXABLE in GATES
+
+
+def test_the_paired_difference_of_a_score_with_itself_is_zero():
+    df = _table()
+    d = paired_difference(df, df["p_detector"].to_numpy(), df["p_detector"].to_numpy(), n_boot=20)
+    assert all(v == {"difference": 0.0, "se": 0.0} for v in d.values())
+    d = paired_difference(df, df["unindexed_strong"].to_numpy(), df["p_detector"].to_numpy(), n_boot=50)
+    assert d["mixture_2"]["difference"] > 0.1 and d["mixture_2"]["se"] > 0
+
+
+def test_context_is_added_only_to_the_same_patterns():
+    old = _table(n=10).drop(columns=["d_first_strong", "n_lines", "log_volume"])
+    new = _table(n=10)
+    new["p_detector"] = old["p_detector"] + 1e-7
+    out = add_context(old, new)
+    assert np.array_equal(out["d_first_strong"], new["d_first_strong"]) and out["log_volume"].isna().all()
+    new.loc[3, "p_detector"] += 0.01
+    with pytest.raises(ValueError, match="not the same patterns"):
+        add_context(old, new)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from xrdid.indexing.combine import FEATURES, index_pattern, one_cell_features
+from xrdid.indexing.combine import CONTEXT, FEATURES, index_pattern, indexability, one_cell_features
 
 from .helpers import INST, prototype, render
 
@@ -22,7 +24,7 @@ def _two_phase():
 def test_one_phase_is_indexed_by_one_cell_and_two_phases_are_not():
     single = one_cell_features(*index_pattern(render(prototype("AB_cF8_216_c_a")))[::-1])
     mixed = one_cell_features(*index_pattern(_two_phase())[::-1])
-    assert set(single) == set(FEATURES) == set(mixed)
+    assert set(single) == set(FEATURES) | set(CONTEXT) == set(mixed)
     assert single["unindexed_strong"] == pytest.approx(0.0, abs=0.02)
     assert single["not_indexed"] == 0.0
     # The second phase's strong lines are left out by the first phase's cell (or no cell is accepted).
@@ -31,4 +33,20 @@ def test_one_phase_is_indexed_by_one_cell_and_two_phases_are_not():
 
 
 def test_no_search_is_no_evidence():
-    assert one_cell_features(None, None) == {"unindexed_strong": 0.0, "unindexed_lines": 0.0, "not_indexed": 1.0, "log_m20": 0.0}
+    assert one_cell_features(None, None) == {"unindexed_strong": 0.0, "unindexed_lines": 0.0, "not_indexed": 1.0, "log_m20": 0.0,
+                                             "d_first_strong": 0.0, "log_volume": 0.0, "n_lines": 0.0}
+
+
+def test_the_context_tells_how_large_the_cell_is():
+    # Sphalerite: F-centred cubic, conventional cell 4 × the primitive one; its first and strongest line is
+    # 111 at d = a/√3. A weak line (~4 % of the strongest after the Lorentz factor) at 9 Å comes first but is not strong.
+    structure = prototype("AB_cF8_216_c_a")
+    peaks, result = index_pattern(render(structure, extra_sticks=[(9.0, 0.005)]))
+    assert peaks.two_theta[0] < 11.0
+    f = one_cell_features(result, peaks)
+    a = (4 * structure.lattice.volume) ** (1 / 3)
+    assert f["d_first_strong"] == pytest.approx(a / math.sqrt(3), rel=0.005)
+    assert f["log_volume"] == pytest.approx(math.log(a**3), abs=0.02)
+    assert f["n_lines"] == result.n_lines >= 8
+    # The peaks alone give the same d and line count, no volume.
+    assert indexability(peaks) == {"d_first_strong": f["d_first_strong"], "log_volume": 0.0, "n_lines": f["n_lines"]}

@@ -110,6 +110,26 @@ def cell_summary(result: IndexingResult, peaks: PeakList, *, n_candidates: int =
 STRONG_LINE = 0.1
 # The mixture signal's features (one_cell_features), in this order.
 FEATURES = ("unindexed_strong", "unindexed_lines", "not_indexed", "log_m20")
+# What one_cell_features also reports about how indexable the pattern is (the context the evidence above
+# is trusted in: a large cell's first strong line lies at large d, and such cells are often not indexed).
+CONTEXT = ("d_first_strong", "log_volume", "n_lines")
+
+
+def _first_strong_d(lines: Lines) -> float:
+    """d (Å) of the lowest-angle line ≥ ``STRONG_LINE`` of the strongest of ``lines``; 0 without lines."""
+    if lines.n == 0:
+        return 0.0
+    strong = np.flatnonzero(lines.intensity >= STRONG_LINE * float(lines.intensity.max()))
+    q = float(lines.q()[strong[0]])
+    return 1.0 / math.sqrt(q) if q > 0 else 0.0
+
+
+def indexability(peaks: PeakList | None) -> dict[str, float]:
+    """The :data:`CONTEXT` of :func:`one_cell_features` that the peaks alone give (``log_volume`` 0)."""
+    lines = lines_from_peaks(peaks) if peaks is not None and len(peaks) else None
+    if lines is None:
+        return {"d_first_strong": 0.0, "log_volume": 0.0, "n_lines": 0.0}
+    return {"d_first_strong": _first_strong_d(lines), "log_volume": 0.0, "n_lines": float(lines.n)}
 
 
 def one_cell_features(result: IndexingResult | None, peaks: PeakList | None) -> dict[str, float]:
@@ -120,21 +140,30 @@ def one_cell_features(result: IndexingResult | None, peaks: PeakList | None) -> 
       strongest among the N lines the figures of merit use) the cell leaves unindexed;
     * ``unindexed_lines`` — the share of the N lines it leaves unindexed;
     * ``not_indexed`` — 1 when no cell is accepted, else 0;
-    * ``log_m20`` — ln(1 + M_N) of the cell.
+    * ``log_m20`` — ln(1 + M_N) of the cell;
+
+    and how indexable the pattern is (:data:`CONTEXT`):
+
+    * ``d_first_strong`` — d (Å) of the first (lowest-angle) strong line of the lines the search used (0
+      without lines): a framework's or other large cell's lies at large d;
+    * ``log_volume`` — ln of the cell's volume (Å³; 0 without a cell);
+    * ``n_lines`` — the number of lines the search used (0 without a search).
 
     Without a search (too few peaks, none found: amorphous, noise) there is no evidence either way: 0, 0, 1, 0;
     with lines but no cell at all: 1, 1, 1, 0."""
+    context = indexability(peaks)
     if result is None or peaks is None or result.n_lines < MIN_INDEX_LINES:
-        return {"unindexed_strong": 0.0, "unindexed_lines": 0.0, "not_indexed": 1.0, "log_m20": 0.0}
+        return {"unindexed_strong": 0.0, "unindexed_lines": 0.0, "not_indexed": 1.0, "log_m20": 0.0, **context}
     cell = result.best or (result.rejected[0] if result.rejected else None)
     if cell is None:
-        return {"unindexed_strong": 1.0, "unindexed_lines": 1.0, "not_indexed": 1.0, "log_m20": 0.0}
+        return {"unindexed_strong": 1.0, "unindexed_lines": 1.0, "not_indexed": 1.0, "log_m20": 0.0, **context}
     inten = lines_from_peaks(peaks).intensity[: cell.n_lines]
     missed = np.array([h is None for h in cell.hkl[: len(inten)]], bool)
     strong = inten >= STRONG_LINE * max(float(inten.max(initial=0.0)), 1e-300)
     share = float(inten[strong & missed].sum() / max(float(inten[strong].sum()), 1e-300))
+    context["log_volume"] = math.log(max(float(cell.volume), 1.0))
     return {"unindexed_strong": share, "unindexed_lines": (cell.n_lines - cell.n_indexed) / max(cell.n_lines, 1),
-            "not_indexed": 0.0 if result.indexed else 1.0, "log_m20": math.log1p(max(cell.m20, 0.0))}
+            "not_indexed": 0.0 if result.indexed else 1.0, "log_m20": math.log1p(max(cell.m20, 0.0)), **context}
 
 
 def _observed(peaks: PeakList, zero: float):
@@ -236,6 +265,7 @@ def grid_pattern(grid_deg: np.ndarray, y: np.ndarray, mask: np.ndarray, waveleng
 
 
 __all__ = [
+    "CONTEXT",
     "FEATURES",
     "WEIGHTS",
     "Lines",
@@ -244,6 +274,7 @@ __all__ = [
     "combined_scores",
     "group_scores",
     "index_pattern",
+    "indexability",
     "one_cell_features",
     "reflections",
     "second_opinion",
