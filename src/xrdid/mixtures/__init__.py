@@ -62,7 +62,9 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    Coverage = :math:`\sum \min(m_i, \max(y - (y_{calc} - m_i), 0)) / \sum m_i` with
    :math:`m_i = S_iP_i`: the fraction of the phase's calculated intensity that the data contain once
    everything else is subtracted; it rejects a phase fitted to a few peaks while predicting others
-   that are not there.
+   that are not there. With ``coverage_window`` (off) the test after the full refinement sums both
+   over each of the phase's lines (points within that many FWHM of it) before taking the minimum,
+   forgiving a profile drawn a little wider, narrower or off the measured one.
 4. **Weight fractions** (Hill & Howard, J. Appl. Cryst. 20 (1987) 467): with F per unit cell of
    volume V, :math:`S ∝ v/V^2` (v the volume fraction), so
 
