@@ -301,17 +301,19 @@ def test_chi2_floor_counts_the_misfit_of_peaks_the_library_explains_only_in_part
 
 
 def test_chi2_floor_raises_the_gain_of_a_library_phase_beside_unexplained_peaks(library_without_si):
-    """The same pattern fitted: with the floor (``foreign_floor``), NaCl's first addition gains more
-    criterion units, Si's misfit no longer inflating the variance that divides its gain; NaCl is found
-    either way."""
+    """The same pattern fitted: with the floor (``foreign_floor``, on by default), NaCl's first addition
+    gains more criterion units, Si's misfit no longer inflating the variance that divides its gain; NaCl is
+    found either way."""
     grid, y = _pattern({"NaCl": 0.5, "Si": 0.5}, seed=3)
     gain = {}
-    for floor in (None, 1.0):
-        st = FitSettings(foreign_share=1.5, foreign_floor=floor, foreign_floor_share=0.5)
+    for name, st in (("off", FitSettings(foreign_share=1.5, foreign_floor=None)),
+                     ("share 0.5", FitSettings(foreign_share=1.5, foreign_floor_share=0.5)),
+                     ("default", FitSettings(foreign_share=1.5))):
         res = identify_phases(grid, y, CU[0], library_without_si, settings=st)
         assert "NaCl" in {p.formula for p in res.phases}
-        gain[floor] = max(s["delta_criterion"] for s in res.steps if not s["parent"] and "NaCl" in s["added"])
-    assert gain[1.0] > 1.3 * gain[None]
+        gain[name] = max(s["delta_criterion"] for s in res.steps if not s["parent"] and "NaCl" in s["added"])
+    assert gain["share 0.5"] > 1.3 * gain["off"]
+    assert gain["default"] > 1.3 * gain["off"]
 
 
 def test_coverage_by_line_forgives_a_profile_drawn_off_the_measured_one_not_lines_the_data_lack(library_without_si):

@@ -34,7 +34,10 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    shapes, each phase's lattice scale chosen again against what the others leave), and a peak that this
    union of the library leaves standing above the noise, predicting under a tenth of it
    (``foreign_share``), is given no weight in the search, with N_eff reduced in proportion
-   (:func:`xrdid.mixtures.fit.foreign_peak_mask`). Such peaks are still reported (step 5).
+   (:func:`xrdid.mixtures.fit.foreign_peak_mask`). Such peaks are still reported (step 5). The misfit
+   the union leaves over the other peaks it explains only in part (``foreign_floor``) is taken off
+   every hypothesis's χ² before :math:`\ln χ^2` (at most 80 % of it), so that it does not inflate the
+   variance that divides a phase's gain (:func:`xrdid.mixtures.fit.foreign_residual_floor`).
 3. **Search** (:func:`xrdid.mixtures.fit.identify_phases`). A beam of hypotheses (``beam_width``)
    grows one phase per level: candidates come from screening every library phase, at every lattice
    scale of a fine grid, against the current residual (the χ² drop of adding it alone, one matrix
