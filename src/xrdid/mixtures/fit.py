@@ -177,7 +177,8 @@ class FitSettings:
     # (pruned at 0.6999 point by point, 0.77 by line) is found (11/17 → 12/17 found, 11/14 → 12/15 right,
     # exact 4/11 either way), but with a phase withheld from the library it admits about as many
     # stand-ins as it finds true phases (seeds 3–5: 124/134 → 125/137) and on independent set A a 3 wt%
-    # Ti2MnO4: off.
+    # Ti2MnO4; with foreign_floor on (the default since) the tune half loses Fe3O4 to a tetragonal ZrO2
+    # stand-in (11/17, 11/15, 3/11): off.
     coverage_window: float | None = None
     # Starting crystallite size (nm).
     size_nm: float = 300.0
