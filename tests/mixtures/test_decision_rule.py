@@ -347,3 +347,27 @@ def test_coverage_by_line_forgives_a_profile_drawn_off_the_measured_one_not_line
     a = np.array([a_nacl * a_both[1] / a_both[0]])
     h = F._Hyp(phases[1:], g, cols[1:], a, bg + a[0] * cols[1], 0.0)
     assert F._coverage(m, h)[0] < 0.05 and F._coverage(m, h, 1.0)[0] < 0.05
+
+
+def test_coverage_by_line_is_point_by_point_under_another_phases_lines(library_without_si):
+    """A weak copy of NaCl, 0.05 % off its cell, beside NaCl on data holding NaCl alone: under every one of
+    its lines NaCl's intensity dominates, so its lines are compared point by point even with
+    ``coverage_window`` (a weak phase filling another's profile misfit is not forgiven); NaCl's own lines
+    are compared line by line."""
+    from xrdid.mixtures import fit as F
+    from xrdid.mixtures.model import Globals, Model, PhaseState
+
+    grid, nacl = _mixture({"NaCl": 0.5}, seed=2, zero=0.0)
+    i = next(k for k, p in enumerate(library_without_si.phases) if p.id.removesuffix(".cif") == "NaCl")
+    phases = [PhaseState(i, log_size=math.log(120.0)), PhaseState(i, s=1.0005, log_size=math.log(120.0))]
+    m = Model(grid, nacl, library_without_si, Optics(CU, caglioti_uvw_deg2=(0.004, -0.002, 0.002)),
+              background_degree=12)
+    m.fwhm_deg = F.estimate_fwhm(grid, nacl)
+    g = Globals(log_width=math.log(4.0), zero_deg=0.05)  # a little off, so that by line differs from point by point
+    cols = m.columns(phases, g)
+    a, _b, calc, chi2 = m.linear(cols[:1])
+    a = np.array([a[0], 0.1 * a[0]])
+    h = F._Hyp(phases, g, cols, a, calc + a[1] * cols[1], chi2)
+    point, by_line = F._coverage(m, h), F._coverage(m, h, 1.0)
+    assert by_line[1] == pytest.approx(point[1], abs=1e-9)
+    assert by_line[0] > point[0] + 0.02

@@ -178,7 +178,12 @@ class FitSettings:
     # exact 4/11 either way), but with a phase withheld from the library it admits about as many
     # stand-ins as it finds true phases (seeds 3–5: 124/134 → 125/137) and on independent set A a 3 wt%
     # Ti2MnO4; with foreign_floor on (the default since) the tune half loses Fe3O4 to a tetragonal ZrO2
-    # stand-in (11/17, 11/15, 3/11): off.
+    # stand-in (11/17, 11/15, 3/11). At 0.5 with the floor: tune 12/17, 12/15, 4/11, withheld and seed 1
+    # unchanged, set A's Ti2MnO4 again; hence lines where the other phases' intensity dominates are
+    # compared point by point (chosen after seeing set A, so A is no longer a clean check for it): at 0.5
+    # the tune half 12/17, 12/15, 4/11 (ZrO2 found, nothing lost), every other set (withheld seeds 3–5,
+    # seed 1, independent A, B, strained, tune with the elements) unchanged to the set. Better only on
+    # the data it was chosen on: off, a candidate default; held-out half not run.
     coverage_window: float | None = None
     # Starting crystallite size (nm).
     size_nm: float = 300.0
@@ -837,7 +842,8 @@ def _held_by_line(m: Model, h: _Hyp, i: int, contrib: np.ndarray, rest: np.ndarr
     point by point, min(m_i, max(y − (y_calc − m_i), 0)). Never less than the point-by-point sum.
     Summing over one line's profile forgives a profile drawn wider, narrower or a little off the measured
     one; the window (and the nearest-line split) keeps another phase's peak further away from lending a
-    lacking line its intensity."""
+    lacking line its intensity. A line under which the other phases' calculated intensity is the larger
+    part is compared point by point: a weak phase filling another phase's profile misfit is not forgiven."""
     x, fw = m.grid, m.fwhm_deg or estimate_fwhm(m.grid, m.y)
     p = h.phases[i]
     t = np.sort([tt for tt, rel in _ticks(m.data(p.index), p, h.g, m.optics, x) if rel >= 1.0])
@@ -849,7 +855,10 @@ def _held_by_line(m: Model, h: _Hyp, i: int, contrib: np.ndarray, rest: np.ndarr
     inside = np.abs(x - t[near]) <= half * fw
     calc_l = np.bincount(near[inside], contrib[inside], minlength=t.size)
     data_l = np.bincount(near[inside], np.maximum(rest[inside], 0.0), minlength=t.size)
-    return float(pointwise[~inside].sum() + np.minimum(calc_l, data_l).sum())
+    point_l = np.bincount(near[inside], pointwise[inside], minlength=t.size)
+    all_l = np.bincount(near[inside], (h.scales @ h.cols)[inside], minlength=t.size)
+    own = np.divide(calc_l, all_l, out=np.ones_like(calc_l), where=all_l > 0)
+    return float(pointwise[~inside].sum() + np.where(own >= 0.5, np.minimum(calc_l, data_l), point_l).sum())
 
 
 def _alternatives(m: Model, h: _Hyp, screen, st: FitSettings, bounds: Bounds, glob_kinds, ne: float,
