@@ -301,14 +301,73 @@ def test_chi2_floor_counts_the_misfit_of_peaks_the_library_explains_only_in_part
 
 
 def test_chi2_floor_raises_the_gain_of_a_library_phase_beside_unexplained_peaks(library_without_si):
-    """The same pattern fitted: with the floor (``foreign_floor``), NaCl's first addition gains more
-    criterion units, Si's misfit no longer inflating the variance that divides its gain; NaCl is found
-    either way."""
+    """The same pattern fitted: with the floor (``foreign_floor``, on by default), NaCl's first addition
+    gains more criterion units, Si's misfit no longer inflating the variance that divides its gain; NaCl is
+    found either way."""
     grid, y = _pattern({"NaCl": 0.5, "Si": 0.5}, seed=3)
     gain = {}
-    for floor in (None, 1.0):
-        st = FitSettings(foreign_share=1.5, foreign_floor=floor, foreign_floor_share=0.5)
+    for name, st in (("off", FitSettings(foreign_share=1.5, foreign_floor=None)),
+                     ("share 0.5", FitSettings(foreign_share=1.5, foreign_floor_share=0.5)),
+                     ("default", FitSettings(foreign_share=1.5))):
         res = identify_phases(grid, y, CU[0], library_without_si, settings=st)
         assert "NaCl" in {p.formula for p in res.phases}
-        gain[floor] = max(s["delta_criterion"] for s in res.steps if not s["parent"] and "NaCl" in s["added"])
-    assert gain[1.0] > 1.3 * gain[None]
+        gain[name] = max(s["delta_criterion"] for s in res.steps if not s["parent"] and "NaCl" in s["added"])
+    assert gain["share 0.5"] > 1.3 * gain["off"]
+    assert gain["default"] > 1.3 * gain["off"]
+
+
+def test_coverage_by_line_forgives_a_profile_drawn_off_the_measured_one_not_lines_the_data_lack(library_without_si):
+    """NaCl drawn 0.1° (half a FWHM) off the measured peaks (its scale fitted) covers clearly less than all of
+    its intensity point by point; compared line by line (``coverage_window`` 1 FWHM) it covers nearly all.
+    CsCl alone put onto data that hold NaCl instead (at the scale a mixture with it gave) covers little either
+    way: its windows do not reach NaCl's peaks, which nothing in the hypothesis explains."""
+    from xrdid.mixtures import fit as F
+    from xrdid.mixtures.model import Globals, Model, PhaseState
+
+    grid, both = _mixture({"NaCl": 0.5, "CsCl": 0.5}, seed=2, zero=0.0)
+    _, nacl = _mixture({"NaCl": 0.5}, seed=2, zero=0.0)
+    ids = {p.id.removesuffix(".cif"): k for k, p in enumerate(library_without_si.phases)}
+    phases = [PhaseState(ids["NaCl"], log_size=math.log(120.0)), PhaseState(ids["CsCl"], log_size=math.log(120.0))]
+    optics = Optics(CU, caglioti_uvw_deg2=(0.004, -0.002, 0.002))
+    m = Model(grid, nacl, library_without_si, optics, background_degree=12)
+    m.fwhm_deg = F.estimate_fwhm(grid, nacl)
+    g = Globals(log_width=math.log(4.0))  # the measured width; at zero shift both measures are ~0.99
+    off = g.copy(zero_deg=0.1)
+    cols = m.columns(phases[:1], off)
+    a, _b, calc, chi2 = m.linear(cols)
+    h = F._Hyp(phases[:1], off, cols, a, calc, chi2)
+    point, by_line = F._coverage(m, h)[0], F._coverage(m, h, 1.0)[0]
+    assert point < 0.87 and by_line > 0.95
+
+    mb = Model(grid, both, library_without_si, optics, background_degree=12)
+    a_both = mb.linear(mb.columns(phases, g))[0]
+    cols = m.columns(phases, g)
+    a_nacl = m.linear(cols[:1])[0][0]
+    bg = m.linear(np.zeros((0, grid.size)))[2]
+    a = np.array([a_nacl * a_both[1] / a_both[0]])
+    h = F._Hyp(phases[1:], g, cols[1:], a, bg + a[0] * cols[1], 0.0)
+    assert F._coverage(m, h)[0] < 0.05 and F._coverage(m, h, 1.0)[0] < 0.05
+
+
+def test_coverage_by_line_is_point_by_point_under_another_phases_lines(library_without_si):
+    """A weak copy of NaCl, 0.05 % off its cell, beside NaCl on data holding NaCl alone: under every one of
+    its lines NaCl's intensity dominates, so its lines are compared point by point even with
+    ``coverage_window`` (a weak phase filling another's profile misfit is not forgiven); NaCl's own lines
+    are compared line by line."""
+    from xrdid.mixtures import fit as F
+    from xrdid.mixtures.model import Globals, Model, PhaseState
+
+    grid, nacl = _mixture({"NaCl": 0.5}, seed=2, zero=0.0)
+    i = next(k for k, p in enumerate(library_without_si.phases) if p.id.removesuffix(".cif") == "NaCl")
+    phases = [PhaseState(i, log_size=math.log(120.0)), PhaseState(i, s=1.0005, log_size=math.log(120.0))]
+    m = Model(grid, nacl, library_without_si, Optics(CU, caglioti_uvw_deg2=(0.004, -0.002, 0.002)),
+              background_degree=12)
+    m.fwhm_deg = F.estimate_fwhm(grid, nacl)
+    g = Globals(log_width=math.log(4.0), zero_deg=0.05)  # a little off, so that by line differs from point by point
+    cols = m.columns(phases, g)
+    a, _b, calc, chi2 = m.linear(cols[:1])
+    a = np.array([a[0], 0.1 * a[0]])
+    h = F._Hyp(phases, g, cols, a, calc + a[1] * cols[1], chi2)
+    point, by_line = F._coverage(m, h), F._coverage(m, h, 1.0)
+    assert by_line[1] == pytest.approx(point[1], abs=1e-9)
+    assert by_line[0] > point[0] + 0.02

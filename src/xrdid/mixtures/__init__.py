@@ -34,7 +34,10 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    shapes, each phase's lattice scale chosen again against what the others leave), and a peak that this
    union of the library leaves standing above the noise, predicting under a tenth of it
    (``foreign_share``), is given no weight in the search, with N_eff reduced in proportion
-   (:func:`xrdid.mixtures.fit.foreign_peak_mask`). Such peaks are still reported (step 5).
+   (:func:`xrdid.mixtures.fit.foreign_peak_mask`). Such peaks are still reported (step 5). The misfit
+   the union leaves over the other peaks it explains only in part (``foreign_floor``) is taken off
+   every hypothesis's χ² before :math:`\ln χ^2` (at most 80 % of it), so that it does not inflate the
+   variance that divides a phase's gain (:func:`xrdid.mixtures.fit.foreign_residual_floor`).
 3. **Search** (:func:`xrdid.mixtures.fit.identify_phases`). A beam of hypotheses (``beam_width``)
    grows one phase per level: candidates come from screening every library phase, at every lattice
    scale of a fine grid, against the current residual (the χ² drop of adding it alone, one matrix
@@ -62,7 +65,9 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    Coverage = :math:`\sum \min(m_i, \max(y - (y_{calc} - m_i), 0)) / \sum m_i` with
    :math:`m_i = S_iP_i`: the fraction of the phase's calculated intensity that the data contain once
    everything else is subtracted; it rejects a phase fitted to a few peaks while predicting others
-   that are not there.
+   that are not there. With ``coverage_window`` (off) the test after the full refinement sums both
+   over each of the phase's lines (points within that many FWHM of it) before taking the minimum,
+   forgiving a profile drawn a little wider, narrower or off the measured one.
 4. **Weight fractions** (Hill & Howard, J. Appl. Cryst. 20 (1987) 467): with F per unit cell of
    volume V, :math:`S ∝ v/V^2` (v the volume fraction), so
 

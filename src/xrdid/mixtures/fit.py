@@ -159,12 +159,32 @@ class FitSettings:
     # masked; instead ``foreign_floor`` times their χ² under the union (a misfit no hypothesis of the
     # library is expected to remove) is taken off every hypothesis's χ² before N_eff ln χ², so that it
     # does not inflate the variance estimate that divides a phase's gain (see foreign_residual_floor).
-    # Measured (benchmarks/README.md): on the tune half's foreign-dominated mixtures it raises the
-    # findable phases' gains (ZrO2 48 → 70) but they are lost to the coverage gates, not the criterion;
-    # no answer changed there or on synthetic seed 1; on the withheld-phase sets 3 more of 150 true phases,
-    # no more wrong ones. Thin, independent sets and held-out not run: off.
-    foreign_floor: float | None = None
-    foreign_floor_share: float = 0.5
+    # Measured (benchmarks/README.md): with a phase withheld from the library 3 more of 150 true phases
+    # found, no more wrong ones (seeds 3–5); tune half with the precursors' elements 11 → 12 of 17 found
+    # (anatase beside the unlisted In2O3), no wrong phase; tune half without them, synthetic seed 1 and the
+    # independent sets unchanged. On the foreign-dominated tune mixtures it raises the findable phases'
+    # gains (ZrO2 48 → 70), which are then lost to the coverage gates, not the criterion.
+    foreign_floor: float | None = 1.0
+    foreign_floor_share: float = 0.0
+    # The min_coverage test after the full refinement (and the coverage reported) compared line by line
+    # (None: point by point). Each point within this many FWHM of one of the phase's lines (≥ 1 % of its
+    # strongest) belongs to its nearest line; per line the phase's calculated intensity there is held up
+    # to the data's net intensity there (what the other phases leave, summed over the line's points), so
+    # that a profile the model draws wider, narrower or a fraction of a FWHM off the measured one does not
+    # count as intensity the data lack; points further from every line are compared point by point. Never
+    # stricter than point by point. The beam's gate stays point by point: there it let a 3 wt% MnO2
+    # through beside the tune half's Mn2O3. Measured at 1 (benchmarks/README.md): the tune half's ZrO2
+    # (pruned at 0.6999 point by point, 0.77 by line) is found (11/17 → 12/17 found, 11/14 → 12/15 right,
+    # exact 4/11 either way), but with a phase withheld from the library it admits about as many
+    # stand-ins as it finds true phases (seeds 3–5: 124/134 → 125/137) and on independent set A a 3 wt%
+    # Ti2MnO4; with foreign_floor on (the default since) the tune half loses Fe3O4 to a tetragonal ZrO2
+    # stand-in (11/17, 11/15, 3/11). At 0.5 with the floor: tune 12/17, 12/15, 4/11, withheld and seed 1
+    # unchanged, set A's Ti2MnO4 again; hence lines where the other phases' intensity dominates are
+    # compared point by point (chosen after seeing set A, so A is no longer a clean check for it): at 0.5
+    # the tune half 12/17, 12/15, 4/11 (ZrO2 found, nothing lost), every other set (withheld seeds 3–5,
+    # seed 1, independent A, B, strained, tune with the elements) unchanged to the set. Better only on
+    # the data it was chosen on: off, a candidate default; held-out half not run.
+    coverage_window: float | None = None
     # Starting crystallite size (nm).
     size_nm: float = 300.0
     # Levenberg–Marquardt iterations: beam member, final hypothesis.
@@ -500,7 +520,7 @@ def identify_phases(
         for k in sorted(crits, key=crits.get) if k != best_key and crits[k] - crits[best_key] <= st.alternative_margin
     ]
     significance = _removal_significance(m, best, ne)
-    coverage = _coverage(m, best)
+    coverage = _coverage(m, best, st.coverage_window)
     lines = [np.round(line_support(m, best, i, 0.1), 3).tolist() for i in range(len(best.phases))]
 
     # Scales, background, Rwp on the full (unbinned) data with the refined nonlinear parameters.
@@ -671,7 +691,7 @@ def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: f
         phases, g, cols, a, calc, chi2 = _texture(m, phases, g, cols, chi2, bounds, ne, st)
         hyp = _Hyp(phases, g, cols, a, calc, chi2, final=True)
         sig = _removal_significance(m, hyp, ne)
-        cov = _coverage(m, hyp)
+        cov = _coverage(m, hyp, st.coverage_window)
         # A stand-in's sign counts as too many parameters at their bounds.
         signs = stand_in_signs(m, hyp, st)
         limits = [len(at_limits(m, p, bounds)) + st.max_params_at_limits * bool(sg) for p, sg in zip(phases, signs)]
@@ -804,16 +824,48 @@ def _removal_significance(m: Model, h: _Hyp, ne: float) -> list[float]:
     return out
 
 
-def _coverage(m: Model, h: _Hyp) -> list[float]:
+def _coverage(m: Model, h: _Hyp, window: float | None = None) -> list[float]:
     """Per phase: Σ min(m_i, max(y − (y_calc − m_i), 0)) / Σ m_i, m_i = S_i P_i — the fraction of the phase's
-    calculated intensity that the data contain once everything else is subtracted."""
+    calculated intensity that the data contain once everything else is subtracted. With ``window`` (FWHM)
+    the sums near the phase's lines are taken per line (see _held_by_line)."""
     out = []
     for i in range(len(h.phases)):
         contrib = h.scales[i] * h.cols[i]
         rest = m.y - (h.calc - contrib)
         tot = contrib.sum()
-        out.append(float(np.minimum(contrib, np.maximum(rest, 0.0)).sum() / tot) if tot > 0 else 0.0)
+        if not tot > 0:
+            out.append(0.0)
+        elif window is None:
+            out.append(float(np.minimum(contrib, np.maximum(rest, 0.0)).sum() / tot))
+        else:
+            out.append(_held_by_line(m, h, i, contrib, rest, window) / float(tot))
     return out
+
+
+def _held_by_line(m: Model, h: _Hyp, i: int, contrib: np.ndarray, rest: np.ndarray, half: float) -> float:
+    """Phase i's calculated intensity that the data hold, line by line: every point within ``half`` FWHM
+    of one of its lines (≥ 1 % of its strongest) belongs to the nearest; per line
+    min(Σ m_i, Σ max(y − (y_calc − m_i), 0)) over its points; points further from every line
+    point by point, min(m_i, max(y − (y_calc − m_i), 0)). Never less than the point-by-point sum.
+    Summing over one line's profile forgives a profile drawn wider, narrower or a little off the measured
+    one; the window (and the nearest-line split) keeps another phase's peak further away from lending a
+    lacking line its intensity. A line under which the other phases' calculated intensity is the larger
+    part is compared point by point: a weak phase filling another phase's profile misfit is not forgiven."""
+    x, fw = m.grid, m.fwhm_deg or estimate_fwhm(m.grid, m.y)
+    p = h.phases[i]
+    t = np.sort([tt for tt, rel in _ticks(m.data(p.index), p, h.g, m.optics, x) if rel >= 1.0])
+    pointwise = np.minimum(contrib, np.maximum(rest, 0.0))
+    if not t.size:
+        return float(pointwise.sum())
+    j = np.clip(np.searchsorted(t, x), 1, max(t.size - 1, 1))
+    near = np.where(np.abs(x - t[j - 1]) <= np.abs(x - t[np.minimum(j, t.size - 1)]), j - 1, np.minimum(j, t.size - 1))
+    inside = np.abs(x - t[near]) <= half * fw
+    calc_l = np.bincount(near[inside], contrib[inside], minlength=t.size)
+    data_l = np.bincount(near[inside], np.maximum(rest[inside], 0.0), minlength=t.size)
+    point_l = np.bincount(near[inside], pointwise[inside], minlength=t.size)
+    all_l = np.bincount(near[inside], (h.scales @ h.cols)[inside], minlength=t.size)
+    own = np.divide(calc_l, all_l, out=np.ones_like(calc_l), where=all_l > 0)
+    return float(pointwise[~inside].sum() + np.where(own >= 0.5, np.minimum(calc_l, data_l), point_l).sum())
 
 
 def _alternatives(m: Model, h: _Hyp, screen, st: FitSettings, bounds: Bounds, glob_kinds, ne: float,
