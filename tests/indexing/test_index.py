@@ -114,6 +114,11 @@ def test_a_chance_fit_of_few_lines_is_marked_tentative():
         assert d["confidence"] == "tentative" and d["confidence_reason"].startswith("only 6 lines"), d
     table = _table("random.xy", result, peaks)
     assert table.count("\n     tentative: only 6 lines") == len(result.cells)
+    # predict's table line of the cell says so too.
+    from xrdid.commands.predict import _cell_text
+    from xrdid.indexing.combine import cell_summary
+
+    assert "; tentative: only 6 lines" in _cell_text(cell_summary(result, peaks))
 
 
 def test_too_few_peaks_says_so():
