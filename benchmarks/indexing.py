@@ -12,6 +12,8 @@
 3. With ``--random N``: N lists of lines at random angles (12–85°, Cu Kα1; list i from seed i, 8–15 lines
    for i < 16, 16–24 lines after), indexed with a 3 s budget: every cell accepted there is a false one.
    ``--random-short N``: N lists of 5–7 lines (seeds 1000 + i), where the chance bound has the fewest lines.
+   Each false cell is counted as marked tentative or not, as are the right cells of 1 and 2
+   (xrdid.indexing.search.confidence).
 
 Prints success per true crystal system (right cell first, in the top 3) and time per pattern, with the
 time of the peak search alone measured in the same run as the reference (the indexing's cost is the
@@ -93,14 +95,22 @@ def _simulated(args, inst) -> dict:
     print(f"\npeak search alone (reference): median {np.median(ref):.3f} s; indexing incl. peak search: median {med:.2f} s "
           f"= {med / max(np.median(ref), 1e-9):.0f}× the peak search; load average {os.getloadavg()[0]:.1f}\n")
     print("failures (top 3):", ", ".join(f"{r['id']} [{r['crystal_system']}: {r['best']}]" for r in rows if not (r["rank"] and r["rank"] <= 3)))
+    print(_tentative_line(rows))
     return {"summary": summary, "rows": rows}
+
+
+def _tentative_line(rows: list[dict]) -> str:
+    """How many right cells (in the top 3) are marked tentative — right cells the output casts doubt on."""
+    right = [r for r in rows if r["rank"] and r["rank"] <= 3]
+    names = [r.get("id") or r.get("file") for r in right if r["right_tentative"]]
+    return f"right cells marked tentative: {len(names)} of {len(right)}" + (f" ({', '.join(names)})" if names else "")
 
 
 def _random_lists(n: int, wavelength_A: float, short: bool = False) -> dict:
     """Index random line lists (module docstring, 3); how many were (falsely) indexed. ``short``: 5–7 lines each,
     seeds 1000 + i."""
     from xrdid.indexing.peaks import PeakList
-    from xrdid.indexing.search import index_peaks
+    from xrdid.indexing.search import confidence, index_peaks
 
     rows = []
     for seed in range(1000, 1000 + n) if short else range(n):
@@ -111,10 +121,13 @@ def _random_lists(n: int, wavelength_A: float, short: bool = False) -> dict:
             k = int(rng.integers(8, 16)) if seed < 16 else int(rng.integers(16, 25))
         peaks = PeakList.from_positions(np.sort(rng.uniform(12, 85, k)), wavelength_A, intensity=rng.uniform(5, 100, k))
         result = index_peaks(peaks, time_budget_s=3.0)
-        rows.append({"seed": seed, "lines": k, "indexed": result.indexed, "best": result.best.bravais if result.best else None})
+        rows.append({"seed": seed, "lines": k, "indexed": result.indexed, "best": result.best.bravais if result.best else None,
+                     "tentative": confidence(result.best) == "tentative" if result.best else None})
     bad = [r for r in rows if r["indexed"]]
-    print(f"\nRandom line lists{' of 5–7 lines' if short else ''} falsely indexed: {len(bad)} of {n}" + (" (" + ", ".join(f"seed {r['seed']}: {r['lines']} lines → {r['best']}" for r in bad) + ")" if bad else ""))
-    return {"n_indexed": len(bad), "rows": rows}
+    n_tent = sum(bool(r["tentative"]) for r in bad)
+    print(f"\nRandom line lists{' of 5–7 lines' if short else ''} falsely indexed: {len(bad)} of {n}, {n_tent} of them marked tentative"
+          + (" (" + ", ".join(f"seed {r['seed']}: {r['lines']} lines → {r['best']}{' tentative' if r['tentative'] else ''}" for r in bad) + ")" if bad else ""))
+    return {"n_indexed": len(bad), "n_tentative": n_tent, "rows": rows}
 
 
 def main(argv=None) -> int:
@@ -152,6 +165,7 @@ def main(argv=None) -> int:
             b = r["best"]
             best = f"{b['bravais']} {b['a']:.3f} {b['b']:.3f} {b['c']:.3f} {b['alpha']:.1f} {b['beta']:.1f} {b['gamma']:.1f} M{b['F_N']['N']} {b['M20']:.0f}" if b else r["message"]
             print(f"| {r['file']} | {r['crystal_system']} | {r['rank'] or '-'} | {best} | {r['seconds']:.1f} |")
+        print(_tentative_line(mrows))
         out["measured"] = {"n_top3": n_ok, "rows": mrows}
     else:
         print(f"no measured patterns at {folder}; skipped")

@@ -44,7 +44,8 @@ real world by default. ``prior=False`` (``xrdid predict --prior none``) gives th
 Cell and re-ranking (:mod:`xrdid.indexing.combine`): with ``cell=True`` (the default of
 :func:`predict_patterns`) the pattern is indexed — peak search, cells of all 14 Bravais lattices, the
 search ordered by the crystal-system probabilities — and the result gains ``cell`` (a, b, c, α, β, γ,
-volume, M20, indexed and unindexed lines, zero shift, or ``indexed: false`` with the reason; and ``one_cell``,
+volume, M20, indexed and unindexed lines, zero shift, ``confidence`` — "tentative" when the fit could be a
+chance one, :func:`xrdid.indexing.search.confidence` — or ``indexed: false`` with the reason; and ``one_cell``,
 whether one cell indexes the strong lines, :func:`xrdid.indexing.combine.one_cell_features`). When the
 detector has a combination with that result beside it (``mixture_cell.json``,
 :class:`xrdid.mixture_detector.CellCombination`), ``mixture`` is the combined probability (method

@@ -132,6 +132,7 @@ def test_predict_gains_cell_and_the_rerank_option(checkpoint, tmp_path, capsys):
     assert main(["predict", str(path), "--wavelength", str(INST.wavelength_A), "--model", str(checkpoint), "--json", "--rerank"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["space_group"]["number"] == out["top_k"][0]["number"] and "score" in out["space_group"]
-    assert out["cell"]["bravais"] == "cF" and out["cell"]["M20"] > 10
+    assert out["cell"]["bravais"] == "cF" and out["cell"]["M20"] > 10 and out["cell"]["confidence"] == "confident"
     assert main(["predict", str(path), "--wavelength", str(INST.wavelength_A), "--model", str(checkpoint)]) == 0
-    assert "cell            cF a 5.43" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "cell            cF a 5.43" in out and "tentative" not in out

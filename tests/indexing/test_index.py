@@ -31,6 +31,8 @@ def test_recovers_the_cell_of_a_real_structure(system):
     assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
     best = result.best
     assert best.m20 > 20 and best.n_indexed >= best.n_lines - 1
+    # A clean pattern of many lines is no chance fit, and is not called tentative.
+    assert best.to_dict()["confidence"] == "confident", best.to_dict()["confidence_reason"]
 
 
 def _with_zero_and_noise(**kw):
@@ -97,6 +99,28 @@ def test_a_stricter_chance_bound_for_few_lines(monkeypatch):
     assert not result.indexed and result.cells == []
 
 
+def test_a_chance_fit_of_few_lines_is_marked_tentative():
+    """The same six random lines are indexed under the default bound, but every cell says it is tentative,
+    and why, in the JSON and the table of `xrdid index`."""
+    from xrdid.commands.index import _table
+
+    rng = np.random.default_rng(1002)
+    k = int(rng.integers(5, 8))
+    peaks = PeakList.from_positions(np.sort(rng.uniform(12, 85, k)), INST.wavelength_A, intensity=rng.uniform(5, 100, k))
+    result = index_peaks(peaks, time_budget_s=3.0)
+    assert result.indexed and "tentative: only 6 lines" in result.message
+    for c in result.cells:
+        d = c.to_dict()
+        assert d["confidence"] == "tentative" and d["confidence_reason"].startswith("only 6 lines"), d
+    table = _table("random.xy", result, peaks)
+    assert table.count("\n     tentative: only 6 lines") == len(result.cells)
+    # predict's table line of the cell says so too.
+    from xrdid.commands.predict import _cell_text
+    from xrdid.indexing.combine import cell_summary
+
+    assert "; tentative: only 6 lines" in _cell_text(cell_summary(result, peaks))
+
+
 def test_too_few_peaks_says_so():
     peaks = PeakList.from_positions([20.0, 30.0, 40.0], INST.wavelength_A)
     result = index_peaks(peaks)
@@ -137,8 +161,10 @@ def test_cli_index_table_json_and_bad_files(tmp_path, capsys):
     # A true cell indexes far more lines than a random one would: many lines expected by chance are fewer
     # than those indexed, and the chance of as many is tiny.
     assert 0 < cell["chance"]["expected_indexed"] < cell["indexed"] / 2 and cell["chance"]["log10_p"] < -5
+    assert cell["confidence"] == "confident" and cell["confidence_reason"].startswith(f"{cell['indexed']} of ")
     assert main(["index", str(good), "--wavelength", "1.5406"]) == 0
-    assert "hP" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "hP" in out and "tentative" not in out
 
 
 def test_two_theta_without_wavelength_is_an_error_naming_the_file(tmp_path, capsys):

@@ -4,7 +4,8 @@ the unit cell of measured powder patterns, by powder indexing (no model involved
 Each pattern goes through the peak search (background, Kα₂ stripping for tube wavelengths, positions with
 uncertainties) and the search for cells of all 14 Bravais lattices (xrdid.indexing), and the best
 candidate cells are listed with their figures of merit (de Wolff M20, Smith–Snyder F_N), the indexed and
-unindexed lines and the refined zero shift; ``--json`` prints one object per file instead (``file``,
+unindexed lines and the refined zero shift; a cell that could be a chance fit (few lines) is marked
+"tentative" with the reason (``confidence``, ``confidence_reason`` in the JSON); ``--json`` prints one object per file instead (``file``,
 ``indexed``, ``message``, ``cells`` […], ``peaks``). A pattern no cell indexes says so ("not indexed" and
 why); no cell is invented. A file that cannot be read is reported on stderr, naming it; the other files
 are still processed and the exit status is 1.
@@ -39,6 +40,8 @@ def _table(name: str, result, peaks) -> str:
             f"γ {d['gamma']:.3f}°  V {d['volume']:.2f} Å³  M{d['F_N']['N']} {d['M20']:.1f}  F{d['F_N']['N']} {d['F_N']['value']:.1f}"
             f"  ({d['indexed']} indexed, {d['unindexed']} unindexed{zero})"
         )
+        if d["confidence"] == "tentative":
+            lines.append(f"     tentative: {d['confidence_reason']}")
     return "\n".join(lines)
 
 

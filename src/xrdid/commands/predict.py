@@ -6,7 +6,8 @@ the file where it states one, else from ``--wavelength`` or ``--instrument`` (a 
 a 2θ file with neither is an error, never a silent Cu Kα. With ``--json`` each file gives one JSON
 object per line (``file``, ``space_group``, ``top_k``, ``crystal_system``, ``novelty``, ``mixture``,
 ``coverage``, ``cell``); otherwise a table. ``cell`` is the unit cell found by powder indexing (a, b, c, α, β, γ, volume,
-M20, indexed and unindexed lines, zero shift; or ``indexed: false`` and why). Indexing costs about
+M20, indexed and unindexed lines, zero shift, ``confidence``: "tentative" with the reason when it could be a
+chance fit of few lines; or ``indexed: false`` and why). Indexing costs about
 2 CPU s a pattern, so it runs by default for up to 20 files (``--cell`` always, ``--no-cell`` never).
 ``--rerank`` combines every space group's probability with how well its allowed reflections index the
 pattern (the extinction check; entries gain ``score`` and ``fit``; see xrdid.indexing.combine).
@@ -84,7 +85,8 @@ def _cell_text(c: dict) -> str:
         return c.get("message", "not indexed")
     zero = "" if c.get("zero_shift_deg") is None else f", zero {c['zero_shift_deg']:+.4f}°"
     return (f"{c['bravais']} a {c['a']:.4f} b {c['b']:.4f} c {c['c']:.4f} Å, α {c['alpha']:.3f} β {c['beta']:.3f} γ {c['gamma']:.3f}°, "
-            f"V {c['volume']:.2f} Å³, M{c['F_N']['N']} {c['M20']:.1f} ({c['indexed']} indexed, {c['unindexed']} unindexed{zero})")
+            f"V {c['volume']:.2f} Å³, M{c['F_N']['N']} {c['M20']:.1f} ({c['indexed']} indexed, {c['unindexed']} unindexed{zero})"
+            + (f"; tentative: {c['confidence_reason']}" if c.get("confidence") == "tentative" else ""))
 
 
 def run(args) -> int:

@@ -31,6 +31,7 @@ import torch
 from xrdid.indexing.combine import index_pattern
 from xrdid.indexing.lattice import same_lattice
 from xrdid.indexing.peaks import IndexingError
+from xrdid.indexing.search import confidence
 from xrdid.labels import CRYSTAL_SYSTEMS
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,11 @@ def index_rendered(items, instrument, augment, *, seed: int = 0, time_budget_s: 
             rank = right_rank(result.cells[:n_cells], truths)
             best = result.best.bravais if result.best else None
             msg = result.message
+            tentative = confidence(result.cells[rank - 1]) == "tentative" if rank else None
         except IndexingError as exc:
-            rank, best, msg = None, None, str(exc)
-        rows.append({"id": sid, "crystal_system": system, "rank": rank, "best": best, "seconds": time.process_time() - t0, "message": msg})
+            rank, best, msg, tentative = None, None, str(exc), None
+        rows.append({"id": sid, "crystal_system": system, "rank": rank, "best": best, "seconds": time.process_time() - t0, "message": msg,
+                     "right_tentative": tentative})
     return rows
 
 
@@ -145,10 +148,11 @@ def index_measured(folder: str | Path, *, time_budget_s: float = 10.0, n_cells: 
             rank = right_rank(result.cells[:n_cells], [t for _, t in truths])
             best = result.best.to_dict() if result.best else None
             msg = result.message
+            tentative = confidence(result.cells[rank - 1]) == "tentative" if rank else None
         except (PatternError, IndexingError) as exc:
-            rank, best, msg = None, None, str(exc)
+            rank, best, msg, tentative = None, None, str(exc), None
         rows.append({"file": path.name, "crystal_system": truths[0][0] if truths else None, "rank": rank,
-                     "best": best, "seconds": time.process_time() - t0, "message": msg})
+                     "best": best, "seconds": time.process_time() - t0, "message": msg, "right_tentative": tentative})
     return rows
 
 

@@ -238,6 +238,8 @@ function cellText(c) {
   let t = `${c.bravais}  a ${f(c.a, 4)}  b ${f(c.b, 4)}  c ${f(c.c, 4)} Å  α ${f(c.alpha, 2)}  β ${f(c.beta, 2)}  γ ${f(c.gamma, 2)}°`;
   t += `  V ${f(c.volume, 1)} Å³ · M${c.F_N.N} ${f(c.M20, 1)} · ${c.indexed} of ${c.indexed + c.unindexed} lines indexed`;
   if (c.zero_shift_deg != null) t += ` · zero ${c.zero_shift_deg >= 0 ? "+" : ""}${f(c.zero_shift_deg, 3)}°`;
+  // A cell that could be a chance fit (few lines) says so before anything else is read into it.
+  if (c.confidence === "tentative") t = `tentative: ${c.confidence_reason} — ${t}`;
   return t;
 }
 
