@@ -442,13 +442,15 @@ def identify_phases(
     ne = n_effective(x, fwhm)
     screen = _screen_columns(m, fwhm, st)
     if st.mask_foreign:
-        keep = foreign_peak_mask(m, screen, fwhm, st)
+        lobes = _foreign_lobes(m, screen, fwhm, st, with_calc=True)
+        keep = foreign_peak_mask(m, screen, fwhm, st, lobes)
         if not keep.all():
             log.debug("masked %.1f %% of the points: peaks no library phase explains", 100 * (1 - keep.mean()))
             m.mask(keep)
             ne *= float(keep.mean())
+            lobes = None  # the floor's union fit is redone on the masked weights
         if st.foreign_floor:
-            m.chi2_floor = st.foreign_floor * foreign_residual_floor(m, screen, fwhm, st)
+            m.chi2_floor = st.foreign_floor * foreign_residual_floor(m, screen, fwhm, st, lobes)
             log.debug("χ² floor %.4g (foreign peaks left unmasked)", m.chi2_floor)
     empty = np.zeros((0, x.size))
     _, _, calc0, chi2_0 = m.linear(empty)
@@ -967,7 +969,7 @@ def _screen_columns(m: Model, fwhm: float, st: FitSettings):
     return scales, m.lib.screen_cache[key], coarse
 
 
-def foreign_peak_mask(m: Model, screen, fwhm: float, st: FitSettings) -> np.ndarray:
+def foreign_peak_mask(m: Model, screen, fwhm: float, st: FitSettings, lobes=None) -> np.ndarray:
     """Points of m.grid to keep (True) once the peaks of phases missing from the library are cut out.
 
     Every library phase that correlates with the data, at its best screening lattice scale, is fitted at
@@ -980,22 +982,26 @@ def foreign_peak_mask(m: Model, screen, fwhm: float, st: FitSettings) -> np.ndar
     intensity, e.g. a textured phase's enhanced reflections, or the screening shapes' misfit) is a peak
     no library phase can account for; its positive lobe (at most two FWHM either side) is masked. Masking it keeps the criterion's χ² to what the library could explain:
     otherwise its misfit dominates χ², and N_eff ln χ² then credits a real minor phase with little.
+    ``lobes``: _foreign_lobes of this model when already made (else made here).
     """
     keep = np.ones(m.grid.size, bool)
-    for lo, hi, share in _foreign_lobes(m, screen, fwhm, st):
+    for lo, hi, share, *_ in _foreign_lobes(m, screen, fwhm, st) if lobes is None else lobes:
         if share >= st.foreign_share:
             keep &= (m.grid < lo) | (m.grid > hi)
     return keep
 
 
-def foreign_residual_floor(m: Model, screen, fwhm: float, st: FitSettings) -> float:
+def foreign_residual_floor(m: Model, screen, fwhm: float, st: FitSettings, lobes=None) -> float:
     """χ² (model's current weights, so masked points count nothing) of the union fit's positive residual
     over the lobes of the peaks it leaves standing with a share of their height from
     ``foreign_floor_share`` up to ``foreign_share``: the misfit of peaks the library explains only in
-    small part, scaled from the coarse grid to the model's."""
+    small part, scaled from the coarse grid to the model's. ``lobes``: _foreign_lobes(..., with_calc=True) of
+    the model as it is now, when already made (identify_phases: the mask's, when it masked nothing)."""
     coarse = screen[2]
     out = 0.0
-    for _lo, _hi, share, calc, sel in _foreign_lobes(m, screen, fwhm, st, with_calc=True):
+    if lobes is None:
+        lobes = _foreign_lobes(m, screen, fwhm, st, with_calc=True)
+    for _lo, _hi, share, calc, sel in lobes:
         if st.foreign_floor_share <= share < st.foreign_share:
             r = m.y[coarse][sel] - calc[sel]
             out += float(np.sum(m.w[coarse][sel] * np.maximum(r, 0.0) ** 2))
