@@ -94,11 +94,7 @@ def render_phase(
     the Lorentzian FWHM Kλ/(L cosθ) (K = 0.9); the two are combined by Thompson–Cox–Hastings.
     """
     scales = np.atleast_1d(np.asarray(d_scale, dtype=np.float64))
-    d = np.asarray(d, dtype=np.float64)
-    f2m = np.asarray(f2m, dtype=np.float64)
-    keep = (d > 0) & (f2m > 0)
-    if not keep.all():
-        d, f2m = d[keep], f2m[keep]
+    d, f2m = _positive(d, f2m)
     kw = {"zero_deg": zero_deg, "displacement_deg": displacement_deg, "width_scale": width_scale,
           "kalpha2_ratio": kalpha2_ratio, "window_fwhm": window_fwhm}
     if scales.size == 1:
@@ -133,11 +129,7 @@ def render_phases(
         return render_phase(*sticks[0], grid, optics, size_nm=size_nm[0], strain=strain[0], **kw)[None, :]
     ds, fs, rows = [], [], []
     for d, f2m in sticks:
-        d = np.asarray(d, dtype=np.float64)
-        f2m = np.asarray(f2m, dtype=np.float64)
-        keep = (d > 0) & (f2m > 0)
-        if not keep.all():
-            d, f2m = d[keep], f2m[keep]
+        d, f2m = _positive(d, f2m)
         ds.append(d)
         fs.append(f2m)
         rows.append(d.size)
@@ -146,6 +138,14 @@ def render_phases(
                    np.repeat(np.arange(len(sticks)), counts), len(sticks), grid, optics,
                    size_A=np.repeat([_size_A(v) for v in size_nm], counts),
                    strain_deg=np.repeat([_strain_deg(v) for v in strain], counts), **kw)
+
+
+def _positive(d, f2m) -> tuple[np.ndarray, np.ndarray]:
+    """Sticks as float64 arrays, those with d ≤ 0 or |F|²m ≤ 0 left out."""
+    d = np.asarray(d, dtype=np.float64)
+    f2m = np.asarray(f2m, dtype=np.float64)
+    keep = (d > 0) & (f2m > 0)
+    return (d, f2m) if keep.all() else (d[keep], f2m[keep])
 
 
 def _size_A(size_nm: float) -> float:
