@@ -81,22 +81,24 @@ def evaluate_real_split(
     checkpoint, sticks: str | Path, *, out: str | Path, predictions: str | Path | None = None, logits: str | Path | None = None,
     split: str = "val",
     instruments=INSTRUMENTS, draws: int = 2, seed: int = 2024, augment: Augment | None = None, threads: int | None = None,
-    prior: str = "checkpoint",
+    prior: str = "checkpoint", consistent: bool = False, triclinic_offset: float = 0.0,
 ) -> dict:
     """Metrics of ``checkpoint`` (a directory; None: the shipped model) on the real structures of
     ``split`` (module docstring); writes JSON to ``out``, one CSV row per pattern to ``predictions``, and
     to ``logits`` (.npz) every pattern's calibrated log-probabilities without a prior (``sg_logp`` (S, 230),
     ``cs_logp`` (S, 7)) beside ``instrument``, ``id``, ``space_group`` (1–230) and ``mp_weight``, so
     corrections of the answer can be fitted and scored without rendering again.
-    ``prior``: the label prior "with prior" means (:func:`xrdid.predict.load_model`)."""
+    ``prior``: the label prior "with prior" means; ``consistent`` and ``triclinic_offset`` change the answer
+    "with prior" as in :func:`xrdid.predict.load_model`."""
     from xrdid.predict import PredictionError, load_model, prepare
     from xrdid.readers import Pattern
 
     if threads:
         torch.set_num_threads(int(threads))
-    bundle = load_model(checkpoint, prior=prior)
+    bundle = load_model(checkpoint, prior=prior, consistent=consistent, triclinic_offset=triclinic_offset)
     table = real_table(sticks, split, d_min_A=0.5)
-    result: dict = {"split": split, "n_structures": len(table), "draws": draws, "prior": prior,
+    result: dict = {"split": split, "n_structures": len(table), "draws": draws, "prior": prior, "consistent": consistent,
+                    "triclinic_offset": triclinic_offset,
                     "checkpoint_prior": bundle.meta.get("prior"), "instruments": {}}
     rows_out = []
     saved: dict[str, list] = {"instrument": [], "id": [], "space_group": [], "mp_weight": [], "sg_logp": [], "cs_logp": []}
@@ -169,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draws", type=int, default=2)
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--prior", default="checkpoint", choices=PRIORS)
+    ap.add_argument("--consistent", action="store_true", help="space groups' crystal-system marginal from the crystal-system head")
+    ap.add_argument("--triclinic-offset", type=float, default=0.0, help="added to triclinic's crystal-system log-probability")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", required=True, help="JSON output")
     ap.add_argument("--predictions", default=None, help="CSV of every pattern's prediction")
@@ -176,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     evaluate_real_split(args.model, args.sticks, out=args.out, predictions=args.predictions, logits=args.logits, split=args.split,
-                        instruments=args.instruments, draws=args.draws, seed=args.seed, threads=args.threads, prior=args.prior)
+                        instruments=args.instruments, draws=args.draws, seed=args.seed, threads=args.threads, prior=args.prior,
+                        consistent=args.consistent, triclinic_offset=args.triclinic_offset)
     return 0
 
 
