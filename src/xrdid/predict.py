@@ -44,7 +44,7 @@ real world by default. ``prior=False`` (``xrdid predict --prior none``) gives th
 Consistent answers and a triclinic offset (both off by default; ``load_model(consistent=True,
 triclinic_offset=δ)``, ``xrdid predict --consistent --triclinic-offset δ``). The two heads answer the
 crystal system separately: the crystal-system head, and the summed probabilities of each system's space
-groups, which disagree on 15–25 % of unseen real patterns. With ``consistent`` the space-group
+groups, which disagree on 15–24 % of unseen real patterns. With ``consistent`` the space-group
 probabilities keep the space-group head's shares within each crystal system and take the crystal-system
 head's answer as their system marginal,
 :math:`p(g) = p_{CS}(c(g))\,p_{SG}(g)/\sum_{g' \in c(g)} p_{SG}(g')`, so both answers agree (the
