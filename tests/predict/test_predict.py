@@ -205,6 +205,51 @@ def test_materials_project_prior_favours_common_groups_and_systems(checkpoint, t
         load_model(checkpoint, prior="icsd")
 
 
+def test_consistent_space_groups_add_up_to_the_crystal_system_answer():
+    from xrdid.labels import space_group_to_system_map
+    from xrdid.predict import consistent_space_groups
+
+    gen = torch.Generator().manual_seed(0)
+    sg_p = torch.rand(4, 230, generator=gen, dtype=torch.float64).softmax(-1)
+    cs_p = torch.rand(4, 7, generator=gen, dtype=torch.float64).softmax(-1)
+    out = consistent_space_groups(sg_p, cs_p)
+    systems = torch.as_tensor(space_group_to_system_map())
+    sums = torch.zeros(4, 7, dtype=torch.float64).index_add_(1, systems, out)
+    assert torch.allclose(sums, cs_p)  # the system marginal is the crystal-system head's
+    assert torch.allclose(out.sum(-1), torch.ones(4, dtype=torch.float64))
+    # Within a system the space-group head's shares are kept: P2_1/c over P2_1 (both monoclinic), Fm-3m over Pm-3m.
+    for a, b in ((13, 3), (224, 220)):
+        assert torch.allclose(out[:, a] / out[:, b], sg_p[:, a] / sg_p[:, b])
+
+
+def test_consistent_answer_and_triclinic_offset_change_only_the_answer_with_a_prior(checkpoint, tmp_path, capsys):
+    from xrdid.labels import space_group_to_system_map
+
+    tt = np.linspace(5, 90, 3000)
+    p = Pattern(tt, peaks(tt), "two_theta", wavelength_A=CU)
+    plain = load_model(checkpoint)
+    default = predict_patterns(plain, [p], cell=False)[0]
+    bundle = load_model(checkpoint, consistent=True, triclinic_offset=50.0)
+    # The model's own heads (prior=False, ``--prior none`` in the evaluation) are untouched.
+    assert predict_patterns(bundle, [p], prior=False, cell=False)[0] == default
+    shifted = predict_patterns(bundle, [p], cell=False)[0]
+    assert shifted["crystal_system"]["name"] == "triclinic" != default["crystal_system"]["name"]
+    # Consistent: the space groups follow the crystal-system answer, so a triclinic group leads.
+    assert shifted["space_group"]["number"] in (1, 2)
+    with torch.no_grad():
+        sg, cs = bundle.probabilities(*bundle.model(torch.randn(3, 2, N)))
+    sums = np.bincount(space_group_to_system_map(), weights=sg[0].double().numpy(), minlength=7)
+    assert sums == pytest.approx(cs[0].double().numpy(), abs=1e-5)
+    # The same through the command line.
+    f = write_xy(tmp_path / "p.xy", tt, peaks(tt))
+    common = [str(f), "--model", str(checkpoint), "--wavelength", str(CU), "--no-cell", "--json"]
+    assert main(["predict", *common, "--consistent", "--triclinic-offset", "50"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["crystal_system"]["name"] == "triclinic" and r["space_group"]["number"] in (1, 2)
+    assert main(["predict", *common]) == 0
+    assert json.loads(capsys.readouterr().out)["crystal_system"] == default["crystal_system"]
+
+
 def test_cli_reports_the_vae_novelty_and_its_warning(tiny_vae, tmp_path, capsys, monkeypatch):
     import xrdid.novelty
 

@@ -1,4 +1,4 @@
-"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json] [--rerank] [--cell | --no-cell] [--prior P] [--vae DIR]`:
+"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json] [--rerank] [--cell | --no-cell] [--prior P] [--consistent] [--triclinic-offset δ] [--vae DIR]`:
 space group and crystal system of measured powder patterns.
 
 Any wavelength works: each pattern is mapped onto the model's grid through Q. The wavelength comes from
@@ -14,7 +14,10 @@ pattern (the extinction check; entries gain ``score`` and ``fit``; see xrdid.ind
 By default the answer is weighed by how common each space group and crystal system is among real
 materials, at the strength stored in the checkpoint (the shipped model's was chosen on unseen real
 structures; Bayes' rule, see xrdid.predict and xrdid.priors); ``--prior none`` gives the model's own
-likelihoods, ``--prior materials_project`` the full-strength Materials Project prior. ``novelty`` comes
+likelihoods, ``--prior materials_project`` the full-strength Materials Project prior. ``--consistent``
+makes the space groups' probabilities per crystal system add up to the crystal-system answer, and
+``--triclinic-offset δ`` adds δ to triclinic's crystal-system log-probability, trading monoclinic recall
+for triclinic recall (both off by default; see xrdid.predict and reports/pretrained/README.md). ``novelty`` comes
 from the VAE shipped beside the CNN (method ``vae``: 0.99 means less typical than 99 % of patterns of
 known structures, with a warning from 0.95 on; see xrdid.novelty); ``--vae DIR`` names another,
 ``--vae none`` uses 1 − the top probability (method ``max_softmax``). ``mixture`` is the probability that
@@ -60,6 +63,12 @@ def add_parser(sub) -> None:
                    help="label prior: the checkpoint's (default; the shipped model's favours groups common among real "
                         "materials, at the strength chosen on unseen real structures), none, or Materials Project's "
                         "space-group frequencies at full strength")
+    p.add_argument("--consistent", action="store_true",
+                   help="space-group probabilities summed per crystal system equal the crystal-system answer "
+                        "(the crystal-system head's), keeping the space-group ranking within each system")
+    p.add_argument("--triclinic-offset", type=float, default=0.0, metavar="DELTA",
+                   help="added to triclinic's crystal-system log-probability (default 0): more triclinic answers, "
+                        "fewer monoclinic ones")
     p.add_argument("--vae", default="auto", metavar="DIR",
                    help="VAE scoring novelty (vae.json + vae.pt): default the one beside --model or shipped with "
                         "xrdid; 'none': 1 − the top probability")
@@ -103,7 +112,8 @@ def run(args) -> int:
         print(f"xrdid predict: {len(args.files)} files, so no powder indexing (about 2 s a pattern); "
               "--cell indexes them all", file=sys.stderr)
     try:
-        bundle = load_model(args.model, prior=args.prior, vae=None if args.vae == "none" else args.vae)
+        bundle = load_model(args.model, prior=args.prior, vae=None if args.vae == "none" else args.vae,
+                            consistent=args.consistent, triclinic_offset=args.triclinic_offset)
     except ValueError as exc:
         print(f"xrdid predict: {exc}", file=sys.stderr)
         return 2

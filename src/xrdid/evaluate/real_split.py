@@ -78,23 +78,30 @@ def render_patterns(table: StickTable, instrument_name: str, *, draws: int, seed
 
 
 def evaluate_real_split(
-    checkpoint, sticks: str | Path, *, out: str | Path, predictions: str | Path | None = None, split: str = "val",
+    checkpoint, sticks: str | Path, *, out: str | Path, predictions: str | Path | None = None, logits: str | Path | None = None,
+    split: str = "val",
     instruments=INSTRUMENTS, draws: int = 2, seed: int = 2024, augment: Augment | None = None, threads: int | None = None,
-    prior: str = "checkpoint",
+    prior: str = "checkpoint", consistent: bool = False, triclinic_offset: float = 0.0,
 ) -> dict:
     """Metrics of ``checkpoint`` (a directory; None: the shipped model) on the real structures of
-    ``split`` (module docstring); writes JSON to ``out`` and one CSV row per pattern to ``predictions``.
-    ``prior``: the label prior "with prior" means (:func:`xrdid.predict.load_model`)."""
+    ``split`` (module docstring); writes JSON to ``out``, one CSV row per pattern to ``predictions``, and
+    to ``logits`` (.npz) every pattern's calibrated log-probabilities without a prior (``sg_logp`` (S, 230),
+    ``cs_logp`` (S, 7)) beside ``instrument``, ``id``, ``space_group`` (1–230) and ``mp_weight``, so
+    corrections of the answer can be fitted and scored without rendering again.
+    ``prior``: the label prior "with prior" means; ``consistent`` and ``triclinic_offset`` change the answer
+    "with prior" as in :func:`xrdid.predict.load_model`."""
     from xrdid.predict import PredictionError, load_model, prepare
     from xrdid.readers import Pattern
 
     if threads:
         torch.set_num_threads(int(threads))
-    bundle = load_model(checkpoint, prior=prior)
+    bundle = load_model(checkpoint, prior=prior, consistent=consistent, triclinic_offset=triclinic_offset)
     table = real_table(sticks, split, d_min_A=0.5)
-    result: dict = {"split": split, "n_structures": len(table), "draws": draws, "prior": prior,
+    result: dict = {"split": split, "n_structures": len(table), "draws": draws, "prior": prior, "consistent": consistent,
+                    "triclinic_offset": triclinic_offset,
                     "checkpoint_prior": bundle.meta.get("prior"), "instruments": {}}
     rows_out = []
+    saved: dict[str, list] = {"instrument": [], "id": [], "space_group": [], "mp_weight": [], "sg_logp": [], "cs_logp": []}
     if len(table) == 0:
         log.warning("%s: no real structures in the %s split; nothing to evaluate", sticks, split)
     for name in instruments:
@@ -116,6 +123,10 @@ def evaluate_real_split(
         per_instrument = {"n_patterns": len(truth)}
         for label, use_prior in (("with_prior", True), ("without_prior", False)):
             sg_logp, cs_logp = _log_probs(bundle, y_arr, m_arr, use_prior)
+            if not use_prior:
+                for key, value in (("instrument", [name] * len(truth)), ("id", ids), ("space_group", truth), ("mp_weight", weights),
+                                   ("sg_logp", sg_logp), ("cs_logp", cs_logp)):
+                    saved[key].append(np.asarray(value))
             per_instrument[label] = {
                 "plain": weighted_scores(sg_logp, cs_logp, truth),
                 "materials_project_weighted": weighted_scores(sg_logp, cs_logp, truth, weights),
@@ -134,6 +145,9 @@ def evaluate_real_split(
             100 * wp["plain"]["crystal_system"], 100 * wp["materials_project_weighted"]["crystal_system"],
         )
     write_text(json.dumps(result, indent=2), out)
+    if logits is not None and saved["id"]:
+        with atomic_path(logits) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **{k: np.concatenate(v) for k, v in saved.items()})
     if predictions is not None:
         with atomic_path(predictions) as tmp, open(tmp, "w", newline="") as fh:
             fields = ["instrument", "id", "true_space_group", "predicted_space_group", "true_crystal_system", "predicted_crystal_system", "mp_weight"]
@@ -157,13 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draws", type=int, default=2)
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--prior", default="checkpoint", choices=PRIORS)
+    ap.add_argument("--consistent", action="store_true", help="space groups' crystal-system marginal from the crystal-system head")
+    ap.add_argument("--triclinic-offset", type=float, default=0.0, help="added to triclinic's crystal-system log-probability")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", required=True, help="JSON output")
     ap.add_argument("--predictions", default=None, help="CSV of every pattern's prediction")
+    ap.add_argument("--logits", default=None, help=".npz of every pattern's log-probabilities without a prior")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    evaluate_real_split(args.model, args.sticks, out=args.out, predictions=args.predictions, split=args.split,
-                        instruments=args.instruments, draws=args.draws, seed=args.seed, threads=args.threads, prior=args.prior)
+    evaluate_real_split(args.model, args.sticks, out=args.out, predictions=args.predictions, logits=args.logits, split=args.split,
+                        instruments=args.instruments, draws=args.draws, seed=args.seed, threads=args.threads, prior=args.prior,
+                        consistent=args.consistent, triclinic_offset=args.triclinic_offset)
     return 0
 
 
