@@ -166,10 +166,12 @@ def test_prior_correction_shifts_towards_common_groups(checkpoint, tmp_path):
     (ck / "model.json").write_text(json.dumps(meta))
     tt = np.linspace(5, 90, 3000)
     p = Pattern(tt, peaks(tt), "two_theta", wavelength_A=CU)
-    with_prior = predict_patterns(load_model(ck), [p])[0]
+    # The space-group head's own shares (a space-group prior alone never moves the crystal-system answer,
+    # which the consistent default makes the space groups follow).
+    with_prior = predict_patterns(load_model(ck, consistent=False), [p])[0]
     without = predict_patterns(load_model(ck), [p], prior=False)[0]
     assert with_prior["space_group"]["number"] == 14
-    assert without == predict_patterns(load_model(checkpoint), [p])[0]
+    assert without == predict_patterns(load_model(checkpoint, consistent=False), [p])[0]
 
 
 def test_materials_project_prior_favours_common_groups_and_systems(checkpoint, tmp_path):
@@ -227,7 +229,7 @@ def test_consistent_answer_and_triclinic_offset_change_only_the_answer_with_a_pr
 
     tt = np.linspace(5, 90, 3000)
     p = Pattern(tt, peaks(tt), "two_theta", wavelength_A=CU)
-    plain = load_model(checkpoint)
+    plain = load_model(checkpoint, consistent=False)
     default = predict_patterns(plain, [p], cell=False)[0]
     bundle = load_model(checkpoint, consistent=True, triclinic_offset=50.0)
     # The model's own heads (prior=False, ``--prior none`` in the evaluation) are untouched.
@@ -243,11 +245,37 @@ def test_consistent_answer_and_triclinic_offset_change_only_the_answer_with_a_pr
     # The same through the command line.
     f = write_xy(tmp_path / "p.xy", tt, peaks(tt))
     common = [str(f), "--model", str(checkpoint), "--wavelength", str(CU), "--no-cell", "--json"]
-    assert main(["predict", *common, "--consistent", "--triclinic-offset", "50"]) == 0
+    assert main(["predict", *common, "--triclinic-offset", "50"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["crystal_system"]["name"] == "triclinic" and r["space_group"]["number"] in (1, 2)
     assert main(["predict", *common]) == 0
     assert json.loads(capsys.readouterr().out)["crystal_system"] == default["crystal_system"]
+
+
+def test_space_groups_add_up_to_the_crystal_system_answer_by_default(checkpoint, tmp_path, capsys):
+    from xrdid.labels import CRYSTAL_SYSTEMS, space_group_to_system_map
+
+    systems = space_group_to_system_map()
+    consistent, own = load_model(checkpoint), load_model(checkpoint, consistent=False)
+    with torch.no_grad():
+        logits = consistent.model(torch.randn(4, 2, N, generator=torch.Generator().manual_seed(1)))
+        (sg, cs), (_, cs_own) = consistent.probabilities(*logits), own.probabilities(*logits)
+    for b in range(4):
+        sums = np.bincount(systems, weights=sg[b].double().numpy(), minlength=7)
+        assert sums == pytest.approx(cs[b].double().numpy(), abs=1e-5)
+    assert torch.allclose(cs, cs_own)  # the crystal-system answer is the head's either way
+    # The command line's default, and --no-consistent for the space-group head's own probabilities.
+    tt = np.linspace(5, 90, 3000)
+    f = write_xy(tmp_path / "p.xy", tt, peaks(tt))
+    common = [str(f), "--model", str(checkpoint), "--wavelength", str(CU), "--no-cell", "--json", "--top-k", "230"]
+    answers = []
+    for extra in ([], ["--no-consistent"]):
+        assert main(["predict", *common, *extra]) == 0
+        answers.append(json.loads(capsys.readouterr().out))
+    for r, agrees in zip(answers, (True, False)):
+        answered = CRYSTAL_SYSTEMS.index(r["crystal_system"]["name"])
+        total = sum(g["probability"] for g in r["top_k"] if systems[g["number"] - 1] == answered)
+        assert (total == pytest.approx(r["crystal_system"]["probability"], abs=1e-3)) == agrees
 
 
 def test_cli_reports_the_vae_novelty_and_its_warning(tiny_vae, tmp_path, capsys, monkeypatch):

@@ -1,4 +1,4 @@
-"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json] [--rerank] [--cell | --no-cell] [--prior P] [--consistent] [--triclinic-offset δ] [--vae DIR]`:
+"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json] [--rerank] [--cell | --no-cell] [--prior P] [--no-consistent] [--triclinic-offset δ] [--vae DIR]`:
 space group and crystal system of measured powder patterns.
 
 Any wavelength works: each pattern is mapped onto the model's grid through Q. The wavelength comes from
@@ -14,10 +14,11 @@ pattern (the extinction check; entries gain ``score`` and ``fit``; see xrdid.ind
 By default the answer is weighed by how common each space group and crystal system is among real
 materials, at the strength stored in the checkpoint (the shipped model's was chosen on unseen real
 structures; Bayes' rule, see xrdid.predict and xrdid.priors); ``--prior none`` gives the model's own
-likelihoods, ``--prior materials_project`` the full-strength Materials Project prior. ``--consistent``
-makes the space groups' probabilities per crystal system add up to the crystal-system answer, and
-``--triclinic-offset δ`` adds δ to triclinic's crystal-system log-probability, trading monoclinic recall
-for triclinic recall (both off by default; see xrdid.predict and reports/pretrained/README.md). ``novelty`` comes
+likelihoods, ``--prior materials_project`` the full-strength Materials Project prior. The space groups'
+probabilities per crystal system add up to the crystal-system answer (``--no-consistent``: the
+space-group head's own), and ``--triclinic-offset δ`` adds δ to triclinic's crystal-system
+log-probability, trading monoclinic recall for triclinic recall (off by default; see xrdid.predict and
+reports/pretrained/README.md). ``novelty`` comes
 from the VAE shipped beside the CNN (method ``vae``: 0.99 means less typical than 99 % of patterns of
 known structures, with a warning from 0.95 on; see xrdid.novelty); ``--vae DIR`` names another,
 ``--vae none`` uses 1 − the top probability (method ``max_softmax``). ``mixture`` is the probability that
@@ -30,6 +31,7 @@ is 1.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -63,9 +65,10 @@ def add_parser(sub) -> None:
                    help="label prior: the checkpoint's (default; the shipped model's favours groups common among real "
                         "materials, at the strength chosen on unseen real structures), none, or Materials Project's "
                         "space-group frequencies at full strength")
-    p.add_argument("--consistent", action="store_true",
+    p.add_argument("--consistent", action=argparse.BooleanOptionalAction, default=True,
                    help="space-group probabilities summed per crystal system equal the crystal-system answer "
-                        "(the crystal-system head's), keeping the space-group ranking within each system")
+                        "(the crystal-system head's), keeping the space-group ranking within each system "
+                        "(default; --no-consistent: the space-group head's own probabilities)")
     p.add_argument("--triclinic-offset", type=float, default=0.0, metavar="DELTA",
                    help="added to triclinic's crystal-system log-probability (default 0): more triclinic answers, "
                         "fewer monoclinic ones")
