@@ -13,7 +13,8 @@
    for i < 16, 16–24 lines after), indexed with a 3 s budget: every cell accepted there is a false one.
    ``--random-short N``: N lists of 5–7 lines (seeds 1000 + i), where the chance bound has the fewest lines.
    Each false cell is counted as marked tentative or not, as are the right cells of 1 and 2
-   (xrdid.indexing.search.confidence).
+   (xrdid.indexing.search.confidence). The random lists are line lists: a change of the peak search (such as
+   ``--weak-line-retry``, xrdid.indexing.combine.WEAK_LINE_RETRY) does not touch them.
 
 Prints success per true crystal system (right cell first, in the top 3) and time per pattern, with the
 time of the peak search alone measured in the same run as the reference (the indexing's cost is the
@@ -146,7 +147,12 @@ def main(argv=None) -> int:
     ap.add_argument("--measured-only", action="store_true", help="skip the simulated patterns")
     ap.add_argument("--random", type=int, default=0, help="also index this many random line lists (false indexing)")
     ap.add_argument("--random-short", type=int, default=0, help="also index this many random lists of 5–7 lines")
+    ap.add_argument("--weak-line-retry", action="store_true", help="turn on xrdid.indexing.combine.WEAK_LINE_RETRY (off by default)")
     args = ap.parse_args(argv)
+    if args.weak_line_retry:
+        from xrdid.indexing import combine
+
+        combine.WEAK_LINE_RETRY = True
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     logging.getLogger("xrdid").setLevel(logging.ERROR)
     torch.set_num_threads(1)
