@@ -13,7 +13,9 @@
    for i < 16, 16–24 lines after), indexed with a 3 s budget: every cell accepted there is a false one.
    ``--random-short N``: N lists of 5–7 lines (seeds 1000 + i), where the chance bound has the fewest lines.
    Each false cell is counted as marked tentative or not, as are the right cells of 1 and 2
-   (xrdid.indexing.search.confidence).
+   (xrdid.indexing.search.confidence). The random lists are line lists: a change of the peak search (such as
+   ``--weak-line-retry``, xrdid.indexing.combine.WEAK_LINE_RETRY) does not touch them; ``--random-patterns N``
+   draws the first N of the short lists as noisy patterns and indexes them through the peak search.
 
 Prints success per true crystal system (right cell first, in the top 3) and time per pattern, with the
 time of the peak search alone measured in the same run as the reference (the indexing's cost is the
@@ -130,6 +132,35 @@ def _random_lists(n: int, wavelength_A: float, short: bool = False) -> dict:
     return {"n_indexed": len(bad), "n_tentative": n_tent, "rows": rows}
 
 
+def _random_patterns(n: int, wavelength_A: float) -> dict:
+    """The line lists of ``--random-short`` (seeds 1000 + i) drawn as patterns — Gaussians of FWHM 0.08° and
+    250–5000 counts on a sloping background of 100–270 counts with Poisson noise, 5–90° in 0.01° steps — and
+    indexed through the peak search (xrdid.indexing.combine.index_pattern, Kα₂ off, 3 s budget): the false
+    indexing of a change to the peak search, which the line lists do not see."""
+    from xrdid.indexing.combine import index_pattern
+    from xrdid.indexing.search import confidence
+    from xrdid.readers import Pattern
+
+    rows = []
+    for seed in range(1000, 1000 + n):
+        rng = np.random.default_rng(seed)
+        k = int(rng.integers(5, 8))
+        pos, height = np.sort(rng.uniform(12, 85, k)), rng.uniform(5, 100, k)
+        x = np.arange(5, 90, 0.01)
+        lam = 100 + 2 * (90 - x)
+        for p, h in zip(pos, height, strict=True):
+            lam = lam + 50 * h * np.exp(-0.5 * ((x - p) / 0.035) ** 2)
+        y = np.random.default_rng(seed + 99).poisson(lam).astype(np.float64)
+        peaks, result = index_pattern(Pattern(x, y, "two_theta", wavelength_A=wavelength_A, path=str(seed)), kalpha2="none", time_budget_s=3.0)
+        rows.append({"seed": seed, "lines": k, "peaks": len(peaks), "indexed": result.indexed, "best": result.best.bravais if result.best else None,
+                     "tentative": confidence(result.best) == "tentative" if result.best else None})
+    bad = [r for r in rows if r["indexed"]]
+    n_tent = sum(bool(r["tentative"]) for r in bad)
+    print(f"\nRandom 5–7-line patterns falsely indexed: {len(bad)} of {n}, {n_tent} of them marked tentative"
+          + (" (" + ", ".join(f"seed {r['seed']}: {r['peaks']} peaks → {r['best']}{' tentative' if r['tentative'] else ''}" for r in bad) + ")" if bad else ""))
+    return {"n_indexed": len(bad), "n_tentative": n_tent, "rows": rows}
+
+
 def main(argv=None) -> int:
     from xrdid.indexing.evaluate import index_measured
     from xrdid.instrument import get_instrument
@@ -146,7 +177,13 @@ def main(argv=None) -> int:
     ap.add_argument("--measured-only", action="store_true", help="skip the simulated patterns")
     ap.add_argument("--random", type=int, default=0, help="also index this many random line lists (false indexing)")
     ap.add_argument("--random-short", type=int, default=0, help="also index this many random lists of 5–7 lines")
+    ap.add_argument("--random-patterns", type=int, default=0, help="also index the first N random-short line lists drawn as noisy patterns")
+    ap.add_argument("--weak-line-retry", action="store_true", help="turn on xrdid.indexing.combine.WEAK_LINE_RETRY (off by default)")
     args = ap.parse_args(argv)
+    if args.weak_line_retry:
+        from xrdid.indexing import combine
+
+        combine.WEAK_LINE_RETRY = True
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     logging.getLogger("xrdid").setLevel(logging.ERROR)
     torch.set_num_threads(1)
@@ -173,6 +210,8 @@ def main(argv=None) -> int:
         out["random"] = _random_lists(args.random, inst.wavelength_A)
     if args.random_short:
         out["random_short"] = _random_lists(args.random_short, inst.wavelength_A, short=True)
+    if args.random_patterns:
+        out["random_patterns"] = _random_patterns(args.random_patterns, inst.wavelength_A)
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=2, default=str))
     return 0

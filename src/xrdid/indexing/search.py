@@ -230,6 +230,7 @@ class Cell:
     rank_score: float = 0.0
     chance_expected: float = 0.0
     chance_log10p: float = 0.0
+    new_log10p: float = 0.0  # set by confirm_cells: the evidence of the weak lines alone
 
     @property
     def bravais(self) -> str:
@@ -1308,6 +1309,36 @@ def index_peaks(
                else "no cell indexes the lines")
         msg = f"not indexed: {why}" + (" (time budget exhausted)" if exhausted else "")
     return IndexingResult(accepted[:n_cells], len(peaks), lines.n, seconds, searched, exhausted, msg, rejected)
+
+
+def confirm_cells(result: IndexingResult, peaks: PeakList, new: np.ndarray | None = None, n_cells: int = 5) -> list[Cell]:
+    """The cells of ``result`` (accepted and rejected) refined and scored again against the lines of another
+    peak list of the same pattern (``peaks``: a more sensitive search's, with weak lines), best first — no new
+    search: the weak lines only confirm or not the cells the strong lines proposed, so a noise peak among
+    them cannot give rise to a cell. Returns the accepted ones. ``new``: which of ``peaks``' lines are new;
+    each cell then gets ``new_log10p``, the chance that a random cell of as many reflections indexes as many
+    of the new lines as it does (the evidence of the new lines alone)."""
+    lines = lines_from_peaks(peaks)
+    out: list[Cell] = []
+    for c in result.cells + result.rejected:
+        system = "hexagonal" if c.system == "rhombohedral" else c.system
+        zero = c.zero_deg or 0.0
+        try:
+            out.extend(_solutions(system, _p_of(system, c.p6), c.centring, lines, zero, c.source, refine_zero=lines.angular,
+                                  choose_centring=False))
+        except np.linalg.LinAlgError:
+            continue
+    out = [c for c in _dedupe(out, n_cells) if acceptable(c)][:n_cells]
+    if new is not None:
+        for c in out:
+            n = c.n_lines
+            zero = c.zero_deg or 0.0
+            q = lines.q(zero)[:n]
+            rate = np.minimum(1.0, c.n_possible * _chance_rate(q, lines.tol_q(FINAL_TOL, zero)[:n], float(q[n - 1])))
+            fresh = np.asarray(new[:n], bool)
+            hit = np.array([h is not None for h in c.hkl[:n]], bool)
+            c.new_log10p = _chance_log10p(rate[fresh], int((hit & fresh).sum()))
+    return out
 
 
 def convincing(cell: Cell, min_m20: dict | None = None, good_m20: float = GOOD_M20) -> bool:
