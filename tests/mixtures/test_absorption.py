@@ -99,3 +99,31 @@ def test_the_fit_corrects_fractions_of_a_mixture_with_microabsorption(tmp_path):
     assert plain["CsCl"] < 0.42
     assert corrected["CsCl"] == pytest.approx(0.5, abs=0.02)
     assert sum(corrected.values()) == pytest.approx(1.0)
+
+
+def test_cli_grain_radius_reaches_the_fit(tmp_path, monkeypatch, caplog):
+    """--grain-radius sets the correction's radius (the default without it, 0 turns it off); < 0 is refused."""
+    from xrdid.cli import main
+    from xrdid.mixtures import fit as fit_module
+    from xrdid.mixtures import pattern as pattern_module
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    _structures()["Si"].to(filename=str(lib / "Si.cif"))
+    grid = np.linspace(20.0, 80.0, 3001)
+    st = compute_sticks(_structures()["Si"], 0.9)
+    y = 1000 * render_phase(st.d, st.f2m, grid, Optics(CU), width_scale=4.0, size_nm=120.0, kalpha2_ratio=0.5)
+    y = y * 10000 / y.max() + 200
+    f = tmp_path / "si.xy"
+    np.savetxt(f, np.column_stack([grid, y]))
+    seen = []
+    real = pattern_module.identify_phases
+    monkeypatch.setattr(pattern_module, "identify_phases",
+                        lambda *a, settings, **k: seen.append(settings.brindley_radius_um) or real(*a, settings=settings, **k))
+    args = ["phases", str(f), "--library", str(lib), "--wavelength", "1.5406", "--json", "--no-cache"]
+    assert main(args) == 0
+    assert main([*args, "--grain-radius", "2.5"]) == 0
+    assert main([*args, "--grain-radius", "0"]) == 0
+    assert seen == [fit_module.FitSettings().brindley_radius_um, 2.5, None]
+    assert main([*args, "--grain-radius", "-1"]) == 2
+    assert "--grain-radius must be between 0 and 100" in caplog.text
