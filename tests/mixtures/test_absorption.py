@@ -127,3 +127,39 @@ def test_cli_grain_radius_reaches_the_fit(tmp_path, monkeypatch, caplog):
     assert seen == [fit_module.FitSettings().brindley_radius_um, 2.5, None]
     assert main([*args, "--grain-radius", "-1"]) == 2
     assert "--grain-radius must be between 0 and 100" in caplog.text
+
+
+def test_library_with_anomalous_dispersion_is_its_own_cache_entry(tmp_path, monkeypatch):
+    """wavelength_A gives the sticks f′ + i f″ of that anode (NiO under Cu Kα: 20–50 % weaker), cached apart
+    from the plain sticks; the CLI's --anomalous-dispersion asks for them at the pattern's wavelength."""
+    from xrdid.cli import main
+    from xrdid.mixtures import pattern as pattern_module
+
+    nio = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.177), ["Ni", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    lib_dir = tmp_path / "lib"
+    lib_dir.mkdir()
+    nio.to(filename=str(lib_dir / "NiO.cif"))
+    cache = tmp_path / "cache"
+    plain = load_library(lib_dir, 0.9, cache_dir=cache)
+    cu = load_library(lib_dir, 0.9, cache_dir=cache, wavelength_A=1.5406)
+    assert len(list(cache.iterdir())) == 2
+    again = load_library(lib_dir, 0.9, cache_dir=cache, wavelength_A=1.5406)
+    other = load_library(lib_dir, 0.9, cache_dir=cache, wavelength_A=1.3)  # no table: plain sticks
+    ratio = cu.phases[0].f2m / plain.phases[0].f2m
+    assert np.all(ratio > 0.45) and np.all(ratio < 0.82)
+    assert np.array_equal(again.phases[0].f2m, cu.phases[0].f2m)
+    assert np.array_equal(other.phases[0].f2m, plain.phases[0].f2m)
+
+    seen = []
+    real = pattern_module.load_library
+    monkeypatch.setattr(pattern_module, "load_library", lambda *a, wavelength_A=None, **k: seen.append(wavelength_A)
+                        or real(*a, wavelength_A=wavelength_A, **k))
+    grid = np.linspace(30.0, 80.0, 2501)
+    st = compute_sticks(nio, 0.9)
+    y = render_phase(st.d, st.f2m, grid, Optics(CU), width_scale=4.0, size_nm=120.0, kalpha2_ratio=0.5)
+    f = tmp_path / "nio.xy"
+    np.savetxt(f, np.column_stack([grid, y * 10000 / y.max() + 200]))
+    args = ["phases", str(f), "--library", str(lib_dir), "--wavelength", "1.5406", "--json", "--no-cache"]
+    assert main(args) == 0
+    assert main([*args, "--anomalous-dispersion"]) == 0
+    assert seen == [None, 1.5406]

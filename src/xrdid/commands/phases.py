@@ -47,6 +47,9 @@ def add_parser(sub) -> None:
     p.add_argument("--grain-radius", type=float, default=None, metavar="UM",
                    help="radius of the powder's grains in µm: weight fractions corrected for micro-absorption "
                         "(Brindley; Cu, Co, Fe, Cr, Mo, Ag Kα). 0: no correction (the default)")
+    p.add_argument("--anomalous-dispersion", action="store_true",
+                   help="compute the library's intensities with the elements' anomalous dispersion f′ + i f″ at the "
+                        "pattern's wavelength (Cr, Fe, Co, Cu, Mo, Ag Kα1): e.g. Ni, Co, Fe, Cu, Mn under Cu Kα")
     p.add_argument("--elements", default=None, metavar="SYMBOLS",
                    help="only consider library phases made of these elements, e.g. 'In,La,Ti,O,H' "
                         "(those of the weighed precursors; default: the whole library)")
@@ -88,6 +91,7 @@ def run(args) -> int:
             pattern, args.library, wavelength_A=args.wavelength, kalpha2_ratio=args.kalpha2_ratio,
             max_phases=args.max_phases, use_cache=not args.no_cache, lattice_sigma=args.lattice_tolerance,
             elements=args.elements, max_march_dollase=args.max_march_dollase, grain_radius_um=args.grain_radius,
+            anomalous_dispersion=args.anomalous_dispersion,
         )
     except PatternError as e:
         log.error("%s", e)

@@ -1,15 +1,15 @@
-"""Micro-absorption of a powder mixture (Brindley, Phil. Mag. 36 (1945) 347): the correction to weight fractions.
+r"""Micro-absorption of a powder mixture (Brindley, Phil. Mag. 36 (1945) 347): the correction to weight fractions.
 
 In a mixture of phases of different linear absorption coefficients μ_i, a grain of a strongly absorbing
 phase diffracts less than its volume would, because the beam it diffracts is absorbed inside the grain
 itself. Brindley's particle absorption factor
 
-.. math:: \\tau_i = \\frac{1}{V_i}\\int \\exp[-(\\mu_i - \\bar\\mu)\\,x]\\,dV_i
+.. math:: \tau_i = \frac{1}{V_i}\int \exp[-(\mu_i - \bar\mu)\,x]\,dV_i
 
-(x the beam's path inside the grain, :math:`\\bar\\mu` the solids' volume-weighted mean) scales the phase's
-intensity, so the weight fraction is :math:`W_i \\propto S_i Z_i M_i V_i / \\tau_i`. Here the grain is a
+(x the beam's path inside the grain, :math:`\bar\mu` the solids' volume-weighted mean) scales the phase's
+intensity, so the weight fraction is :math:`W_i \propto S_i Z_i M_i V_i / \tau_i`. Here the grain is a
 sphere of radius R and the path through a point is the chord through it along one direction (in and out
-along a line): :math:`\\tau = 3\\int_0^1 t^2 e^{-2(\\mu_i-\\bar\\mu)Rt}\\,dt` (τ ≈ 1 − 1.5 ΔμR for small ΔμR).
+along a line): :math:`\tau = 3\int_0^1 t^2 e^{-2(\mu_i-\bar\mu)Rt}\,dt` (τ ≈ 1 − 1.5 ΔμR for small ΔμR).
 
 Mass attenuation coefficients: photo-absorption from the Henke tables (B. L. Henke, E. M. Gullikson and
 J. C. Davis, At. Data Nucl. Data Tables 54 (1993) 181; f2 as packaged by ``periodictable`` 2.1.0),
