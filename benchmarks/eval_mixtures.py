@@ -63,9 +63,9 @@ def main(argv=None) -> int:
     ap.add_argument("--elements-from-labels", action="store_true",
                     help="restrict the library per mixture to the elements of its weighed precursors (the labels' "
                          "phase names), as `xrdid phases --elements` would")
-    ap.add_argument("--anomalous", action="store_true",
+    ap.add_argument("--anomalous", action=argparse.BooleanOptionalAction, default=True,
                     help="library sticks with the elements' anomalous dispersion at the patterns' Kα1 line "
-                         "(load_library wavelength_A)")
+                         "(load_library wavelength_A; default, as `xrdid phases`)")
     add_setting_arguments(ap)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)

@@ -38,11 +38,11 @@ def test_mass_attenuation_at_cu_kalpha_is_near_the_tabulated_values():
     assert mass_attenuation("O2", 1.5406) == pytest.approx(11, rel=0.08)
     assert mass_attenuation("Ni", 1.5406) == pytest.approx(46, rel=0.08)
     assert mass_attenuation("Fe", 1.5406) == pytest.approx(302, rel=0.08)
-    # SiO2 by mass fractions; an untabulated wavelength gives None.
+    # SiO2 by mass fractions; a wavelength outside the tables gives None.
     si, o = 28.0855, 15.999
     expected = (si * mass_attenuation("Si", 1.5406) + 2 * o * mass_attenuation("O", 1.5406)) / (si + 2 * o)
     assert mass_attenuation("SiO2", 1.5406) == pytest.approx(expected, rel=1e-4)
-    assert mass_attenuation("SiO2", 1.2) is None
+    assert mass_attenuation("SiO2", 0.2) is None
     assert mass_attenuation("SiO2", 0.7093) < mass_attenuation("SiO2", 1.5406)
 
 
@@ -130,10 +130,13 @@ def test_cli_grain_radius_reaches_the_fit(tmp_path, monkeypatch, caplog):
 
 
 def test_library_with_anomalous_dispersion_is_its_own_cache_entry(tmp_path, monkeypatch):
-    """wavelength_A gives the sticks f′ + i f″ of that anode (NiO under Cu Kα: 20–50 % weaker), cached apart
-    from the plain sticks; the CLI's --anomalous-dispersion asks for them at the pattern's wavelength."""
+    """wavelength_A gives the sticks f′ + i f″ at that wavelength (NiO under Cu Kα: 20–50 % weaker), cached
+    apart from the plain sticks; `xrdid phases` and identify_in_pattern ask for them at the pattern's
+    wavelength by default, --no-anomalous-dispersion for f0 alone."""
     from xrdid.cli import main
+    from xrdid.mixtures import identify_in_pattern
     from xrdid.mixtures import pattern as pattern_module
+    from xrdid.readers import read_pattern
 
     nio = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.177), ["Ni", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     lib_dir = tmp_path / "lib"
@@ -144,11 +147,14 @@ def test_library_with_anomalous_dispersion_is_its_own_cache_entry(tmp_path, monk
     cu = load_library(lib_dir, 0.9, cache_dir=cache, wavelength_A=1.5406)
     assert len(list(cache.iterdir())) == 2
     again = load_library(lib_dir, 0.9, cache_dir=cache, wavelength_A=1.5406)
-    other = load_library(lib_dir, 0.9, cache_dir=cache, wavelength_A=1.3)  # no table: plain sticks
+    other = load_library(lib_dir, 0.9, cache_dir=cache, wavelength_A=1.3)  # between Cu Kα and the Ni K edge
+    outside = load_library(lib_dir, 0.9, cache_dir=cache, wavelength_A=0.2)  # beyond the tables: plain sticks
     ratio = cu.phases[0].f2m / plain.phases[0].f2m
     assert np.all(ratio > 0.45) and np.all(ratio < 0.82)
     assert np.array_equal(again.phases[0].f2m, cu.phases[0].f2m)
-    assert np.array_equal(other.phases[0].f2m, plain.phases[0].f2m)
+    assert np.all(other.phases[0].f2m < plain.phases[0].f2m) and not np.allclose(other.phases[0].f2m, cu.phases[0].f2m)
+    assert np.array_equal(outside.phases[0].f2m, plain.phases[0].f2m)
+    assert len(list(cache.iterdir())) == 3  # Cu Kα, 1.3 Å and the plain sticks (0.2 Å shares them)
 
     seen = []
     real = pattern_module.load_library
@@ -161,5 +167,6 @@ def test_library_with_anomalous_dispersion_is_its_own_cache_entry(tmp_path, monk
     np.savetxt(f, np.column_stack([grid, y * 10000 / y.max() + 200]))
     args = ["phases", str(f), "--library", str(lib_dir), "--wavelength", "1.5406", "--json", "--no-cache"]
     assert main(args) == 0
-    assert main([*args, "--anomalous-dispersion"]) == 0
-    assert seen == [None, 1.5406]
+    assert main([*args, "--no-anomalous-dispersion"]) == 0
+    identify_in_pattern(read_pattern(f), lib_dir, wavelength_A=1.5406, use_cache=False)
+    assert seen == [1.5406, None, 1.5406]

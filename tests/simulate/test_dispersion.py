@@ -50,7 +50,8 @@ def test_sticks_with_anomalous_dispersion_are_the_complex_sum(method):
 
 def test_nickel_below_its_k_edge_scatters_cu_kalpha_weaker():
     """Cu Kα is just below the Ni K edge: f′(Ni) ≈ −3 electrons, so NiO's lines lose 20–35 % of their
-    intensity; at Mo Kα (f′ ≈ +0.3, f″ ≈ 1.1) a few %; an untabulated wavelength has no table."""
+    intensity; at Mo Kα (f′ ≈ +0.3, f″ ≈ 1.1) a few %; any wavelength of Henke's tables works (the MARS
+    beamline's 0.7297 Å, between the Zr and Mo K edges), none outside them."""
     nio = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.177), ["Ni", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     plain = compute_sticks(nio, 1.0)
     cu = compute_sticks(nio, 1.0, anomalous=anomalous_for(1.540598))
@@ -59,5 +60,9 @@ def test_nickel_below_its_k_edge_scatters_cu_kalpha_weaker():
     ratio = cu.f2m / plain.f2m
     assert np.all(ratio > 0.55) and np.all(ratio < 0.82)
     assert np.all(np.abs(mo.f2m / plain.f2m - 1) < 0.08)
-    assert anomalous_for(1.2) is None
+    assert anomalous_for(0.2) is None
     assert anomalous_for(1.5406)["Ni"][0] == pytest.approx(-3.0, abs=0.3)
+    mars = anomalous_for(0.7297)
+    assert mars["Ni"][0] == pytest.approx(0.35, abs=0.1)
+    # Zr's K edge (0.6889 Å) is just short of 0.7297 Å: f′(Zr) ≈ −2 there, far from its Cu Kα value.
+    assert mars["Zr"][0] < -1.5 < anomalous_for(1.5406)["Zr"][0]

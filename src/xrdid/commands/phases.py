@@ -15,6 +15,7 @@ cached under $XDG_CACHE_HOME/xrdid/phases (--no-cache to skip).
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -46,10 +47,11 @@ def add_parser(sub) -> None:
                         "it, or 'inf', for strongly textured samples (plates below r 0.6)")
     p.add_argument("--grain-radius", type=float, default=None, metavar="UM",
                    help="radius of the powder's grains in µm: weight fractions corrected for micro-absorption "
-                        "(Brindley; Cu, Co, Fe, Cr, Mo, Ag Kα). 0: no correction (the default)")
-    p.add_argument("--anomalous-dispersion", action="store_true",
+                        "(Brindley; any wavelength of the Henke tables). 0: no correction (the default)")
+    p.add_argument("--anomalous-dispersion", action=argparse.BooleanOptionalAction, default=True,
                    help="compute the library's intensities with the elements' anomalous dispersion f′ + i f″ at the "
-                        "pattern's wavelength (Cr, Fe, Co, Cu, Mo, Ag Kα1): e.g. Ni, Co, Fe, Cu, Mn under Cu Kα")
+                        "pattern's wavelength, as a measurement has them (default; e.g. Ni, Co, Fe, Mn under Cu Kα "
+                        "scatter 2-3 electrons less); --no-anomalous-dispersion: f0 alone, as most simulators")
     p.add_argument("--elements", default=None, metavar="SYMBOLS",
                    help="only consider library phases made of these elements, e.g. 'In,La,Ti,O,H' "
                         "(those of the weighed precursors; default: the whole library)")

@@ -188,9 +188,9 @@ class FitSettings:
     coverage_window: float | None = None
     # Micro-absorption (xrdid.mixtures.absorption): the grains' radius (µm) for Brindley's correction of
     # the weight fractions (None: no correction). Applied after the fit (it changes no phase set); skipped
-    # when the wavelength or an element is not tabulated. At 1 µm (benchmarks/README.md): tune half's
+    # when the wavelength is outside the tables. At 1 µm (benchmarks/README.md): tune half's
     # exact set 3.36 → 2.49 wt%, held-out 3.47 → 3.87 wt% (NiO, the weakest absorber, is the phase most
-    # under-estimated there: its cause is anomalous dispersion, load_library wavelength_A); synthetic and
+    # under-estimated there: its cause was anomalous dispersion, now in the library's sticks); synthetic and
     # independent mixtures, simulated without micro-absorption, 1–3 wt% worse. So off.
     brindley_radius_um: float | None = None
     # Starting crystallite size (nm).

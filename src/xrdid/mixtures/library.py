@@ -216,21 +216,20 @@ def load_library(
 ) -> Library:
     """Load a CIF folder or structures parquet and simulate its sticks down to ``d_min_A`` (Å).
 
-    With ``wavelength_A`` (the Kα1 line of a tabulated anode: Cr, Fe, Co, Cu, Mo, Ag), the sticks
-    include the elements' anomalous dispersion f′ + i f″ there (:mod:`xrdid.simulate.dispersion`); at
-    another wavelength, or None, f0 alone. With ``cache_dir``, each entry's result is cached under the
+    With ``wavelength_A`` (the pattern's, Kα1 for a tube), the sticks include the elements' anomalous
+    dispersion f′ + i f″ there (:mod:`xrdid.simulate.dispersion`); with None, f0 alone. With ``cache_dir``, each entry's result is cached under the
     SHA-1 of its CIF text, the d_min, the dispersion's wavelength and :data:`_CACHE_VERSION`: a second
     call parses nothing. Entries that fail are reported in ``Library.errors`` (one line each, naming
     the entry); LibraryError if none is usable.
     """
-    from xrdid.simulate.dispersion import WAVELENGTHS_A, anomalous_for
+    from xrdid.simulate.dispersion import anomalous_for
 
     path = Path(path)
     entries = _entries(path)
     anomalous = anomalous_for(wavelength_A) if wavelength_A else None
     tag = ""
     if anomalous is not None:
-        tag = f"|f'@{min(WAVELENGTHS_A, key=lambda lam: abs(lam - wavelength_A)):.6f}"
+        tag = f"|f'@{float(wavelength_A):.6f}"
     cache: dict = {}
     cache_file = None
     if cache_dir is not None:

@@ -41,7 +41,7 @@ def identify_in_pattern(
     elements=None,
     max_march_dollase: float | None = None,
     grain_radius_um: float | None = None,
-    anomalous_dispersion: bool = False,
+    anomalous_dispersion: bool = True,
 ) -> tuple[MixtureFit, int]:
     """Phases of ``library`` (a CIF folder or structures parquet) in ``pattern``: (fit, library size).
 
@@ -50,8 +50,8 @@ def identify_in_pattern(
     ``kalpha2_ratio`` fixes it. ``lattice_sigma``, ``max_march_dollase``: see :class:`FitSettings`
     (None: its default; ``inf`` keeps phases of any texture). ``grain_radius_um``: the grains' radius for
     the micro-absorption correction of the weight fractions (FitSettings.brindley_radius_um; None: the
-    default, 0: none). ``anomalous_dispersion``: the library's sticks with the elements' f′ + i f″ at the
-    pattern's wavelength when it is a tabulated anode's Kα1 (:func:`load_library` ``wavelength_A``). ``elements``: when given
+    default, 0: none). ``anomalous_dispersion`` (default): the library's sticks with the elements' f′ + i f″ at the
+    pattern's wavelength, Kα1 for a tube (:func:`load_library` ``wavelength_A``); False: f0 alone. ``elements``: when given
     (symbols, e.g. those of the weighed precursors), only library phases made of them are candidates;
     the library size returned is then the number of those. Raises LibraryError for an unusable library
     or one with no phase of those elements, ValueError for a symbol that is not an element.

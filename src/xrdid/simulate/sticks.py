@@ -6,7 +6,7 @@ the instrument part applied later (:func:`sticks_to_peaks`):
 
 1. Every reciprocal-lattice point :math:`\mathbf g = h\mathbf a^* + k\mathbf b^* + l\mathbf c^*` with
    :math:`|\mathbf g| = 1/d \le 1/d_{min}` is a reflection; :math:`s = \sin\theta/\lambda = 1/(2d)`.
-2. Atomic scattering factors (no anomalous dispersion, as in pymatgen)
+2. Atomic scattering factors (by default no anomalous dispersion, as in pymatgen; ``anomalous`` adds f′ + i f″)
    :math:`f(s) = Z - 41.78214\, s^2 \sum_i a_i \exp(-b_i s^2)` with pymatgen's
    ``atomic_scattering_params.json`` coefficients, optionally times a Debye-Waller factor
    :math:`\exp(-B s^2)` per element.
@@ -38,7 +38,8 @@ What makes it fast, without approximation:
 * in every method d is computed for every hkl from the cell's own metric, so peak positions never
   depend on symmetry detection.
 
-Left out, as in pymatgen: anomalous dispersion, absorption, extinction, preferred orientation.
+Left out, as in pymatgen: absorption, extinction, preferred orientation (and anomalous dispersion unless
+``anomalous`` is given; the phase search's library has it, :func:`xrdid.mixtures.load_library`).
 Anisotropic displacement parameters (``U11_cif`` ... site properties) are ignored.
 """
 
