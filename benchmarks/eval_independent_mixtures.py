@@ -124,6 +124,9 @@ def main() -> None:
     ap.add_argument("--strain", type=float, default=0.003, help="largest isotropic lattice strain per phase (fraction)")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--out", type=Path, help="per-mixture results (JSON lines)")
+    ap.add_argument("--anomalous", action=argparse.BooleanOptionalAction, default=True,
+                    help="fit with the library's anomalous dispersion (default, as `xrdid phases`; these mixtures "
+                         "are simulated without it)")
     args = ap.parse_args()
     if not (args.data / "library" / "index.csv").exists():
         raise SystemExit(f"{args.data / 'library' / 'index.csv'}: not found (the shared development data)")
@@ -143,7 +146,8 @@ def main() -> None:
         rows = []
         for mid, true in truth.items():
             t0 = time.perf_counter()
-            fit, _ = identify_in_pattern(read_pattern(work / "xy" / f"{mid}.xy"), work / "library")
+            fit, _ = identify_in_pattern(read_pattern(work / "xy" / f"{mid}.xy"), work / "library",
+                                         anomalous_dispersion=args.anomalous)
             found = {p.id: p.weight_fraction for p in fit.phases}
             rows.append({"id": mid, "true": true, "found": found, "seconds": time.perf_counter() - t0})
             print(mid, "exact" if set(found) == set(true) else "WRONG",

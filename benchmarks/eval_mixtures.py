@@ -63,6 +63,9 @@ def main(argv=None) -> int:
     ap.add_argument("--elements-from-labels", action="store_true",
                     help="restrict the library per mixture to the elements of its weighed precursors (the labels' "
                          "phase names), as `xrdid phases --elements` would")
+    ap.add_argument("--anomalous", action=argparse.BooleanOptionalAction, default=True,
+                    help="library sticks with the elements' anomalous dispersion at the patterns' Kα1 line "
+                         "(load_library wavelength_A; default, as `xrdid phases`)")
     add_setting_arguments(ap)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -86,7 +89,11 @@ def main(argv=None) -> int:
     two_theta_max = max(float(r["two_theta_max"]) for r in rows)
     lam_max = max(float(r["kalpha2_A"] or r["wavelength_A"]) for r in rows)
     d_min = d_min_for(lam_max, two_theta_max) / (1 + settings.d_scale_range)
-    library = load_library(args.data / "library", d_min, cache_dir=default_cache_dir())
+    lam1 = sorted({float(r["wavelength_A"]) for r in rows})
+    if args.anomalous and lam1[-1] / lam1[0] - 1 > 0.001:
+        ap.error(f"--anomalous needs one wavelength for the split, got {lam1}")
+    library = load_library(args.data / "library", d_min, cache_dir=default_cache_dir(),
+                           wavelength_A=lam1[0] if args.anomalous else None)
     print(f"library: {len(library)} phases loaded in {time.perf_counter() - t:.1f} s ({len(library.errors)} failed); "
           f"split {args.split}: {len(rows)} mixtures")
 

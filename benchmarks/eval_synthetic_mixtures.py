@@ -116,6 +116,10 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--withhold-one", action="store_true", help="leave one phase of each mixture out of the library")
     add_setting_arguments(ap)
+    ap.add_argument("--anomalous", action="store_true",
+                    help="library sticks (simulated and fitted) with anomalous dispersion at Cu Kα1")
+    ap.add_argument("--fit-plain", action="store_true",
+                    help="with --anomalous: simulate with the dispersion, fit with the plain sticks (the same mixtures)")
     ap.add_argument("--dump", type=Path, default=None, help="per-mixture results (JSON lines: truth, phases found)")
     args = ap.parse_args(argv)
 
@@ -132,7 +136,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         build_library(args.data, args.library_size, Path(tmp))
         d_min = d_min_for(1.5444, 100.0) / (1 + settings.d_scale_range)
-        library = load_library(tmp, d_min)
+        library = load_library(tmp, d_min, wavelength_A=1.540598 if args.anomalous else None)
+        fit_library = load_library(tmp, d_min) if args.fit_plain else library
     print(f"library: {len(library)} phases ({len(library.errors)} failed)")
 
     rng = np.random.default_rng(args.seed)
@@ -141,18 +146,18 @@ def main(argv=None) -> int:
         for _ in range(args.per_size):
             idx, w = draw_phases(library, n, rng)
             mix = synthetic_mixture(library, idx, w, rng)
-            lib, truth = library, [[pid] for pid in mix.phase_ids]
+            lib, truth = fit_library, [[pid] for pid in mix.phase_ids]
             if args.withhold_one:
                 k = int(rng.integers(n))
                 gone = (library.phases[idx[k]].formula, library.phases[idx[k]].space_group)
-                lib = Library([p for p in library.phases if (p.formula, p.space_group) != gone], library.source,
+                lib = Library([p for p in fit_library.phases if (p.formula, p.space_group) != gone], library.source,
                               library.d_min_A, [])
                 truth[k] = []
             cases.append((n, mix, lib, truth))
 
     # Warm-up: the screening renders of this grid (shared by every pattern on it) and the imports.
     x0, y0 = cases[0][1].two_theta, cases[0][1].y
-    identify_phases(x0, y0, 1.5405929, library, settings=settings)
+    identify_phases(x0, y0, 1.5405929, fit_library, settings=settings)
     optics = Optics((1.5405929, 1.544414))
 
     def reference() -> float:

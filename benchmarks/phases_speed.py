@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     ap.add_argument("--library-size", type=int, default=100)
     ap.add_argument("--limit", type=int, default=None, help="time only the first N mixtures")
     ap.add_argument("--profile", type=Path, default=None, help="write a cProfile of the timed fits here")
+    ap.add_argument("--anomalous", action="store_true", help="library sticks with anomalous dispersion at Cu Kα1")
     args = ap.parse_args(argv)
 
     from eval_synthetic_mixtures import build_library
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         build_library(args.data, args.library_size, Path(tmp))
         d_min = d_min_for(1.5444, max(float(r["two_theta_max"]) for r in rows)) / (1 + settings.d_scale_range)
-        library = load_library(tmp, d_min)
+        library = load_library(tmp, d_min, wavelength_A=1.540598 if args.anomalous else None)
     print(f"library: {len(library)} phases ({len(library.errors)} failed); {len(rows)} measured mixtures")
 
     pats = []

@@ -15,6 +15,7 @@ cached under $XDG_CACHE_HOME/xrdid/phases (--no-cache to skip).
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -44,6 +45,13 @@ def add_parser(sub) -> None:
                    help="a phase whose refined preferred orientation (March–Dollase r) ends outside 1/R..R is "
                         "taken for a stand-in for a phase the library lacks and dropped (default 1.67); raise "
                         "it, or 'inf', for strongly textured samples (plates below r 0.6)")
+    p.add_argument("--grain-radius", type=float, default=None, metavar="UM",
+                   help="radius of the powder's grains in µm: weight fractions corrected for micro-absorption "
+                        "(Brindley; any wavelength of the Henke tables). 0: no correction (the default)")
+    p.add_argument("--anomalous-dispersion", action=argparse.BooleanOptionalAction, default=True,
+                   help="compute the library's intensities with the elements' anomalous dispersion f′ + i f″ at the "
+                        "pattern's wavelength, as a measurement has them (default; e.g. Ni, Co, Fe, Mn under Cu Kα "
+                        "scatter 2-3 electrons less); --no-anomalous-dispersion: f0 alone, as most simulators")
     p.add_argument("--elements", default=None, metavar="SYMBOLS",
                    help="only consider library phases made of these elements, e.g. 'In,La,Ti,O,H' "
                         "(those of the weighed precursors; default: the whole library)")
@@ -68,6 +76,9 @@ def run(args) -> int:
     if args.max_march_dollase is not None and not args.max_march_dollase >= 1:
         log.error("--max-march-dollase must be at least 1 (r = 1: no texture), got %g", args.max_march_dollase)
         return 2
+    if args.grain_radius is not None and not 0 <= args.grain_radius <= 100:
+        log.error("--grain-radius must be between 0 and 100 µm, got %g", args.grain_radius)
+        return 2
     if args.elements is not None:
         from xrdid.mixtures.library import parse_elements
 
@@ -81,7 +92,8 @@ def run(args) -> int:
         fit, n_library = identify_in_pattern(
             pattern, args.library, wavelength_A=args.wavelength, kalpha2_ratio=args.kalpha2_ratio,
             max_phases=args.max_phases, use_cache=not args.no_cache, lattice_sigma=args.lattice_tolerance,
-            elements=args.elements, max_march_dollase=args.max_march_dollase,
+            elements=args.elements, max_march_dollase=args.max_march_dollase, grain_radius_um=args.grain_radius,
+            anomalous_dispersion=args.anomalous_dispersion,
         )
     except PatternError as e:
         log.error("%s", e)

@@ -73,9 +73,11 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
 
    .. math:: W_i = \frac{S_i Z_i M_i V_i}{\sum_j S_j Z_j M_j V_j}
 
-   with :math:`Z_iM_i` the cell mass and :math:`V_i` the refined cell volume. Left out:
-   micro-absorption (Brindley), amorphous content (fractions are relative to the crystalline phases
-   found), anisotropic size broadening.
+   with :math:`Z_iM_i` the cell mass and :math:`V_i` the refined cell volume. Micro-absorption
+   (Brindley) is corrected when the grains' radius is given (``brindley_radius_um``, ``xrdid phases
+   --grain-radius``; :mod:`xrdid.mixtures.absorption`): :math:`W_i \propto S_iZ_iM_iV_i/\tau_i`. Left
+   out: amorphous content (fractions are relative to the crystalline phases found), anisotropic size
+   broadening.
 5. **Not in the library** (:mod:`xrdid.mixtures.peaks`): peaks of the final residual that stand
    significantly above the noise (σ from counting statistics × the GoF) are reported with position,
    height and area; the verdict says when they carry more than ``unexplained_warn`` of the diffracted

@@ -163,10 +163,10 @@ def _structures(text: str):
     return structures
 
 
-def _phase_from_structure(pid: str, structure, d_min: float) -> LibraryPhase:
+def _phase_from_structure(pid: str, structure, d_min: float, anomalous=None) -> LibraryPhase:
     from xrdid.simulate.sticks import compute_sticks
 
-    sticks = compute_sticks(structure, d_min)
+    sticks = compute_sticks(structure, d_min, anomalous=anomalous)
     if len(sticks) == 0:
         raise ValueError(f"no reflection with d ≥ {d_min:.3f} Å")
     comp = structure.composition
@@ -210,19 +210,30 @@ def _laue_rotations(structure) -> np.ndarray:
     return np.unique(rots.reshape(len(rots), 9), axis=0).reshape(-1, 3, 3)
 
 
-def load_library(path: str | os.PathLike, d_min_A: float, *, cache_dir: str | os.PathLike | None = None) -> Library:
+def load_library(
+    path: str | os.PathLike, d_min_A: float, *, cache_dir: str | os.PathLike | None = None,
+    wavelength_A: float | None = None,
+) -> Library:
     """Load a CIF folder or structures parquet and simulate its sticks down to ``d_min_A`` (Å).
 
-    With ``cache_dir``, each entry's result is cached under the SHA-1 of its CIF text, the d_min and
-    :data:`_CACHE_VERSION`: a second call parses nothing. Entries that fail are reported in
-    ``Library.errors`` (one line each, naming the entry); LibraryError if none is usable.
+    With ``wavelength_A`` (the pattern's, Kα1 for a tube), the sticks include the elements' anomalous
+    dispersion f′ + i f″ there (:mod:`xrdid.simulate.dispersion`); with None, f0 alone. With ``cache_dir``, each entry's result is cached under the
+    SHA-1 of its CIF text, the d_min, the dispersion's wavelength and :data:`_CACHE_VERSION`: a second
+    call parses nothing. Entries that fail are reported in ``Library.errors`` (one line each, naming
+    the entry); LibraryError if none is usable.
     """
+    from xrdid.simulate.dispersion import anomalous_for
+
     path = Path(path)
     entries = _entries(path)
+    anomalous = anomalous_for(wavelength_A) if wavelength_A else None
+    tag = ""
+    if anomalous is not None:
+        tag = f"|f'@{float(wavelength_A):.6f}"
     cache: dict = {}
     cache_file = None
     if cache_dir is not None:
-        key = hashlib.sha1(f"{path.resolve()}|{d_min_A:.6f}|{_CACHE_VERSION}".encode()).hexdigest()[:16]
+        key = hashlib.sha1(f"{path.resolve()}|{d_min_A:.6f}|{_CACHE_VERSION}{tag}".encode()).hexdigest()[:16]
         cache_file = Path(cache_dir) / f"{key}.npz"
         cache = _read_cache(cache_file)
     phases, errors, fresh = [], [], {}
@@ -235,7 +246,8 @@ def load_library(path: str | os.PathLike, d_min_A: float, *, cache_dir: str | os
         try:
             structures = _structures(text)
             got = [
-                _phase_from_structure(pid if i == 0 else f"{pid}#{i}", s, d_min_A) for i, s in enumerate(structures)
+                _phase_from_structure(pid if i == 0 else f"{pid}#{i}", s, d_min_A, anomalous)
+                for i, s in enumerate(structures)
             ]
         except Exception as e:
             errors.append(f"{path}: {pid}: {type(e).__name__}: {e}")

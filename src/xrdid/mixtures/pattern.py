@@ -40,13 +40,18 @@ def identify_in_pattern(
     lattice_sigma: float | None = None,
     elements=None,
     max_march_dollase: float | None = None,
+    grain_radius_um: float | None = None,
+    anomalous_dispersion: bool = True,
 ) -> tuple[MixtureFit, int]:
     """Phases of ``library`` (a CIF folder or structures parquet) in ``pattern``: (fit, library size).
 
     The wavelength is the file's, else ``wavelength_A``, else PatternError; the file's Kα2, when it
     states one, is fitted with the file's Kα2/Kα1 ratio when it states one, else refined, unless
     ``kalpha2_ratio`` fixes it. ``lattice_sigma``, ``max_march_dollase``: see :class:`FitSettings`
-    (None: its default; ``inf`` keeps phases of any texture). ``elements``: when given
+    (None: its default; ``inf`` keeps phases of any texture). ``grain_radius_um``: the grains' radius for
+    the micro-absorption correction of the weight fractions (FitSettings.brindley_radius_um; None: the
+    default, 0: none). ``anomalous_dispersion`` (default): the library's sticks with the elements' f′ + i f″ at the
+    pattern's wavelength, Kα1 for a tube (:func:`load_library` ``wavelength_A``); False: f0 alone. ``elements``: when given
     (symbols, e.g. those of the weighed precursors), only library phases made of them are candidates;
     the library size returned is then the number of those. Raises LibraryError for an unusable library
     or one with no phase of those elements, ValueError for a symbol that is not an element.
@@ -60,12 +65,15 @@ def identify_in_pattern(
         settings = replace(settings, lattice_sigma=lattice_sigma)
     if max_march_dollase is not None:
         settings = replace(settings, max_march_dollase=max_march_dollase)
+    if grain_radius_um is not None:
+        settings = replace(settings, brindley_radius_um=grain_radius_um or None)
     ka2 = pattern.meta.get("kalpha2_A")
     if kalpha2_ratio is None and pattern.meta.get("kalpha2_ratio") is not None:
         kalpha2_ratio = float(pattern.meta["kalpha2_ratio"])
     lam_long = max(lam, float(ka2) if ka2 else lam)
     d_min = d_min_for(lam_long, min(float(two_theta[-1]) + 1.0, 179.0)) / (1 + settings.d_scale_range)
-    phases = load_library(library, d_min, cache_dir=default_cache_dir() if use_cache else None)
+    phases = load_library(library, d_min, cache_dir=default_cache_dir() if use_cache else None,
+                          wavelength_A=lam if anomalous_dispersion else None)
     if elements is not None:
         phases = phases.restricted_to(elements)
     fit = identify_phases(two_theta, y, lam, phases, kalpha2_A=float(ka2) if ka2 else None,

@@ -6,7 +6,7 @@ the instrument part applied later (:func:`sticks_to_peaks`):
 
 1. Every reciprocal-lattice point :math:`\mathbf g = h\mathbf a^* + k\mathbf b^* + l\mathbf c^*` with
    :math:`|\mathbf g| = 1/d \le 1/d_{min}` is a reflection; :math:`s = \sin\theta/\lambda = 1/(2d)`.
-2. Atomic scattering factors (no anomalous dispersion, as in pymatgen)
+2. Atomic scattering factors (by default no anomalous dispersion, as in pymatgen; ``anomalous`` adds f′ + i f″)
    :math:`f(s) = Z - 41.78214\, s^2 \sum_i a_i \exp(-b_i s^2)` with pymatgen's
    ``atomic_scattering_params.json`` coefficients, optionally times a Debye-Waller factor
    :math:`\exp(-B s^2)` per element.
@@ -38,7 +38,8 @@ What makes it fast, without approximation:
 * in every method d is computed for every hkl from the cell's own metric, so peak positions never
   depend on symmetry detection.
 
-Left out, as in pymatgen: anomalous dispersion, absorption, extinction, preferred orientation.
+Left out, as in pymatgen: absorption, extinction, preferred orientation (and anomalous dispersion unless
+``anomalous`` is given; the phase search's library has it, :func:`xrdid.mixtures.load_library`).
 Anisotropic displacement parameters (``U11_cif`` ... site properties) are ignored.
 """
 
@@ -133,6 +134,18 @@ def _form_factors(symbols: list[str], zs: list[int], s2: np.ndarray, debye_walle
         if dw.any():
             f *= np.exp(-dw[:, None] * s2)
     return f
+
+
+def _anomalous(ff: np.ndarray, symbols: list[str], anomalous, s2: np.ndarray, debye_waller) -> tuple:
+    """(f0 + f′, f″) per element and stick for :func:`compute_sticks`; (ff, None) without ``anomalous``."""
+    if not anomalous:
+        return ff, None
+    fp = np.array([anomalous.get(sym, (0.0, 0.0))[0] for sym in symbols])[:, None]
+    fpp = np.array([anomalous.get(sym, (0.0, 0.0))[1] for sym in symbols])[:, None] * np.ones_like(s2)
+    if debye_waller:
+        dw = np.exp(-np.array([debye_waller.get(sym, 0.0) for sym in symbols])[:, None] * s2)
+        return ff + fp * dw, fpp * dw
+    return ff + fp, fpp
 
 
 @functools.lru_cache(maxsize=4096)
@@ -538,6 +551,7 @@ def compute_sticks(
     debye_waller: dict[str, float] | None = None,
     merge_tol: float = 1e-7,
     method: str = "separable",
+    anomalous: dict[str, tuple[float, float]] | None = None,
 ) -> Sticks:
     """Stick pattern of ``structure`` (a :class:`~xrdid.structures.crystal.Crystal` or a pymatgen
     ``Structure``) down to ``d_min`` (Å).
@@ -550,6 +564,10 @@ def compute_sticks(
     method: how |F|² is evaluated, all exact: "separable" (every hkl, through per-element complex
         matrix products, the fastest), "orbits" (once per orbit of the spglib Laue group, verified
         against the atoms), "direct" (every hkl, plain sum over atoms; the reference).
+    anomalous: {element symbol: (f′, f″)} (e.g. :func:`xrdid.simulate.dispersion.anomalous_for`); the
+        scattering factor becomes f0 + f′ + i f″ (elements not named: 0, 0; Debye–Waller applies to
+        all of it). A stick sums a reflection and its Friedel mate, where the cross terms of f″ cancel,
+        so |F|² = |F computed with f0 + f′|² + |F computed with f″|², each a real form-factor sum.
     """
     if not d_min > 0:
         raise ValueError(f"d_min must be positive, got {d_min} Å")
@@ -605,8 +623,11 @@ def compute_sticks(
     occ_per_elem = np.bincount(elem_idx, weights=np.abs(occ), minlength=len(symbols))
     if centring is None:
         # Scattering factors once per stick (its members share d within merge_tol).
-        ff = _form_factors(symbols, zs, 0.25 * g[starts] ** 2, debye_waller)  # (elements, sticks)
+        ff, ffi = _anomalous(_form_factors(symbols, zs, 0.25 * g[starts] ** 2, debye_waller), symbols, anomalous,
+                             0.25 * g[starts] ** 2, debye_waller)  # (elements, sticks)
         f_max2 = (occ_per_elem @ np.abs(ff)) ** 2  # largest possible |F|² of each stick
+        if ffi is not None:
+            f_max2 += (occ_per_elem @ np.abs(ffi)) ** 2
     else:
         # Only the points every centring translation leaves in phase; F there is m x that of one
         # entry per coset; elsewhere F = 0 exactly. Scattering factors only for the sticks that hold
@@ -616,9 +637,13 @@ def compute_sticks(
         needed = np.zeros(len(starts), dtype=bool)
         needed[stick[allowed]] = True
         column = np.cumsum(needed) - 1  # a needed stick's column in ff
-        ff = _form_factors(symbols, zs, 0.25 * g[starts[needed]] ** 2, debye_waller)  # (elements, needed sticks)
+        s2_needed = 0.25 * g[starts[needed]] ** 2
+        ff, ffi = _anomalous(_form_factors(symbols, zs, s2_needed, debye_waller), symbols, anomalous, s2_needed,
+                             debye_waller)  # (elements, needed sticks)
         f_max2 = np.zeros(len(starts))
         f_max2[needed] = (occ_per_elem @ np.abs(ff)) ** 2
+        if ffi is not None:
+            f_max2[needed] += (occ_per_elem @ np.abs(ffi)) ** 2
 
     if method != "separable":
         hkl = _points_hkl(h, k, line, l)
@@ -626,19 +651,25 @@ def compute_sticks(
         positions, site_types = _site_types(frac, tuple(symbols[i] for i in elem_idx), occ)
         rots = _verified_rotations(lattice, positions, site_types, g_max)
         rep_idx, inverse = _laue_orbits(hkl, rots) if len(rots) > 2 else (np.arange(len(hkl)),) * 2
-        f2 = _f2_direct(frac, elem_idx, occ, ff[:, stick[rep_idx]], hkl[rep_idx])[inverse]
-    elif method == "separable":
-        if centring is None:
-            f2 = _f2_separable(frac, element_bounds, occ, ff[:, stick], lines, line, l, bounds)
-        else:
+
+    def f2_of(ff):
+        if method == "orbits":
+            return _f2_direct(frac, elem_idx, occ, ff[:, stick[rep_idx]], hkl[rep_idx])[inverse]
+        if method == "separable":
+            if centring is None:
+                return _f2_separable(frac, element_bounds, occ, ff[:, stick], lines, line, l, bounds)
             kept_bounds = np.searchsorted(elem_idx[kept], np.arange(len(symbols) + 1))
-            f2 = np.zeros(len(l))
-            f2[allowed] = _f2_separable(
+            out = np.zeros(len(l))
+            out[allowed] = _f2_separable(
                 frac[kept], kept_bounds, occ[kept] * (len(translations) + 1), ff[:, column[stick[allowed]]],
                 lines, line[allowed], l[allowed], bounds, _l_period(translations),
             )
-    else:
-        f2 = _f2_direct(frac, elem_idx, occ, ff[:, stick], hkl)
+            return out
+        return _f2_direct(frac, elem_idx, occ, ff[:, stick], hkl)
+
+    f2 = f2_of(ff)
+    if ffi is not None:
+        f2 = f2 + f2_of(ffi)
 
     # Only the present points (absent ones are often most: centring, glides, screws) go further.
     f2 = f2[order]
