@@ -125,10 +125,15 @@ def _random_lists(n: int, wavelength_A: float, short: bool = False) -> dict:
         result = index_peaks(peaks, time_budget_s=3.0)
         rows.append({"seed": seed, "lines": k, "indexed": result.indexed, "best": result.best.bravais if result.best else None,
                      "tentative": confidence(result.best) == "tentative" if result.best else None})
+    return _false_cells(rows, f"Random line lists{' of 5–7 lines' if short else ''}", "lines")
+
+
+def _false_cells(rows: list[dict], what: str, count: str) -> dict:
+    """Print and return how many of ``rows`` (random inputs) were indexed, and how many of those tentatively."""
     bad = [r for r in rows if r["indexed"]]
     n_tent = sum(bool(r["tentative"]) for r in bad)
-    print(f"\nRandom line lists{' of 5–7 lines' if short else ''} falsely indexed: {len(bad)} of {n}, {n_tent} of them marked tentative"
-          + (" (" + ", ".join(f"seed {r['seed']}: {r['lines']} lines → {r['best']}{' tentative' if r['tentative'] else ''}" for r in bad) + ")" if bad else ""))
+    print(f"\n{what} falsely indexed: {len(bad)} of {len(rows)}, {n_tent} of them marked tentative"
+          + (" (" + ", ".join(f"seed {r['seed']}: {r[count]} {count} → {r['best']}{' tentative' if r['tentative'] else ''}" for r in bad) + ")" if bad else ""))
     return {"n_indexed": len(bad), "n_tentative": n_tent, "rows": rows}
 
 
@@ -154,11 +159,7 @@ def _random_patterns(n: int, wavelength_A: float) -> dict:
         peaks, result = index_pattern(Pattern(x, y, "two_theta", wavelength_A=wavelength_A, path=str(seed)), kalpha2="none", time_budget_s=3.0)
         rows.append({"seed": seed, "lines": k, "peaks": len(peaks), "indexed": result.indexed, "best": result.best.bravais if result.best else None,
                      "tentative": confidence(result.best) == "tentative" if result.best else None})
-    bad = [r for r in rows if r["indexed"]]
-    n_tent = sum(bool(r["tentative"]) for r in bad)
-    print(f"\nRandom 5–7-line patterns falsely indexed: {len(bad)} of {n}, {n_tent} of them marked tentative"
-          + (" (" + ", ".join(f"seed {r['seed']}: {r['peaks']} peaks → {r['best']}{' tentative' if r['tentative'] else ''}" for r in bad) + ")" if bad else ""))
-    return {"n_indexed": len(bad), "n_tentative": n_tent, "rows": rows}
+    return _false_cells(rows, "Random 5–7-line patterns", "peaks")
 
 
 def main(argv=None) -> int:
