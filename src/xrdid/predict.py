@@ -277,18 +277,21 @@ def predict_arrays(
     if cell or rerank:
         from xrdid.indexing.combine import grid_pattern, second_opinion
 
+        combination = getattr(bundle.mixture_detector, "cell", None) if mixture is not None else None
+        second = combination is not None and combination.second_cell
         y_np, m_np = np.atleast_2d(y), np.atleast_2d(mask)
         for row, r in enumerate(out):
             pattern = patterns[row] if patterns else grid_pattern(bundle.grid, y_np[row], m_np[row], bundle.instrument.wavelength_A)
-            second_opinion(r, sg_p[row].numpy(), cs_p[row].numpy(), pattern=pattern, wavelength_A=wavelength_A, top_k=k, rerank=rerank)
-        combination = getattr(bundle.mixture_detector, "cell", None)
-        if mixture is not None and combination is not None:
+            second_opinion(r, sg_p[row].numpy(), cs_p[row].numpy(), pattern=pattern, wavelength_A=wavelength_A, top_k=k, rerank=rerank,
+                           second_cell=second)
+        if combination is not None:
             from xrdid.mixture_detector import CELL_METHOD
             from xrdid.mixture_probe import describe_mixture
 
-            for r in out:
+            for row, r in enumerate(out):
                 p_detector = r["mixture"]["probability"]
-                p = combination.probability(p_detector, r["cell"]["one_cell"])
+                systems = {f"p_{name}": float(cs_p[row, i]) for i, name in enumerate(CRYSTAL_SYSTEMS)}
+                p = combination.probability(p_detector, {**r["cell"]["one_cell"], **r["cell"].get("second_cell", {}), **systems})
                 r["mixture"] = {**describe_mixture(p, combination.meta["warn_above"], CELL_METHOD), "detector_probability": p_detector}
     return out
 
