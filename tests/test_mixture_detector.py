@@ -388,20 +388,24 @@ def test_a_term_is_a_feature_an_indicator_or_their_product(tmp_path):
 
 def test_the_shipped_detector_comes_with_its_indexability_gated_combination():
     from xrdid.evaluate.mixture_cell import INDEXABLE, gated
-    from xrdid.indexing.combine import FEATURES
+    from xrdid.indexing.combine import FEATURES, SECOND
     from xrdid.predict import load_model
 
     cell = load_model().mixture_detector.cell
     assert cell is not None, "mixture_cell.json is missing or fitted for another detector file"
-    assert cell.features == gated(FEATURES) and INDEXABLE in cell.features
+    # The one-cell features and the second-cell search's, all counted where the pattern looks indexable.
+    assert cell.features == gated(FEATURES + SECOND) and INDEXABLE in cell.features and cell.second_cell
     assert 0 < cell.meta["warn_above"] < 1 and min(cell.meta["fitted_on"].values()) > 250
     # A small cell leaving half its lines unindexed reads as more mixed than the detector alone says; the same
     # evidence on a large cell (first strong line at 14 Å, a framework's) is not counted.
     small = {"unindexed_strong": 0.5, "unindexed_lines": 0.5, "not_indexed": 1.0, "log_m20": 2.0, "d_first_strong": 4.0,
-             "log_volume": 6.0, "n_lines": 20.0}
+             "log_volume": 6.0, "n_lines": 20.0, "leftover_lines": 10.0, "leftover_strong": 5.0, "second_indexed": 0.9,
+             "second_accepted": 1.0, "second_log10p": 0.6}
     large = {**small, "d_first_strong": 14.0}
     assert cell.probability(0.3, small) > 0.5 > cell.probability(0.3, large)
     assert cell.probability(0.3, large) == pytest.approx(cell.probability(0.3, {**large, "unindexed_lines": 0.0}))
+    # Leftover lines that index on a second cell far from chance read as more mixed than leftovers that do not.
+    assert cell.probability(0.3, small) > cell.probability(0.3, {**small, "second_log10p": 0.0, "second_accepted": 0.0}) + 0.1
 
 
 def test_predict_runs_the_second_cell_search_only_for_a_combination_that_uses_it(detected, tmp_path):
