@@ -388,17 +388,64 @@ def test_a_term_is_a_feature_an_indicator_or_their_product(tmp_path):
 
 def test_the_shipped_detector_comes_with_its_indexability_gated_combination():
     from xrdid.evaluate.mixture_cell import INDEXABLE, gated
-    from xrdid.indexing.combine import FEATURES
+    from xrdid.indexing.combine import FEATURES, SECOND
     from xrdid.predict import load_model
 
     cell = load_model().mixture_detector.cell
     assert cell is not None, "mixture_cell.json is missing or fitted for another detector file"
-    assert cell.features == gated(FEATURES) and INDEXABLE in cell.features
+    # The one-cell features and the second-cell search's, all counted where the pattern looks indexable.
+    assert cell.features == gated(FEATURES + SECOND) and INDEXABLE in cell.features and cell.second_cell
     assert 0 < cell.meta["warn_above"] < 1 and min(cell.meta["fitted_on"].values()) > 250
     # A small cell leaving half its lines unindexed reads as more mixed than the detector alone says; the same
     # evidence on a large cell (first strong line at 14 Å, a framework's) is not counted.
     small = {"unindexed_strong": 0.5, "unindexed_lines": 0.5, "not_indexed": 1.0, "log_m20": 2.0, "d_first_strong": 4.0,
-             "log_volume": 6.0, "n_lines": 20.0}
+             "log_volume": 6.0, "n_lines": 20.0, "leftover_lines": 10.0, "leftover_strong": 5.0, "second_indexed": 0.9,
+             "second_accepted": 1.0, "second_log10p": 0.6}
     large = {**small, "d_first_strong": 14.0}
     assert cell.probability(0.3, small) > 0.5 > cell.probability(0.3, large)
     assert cell.probability(0.3, large) == pytest.approx(cell.probability(0.3, {**large, "unindexed_lines": 0.0}))
+    # Leftover lines that index on a second cell far from chance read as more mixed than leftovers that do not.
+    assert cell.probability(0.3, small) > cell.probability(0.3, {**small, "second_log10p": 0.0, "second_accepted": 0.0}) + 0.1
+
+
+def test_predict_runs_the_second_cell_search_only_for_a_combination_that_uses_it(detected, tmp_path):
+    import json
+
+    from xrdid.indexing.combine import SECOND
+    from xrdid.labels import CRYSTAL_SYSTEMS
+    from xrdid.mixture_detector import CELL_FILENAME, CELL_METHOD
+    from xrdid.predict import load_model, predict_arrays
+    from xrdid.weights import file_digest
+
+    model = tmp_path / "model"
+    shutil.copytree(detected, model)
+    shutil.copy(detected.parent / FILENAME, tmp_path / FILENAME)
+    terms = ["unindexed_strong", "leftover_lines", "second_indexed*n_lines>3.5", "p_cubic"]
+    coef = [0.5, 1.0, 0.3, 2.0, -1.5]
+    spec = {"features": ["logit_p_detector", *terms], "coef": coef, "intercept": -0.5, "warn_above": 0.5,
+            "detector_digest": file_digest(tmp_path / FILENAME)}
+    (tmp_path / CELL_FILENAME).write_text(json.dumps(spec))
+    y = np.zeros((1, 512), np.float32)
+    y[0, [60, 140, 230, 300, 333, 410]] = [1.0, 0.6, 0.8, 0.3, 0.5, 0.4]
+    y = np.convolve(y[0], np.exp(-0.5 * (np.arange(-6, 7) / 1.5) ** 2), "same")[None].astype(np.float32) + 0.01
+    bundle = load_model(model)
+    assert bundle.mixture_detector.cell.second_cell
+    (r,) = predict_arrays(bundle, y, np.ones_like(y), cell=True)
+    assert r["mixture"]["method"] == CELL_METHOD and set(r["cell"]["second_cell"]) == set(SECOND)
+    # The crystal-system probabilities the combination reads are the classifier's, as predict reports them.
+    from xrdid.train.loop import model_input
+
+    x = model_input(torch.as_tensor(y), torch.ones(1, 512))
+    sg, cs, _ = bundle.model.forward_features(x)
+    p_cubic = float(bundle.probabilities(sg, cs)[1][0, CRYSTAL_SYSTEMS.index("cubic")])
+    p = np.clip(r["mixture"]["detector_probability"], 1e-6, 1 - 1e-6)
+    one, two = r["cell"]["one_cell"], r["cell"]["second_cell"]
+    x = [np.log(p / (1 - p)), one["unindexed_strong"], two["leftover_lines"], two["second_indexed"] * float(one["n_lines"] > 3.5), p_cubic]
+    assert r["mixture"]["probability"] == pytest.approx(1 / (1 + np.exp(-(np.dot(coef, x) - 0.5))), rel=1e-5)
+    # A combination without a second-cell term: no second search.
+    spec = {**spec, "features": ["logit_p_detector", "unindexed_strong", "p_cubic"], "coef": [0.5, 1.0, -1.5]}
+    (tmp_path / CELL_FILENAME).write_text(json.dumps(spec))
+    bundle = load_model(model)
+    assert not bundle.mixture_detector.cell.second_cell
+    (r,) = predict_arrays(bundle, y, np.ones_like(y), cell=True)
+    assert "second_cell" not in r["cell"] and r["mixture"]["method"] == CELL_METHOD

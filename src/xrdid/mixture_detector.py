@@ -103,11 +103,20 @@ def term_value(name: str, features) -> np.ndarray:
     return value
 
 
+def _feature_name(factor: str) -> str:
+    """The feature a factor of a term (:func:`term_value`) reads."""
+    for op in "<>":
+        if op in factor:
+            return factor.split(op)[0]
+    return factor
+
+
 @dataclass
 class CellCombination:
     """The detector's probability p combined with the indexing result's one-cell features
-    (:func:`xrdid.indexing.combine.one_cell_features`): logit P = c₀ logit p + Σ c_j x_j + b, the x_j
-    features or terms of them (:func:`term_value`: e.g. a feature counted only where the pattern looks
+    (:func:`xrdid.indexing.combine.one_cell_features`; optionally the second-cell search's,
+    :func:`xrdid.indexing.combine.second_cell_features`, and the classifier's crystal-system probabilities
+    ``p_cubic`` …): logit P = c₀ logit p + Σ c_j x_j + b, the x_j features or terms of them (:func:`term_value`: e.g. a feature counted only where the pattern looks
     indexable, ``unindexed_strong*n_lines>7.5*d_first_strong<8``), fitted by
     ``python -m xrdid.evaluate.mixture_cell`` on a validation split's single phases and mixtures; ``meta``
     holds ``warn_above`` (the 95th percentile of those single phases' P), ``detector_digest`` (the content
@@ -117,6 +126,14 @@ class CellCombination:
     coef: np.ndarray
     intercept: float
     meta: dict
+
+    @property
+    def second_cell(self) -> bool:
+        """Does a term use the second-cell search (:func:`xrdid.indexing.combine.second_cell_features`)? Then
+        ``predict`` runs it (its cost is only paid for such a combination)."""
+        from xrdid.indexing.combine import SECOND
+
+        return any(_feature_name(f) in SECOND for t in self.features for f in t.split("*"))
 
     def probability(self, p_detector: float, features: dict) -> float:
         p = min(max(float(p_detector), 1e-6), 1 - 1e-6)
@@ -132,9 +149,10 @@ def read_cell_combination(path: str | Path) -> CellCombination:
         coef = np.asarray(d["coef"], np.float64)
         if d["features"][0] != "logit_p_detector" or len(coef) != len(features) + 1:
             raise ValueError("features must be logit_p_detector and one coefficient each")
-        from xrdid.indexing.combine import CONTEXT, FEATURES
+        from xrdid.indexing.combine import CONTEXT, FEATURES, SECOND
+        from xrdid.labels import CRYSTAL_SYSTEMS
 
-        known = dict.fromkeys((*FEATURES, *CONTEXT), 0.0)
+        known = dict.fromkeys((*FEATURES, *CONTEXT, *SECOND, *(f"p_{s}" for s in CRYSTAL_SYSTEMS)), 0.0)
         for f in features:
             term_value(f, known)  # KeyError for an unknown feature, ValueError for a bad bound
         meta = {k: v for k, v in d.items() if k not in ("features", "coef", "intercept")}

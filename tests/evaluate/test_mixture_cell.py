@@ -108,3 +108,29 @@ def test_context_is_added_only_to_the_same_patterns():
     new.loc[3, "p_detector"] += 0.01
     with pytest.raises(ValueError, match="not the same patterns"):
         add_context(old, new)
+
+
+def test_a_written_combination_is_scored_as_predict_scores_it_and_compared_pairwise(tmp_path):
+    from xrdid.evaluate.mixture_cell import SECOND, candidate_sets, reference_logit
+
+    fit, score = _table(seed=0, frameworks=0.3), _table(seed=1, frameworks=0.3)
+    detector = tmp_path / "mixture_detector.pt"
+    detector.write_bytes(b"weights")
+    # The candidates: the shipped set alone without the second-cell columns; with them, the second-cell sets too.
+    assert list(candidate_sets(score)) == [f"all where {INDEXABLE}"]
+    rng = np.random.default_rng(2)
+    for t in (fit, score):
+        # The one-cell evidence made uninformative; the second-cell share says which patterns are mixtures.
+        t["unindexed_strong"], t["unindexed_lines"] = rng.uniform(0, 1, len(t)), rng.uniform(0, 1, len(t))
+        t["not_indexed"] = (rng.random(len(t)) < 0.5).astype(float)
+        for c in SECOND:
+            t[c] = rng.uniform(0, 1, len(t)) + (t["phases"].to_numpy() > 1) * (c == "second_indexed")
+    (tmp_path / "mixture_cell.json").write_text(json.dumps(combination_file(fit, gated(FEATURES), detector)))
+    assert np.allclose(reference_logit(score, tmp_path / "mixture_cell.json"), combined_logit(score, fit_combination(fit, gated(FEATURES))))
+    sets = candidate_sets(score)
+    assert "all + second cell where indexable" in sets and sets[f"all where {INDEXABLE}"] == gated(FEATURES)
+    result = compare(fit, score, sets, n_boot=30, reference=tmp_path / "mixture_cell.json")
+    same = result["against_reference"][f"all where {INDEXABLE}"]["mixture_2"]
+    assert same == {"difference": 0.0, "se": 0.0}
+    # The planted second-cell signal adds to the written combination.
+    assert result["against_reference"]["all + second cell where indexable"]["mixture_2"]["difference"] > 0.02

@@ -50,3 +50,20 @@ def test_the_context_tells_how_large_the_cell_is():
     assert f["n_lines"] == result.n_lines >= 8
     # The peaks alone give the same d and line count, no volume.
     assert indexability(peaks) == {"d_first_strong": f["d_first_strong"], "log_volume": 0.0, "n_lines": f["n_lines"]}
+
+
+def test_a_mixtures_leftover_lines_index_on_a_second_cell_a_single_phase_leaves_none():
+    from xrdid.indexing.combine import SECOND, leftover_peaks, second_cell_features
+
+    peaks, result = index_pattern(render(prototype("AB_cF8_216_c_a")))
+    single = second_cell_features(result, peaks)
+    assert set(single) == set(SECOND)
+    # The cell indexes every line of its own phase: nothing left to search.
+    assert len(leftover_peaks(result.best, peaks)) == single["leftover_lines"] <= 1
+    assert single["second_indexed"] == 0.0 and single["second_accepted"] == 0.0
+    peaks, result = index_pattern(_two_phase())
+    mixed = second_cell_features(result, peaks)
+    # The other phase's strong lines are left over and index on a cell of their own.
+    assert mixed["leftover_strong"] >= 3 and mixed["leftover_lines"] >= 4
+    assert mixed["second_indexed"] > 0.8 and mixed["second_accepted"] == 1.0 and mixed["second_log10p"] > 0.33
+    assert second_cell_features(None, None) == dict.fromkeys(SECOND, 0.0)

@@ -24,7 +24,11 @@ does the same for the measured development patterns. The third fits the combinat
 (``--fit``, several runs concatenated; also 5-fold cross-validated on them, to choose the features there) and
 reports AUROC on the others (``--score``), the detector alone beside them; ``--write-combination`` writes the
 fit of ``--features`` as the ``mixture_cell.json`` that ``predict`` combines with the detector when it lies
-beside the detector file. Results: reports/vae/mixture_cell.md.
+beside the detector file. The rendered tables also carry the second-cell search's features
+(:func:`xrdid.indexing.combine.second_cell_features`, its CPU time apart as ``second_cpu_s``) and the
+classifier's crystal-system probabilities; ``--candidates`` compares (and cross-validates on ``--fit``) the
+combinations with them (:func:`candidate_sets`), ``--reference mixture_cell.json`` adds a written combination
+(the shipped one) and each combination's paired difference to it. Results: reports/vae/mixture_cell.md.
 """
 
 from __future__ import annotations
@@ -40,7 +44,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from xrdid.indexing.combine import CONTEXT, FEATURES, PREDICT_TIME_BUDGET_S, grid_pattern, indexability, one_cell_features
+from xrdid.indexing.combine import (
+    CONTEXT,
+    FEATURES,
+    PREDICT_TIME_BUDGET_S,
+    SECOND,
+    grid_pattern,
+    indexability,
+    one_cell_features,
+    second_cell_features,
+)
 from xrdid.labels import CRYSTAL_SYSTEMS
 
 log = logging.getLogger(__name__)
@@ -73,7 +86,13 @@ def _index(pattern, cs_p: np.ndarray, wavelength_A: float | None = None) -> tupl
         idx = index_peaks(peaks, system_probabilities=probs, time_budget_s=PREDICT_TIME_BUDGET_S)
     except IndexingError:
         peaks, idx = None, None
-    return one_cell_features(idx, peaks), time.process_time() - t0
+    feats = one_cell_features(idx, peaks)
+    seconds = time.process_time() - t0
+    # The second-cell search on the leftover lines (xrdid.indexing.combine.second_cell_features), timed apart.
+    t1 = time.process_time()
+    feats.update(second_cell_features(idx, peaks))
+    feats["second_cpu_s"] = time.process_time() - t1
+    return feats, seconds
 
 
 def _peaks_context(pattern, wavelength_A: float | None = None) -> tuple[dict, float]:
@@ -262,10 +281,39 @@ def paired_difference(df: pd.DataFrame, score: np.ndarray, reference: np.ndarray
     return {k: {"difference": float(v), "se": float(np.std([d[k] for d in draws], ddof=1))} for k, v in diff.items()}
 
 
+# The classifier's crystal-system probabilities as terms (one left out: they sum to 1); candidate_sets tries
+# them and the second-cell search's features (SECOND, xrdid.indexing.combine.second_cell_features).
+SYSTEM_TERMS = tuple(f"p_{s}" for s in CRYSTAL_SYSTEMS if s != "cubic")
+
+
+def candidate_sets(df: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+    """The combinations beside the shipped one (all four where indexable) that ``df``'s columns allow: with
+    the second-cell features (where indexable, or everywhere), with the crystal-system probabilities, both."""
+    sets = {f"all where {INDEXABLE}": gated(FEATURES)}
+    if all(c in df for c in SECOND):
+        sets["all + second cell where indexable"] = gated(FEATURES + SECOND)
+        sets["all + second-cell share, accepted where indexable"] = gated(FEATURES + ("second_indexed", "second_accepted"))
+        sets["all where indexable + second cell everywhere"] = gated(FEATURES) + SECOND
+    if all(c in df and df[c].notna().all() for c in SYSTEM_TERMS):
+        sets["all where indexable + crystal-system probabilities"] = gated(FEATURES) + SYSTEM_TERMS
+        if all(c in df for c in SECOND):
+            sets["all + second cell where indexable + crystal-system probabilities"] = gated(FEATURES + SECOND) + SYSTEM_TERMS
+    return sets
+
+
+def reference_logit(df: pd.DataFrame, path: str | Path) -> np.ndarray:
+    """logit of a written combination's (``mixture_cell.json``) probability on ``df``'s rows, as predict gives it."""
+    from xrdid.mixture_detector import read_cell_combination
+
+    cell = read_cell_combination(path)
+    return combined_logit(df, {"features": ["logit_p_detector", *cell.features], "coef": list(cell.coef), "intercept": cell.intercept})
+
+
 def compare(fit_table: pd.DataFrame, score_table: pd.DataFrame, feature_sets: dict[str, tuple[str, ...]] | None = None,
-            n_boot: int = 400) -> dict:
+            n_boot: int = 400, reference: str | Path | None = None) -> dict:
     """AUROC on ``score_table`` of the detector alone, of each indexing feature alone, and of the
-    combinations fitted on ``fit_table`` (module docstring)."""
+    combinations fitted on ``fit_table`` (module docstring); with ``reference`` (a written combination, the
+    shipped one), its AUROC too and each combination's paired difference to it."""
     feature_sets = feature_sets or {"detector + all indexing features": FEATURES,
                                     "detector + unindexed_strong": ("unindexed_strong",),
                                     "detector + not_indexed": ("not_indexed",),
@@ -276,12 +324,18 @@ def compare(fit_table: pd.DataFrame, score_table: pd.DataFrame, feature_sets: di
            "auroc": {"detector alone": aurocs(score_table, score_table["p_detector"].to_numpy())}, "fits": {}}
     for f in FEATURES:
         out["auroc"][f"{f} alone"] = aurocs(score_table, score_table[f].to_numpy(np.float64))
+    ref = None
+    if reference is not None:
+        ref = reference_logit(score_table, reference)
+        out["auroc"][f"written combination {Path(reference).name}"] = aurocs(score_table, ref)
     for name, feats in feature_sets.items():
         fit = fit_combination(fit_table, feats)
         out["fits"][name] = fit
         score = combined_logit(score_table, fit)
         out["auroc"][name] = aurocs(score_table, score)
         out.setdefault("against_detector", {})[name] = paired_difference(score_table, score, score_table["p_detector"].to_numpy(), n_boot)
+        if ref is not None:
+            out.setdefault("against_reference", {})[name] = paired_difference(score_table, score, ref, n_boot)
     out["index_cpu_s"] = {"median": float(score_table["index_cpu_s"].median()), "mean": float(score_table["index_cpu_s"].mean())}
     return out
 
@@ -341,6 +395,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="indexing features (or terms: xrdid.mixture_detector.term_value) of --write-combination")
     ap.add_argument("--gate", default=None,
                     help=f"count --features only where this term is 1 (the gate joins as its own term), e.g. {INDEXABLE}")
+    ap.add_argument("--candidates", action="store_true",
+                    help="compare (and cross-validate on --fit) the shipped gated combination against the candidates with the "
+                         "second-cell features and the crystal-system probabilities (candidate_sets) instead of the default sets")
+    ap.add_argument("--reference", default=None,
+                    help="a written combination (e.g. src/xrdid/pretrained/mixture_cell.json): its AUROC on --score and each "
+                         "combination's paired difference to it")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.add_context:
@@ -357,14 +417,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             df.to_parquet(args.out)
-        print(df.groupby("kind")[["p_detector", *FEATURES, *CONTEXT, "index_cpu_s"]].mean().to_string())
+        print(df.groupby("kind")[["p_detector", *FEATURES, *CONTEXT, *(c for c in SECOND if c in df), "index_cpu_s"]].mean().to_string())
     if args.fit and args.score:
         fit_table = pd.concat([pd.read_parquet(p) for p in args.fit], ignore_index=True)
         score_table = pd.concat([pd.read_parquet(p) for p in args.score], ignore_index=True)
-        result = compare(fit_table, score_table)
+        sets = None
+        if args.candidates:
+            sets = {k: v for k, v in candidate_sets(fit_table).items() if k in candidate_sets(score_table)}
+        result = compare(fit_table, score_table, sets, reference=args.reference)
         print(markdown(result))
         for name, d in result.get("against_detector", {}).items():
             print(f"{name} − detector alone:", ", ".join(f"{k} {v['difference']:+.3f} ± {v['se']:.3f}" for k, v in d.items()))
+        for name, d in result.get("against_reference", {}).items():
+            print(f"{name} − {args.reference}:", ", ".join(f"{k} {v['difference']:+.3f} ± {v['se']:.3f}" for k, v in d.items()))
         print(json.dumps(result["fits"], indent=1))
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=1))
@@ -373,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         sets = {"nothing": (), "all": FEATURES, **{f: (f,) for f in FEATURES}, "strong + not indexed": ("unindexed_strong", "not_indexed")}
         sets.update({f"all where {g}": gated(FEATURES, g) for g in GATES})
         sets.update({f"strong + not indexed where {g}": gated(("unindexed_strong", "not_indexed"), g) for g in GATES})
+        if args.candidates:
+            sets = candidate_sets(fit_table)
         for name, feats in sets.items():
             # Three fold assignments, averaged (one is ±0.005 on 450 patterns).
             runs = [cross_validated(fit_table, feats, seed=k) for k in range(3)]

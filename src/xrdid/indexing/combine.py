@@ -217,6 +217,68 @@ def one_cell_features(result: IndexingResult | None, peaks: PeakList | None) -> 
             "not_indexed": 0.0 if result.indexed else 1.0, "log_m20": math.log1p(max(cell.m20, 0.0)), **context}
 
 
+# The second-cell search (second_cell_features): its CPU budget (s), the systems it tries (the cheap, high
+# symmetries: a second phase's few leftover lines index on a low-symmetry cell by chance), and the features.
+SECOND_CELL_BUDGET_S = 0.5
+SECOND_CELL_SYSTEMS = ("cubic", "tetragonal", "hexagonal")
+SECOND = ("leftover_lines", "leftover_strong", "second_indexed", "second_accepted", "second_log10p")
+
+
+def leftover_peaks(cell, peaks: PeakList) -> PeakList:
+    """The peaks (at least ``MIN_LINE_INTENSITY`` of the strongest) ``cell`` does not index within the final
+    tolerance, over the whole measured range: in a mixture, the other phases' lines."""
+    from xrdid.indexing.search import MIN_LINE_INTENSITY, _assign, _calc_lines
+
+    keep = np.flatnonzero(peaks.intensity >= MIN_LINE_INTENSITY * max(float(peaks.intensity.max(initial=0)), 1e-300))
+    lines = lines_from_peaks(peaks, n_use=len(keep))
+    zero = cell.zero_deg or 0.0
+    q, tol = lines.q(zero), lines.tol_q(FINAL_TOL, zero)
+    _, qc = _calc_lines(np.asarray(cell.p6), cell.centring, float(q[-1] + 3 * tol[-1])) if len(q) else (None, np.zeros(0))
+    _, delta = _assign(qc, q)
+    left = keep[np.abs(delta) > tol]
+    return dataclasses.replace(peaks, two_theta=peaks.two_theta[left], sigma=peaks.sigma[left], fwhm=peaks.fwhm[left],
+                               height=peaks.height[left], intensity=peaks.intensity[left])
+
+
+def second_cell_features(result: IndexingResult | None, peaks: PeakList | None, *, time_budget_s: float = SECOND_CELL_BUDGET_S,
+                         systems: tuple[str, ...] = SECOND_CELL_SYSTEMS) -> dict[str, float]:
+    """Do the lines the best cell (accepted or not) leaves unindexed index on a second cell? A mixture's
+    leftover lines are another phase's and index on its lattice; a single phase's are few (noise, overlaps).
+
+    * ``leftover_lines`` — the number of lines (:func:`leftover_peaks`) the best cell leaves unindexed;
+    * ``leftover_strong`` — how many of them are strong (≥ ``STRONG_LINE`` of the strongest line);
+    * ``second_indexed`` — the share of the leftover lines' intensity (those the second search used) its best
+      cell, accepted or not, indexes (0 with fewer than ``MIN_INDEX_LINES`` leftover lines: no search);
+    * ``second_accepted`` — 1 when that cell passes the acceptance criteria, else 0;
+    * ``second_log10p`` — −log10 of its chance figure per line (how far from a chance fit; 0 without a cell).
+
+    The second search tries ``systems`` only, within ``time_budget_s`` CPU seconds. Without a first cell: all 0."""
+    zero_out = dict.fromkeys(SECOND, 0.0)
+    if result is None or peaks is None or result.n_lines < MIN_INDEX_LINES:
+        return zero_out
+    cell = result.best or (result.rejected[0] if result.rejected else None)
+    if cell is None:
+        return zero_out
+    left = leftover_peaks(cell, peaks)
+    strongest = max(float(peaks.intensity.max(initial=0.0)), 1e-300)
+    out = {**zero_out, "leftover_lines": float(len(left)),
+           "leftover_strong": float((left.intensity >= STRONG_LINE * strongest).sum())}
+    if len(left) < MIN_INDEX_LINES:
+        return out
+    from xrdid.indexing.search import acceptable
+
+    second = index_peaks(left, time_budget_s=time_budget_s, systems=systems)
+    best = second.best or (second.rejected[0] if second.rejected else None)
+    if best is None:
+        return out
+    inten = lines_from_peaks(left).intensity[: best.n_lines]
+    hit = np.array([h is not None for h in best.hkl[: len(inten)]], bool)
+    out["second_indexed"] = float(inten[hit].sum() / max(float(inten.sum()), 1e-300))
+    out["second_accepted"] = 1.0 if acceptable(best) else 0.0
+    out["second_log10p"] = float(-best.chance_log10p / max(best.n_lines, 1))
+    return out
+
+
 def _observed(peaks: PeakList, zero: float):
     lines = lines_from_peaks(peaks)
     q = lines.q(zero)
@@ -263,10 +325,12 @@ def combined_scores(sg_probabilities: np.ndarray, fits: dict, weights: Weights =
 
 def second_opinion(result: dict, sg_probabilities, cs_probabilities, *, pattern=None, peaks: PeakList | None = None,
                    wavelength_A: float | None = None, top_k: int = 5, rerank: bool = False, weights: Weights = WEIGHTS,
-                   time_budget_s: float = PREDICT_TIME_BUDGET_S) -> dict:
+                   time_budget_s: float = PREDICT_TIME_BUDGET_S, second_cell: bool = False) -> dict:
     """Add ``cell`` to a prediction ``result`` (the CLI contract's dict), and with ``rerank`` re-order its
     ``space_group``, ``top_k`` and ``crystal_system`` by the combined score (module docstring). A pattern
-    that cannot be searched for peaks gets ``cell = {"indexed": false, "message": …}``; the prediction stands."""
+    that cannot be searched for peaks gets ``cell = {"indexed": false, "message": …}``; the prediction stands.
+    ``second_cell``: also search the lines the best cell leaves unindexed for a second cell
+    (``cell.second_cell``, :func:`second_cell_features`; at most ``SECOND_CELL_BUDGET_S`` more CPU seconds)."""
     sg_p = np.asarray(sg_probabilities, np.float64).ravel()
     cs_p = np.asarray(cs_probabilities, np.float64).ravel()
     probs = {name: float(cs_p[i]) for i, name in enumerate(CRYSTAL_SYSTEMS)}
@@ -280,9 +344,13 @@ def second_opinion(result: dict, sg_probabilities, cs_probabilities, *, pattern=
             idx = index_peaks(peaks, system_probabilities=probs, time_budget_s=time_budget_s)
     except IndexingError as exc:
         result["cell"] = {"indexed": False, "message": str(exc), "one_cell": one_cell_features(None, None)}
+        if second_cell:
+            result["cell"]["second_cell"] = second_cell_features(None, None)
         return result
     result["cell"] = cell_summary(idx, peaks)
     result["cell"]["one_cell"] = {k: round(v, 4) for k, v in one_cell_features(idx, peaks).items()}
+    if second_cell:
+        result["cell"]["second_cell"] = {k: round(v, 4) for k, v in second_cell_features(idx, peaks).items()}
     if idx.indexed:
         result["cell"]["reflections"] = reflections(idx.best, peaks, getattr(pattern, "axis", "two_theta"))
     if not rerank:
@@ -333,5 +401,6 @@ __all__ = [
     "one_cell_features",
     "reflections",
     "retry_weak_lines",
+    "second_cell_features",
     "second_opinion",
 ]
