@@ -50,8 +50,8 @@ def add_parser(sub) -> None:
                         "(Brindley; any wavelength of the Henke tables). 0: no correction (the default)")
     p.add_argument("--anomalous-dispersion", action=argparse.BooleanOptionalAction, default=True,
                    help="compute the library's intensities with the elements' anomalous dispersion f′ + i f″ at the "
-                        "pattern's wavelength, as a measurement has them (default; e.g. Ni, Co, Fe, Mn under Cu Kα "
-                        "scatter 2-3 electrons less); --no-anomalous-dispersion: f0 alone, as most simulators")
+                        "pattern's wavelength, as a measurement has them (default; under Cu Kα, Fe, Co and Ni scatter 1-3 "
+                        "electrons less); --no-anomalous-dispersion: f0 alone, as most simulators")
     p.add_argument("--elements", default=None, metavar="SYMBOLS",
                    help="only consider library phases made of these elements, e.g. 'In,La,Ti,O,H' "
                         "(those of the weighed precursors; default: the whole library)")
