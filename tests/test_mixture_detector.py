@@ -322,26 +322,41 @@ def test_the_shipped_model_has_its_detector_and_it_tells_mixtures_from_single_ph
     assert auroc(*(bundle.mixture_detector.probability(x) for x in (singles, mixtures))) > 0.7
 
 
+def _with_combination(detected, tmp_path, features: list[str], coef: list[float], intercept: float):
+    """A copy of the detected model whose detector comes with a combination file of these terms."""
+    import json
+
+    from xrdid.mixture_detector import CELL_FILENAME
+    from xrdid.weights import file_digest
+
+    model = tmp_path / "model"
+    shutil.copytree(detected, model)
+    shutil.copy(detected.parent / FILENAME, tmp_path / FILENAME)
+    spec = {"features": features, "coef": coef, "intercept": intercept, "warn_above": 0.5,
+            "detector_digest": file_digest(tmp_path / FILENAME)}
+    (tmp_path / CELL_FILENAME).write_text(json.dumps(spec))
+    return model
+
+
+def _six_peaks() -> np.ndarray:
+    """(1, 512) pattern of six Gaussian peaks on a small offset."""
+    y = np.zeros((1, 512), np.float32)
+    y[0, [60, 140, 230, 300, 333, 410]] = [1.0, 0.6, 0.8, 0.3, 0.5, 0.4]
+    return np.convolve(y[0], np.exp(-0.5 * (np.arange(-6, 7) / 1.5) ** 2), "same")[None].astype(np.float32) + 0.01
+
+
 def test_predict_combines_the_detector_with_the_one_cell_result_of_its_own_file_only(detected, tmp_path):
     import json
 
     from xrdid.indexing.combine import FEATURES
     from xrdid.mixture_detector import CELL_FILENAME, CELL_METHOD
     from xrdid.predict import load_model, predict_arrays
-    from xrdid.weights import file_digest
 
-    model = tmp_path / "model"
-    shutil.copytree(detected, model)
-    shutil.copy(detected.parent / FILENAME, tmp_path / FILENAME)
     # The four features, and one counted only where the pattern looks indexable (term_value).
     gate = "n_lines>3.5*d_first_strong<30"
     coef = [0.1, 3.0, 1.0, 2.0, -0.5, 1.5]
-    spec = {"features": ["logit_p_detector", *FEATURES, f"unindexed_lines*{gate}"], "coef": coef, "intercept": -1.0, "warn_above": 0.5,
-            "detector_digest": file_digest(tmp_path / FILENAME)}
-    (tmp_path / CELL_FILENAME).write_text(json.dumps(spec))
-    y = np.zeros((1, 512), np.float32)
-    y[0, [60, 140, 230, 300, 333, 410]] = [1.0, 0.6, 0.8, 0.3, 0.5, 0.4]
-    y = np.convolve(y[0], np.exp(-0.5 * (np.arange(-6, 7) / 1.5) ** 2), "same")[None].astype(np.float32) + 0.01
+    model = _with_combination(detected, tmp_path, ["logit_p_detector", *FEATURES, f"unindexed_lines*{gate}"], coef, -1.0)
+    y = _six_peaks()
     bundle = load_model(model)
     (r,) = predict_arrays(bundle, y, np.ones_like(y), cell=True)
     p_det = bundle.mixture_detector.probability(torch.stack([torch.as_tensor(y), torch.ones(1, 512)], 1))[0]
@@ -357,6 +372,7 @@ def test_predict_combines_the_detector_with_the_one_cell_result_of_its_own_file_
     # Without the cell, the detector alone; fitted for another detector file, not used.
     (r,) = predict_arrays(bundle, y, np.ones_like(y), cell=False)
     assert r["mixture"]["method"] == METHOD and r["mixture"]["probability"] == pytest.approx(p_det)
+    spec = json.loads((tmp_path / CELL_FILENAME).read_text())
     (tmp_path / CELL_FILENAME).write_text(json.dumps({**spec, "detector_digest": "other"}))
     (r,) = predict_arrays(load_model(model), y, np.ones_like(y), cell=True)
     assert r["mixture"]["method"] == METHOD and "one_cell" in r["cell"]
@@ -415,19 +431,11 @@ def test_predict_runs_the_second_cell_search_only_for_a_combination_that_uses_it
     from xrdid.labels import CRYSTAL_SYSTEMS
     from xrdid.mixture_detector import CELL_FILENAME, CELL_METHOD
     from xrdid.predict import load_model, predict_arrays
-    from xrdid.weights import file_digest
 
-    model = tmp_path / "model"
-    shutil.copytree(detected, model)
-    shutil.copy(detected.parent / FILENAME, tmp_path / FILENAME)
     terms = ["unindexed_strong", "leftover_lines", "second_indexed*n_lines>3.5", "p_cubic"]
     coef = [0.5, 1.0, 0.3, 2.0, -1.5]
-    spec = {"features": ["logit_p_detector", *terms], "coef": coef, "intercept": -0.5, "warn_above": 0.5,
-            "detector_digest": file_digest(tmp_path / FILENAME)}
-    (tmp_path / CELL_FILENAME).write_text(json.dumps(spec))
-    y = np.zeros((1, 512), np.float32)
-    y[0, [60, 140, 230, 300, 333, 410]] = [1.0, 0.6, 0.8, 0.3, 0.5, 0.4]
-    y = np.convolve(y[0], np.exp(-0.5 * (np.arange(-6, 7) / 1.5) ** 2), "same")[None].astype(np.float32) + 0.01
+    model = _with_combination(detected, tmp_path, ["logit_p_detector", *terms], coef, -0.5)
+    y = _six_peaks()
     bundle = load_model(model)
     assert bundle.mixture_detector.cell.second_cell
     (r,) = predict_arrays(bundle, y, np.ones_like(y), cell=True)
@@ -443,7 +451,8 @@ def test_predict_runs_the_second_cell_search_only_for_a_combination_that_uses_it
     x = [np.log(p / (1 - p)), one["unindexed_strong"], two["leftover_lines"], two["second_indexed"] * float(one["n_lines"] > 3.5), p_cubic]
     assert r["mixture"]["probability"] == pytest.approx(1 / (1 + np.exp(-(np.dot(coef, x) - 0.5))), rel=1e-5)
     # A combination without a second-cell term: no second search.
-    spec = {**spec, "features": ["logit_p_detector", "unindexed_strong", "p_cubic"], "coef": [0.5, 1.0, -1.5]}
+    spec = {**json.loads((tmp_path / CELL_FILENAME).read_text()), "features": ["logit_p_detector", "unindexed_strong", "p_cubic"],
+            "coef": [0.5, 1.0, -1.5]}
     (tmp_path / CELL_FILENAME).write_text(json.dumps(spec))
     bundle = load_model(model)
     assert not bundle.mixture_detector.cell.second_cell
