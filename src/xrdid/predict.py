@@ -62,7 +62,8 @@ Test-time augmentation (off; ``load_model(tta=n)``, ``xrdid predict --tta n``): 
 probabilities are averaged over the first n variants of the prepared pattern (:mod:`xrdid.tta`: ±1 % strain,
 the high end of the range cropped), before the prior and the consistent answer; the novelty and mixture
 scores read the pattern itself. On unseen real structures ``--tta 5`` raised space-group top-1 on all four
-test rows but lowered crystal-system accuracy on three (reports/pretrained/README.md), so it is off.
+test rows (by 0.2–0.5 points) but raised crystal-system accuracy on only one (reports/pretrained/README.md),
+so it is off.
 
 Cell and re-ranking (:mod:`xrdid.indexing.combine`): with ``cell=True`` (the default of
 :func:`predict_patterns`) the pattern is indexed — peak search, cells of all 14 Bravais lattices, the
