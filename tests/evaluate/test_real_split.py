@@ -36,3 +36,24 @@ def test_saved_log_probabilities_reproduce_the_scores_without_prior(tiny_vae, st
         reported = result["instruments"][name]["without_prior"]["materials_project_weighted"]
         assert scores.pop("crystal_system_recall") == pytest.approx(reported.pop("crystal_system_recall"))
         assert scores == pytest.approx(reported)
+
+
+def test_tta_reaches_the_scores(tiny_vae, sticks_table, tmp_path, monkeypatch):
+    """``tta``: the saved log-probabilities are the variants' mean; one identity variant repeated scores as none."""
+    from xrdid import tta
+    from xrdid.tta import Variant
+
+    df = pd.read_parquet(sticks_table)
+    df["source"], df["split"] = "prototypes", "val"
+    sticks = tmp_path / "sticks.parquet"
+    df.to_parquet(sticks)
+    runs = {}
+    for label, n, variants in (("plain", 1, tta.VARIANTS), ("identity", 3, (Variant(),) * 3), ("tta", 3, tta.VARIANTS)):
+        monkeypatch.setattr(tta, "VARIANTS", variants)
+        logits = tmp_path / f"{label}.npz"
+        result = evaluate_real_split(tiny_vae, sticks, out=tmp_path / f"{label}.json", logits=logits, split="val", instruments=("cu",),
+                                     draws=1, tta=n)
+        assert result["tta"] == n
+        runs[label] = np.load(logits)["sg_logp"]
+    assert runs["identity"] == pytest.approx(runs["plain"], abs=1e-6)
+    assert np.abs(runs["tta"] - runs["plain"]).max() > 1e-4  # the tiny model answers nearly uniformly

@@ -1,4 +1,4 @@
-"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json] [--rerank] [--cell | --no-cell] [--prior P] [--no-consistent] [--triclinic-offset δ] [--vae DIR]`:
+"""`xrdid predict FILE... [--wavelength Å | --instrument NAME] [--model CKPT] [--top-k 5] [--json] [--rerank] [--cell | --no-cell] [--prior P] [--no-consistent] [--triclinic-offset δ] [--tta N] [--vae DIR]`:
 space group and crystal system of measured powder patterns.
 
 Any wavelength works: each pattern is mapped onto the model's grid through Q. The wavelength comes from
@@ -18,7 +18,8 @@ likelihoods, ``--prior materials_project`` the full-strength Materials Project p
 probabilities per crystal system add up to the crystal-system answer (``--no-consistent``: the
 space-group head's own), and ``--triclinic-offset δ`` adds δ to triclinic's crystal-system
 log-probability, trading monoclinic recall for triclinic recall (off by default; see xrdid.predict and
-reports/pretrained/README.md). ``novelty`` comes
+reports/pretrained/README.md). ``--tta N`` averages the answer over N variants of each pattern (small
+zero shifts, lattice strains, peak broadening inside what training covered; xrdid.tta). ``novelty`` comes
 from the VAE shipped beside the CNN (method ``vae``: 0.99 means less typical than 99 % of patterns of
 known structures, with a warning from 0.95 on; see xrdid.novelty); ``--vae DIR`` names another,
 ``--vae none`` uses 1 − the top probability (method ``max_softmax``). ``mixture`` is the probability that
@@ -72,6 +73,11 @@ def add_parser(sub) -> None:
     p.add_argument("--triclinic-offset", type=float, default=0.0, metavar="DELTA",
                    help="added to triclinic's crystal-system log-probability (default 0): more triclinic answers, "
                         "fewer monoclinic ones")
+    p.add_argument("--tta", type=int, default=1, metavar="N",
+                   help="test-time augmentation: average the answer over the first N variants of each pattern "
+                        "(small zero shifts, strains, broadening; 1, the default, is the pattern alone; see xrdid.tta)")
+    p.add_argument("--tta-average", choices=("probability", "logit"), default="probability",
+                   help="how the variants' answers are averaged (default: their calibrated probabilities)")
     p.add_argument("--vae", default="auto", metavar="DIR",
                    help="VAE scoring novelty (vae.json + vae.pt): default the one beside --model or shipped with "
                         "xrdid; 'none': 1 − the top probability")
@@ -116,7 +122,8 @@ def run(args) -> int:
               "--cell indexes them all", file=sys.stderr)
     try:
         bundle = load_model(args.model, prior=args.prior, vae=None if args.vae == "none" else args.vae,
-                            consistent=args.consistent, triclinic_offset=args.triclinic_offset)
+                            consistent=args.consistent, triclinic_offset=args.triclinic_offset, tta=args.tta,
+                            tta_average=args.tta_average)
     except ValueError as exc:
         print(f"xrdid predict: {exc}", file=sys.stderr)
         return 2

@@ -107,14 +107,15 @@ def _true_space_group(cif: Path, symprec: float) -> int:
     return spglib_number(structures[0], symprec)
 
 
-def evaluate_measured(checkpoint, folder: str | Path, *, symprec: float = 0.01, top_k: int = 5, prior: str = "checkpoint") -> dict:
+def evaluate_measured(checkpoint, folder: str | Path, *, symprec: float = 0.01, top_k: int = 5, prior: str = "checkpoint",
+                      tta: int = 1) -> dict:
     """Predict every pattern of ``folder/index.csv`` and compare with its refined CIF (see module doc);
-    ``prior``: see :func:`xrdid.predict.load_model`."""
+    ``prior``, ``tta`` (test-time augmentation): see :func:`xrdid.predict.load_model`."""
     from xrdid.predict import PredictionError, load_model, predict_patterns
     from xrdid.readers import PatternError, read_pattern
 
     folder = Path(folder)
-    bundle = load_model(checkpoint, prior=prior)
+    bundle = load_model(checkpoint, prior=prior, tta=tta)
     rows = []
     for r in csv.DictReader((folder / "index.csv").open()):
         pattern_file = folder / r["file"]

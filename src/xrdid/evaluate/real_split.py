@@ -51,10 +51,8 @@ def real_table(sticks: str | Path, split: str, d_min_A: float) -> StickTable:
 
 
 def _log_probs(bundle, y: np.ndarray, mask: np.ndarray, prior: bool) -> tuple[np.ndarray, np.ndarray]:
-    from xrdid.train.loop import model_input
-
     with torch.no_grad():
-        sg, cs = bundle.model(model_input(torch.as_tensor(y), torch.as_tensor(mask)))
+        sg, cs, _, _ = bundle.logits(torch.as_tensor(y), torch.as_tensor(mask))
         sg_p, cs_p = bundle.probabilities(sg, cs, prior=prior)
     return np.log(np.clip(sg_p.double().numpy(), 1e-30, None)), np.log(np.clip(cs_p.double().numpy(), 1e-30, None))
 
@@ -81,7 +79,7 @@ def evaluate_real_split(
     checkpoint, sticks: str | Path, *, out: str | Path, predictions: str | Path | None = None, logits: str | Path | None = None,
     split: str = "val",
     instruments=INSTRUMENTS, draws: int = 2, seed: int = 2024, augment: Augment | None = None, threads: int | None = None,
-    prior: str = "checkpoint", consistent: bool = True, triclinic_offset: float = 0.0,
+    prior: str = "checkpoint", consistent: bool = True, triclinic_offset: float = 0.0, tta: int = 1, tta_average: str = "probability",
 ) -> dict:
     """Metrics of ``checkpoint`` (a directory; None: the shipped model) on the real structures of
     ``split`` (module docstring); writes JSON to ``out``, one CSV row per pattern to ``predictions``, and
@@ -89,16 +87,17 @@ def evaluate_real_split(
     ``cs_logp`` (S, 7)) beside ``instrument``, ``id``, ``space_group`` (1–230) and ``mp_weight``, so
     corrections of the answer can be fitted and scored without rendering again.
     ``prior``: the label prior "with prior" means; ``consistent`` and ``triclinic_offset`` change the answer
-    "with prior" as in :func:`xrdid.predict.load_model`."""
+    "with prior" as in :func:`xrdid.predict.load_model`; ``tta`` and ``tta_average`` (test-time augmentation)
+    change both answers, as there."""
     from xrdid.predict import PredictionError, load_model, prepare
     from xrdid.readers import Pattern
 
     if threads:
         torch.set_num_threads(int(threads))
-    bundle = load_model(checkpoint, prior=prior, consistent=consistent, triclinic_offset=triclinic_offset)
+    bundle = load_model(checkpoint, prior=prior, consistent=consistent, triclinic_offset=triclinic_offset, tta=tta, tta_average=tta_average)
     table = real_table(sticks, split, d_min_A=0.5)
     result: dict = {"split": split, "n_structures": len(table), "draws": draws, "prior": prior, "consistent": consistent,
-                    "triclinic_offset": triclinic_offset,
+                    "triclinic_offset": triclinic_offset, "tta": tta, "tta_average": tta_average,
                     "checkpoint_prior": bundle.meta.get("prior"), "instruments": {}}
     rows_out = []
     saved: dict[str, list] = {"instrument": [], "id": [], "space_group": [], "mp_weight": [], "sg_logp": [], "cs_logp": []}
@@ -174,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--consistent", action=argparse.BooleanOptionalAction, default=True,
                     help="space groups' crystal-system marginal from the crystal-system head (default, as predict)")
     ap.add_argument("--triclinic-offset", type=float, default=0.0, help="added to triclinic's crystal-system log-probability")
+    ap.add_argument("--tta", type=int, default=1, help="test-time augmentation: variants averaged (xrdid.tta; 1: none)")
+    ap.add_argument("--tta-average", default="probability", choices=("probability", "logit"))
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", required=True, help="JSON output")
     ap.add_argument("--predictions", default=None, help="CSV of every pattern's prediction")
@@ -182,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     evaluate_real_split(args.model, args.sticks, out=args.out, predictions=args.predictions, logits=args.logits, split=args.split,
                         instruments=args.instruments, draws=args.draws, seed=args.seed, threads=args.threads, prior=args.prior,
-                        consistent=args.consistent, triclinic_offset=args.triclinic_offset)
+                        consistent=args.consistent, triclinic_offset=args.triclinic_offset, tta=args.tta,
+                        tta_average=args.tta_average)
     return 0
 
 
