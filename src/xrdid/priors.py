@@ -135,3 +135,28 @@ def choose_strength(
         table.append({"strength": float(a), **weighted_scores(s, c, sg_true, weights)})
     best = min(table, key=lambda r: r["space_group_log_loss"])
     return best["strength"], table
+
+
+def answer_log_probs(
+    sg_logp: np.ndarray, cs_logp: np.ndarray, sg_ratio: np.ndarray, cs_ratio: np.ndarray, *, sg_strength: float,
+    cs_strength: float, triclinic_offset: float = 0.0, consistent: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised (S, 230) and (S, 7) log-probabilities of the answer ``xrdid predict`` gives with a label
+    prior of strength ``sg_strength`` on the space-group head and ``cs_strength`` on the crystal-system
+    head, δ = ``triclinic_offset`` added to triclinic's crystal-system log-probability, and with
+    ``consistent`` the space groups' crystal-system sums set to the crystal-system answer
+    (:func:`xrdid.predict.consistent_space_groups`); from a model's calibrated log-probabilities without a
+    prior, as ``python -m xrdid.evaluate.real_split --logits`` saves them."""
+    sg = sg_logp + sg_strength * np.asarray(sg_ratio)[None, :]
+    cs = cs_logp + cs_strength * np.asarray(cs_ratio)[None, :]
+    cs[:, CRYSTAL_SYSTEMS.index("triclinic")] += triclinic_offset
+    cs = cs - np.logaddexp.reduce(cs, axis=1, keepdims=True)
+    sg = sg - np.logaddexp.reduce(sg, axis=1, keepdims=True)
+    if consistent:
+        systems = space_group_to_system_map()
+        within = np.full((sg.shape[0], len(CRYSTAL_SYSTEMS)), -np.inf)
+        for c in range(len(CRYSTAL_SYSTEMS)):
+            within[:, c] = np.logaddexp.reduce(sg[:, systems == c], axis=1)
+        # log p(g) = log p_CS(c(g)) + log p_SG(g) − log Σ_{g' in c(g)} p_SG(g')
+        sg = cs[:, systems] + sg - within[:, systems]
+    return sg, cs
