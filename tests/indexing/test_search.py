@@ -11,7 +11,7 @@ import pytest
 from xrdid.indexing.combine import index_pattern
 from xrdid.instrument import Augment
 
-from .helpers import prototype, render
+from .helpers import prototype, render, true_lattice
 from .test_index import rank_of_truth
 
 MEASURED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "measured"
@@ -386,3 +386,48 @@ def test_weak_line_search_indexes_a_five_line_pattern(monkeypatch):
     rank = rank_of_truth(result, s)
     assert len(peaks) > 5 and rank is not None and rank <= 2, [c.to_dict() for c in result.cells]
     assert confidence(result.cells[rank - 1]) == "confident"
+
+
+def test_weak_lines_call_for_the_super_cell_of_a_sub_cell_that_indexes_every_line(monkeypatch):
+    """AB5C_tP7_123 rendered with AUGMENT, seed 7010: the default peak search finds six lines, every one indexed
+    by a tP sub-cell (2.97 × 6.79 Å, half the true 4.20 × 6.79 Å cell), which ranks first. The weak lines of the
+    more sensitive search include one of the true cell's superstructure reflections; the doubled cell then
+    ranks above its sub-cell on those lines by the figure of merit (SUPERCELL_WEAK_LINES) and is put first."""
+    from xrdid.indexing import combine
+
+    s = prototype("AB5C_tP7_123_b_ci_a")
+    pattern = render(s, AUGMENT, seed=7010)
+    monkeypatch.setattr(combine, "SUPERCELL_WEAK_LINES", False)
+    peaks, result = index_pattern(pattern, time_budget_s=20)
+    sub = result.best
+    assert len(peaks) == 6 and sub.n_indexed == sub.n_lines and rank_of_truth(result, s) != 1
+    assert sub.volume == pytest.approx(true_lattice(s).volume / 2, rel=0.01)
+    monkeypatch.setattr(combine, "SUPERCELL_WEAK_LINES", True)
+    peaks, result = index_pattern(pattern, time_budget_s=20)
+    assert len(peaks) == 6 and rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+    assert "super-cell" in result.message and "weak lines" in result.best.source
+    assert result.best.n_indexed == result.best.n_lines
+
+
+def test_weak_lines_keep_a_true_cell_whose_super_cells_index_them_worse(monkeypatch):
+    """A3B_tI16_139 (seed 7002): its true tI cell indexes all ten default lines; against the weak lines it
+    leaves one unindexed, which several of its super-cells index — but with twice the calculated lines and a
+    lower figure of merit, so the true cell stays first (SUPERCELL_WEAK_LINES on), and the weak-line check did
+    run and find those super-cells."""
+    from xrdid.indexing import combine, search
+
+    s = prototype("A3B_tI16_139_cde_e")
+    monkeypatch.setattr(combine, "SUPERCELL_WEAK_LINES", True)
+    found = []
+    real = search._supercells
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        found.extend(out)
+        return out
+
+    monkeypatch.setattr(search, "_supercells", spy)
+    _, result = index_pattern(render(s, AUGMENT, seed=7002), time_budget_s=20)
+    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+    assert "super-cell" not in result.message
+    assert any(search.acceptable(c) for c in found)
