@@ -431,3 +431,39 @@ def test_weak_lines_keep_a_true_cell_whose_super_cells_index_them_worse(monkeypa
     assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
     assert "super-cell" not in result.message
     assert any(search.acceptable(c) for c in found)
+
+
+def _random_pattern(seed: int):
+    """benchmarks/indexing.py's random 5–7-line pattern of ``seed`` (Gaussians on a sloping background, Poisson noise)."""
+    import numpy as np
+
+    from xrdid.readers import Pattern
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(5, 8))
+    pos, height = np.sort(rng.uniform(12, 85, k)), rng.uniform(5, 100, k)
+    x = np.arange(5, 90, 0.01)
+    lam = 100 + 2 * (90 - x)
+    for p, h in zip(pos, height, strict=True):
+        lam = lam + 50 * h * np.exp(-0.5 * ((x - p) / 0.035) ** 2)
+    y = np.random.default_rng(seed + 99).poisson(lam).astype(np.float64)
+    return Pattern(x, y, "two_theta", wavelength_A=1.5405929, path=str(seed))
+
+
+def test_the_weak_line_search_guard_rejects_a_cell_of_noise_peaks(monkeypatch):
+    """Seven random lines (seed 1022) give no accepted cell; searched at 4 σ the pattern's thirteen peaks (six of
+    them noise) give a confident oP cell that leaves two unindexed. Split, its chance figure is 10^−1.8 on the
+    seven real lines and 10^−3.4 on the new ones: under the guard (WEAK_LINE_SEARCH_LOG10P, the new lines
+    weighed half) it is not taken, and the pattern stays unindexed."""
+    from xrdid.indexing import combine
+    from xrdid.indexing.search import confidence
+
+    pattern = _random_pattern(1022)
+    monkeypatch.setattr(combine, "WEAK_LINE_RETRY", True)
+    monkeypatch.setattr(combine, "WEAK_LINE_SEARCH", True)
+    monkeypatch.setattr(combine, "WEAK_LINE_SEARCH_LOG10P", 0.0)
+    peaks, result = index_pattern(pattern, kalpha2="none", time_budget_s=3.0)
+    assert len(peaks) > 7 and result.indexed and confidence(result.best) == "confident"
+    monkeypatch.setattr(combine, "WEAK_LINE_SEARCH_LOG10P", -3.7)
+    peaks, result = index_pattern(pattern, kalpha2="none", time_budget_s=3.0)
+    assert len(peaks) == 7 and not result.indexed

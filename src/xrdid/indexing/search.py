@@ -1333,14 +1333,23 @@ def confirm_cells(result: IndexingResult, peaks: PeakList, new: np.ndarray | Non
     out = [c for c in _dedupe(out, n_cells) if acceptable(c)][:n_cells]
     if new is not None:
         for c in out:
-            n = c.n_lines
-            zero = c.zero_deg or 0.0
-            q = lines.q(zero)[:n]
-            rate = np.minimum(1.0, c.n_possible * _chance_rate(q, lines.tol_q(FINAL_TOL, zero)[:n], float(q[n - 1])))
-            fresh = np.asarray(new[:n], bool)
-            hit = np.array([h is not None for h in c.hkl[:n]], bool)
-            c.new_log10p = _chance_log10p(rate[fresh], int((hit & fresh).sum()))
+            c.new_log10p = split_chance(c, lines, new)[1]
     return out
+
+
+def split_chance(cell: Cell, lines: Lines, new: np.ndarray) -> tuple[float, float]:
+    """The chance figure of ``cell`` (scored on ``lines``) split between the lines ``new`` marks (a more sensitive
+    peak search's additions) and the others: (log10 of the chance that a random cell of as many reflections
+    indexes as many of the other lines, less the free parameters; the same for the new lines, nothing
+    subtracted) — each part's evidence alone."""
+    n = cell.n_lines
+    zero = cell.zero_deg or 0.0
+    q = lines.q(zero)[:n]
+    rate = np.minimum(1.0, cell.n_possible * _chance_rate(q, lines.tol_q(FINAL_TOL, zero)[:n], float(q[n - 1])))
+    fresh = np.asarray(new[:n], bool)
+    hit = np.array([h is not None for h in cell.hkl[:n]], bool)
+    free = N_PARAMS[cell.system] + int(lines.angular and cell.zero_deg is not None)
+    return (_chance_log10p(rate[~fresh], int((hit & ~fresh).sum()) - free), _chance_log10p(rate[fresh], int((hit & fresh).sum())))
 
 
 # A super-cell found among the weak lines (weak_line_supercell) may have this many more free parameters than
