@@ -14,7 +14,8 @@
    ``--random-short N``: N lists of 5–7 lines (seeds 1000 + i), where the chance bound has the fewest lines.
    Each false cell is counted as marked tentative or not, as are the right cells of 1 and 2
    (xrdid.indexing.search.confidence). The random lists are line lists: a change of the peak search (such as
-   ``--weak-line-retry``, xrdid.indexing.combine.WEAK_LINE_RETRY) does not touch them; ``--random-patterns N``
+   ``--weak-line-retry``, xrdid.indexing.combine.WEAK_LINE_RETRY; ``--weak-line-search``, that and WEAK_LINE_SEARCH;
+   ``--supercell-weak-lines``, SUPERCELL_WEAK_LINES) does not touch them; ``--random-patterns N``
    draws the first N of the short lists as noisy patterns and indexes them through the peak search.
 
 Prints success per true crystal system (right cell first, in the top 3) and time per pattern, with the
@@ -180,11 +181,15 @@ def main(argv=None) -> int:
     ap.add_argument("--random-short", type=int, default=0, help="also index this many random lists of 5–7 lines")
     ap.add_argument("--random-patterns", type=int, default=0, help="also index the first N random-short line lists drawn as noisy patterns")
     ap.add_argument("--weak-line-retry", action="store_true", help="turn on xrdid.indexing.combine.WEAK_LINE_RETRY (off by default)")
+    ap.add_argument("--weak-line-search", action="store_true",
+                    help="turn on xrdid.indexing.combine.WEAK_LINE_RETRY and WEAK_LINE_SEARCH (off by default; its noise guard WEAK_LINE_SEARCH_LOG10P)")
+    ap.add_argument("--supercell-weak-lines", action="store_true", help="turn on xrdid.indexing.combine.SUPERCELL_WEAK_LINES (off by default)")
     args = ap.parse_args(argv)
-    if args.weak_line_retry:
-        from xrdid.indexing import combine
+    from xrdid.indexing import combine
 
-        combine.WEAK_LINE_RETRY = True
+    combine.WEAK_LINE_RETRY = combine.WEAK_LINE_RETRY or args.weak_line_retry or args.weak_line_search
+    combine.WEAK_LINE_SEARCH = combine.WEAK_LINE_SEARCH or args.weak_line_search
+    combine.SUPERCELL_WEAK_LINES = combine.SUPERCELL_WEAK_LINES or args.supercell_weak_lines
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     logging.getLogger("xrdid").setLevel(logging.ERROR)
     torch.set_num_threads(1)

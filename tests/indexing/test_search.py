@@ -11,7 +11,7 @@ import pytest
 from xrdid.indexing.combine import index_pattern
 from xrdid.instrument import Augment
 
-from .helpers import prototype, render
+from .helpers import prototype, render, true_lattice
 from .test_index import rank_of_truth
 
 MEASURED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "measured"
@@ -386,3 +386,84 @@ def test_weak_line_search_indexes_a_five_line_pattern(monkeypatch):
     rank = rank_of_truth(result, s)
     assert len(peaks) > 5 and rank is not None and rank <= 2, [c.to_dict() for c in result.cells]
     assert confidence(result.cells[rank - 1]) == "confident"
+
+
+def test_weak_lines_call_for_the_super_cell_of_a_sub_cell_that_indexes_every_line(monkeypatch):
+    """AB5C_tP7_123 rendered with AUGMENT, seed 7010: the default peak search finds six lines, every one indexed
+    by a tP sub-cell (2.97 × 6.79 Å, half the true 4.20 × 6.79 Å cell), which ranks first. The weak lines of the
+    more sensitive search include one of the true cell's superstructure reflections; the doubled cell then
+    ranks above its sub-cell on those lines by the figure of merit (SUPERCELL_WEAK_LINES) and is put first."""
+    from xrdid.indexing import combine
+
+    s = prototype("AB5C_tP7_123_b_ci_a")
+    pattern = render(s, AUGMENT, seed=7010)
+    monkeypatch.setattr(combine, "SUPERCELL_WEAK_LINES", False)
+    peaks, result = index_pattern(pattern, time_budget_s=20)
+    sub = result.best
+    assert len(peaks) == 6 and sub.n_indexed == sub.n_lines and rank_of_truth(result, s) != 1
+    assert sub.volume == pytest.approx(true_lattice(s).volume / 2, rel=0.01)
+    monkeypatch.setattr(combine, "SUPERCELL_WEAK_LINES", True)
+    peaks, result = index_pattern(pattern, time_budget_s=20)
+    assert len(peaks) == 6 and rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+    assert "super-cell" in result.message and "weak lines" in result.best.source
+    assert result.best.n_indexed == result.best.n_lines
+
+
+def test_weak_lines_keep_a_true_cell_whose_super_cells_index_them_worse(monkeypatch):
+    """A3B_tI16_139 (seed 7002): its true tI cell indexes all ten default lines; against the weak lines it
+    leaves one unindexed, which several of its super-cells index — but with twice the calculated lines and a
+    lower figure of merit, so the true cell stays first (SUPERCELL_WEAK_LINES on), and the weak-line check did
+    run and find those super-cells."""
+    from xrdid.indexing import combine, search
+
+    s = prototype("A3B_tI16_139_cde_e")
+    monkeypatch.setattr(combine, "SUPERCELL_WEAK_LINES", True)
+    found = []
+    real = search._supercells
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        found.extend(out)
+        return out
+
+    monkeypatch.setattr(search, "_supercells", spy)
+    _, result = index_pattern(render(s, AUGMENT, seed=7002), time_budget_s=20)
+    assert rank_of_truth(result, s) == 1, [c.to_dict() for c in result.cells]
+    assert "super-cell" not in result.message
+    assert any(search.acceptable(c) for c in found)
+
+
+def _random_pattern(seed: int):
+    """benchmarks/indexing.py's random 5–7-line pattern of ``seed`` (Gaussians on a sloping background, Poisson noise)."""
+    import numpy as np
+
+    from xrdid.readers import Pattern
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(5, 8))
+    pos, height = np.sort(rng.uniform(12, 85, k)), rng.uniform(5, 100, k)
+    x = np.arange(5, 90, 0.01)
+    lam = 100 + 2 * (90 - x)
+    for p, h in zip(pos, height, strict=True):
+        lam = lam + 50 * h * np.exp(-0.5 * ((x - p) / 0.035) ** 2)
+    y = np.random.default_rng(seed + 99).poisson(lam).astype(np.float64)
+    return Pattern(x, y, "two_theta", wavelength_A=1.5405929, path=str(seed))
+
+
+def test_the_weak_line_search_guard_rejects_a_cell_of_noise_peaks(monkeypatch):
+    """Seven random lines (seed 1022) give no accepted cell; searched at 4 σ the pattern's thirteen peaks (six of
+    them noise) give a confident oP cell that leaves two unindexed. Split, its chance figure is 10^−1.8 on the
+    seven real lines and 10^−3.4 on the new ones: under the guard (WEAK_LINE_SEARCH_LOG10P, the new lines
+    weighed half) it is not taken, and the pattern stays unindexed."""
+    from xrdid.indexing import combine
+    from xrdid.indexing.search import confidence
+
+    pattern = _random_pattern(1022)
+    monkeypatch.setattr(combine, "WEAK_LINE_RETRY", True)
+    monkeypatch.setattr(combine, "WEAK_LINE_SEARCH", True)
+    monkeypatch.setattr(combine, "WEAK_LINE_SEARCH_LOG10P", 0.0)
+    peaks, result = index_pattern(pattern, kalpha2="none", time_budget_s=3.0)
+    assert len(peaks) > 7 and result.indexed and confidence(result.best) == "confident"
+    monkeypatch.setattr(combine, "WEAK_LINE_SEARCH_LOG10P", -3.7)
+    peaks, result = index_pattern(pattern, kalpha2="none", time_budget_s=3.0)
+    assert len(peaks) == 7 and not result.indexed

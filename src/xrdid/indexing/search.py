@@ -1090,11 +1090,12 @@ def _mask(cell: Cell) -> np.ndarray:
     return np.array([h is not None for h in cell.hkl], bool)
 
 
-def _supercells(parent: Cell, lines: Lines, refine_zero: bool) -> list[Cell]:
+def _supercells(parent: Cell, lines: Lines, refine_zero: bool, extra_parameters: int = 0) -> list[Cell]:
     """Cells of twice or three times the parent's volume (every sublattice of index 2 and 3, each in its own
     Bravais lattice, refined) that index every line the parent does and more: a super-structure's weak
     lines are what a sub-cell leaves unindexed, and a sub-cell's M20 (fewer calculated lines) beats the
-    true cell's."""
+    true cell's. ``extra_parameters``: how many more free parameters than the parent's a super-cell may have
+    (0: the same or a higher symmetry only)."""
     from pymatgen.core import Lattice
 
     if parent.n_indexed >= parent.n_lines:
@@ -1125,7 +1126,8 @@ def _supercells(parent: Cell, lines: Lines, refine_zero: bool) -> list[Cell]:
                             f"{parent.bravais} super-cell ×{round(abs(np.linalg.det(H)))}", refine_zero=refine_zero, choose_centring=False):
             m = _mask(c)
             # Same or higher symmetry only: a lower one's extra parameters fit a stray line by themselves.
-            if N_PARAMS[c.system] <= N_PARAMS[parent.system] and len(m) == len(have) and np.all(m[have]) and m.sum() > have.sum():
+            if (N_PARAMS[c.system] <= N_PARAMS[parent.system] + extra_parameters and len(m) == len(have) and np.all(m[have])
+                    and m.sum() > have.sum()):
                 out.append(c)
     return out
 
@@ -1331,13 +1333,70 @@ def confirm_cells(result: IndexingResult, peaks: PeakList, new: np.ndarray | Non
     out = [c for c in _dedupe(out, n_cells) if acceptable(c)][:n_cells]
     if new is not None:
         for c in out:
-            n = c.n_lines
-            zero = c.zero_deg or 0.0
-            q = lines.q(zero)[:n]
-            rate = np.minimum(1.0, c.n_possible * _chance_rate(q, lines.tol_q(FINAL_TOL, zero)[:n], float(q[n - 1])))
-            fresh = np.asarray(new[:n], bool)
-            hit = np.array([h is not None for h in c.hkl[:n]], bool)
-            c.new_log10p = _chance_log10p(rate[fresh], int((hit & fresh).sum()))
+            c.new_log10p = split_chance(c, lines, new)[1]
+    return out
+
+
+def split_chance(cell: Cell, lines: Lines, new: np.ndarray) -> tuple[float, float]:
+    """The chance figure of ``cell`` (scored on ``lines``) split between the lines ``new`` marks (a more sensitive
+    peak search's additions) and the others: (log10 of the chance that a random cell of as many reflections
+    indexes as many of the other lines, less the free parameters; the same for the new lines, nothing
+    subtracted) — each part's evidence alone."""
+    n = cell.n_lines
+    zero = cell.zero_deg or 0.0
+    q = lines.q(zero)[:n]
+    rate = np.minimum(1.0, cell.n_possible * _chance_rate(q, lines.tol_q(FINAL_TOL, zero)[:n], float(q[n - 1])))
+    fresh = np.asarray(new[:n], bool)
+    hit = np.array([h is not None for h in cell.hkl[:n]], bool)
+    free = N_PARAMS[cell.system] + int(lines.angular and cell.zero_deg is not None)
+    return (_chance_log10p(rate[~fresh], int((hit & ~fresh).sum()) - free), _chance_log10p(rate[fresh], int((hit & fresh).sum())))
+
+
+# A super-cell found among the weak lines (weak_line_supercell) may have this many more free parameters than
+# its parent (a tP sub-cell of an oP structure), and is looked for up to twice the index 2 (index 4 in all).
+WEAK_SUPERCELL_EXTRA_PARAMETERS = 1
+
+
+def weak_line_supercell(parent: Cell, lines: Lines, weak: PeakList) -> Cell | None:
+    """A super-cell of ``parent`` (a cell that indexes every one of ``lines``) that the weak lines of a more
+    sensitive peak search (``weak``) call for, or None. Against the longer list the parent is refined again;
+    where it leaves lines unindexed, its super-cells (:func:`_supercells`, index 2 and 3, and index 2 of an
+    index-2 one; up to :data:`WEAK_SUPERCELL_EXTRA_PARAMETERS` more free parameters) that index every line it
+    does and more compete with it by :func:`rank_score` on those lines — M_N with its count of calculated lines,
+    the unindexed lines weighed by intensity, the parameters and the chance of the fit — so that a bigger cell
+    wins only where its extra reflections are observed, not because it indexes more. The winner, if it ranks
+    above the parent, is returned as scored on ``lines`` (where it indexes what the parent does), ranked just
+    above the parent."""
+    system = "hexagonal" if parent.system == "rhombohedral" else parent.system
+    wl = lines_from_peaks(weak)
+    if wl.n <= lines.n:
+        return None
+    try:
+        pw = _solutions(system, _p_of(system, parent.p6), parent.centring, wl, parent.zero_deg or 0.0, parent.source,
+                        refine_zero=wl.angular, choose_centring=False)
+    except np.linalg.LinAlgError:
+        return None
+    if not pw or pw[0].n_indexed >= pw[0].n_lines:
+        return None
+    pw = pw[0]
+    sups = _supercells(pw, wl, wl.angular, WEAK_SUPERCELL_EXTRA_PARAMETERS)
+    v0 = volume(pw.p6) / multiplicity(pw.centring)
+    for s in list(sups):
+        if N_PARAMS[s.system] <= MAX_SUPERCELL_PARAMETERS and abs(volume(s.p6) / multiplicity(s.centring) / v0 - 2) < 0.1:
+            sups.extend(_supercells(s, wl, wl.angular, WEAK_SUPERCELL_EXTRA_PARAMETERS))
+    good = [s for s in sups if acceptable(s) and s.rank_score > pw.rank_score]
+    if not good:
+        return None
+    best = max(good, key=lambda c: c.rank_score)
+    # The same cell on the default lines (not refined again: the weak lines fixed what those do not).
+    sys_b = "hexagonal" if best.system == "rhombohedral" else best.system
+    p = _p_of(sys_b, best.p6)
+    f = figures(sys_b, p, best.centring, lines, best.zero_deg or 0.0)
+    if f["m20"] <= 0 or int(f["indexed"].sum()) < parent.n_indexed:
+        return None
+    out = _cell(sys_b, p, best.centring, lines, best.zero_deg or 0.0,
+                f"{best.source} (its extra reflections are among the weak lines of a more sensitive peak search)", f)
+    out.rank_score = max(out.rank_score, parent.rank_score * 1.001)
     return out
 
 
