@@ -138,6 +138,21 @@ def _false_cells(rows: list[dict], what: str, count: str) -> dict:
     return {"n_indexed": len(bad), "n_tentative": n_tent, "rows": rows}
 
 
+def random_pattern(seed: int, wavelength_A: float):
+    """``--random-short``'s line list of ``seed`` drawn as a noisy pattern (see _random_patterns): (lines, Pattern)."""
+    from xrdid.readers import Pattern
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(5, 8))
+    pos, height = np.sort(rng.uniform(12, 85, k)), rng.uniform(5, 100, k)
+    x = np.arange(5, 90, 0.01)
+    lam = 100 + 2 * (90 - x)
+    for p, h in zip(pos, height, strict=True):
+        lam = lam + 50 * h * np.exp(-0.5 * ((x - p) / 0.035) ** 2)
+    y = np.random.default_rng(seed + 99).poisson(lam).astype(np.float64)
+    return k, Pattern(x, y, "two_theta", wavelength_A=wavelength_A, path=str(seed))
+
+
 def _random_patterns(n: int, wavelength_A: float) -> dict:
     """The line lists of ``--random-short`` (seeds 1000 + i) drawn as patterns — Gaussians of FWHM 0.08° and
     250–5000 counts on a sloping background of 100–270 counts with Poisson noise, 5–90° in 0.01° steps — and
@@ -145,19 +160,11 @@ def _random_patterns(n: int, wavelength_A: float) -> dict:
     indexing of a change to the peak search, which the line lists do not see."""
     from xrdid.indexing.combine import index_pattern
     from xrdid.indexing.search import confidence
-    from xrdid.readers import Pattern
 
     rows = []
     for seed in range(1000, 1000 + n):
-        rng = np.random.default_rng(seed)
-        k = int(rng.integers(5, 8))
-        pos, height = np.sort(rng.uniform(12, 85, k)), rng.uniform(5, 100, k)
-        x = np.arange(5, 90, 0.01)
-        lam = 100 + 2 * (90 - x)
-        for p, h in zip(pos, height, strict=True):
-            lam = lam + 50 * h * np.exp(-0.5 * ((x - p) / 0.035) ** 2)
-        y = np.random.default_rng(seed + 99).poisson(lam).astype(np.float64)
-        peaks, result = index_pattern(Pattern(x, y, "two_theta", wavelength_A=wavelength_A, path=str(seed)), kalpha2="none", time_budget_s=3.0)
+        k, pattern = random_pattern(seed, wavelength_A)
+        peaks, result = index_pattern(pattern, kalpha2="none", time_budget_s=3.0)
         rows.append({"seed": seed, "lines": k, "peaks": len(peaks), "indexed": result.indexed, "best": result.best.bravais if result.best else None,
                      "tentative": confidence(result.best) == "tentative" if result.best else None})
     return _false_cells(rows, "Random 5–7-line patterns", "peaks")

@@ -41,6 +41,29 @@ def sticks_table(tmp_path_factory, small_structures):
     return out
 
 
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory):
+    """``random_checkpoint(n_points)``: a tiny random-weight CNN checkpoint on a Cu Kα grid of n_points (shapes and
+    plumbing, not accuracy), made once per size and session."""
+    import torch
+
+    from xrdid.instrument import get_instrument
+    from xrdid.models import CNNConfig, XRDClassifier, save_checkpoint
+
+    made = {}
+
+    def make(n_points: int = 512):
+        if n_points not in made:
+            torch.manual_seed(0)
+            model = XRDClassifier(CNNConfig(n_points=n_points, stem_channels=8, stage_channels=(8, 16), hidden=32, dropout=0.0, architecture="plain"))
+            path = tmp_path_factory.mktemp("ck") / "model"
+            save_checkpoint(model.eval(), get_instrument({"preset": "cu", "n_points": n_points}), path)
+            made[n_points] = path
+        return made[n_points]
+
+    return make
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

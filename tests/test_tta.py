@@ -9,8 +9,6 @@ import torch
 
 from xrdid import tta
 from xrdid.cli import main
-from xrdid.instrument import get_instrument
-from xrdid.models import CNNConfig, XRDClassifier, save_checkpoint
 from xrdid.predict import load_model, predict_arrays, predict_patterns
 from xrdid.readers import Pattern
 from xrdid.tta import Variant, apply_variant, combine_logits
@@ -21,13 +19,8 @@ GRID = np.linspace(5.0, 90.0, 4001)  # a fine grid, so peak positions are read t
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = XRDClassifier(CNNConfig(n_points=N, stem_channels=8, stage_channels=(8, 16), hidden=32, dropout=0.0, architecture="plain"))
-    model.eval()
-    path = tmp_path_factory.mktemp("ck") / "model"
-    save_checkpoint(model, get_instrument({"preset": "cu", "n_points": N}), path)
-    return path
+def checkpoint(random_checkpoint):
+    return random_checkpoint(512)
 
 
 def gaussian(centre, width=0.08, grid=GRID):

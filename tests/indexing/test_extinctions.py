@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from pymatgen.core import Lattice, Structure
 
 from xrdid.indexing import extinctions as X
@@ -100,16 +99,8 @@ def test_second_opinion_reorders_and_keeps_the_classifier_probability():
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from xrdid.instrument import get_instrument
-    from xrdid.models import CNNConfig, XRDClassifier, save_checkpoint
-
-    torch.manual_seed(0)
-    model = XRDClassifier(CNNConfig(n_points=1024, stem_channels=8, stage_channels=(8, 16), hidden=32, dropout=0.0, architecture="plain"))
-    model.eval()
-    path = tmp_path_factory.mktemp("ck") / "model"
-    save_checkpoint(model, get_instrument({"preset": "cu", "n_points": 1024}), path)
-    return path
+def checkpoint(random_checkpoint):
+    return random_checkpoint(1024)
 
 
 def test_predict_gains_cell_and_the_rerank_option(checkpoint, tmp_path, capsys):

@@ -435,19 +435,12 @@ def test_weak_lines_keep_a_true_cell_whose_super_cells_index_them_worse(monkeypa
 
 def _random_pattern(seed: int):
     """benchmarks/indexing.py's random 5–7-line pattern of ``seed`` (Gaussians on a sloping background, Poisson noise)."""
-    import numpy as np
+    import importlib.util
 
-    from xrdid.readers import Pattern
-
-    rng = np.random.default_rng(seed)
-    k = int(rng.integers(5, 8))
-    pos, height = np.sort(rng.uniform(12, 85, k)), rng.uniform(5, 100, k)
-    x = np.arange(5, 90, 0.01)
-    lam = 100 + 2 * (90 - x)
-    for p, h in zip(pos, height, strict=True):
-        lam = lam + 50 * h * np.exp(-0.5 * ((x - p) / 0.035) ** 2)
-    y = np.random.default_rng(seed + 99).poisson(lam).astype(np.float64)
-    return Pattern(x, y, "two_theta", wavelength_A=1.5405929, path=str(seed))
+    spec = importlib.util.spec_from_file_location("indexing_benchmark", Path(__file__).resolve().parents[2] / "benchmarks" / "indexing.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.random_pattern(seed, 1.5405929)[1]
 
 
 def test_the_weak_line_search_guard_rejects_a_cell_of_noise_peaks(monkeypatch):

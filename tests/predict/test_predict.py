@@ -7,8 +7,6 @@ import pytest
 import torch
 
 from xrdid.cli import main
-from xrdid.instrument import get_instrument
-from xrdid.models import CNNConfig, XRDClassifier, save_checkpoint
 from xrdid.predict import PredictionError, load_model, predict_patterns, prepare
 from xrdid.readers import Pattern
 
@@ -17,14 +15,8 @@ CU = 1.5405929
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A tiny random-weight checkpoint on a Cu Kα 5–90° grid (shapes and plumbing, not accuracy)."""
-    torch.manual_seed(0)
-    model = XRDClassifier(CNNConfig(n_points=N, stem_channels=8, stage_channels=(8, 16), hidden=32, dropout=0.0, architecture="plain"))
-    model.eval()
-    path = tmp_path_factory.mktemp("ck") / "model"
-    save_checkpoint(model, get_instrument({"preset": "cu", "n_points": N}), path)
-    return path
+def checkpoint(random_checkpoint):
+    return random_checkpoint(512)
 
 
 def peaks(two_theta, centres=(28.4, 47.3, 56.1, 69.1, 76.4), width=0.1, background=50.0):

@@ -3,22 +3,15 @@
 from pathlib import Path
 
 import pytest
-import torch
 
 from xrdid.evaluate.real import evaluate_measured, evaluate_prototypes
-from xrdid.instrument import get_instrument
-from xrdid.models import CNNConfig, XRDClassifier, save_checkpoint
 
 MEASURED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "measured"
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = XRDClassifier(CNNConfig(n_points=256, stem_channels=8, stage_channels=(8, 16), hidden=32, architecture="plain")).eval()
-    path = tmp_path_factory.mktemp("ck") / "model"
-    save_checkpoint(model, get_instrument({"preset": "cu", "n_points": 256}), path)
-    return path
+def checkpoint(random_checkpoint):
+    return random_checkpoint(256)
 
 
 def test_prototypes(checkpoint):
