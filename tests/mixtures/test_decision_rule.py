@@ -408,3 +408,29 @@ def test_chance_coverage_setting_gates_the_final_phases_on_coverage_beyond_chanc
     assert identify_phases(grid, y, CU[0], library_without_si, kalpha2_A=CU[1], settings=on).phases == []
     off = {p.formula for p in identify_phases(grid, y, CU[0], library_without_si, kalpha2_A=CU[1]).phases}
     assert off == {"NaCl", "CsCl"}
+
+
+def test_a_lone_phase_explaining_little_of_the_pattern_is_refined_without_texture(library_without_si, monkeypatch):
+    """lone_texture_share: NaCl alone beside the unlisted Si explains about half of the pattern; with the
+    share above that, its texture is never tried (the set's texture step sees no one-phase set), below it
+    the texture step runs as without the rule (None)."""
+    from xrdid.mixtures import fit as F
+
+    grid, y = _pattern({"NaCl": 0.4, "Si": 0.6}, seed=7)
+    seen = []
+    real = F._texture
+    monkeypatch.setattr(F, "_texture", lambda m, phases, *a, **k: seen.append(len(phases)) or real(m, phases, *a, **k))
+    shares = []
+    real_share = F._explained_share
+    monkeypatch.setattr(F, "_explained_share", lambda *a: shares.append(real_share(*a)) or shares[-1])
+    fit = identify_phases(grid, y, CU[0], library_without_si, kalpha2_A=CU[1], settings=FitSettings(lone_texture_share=0.9))
+    assert [p.formula for p in fit.phases] == ["NaCl"]
+    assert shares and all(0.2 < s < 0.8 for s in shares)
+    assert 1 not in seen
+    seen.clear()
+    fit = identify_phases(grid, y, CU[0], library_without_si, kalpha2_A=CU[1], settings=FitSettings(lone_texture_share=0.1))
+    assert [p.formula for p in fit.phases] == ["NaCl"] and 1 in seen
+    seen.clear()
+    identify_phases(grid, y, CU[0], library_without_si, kalpha2_A=CU[1], settings=FitSettings(lone_texture_share=None))
+    assert 1 in seen
+    assert FitSettings().lone_texture_share == 0.5  # on by default
