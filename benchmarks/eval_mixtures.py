@@ -1,7 +1,7 @@
 """Evaluate `xrdid phases` on the measured mixtures of ../shared/data/mixtures against ../shared/data/library.
 
     python benchmarks/eval_mixtures.py [--split held_out|tune|all] [--data ../shared/data] [--only SUBSTRING]
-                                       [--json OUT] [--elements-from-labels] [--beam-min-coverage C] [--max-lattice-departure D]
+                                       [--json OUT] [--elements-from-labels] [--displacement-b B] [--beam-min-coverage C] [--max-lattice-departure D]
                                        [--max-march-dollase R] [--min-line-support F] [--strong-line-relative F]
                                        [--setting NAME=VALUE ...]
 
@@ -66,6 +66,9 @@ def main(argv=None) -> int:
     ap.add_argument("--anomalous", action=argparse.BooleanOptionalAction, default=True,
                     help="library sticks with the elements' anomalous dispersion at the patterns' Kα1 line "
                          "(load_library wavelength_A; default, as `xrdid phases`)")
+    ap.add_argument("--displacement-b", type=float, default=None, metavar="B",
+                    help="library sticks with a Debye–Waller factor: the CIFs' own displacement parameters, else B "
+                         "(Å²) (load_library displacement_B; default: none, B = 0)")
     add_setting_arguments(ap)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -93,7 +96,7 @@ def main(argv=None) -> int:
     if args.anomalous and lam1[-1] / lam1[0] - 1 > 0.001:
         ap.error(f"--anomalous needs one wavelength for the split, got {lam1}")
     library = load_library(args.data / "library", d_min, cache_dir=default_cache_dir(),
-                           wavelength_A=lam1[0] if args.anomalous else None)
+                           wavelength_A=lam1[0] if args.anomalous else None, displacement_B=args.displacement_b)
     print(f"library: {len(library)} phases loaded in {time.perf_counter() - t:.1f} s ({len(library.errors)} failed); "
           f"split {args.split}: {len(rows)} mixtures")
 

@@ -5,6 +5,7 @@
                                                  [--withhold-one] [--beam-min-coverage C] [--max-lattice-departure D]
                                                  [--max-march-dollase R] [--min-line-support F] [--strong-line-relative F]
                                                  [--setting NAME=VALUE ...] [--dump OUT.jsonl]
+                                                 [--anomalous [--fit-plain]] [--displacement-b B [--fit-b0]]
 
 The library: the reference CIFs of ../shared/data/library (90), topped up to ``--library-size`` with
 pymatgen's AFLOW prototypes (real structures, every crystal system; all of them when the shared data
@@ -120,6 +121,11 @@ def main(argv=None) -> int:
                     help="library sticks (simulated and fitted) with anomalous dispersion at Cu Kα1")
     ap.add_argument("--fit-plain", action="store_true",
                     help="with --anomalous: simulate with the dispersion, fit with the plain sticks (the same mixtures)")
+    ap.add_argument("--displacement-b", type=float, default=None, metavar="B",
+                    help="library sticks (simulated and fitted) with a Debye–Waller factor: the CIFs' own displacement "
+                         "parameters, else B Å² (load_library displacement_B)")
+    ap.add_argument("--fit-b0", action="store_true",
+                    help="with --displacement-b: simulate with it, fit with B = 0 (the same mixtures, the same dispersion)")
     ap.add_argument("--dump", type=Path, default=None, help="per-mixture results (JSON lines: truth, phases found)")
     args = ap.parse_args(argv)
 
@@ -136,8 +142,13 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         build_library(args.data, args.library_size, Path(tmp))
         d_min = d_min_for(1.5444, 100.0) / (1 + settings.d_scale_range)
-        library = load_library(tmp, d_min, wavelength_A=1.540598 if args.anomalous else None)
-        fit_library = load_library(tmp, d_min) if args.fit_plain else library
+        lam = 1.540598 if args.anomalous else None
+        library = load_library(tmp, d_min, wavelength_A=lam, displacement_B=args.displacement_b)
+        fit_library = library
+        if args.fit_plain:
+            fit_library = load_library(tmp, d_min)
+        elif args.fit_b0:
+            fit_library = load_library(tmp, d_min, wavelength_A=lam)
     print(f"library: {len(library)} phases ({len(library.errors)} failed)")
 
     rng = np.random.default_rng(args.seed)

@@ -371,3 +371,66 @@ def test_coverage_by_line_is_point_by_point_under_another_phases_lines(library_w
     point, by_line = F._coverage(m, h), F._coverage(m, h, 1.0)
     assert by_line[1] == pytest.approx(point[1], abs=1e-9)
     assert by_line[0] > point[0] + 0.02
+
+
+def test_chance_coverage_is_what_the_unexplained_intensity_holds_of_the_profile_shifted_off_its_lines():
+    """No residual: nothing by chance; a dense comb of peaks the fit leaves unexplained holds much of any
+    shifted profile; the coverage beyond chance is (c − c₀) / (1 − c₀)."""
+    from types import SimpleNamespace
+
+    from xrdid.mixtures import fit as F
+
+    grid = np.arange(10.0, 90.0, 0.02)
+
+    def peaks(centres, height=100.0):
+        return sum(height * np.exp(-0.5 * ((grid - c) / 0.085) ** 2) for c in centres)
+
+    profile = peaks([30.0, 47.0, 61.5])
+    m = SimpleNamespace(fwhm_deg=0.2, grid=grid, y=profile + 10.0)
+    h = SimpleNamespace(phases=[0], scales=np.array([1.0]), cols=profile[None], calc=profile + 10.0)
+    assert F.chance_coverage(m, h) == [0.0]
+    m.y = profile + 10.0 + peaks(np.arange(12.0, 88.0, 0.3), 60.0)
+    (c0,) = F.chance_coverage(m, h)
+    assert 0.3 < c0 < 0.9
+    assert math.isclose(F._beyond_chance(m, h, [0.9])[0], (0.9 - c0) / (1 - c0))
+
+
+def test_chance_coverage_setting_gates_the_final_phases_on_coverage_beyond_chance(library_without_si, monkeypatch):
+    """chance_coverage=True: a phase must cover min_coverage beyond chance after the full refinement. On a
+    clean NaCl + CsCl scan chance is ~1 % and both stay (coverage 0.97–0.99); were chance 0.98, neither would."""
+    from xrdid.mixtures import fit as F
+
+    grid, y = _pattern({"NaCl": 0.5, "CsCl": 0.5}, seed=5)
+    on = FitSettings(chance_coverage=True)
+    found = {p.formula for p in identify_phases(grid, y, CU[0], library_without_si, kalpha2_A=CU[1], settings=on).phases}
+    assert found == {"NaCl", "CsCl"}
+    monkeypatch.setattr(F, "chance_coverage", lambda m, h: [0.98] * len(h.phases))
+    assert identify_phases(grid, y, CU[0], library_without_si, kalpha2_A=CU[1], settings=on).phases == []
+    off = {p.formula for p in identify_phases(grid, y, CU[0], library_without_si, kalpha2_A=CU[1]).phases}
+    assert off == {"NaCl", "CsCl"}
+
+
+def test_a_lone_phase_explaining_little_of_the_pattern_is_refined_without_texture(library_without_si, monkeypatch):
+    """lone_texture_share: NaCl alone beside the unlisted Si explains about half of the pattern; with the
+    share above that, its texture is never tried (the set's texture step sees no one-phase set), below it
+    the texture step runs as without the rule (None)."""
+    from xrdid.mixtures import fit as F
+
+    grid, y = _pattern({"NaCl": 0.4, "Si": 0.6}, seed=7)
+    seen = []
+    real = F._texture
+    monkeypatch.setattr(F, "_texture", lambda m, phases, *a, **k: seen.append(len(phases)) or real(m, phases, *a, **k))
+    shares = []
+    real_share = F._explained_share
+    monkeypatch.setattr(F, "_explained_share", lambda *a: shares.append(real_share(*a)) or shares[-1])
+    fit = identify_phases(grid, y, CU[0], library_without_si, kalpha2_A=CU[1], settings=FitSettings(lone_texture_share=0.9))
+    assert [p.formula for p in fit.phases] == ["NaCl"]
+    assert shares and all(0.2 < s < 0.8 for s in shares)
+    assert 1 not in seen
+    seen.clear()
+    fit = identify_phases(grid, y, CU[0], library_without_si, kalpha2_A=CU[1], settings=FitSettings(lone_texture_share=0.1))
+    assert [p.formula for p in fit.phases] == ["NaCl"] and 1 in seen
+    seen.clear()
+    identify_phases(grid, y, CU[0], library_without_si, kalpha2_A=CU[1], settings=FitSettings(lone_texture_share=None))
+    assert 1 in seen
+    assert FitSettings().lone_texture_share == 0.5  # on by default

@@ -50,7 +50,9 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    gets a few LM steps of its own cell (isotropic and
    symmetry-allowed anisotropic lattice, the others held) and is tested again. The best
    ``final_hypotheses`` within ``swap_margin`` of the best get the full physics (anisotropic lattice, strain, displacement, texture,
-   Kα2 ratio; positions first with blurred peaks, for a wide basin), and phases that no longer lower
+   Kα2 ratio; positions first with blurred peaks, for a wide basin; no texture for a phase alone whose
+   calculated intensity is less than ``lone_texture_share`` (0.5) of the pattern's: there a texture would
+   be fitted to the peaks of phases the library lacks), and phases that no longer lower
    C, or whose coverage is below ``min_coverage`` (0.7), or with ``max_params_at_limits`` kinds of parameter (lattice, strain,
    size, texture) at their bounds (the model bent the phase into a hump or another phase's peaks),
    or whose isotropic lattice scale ends more than ``max_lattice_departure`` (2) :math:`σ_a` from its

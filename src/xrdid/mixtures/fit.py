@@ -186,6 +186,26 @@ class FitSettings:
     # the data it was chosen on. On fresh data (withheld seeds 6–11, independent seeds 2028, 2029, strained
     # ±1 %) every set the same as off: not better anywhere fresh, so off; held-out half not run.
     coverage_window: float | None = None
+    # The min_coverage test after the full refinement applied to the coverage beyond chance (False: to the
+    # coverage itself): (c − c₀) / (1 − c₀) ≥ min_coverage, where c₀ is the coverage the phase's own
+    # calculated profile gets from what the fit leaves unexplained (max(y − y_calc, 0)) when shifted off its
+    # lines by ±4, 6 and 8 FWHM (the mean). In a pattern made mostly by phases the library lacks, the
+    # unexplained peaks hold part of any profile by coincidence, so a stand-in whose lines fall on them
+    # passes the plain gate; where the fit explains the pattern c₀ is the noise's share, a few %.
+    # Measured (benchmarks/README.md): on the tune half it drops the La2Zr2O7 stand-in (coverage 0.708,
+    # c₀ 0.13, beside NaAlO2·1.5H2O + Li2TiO3 + SnO2 + CaCO3), but with the precursors' elements it also
+    # drops the right ZrO2 (coverage 0.709, alone in GeO2 + MnCO3 + ZrO2 + Bi2O3: 91 % of the pattern is
+    # unexplained); with a phase withheld from synthetic mixtures (seed 12) right / found 36/43 → 31/36,
+    # exact 7 → 5 of 20. So off.
+    chance_coverage: bool = False
+    # A phase alone in the set whose calculated intensity is less than this share of the pattern's net
+    # intensity (above the background) is refined without texture (None: no such limit). With no other
+    # phase beside it and most of the pattern from phases the library lacks, a March–Dollase r fitted to
+    # its lines fits the foreign peaks under them as readily as the phase's own intensities. 0.5: "most",
+    # not tuned. Measured (benchmarks/README.md): the tune half's La2Zr2O7 stand-in (r 0.62, coverage 0.708
+    # beside NaAlO2·1.5H2O + Li2TiO3 + SnO2 + CaCO3) is dropped, nothing else moves (with or without the
+    # precursors' elements); withheld seed 12 and synthetic seed 1 every set the same; held-out unchanged.
+    lone_texture_share: float | None = 0.5
     # Micro-absorption (xrdid.mixtures.absorption): the grains' radius (µm) for Brindley's correction of
     # the weight fractions (None: no correction). Applied after the fit (it changes no phase set); skipped
     # when the wavelength is outside the tables. At 1 µm (benchmarks/README.md): tune half's
@@ -719,18 +739,26 @@ def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: f
         g = gb.copy(log_width=g.log_width)
         phases, g, cols, a, calc, chi2 = refine(m, phases, g, slots_for(phases, m, phase_kinds=kinds, global_kinds=gk),
                                                 bounds, st.nfev_final, rtol=st.lm_stop / ne)
-        phases, g, cols, a, calc, chi2 = _texture(m, phases, g, cols, chi2, bounds, ne, st)
+        if (st.lone_texture_share is not None and len(phases) == 1
+                and _explained_share(m, a[0] * cols[0], calc) < st.lone_texture_share):
+            if phases[0].axis >= 0:  # a texture from a larger set it was in
+                phases = [phases[0].copy(axis=-1, r=1.0)]
+                cols = m.columns(phases, g)
+                a, _b, calc, chi2 = m.linear(cols)
+        else:
+            phases, g, cols, a, calc, chi2 = _texture(m, phases, g, cols, chi2, bounds, ne, st)
         hyp = _Hyp(phases, g, cols, a, calc, chi2, final=True)
         sig = _removal_significance(m, hyp, ne)
         cov = _coverage(m, hyp, st.coverage_window)
+        gate = _beyond_chance(m, hyp, cov) if st.chance_coverage else cov
         # A stand-in's sign counts as too many parameters at their bounds.
         signs = stand_in_signs(m, hyp, st)
         limits = [len(at_limits(m, p, bounds)) + st.max_params_at_limits * bool(sg) for p, sg in zip(phases, signs)]
         bad = [i for i in range(len(phases))
-               if sig[i] <= 0 or cov[i] < st.min_coverage or limits[i] >= st.max_params_at_limits]
+               if sig[i] <= 0 or gate[i] < st.min_coverage or limits[i] >= st.max_params_at_limits]
         if not bad:
             return hyp
-        worst = _first_to_prune(bad, limits, signs, cov, sig, st)
+        worst = _first_to_prune(bad, limits, signs, gate, sig, st)
         log.debug("pruning %s (significance %.1f, coverage %.2f, at limits: %s, stand-in: %s)",
                   m.lib.phases[phases[worst].index].id, sig[worst], cov[worst], at_limits(m, phases[worst], bounds),
                   signs[worst])
@@ -818,6 +846,13 @@ def at_limits(m: Model, p: PhaseState, bounds: Bounds, rel: float = 0.02) -> lis
     return out
 
 
+def _explained_share(m: Model, contrib: np.ndarray, calc: np.ndarray) -> float:
+    """Σ m_i / Σ max(y − (y_calc − m_i), 0): a phase's calculated intensity as a share of what the data hold
+    above everything else in the model (for a phase alone, above the background)."""
+    net = float(np.maximum(m.y - (calc - contrib), 0.0).sum())
+    return float(contrib.sum()) / net if net > 0 else 0.0
+
+
 def _texture(m: Model, phases, g, cols, chi2, bounds: Bounds, ne: float, st: FitSettings):
     """For each phase, the March–Dollase axis (of the candidates) and r (plates 0.7 or needles 1.4) that
     lower χ² most, kept only if that pays for the parameter and its prior; then r refined with the rest."""
@@ -871,6 +906,41 @@ def _coverage(m: Model, h: _Hyp, window: float | None = None) -> list[float]:
         else:
             out.append(_held_by_line(m, h, i, contrib, rest, window) / float(tot))
     return out
+
+
+CHANCE_SHIFTS_FWHM = (-8.0, -6.0, -4.0, 4.0, 6.0, 8.0)
+
+
+def chance_coverage(m: Model, h: _Hyp) -> list[float]:
+    """Per phase: the coverage its calculated profile S_i P_i gets by coincidence, the mean over shifts of
+    CHANCE_SHIFTS_FWHM of Σ min(m_i shifted, max(y − y_calc, 0)) / Σ m_i shifted: what the fit leaves
+    unexplained (peaks of phases the library lacks, noise) holds of a profile that is not on its lines."""
+    fw = m.fwhm_deg or estimate_fwhm(m.grid, m.y)
+    step = (m.grid[-1] - m.grid[0]) / max(m.grid.size - 1, 1)
+    resid = np.maximum(m.y - h.calc, 0.0)
+    out = []
+    for i in range(len(h.phases)):
+        contrib = h.scales[i] * h.cols[i]
+        vals = []
+        for k in CHANCE_SHIFTS_FWHM:
+            n = round(k * fw / step)
+            if n == 0 or abs(n) >= contrib.size:
+                continue
+            shifted = np.zeros_like(contrib)
+            if n > 0:
+                shifted[n:] = contrib[:-n]
+            else:
+                shifted[:n] = contrib[-n:]
+            tot = shifted.sum()
+            if tot > 0:
+                vals.append(float(np.minimum(shifted, resid).sum() / tot))
+        out.append(float(np.mean(vals)) if vals else 0.0)
+    return out
+
+
+def _beyond_chance(m: Model, h: _Hyp, cov: list[float]) -> list[float]:
+    """(c − c₀) / (1 − c₀) per phase: the coverage beyond chance (c₀: :func:`chance_coverage`)."""
+    return [(c - c0) / (1.0 - c0) if c0 < 1.0 else 0.0 for c, c0 in zip(cov, chance_coverage(m, h))]
 
 
 def _held_by_line(m: Model, h: _Hyp, i: int, contrib: np.ndarray, rest: np.ndarray, half: float) -> float:

@@ -163,10 +163,127 @@ def _structures(text: str):
     return structures
 
 
-def _phase_from_structure(pid: str, structure, d_min: float, anomalous=None) -> LibraryPhase:
+# Default isotropic displacement parameter of hydrogen, as a multiple of the default B of the other atoms:
+# the riding-model convention U_iso(H) = 1.5 U_eq of the O it is bonded to (hydroxyl and water hydrogens;
+# SHELXL, Sheldrick 2008, Acta Cryst. A64, 112-122).
+HYDROGEN_B_FACTOR = 1.5
+
+
+def _cif_number(value) -> float | None:
+    """A CIF number without its standard uncertainty ("0.0111(15)" → 0.0111); None for '.', '?' or text."""
+    try:
+        return float(str(value).split("(")[0])
+    except ValueError:
+        return None
+
+
+def _column(data: dict, name: str) -> list | None:
+    """A loop column of a pymatgen CifBlock's data (names compared case-insensitively), as a list."""
+    for key, value in data.items():
+        if key.lower() == name:
+            return value if isinstance(value, list) else [value]
+    return None
+
+
+def stated_displacements(block: dict, lattice) -> dict[str, float]:
+    """The isotropic displacement parameter B (Å²) each atom site of a CIF block states, by site label.
+
+    ``block``: a pymatgen ``CifBlock.data``; ``lattice``: the block's pymatgen Lattice. From
+    ``_atom_site_B_iso_or_equiv`` or ``_atom_site_U_iso_or_equiv`` (B = 8π² U); for a site stating neither
+    ('.' or '?'), the equivalent isotropic value of its anisotropic parameters (``_atom_site_aniso_U_ij``,
+    ``_B_ij`` or ``_beta_ij``): B_eq = 8π²/3 Σ_ij U^ij a*_i a*_j a_i·a_j (Fischer & Tillmanns 1988, Acta Cryst.
+    C44, 775), with β_ij = 2π² a*_i a*_j U^ij. Sites stating nothing usable are left out.
+    """
+    out: dict[str, float] = {}
+    labels = _column(block, "_atom_site_label")
+    if labels:
+        for name, scale in (("_atom_site_b_iso_or_equiv", 1.0), ("_atom_site_u_iso_or_equiv", 8 * np.pi**2)):
+            values = _column(block, name)
+            if values is None:
+                continue
+            for label, value in zip(labels, values):
+                b = _cif_number(value)
+                if b is not None and b > 0 and label not in out:
+                    out[label] = b * scale
+    aniso = _column(block, "_atom_site_aniso_label")
+    if aniso:
+        metric = np.asarray(lattice.metric_tensor, float)  # a_i·a_j
+        astar = np.asarray(lattice.reciprocal_lattice_crystallographic.abc, float)
+        for kind in ("u", "b", "beta"):
+            cols = {ij: _column(block, f"_atom_site_aniso_{kind}_{ij}") for ij in ("11", "22", "33", "12", "13", "23")}
+            if any(c is None for c in cols.values()):
+                continue
+            for n, label in enumerate(aniso):
+                if label in out:
+                    continue
+                t = np.zeros((3, 3))
+                ok = True
+                for ij, col in cols.items():
+                    v = _cif_number(col[n])
+                    if v is None:
+                        ok = False
+                        break
+                    i, j = int(ij[0]) - 1, int(ij[1]) - 1
+                    t[i, j] = t[j, i] = v
+                if not ok:
+                    continue
+                if kind == "beta":  # β_ij = 2π² a*_i a*_j U^ij: B_eq = 4/3 Σ β_ij a_i·a_j
+                    b = 4.0 / 3.0 * float((t * metric).sum())
+                else:
+                    b = float((t * np.outer(astar, astar) * metric).sum()) / 3.0
+                    if kind == "u":
+                        b *= 8 * np.pi**2
+                if b > 0:
+                    out[label] = b
+    return out
+
+
+def element_displacements(structure, stated: dict[str, float], default_B: float) -> dict[str, float]:
+    """B (Å²) per element of ``structure`` for :func:`compute_sticks`' ``debye_waller``: the mean over the
+    element's sites (weighted by occupancy) of the B its CIF site states (``stated``, by site label), else
+    ``default_B`` (``HYDROGEN_B_FACTOR`` times it for hydrogen)."""
+    total: dict[str, float] = {}
+    weight: dict[str, float] = {}
+    for site in structure:
+        b_site = stated.get(getattr(site, "label", None))
+        for sp, occ in site.species.items():
+            el = sp.symbol
+            b = b_site if b_site is not None else default_B * (HYDROGEN_B_FACTOR if el in ("H", "D") else 1.0)
+            total[el] = total.get(el, 0.0) + occ * b
+            weight[el] = weight.get(el, 0.0) + occ
+    return {el: total[el] / weight[el] for el in total if weight[el] > 0}
+
+
+def _blocks_of(text: str, structures) -> list:
+    """The CIF block (pymatgen ``CifBlock.data``) each structure was read from: the first unused block in
+    file order whose atom-site labels include all of the structure's (None where none does)."""
+    from pymatgen.io.cif import CifFile
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            blocks = [b.data for b in CifFile.from_str(text).data.values()]
+    except Exception as exc:  # the structures were read: only the displacements are lost
+        log.debug("CIF blocks not readable for displacements (%s)", exc)
+        return [None] * len(structures)
+    out, used = [], set()
+    for s in structures:
+        labels = {getattr(site, "label", None) for site in s}
+        pick = None
+        for i, b in enumerate(blocks):
+            if i not in used and labels <= set(_column(b, "_atom_site_label") or ()):
+                pick = i
+                break
+        if pick is not None:
+            used.add(pick)
+        out.append(blocks[pick] if pick is not None else None)
+    return out
+
+
+def _phase_from_structure(pid: str, structure, d_min: float, anomalous=None, debye_waller=None) -> LibraryPhase:
     from xrdid.simulate.sticks import compute_sticks
 
-    sticks = compute_sticks(structure, d_min, anomalous=anomalous)
+    sticks = compute_sticks(structure, d_min, anomalous=anomalous, debye_waller=debye_waller)
     if len(sticks) == 0:
         raise ValueError(f"no reflection with d ≥ {d_min:.3f} Å")
     comp = structure.composition
@@ -212,13 +329,17 @@ def _laue_rotations(structure) -> np.ndarray:
 
 def load_library(
     path: str | os.PathLike, d_min_A: float, *, cache_dir: str | os.PathLike | None = None,
-    wavelength_A: float | None = None,
+    wavelength_A: float | None = None, displacement_B: float | None = None,
 ) -> Library:
     """Load a CIF folder or structures parquet and simulate its sticks down to ``d_min_A`` (Å).
 
     With ``wavelength_A`` (the pattern's, Kα1 for a tube), the sticks include the elements' anomalous
-    dispersion f′ + i f″ there (:mod:`xrdid.simulate.dispersion`); with None, f0 alone. With ``cache_dir``, each entry's result is cached under the
-    SHA-1 of its CIF text, the d_min, the dispersion's wavelength and :data:`_CACHE_VERSION`: a second
+    dispersion f′ + i f″ there (:mod:`xrdid.simulate.dispersion`); with None, f0 alone. With ``displacement_B``
+    (Å²), the sticks include a Debye–Waller factor exp(−B s²) per element: B from the CIF's own displacement
+    parameters where it states them (:func:`stated_displacements`), else ``displacement_B``
+    (``HYDROGEN_B_FACTOR`` times it for H; :func:`element_displacements`); with None, B = 0 for every atom.
+    With ``cache_dir``, each entry's result is cached under the
+    SHA-1 of its CIF text, the d_min, the dispersion's wavelength, the default B and :data:`_CACHE_VERSION`: a second
     call parses nothing. Entries that fail are reported in ``Library.errors`` (one line each, naming
     the entry); LibraryError if none is usable.
     """
@@ -230,6 +351,10 @@ def load_library(
     tag = ""
     if anomalous is not None:
         tag = f"|f'@{float(wavelength_A):.6f}"
+    if displacement_B is not None:
+        if not (displacement_B >= 0 and np.isfinite(displacement_B)):
+            raise ValueError(f"displacement_B must be a finite B ≥ 0 (Å²), got {displacement_B}")
+        tag += f"|B{float(displacement_B):.6f}"
     cache: dict = {}
     cache_file = None
     if cache_dir is not None:
@@ -245,9 +370,14 @@ def load_library(
             continue
         try:
             structures = _structures(text)
+            blocks = _blocks_of(text, structures) if displacement_B is not None else [None] * len(structures)
             got = [
-                _phase_from_structure(pid if i == 0 else f"{pid}#{i}", s, d_min_A, anomalous)
-                for i, s in enumerate(structures)
+                _phase_from_structure(
+                    pid if i == 0 else f"{pid}#{i}", s, d_min_A, anomalous,
+                    None if displacement_B is None else element_displacements(
+                        s, stated_displacements(b, s.lattice) if b is not None else {}, displacement_B),
+                )
+                for i, (s, b) in enumerate(zip(structures, blocks))
             ]
         except Exception as e:
             errors.append(f"{path}: {pid}: {type(e).__name__}: {e}")

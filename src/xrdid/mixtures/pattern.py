@@ -42,6 +42,7 @@ def identify_in_pattern(
     max_march_dollase: float | None = None,
     grain_radius_um: float | None = None,
     anomalous_dispersion: bool = True,
+    displacement_B: float | None = None,
 ) -> tuple[MixtureFit, int]:
     """Phases of ``library`` (a CIF folder or structures parquet) in ``pattern``: (fit, library size).
 
@@ -51,7 +52,9 @@ def identify_in_pattern(
     (None: its default; ``inf`` keeps phases of any texture). ``grain_radius_um``: the grains' radius for
     the micro-absorption correction of the weight fractions (FitSettings.brindley_radius_um; None: the
     default, 0: none). ``anomalous_dispersion`` (default): the library's sticks with the elements' f′ + i f″ at the
-    pattern's wavelength, Kα1 for a tube (:func:`load_library` ``wavelength_A``); False: f0 alone. ``elements``: when given
+    pattern's wavelength, Kα1 for a tube (:func:`load_library` ``wavelength_A``); False: f0 alone.
+    ``displacement_B`` (Å²): a Debye–Waller factor in the library's sticks, the CIFs' own displacement parameters
+    and this B where a CIF states none (:func:`load_library`); None (default): B = 0. ``elements``: when given
     (symbols, e.g. those of the weighed precursors), only library phases made of them are candidates;
     the library size returned is then the number of those. Raises LibraryError for an unusable library
     or one with no phase of those elements, ValueError for a symbol that is not an element.
@@ -73,7 +76,7 @@ def identify_in_pattern(
     lam_long = max(lam, float(ka2) if ka2 else lam)
     d_min = d_min_for(lam_long, min(float(two_theta[-1]) + 1.0, 179.0)) / (1 + settings.d_scale_range)
     phases = load_library(library, d_min, cache_dir=default_cache_dir() if use_cache else None,
-                          wavelength_A=lam if anomalous_dispersion else None)
+                          wavelength_A=lam if anomalous_dispersion else None, displacement_B=displacement_B)
     if elements is not None:
         phases = phases.restricted_to(elements)
     fit = identify_phases(two_theta, y, lam, phases, kalpha2_A=float(ka2) if ka2 else None,
