@@ -186,3 +186,19 @@ def test_frameworks_are_left_to_the_detector_where_the_gate_says_so(tmp_path):
     out = json.loads((tmp_path / "out.json").read_text())
     assert list(out["fits"]) == [f"{' + '.join(FEATURES)} where {gate}"]
     assert out["against_reference"][f"{' + '.join(FEATURES)} where {gate}"]["mixture_2"]["difference"] == 0.0
+
+
+def test_the_kept_framework_gated_combination_is_one_for_the_shipped_detector():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    kept = read_cell_combination(root / "reports/vae/mixture_cell_framework_gate.json")
+    shipped = read_cell_combination(root / "src/xrdid/pretrained/mixture_cell.json")
+    assert kept.meta["detector_digest"] == shipped.meta["detector_digest"]
+    assert kept.features[-1] == f"{INDEXABLE}*log_volume<8" and len(kept.features) == len(shipped.features)
+    row = {"unindexed_strong": 0.5, "unindexed_lines": 0.5, "not_indexed": 1.0, "log_m20": 2.0, "d_first_strong": 6.0,
+           "log_volume": 8.5, "n_lines": 20.0, "leftover_lines": 10.0, "leftover_strong": 5.0, "second_indexed": 0.9,
+           "second_accepted": 1.0, "second_log10p": 0.6}
+    # A large cell's evidence is not counted by the kept combination, as the shipped one counts it.
+    assert kept.probability(0.3, row) == pytest.approx(kept.probability(0.3, {**row, "unindexed_lines": 0.0}))
+    assert shipped.probability(0.3, row) != pytest.approx(shipped.probability(0.3, {**row, "unindexed_lines": 0.0}))
