@@ -134,3 +134,71 @@ def test_a_written_combination_is_scored_as_predict_scores_it_and_compared_pairw
     assert same == {"difference": 0.0, "se": 0.0}
     # The planted second-cell signal adds to the written combination.
     assert result["against_reference"]["all + second cell where indexable"]["mixture_2"]["difference"] > 0.02
+
+
+def _with_frameworks(seed: int) -> pd.DataFrame:
+    """:func:`_table` where a third of the single phases are frameworks (CoRE MOF names) whose first strong line
+    lies below 10 Å (INDEXABLE lets them in) but whose best cell is large (ln V 8.5) and leaves them as
+    unindexed as a mixture (the same evidence); the other patterns' cells are small."""
+    df = _table(seed=seed)
+    rng = np.random.default_rng(seed + 10)
+    single = (df["kind"] == "single").to_numpy()
+    framework = single & (rng.random(len(df)) < 1 / 3)
+    df["name"] = np.where(framework, "core_mof/x_clean", np.where(single, "aflow/a.cif#0", None))
+    strong = rng.uniform(0.3, 0.8, len(df))
+    df.loc[framework, "unindexed_strong"] = strong[framework]
+    df.loc[framework, "unindexed_lines"] = strong[framework] / 2 + rng.uniform(0, 0.1, framework.sum())
+    df.loc[framework, "not_indexed"] = 1.0
+    df.loc[framework, ["d_first_strong", "log_volume"]] = [8.0, 8.5]
+    return df
+
+
+def test_frameworks_are_left_to_the_detector_where_the_gate_says_so(tmp_path):
+    from xrdid.evaluate.mixture_cell import FRAMEWORK_GATES, aurocs, framework_auroc, framework_sets, main
+
+    fit, score = _with_frameworks(0), _with_frameworks(1)
+    sets = framework_sets(score)
+    gate = f"{INDEXABLE}*log_volume<8"
+    assert "log_volume<8" in FRAMEWORK_GATES and sets[f"all + second cell where {gate}"][-1] == gate
+    # Only the gates whose columns the table has (no crystal-system probabilities here).
+    assert not any("p_triclinic" in k for k in sets)
+    detector = score["p_detector"].to_numpy()
+    # The frameworks' AUROC counts the CoRE MOF single phases only: their evidence looks like a mixture's.
+    strong = score["unindexed_strong"].to_numpy()
+    assert framework_auroc(score, strong) < 0.6 < aurocs(score, strong)["mixture_2"] - 0.1
+    assert np.isnan(framework_auroc(score.drop(columns="name"), detector))
+    shipped, left = gated(FEATURES), gated(FEATURES, gate)
+    on = {k: combined_logit(score, fit_combination(fit, f)) for k, f in (("shipped", shipped), ("left", left))}
+    assert framework_auroc(score, on["left"]) > framework_auroc(score, on["shipped"]) + 0.1
+    cv = cross_validated(fit, left, frameworks=True)
+    assert cv["frameworks"] > cross_validated(fit, shipped, frameworks=True)["frameworks"] + 0.1
+    # A large cell's pattern gets the detector's part only: the same probability whatever its indexing says.
+    (tmp_path / "mixture_cell.json").write_text(json.dumps(combination_file(fit, left, tmp_path / "none")))
+    cell = read_cell_combination(tmp_path / "mixture_cell.json")
+    row = score[score["name"] == "core_mof/x_clean"].iloc[0].to_dict()
+    assert cell.probability(0.3, row) == pytest.approx(cell.probability(0.3, {**row, "unindexed_strong": 0.0, "not_indexed": 0.0}))
+    assert cell.probability(0.3, {**row, "log_volume": 6.0}) != pytest.approx(cell.probability(0.3, row))
+    # --gate with --score compares only those features so gated (against the detector and --reference).
+    fit.to_parquet(tmp_path / "fit.parquet")
+    score.to_parquet(tmp_path / "score.parquet")
+    main(["--fit", str(tmp_path / "fit.parquet"), "--score", str(tmp_path / "score.parquet"), "--gate", gate,
+          "--features", *FEATURES, "--reference", str(tmp_path / "mixture_cell.json"), "--json", str(tmp_path / "out.json")])
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert list(out["fits"]) == [f"{' + '.join(FEATURES)} where {gate}"]
+    assert out["against_reference"][f"{' + '.join(FEATURES)} where {gate}"]["mixture_2"]["difference"] == 0.0
+
+
+def test_the_kept_framework_gated_combination_is_one_for_the_shipped_detector():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    kept = read_cell_combination(root / "reports/vae/mixture_cell_framework_gate.json")
+    shipped = read_cell_combination(root / "src/xrdid/pretrained/mixture_cell.json")
+    assert kept.meta["detector_digest"] == shipped.meta["detector_digest"]
+    assert kept.features[-1] == f"{INDEXABLE}*log_volume<8" and len(kept.features) == len(shipped.features)
+    row = {"unindexed_strong": 0.5, "unindexed_lines": 0.5, "not_indexed": 1.0, "log_m20": 2.0, "d_first_strong": 6.0,
+           "log_volume": 8.5, "n_lines": 20.0, "leftover_lines": 10.0, "leftover_strong": 5.0, "second_indexed": 0.9,
+           "second_accepted": 1.0, "second_log10p": 0.6}
+    # A large cell's evidence is not counted by the kept combination, as the shipped one counts it.
+    assert kept.probability(0.3, row) == pytest.approx(kept.probability(0.3, {**row, "unindexed_lines": 0.0}))
+    assert shipped.probability(0.3, row) != pytest.approx(shipped.probability(0.3, {**row, "unindexed_lines": 0.0}))

@@ -28,7 +28,12 @@ beside the detector file. The rendered tables also carry the second-cell search'
 (:func:`xrdid.indexing.combine.second_cell_features`, its CPU time apart as ``second_cpu_s``) and the
 classifier's crystal-system probabilities; ``--candidates`` compares (and cross-validates on ``--fit``) the
 combinations with them (:func:`candidate_sets`), ``--reference mixture_cell.json`` adds a written combination
-(the shipped one) and each combination's paired difference to it. Results: reports/vae/mixture_cell.md.
+(the shipped one) and each combination's paired difference to it. ``--framework-gates`` cross-validates on
+``--fit`` the shipped features left to the detector alone where a further gate (:data:`FRAMEWORK_GATES`: the
+best cell's volume, the classifier's P(triclinic), the first strong line's d) says the pattern looks like a
+framework, beside each the AUROC of the 2-phase mixtures against the frameworks' single phases alone
+(:func:`framework_auroc`); ``--gate G --score T`` scores only the ``--features`` gated by G (against
+``--reference``). Results: reports/vae/mixture_cell.md.
 """
 
 from __future__ import annotations
@@ -67,6 +72,12 @@ FINE_STEP_DEG = 0.01
 INDEXABLE = "n_lines>7.5*d_first_strong<10"
 # The gates the cross-validation on --fit compares (the choice of INDEXABLE).
 GATES = tuple(f"n_lines>{n - 0.5}*d_first_strong<{d}" for n in (8, 12) for d in (6, 8, 10, 12)) + ("n_lines>7.5",)
+
+
+# The further gates --framework-gates compares: where one fails, a pattern is left to the detector alone (large
+# cells: ln V ≥ 7–8, V ≳ 1100–3000 Å³; triclinic by the classifier; a first strong line at d ≥ 6–8 Å).
+FRAMEWORK_GATES = ("log_volume<7", "log_volume<7.5", "log_volume<8", "p_triclinic<0.1", "p_triclinic<0.2",
+                   "p_triclinic<0.3", "d_first_strong<6", "d_first_strong<8")
 
 
 def gated(features: tuple[str, ...], gate: str = INDEXABLE) -> tuple[str, ...]:
@@ -301,6 +312,29 @@ def candidate_sets(df: pd.DataFrame) -> dict[str, tuple[str, ...]]:
     return sets
 
 
+def framework_sets(df: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+    """The shipped features (FEATURES + SECOND where :data:`INDEXABLE`) and the same with each of
+    :data:`FRAMEWORK_GATES` that ``df``'s columns allow joined to the gate."""
+    base = FEATURES + SECOND
+    sets = {f"all + second cell where {INDEXABLE}": gated(base)}
+    for g in FRAMEWORK_GATES:
+        column = g.split("<")[0]
+        if column in df and df[column].notna().all():
+            sets[f"all + second cell where {INDEXABLE}*{g}"] = gated(base, f"{INDEXABLE}*{g}")
+    return sets
+
+
+def framework_auroc(df: pd.DataFrame, score: np.ndarray) -> float:
+    """AUROC of ``score`` for the 2-phase mixtures against the single phases that are frameworks (CoRE MOF,
+    by ``name``); NaN without either."""
+    from xrdid.evaluate.novelty import auroc
+
+    name = df["name"] if "name" in df else pd.Series([None] * len(df))
+    framework = ((df["kind"] == "single") & name.fillna("").astype(str).str.startswith("core_mof/")).to_numpy()
+    two = (df["kind"] == "mixture_2").to_numpy()
+    return auroc(score[framework], score[two]) if framework.any() and two.any() else math.nan
+
+
 def reference_logit(df: pd.DataFrame, path: str | Path) -> np.ndarray:
     """logit of a written combination's (``mixture_cell.json``) probability on ``df``'s rows, as predict gives it."""
     from xrdid.mixture_detector import read_cell_combination
@@ -340,15 +374,17 @@ def compare(fit_table: pd.DataFrame, score_table: pd.DataFrame, feature_sets: di
     return out
 
 
-def cross_validated(df: pd.DataFrame, features: tuple[str, ...], folds: int = 5, seed: int = 0) -> dict:
+def cross_validated(df: pd.DataFrame, features: tuple[str, ...], folds: int = 5, seed: int = 0,
+                    frameworks: bool = False) -> dict:
     """AUROC of the combination on ``df`` itself, each pattern scored by a fit on the other folds (to choose
-    the features on the fitting table without touching the scoring one)."""
+    the features on the fitting table without touching the scoring one); with ``frameworks``, also
+    :func:`framework_auroc` of those scores."""
     fold = np.random.default_rng(seed).integers(0, folds, len(df))
     score = np.zeros(len(df))
     for k in range(folds):
         fit = fit_combination(df[fold != k], features)
         score[fold == k] = combined_logit(df[fold == k], fit)
-    return aurocs(df, score)
+    return {**aurocs(df, score), **({"frameworks": framework_auroc(df, score)} if frameworks else {})}
 
 
 def combination_file(df: pd.DataFrame, features: tuple[str, ...], detector_path: str | Path, measured: dict | None = None) -> dict:
@@ -394,13 +430,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--features", nargs="+", default=list(FEATURES),
                     help="indexing features (or terms: xrdid.mixture_detector.term_value) of --write-combination")
     ap.add_argument("--gate", default=None,
-                    help=f"count --features only where this term is 1 (the gate joins as its own term), e.g. {INDEXABLE}")
+                    help=f"count --features only where this term is 1 (the gate joins as its own term), e.g. {INDEXABLE}; "
+                         "then only these gated --features are cross-validated on --fit and compared on --score")
     ap.add_argument("--candidates", action="store_true",
                     help="compare (and cross-validate on --fit) the shipped gated combination against the candidates with the "
                          "second-cell features and the crystal-system probabilities (candidate_sets) instead of the default sets")
     ap.add_argument("--reference", default=None,
                     help="a written combination (e.g. src/xrdid/pretrained/mixture_cell.json): its AUROC on --score and each "
                          "combination's paired difference to it")
+    ap.add_argument("--framework-gates", action="store_true",
+                    help="cross-validate on --fit the shipped features left to the detector alone where each of "
+                         "FRAMEWORK_GATES fails (framework_sets), with the frameworks' AUROC beside")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.add_context:
@@ -424,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
         sets = None
         if args.candidates:
             sets = {k: v for k, v in candidate_sets(fit_table).items() if k in candidate_sets(score_table)}
+        if args.gate:
+            sets = {f"{' + '.join(args.features)} where {args.gate}": gated(tuple(args.features), args.gate)}
         result = compare(fit_table, score_table, sets, reference=args.reference)
         print(markdown(result))
         for name, d in result.get("against_detector", {}).items():
@@ -440,9 +482,14 @@ def main(argv: list[str] | None = None) -> int:
         sets.update({f"strong + not indexed where {g}": gated(("unindexed_strong", "not_indexed"), g) for g in GATES})
         if args.candidates:
             sets = candidate_sets(fit_table)
+        if args.framework_gates:
+            sets = {"nothing": (), **framework_sets(fit_table)}
+        elif args.gate:
+            sets = {f"{' + '.join(args.features)} where {args.gate}": gated(tuple(args.features), args.gate)}
         for name, feats in sets.items():
-            # Three fold assignments, averaged (one is ±0.005 on 450 patterns).
-            runs = [cross_validated(fit_table, feats, seed=k) for k in range(3)]
+            # Three fold assignments, averaged (one is ±0.005 on 450 patterns); ten for --framework-gates.
+            runs = [cross_validated(fit_table, feats, seed=k, frameworks=args.framework_gates)
+                    for k in range(10 if args.framework_gates else 3)]
             cv = {k: round(float(np.mean([r[k] for r in runs])), 3) for k in runs[0]}
             print(f"cross-validated on --fit, detector + {name}:", json.dumps(cv))
         if args.write_combination:
