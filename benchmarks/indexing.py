@@ -191,8 +191,13 @@ def main(argv=None) -> int:
     ap.add_argument("--weak-line-search", action="store_true",
                     help="turn on xrdid.indexing.combine.WEAK_LINE_RETRY and WEAK_LINE_SEARCH (off by default; its noise guard WEAK_LINE_SEARCH_LOG10P)")
     ap.add_argument("--supercell-weak-lines", action="store_true", help="turn on xrdid.indexing.combine.SUPERCELL_WEAK_LINES (off by default)")
+    ap.add_argument("--matched-filter", type=float, default=None, metavar="SIGMA",
+                    help="set xrdid.indexing.peaks.MATCHED_FILTER_SIGMA (matched-filter peak detection; 0 = off, the default)")
     args = ap.parse_args(argv)
-    from xrdid.indexing import combine
+    from xrdid.indexing import combine, peaks
+
+    if args.matched_filter is not None:
+        peaks.MATCHED_FILTER_SIGMA = args.matched_filter
 
     combine.WEAK_LINE_RETRY = combine.WEAK_LINE_RETRY or args.weak_line_retry or args.weak_line_search
     combine.WEAK_LINE_SEARCH = combine.WEAK_LINE_SEARCH or args.weak_line_search

@@ -99,3 +99,33 @@ def test_counting_noise_is_assumed_on_the_peaks_of_a_flat_background():
     noise = _noise_model(y, y_smooth, 1e-9 * float(np.ptp(y)), _quiet(y_smooth - bg, _noise_sigma(y - bg), 0.02), np.maximum(y_smooth, bg))
     tops = [int(np.argmin(np.abs(tt - pos))) for pos in (25.0, 40.0, 61.0, 80.0)]
     assert noise[tops] == pytest.approx(np.sqrt(lam[tops]), rel=0.25)
+
+
+def _fine_scan(seed: int):
+    """Counts on a 0.01° grid (λ = 1 Å): lines ten steps wide (FWHM 0.1°), strong ones and weak ones 2.8 σ of
+    the counting noise high, on a flat background of 1000 counts."""
+    tt = np.arange(10.0, 90.0, 0.01)
+    strong = [(21.6, 2e4), (30.8, 1.5e4), (44.1, 1e4), (64.1, 8e3)]
+    weak = [(26.3, 90.0), (37.9, 90.0), (52.4, 90.0), (71.7, 90.0)]
+    lam = np.full_like(tt, 1000.0)
+    s = 0.1 / 2.3548
+    for pos, h in strong + weak:
+        lam += h * np.exp(-0.5 * ((tt - pos) / s) ** 2)
+    y = np.random.default_rng(seed).poisson(lam).astype(np.float64)
+    return Pattern(tt, y, "two_theta", wavelength_A=1.0), [p for p, _ in strong], [p for p, _ in weak]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matched_filter_finds_weak_wide_lines_without_noise_lines(seed):
+    # A weak line 2.8 σ high is under the point-wise threshold, but its area over ten steps stands out of the
+    # filtered noise; the noise alone gives no such line.
+    pattern, strong, weak = _fine_scan(seed)
+    plain = find_peaks(pattern, kalpha2="none", matched_sigma=0)
+    assert sum(np.min(np.abs(plain.two_theta - p)) < 0.03 for p in weak) < len(weak), plain.two_theta
+    peaks = find_peaks(pattern, kalpha2="none", matched_sigma=6)
+    for p in strong + weak:  # within 0.7 FWHM: a weak line's top is noisy
+        assert np.min(np.abs(peaks.two_theta - p)) < 0.07, (p, peaks.two_theta)
+    assert len(peaks) <= len(strong) + len(weak) + 1, peaks.two_theta
+    # The strong lines keep their places (the step-4 list is kept as it is).
+    for p in strong:
+        assert np.min(np.abs(plain.two_theta - p)) < 0.03

@@ -21,6 +21,12 @@ Steps, for a pattern on any axis (2θ, Q or d) at any wavelength:
    off the peaks (:func:`_noise_model`: on them, lines a few steps wide, the smooth's misfit is not
    noise) and extrapolated to them, so a weak line on the background needs less than a shoulder on a
    strong peak.
+4b. **Matched filter** (``matched_sigma`` > 0, off by default): the background-subtracted pattern is
+   correlated with a Gaussian of the pattern's own line width (the median FWHM of the peaks of step 4) —
+   the filter that maximises a lone line's signal-to-noise — and its local maxima whose prominence is at
+   least ``matched_sigma`` × the filtered noise (σ·√Σk², k the unit-sum kernel) join the list, where no peak
+   of step 4 lies within one FWHM. A weak line's area, not its single noisiest point, then decides; the
+   step-4 list is kept as it is (the filter blurs close lines into one).
 5. **Positions and uncertainties**: a weighted least-squares parabola through the points above half the
    peak's height (at least 3, at most ±FWHM/2 around the maximum) of the unsmoothed data; the position is
    its vertex, σ from the fit's covariance scaled by its residual (never below step/10). Intensity is the
@@ -51,6 +57,10 @@ TUBES = {
 KALPHA2_RATIO = 0.5
 PROMINENCE_SIGMA = 5.0
 MIN_RELATIVE = 0.004
+# Matched-filter detection (step 4b of the module docstring): weak lines whose height × width stands out of
+# the noise by this many σ of the filtered pattern join the list; 0 = off (the default; benchmarks/README.md,
+# thirteenth round).
+MATCHED_FILTER_SIGMA = 0.0
 BACKGROUND_WINDOW_DEG = 1.5
 # Virtual wavelength for Q or d data: the largest Q lands at this 2θ.
 _VIRTUAL_MAX_TWO_THETA = 150.0
@@ -237,9 +247,44 @@ def _has_doublet(tt, r, lam1, lam2, sigma) -> bool | None:
     return bool(np.median(ratios) >= 0.25)
 
 
+def _matched_peaks(r: np.ndarray, smooth: np.ndarray, noise: np.ndarray, at: np.ndarray, step: float, n_sigma: float,
+                   floor: float) -> dict[int, tuple[float, float, float, float]]:
+    """The lines the matched filter finds (module docstring, step 4b) that ``at`` lacks: grid index → (offset of
+    the position from it and its σ, both in steps; height; FWHM in steps)."""
+    from scipy.signal import find_peaks as _find
+    from scipy.signal import peak_widths
+
+    if len(at):
+        fwhm = float(np.median(peak_widths(np.maximum(smooth, 0.0), at, rel_height=0.5)[0]))
+    else:
+        fwhm = 0.04 / step
+    fwhm = max(fwhm, 2.0)
+    s = fwhm / (2 * math.sqrt(2 * math.log(2)))
+    half = max(2, math.ceil(3 * s))
+    k = np.exp(-0.5 * (np.arange(-half, half + 1) / s) ** 2)
+    k /= k.sum()
+    if len(k) >= len(r):
+        return {}
+    f = np.convolve(r, k, mode="same")
+    sf = noise * math.sqrt(float(k @ k))
+    # A Gaussian line of the kernel's width keeps 1/√2 of its height under the filter.
+    cand, _ = _find(f, prominence=np.maximum(n_sigma * sf, floor / math.sqrt(2.0)))
+    out = {}
+    for c in cand:
+        if c < half or c > len(r) - 1 - half or (len(at) and np.min(np.abs(at - c)) <= fwhm):
+            continue
+        # Position: the vertex of the parabola through the filtered pattern's three top points; its σ the
+        # line's width over its signal-to-noise ratio (Cramér–Rao for a Gaussian line, to a factor ~1).
+        den = f[c - 1] - 2 * f[c] + f[c + 1]
+        v = 0.5 * (f[c - 1] - f[c + 1]) / den if den < 0 else 0.0
+        out[int(c)] = (float(np.clip(v, -1, 1)), fwhm / max(float(f[c] / sf[c]), 1.0), math.sqrt(2.0) * float(f[c]), fwhm)
+    return out
+
+
 def find_peaks(
     pattern: Pattern, *, wavelength_A: float | None = None, kalpha2: str = "auto", prominence_sigma: float = PROMINENCE_SIGMA,
     min_relative: float = MIN_RELATIVE, background_window_deg: float = BACKGROUND_WINDOW_DEG, max_peaks: int = 80,
+    matched_sigma: float | None = None,
 ) -> PeakList:
     """The peaks of ``pattern`` (module docstring). ``wavelength_A`` is used for a 2θ pattern whose file
     states none; a 2θ pattern with neither raises IndexingError naming the file."""
@@ -305,6 +350,12 @@ def find_peaks(
     at, _ = _find(smooth, prominence=prom)
     keep = (at >= 2) & (at <= len(r) - 3)
     at = at[keep]
+    matched_sigma = MATCHED_FILTER_SIGMA if matched_sigma is None else matched_sigma
+    if matched_sigma > 0:
+        matched = _matched_peaks(r, smooth, noise, at, step, matched_sigma, max(min_relative * top, 1e-300))
+        at = np.union1d(at, np.fromiter(matched, np.int64, len(matched)))
+    else:
+        matched = {}
     if len(at) == 0:
         return PeakList(*(np.zeros(0) for _ in range(5)), wavelength_A=lam, range_deg=(float(tt[0]), float(tt[-1])),
                         angular=angular, kalpha2=kind, source=where)
@@ -314,7 +365,11 @@ def find_peaks(
     # Half height above the larger of the bases, on the smooth clipped at zero: the negative lobes a
     # Savitzky–Golay smooth leaves beside a line only a few steps wide are no base (they stretched a weak
     # neighbour's width, and so its position fit, over a degree).
-    widths = peak_widths(np.maximum(smooth, 0.0), at, rel_height=0.5)[0] * step
+    plain = np.array([int(a) not in matched for a in at], bool)
+    widths = np.empty(len(at))
+    if plain.any():
+        widths[plain] = peak_widths(np.maximum(smooth, 0.0), at[plain], rel_height=0.5)[0] * step
+    widths[~plain] = [matched[int(a)][3] * step for a in at[~plain]]  # the filter's: the pattern's line width
     pos, err, height = [], [], []
     for i, a in enumerate(at):
         half = max(1, round(widths[i] / (2 * step)))
@@ -339,9 +394,13 @@ def find_peaks(
                     g = np.array([0.0, -1 / (2 * c), b / (2 * c * c)])
                     p0 = tt[a] + v
                     e0 = math.sqrt(max(float(g @ cov @ g), 0.0))
+        h = max(float(r[a]), 0.0)
+        if int(a) in matched:  # the filter's estimate: the raw top of a weak line is mostly noise
+            v, e, h, _ = matched[int(a)]
+            p0, e0 = tt[a] + v * step, e * step
         pos.append(p0)
         err.append(max(e0, step / 10))
-        height.append(max(float(r[a]), 0.0))
+        height.append(max(h, 0.0))
     pos, err, height = np.asarray(pos), np.asarray(err), np.asarray(height)
     fwhm = np.maximum(widths, step)
     return PeakList(pos, err, fwhm, height, height * fwhm, wavelength_A=lam, range_deg=(float(tt[0]), float(tt[-1])),
