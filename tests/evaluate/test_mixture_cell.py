@@ -202,3 +202,23 @@ def test_the_kept_framework_gated_combination_is_one_for_the_shipped_detector():
     # A large cell's evidence is not counted by the kept combination, as the shipped one counts it.
     assert kept.probability(0.3, row) == pytest.approx(kept.probability(0.3, {**row, "unindexed_lines": 0.0}))
     assert shipped.probability(0.3, row) != pytest.approx(shipped.probability(0.3, {**row, "unindexed_lines": 0.0}))
+
+
+def test_a_learning_curve_fits_on_the_share_of_the_other_folds_it_names(monkeypatch):
+    import xrdid.evaluate.mixture_cell as mc
+
+    df, sizes = _table(n=100, seed=4), []
+    real = mc.fit_combination
+    monkeypatch.setattr(mc, "fit_combination", lambda d, f: sizes.append(len(d)) or real(d, f))
+    full = mc.cross_validated(df, FEATURES, seed=3)
+    n_full = list(sizes)
+    sizes.clear()
+    mc.cross_validated(df, FEATURES, seed=3, train_fraction=0.5)
+    assert sum(n_full) == 4 * len(df)  # each pattern in four of the five training folds
+    assert [round(n / 2) for n in n_full] == sizes  # half of the same folds
+    assert full == mc.cross_validated(df, FEATURES, seed=3, train_fraction=1.0)
+    sizes.clear()
+    curve = mc.learning_curve(df, FEATURES, fractions=(0.25, 1.0), repeats=2)
+    assert set(curve) == {0.25, 1.0} and len(sizes) == 2 * 2 * 5
+    assert sum(sizes[:10]) == pytest.approx(0.25 * sum(sizes[10:]), abs=10)  # the quarter first, then all
+    assert curve[1.0]["mixture_2"] == pytest.approx(np.mean([mc.cross_validated(df, FEATURES, seed=k)["mixture_2"] for k in (0, 1)]))

@@ -375,16 +375,37 @@ def compare(fit_table: pd.DataFrame, score_table: pd.DataFrame, feature_sets: di
 
 
 def cross_validated(df: pd.DataFrame, features: tuple[str, ...], folds: int = 5, seed: int = 0,
-                    frameworks: bool = False) -> dict:
+                    frameworks: bool = False, train_fraction: float = 1.0) -> dict:
     """AUROC of the combination on ``df`` itself, each pattern scored by a fit on the other folds (to choose
     the features on the fitting table without touching the scoring one); with ``frameworks``, also
-    :func:`framework_auroc` of those scores."""
-    fold = np.random.default_rng(seed).integers(0, folds, len(df))
+    :func:`framework_auroc` of those scores. ``train_fraction`` < 1 fits on that share of the other folds
+    only (drawn at random; the scored folds are the same), for :data:`LEARNING_CURVE`."""
+    rng = np.random.default_rng(seed)
+    fold = rng.integers(0, folds, len(df))
     score = np.zeros(len(df))
     for k in range(folds):
-        fit = fit_combination(df[fold != k], features)
+        train = np.flatnonzero(fold != k)
+        if train_fraction < 1:
+            train = np.sort(rng.choice(train, max(round(train_fraction * len(train)), 1), replace=False))
+        fit = fit_combination(df.iloc[train], features)
         score[fold == k] = combined_logit(df[fold == k], fit)
     return {**aurocs(df, score), **({"frameworks": framework_auroc(df, score)} if frameworks else {})}
+
+
+# Shares of the fitting table a learning curve (--learning-curve) fits on: does the cross-validated AUROC still
+# grow at the full table (then more fitting data would help) or has it levelled off?
+LEARNING_CURVE = (0.25, 0.5, 0.75, 1.0)
+
+
+def learning_curve(df: pd.DataFrame, features: tuple[str, ...], fractions: tuple[float, ...] = LEARNING_CURVE,
+                   repeats: int = 10) -> dict[float, dict]:
+    """:func:`cross_validated` AUROC with the fits on each share ``fractions`` of the other folds, averaged
+    over ``repeats`` fold assignments (the same ones for every share)."""
+    out = {}
+    for f in fractions:
+        runs = [cross_validated(df, features, seed=k, train_fraction=f) for k in range(repeats)]
+        out[f] = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
+    return out
 
 
 def combination_file(df: pd.DataFrame, features: tuple[str, ...], detector_path: str | Path, measured: dict | None = None) -> dict:
@@ -441,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--framework-gates", action="store_true",
                     help="cross-validate on --fit the shipped features left to the detector alone where each of "
                          "FRAMEWORK_GATES fails (framework_sets), with the frameworks' AUROC beside")
+    ap.add_argument("--learning-curve", action="store_true",
+                    help="cross-validate on --fit the shipped features (or --gate/--features) fitted on shares "
+                         "LEARNING_CURVE of the other folds: would more fitting data help?")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.add_context:
@@ -486,6 +510,11 @@ def main(argv: list[str] | None = None) -> int:
             sets = {"nothing": (), **framework_sets(fit_table)}
         elif args.gate:
             sets = {f"{' + '.join(args.features)} where {args.gate}": gated(tuple(args.features), args.gate)}
+        if args.learning_curve:
+            feats = gated(tuple(args.features), args.gate) if args.gate else gated(FEATURES + SECOND)
+            for f, cv in learning_curve(fit_table, feats).items():
+                print(f"learning curve, fit on {f:.0%} of the other folds:", json.dumps({k: round(v, 3) for k, v in cv.items()}))
+            sets = {}
         for name, feats in sets.items():
             # Three fold assignments, averaged (one is ±0.005 on 450 patterns); ten for --framework-gates.
             runs = [cross_validated(fit_table, feats, seed=k, frameworks=args.framework_gates)
