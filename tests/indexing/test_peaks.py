@@ -19,7 +19,13 @@ def _coarse_scan(seed: int = 0):
     tt = np.arange(10.0, 110.0, 0.05)
     strong = [(21.6, 3e4), (30.8, 2e5), (44.1, 7e4), (54.7, 5e4), (64.1, 2e4), (72.9, 2e4)]
     weak = [(24.2, 2e3), (32.6, 1.6e3), (39.55, 1.5e3), (48.4, 2e3), (58.45, 1.5e3), (68.5, 2e3)]
-    lam = 800.0 - 5.0 * (tt - 10.0)
+    return _scan(tt, 800.0 - 5.0 * (tt - 10.0), strong, weak, seed)
+
+
+def _scan(tt, background, strong, weak, seed: int):
+    """Poisson counts of Gaussian lines (FWHM 0.1°, λ = 1 Å, no Kα₂) on ``background``: the pattern, the strong
+    and the weak lines' positions."""
+    lam = np.asarray(background, dtype=np.float64).copy()
     s = 0.1 / 2.3548
     for pos, h in strong + weak:
         lam += h * np.exp(-0.5 * ((tt - pos) / s) ** 2)
@@ -107,12 +113,7 @@ def _fine_scan(seed: int):
     tt = np.arange(10.0, 90.0, 0.01)
     strong = [(21.6, 2e4), (30.8, 1.5e4), (44.1, 1e4), (64.1, 8e3)]
     weak = [(26.3, 90.0), (37.9, 90.0), (52.4, 90.0), (71.7, 90.0)]
-    lam = np.full_like(tt, 1000.0)
-    s = 0.1 / 2.3548
-    for pos, h in strong + weak:
-        lam += h * np.exp(-0.5 * ((tt - pos) / s) ** 2)
-    y = np.random.default_rng(seed).poisson(lam).astype(np.float64)
-    return Pattern(tt, y, "two_theta", wavelength_A=1.0), [p for p, _ in strong], [p for p, _ in weak]
+    return _scan(tt, np.full_like(tt, 1000.0), strong, weak, seed)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
