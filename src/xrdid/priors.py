@@ -153,10 +153,10 @@ def answer_log_probs(
     cs = cs - np.logaddexp.reduce(cs, axis=1, keepdims=True)
     sg = sg - np.logaddexp.reduce(sg, axis=1, keepdims=True)
     if consistent:
-        systems = space_group_to_system_map()
-        within = np.full((sg.shape[0], len(CRYSTAL_SYSTEMS)), -np.inf)
-        for c in range(len(CRYSTAL_SYSTEMS)):
-            within[:, c] = np.logaddexp.reduce(sg[:, systems == c], axis=1)
-        # log p(g) = log p_CS(c(g)) + log p_SG(g) − log Σ_{g' in c(g)} p_SG(g')
-        sg = cs[:, systems] + sg - within[:, systems]
+        import torch
+
+        from xrdid.predict import consistent_space_groups
+
+        p = consistent_space_groups(torch.from_numpy(np.exp(sg)), torch.from_numpy(np.exp(cs))).numpy()
+        sg = np.log(np.clip(p, 1e-30, None))
     return sg, cs

@@ -45,12 +45,17 @@ def rows_of(logits: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarray]]:
     return [(name, w, np.flatnonzero(logits["instrument"] == name)) for name in names for w in WEIGHTINGS]
 
 
+def _answer(logits: dict[str, np.ndarray], sg_ratio, cs_ratio, setting: dict) -> tuple[np.ndarray, np.ndarray]:
+    """predict's answer (log-probabilities) under ``setting`` (:func:`xrdid.priors.answer_log_probs`)."""
+    return answer_log_probs(logits["sg_logp"], logits["cs_logp"], sg_ratio, cs_ratio, sg_strength=setting["sg_strength"],
+                            cs_strength=setting["cs_strength"], triclinic_offset=setting.get("triclinic_offset", 0.0),
+                            consistent=setting.get("consistent", True))
+
+
 def score_setting(logits: dict[str, np.ndarray], sg_ratio, cs_ratio, setting: dict) -> dict:
     """Scores of one setting (keys ``sg_strength``, ``cs_strength``, ``triclinic_offset``, optional
     ``consistent``) on every row, the criterion and the crystal-system recalls averaged over the rows."""
-    sg, cs = answer_log_probs(logits["sg_logp"], logits["cs_logp"], sg_ratio, cs_ratio, sg_strength=setting["sg_strength"],
-                              cs_strength=setting["cs_strength"], triclinic_offset=setting.get("triclinic_offset", 0.0),
-                              consistent=setting.get("consistent", True))
+    sg, cs = _answer(logits, sg_ratio, cs_ratio, setting)
     rows = {}
     for name, weighting, index in rows_of(logits):
         weights = logits["mp_weight"][index] if weighting != "plain" else None
@@ -84,9 +89,7 @@ def search(
 
 
 def _hits(logits, sg_ratio, cs_ratio, setting) -> tuple[np.ndarray, np.ndarray]:
-    sg, cs = answer_log_probs(logits["sg_logp"], logits["cs_logp"], sg_ratio, cs_ratio, sg_strength=setting["sg_strength"],
-                              cs_strength=setting["cs_strength"], triclinic_offset=setting.get("triclinic_offset", 0.0),
-                              consistent=setting.get("consistent", True))
+    sg, cs = _answer(logits, sg_ratio, cs_ratio, setting)
     truth = logits["space_group"]
     return (sg.argmax(1) == truth - 1).astype(float), (cs.argmax(1) == space_group_to_system_map()[truth - 1]).astype(float)
 

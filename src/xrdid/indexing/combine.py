@@ -36,6 +36,7 @@ from xrdid.indexing.search import (
     N_PARAMS,
     IndexingResult,
     Lines,
+    _dedupe,
     acceptable,
     confidence,
     confirm_cells,
@@ -127,8 +128,6 @@ def supercell_weak_lines(pattern, peaks: PeakList, result: IndexingResult, *, wa
     sup = weak_line_supercell(best, lines_from_peaks(peaks), more)
     if sup is None or not acceptable(sup):
         return result
-    from xrdid.indexing.search import _dedupe
-
     cells = _dedupe([sup, *result.cells])
     msg = f"indexed: {cells[0].bravais} cell, M{cells[0].n_lines} = {cells[0].m20:.1f} (a super-cell of the {best.bravais} cell: its extra reflections are among the weak lines)"
     if confidence(cells[0]) == "tentative":
