@@ -18,8 +18,9 @@ likelihoods, ``--prior materials_project`` the full-strength Materials Project p
 probabilities per crystal system add up to the crystal-system answer (``--no-consistent``: the
 space-group head's own), and ``--triclinic-offset δ`` adds δ to triclinic's crystal-system
 log-probability, trading monoclinic recall for triclinic recall (off by default; see xrdid.predict and
-reports/pretrained/README.md). ``--tta N`` averages the answer over N variants of each pattern (small
-zero shifts, lattice strains, peak broadening inside what training covered; xrdid.tta). ``novelty`` comes
+reports/pretrained/README.md). ``--tta N`` averages the answer over the first N of 5 variants of each pattern (the
+pattern itself, ±1 % lattice strain, the top 10 % and 20 % of the range left out; inside what training
+covered; off by default, see xrdid.tta). ``novelty`` comes
 from the VAE shipped beside the CNN (method ``vae``: 0.99 means less typical than 99 % of patterns of
 known structures, with a warning from 0.95 on; see xrdid.novelty); ``--vae DIR`` names another,
 ``--vae none`` uses 1 − the top probability (method ``max_softmax``). ``mixture`` is the probability that
@@ -75,7 +76,8 @@ def add_parser(sub) -> None:
                         "fewer monoclinic ones")
     p.add_argument("--tta", type=int, default=1, metavar="N",
                    help="test-time augmentation: average the answer over the first N variants of each pattern "
-                        "(small zero shifts, strains, broadening; 1, the default, is the pattern alone; see xrdid.tta)")
+                        "(the pattern itself, ±1 %% strain, the high end cropped; 1, the default, is the pattern alone; "
+                        "see xrdid.tta)")
     p.add_argument("--tta-average", choices=("probability", "logit"), default="probability",
                    help="how the variants' answers are averaged (default: their calibrated probabilities)")
     p.add_argument("--vae", default="auto", metavar="DIR",
