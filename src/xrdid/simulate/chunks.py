@@ -107,6 +107,7 @@ def simulate_chunk(
     """
     from xrdid.simulate.sticks import compute_sticks
 
+    _import_what_the_loop_needs()
     n_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in structures)
     start, stop = chunk_bounds(n_rows, chunk, n_chunks)
     written, failed, elapsed, cpu = 0, 0, 0.0, 0.0
@@ -148,6 +149,23 @@ def simulate_chunk(
         chunk, n_chunks, written, elapsed, written / max(elapsed, 1e-9), cpu, failed, peak_memory_mb(),
     )
     return written
+
+
+def _import_what_the_loop_needs() -> None:
+    """Import, before a chunk's output is opened, every module its loop would otherwise import on first use.
+
+    Ctrl-C (or a cancelled job's SIGINT) that lands during the import of a native module can abort the
+    process outright: gemmi's import raises through C++ and ends in SIGABRT, so no ``finally`` runs and
+    the temporary file of :func:`xrdid.io.atomic_path` is left behind. Imported here, an interrupt at that
+    point happens before there is anything to clean up.
+    """
+    import gemmi  # noqa: F401  (element data, first used by compute_sticks)
+    import pandas  # noqa: F401  (pyarrow imports it in to_numpy of the list lengths)
+
+    import xrdid.structures.table  # noqa: F401  (spglib, numpy.typing; read by _read_crystals)
+    from xrdid.simulate import sticks
+
+    sticks._scattering_params()  # pymatgen's coefficient table, read once
 
 
 def peak_memory_mb() -> float:
