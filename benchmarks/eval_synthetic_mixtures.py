@@ -126,6 +126,9 @@ def main(argv=None) -> int:
                          "parameters, else B Å² (load_library displacement_B)")
     ap.add_argument("--fit-b0", action="store_true",
                     help="with --displacement-b: simulate with it, fit with B = 0 (the same mixtures, the same dispersion)")
+    ap.add_argument("--grain-radius", type=float, default=None, metavar="UM",
+                    help="simulate micro-absorption: each phase's intensity times Brindley's τ of spheres of this "
+                         "radius (µm); the fit corrects for it only with --setting brindley_radius_um=UM")
     ap.add_argument("--dump", type=Path, default=None, help="per-mixture results (JSON lines: truth, phases found)")
     args = ap.parse_args(argv)
 
@@ -156,7 +159,7 @@ def main(argv=None) -> int:
     for n in args.phases:
         for _ in range(args.per_size):
             idx, w = draw_phases(library, n, rng)
-            mix = synthetic_mixture(library, idx, w, rng)
+            mix = synthetic_mixture(library, idx, w, rng, grain_radius_um=args.grain_radius)
             lib, truth = fit_library, [[pid] for pid in mix.phase_ids]
             if args.withhold_one:
                 k = int(rng.integers(n))

@@ -60,6 +60,19 @@ def test_brindley_fractions_raise_the_strong_absorber_and_leave_equal_absorbers(
     assert back / back.sum() == pytest.approx(raw, abs=1e-6)
 
 
+def test_brindley_fractions_of_a_hand_computed_mixture():
+    """50/50 by weight of μ 1000 and 200 cm⁻¹, both 4 g/cm³, 1 µm grains: μ̄ = 600 cm⁻¹, ΔμR = ±0.04, and by
+    the series τ(x) = 3 Σ (−2x)ⁿ / (n! (n + 3)): τ = 0.941878 and 1.061963, so the powder diffracts as
+    0.5·0.941878 : 0.5·1.061963 = 0.470036 : 0.529964. The correction takes that back to 50/50."""
+    assert brindley_tau(0.04) == pytest.approx(0.941878, abs=2e-6)
+    assert brindley_tau(-0.04) == pytest.approx(1.061963, abs=2e-6)
+    got = brindley_fractions(np.array([0.470036, 0.529964]), np.array([1000.0, 200.0]), np.array([4.0, 4.0]), 1.0)
+    assert got == pytest.approx([0.5, 0.5], abs=1e-5)
+    # No radius: nothing to correct.
+    assert brindley_fractions(np.array([0.470036, 0.529964]), np.array([1000.0, 200.0]), np.array([4.0, 4.0]),
+                              0.0) == pytest.approx([0.470036, 0.529964])
+
+
 def _structures() -> dict[str, Structure]:
     return {
         "CsCl": Structure.from_spacegroup("Pm-3m", Lattice.cubic(4.12), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
@@ -170,3 +183,41 @@ def test_library_with_anomalous_dispersion_is_its_own_cache_entry(tmp_path, monk
     assert main([*args, "--no-anomalous-dispersion"]) == 0
     identify_in_pattern(read_pattern(f), lib_dir, wavelength_A=1.5406, use_cache=False)
     assert seen == [1.5406, None, 1.5406]
+
+
+def test_synthetic_mixture_with_grains_has_microabsorption_the_fit_removes(tmp_path):
+    """synthetic_mixture(grain_radius_um=R) scales each phase by its Brindley τ: CsCl (the strong absorber)
+    comes out low from a plain fit and at its true fraction from a fit corrected for grains of that radius;
+    without the radius the plain fit is already right."""
+    from xrdid.mixtures.synthetic import synthetic_mixture
+
+    for name, s in _structures().items():
+        s.to(filename=str(tmp_path / f"{name}.cif"))
+    lib = load_library(tmp_path, 0.9)
+    ids = [next(i for i, p in enumerate(lib.phases) if p.formula == f) for f in ("CsCl", "Si")]
+    kw = {"two_theta": (20.0, 90.0, 0.02), "texture_probability": 0.0, "hump_probability": 0.0, "counts": (3e4, 3e4)}
+
+    def cscl(mix, radius):
+        st = FitSettings(brindley_radius_um=radius)
+        fit = identify_phases(mix.two_theta, mix.y, CU[0], lib, kalpha2_A=CU[1], settings=st)
+        assert sorted(p.formula for p in fit.phases) == ["CsCl", "Si"]
+        return next(p.weight_fraction for p in fit.phases if p.formula == "CsCl")
+
+    # The simulation's τ is the correction's: fractions scaled by it are corrected back exactly.
+    from xrdid.mixtures.synthetic import _brindley_taus
+
+    w = np.array([0.3, 0.7])
+    tau = np.array(_brindley_taus(lib, ids, list(w), CU[0], 3.0))
+    ps = [lib.phases[i] for i in ids]
+    mu = np.array([linear_attenuation(p.formula, p.cell_mass_amu, p.volume_A3, CU[0]) for p in ps])
+    rho = np.array([density_g_cm3(p.cell_mass_amu, p.volume_A3) for p in ps])
+    assert tau[0] < 0.8
+    assert tau[1] > 1.05
+    assert brindley_fractions(w * tau / np.sum(w * tau), mu, rho, 3.0) == pytest.approx(w, abs=1e-7)
+    assert _brindley_taus(lib, ids, list(w), CU[0], None) == [1.0, 1.0]
+
+    plain = synthetic_mixture(lib, ids, [0.5, 0.5], np.random.default_rng(5), **kw)
+    grains = synthetic_mixture(lib, ids, [0.5, 0.5], np.random.default_rng(5), grain_radius_um=3.0, **kw)
+    assert cscl(plain, None) == pytest.approx(0.5, abs=0.02)
+    assert cscl(grains, None) < 0.42
+    assert cscl(grains, 3.0) == pytest.approx(0.5, abs=0.02)

@@ -7,7 +7,10 @@ as much again along the symmetry-allowed anisotropic deformations), a crystallit
 (±0.05°), an instrument width, the Cu Kα2 line at half the Kα1, a smooth background falling from low
 angles, for ``hump_probability`` of the patterns an amorphous hump (FWHM 6–12°), and Poisson noise at a
 peak count drawn log-uniformly in ``counts``. Weight fractions W become Rietveld scales S = W/(M V)
-(Hill & Howard), so fitted weight fractions can be compared with the truth.
+(Hill & Howard), so fitted weight fractions can be compared with the truth. With ``grain_radius_um`` each
+phase's intensity is further scaled by Brindley's particle absorption factor τ of spherical grains of that
+radius (:mod:`xrdid.mixtures.absorption`, μ̄ of the solids by volume at the true fractions), as in a powder
+with micro-absorption (the Poisson counts then differ, and so does the random stream after them).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def synthetic_mixture(
     texture_probability: float = 0.3,
     hump_probability: float = 0.5,
     counts: tuple[float, float] = (5e3, 5e4),
+    grain_radius_um: float | None = None,
 ) -> SyntheticMixture:
     """A Cu Kα1/Kα2 scan of the given library phases in the given weight fractions (see the module)."""
     lo, hi, step = two_theta
@@ -65,7 +69,8 @@ def synthetic_mixture(
     g = Globals(zero_deg=float(rng.uniform(-0.05, 0.05)), displacement_deg=float(rng.uniform(-0.05, 0.05)),
                 log_width=math.log(float(rng.uniform(1.0, 4.0))), kalpha2_ratio=0.5)
     y = np.zeros_like(grid)
-    for i, w in zip(indices, fractions):
+    tau = _brindley_taus(library, indices, fractions, wavelength_A, grain_radius_um)
+    for i, w, t in zip(indices, fractions, tau):
         pd = m.data(i)
         ps = PhaseState(i, s=1 + float(rng.normal(0, lattice_sigma)), q=rng.normal(0, lattice_sigma, pd.n_aniso),
                         log_size=float(rng.uniform(math.log(30), math.log(300))), strain=float(rng.uniform(0, 1e-3)))
@@ -73,7 +78,7 @@ def synthetic_mixture(
             ps.axis = int(rng.integers(len(pd.axes)))
             ps.r = float(np.exp(rng.uniform(math.log(0.75), math.log(1.33))))
         p = library.phases[i]
-        y += w / (p.cell_mass_amu * pd.volume(ps)) * m.render(ps, g)
+        y += t * w / (p.cell_mass_amu * pd.volume(ps)) * m.render(ps, g)
     top = float(np.exp(rng.uniform(*np.log(counts))))
     y *= top / y.max()
     bg = top * (rng.uniform(0.02, 0.08) + rng.uniform(0.02, 0.1) * np.exp(-(grid - lo) / rng.uniform(5, 20)))
@@ -82,3 +87,21 @@ def synthetic_mixture(
         bg = bg + top * rng.uniform(0.02, 0.08) * np.exp(-4 * math.log(2) * ((grid - c) / fw) ** 2)
     obs = rng.poisson(y + bg).astype(float)
     return SyntheticMixture(grid, obs, [library.phases[i].id for i in indices], fractions)
+
+
+def _brindley_taus(library: Library, indices: list[int], fractions: list[float], wavelength_A: float,
+                   radius_um: float | None) -> list[float]:
+    """Each phase's Brindley τ for spherical grains of ``radius_um`` (all 1 without a radius)."""
+    if not radius_um:
+        return [1.0] * len(indices)
+    from xrdid.mixtures.absorption import brindley_tau, density_g_cm3, linear_attenuation
+
+    ps = [library.phases[i] for i in indices]
+    mu = [linear_attenuation(p.formula, p.cell_mass_amu, p.volume_A3, wavelength_A) for p in ps]
+    if None in mu:
+        raise ValueError(f"no absorption coefficient at {wavelength_A} Å for one of {[p.formula for p in ps]}")
+    mu = np.array(mu, float)
+    rho = np.array([density_g_cm3(p.cell_mass_amu, p.volume_A3) for p in ps])
+    v = np.asarray(fractions, float) / rho
+    mbar = float(np.sum(v * mu) / v.sum())
+    return [float(t) for t in brindley_tau((mu - mbar) * radius_um * 1e-4)]
