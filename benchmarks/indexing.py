@@ -193,11 +193,15 @@ def main(argv=None) -> int:
     ap.add_argument("--supercell-weak-lines", action="store_true", help="turn on xrdid.indexing.combine.SUPERCELL_WEAK_LINES (off by default)")
     ap.add_argument("--matched-filter", type=float, default=None, metavar="SIGMA",
                     help="set xrdid.indexing.peaks.MATCHED_FILTER_SIGMA (matched-filter peak detection; 0 = off, the default)")
+    ap.add_argument("--refine-first-lines", type=int, default=None, metavar="N",
+                    help="set xrdid.indexing.search.REFINE_FIRST_LINES (trial cells refined on their first N lines first; 0 = off, the default)")
     args = ap.parse_args(argv)
-    from xrdid.indexing import combine, peaks
+    from xrdid.indexing import combine, peaks, search
 
     if args.matched_filter is not None:
         peaks.MATCHED_FILTER_SIGMA = args.matched_filter
+    if args.refine_first_lines is not None:
+        search.REFINE_FIRST_LINES = args.refine_first_lines
 
     combine.WEAK_LINE_RETRY = combine.WEAK_LINE_RETRY or args.weak_line_retry or args.weak_line_search
     combine.WEAK_LINE_SEARCH = combine.WEAK_LINE_SEARCH or args.weak_line_search

@@ -460,3 +460,66 @@ def test_the_weak_line_search_guard_rejects_a_cell_of_noise_peaks(monkeypatch):
     monkeypatch.setattr(combine, "WEAK_LINE_SEARCH_LOG10P", -3.7)
     peaks, result = index_pattern(pattern, kalpha2="none", time_budget_s=3.0)
     assert len(peaks) == 7 and not result.indexed
+
+
+# AB_oP8_62 (oP 3.64 × 4.29 × 10.42 Å) of benchmarks/indexing.py, its 18 lines as a matched-filter peak search found
+# them (Cu Kα1, Kα2 stripped; broad lines, FWHM ~0.34°): every line is a reflection, the last ones overlaps.
+_OP8_TWO_THETA = [26.9006, 29.9311, 32.2295, 33.3943, 34.3983, 41.6302, 43.047, 47.8641, 50.0602, 52.5024, 55.0863, 57.7204, 62.111,
+                  68.069, 71.325, 76.6328, 81.5068, 86.9152]
+_OP8_SIGMA = [0.0071, 0.0071, 0.0045, 0.0079, 0.006, 0.0137, 0.0295, 0.0073, 0.0366, 0.0184, 0.014, 0.0153, 0.037, 0.0146, 0.0174, 0.0197,
+              0.0176, 0.0213]
+_OP8_FWHM = [0.3817, 0.3561, 0.3082, 0.2561, 0.2736, 0.337, 0.337, 0.3275, 0.3371, 0.337, 0.337, 0.337, 0.423, 0.337, 0.337, 0.337, 0.337,
+             0.337]
+_OP8_INTENSITY = [954.5, 691.5, 2030.9, 905.9, 1068.3, 460.0, 529.7, 1074.6, 830.1, 250.7, 342.1, 325.4, 748.0, 347.2, 303.8, 206.1, 273.2,
+                  214.7]
+
+
+def test_a_trial_cell_is_refined_on_the_first_lines_first(monkeypatch):
+    """The true cell as a trial, zero shift 0: refined on all 18 lines from the start, the overlapped high-angle
+    lines pull it (zero 0.046°) to a minimum where it indexes 14 and is rejected; refined on the first 10 lines
+    first (REFINE_FIRST_LINES = 10; off by default), then on all, it indexes 16 and is accepted — and the search
+    finds it among the first three cells (none without)."""
+    import numpy as np
+    from pymatgen.core import Lattice
+
+    from xrdid.indexing import search
+    from xrdid.indexing.evaluate import right_rank
+    from xrdid.indexing.peaks import PeakList
+
+    monkeypatch.setattr(search, "REFINE_FIRST_LINES", 10)
+    peaks = PeakList.from_positions(_OP8_TWO_THETA, 1.5405929, intensity=_OP8_INTENSITY, sigma=_OP8_SIGMA, fwhm=_OP8_FWHM)
+    lines = search.lines_from_peaks(peaks)
+    truth = np.array([1 / 3.64**2, 1 / 10.42**2, 1 / 4.29**2])
+    cell = search._solutions("orthorhombic", truth, "P", lines, 0.0, "trial", refine_zero=True)[0]
+    assert cell.n_indexed >= 16 and search.acceptable(cell), cell.to_dict()
+    result = search.index_peaks(peaks, systems=("orthorhombic",), time_budget_s=20)
+    assert right_rank(result.cells[:3], [Lattice.orthorhombic(3.64, 4.29, 10.42)]) is not None, [c.to_dict() for c in result.cells]
+
+
+# AB2_oC24_41 (oC 6.48 × 12.15 × 6.48 Å, pseudo-tetragonal), one augmented rendering's default peak list (Cu Kα1,
+# the first 24 lines): a tP 6.478 × 12.153 Å cell and the true oC one both index all 20 lines, the tP first.
+_OC24_TWO_THETA = [14.518, 20.6451, 27.4558, 29.3312, 30.7782, 31.2056, 31.6627, 34.2029, 38.0989, 39.2477, 40.619, 42.0025, 43.0472,
+                   44.7722, 48.8034, 55.2284, 56.7515, 58.9199, 60.8918, 62.2304, 65.1914, 66.2215, 69.7882, 71.1139]
+_OC24_SIGMA = [0.0202, 0.0011, 0.0027, 0.001, 0.0014, 0.0011, 0.0015, 0.0018, 0.0013, 0.001, 0.001, 0.0015, 0.0038, 0.001, 0.0102, 0.0081,
+               0.0051, 0.0019, 0.0019, 0.0189, 0.0033, 0.0018, 0.0411, 0.1368]
+_OC24_FWHM = [0.1069, 0.1203, 0.1297, 0.1434, 0.1188, 0.1427, 0.1331, 0.1477, 0.165, 0.1579, 0.1708, 0.1975, 0.1584, 0.1688, 0.2175, 0.1795,
+              0.236, 0.2249, 0.2877, 0.1642, 0.2054, 0.2393, 0.202, 0.2253]
+_OC24_INTENSITY = [19.7, 181.0, 85.9, 438.4, 146.1, 244.2, 192.0, 223.6, 222.7, 583.1, 1213.4, 470.2, 155.9, 567.9, 171.8, 70.1, 69.0,
+                   253.0, 271.6, 48.1, 128.3, 206.2, 45.3, 47.3]
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_the_classifier_arbitrates_between_lattices_that_index_every_line(monkeypatch, weight):
+    """With CLASSIFIER_RANK_WEIGHT (off by default) the classifier's crystal-system probabilities order the cells:
+    orthorhombic at 0.92, tetragonal at 0.04 puts the oC cell before the tP one; at 0 the order is the indexing's
+    own (tP first) whatever the probabilities."""
+    from xrdid.indexing import search
+    from xrdid.indexing.peaks import PeakList
+
+    monkeypatch.setattr(search, "CLASSIFIER_RANK_WEIGHT", weight)
+    peaks = PeakList.from_positions(_OC24_TWO_THETA, 1.5405929, intensity=_OC24_INTENSITY, sigma=_OC24_SIGMA, fwhm=_OC24_FWHM)
+    probs = {"cubic": 0.01, "tetragonal": 0.04, "orthorhombic": 0.92, "hexagonal": 0.01, "trigonal": 0.01, "monoclinic": 0.01,
+             "triclinic": 0.0}
+    result = search.index_peaks(peaks, system_probabilities=probs, time_budget_s=20)
+    first = [c.bravais for c in result.cells[:2]]
+    assert first == (["oC", "tP"] if weight else ["tP", "oC"]), [c.to_dict() for c in result.cells]

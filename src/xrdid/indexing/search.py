@@ -175,6 +175,14 @@ SEARCH_TOL = (0.35, 3.0, 0.012, 0.08)  # (× FWHM, × σ, floor, cap) for screen
 FINAL_TOL = (0.2, 3.0, 0.006, 0.04)  # for refined cells
 # Classifier probability above which a low-symmetry search runs even when a higher symmetry fits well.
 LOW_SYMMETRY_PROBABILITY = 0.3
+# With a classifier's crystal-system probabilities, the cells are ordered by rank_score × P(their system)^
+# CLASSIFIER_RANK_WEIGHT (0: by rank_score alone, the probabilities only order the search): where several lattices
+# index the lines, the classifier arbitrates. Off: with the shipped model, w = 1 (chosen on the tuning prototypes:
+# one more right cell first for w 0.25–4) puts 2 more right cells first on a fresh draw of them and 1 more on the
+# benchmark's test half, never changes the top 3 (most misses are a sub-cell or another lattice of the same system),
+# and changes nothing on the measured patterns; the prototypes are largely in the classifier's training data
+# (benchmarks/README.md, fourteenth round).
+CLASSIFIER_RANK_WEIGHT = 0.0
 
 
 @dataclass
@@ -917,11 +925,31 @@ def conventional(system: str, p: np.ndarray) -> np.ndarray:
     return p
 
 
+# A trial cell is refined first on its first REFINE_FIRST_LINES lines (at the screening tolerance, then on all lines
+# at the final one), and the usual refinement (all lines, screening then final tolerance) starts from there (0: the
+# usual refinement from the trial cell). The first lines are those the trial cells were screened
+# on and mostly single reflections; high-angle lines are more often overlaps (of reflections, of Kα1 and Kα2),
+# whose positions, fitted with the zero shift from a rough trial cell, can pull the right cell into a wrong
+# minimum: AB_oP8_62 of benchmarks/indexing.py with 18 lines (a matched-filter peak search) refined to 14
+# indexed and was rejected. 10: the first screening pass's line count (_FIRST_PASS), not tuned; the variant chosen
+# on the tuning prototypes. Off: with the default peak lists one right cell in 56 moves up and one down on the
+# tuning prototypes, one down on a fresh draw of them; with the matched filter's longer lists (AB_oP8_62 found again) as
+# many right cells move out as in (test half 37 → 35 first, the top 3 unchanged); 1.05–1.25× the CPU
+# (benchmarks/README.md, fourteenth round; `benchmarks/indexing.py --refine-first-lines 10`).
+REFINE_FIRST_LINES = 0
+
+
 def _solutions(system: str, p: np.ndarray, centring: str, lines: Lines, zero: float, source: str, *, refine_zero: bool,
                choose_centring: bool = True) -> list[Cell]:
     """A trial cell refined; with ``choose_centring``, the most restrictive centring every indexed line obeys,
     and the primitive description too (a centred pattern whose other lines are too weak to see is one
     explanation; the primitive cell with weak lines is the other)."""
+    if 0 < REFINE_FIRST_LINES < lines.n:
+        # First the first lines at the screening tolerance, then all at the final one; the usual refinement
+        # below starts from there.
+        p, zero, _ = refine(system, p, centring, lines, zero, tol_spec=SEARCH_TOL, iterations=3, refine_zero=refine_zero,
+                            n_use=REFINE_FIRST_LINES)
+        p, zero, _ = refine(system, p, centring, lines, zero, refine_zero=refine_zero)
     p, zero, _ = refine(system, p, centring, lines, zero, tol_spec=SEARCH_TOL, iterations=3, refine_zero=refine_zero)
     p, zero, _ = refine(system, p, centring, lines, zero, refine_zero=refine_zero)
     if not np.all(np.isfinite(p)):
@@ -1298,6 +1326,8 @@ def index_peaks(
     cells = _dedupe(cells, enough, min_m20)
     if time.process_time() - t0 <= time_budget_s:
         cells = _prefer_supercells(cells, lines, refine_zero, min_m20, enough)
+    if prob is not None and CLASSIFIER_RANK_WEIGHT > 0:
+        cells = sorted(cells, key=lambda c: -(math.log(max(c.rank_score, 1e-300)) + CLASSIFIER_RANK_WEIGHT * math.log(max(prob(c.system), 1e-6))))
     accepted = [c for c in cells if acceptable(c, min_m20)]
     rejected = [c for c in cells if c not in accepted][:n_cells]
     seconds = time.process_time() - t0
