@@ -326,3 +326,27 @@ def test_the_facts_follow_the_draws_the_mixtures_are_rendered_with():
         h = [height(y, first[int(k)]) for k in picks[i]]
         assert min(h) > 0.05
         assert h[0] / h[1] == pytest.approx(scales[i, 0] / scales[i, 1], rel=0.35)
+
+
+def test_the_misses_are_told_apart_by_the_facts_they_lie_in():
+    """misses: a bin's AUROC is its mixtures' against all single phases; the bins' AUROCs average (weighted) to the
+    whole AUROC and their lost shares sum to 1; mixtures with a faint minor phase that score like single phases
+    lose all the pairs."""
+    from xrdid.evaluate.mixture_cell import aurocs, misses
+
+    rng = np.random.default_rng(0)
+    n = 200
+    scale = rng.uniform(0.15, 0.5, n)
+    faint = scale <= 0.25
+    df = pd.DataFrame({"kind": ["single"] * n + ["mixture_2"] * n, "phases": [1] * n + [2] * n,
+                       "minor_scale": np.r_[np.full(n, np.nan), scale], "framework": np.r_[np.zeros(n), (np.arange(n) % 2).astype(float)],
+                       "major_volume": np.r_[np.full(n, 100.0), np.full(n, 100.0)], "minor_volume": np.r_[np.full(n, np.nan), np.full(n, 2000.0)]})
+    score = np.r_[rng.uniform(0, 1, n), np.where(faint, rng.uniform(0, 1, n), rng.uniform(2, 3, n))]
+    out = misses(df, score)
+    t = out["minor_scale"]
+    assert t["n"].sum() == n and t.iloc[0]["n"] == faint.sum()
+    assert t.iloc[0]["auroc"] == pytest.approx(aurocs(df[(df.kind == "single") | (df.minor_scale <= 0.25)], score[np.r_[np.ones(n, bool), faint]])["mixture_2"])
+    assert t.iloc[1]["auroc"] == t.iloc[2]["auroc"] == 1.0 and t.iloc[0]["lost_share"] == pytest.approx(1.0)
+    assert (t["auroc"] * t["n"]).sum() / n == pytest.approx(aurocs(df, score)["mixture_2"])
+    assert out["framework"]["lost_share"].sum() == pytest.approx(1.0)
+    assert out["larger_log_volume"].index[0].left == 7.0  # ln 2000 = 7.6: the larger cell's

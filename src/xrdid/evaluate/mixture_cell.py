@@ -37,7 +37,8 @@ framework, beside each the AUROC of the 2-phase mixtures against the frameworks'
 :func:`mixture_facts`: the minor phase's scale and intensity share, the phases' crystal systems and cell volumes,
 whether one phase's lattice indexes the others' lines, how many phases are frameworks), for finding where the
 misses lie, never as features; ``--add-facts TABLE`` adds them to a table written before (rendering the same
-patterns again without indexing). Results: reports/vae/mixture_cell.md.
+patterns again without indexing); ``--misses --score T --reference J`` breaks J's AUROC on T down by them
+(:func:`misses`). Results: reports/vae/mixture_cell.md.
 """
 
 from __future__ import annotations
@@ -423,6 +424,35 @@ def paired_difference(df: pd.DataFrame, score: np.ndarray, reference: np.ndarray
     return {k: {"difference": float(v), "se": float(np.std([d[k] for d in draws], ddof=1))} for k, v in diff.items()}
 
 
+# The facts (FACTS) --misses breaks the AUROC down by, with their bins' edges (left-open, right-closed);
+# ``larger_log_volume`` is ln of the larger of the two phases' cell volumes (Å³).
+MISS_BINS = {"minor_scale": (0.15, 0.25, 0.35, 0.5), "minor_intensity": (0.0, 0.15, 0.3, 0.5, 1.0),
+             "minor_strong_lines": (-1, 0, 2, 5, 1000), "one_cell_share": (0.0, 0.8, 0.95, 0.999, 1.0),
+             "framework": (-0.5, 0.5, 1.5, 2.5), "larger_log_volume": (0.0, 6.0, 7.0, 8.0, 20.0)}
+
+
+def misses(df: pd.DataFrame, score: np.ndarray, kind: str = "mixture_2", bins: dict | None = None) -> dict[str, pd.DataFrame]:
+    """Where ``kind``'s misses lie, per fact of :data:`MISS_BINS` (``bins``): for each bin, its patterns (``n``), their
+    AUROC against all the table's single phases (``auroc``: the mean over them of the share of single phases scored
+    below each, ties ½) and the bin's share of all the pairs ``kind`` loses (``lost_share``)."""
+    single = np.sort(score[(df["kind"] == "single").to_numpy()])
+    sel = (df["kind"] == kind).to_numpy()
+    x = score[sel]
+    below = (np.searchsorted(single, x, "left") + np.searchsorted(single, x, "right")) / (2 * len(single))
+    facts = df.loc[sel].copy()
+    if "major_volume" in facts:
+        facts["larger_log_volume"] = np.log(np.fmax(facts["major_volume"], facts["minor_volume"]))
+    lost = 1 - below
+    out = {}
+    for column, edges in (bins or MISS_BINS).items():
+        if column not in facts:
+            continue
+        b = pd.cut(facts[column].to_numpy(np.float64), list(edges))
+        t = pd.DataFrame({"bin": b, "below": below, "lost": lost}).groupby("bin", observed=True)
+        out[column] = pd.DataFrame({"n": t.size(), "auroc": t["below"].mean(), "lost_share": t["lost"].sum() / max(lost.sum(), 1e-12)})
+    return out
+
+
 # The classifier's crystal-system probabilities as terms (one left out: they sum to 1); candidate_sets tries
 # them and the second-cell search's features (SECOND, xrdid.indexing.combine.second_cell_features).
 SYSTEM_TERMS = tuple(f"p_{s}" for s in CRYSTAL_SYSTEMS if s != "cubic")
@@ -599,6 +629,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--learning-curve", action="store_true",
                     help="cross-validate on --fit the shipped features (or --gate/--features) fitted on shares "
                          "LEARNING_CURVE of the other folds: would more fitting data help?")
+    ap.add_argument("--misses", action="store_true",
+                    help="where the --reference combination's misses lie on --score: AUROC and share of the lost pairs per "
+                         "bin of each of the tables' facts (MISS_BINS; tables written with them, or --add-facts)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.add_facts:
@@ -622,6 +655,16 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             df.to_parquet(args.out)
         print(df.groupby("kind")[["p_detector", *FEATURES, *CONTEXT, *(c for c in SECOND if c in df), "index_cpu_s"]].mean().to_string())
+    if args.misses:
+        if not (args.score and args.reference):
+            ap.error("--misses needs --score tables and --reference mixture_cell.json")
+        score_table = pd.concat([pd.read_parquet(p) for p in args.score], ignore_index=True)
+        score = reference_logit(score_table, args.reference)
+        for kind in ("mixture_2", "mixture_3"):
+            print(f"{kind}: AUROC {aurocs(score_table, score)[kind]:.3f} against {int((score_table['kind'] == 'single').sum())} single phases")
+            for column, t in misses(score_table, score, kind).items():
+                print(t.round(3).rename_axis(column).to_string(), "\n")
+        return 0
     if args.fit and args.score:
         fit_table = pd.concat([pd.read_parquet(p) for p in args.fit], ignore_index=True)
         score_table = pd.concat([pd.read_parquet(p) for p in args.score], ignore_index=True)
