@@ -350,3 +350,18 @@ def test_the_misses_are_told_apart_by_the_facts_they_lie_in():
     assert (t["auroc"] * t["n"]).sum() / n == pytest.approx(aurocs(df, score)["mixture_2"])
     assert out["framework"]["lost_share"].sum() == pytest.approx(1.0)
     assert out["larger_log_volume"].index[0].left == 7.0  # ln 2000 = 7.6: the larger cell's
+
+
+def test_a_best_cell_is_the_phases_own_up_to_its_setting():
+    """own_cell: the structure's volume or a small multiple of it (centred, reduced settings) is its own cell; any
+    other volume is not; no cell is none. against_own_cell scores the mixtures against each group apart."""
+    from xrdid.evaluate.mixture_cell import against_own_cell, own_cell
+
+    v = 500.0
+    df = pd.DataFrame({"kind": ["single"] * 6 + ["mixture_2"] * 2, "major_volume": [v, v, v, v, v, np.nan, v, v],
+                       "log_volume": np.log([v * 1.02, v / 2, v * 4, v * 1.5, 1.0, v, v, v])})
+    which = own_cell(df)
+    assert list(which[:6]) == ["own", "own", "own", "other", "none", "none"]
+    score = np.array([0.0, 0.1, 0.2, 5.0, 0.3, 0.4, 1.0, 1.0])
+    t = against_own_cell(df, score)
+    assert t.loc["own", "n"] == 3 and t.loc["own", "auroc"] == 1.0 and t.loc["other", "auroc"] == 0.0

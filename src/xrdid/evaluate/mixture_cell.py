@@ -38,7 +38,8 @@ framework, beside each the AUROC of the 2-phase mixtures against the frameworks'
 whether one phase's lattice indexes the others' lines, how many phases are frameworks), for finding where the
 misses lie, never as features; ``--add-facts TABLE`` adds them to a table written before (rendering the same
 patterns again without indexing); ``--misses --score T --reference J`` breaks J's AUROC on T down by them
-(:func:`misses`). Results: reports/vae/mixture_cell.md.
+(:func:`misses`), and against the single phases whose best cell is or is not their own (:func:`own_cell`).
+Results: reports/vae/mixture_cell.md.
 """
 
 from __future__ import annotations
@@ -453,6 +454,38 @@ def misses(df: pd.DataFrame, score: np.ndarray, kind: str = "mixture_2", bins: d
     return out
 
 
+# A best cell is a phase's own where its volume is within this (relative) of ¼, ⅓, ½, 1, 2, 3 or 4 times the
+# structure's: centred, reduced and doubled settings of the same lattice.
+OWN_CELL_TOL = 0.05
+OWN_CELL_MULTIPLES = (1 / 4, 1 / 3, 1 / 2, 1, 2, 3, 4)
+
+
+def own_cell(df: pd.DataFrame) -> np.ndarray:
+    """Per row whether the search's best cell (``log_volume``) is the major phase's own (``major_volume``, a fact):
+    "own" (within :data:`OWN_CELL_TOL` of one of :data:`OWN_CELL_MULTIPLES` of it), "other", or "none" (no cell,
+    or no volume to compare)."""
+    lv = df["log_volume"].to_numpy(np.float64)
+    v = df["major_volume"].to_numpy(np.float64)
+    none = ~np.isfinite(lv) | (lv == 0) | ~np.isfinite(v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.log(np.exp(lv) / v)
+    own = np.any([np.abs(ratio - np.log(m)) < OWN_CELL_TOL for m in OWN_CELL_MULTIPLES], axis=0)
+    return np.where(none, "none", np.where(own, "own", "other"))
+
+
+def against_own_cell(df: pd.DataFrame, score: np.ndarray, kind: str = "mixture_2") -> pd.DataFrame:
+    """``kind``'s AUROC against the single phases whose best cell is their own, another, or none
+    (:func:`own_cell`), and how many single phases each is."""
+    from xrdid.evaluate.novelty import auroc
+
+    single = (df["kind"] == "single").to_numpy()
+    which = own_cell(df)
+    x = score[(df["kind"] == kind).to_numpy()]
+    rows = {w: {"n": int((single & (which == w)).sum()), "auroc": auroc(score[single & (which == w)], x)}
+            for w in ("own", "other", "none") if (single & (which == w)).any()}
+    return pd.DataFrame(rows).T.rename_axis("single phases' best cell")
+
+
 # The classifier's crystal-system probabilities as terms (one left out: they sum to 1); candidate_sets tries
 # them and the second-cell search's features (SECOND, xrdid.indexing.combine.second_cell_features).
 SYSTEM_TERMS = tuple(f"p_{s}" for s in CRYSTAL_SYSTEMS if s != "cubic")
@@ -664,6 +697,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{kind}: AUROC {aurocs(score_table, score)[kind]:.3f} against {int((score_table['kind'] == 'single').sum())} single phases")
             for column, t in misses(score_table, score, kind).items():
                 print(t.round(3).rename_axis(column).to_string(), "\n")
+            if "major_volume" in score_table:
+                print(against_own_cell(score_table, score, kind).round(3).to_string(), "\n")
         return 0
     if args.fit and args.score:
         fit_table = pd.concat([pd.read_parquet(p) for p in args.fit], ignore_index=True)
