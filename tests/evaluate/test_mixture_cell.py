@@ -4,10 +4,12 @@ so that predict's CellCombination gives the same probabilities."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from xrdid.evaluate.mixture_cell import (
     FEATURES,
@@ -108,6 +110,18 @@ def test_context_is_added_only_to_the_same_patterns():
     new.loc[3, "p_detector"] += 0.01
     with pytest.raises(ValueError, match="not the same patterns"):
         add_context(old, new)
+
+
+def test_facts_are_added_only_to_the_same_patterns():
+    from xrdid.evaluate.mixture_cell import FACTS, add_facts
+
+    old = _table(n=10)
+    new = old.assign(**{f: np.arange(len(old), dtype=float) for f in FACTS}, phase_ids="a+b", name="a+b", log_volume=np.nan)
+    out = add_facts(old, new)
+    assert all(np.array_equal(out[f], new[f]) for f in FACTS) and (out["name"] == "a+b").all()
+    assert np.array_equal(out["log_volume"], old["log_volume"])  # the indexing's columns are the old table's
+    with pytest.raises(ValueError, match="not the same patterns"):
+        add_facts(old, new.iloc[1:])
 
 
 def test_a_written_combination_is_scored_as_predict_scores_it_and_compared_pairwise(tmp_path):
@@ -222,3 +236,132 @@ def test_a_learning_curve_fits_on_the_share_of_the_other_folds_it_names(monkeypa
     assert set(curve) == {0.25, 1.0} and len(sizes) == 2 * 2 * 5
     assert sum(sizes[:10]) == pytest.approx(0.25 * sum(sizes[10:]), abs=10)  # the quarter first, then all
     assert curve[1.0]["mixture_2"] == pytest.approx(np.mean([mc.cross_validated(df, FEATURES, seed=k)["mixture_2"] for k in (0, 1)]))
+
+
+def _cubic(a: float, n_max: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Spacings and one Miller index per distinct h²+k²+l² of a primitive cubic cell of edge ``a``."""
+    seen = {}
+    for h in range(7):
+        for k in range(h + 1):
+            for l in range(k + 1):
+                n = h * h + k * k + l * l
+                if 0 < n <= n_max:
+                    seen.setdefault(n, (h, k, l))
+    hkl = np.array([seen[n] for n in sorted(seen)])
+    return a / np.sqrt((hkl**2).sum(1)), hkl
+
+
+def _sticks(cells: dict[str, float]):
+    """A StickTable (with hkl) of primitive cubic phases ``{id: a}``; equal |F|² everywhere."""
+    import torch
+
+    from xrdid.data import StickTable
+
+    rows = [_cubic(a) for a in cells.values()]
+    width = max(len(d) for d, _ in rows)
+    d = np.zeros((len(rows), width), np.float32)
+    for i, (di, _) in enumerate(rows):
+        d[i, : len(di)] = di
+    return StickTable(ids=list(cells), d=torch.from_numpy(d), f2m=torch.from_numpy((d > 0).astype(np.float32)),
+                      space_group=torch.full((len(rows),), 220, dtype=torch.int64), crystal_system=torch.full((len(rows),), 6, dtype=torch.int64),
+                      hkl_rows=[hkl for _, hkl in rows])
+
+
+def test_the_facts_of_a_mixture_are_those_of_its_draw():
+    """mixture_facts: the minor phase's scale and share, the cells' volumes, whether one cell indexes both
+    (a cell and its doubled supercell do; two unrelated cells don't) and frameworks counted by name."""
+    from xrdid.evaluate.mixture_cell import FACTS, cell_volume, mixture_facts
+    from xrdid.instrument import get_instrument
+
+    inst = get_instrument("cu")
+    table = _sticks({"a/four": 4.0, "core_mof/eight": 8.0, "b/five": 5.37})
+    d, hkl = _cubic(5.37)
+    assert cell_volume(d, hkl) == pytest.approx(5.37**3, rel=1e-5)
+    assert math.isnan(cell_volume(d, None))
+    super_pair, unrelated, single = mixture_facts(table, np.array([[0, 1], [2, 0], [2, -1]])[:2], np.array([[0.7, 0.3], [0.2, 0.8]]), inst) + \
+        mixture_facts(table, np.array([[2]]), np.ones((1, 1)), inst)
+    assert set(FACTS) <= set(super_pair)
+    assert super_pair["minor_scale"] == pytest.approx(0.3) and unrelated["minor_scale"] == pytest.approx(0.2)
+    assert super_pair["major_volume"] == pytest.approx(64.0, rel=1e-5) and super_pair["minor_volume"] == pytest.approx(512.0, rel=1e-5)
+    assert unrelated["major_volume"] == pytest.approx(64.0, rel=1e-5) and unrelated["minor_volume"] == pytest.approx(5.37**3, rel=1e-4)
+    assert super_pair["major_system"] == super_pair["minor_system"] == "cubic"
+    # The 8 Å cell indexes every line of both; no cell indexes the 4 Å and 5.37 Å phases' lines together.
+    assert super_pair["one_cell_share"] == pytest.approx(1.0)
+    assert unrelated["one_cell_share"] < 0.9
+    # The minor phase's share of the intensity: less than half, more than nothing, smaller at the smaller scale.
+    assert 0 < unrelated["minor_intensity"] < super_pair["minor_intensity"] < 0.5
+    # The 8 Å phase has strong lines the 4 Å lattice does not index (its odd reflections); the 5.37 Å phase's
+    # strong lines are not the 4 Å lattice's.
+    assert super_pair["minor_strong_lines"] > 0 and unrelated["minor_strong_lines"] > 0
+    assert super_pair["framework"] == 1 and unrelated["framework"] == 0
+    assert single["one_cell_share"] == pytest.approx(1.0) and math.isnan(single["minor_scale"]) and single["minor_system"] is None
+    assert super_pair["phase_ids"] == "a/four+core_mof/eight"
+
+
+def test_the_facts_follow_the_draws_the_mixtures_are_rendered_with():
+    """render_mixtures renders mixture_draws' structures (their lines, no other's) at mixture_draws' scales (the
+    heights of their strongest lines)."""
+    from xrdid.evaluate import novelty
+    from xrdid.instrument import Augment, Renderer, get_instrument
+
+    inst = get_instrument("cu")
+    cells = {"a/four": 4.0, "b/five": 5.37, "c/six": 6.1}
+    table = _sticks(cells)
+    renderer = Renderer(inst, Augment(enabled=False))
+    picks, scales = novelty.mixture_draws(len(table), 8, 2, seed=5)
+    assert picks.shape == scales.shape == (8, 2) and np.allclose(scales.sum(1), 1) and (scales >= 0.15).all()
+    assert len({tuple(sorted(p)) for p in picks}) > 1  # the draws differ between patterns
+    x = novelty.render_mixtures(table, renderer, 8, 2, seed=5)
+    grid = torch.as_tensor(renderer.grid)
+    first = {k: float(np.degrees(2 * np.arcsin(inst.wavelength_A / (2 * a)))) for k, a in enumerate(cells.values())}  # (100)
+
+    def height(y, tt):
+        return float(y[(grid - tt).abs() < 0.1].max())
+
+    for i in range(8):
+        y = x[i, 0]
+        y = y / y.max()
+        absent = ({0, 1, 2} - set(picks[i].tolist())).pop()
+        assert height(y, first[absent]) < 0.01
+        h = [height(y, first[int(k)]) for k in picks[i]]
+        assert min(h) > 0.05
+        assert h[0] / h[1] == pytest.approx(scales[i, 0] / scales[i, 1], rel=0.35)
+
+
+def test_the_misses_are_told_apart_by_the_facts_they_lie_in():
+    """misses: a bin's AUROC is its mixtures' against all single phases; the bins' AUROCs average (weighted) to the
+    whole AUROC and their lost shares sum to 1; mixtures with a faint minor phase that score like single phases
+    lose all the pairs."""
+    from xrdid.evaluate.mixture_cell import aurocs, misses
+
+    rng = np.random.default_rng(0)
+    n = 200
+    scale = rng.uniform(0.15, 0.5, n)
+    faint = scale <= 0.25
+    df = pd.DataFrame({"kind": ["single"] * n + ["mixture_2"] * n, "phases": [1] * n + [2] * n,
+                       "minor_scale": np.r_[np.full(n, np.nan), scale], "framework": np.r_[np.zeros(n), (np.arange(n) % 2).astype(float)],
+                       "major_volume": np.r_[np.full(n, 100.0), np.full(n, 100.0)], "minor_volume": np.r_[np.full(n, np.nan), np.full(n, 2000.0)]})
+    score = np.r_[rng.uniform(0, 1, n), np.where(faint, rng.uniform(0, 1, n), rng.uniform(2, 3, n))]
+    out = misses(df, score)
+    t = out["minor_scale"]
+    assert t["n"].sum() == n and t.iloc[0]["n"] == faint.sum()
+    assert t.iloc[0]["auroc"] == pytest.approx(aurocs(df[(df.kind == "single") | (df.minor_scale <= 0.25)], score[np.r_[np.ones(n, bool), faint]])["mixture_2"])
+    assert t.iloc[1]["auroc"] == t.iloc[2]["auroc"] == 1.0 and t.iloc[0]["lost_share"] == pytest.approx(1.0)
+    assert (t["auroc"] * t["n"]).sum() / n == pytest.approx(aurocs(df, score)["mixture_2"])
+    assert out["framework"]["lost_share"].sum() == pytest.approx(1.0)
+    assert out["larger_log_volume"].index[0].left == 7.0  # ln 2000 = 7.6: the larger cell's
+
+
+def test_a_best_cell_is_the_phases_own_up_to_its_setting():
+    """own_cell: the structure's volume or a small multiple of it (centred, reduced settings) is its own cell; any
+    other volume is not; no cell is none. against_own_cell scores the mixtures against each group apart."""
+    from xrdid.evaluate.mixture_cell import against_own_cell, own_cell
+
+    v = 500.0
+    df = pd.DataFrame({"kind": ["single"] * 6 + ["mixture_2"] * 2, "major_volume": [v, v, v, v, v, np.nan, v, v],
+                       "log_volume": np.log([v * 1.02, v / 2, v * 4, v * 1.5, 1.0, v, v, v])})
+    which = own_cell(df)
+    assert list(which[:6]) == ["own", "own", "own", "other", "none", "none"]
+    score = np.array([0.0, 0.1, 0.2, 5.0, 0.3, 0.4, 1.0, 1.0])
+    t = against_own_cell(df, score)
+    assert t.loc["own", "n"] == 3 and t.loc["own", "auroc"] == 1.0 and t.loc["other", "auroc"] == 0.0

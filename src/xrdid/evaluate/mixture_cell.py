@@ -33,7 +33,13 @@ combinations with them (:func:`candidate_sets`), ``--reference mixture_cell.json
 best cell's volume, the classifier's P(triclinic), the first strong line's d) says the pattern looks like a
 framework, beside each the AUROC of the 2-phase mixtures against the frameworks' single phases alone
 (:func:`framework_auroc`); ``--gate G --score T`` scores only the ``--features`` gated by G (against
-``--reference``). Results: reports/vae/mixture_cell.md.
+``--reference``). The rendered tables also record what each pattern's draw was (:data:`FACTS`,
+:func:`mixture_facts`: the minor phase's scale and intensity share, the phases' crystal systems and cell volumes,
+whether one phase's lattice indexes the others' lines, how many phases are frameworks), for finding where the
+misses lie, never as features; ``--add-facts TABLE`` adds them to a table written before (rendering the same
+patterns again without indexing); ``--misses --score T --reference J`` breaks J's AUROC on T down by them
+(:func:`misses`), and against the single phases whose best cell is or is not their own (:func:`own_cell`).
+Results: reports/vae/mixture_cell.md.
 """
 
 from __future__ import annotations
@@ -120,22 +126,25 @@ def _peaks_context(pattern, wavelength_A: float | None = None) -> tuple[dict, fl
 
 @torch.no_grad()
 def _rows(bundle, x: torch.Tensor | None, kind: str, phases: int, patterns=None, names=None, wavelengths=None,
-          index: bool = True) -> list[dict]:
+          index: bool = True, facts: list[dict] | None = None) -> list[dict]:
     """Detector probability, classifier crystal-system probabilities and indexing features of inputs ``x``
-    (None: ``patterns`` prepared as xrdid predict prepares them); ``index`` False: the peaks' context only."""
+    (None: ``patterns`` prepared as xrdid predict prepares them); ``index`` False: the peaks' context only;
+    ``facts`` (one dict per pattern, :func:`mixture_facts`) joined to each row."""
     from xrdid.predict import PredictionError, prepare
     from xrdid.train.loop import model_input
 
     if x is None:
-        prepared, kept, kept_names = [], [], []
+        prepared, kept, kept_names, kept_facts = [], [], [], []
         for i, p in enumerate(patterns):
             try:
                 prepared.append(prepare(bundle, p))
                 kept.append(p)
                 kept_names.append(None if names is None else names[i])
+                kept_facts.append(None if facts is None else facts[i])
             except PredictionError as exc:  # xrdid predict refuses it too (e.g. cropped to too little range)
                 log.info("%s: %s", kind, exc)
         patterns, names = kept, (None if names is None else kept_names)
+        facts = None if facts is None else kept_facts
         x = model_input(torch.as_tensor(np.stack([a for a, _ in prepared])), torch.as_tensor(np.stack([b for _, b in prepared])))
     p_det = bundle.mixture_detector.probability(x)
     rows = []
@@ -151,20 +160,129 @@ def _rows(bundle, x: torch.Tensor | None, kind: str, phases: int, patterns=None,
             feats, seconds = _peaks_context(pattern, lam)
         systems = {f"p_{name}": float(cs_p[0, k]) for k, name in enumerate(CRYSTAL_SYSTEMS)}
         rows.append({"kind": kind, "phases": phases, "name": None if names is None else names[i], "p_detector": float(p_det[i]),
-                     **feats, **systems, "index_cpu_s": seconds})
+                     **feats, **systems, "index_cpu_s": seconds, **({} if facts is None else facts[i])})
         if (i + 1) % 25 == 0:
             log.info("%s: %d of %d indexed", kind, i + 1, len(x))
     return rows
 
 
+# The facts of each rendered pattern's draw that rendered_features records (mixture_facts): what a miss can be
+# traced to, never a feature of the combination (predict does not know them).
+FACTS = ("minor_scale", "minor_intensity", "major_system", "minor_system", "major_volume", "minor_volume",
+         "one_cell_share", "minor_strong_lines", "framework")
+# A line of one phase counts as a line of another phase's lattice within this many degrees 2θ.
+LATTICE_TOL_DEG = 0.03
+
+
+def reciprocal_metric(d: np.ndarray, hkl: np.ndarray | None) -> np.ndarray | None:
+    """The reciprocal metric tensor G* (1/d² = hklᵀ G* hkl) that the sticks' spacings and Miller indices give
+    (least squares); None without Miller indices or with fewer than six independent ones."""
+    if hkl is None or len(hkl) < 6:
+        return None
+    h, k, l = (hkl[:, i].astype(np.float64) for i in range(3))
+    a = np.column_stack([h * h, k * k, l * l, 2 * h * k, 2 * h * l, 2 * k * l])
+    if np.linalg.matrix_rank(a) < 6:
+        return None
+    g = np.linalg.lstsq(a, 1 / np.asarray(d, np.float64) ** 2, rcond=None)[0]
+    m = np.array([[g[0], g[3], g[4]], [g[3], g[1], g[5]], [g[4], g[5], g[2]]])
+    return m if np.linalg.det(m) > 0 else None
+
+
+def cell_volume(d: np.ndarray, hkl: np.ndarray | None) -> float:
+    """The cell volume (Å³) of the sticks' lattice (:func:`reciprocal_metric`); NaN without one."""
+    m = reciprocal_metric(d, hkl)
+    return float(1 / np.sqrt(np.linalg.det(m))) if m is not None else math.nan
+
+
+def lattice_two_theta(metric: np.ndarray, wavelength_A: float, two_theta_max_deg: float, max_index: int = 40) -> np.ndarray:
+    """Sorted 2θ (°) of every line of the primitive lattice of reciprocal metric ``metric`` (every hkl, no
+    extinctions) up to ``two_theta_max_deg``."""
+    q2_max = (2 * np.sin(np.radians(two_theta_max_deg) / 2) / wavelength_A) ** 2
+    real = np.linalg.inv(metric)
+    bound = [min(int(np.sqrt(real[i, i] * q2_max)) + 1, max_index) for i in range(3)]
+    grids = np.meshgrid(*(np.arange(-b, b + 1) for b in bound), indexing="ij")
+    hkl = np.stack([g.ravel() for g in grids], 1).astype(np.float64)
+    q2 = np.einsum("ni,ij,nj->n", hkl, metric, hkl)
+    q2 = np.unique(np.round(q2[(q2 > 0) & (q2 <= q2_max)], 12))
+    return np.degrees(2 * np.arcsin(np.clip(np.sqrt(q2) * wavelength_A / 2, 0, 1)))
+
+
+def _indexed_by(two_theta: np.ndarray, lattice: np.ndarray, tol_deg: float = LATTICE_TOL_DEG) -> np.ndarray:
+    """Whether each of ``two_theta`` lies within ``tol_deg`` of a line of ``lattice`` (sorted)."""
+    if len(lattice) == 0:
+        return np.zeros(len(two_theta), bool)
+    i = np.clip(np.searchsorted(lattice, two_theta), 1, len(lattice) - 1) if len(lattice) > 1 else np.zeros(len(two_theta), int)
+    near = np.minimum(np.abs(lattice[i] - two_theta), np.abs(lattice[np.maximum(i - 1, 0)] - two_theta))
+    return near <= tol_deg
+
+
+def mixture_facts(table, picks: np.ndarray, scales: np.ndarray, instrument) -> list[dict]:
+    """Per drawn pattern (rows ``picks`` of ``table``, a StickTable read ``with_hkl``, at strongest-line heights
+    ``scales``; one column: single phases) what its draw was, as the sticks give it (before broadening and the
+    augmentation):
+
+    * ``minor_scale`` — the minor phase's (smallest scale's) scale, its strongest line's height against the
+      pattern's others (NaN for one phase; ≥ 0.15 as drawn);
+    * ``minor_intensity`` — its share of the sticks' intensity (|F|²·m·Lp) on the scan's range;
+    * ``major_system``, ``minor_system`` — the crystal systems of the largest- and smallest-scale phases;
+    * ``major_volume``, ``minor_volume`` — their cell volumes (Å³, from the sticks' hkl);
+    * ``one_cell_share`` — the largest share of the pattern's intensity that one phase's lattice (every hkl,
+      within :data:`LATTICE_TOL_DEG`) indexes: near 1, one cell indexes the mixture's lines;
+    * ``minor_strong_lines`` — the minor phase's strong lines (≥ STRONG_LINE of the pattern's strongest) that the
+      major phase's lattice does not index: what a search on the major cell leaves to show the mixture;
+    * ``framework`` — how many of the phases are frameworks (CoRE MOF)."""
+    from xrdid.evaluate.novelty import _lp
+    from xrdid.indexing.combine import STRONG_LINE
+
+    lam, top = instrument.wavelength_A, instrument.two_theta_max_deg
+    out = []
+    for row, scale in zip(np.atleast_2d(picks), np.atleast_2d(scales), strict=True):
+        phases = []
+        for i, w in zip(row, scale, strict=True):
+            i = int(i)
+            n = int((table.d[i] > 0).sum())
+            d, f = table.d[i, :n], table.f2m[i, :n]
+            inten = (f * _lp(d, instrument)).double().numpy()
+            inten = inten / max(inten.max(initial=0), 1e-30) * float(w)
+            hkl = table.hkl_rows[i] if table.hkl_rows is not None else None
+            d = d.double().numpy()
+            on = inten > 0
+            metric = reciprocal_metric(d, hkl)
+            phases.append({"id": table.ids[i], "system": CRYSTAL_SYSTEMS[int(table.crystal_system[i])], "scale": float(w),
+                           "volume": float(1 / np.sqrt(np.linalg.det(metric))) if metric is not None else math.nan,
+                           "metric": metric, "tt": np.degrees(2 * np.arcsin(np.clip(lam / (2 * d[on]), 0, 1))), "i": inten[on]})
+        total = sum(float(p["i"].sum()) for p in phases) or 1.0
+        strongest = max(float(p["i"].max(initial=0)) for p in phases) or 1.0
+        order = np.argsort([p["scale"] for p in phases], kind="stable")
+        minor, major = phases[order[0]], phases[order[-1]]
+        lattices = [lattice_two_theta(p["metric"], lam, top) if p["metric"] is not None else None for p in phases]
+        shares = [sum(float(q["i"][_indexed_by(q["tt"], lat)].sum()) for q in phases) / total
+                  for lat in lattices if lat is not None]
+        multi = len(phases) > 1
+        major_lat = lattices[order[-1]]
+        strong = minor["i"] >= STRONG_LINE * strongest
+        if major_lat is not None:
+            strong &= ~_indexed_by(minor["tt"], major_lat)
+        out.append({"minor_scale": minor["scale"] if multi else math.nan,
+                    "minor_intensity": float(minor["i"].sum()) / total if multi else math.nan,
+                    "major_system": major["system"], "minor_system": minor["system"] if multi else None,
+                    "major_volume": major["volume"], "minor_volume": minor["volume"] if multi else math.nan,
+                    "one_cell_share": max(shares) if shares else math.nan,
+                    "minor_strong_lines": float(strong.sum()) if multi else math.nan,
+                    "framework": float(sum(p["id"].startswith("core_mof/") for p in phases)),
+                    "phase_ids": "+".join(p["id"] for p in phases)})
+    return out
+
+
 def rendered_features(*, sticks: str | Path, split: str, n: int, cnn: str | Path | None = None, vae: str | Path | None = None,
                       seed: int = 2025, threads: int = 1, index: bool = True) -> pd.DataFrame:
     """Single phases and 2-/3-phase mixtures of ``split``'s structures (``n`` each), rendered as the novelty
-    benchmark renders them, with the detector's probability and the indexing features (module docstring);
+    benchmark renders them, with the detector's probability, the indexing features (module docstring) and what
+    each pattern's draw was (:func:`mixture_facts`; ``name`` the structures' ids, joined by "+");
     ``index`` False: the same patterns with only the peaks' context (to add it to a table of the same
     arguments written without it)."""
     from xrdid.data import StickTable
-    from xrdid.evaluate.novelty import _gen, render_known, render_mixtures
+    from xrdid.evaluate.novelty import _gen, mixture_draws, render_known, render_mixtures
     from xrdid.instrument import Augment, Instrument, Renderer
     from xrdid.novelty import load_novelty
     from xrdid.predict import load_model
@@ -181,17 +299,21 @@ def rendered_features(*, sticks: str | Path, split: str, n: int, cnn: str | Path
     # grid for the networks, indexed as it is.
     fine = replace(inst, n_points=round((inst.two_theta_max_deg - inst.two_theta_min_deg) / FINE_STEP_DEG) + 1)
     renderer = Renderer(fine, augment)
-    table = StickTable.from_parquet(sticks, split=split, d_min_A=inst.d_min_A)
-    known = subset_index(table, torch.randperm(len(table), generator=_gen(seed))[:n]) if len(table) > n else table
+    table = StickTable.from_parquet(sticks, split=split, d_min_A=inst.d_min_A, with_hkl=True)
+    picked = torch.randperm(len(table), generator=_gen(seed))[:n] if len(table) > n else torch.arange(len(table))
+    known = subset_index(table, picked) if len(table) > n else table
 
     def scans(x: torch.Tensor):
         grid = fine.grid()
         return [grid_pattern(grid, x[i, 0].numpy(), x[i, 1].numpy(), fine.wavelength_A) for i in range(len(x))]
 
-    rows = _rows(bundle, None, "single", 1, patterns=scans(render_known(known, renderer, seed)), names=list(known.ids), index=index)
+    facts = mixture_facts(table, picked.numpy()[:, None], np.ones((len(picked), 1)), inst)
+    rows = _rows(bundle, None, "single", 1, patterns=scans(render_known(known, renderer, seed)), names=list(known.ids), index=index,
+                 facts=facts)
     for phases in (2, 3):
+        facts = mixture_facts(table, *mixture_draws(len(table), n, phases, seed + phases), inst)
         rows += _rows(bundle, None, f"mixture_{phases}", phases, patterns=scans(render_mixtures(table, renderer, n, phases, seed + phases)),
-                      index=index)
+                      names=[f["phase_ids"] for f in facts], index=index, facts=facts)
     return pd.DataFrame(rows)
 
 
@@ -231,6 +353,17 @@ def add_context(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
         if c not in out.columns:
             out[c] = new[c].to_numpy()
     out["log_volume"] = np.nan
+    return out
+
+
+def add_facts(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """``old`` (a table written before the tables carried :data:`FACTS`) with ``new``'s facts and names, ``new``
+    the same patterns rendered again (without indexing). ValueError when they are not the same patterns."""
+    if len(old) != len(new) or list(old["kind"]) != list(new["kind"]) or not np.allclose(old["p_detector"], new["p_detector"], atol=1e-5):
+        raise ValueError("not the same patterns: render with the --split, --n and --seed the table was written with")
+    out = old.copy()
+    for c in (*FACTS, "phase_ids", "name"):
+        out[c] = new[c].to_numpy()
     return out
 
 
@@ -290,6 +423,67 @@ def paired_difference(df: pd.DataFrame, score: np.ndarray, reference: np.ndarray
         a, b = aurocs(sub, score[idx]), aurocs(sub, reference[idx])
         draws.append({k: a[k] - b[k] for k in a})
     return {k: {"difference": float(v), "se": float(np.std([d[k] for d in draws], ddof=1))} for k, v in diff.items()}
+
+
+# The facts (FACTS) --misses breaks the AUROC down by, with their bins' edges (left-open, right-closed);
+# ``larger_log_volume`` is ln of the larger of the two phases' cell volumes (Å³).
+MISS_BINS = {"minor_scale": (0.15, 0.25, 0.35, 0.5), "minor_intensity": (0.0, 0.15, 0.3, 0.5, 1.0),
+             "minor_strong_lines": (-1, 0, 2, 5, 1000), "one_cell_share": (0.0, 0.8, 0.95, 0.999, 1.0),
+             "framework": (-0.5, 0.5, 1.5, 2.5), "larger_log_volume": (0.0, 6.0, 7.0, 8.0, 20.0)}
+
+
+def misses(df: pd.DataFrame, score: np.ndarray, kind: str = "mixture_2", bins: dict | None = None) -> dict[str, pd.DataFrame]:
+    """Where ``kind``'s misses lie, per fact of :data:`MISS_BINS` (``bins``): for each bin, its patterns (``n``), their
+    AUROC against all the table's single phases (``auroc``: the mean over them of the share of single phases scored
+    below each, ties ½) and the bin's share of all the pairs ``kind`` loses (``lost_share``)."""
+    single = np.sort(score[(df["kind"] == "single").to_numpy()])
+    sel = (df["kind"] == kind).to_numpy()
+    x = score[sel]
+    below = (np.searchsorted(single, x, "left") + np.searchsorted(single, x, "right")) / (2 * len(single))
+    facts = df.loc[sel].copy()
+    if "major_volume" in facts:
+        facts["larger_log_volume"] = np.log(np.fmax(facts["major_volume"], facts["minor_volume"]))
+    lost = 1 - below
+    out = {}
+    for column, edges in (bins or MISS_BINS).items():
+        if column not in facts:
+            continue
+        b = pd.cut(facts[column].to_numpy(np.float64), list(edges))
+        t = pd.DataFrame({"bin": b, "below": below, "lost": lost}).groupby("bin", observed=True)
+        out[column] = pd.DataFrame({"n": t.size(), "auroc": t["below"].mean(), "lost_share": t["lost"].sum() / max(lost.sum(), 1e-12)})
+    return out
+
+
+# A best cell is a phase's own where its volume is within this (relative) of ¼, ⅓, ½, 1, 2, 3 or 4 times the
+# structure's: centred, reduced and doubled settings of the same lattice.
+OWN_CELL_TOL = 0.05
+OWN_CELL_MULTIPLES = (1 / 4, 1 / 3, 1 / 2, 1, 2, 3, 4)
+
+
+def own_cell(df: pd.DataFrame) -> np.ndarray:
+    """Per row whether the search's best cell (``log_volume``) is the major phase's own (``major_volume``, a fact):
+    "own" (within :data:`OWN_CELL_TOL` of one of :data:`OWN_CELL_MULTIPLES` of it), "other", or "none" (no cell,
+    or no volume to compare)."""
+    lv = df["log_volume"].to_numpy(np.float64)
+    v = df["major_volume"].to_numpy(np.float64)
+    none = ~np.isfinite(lv) | (lv == 0) | ~np.isfinite(v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.log(np.exp(lv) / v)
+    own = np.any([np.abs(ratio - np.log(m)) < OWN_CELL_TOL for m in OWN_CELL_MULTIPLES], axis=0)
+    return np.where(none, "none", np.where(own, "own", "other"))
+
+
+def against_own_cell(df: pd.DataFrame, score: np.ndarray, kind: str = "mixture_2") -> pd.DataFrame:
+    """``kind``'s AUROC against the single phases whose best cell is their own, another, or none
+    (:func:`own_cell`), and how many single phases each is."""
+    from xrdid.evaluate.novelty import auroc
+
+    single = (df["kind"] == "single").to_numpy()
+    which = own_cell(df)
+    x = score[(df["kind"] == kind).to_numpy()]
+    rows = {w: {"n": int((single & (which == w)).sum()), "auroc": auroc(score[single & (which == w)], x)}
+            for w in ("own", "other", "none") if (single & (which == w)).any()}
+    return pd.DataFrame(rows).T.rename_axis("single phases' best cell")
 
 
 # The classifier's crystal-system probabilities as terms (one left out: they sum to 1); candidate_sets tries
@@ -444,6 +638,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--add-context", default=None,
                     help="a table written by --sticks with the same --split/--n/--seed but without the indexing's "
                          "context: render the same patterns again, add what their peaks give (no indexing) and write --out")
+    ap.add_argument("--add-facts", default=None,
+                    help="a table written by --sticks with the same --split/--n/--seed before the tables carried FACTS: "
+                         "render the same patterns again (no indexing), add their draws' facts and names and write --out")
     ap.add_argument("--fit", nargs="+", default=None, help="feature tables to fit the combination on")
     ap.add_argument("--score", nargs="+", default=None, help="feature tables to report AUROC on")
     ap.add_argument("--json", default=None, help="write the comparison here")
@@ -465,9 +662,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--learning-curve", action="store_true",
                     help="cross-validate on --fit the shipped features (or --gate/--features) fitted on shares "
                          "LEARNING_CURVE of the other folds: would more fitting data help?")
+    ap.add_argument("--misses", action="store_true",
+                    help="where the --reference combination's misses lie on --score: AUROC and share of the lost pairs per "
+                         "bin of each of the tables' facts (MISS_BINS; tables written with them, or --add-facts)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.add_context:
+    if args.add_facts:
+        old = pd.read_parquet(args.add_facts)
+        new = rendered_features(sticks=args.sticks, split=args.split, n=args.n, cnn=args.cnn, seed=args.seed, index=False)
+        df = add_facts(old, new)
+        df.to_parquet(args.out or args.add_facts)
+        print(df.groupby("kind")[["p_detector", *(f for f in FACTS if "system" not in f)]].mean().to_string())
+    elif args.add_context:
         old = pd.read_parquet(args.add_context)
         new = rendered_features(sticks=args.sticks, split=args.split, n=args.n, cnn=args.cnn, seed=args.seed, index=False)
         df = add_context(old, new)
@@ -482,6 +688,18 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             df.to_parquet(args.out)
         print(df.groupby("kind")[["p_detector", *FEATURES, *CONTEXT, *(c for c in SECOND if c in df), "index_cpu_s"]].mean().to_string())
+    if args.misses:
+        if not (args.score and args.reference):
+            ap.error("--misses needs --score tables and --reference mixture_cell.json")
+        score_table = pd.concat([pd.read_parquet(p) for p in args.score], ignore_index=True)
+        score = reference_logit(score_table, args.reference)
+        for kind in ("mixture_2", "mixture_3"):
+            print(f"{kind}: AUROC {aurocs(score_table, score)[kind]:.3f} against {int((score_table['kind'] == 'single').sum())} single phases")
+            for column, t in misses(score_table, score, kind).items():
+                print(t.round(3).rename_axis(column).to_string(), "\n")
+            if "major_volume" in score_table:
+                print(against_own_cell(score_table, score, kind).round(3).to_string(), "\n")
+        return 0
     if args.fit and args.score:
         fit_table = pd.concat([pd.read_parquet(p) for p in args.fit], ignore_index=True)
         score_table = pd.concat([pd.read_parquet(p) for p in args.score], ignore_index=True)

@@ -110,22 +110,37 @@ def _lp(d: torch.Tensor, instrument: Instrument) -> torch.Tensor:
     return torch.where((d > 0) & (theta >= lo) & (theta <= hi), lp, torch.zeros_like(lp))
 
 
+def mixture_draws(n_structures: int, n: int, phases: int, seed: int, min_fraction: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """The structures (row indices, (n, phases)) and scales ((n, phases), each ≥ ``min_fraction``, summing to 1:
+    the height of each phase's strongest line) of :func:`render_mixtures`'s ``n`` mixtures of the same arguments,
+    drawn in the same order (the draws of each block of 128, as rendered)."""
+    rng = np.random.default_rng(seed)
+    picks, weights = [], []
+    for start in range(0, n, 128):
+        m = min(128, n - start)
+        picks.append(np.stack([rng.choice(n_structures, phases, replace=False) for _ in range(m)]))
+        w = rng.dirichlet(np.ones(phases), size=m)
+        while (w < min_fraction).any():  # rejection keeps the flat Dirichlet's shape above the floor
+            bad = (w < min_fraction).any(1)
+            w[bad] = rng.dirichlet(np.ones(phases), size=int(bad.sum()))
+        weights.append(w)
+    if not picks:
+        return np.zeros((0, phases), np.int64), np.zeros((0, phases))
+    return np.concatenate(picks), np.concatenate(weights)
+
+
 def render_mixtures(table: StickTable, renderer: Renderer, n: int, phases: int, seed: int, min_fraction: float = 0.15) -> torch.Tensor:
     """``n`` patterns of ``phases`` distinct structures of ``table`` each (module docstring)."""
     if len(table) < phases:
         raise ValueError(f"need at least {phases} known structures for {phases}-phase mixtures, got {len(table)}")
     g = _gen(seed)
-    rng = np.random.default_rng(seed)
     inst = renderer.instrument
     out = []
+    all_picks, all_w = mixture_draws(len(table), n, phases, seed, min_fraction)
     for start in range(0, n, 128):
         m = min(128, n - start)
         ds, fs = [], []
-        picks = np.stack([rng.choice(len(table), phases, replace=False) for _ in range(m)])
-        w = rng.dirichlet(np.ones(phases), size=m)
-        while (w < min_fraction).any():  # rejection keeps the flat Dirichlet's shape above the floor
-            bad = (w < min_fraction).any(1)
-            w[bad] = rng.dirichlet(np.ones(phases), size=int(bad.sum()))
+        picks, w = all_picks[start : start + m], all_w[start : start + m]
         for k in range(phases):
             sticks, _, _ = table.batch(torch.as_tensor(picks[:, k]))
             strongest = (sticks.f2m * _lp(sticks.d, inst)).amax(1, keepdim=True).clamp_min(1e-30)
