@@ -190,8 +190,12 @@ def reciprocal_metric(d: np.ndarray, hkl: np.ndarray | None) -> np.ndarray | Non
 
 def cell_volume(d: np.ndarray, hkl: np.ndarray | None) -> float:
     """The cell volume (Å³) of the sticks' lattice (:func:`reciprocal_metric`); NaN without one."""
-    m = reciprocal_metric(d, hkl)
-    return float(1 / np.sqrt(np.linalg.det(m))) if m is not None else math.nan
+    return _metric_volume(reciprocal_metric(d, hkl))
+
+
+def _metric_volume(metric: np.ndarray | None) -> float:
+    """The cell volume (Å³) of reciprocal metric ``metric``; NaN for None."""
+    return float(1 / np.sqrt(np.linalg.det(metric))) if metric is not None else math.nan
 
 
 def lattice_two_theta(metric: np.ndarray, wavelength_A: float, two_theta_max_deg: float, max_index: int = 40) -> np.ndarray:
@@ -249,7 +253,7 @@ def mixture_facts(table, picks: np.ndarray, scales: np.ndarray, instrument) -> l
             on = inten > 0
             metric = reciprocal_metric(d, hkl)
             phases.append({"id": table.ids[i], "system": CRYSTAL_SYSTEMS[int(table.crystal_system[i])], "scale": float(w),
-                           "volume": float(1 / np.sqrt(np.linalg.det(metric))) if metric is not None else math.nan,
+                           "volume": _metric_volume(metric),
                            "metric": metric, "tt": np.degrees(2 * np.arcsin(np.clip(lam / (2 * d[on]), 0, 1))), "i": inten[on]})
         total = sum(float(p["i"].sum()) for p in phases) or 1.0
         strongest = max(float(p["i"].max(initial=0)) for p in phases) or 1.0

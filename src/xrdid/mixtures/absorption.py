@@ -69,6 +69,14 @@ def brindley_tau(dmu_r: np.ndarray | float) -> np.ndarray:
     return 3.0 * np.sum(_WT * _T**2 * np.exp(-2.0 * x * _T), axis=-1)
 
 
+def brindley_taus(weights: np.ndarray, mu: np.ndarray, density: np.ndarray, radius_um: float) -> np.ndarray:
+    """Each phase's τ (:func:`brindley_tau`) in a powder of these weight fractions, grains of ``radius_um`` (µm):
+    μ̄ is the volume-weighted mean of ``mu`` (cm⁻¹) over the solids (``density`` g/cm³)."""
+    v = np.asarray(weights, float) / np.asarray(density, float)
+    mbar = float(np.sum(v * mu) / v.sum())
+    return brindley_tau((np.asarray(mu, float) - mbar) * radius_um * 1e-4)
+
+
 def brindley_fractions(raw: np.ndarray, mu: np.ndarray, density: np.ndarray, radius_um: float, iterations: int = 20) -> np.ndarray:
     """Weight fractions corrected for micro-absorption.
 
@@ -79,13 +87,9 @@ def brindley_fractions(raw: np.ndarray, mu: np.ndarray, density: np.ndarray, rad
     raw = np.asarray(raw, float)
     if raw.size == 0 or radius_um <= 0:
         return raw
-    r_cm = radius_um * 1e-4
     w = raw / raw.sum()
     for _ in range(iterations):
-        v = w / density
-        v = v / v.sum()
-        mbar = float(np.sum(v * mu))
-        new = raw / brindley_tau((mu - mbar) * r_cm)
+        new = raw / brindley_taus(w, mu, density, radius_um)
         new = new / new.sum()
         if np.max(np.abs(new - w)) < 1e-10:
             w = new

@@ -94,14 +94,11 @@ def _brindley_taus(library: Library, indices: list[int], fractions: list[float],
     """Each phase's Brindley τ for spherical grains of ``radius_um`` (all 1 without a radius)."""
     if not radius_um:
         return [1.0] * len(indices)
-    from xrdid.mixtures.absorption import brindley_tau, density_g_cm3, linear_attenuation
+    from xrdid.mixtures.absorption import brindley_taus, density_g_cm3, linear_attenuation
 
     ps = [library.phases[i] for i in indices]
     mu = [linear_attenuation(p.formula, p.cell_mass_amu, p.volume_A3, wavelength_A) for p in ps]
     if None in mu:
         raise ValueError(f"no absorption coefficient at {wavelength_A} Å for one of {[p.formula for p in ps]}")
-    mu = np.array(mu, float)
     rho = np.array([density_g_cm3(p.cell_mass_amu, p.volume_A3) for p in ps])
-    v = np.asarray(fractions, float) / rho
-    mbar = float(np.sum(v * mu) / v.sum())
-    return [float(t) for t in brindley_tau((mu - mbar) * radius_um * 1e-4)]
+    return [float(t) for t in brindley_taus(np.asarray(fractions, float), np.array(mu, float), rho, radius_um)]
