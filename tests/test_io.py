@@ -198,3 +198,30 @@ def test_blocks_in_other_threads_leave_the_handlers_alone(tmp_path):
     assert errors == []
     assert all(s == before for s in seen)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0.txt", "1.txt", "2.txt", "3.txt"]
+
+
+def test_interrupt_that_ends_in_an_abort_leaves_nothing(tmp_path):
+    """Ctrl-C during the import of a native module raises through C++ and ends in SIGABRT, so no ``finally``
+    runs: the handler has removed the temporary file before raising."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import os, signal, sys, time
+        from xrdid.io import atomic_path
+
+        with atomic_path(sys.argv[1]) as tmp:
+            tmp.write_text("half")
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(30)
+            except KeyboardInterrupt:
+                os.abort()  # what an exception thrown through C++ comes to
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out.txt")], check=False, capture_output=True, timeout=60)
+    assert run.returncode == -signal.SIGABRT
+    assert list(tmp_path.iterdir()) == []
