@@ -225,3 +225,22 @@ def test_interrupt_that_ends_in_an_abort_leaves_nothing(tmp_path):
     run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out.txt")], check=False, capture_output=True, timeout=60)
     assert run.returncode == -signal.SIGABRT
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_forked_worker_ended_by_sigterm_leaves_its_parents_file_alone(tmp_path):
+    """A worker forked while a block is open inherits its handlers; ``Pool.terminate`` ends it with SIGTERM."""
+    import multiprocessing as mp
+    import signal
+    import time
+
+    out = tmp_path / "out.txt"
+    with atomic_path(out) as tmp:
+        tmp.write_text("whole")
+        worker = mp.get_context("fork").Process(target=time.sleep, args=(30,))
+        worker.start()
+        time.sleep(0.2)
+        worker.terminate()
+        worker.join(timeout=30)
+        assert worker.exitcode in (128 + signal.SIGTERM, -signal.SIGTERM)
+        assert tmp.exists()
+    assert out.read_text() == "whole"

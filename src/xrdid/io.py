@@ -56,8 +56,10 @@ def _storage_error(exc: BaseException, path: Path) -> BaseException:
     return error
 
 
-# The temporary files of the atomic_path blocks open in this process, removed by _remove_and_unwind.
-_OPEN: set[Path] = set()
+# The temporary files of the atomic_path blocks open in this process, removed by _remove_and_unwind, with the
+# id of the process that opened them: a forked worker inherits both the handler and this dict, and a worker
+# ended by SIGTERM (``Pool.terminate``) must leave its parent's files alone.
+_OPEN: dict[Path, int] = {}
 # The handlers _remove_and_unwind replaced, restored when the main thread's last block ends.
 _REPLACED: dict[int, object] = {}
 _main_depth = 0
@@ -73,9 +75,11 @@ def _remove_and_unwind(signum, frame):
     that cleanup, or whose exception ends in an abort (Ctrl-C during the import of a native module raises
     through C++, which ends in SIGABRT without running any ``finally``), still leaves nothing behind.
     """
-    for tmp in list(_OPEN):
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    pid = os.getpid()
+    for tmp, owner in list(_OPEN.items()):
+        if owner == pid:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise SystemExit(128 + signum)
@@ -129,7 +133,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         except OSError as exc:
             raise _storage_error(exc, path) from exc
         tmp = Path(name)
-        _OPEN.add(tmp)
+        _OPEN[tmp] = os.getpid()
         try:
             os.close(fd)
             yield tmp
@@ -141,7 +145,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                 raise
             raise error from exc
         finally:
-            _OPEN.discard(tmp)
+            _OPEN.pop(tmp, None)
 
 
 def write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
