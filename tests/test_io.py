@@ -244,3 +244,22 @@ def test_a_forked_worker_ended_by_sigterm_leaves_its_parents_file_alone(tmp_path
         assert worker.exitcode in (128 + signal.SIGTERM, -signal.SIGTERM)
         assert tmp.exists()
     assert out.read_text() == "whole"
+
+
+def test_a_writer_that_cannot_be_opened_leaves_no_block_open(tmp_path, monkeypatch):
+    import signal
+
+    import pyarrow.parquet as pq
+
+    from xrdid.structures.table import StructureTableWriter
+
+    def broken(*args, **kwargs):
+        raise OSError("cannot open")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(pq, "ParquetWriter", broken)
+    writer = StructureTableWriter(tmp_path / "s.parquet", tmp_path / "f.parquet")
+    with pytest.raises(OSError, match="cannot open"):
+        writer.__enter__()
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert list(tmp_path.iterdir()) == []

@@ -238,9 +238,10 @@ class StructureTableWriter:
 
     def __enter__(self) -> Self:
         _import_what_writing_needs()
-        self._stack = contextlib.ExitStack()
-        tmp = self._stack.enter_context(atomic_path(self.out))
-        self._writer = self._stack.enter_context(pq.ParquetWriter(tmp, STRUCTURE_SCHEMA, compression="zstd"))
+        with contextlib.ExitStack() as stack:  # a writer that cannot be opened closes the atomic block at once
+            tmp = stack.enter_context(atomic_path(self.out))
+            self._writer = stack.enter_context(pq.ParquetWriter(tmp, STRUCTURE_SCHEMA, compression="zstd"))
+            self._stack = stack.pop_all()
         return self
 
     def add(self, rows: Iterable[dict] = (), failures: Iterable[dict] = ()) -> None:
