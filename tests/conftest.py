@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny structures built in code and a small sticks table made from them."""
+"""Shared fixtures: tiny structures built in code and a small sticks table made from them; a check that an
+output is never open while a native module is imported."""
 
 from __future__ import annotations
 
@@ -93,3 +94,51 @@ def tiny_vae(tmp_path_factory, sticks_table):
         config=VAETrainConfig(epochs=2, steps_per_epoch=3, batch_size=8, calibration_draws=8),
     )
     return out / "model"
+
+
+# Run by native_imports_while_writing before the code under test: every xrdid.io.atomic_path block records the
+# extension modules first imported while its temporary file is open (the modules under test bind atomic_path
+# when they are imported, i.e. after this).
+_WATCH_OUTPUTS = """
+import contextlib, importlib.machinery, json, os, sys
+import xrdid.io
+
+_opened, _seen = xrdid.io.atomic_path, {}
+
+def _native(name):
+    path = getattr(sys.modules.get(name), "__file__", None) or ""
+    return path.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+@contextlib.contextmanager
+def _watched(path):
+    with _opened(path) as tmp:
+        before = set(sys.modules)
+        yield tmp
+        _seen[os.path.basename(path)] = sorted(m for m in set(sys.modules) - before if _native(m))
+
+xrdid.io.atomic_path = _watched
+"""
+
+
+@pytest.fixture(scope="session")
+def native_imports_while_writing():
+    """``native_imports_while_writing(code, *args)``: run ``code`` (``sys.argv[1:]`` = ``args``) in a fresh
+    interpreter; returns, for each output it wrote through :func:`xrdid.io.atomic_path` (by file name), the
+    native modules first imported while that output's temporary file was open.
+
+    It should be none: Ctrl-C (a cancelled job's SIGINT) during the import of a native module can abort the
+    process outright (gemmi's import raises through C++, which ends in SIGABRT), so the step dies without
+    unwinding instead of failing cleanly. A step imports what it needs before it opens its output.
+    """
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    def run(code: str, *args) -> dict[str, list[str]]:
+        script = _WATCH_OUTPUTS + textwrap.dedent(code) + "\nprint(json.dumps(_seen))\n"
+        done = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.splitlines()[-1])
+
+    return run

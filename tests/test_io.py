@@ -96,3 +96,170 @@ def test_sigterm_removes_the_temporary_file(tmp_path):
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     assert time.monotonic() - t0 < 30
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("where", ["cleanup", "rename"])
+def test_signal_during_cleanup_or_rename_leaves_nothing(tmp_path, signum, where):
+    """A signal that lands after the block, while the temporary file is being removed (the block failed)
+    or renamed (it succeeded), still leaves no temporary file: the default handlers come back only after."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import os, pathlib, signal, sys
+        from xrdid.io import atomic_path
+
+        signum, where, out = getattr(signal, sys.argv[1]), sys.argv[2], sys.argv[3]
+
+        def firing(original):
+            def wrapper(*args, **kwargs):  # signals this process once, on the first call
+                if not fired:
+                    fired.append(True)
+                    os.kill(os.getpid(), signum)
+                return original(*args, **kwargs)
+            return wrapper
+
+        fired = []
+        if where == "rename":
+            os.replace = firing(os.replace)
+        else:
+            pathlib.Path.unlink = firing(pathlib.Path.unlink)
+        with atomic_path(out) as tmp:
+            tmp.write_text("half")
+            if where == "cleanup":
+                raise RuntimeError("the block failed")
+        """
+    )
+    out = tmp_path / "out.txt"
+    run = subprocess.run([sys.executable, "-c", code, signum, where, str(out)], check=False, capture_output=True, text=True, timeout=60)
+    expected = 128 + signal.SIGTERM if signum == "SIGTERM" else -signal.SIGINT  # an uncaught KeyboardInterrupt
+    assert run.returncode == expected, run.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_handlers_come_back_after_the_block(tmp_path):
+    import signal
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    with atomic_path(tmp_path / "a.txt") as a:
+        assert signal.getsignal(signal.SIGTERM) is not before[signal.SIGTERM]
+        with pytest.raises(RuntimeError), atomic_path(tmp_path / "b.txt"):
+            raise RuntimeError("inner block failed")
+        assert signal.getsignal(signal.SIGTERM) is not before[signal.SIGTERM]  # the outer block is still open
+        a.write_text("done")
+    assert {s: signal.getsignal(s) for s in before} == before
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "c.txt"):
+        raise RuntimeError("failed")
+    assert {s: signal.getsignal(s) for s in before} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_a_handler_someone_installed_is_kept(tmp_path):
+    import signal
+
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        with atomic_path(tmp_path / "out.txt") as tmp:
+            assert signal.getsignal(signal.SIGTERM) is mine
+            tmp.write_text("x")
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_blocks_in_other_threads_leave_the_handlers_alone(tmp_path):
+    import signal
+    import threading
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    seen, errors = [], []
+
+    def work(i):
+        try:
+            write_text(str(i), tmp_path / f"{i}.txt")
+            with pytest.raises(RuntimeError), atomic_path(tmp_path / f"failed-{i}.txt"):
+                seen.append({s: signal.getsignal(s) for s in before})
+                raise RuntimeError("failed")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert all(s == before for s in seen)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.txt", "1.txt", "2.txt", "3.txt"]
+
+
+def test_interrupt_that_ends_in_an_abort_leaves_nothing(tmp_path):
+    """Ctrl-C during the import of a native module raises through C++ and ends in SIGABRT, so no ``finally``
+    runs: the handler has removed the temporary file before raising."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import os, signal, sys, time
+        from xrdid.io import atomic_path
+
+        with atomic_path(sys.argv[1]) as tmp:
+            tmp.write_text("half")
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(30)
+            except KeyboardInterrupt:
+                os.abort()  # what an exception thrown through C++ comes to
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out.txt")], check=False, capture_output=True, timeout=60)
+    assert run.returncode == -signal.SIGABRT
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_forked_worker_ended_by_sigterm_leaves_its_parents_file_alone(tmp_path):
+    """A worker forked while a block is open inherits its handlers; ``Pool.terminate`` ends it with SIGTERM."""
+    import multiprocessing as mp
+    import signal
+    import time
+
+    out = tmp_path / "out.txt"
+    with atomic_path(out) as tmp:
+        tmp.write_text("whole")
+        worker = mp.get_context("fork").Process(target=time.sleep, args=(30,))
+        worker.start()
+        time.sleep(0.2)
+        worker.terminate()
+        worker.join(timeout=30)
+        assert worker.exitcode in (128 + signal.SIGTERM, -signal.SIGTERM)
+        assert tmp.exists()
+    assert out.read_text() == "whole"
+
+
+def test_a_writer_that_cannot_be_opened_leaves_no_block_open(tmp_path, monkeypatch):
+    import signal
+
+    import pyarrow.parquet as pq
+
+    from xrdid.structures.table import StructureTableWriter
+
+    def broken(*args, **kwargs):
+        raise OSError("cannot open")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(pq, "ParquetWriter", broken)
+    writer = StructureTableWriter(tmp_path / "s.parquet", tmp_path / "f.parquet")
+    with pytest.raises(OSError, match="cannot open"):
+        writer.__enter__()
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert list(tmp_path.iterdir()) == []

@@ -56,25 +56,63 @@ def _storage_error(exc: BaseException, path: Path) -> BaseException:
     return error
 
 
-def _exit_on_sigterm(signum, frame):
+# The temporary files of the atomic_path blocks open in this process, removed by _remove_and_unwind, with the
+# id of the process that opened them: a forked worker inherits both the handler and this dict, and a worker
+# ended by SIGTERM (``Pool.terminate``) must leave its parent's files alone.
+_OPEN: dict[Path, int] = {}
+# The handlers _remove_and_unwind replaced, restored when the main thread's last block ends.
+_REPLACED: dict[int, object] = {}
+_main_depth = 0
+# Replaced only while they are Python's defaults; a handler someone else installed is kept.
+_DEFAULT_HANDLERS = {signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.default_int_handler}
+
+
+def _remove_and_unwind(signum, frame):
+    """SIGTERM or SIGINT while an :func:`atomic_path` block is open: remove the open temporary files, then
+    unwind (``SystemExit(143)`` for SIGTERM, ``KeyboardInterrupt`` for SIGINT).
+
+    Removing them here, not only in ``atomic_path``'s own cleanup, leaves no window: a signal that lands in
+    that cleanup, or whose exception ends in an abort (Ctrl-C during the import of a native module raises
+    through C++, which ends in SIGABRT without running any ``finally``), still leaves nothing behind.
+    """
+    pid = os.getpid()
+    for tmp, owner in list(_OPEN.items()):
+        if owner == pid:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise SystemExit(128 + signum)
 
 
 @contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    """While active, SIGTERM (what ``scancel``, ``kill`` and Snakemake send) raises ``SystemExit(143)``.
+def _signals_remove_temporaries() -> Iterator[None]:
+    """While active (in the main thread, the outermost such block), SIGTERM (what ``scancel``, ``kill`` and
+    Snakemake send) and SIGINT remove the open temporary files and unwind.
 
-    By default SIGTERM ends Python without unwinding, so ``finally`` blocks (the removal of a temporary
-    file) never run. Only the main thread can set handlers; a handler someone else installed is kept.
+    By default SIGTERM ends Python without unwinding, so ``finally`` blocks never run. Only the main thread
+    can set handlers: elsewhere this does nothing (a signal then finds the main thread's handler, if any).
+    The defaults come back only once the cleanup of the last block is over.
     """
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    global _main_depth
+    if _main_depth == 0:
+        for signum, default in _DEFAULT_HANDLERS.items():
+            if signal.getsignal(signum) is default:
+                _REPLACED[signum] = default
+                signal.signal(signum, _remove_and_unwind)
+    _main_depth += 1
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _main_depth -= 1
+        if _main_depth == 0:
+            for signum in list(_REPLACED):
+                if signal.getsignal(signum) is _remove_and_unwind:
+                    signal.signal(signum, _REPLACED[signum])
+                del _REPLACED[signum]
 
 
 @contextlib.contextmanager
@@ -83,27 +121,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     A crash or kill leaves no partial file at ``path``, so Snakemake (and a resumed run) never sees
     half an output. The temporary file lives in the same directory so the rename is atomic; it is
-    removed on an exception and on SIGTERM (a cancelled cluster job), though not on SIGKILL.
-    A full disk, an exhausted quota or missing permissions raise :class:`StorageError` naming ``path``.
+    removed on an exception and on SIGTERM or SIGINT (a cancelled cluster job, Ctrl-C), though not on
+    SIGKILL. A full disk, an exhausted quota or missing permissions raise :class:`StorageError` naming
+    ``path``.
     """
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise _storage_error(exc, path) from exc
-    tmp = Path(tmp)
-    try:
-        with _sigterm_unwinds():
+    with _signals_remove_temporaries():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        except OSError as exc:
+            raise _storage_error(exc, path) from exc
+        tmp = Path(name)
+        _OPEN[tmp] = os.getpid()
+        try:
+            os.close(fd)
             yield tmp
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        error = _storage_error(exc, path)
-        if error is exc:
-            raise
-        raise error from exc
+            os.replace(tmp, path)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            error = _storage_error(exc, path)
+            if error is exc:
+                raise
+            raise error from exc
+        finally:
+            _OPEN.pop(tmp, None)
 
 
 def write_parquet(table: pa.Table, path: str | os.PathLike) -> None:

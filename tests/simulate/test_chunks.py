@@ -1,5 +1,4 @@
 import itertools
-import json
 
 import polars as pl
 import pytest
@@ -221,44 +220,25 @@ def test_derived_rows_take_their_parents_group_key_across_tables_and_max_sticks_
         assert capped["f2m"] == [full["f2m"][i] for i in strongest]
 
 
-def test_no_module_is_imported_while_a_chunk_is_open(tmp_path, small_structures):
-    """Every native module a chunk needs is imported before its output is opened (a fresh interpreter).
-
-    Ctrl-C during the import of a native module (gemmi's, say) can abort the process outright (an uncaught
-    C++ exception ends in SIGABRT), so no ``finally`` removes the temporary file: an interrupted run would
-    leave a partial chunk behind.
+def test_no_module_is_imported_while_a_chunk_is_open(tmp_path, small_structures, native_imports_while_writing):
+    """Every native module a chunk needs is imported before its output is opened (a fresh interpreter)."""
+    table = _table(tmp_path, small_structures)
+    code = """
+        import sys
+        from xrdid.simulate.chunks import simulate_chunk
+        simulate_chunk([sys.argv[1]], chunk=0, n_chunks=1, out=sys.argv[2], d_min_A=0.6)
     """
-    import subprocess
-    import sys
-    import textwrap
+    assert native_imports_while_writing(code, table, tmp_path / "chunk.parquet") == {"chunk.parquet": []}
+
+
+def test_no_module_is_imported_while_the_merged_table_is_open(tmp_path, small_structures, native_imports_while_writing):
+    from xrdid.simulate.chunks import simulate_chunk
 
     table = _table(tmp_path, small_structures)
-    script = textwrap.dedent(
-        """
-        import contextlib, importlib.machinery, json, sys
-        from xrdid.simulate import chunks
-
-        opened = chunks.atomic_path
-        seen = {}
-
-        def native(name):
-            path = getattr(sys.modules.get(name), "__file__", None) or ""
-            return path.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
-
-        @contextlib.contextmanager
-        def watched(path):
-            with opened(path) as tmp:
-                before = set(sys.modules)
-                yield tmp
-                seen["new"] = sorted(m for m in set(sys.modules) - before if native(m))
-
-        chunks.atomic_path = watched
-        chunks.simulate_chunk([sys.argv[1]], chunk=0, n_chunks=1, out=sys.argv[2], d_min_A=0.6)
-        print(json.dumps(seen))
-        """
-    )
-    run = subprocess.run(
-        [sys.executable, "-c", script, str(table), str(tmp_path / "chunk.parquet")], capture_output=True, text=True, check=True
-    )
-    new = json.loads(run.stdout.splitlines()[-1])["new"]
-    assert new == [], f"native modules imported while the chunk was open: {new}"
+    simulate_chunk([table], chunk=0, n_chunks=1, out=tmp_path / "chunk.parquet", d_min_A=0.6)
+    code = """
+        import sys
+        from xrdid.simulate.chunks import merge_sticks
+        merge_sticks([sys.argv[1]], out=sys.argv[2])
+    """
+    assert native_imports_while_writing(code, tmp_path / "chunk.parquet", tmp_path / "sticks.parquet") == {"sticks.parquet": []}

@@ -183,3 +183,17 @@ def _run(tmp, folder):
     out = tmp / "out.parquet"
     load_local(folder, out=out, failed_out=tmp / "failed.parquet")
     return out
+
+
+def test_no_module_is_imported_while_the_tables_are_open(tmp_path, native_imports_while_writing):
+    """The files are read in this process (one worker) while the table is open: what reading and writing
+    need is imported before."""
+    (tmp_path / "cifs").mkdir()
+    (tmp_path / "cifs" / "NaCl.cif").write_text(str(CifWriter(nacl(), symprec=0.01)))
+    code = """
+        import sys
+        from xrdid.structures.local import load_local
+        load_local(sys.argv[1], out=sys.argv[2], failed_out=sys.argv[3], workers=1)
+    """
+    seen = native_imports_while_writing(code, tmp_path / "cifs", tmp_path / "local.parquet", tmp_path / "failed.parquet")
+    assert seen == {"local.parquet": [], "failed.parquet": []}

@@ -283,3 +283,20 @@ def test_retries_stop_at_the_limit_and_the_budget():
     with pytest.raises(MaterialsProjectError, match="after 1 attempts"):
         _Retrier(max_retries=5, backoff_s=0.0, budget_s=0.0, sleep=lambda s: None).call("list", fn)  # no time left
     assert len(calls) == 1
+
+
+
+def test_no_module_is_imported_while_the_tables_are_open(tmp_path, server, native_imports_while_writing):
+    """The downloaded chunks are described in this process (one worker) while the table is open: what that
+    needs is imported before (the download itself is done here, with the stand-in)."""
+    download(tmp_path, server)
+    code = """
+        import sys
+        from pathlib import Path
+        from xrdid.structures.materials_project import _merge
+
+        _merge(Path(sys.argv[1]), 3, out=sys.argv[2], failed_out=sys.argv[3], symprec=0.01, workers=1)
+    """
+    seen = native_imports_while_writing(code, tmp_path / "state", tmp_path / "again.parquet", tmp_path / "again.failed.parquet")
+    assert seen == {"again.parquet": [], "again.failed.parquet": []}
+    assert pq.read_table(tmp_path / "again.parquet").equals(pq.read_table(tmp_path / "mp.parquet"))

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from xrdid.structures.cif import rows_from_cif
-from xrdid.structures.table import StructureTableWriter
+from xrdid.structures.table import StructureTableWriter, import_what_describing_needs
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ def load_local(
 def write_cif_rows(tasks, read, *, out, failed_out, workers: int, what: str) -> tuple[int, int]:
     """Run ``read`` on every task (in ``workers`` processes, results in task order) and stream its
     ``(rows, failures, skipped)`` into the tables."""
+    import_what_describing_needs()  # `read` may run in this process while the table is open
+
     start = time.perf_counter()
     skipped = 0
     with StructureTableWriter(out, failed_out) as writer:

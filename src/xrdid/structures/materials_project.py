@@ -45,7 +45,7 @@ import tenacity
 
 from xrdid.io import write_parquet, write_text
 from xrdid.structures.crystal import crystal_from_pymatgen_dict
-from xrdid.structures.table import StructureError, StructureTableWriter, describe_crystal
+from xrdid.structures.table import StructureError, StructureTableWriter, describe_crystal, import_what_describing_needs
 
 log = logging.getLogger(__name__)
 
@@ -396,6 +396,10 @@ def _merge(state: Path, n_chunks: int, *, out, failed_out, symprec: float, worke
     """Describe every saved chunk (in ``workers`` processes) and stream the rows into ``out``; failures
     go to ``failed_out``."""
     describe = functools.partial(_describe_chunk, state=state, symprec=symprec)
+    # What describing may import in this process while the table is open, imported before.
+    import pyarrow.dataset  # noqa: F401  (pq.read_table of a chunk)
+
+    import_what_describing_needs()
     with StructureTableWriter(out, failed_out) as writer:
         if workers > 1 and n_chunks > 1:
             with mp.get_context("fork").Pool(min(workers, n_chunks)) as pool:

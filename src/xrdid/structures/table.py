@@ -190,8 +190,26 @@ def structure_from_row(row: dict):
         return Structure.from_str(row["cif"], fmt="cif")
 
 
+def _import_what_writing_needs() -> None:
+    """Import, before a table is opened, what writing its rows imports on first use: ``pa.Table.from_pylist``
+    imports pandas and pyarrow.compute. Ctrl-C during the import of a native module can abort the process
+    without unwinding (see :func:`xrdid.simulate.chunks._import_what_the_loop_needs`)."""
+    import pandas  # noqa: F401
+    import pyarrow.compute  # noqa: F401
+
+
+def import_what_describing_needs() -> None:
+    """Import what describing crystals (and reading CIFs) imports on first use, for a caller that does it while
+    its output is open to do before: gemmi (element data, the CIF reader) and pymatgen.core (the reduced
+    formula). Ctrl-C during the import of a native module can abort the process without unwinding (see
+    :func:`xrdid.simulate.chunks._import_what_the_loop_needs`)."""
+    import gemmi  # noqa: F401
+    import pymatgen.core  # noqa: F401
+
+
 def write_rows(rows: list[dict], schema: pa.Schema, path: str | Path) -> None:
     """Write table rows atomically, in row groups of ROW_GROUP_ROWS."""
+    _import_what_writing_needs()
     with atomic_path(path) as tmp:
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
 
@@ -219,9 +237,11 @@ class StructureTableWriter:
         self._rows: list[dict] = []
 
     def __enter__(self) -> Self:
-        self._stack = contextlib.ExitStack()
-        tmp = self._stack.enter_context(atomic_path(self.out))
-        self._writer = self._stack.enter_context(pq.ParquetWriter(tmp, STRUCTURE_SCHEMA, compression="zstd"))
+        _import_what_writing_needs()
+        with contextlib.ExitStack() as stack:  # a writer that cannot be opened closes the atomic block at once
+            tmp = stack.enter_context(atomic_path(self.out))
+            self._writer = stack.enter_context(pq.ParquetWriter(tmp, STRUCTURE_SCHEMA, compression="zstd"))
+            self._stack = stack.pop_all()
         return self
 
     def add(self, rows: Iterable[dict] = (), failures: Iterable[dict] = ()) -> None:
