@@ -29,6 +29,15 @@ def test_success_replaces_existing_output(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
 
+def test_outputs_get_the_mode_a_plain_file_would(tmp_path):
+    """Not mkstemp's private 0o600: a result on a shared file system stays readable by the group."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    out = tmp_path / "out.txt"
+    write_text("x", out)
+    assert (out.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)
+
+
 @pytest.mark.parametrize(
     ("code", "words"),
     [(errno.ENOSPC, "no space left"), (errno.EDQUOT, "quota"), (errno.EACCES, "permission denied"),

@@ -24,6 +24,16 @@ class StorageError(OSError):
     """
 
 
+def _process_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Outputs get the mode a plain open() would give them (0o666 less the umask), not mkstemp's private 0o600:
+# results on a shared file system stay readable by the group, as any other file the user writes.
+_OUTPUT_MODE = 0o666 & ~_process_umask()
+
 # errno -> (what happened, what to do about it)
 _STORAGE_ERRORS = {
     errno.ENOSPC: ("no space left on the device", "free space there, or run from a larger file system"),
@@ -135,6 +145,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp = Path(name)
         _OPEN[tmp] = os.getpid()
         try:
+            with contextlib.suppress(OSError):  # a file system without POSIX modes keeps its own
+                os.fchmod(fd, _OUTPUT_MODE)
             os.close(fd)
             yield tmp
             os.replace(tmp, path)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from xrdid.io import atomic_path
+
 log = logging.getLogger(__name__)
 
 # Bump when what is cached (sticks, volumes, masses) would change.
@@ -420,9 +422,8 @@ def _write_cache(file: Path, entries: dict) -> None:
             for k in _ARRAYS:
                 arrays[f"{h}_{i}_{k}"] = p[k]
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
-        os.replace(tmp, file)
+        # A file object: np.savez would append ".npz" to the temporary name.
+        with atomic_path(file) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
     except OSError as e:  # a read-only home must not stop the fit
         log.warning("cannot write the phase cache %s: %s", file, e)

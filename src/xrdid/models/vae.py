@@ -33,7 +33,6 @@ the CNN's ``model.json`` and ``weights.pt`` in one directory (the shipped ``xrdi
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -43,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xrdid.instrument.presets import Instrument
+from xrdid.io import atomic_path
 from xrdid.labels import CRYSTAL_SYSTEMS, N_SPACE_GROUPS
 from xrdid.models.checkpoint import model_meta, read_model
 from xrdid.models.cnn import StagedConfig
@@ -193,16 +193,10 @@ def save_vae(model: XRDVAE, instrument: Instrument, path: str | Path, *, extra: 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     meta = model_meta(model, "XRDVAE", instrument, FORMAT, extra)
-    for name, write in ((WEIGHTS_FILE, lambda p: torch.save(model.state_dict(), p)),
-                        (META_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=1)))):
-        # A sibling named after the process (not mkstemp, whose files are private): readable as the CNN's.
-        tmp = path / f".{name}.{os.getpid()}.tmp"
-        try:
-            write(tmp)
-            os.replace(tmp, path / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    with atomic_path(path / WEIGHTS_FILE) as tmp:
+        torch.save(model.state_dict(), tmp)
+    with atomic_path(path / META_FILE) as tmp:
+        tmp.write_text(json.dumps(meta, indent=1))
 
 
 def has_vae(path: str | Path) -> bool:
