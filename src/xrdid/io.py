@@ -32,7 +32,9 @@ def _process_umask() -> int:
 
 # Outputs get the mode a plain open() would give them (0o666 less the umask), not mkstemp's private 0o600:
 # results on a shared file system stay readable by the group, as any other file the user writes.
-_OUTPUT_MODE = 0o666 & ~_process_umask()
+_UMASK = _process_umask()
+_OUTPUT_MODE = 0o666 & ~_UMASK
+DIRECTORY_MODE = 0o777 & ~_UMASK  # for an output directory made with mkdtemp (0o700)
 
 # errno -> (what happened, what to do about it)
 _STORAGE_ERRORS = {

@@ -47,6 +47,9 @@ def test_checkpoint_round_trip(tmp_path):
         assert torch.allclose(model(x)[0], loaded(x)[0])
     assert inst2 == inst
     assert meta["crystal_systems"][0] == "triclinic" and len(meta["space_groups"]) == 230
+    plain = tmp_path / "plain"
+    plain.mkdir()  # the directory gets the mode mkdir gives, not mkdtemp's private 0o700
+    assert ((tmp_path / "ck").stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)
 
 
 def test_checkpoint_from_elsewhere_cannot_run_code(tmp_path):

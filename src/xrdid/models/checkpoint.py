@@ -15,6 +15,7 @@ import torch
 
 from xrdid import __version__
 from xrdid.instrument.presets import Instrument
+from xrdid.io import DIRECTORY_MODE
 from xrdid.labels import CRYSTAL_SYSTEMS, N_SPACE_GROUPS
 from xrdid.models.cnn import CNNConfig, XRDClassifier
 
@@ -27,6 +28,7 @@ def save_checkpoint(model: XRDClassifier, instrument: Instrument, path: str | Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
+        os.chmod(tmp, DIRECTORY_MODE)
         meta = model_meta(model, "XRDClassifier", instrument, FORMAT, extra)
         (tmp / "model.json").write_text(json.dumps(meta, indent=2))
         torch.save(model.state_dict(), tmp / "weights.pt")
