@@ -220,21 +220,22 @@ def _render(dd, ff, row, n_rows: int, grid, optics: Optics, *, size_A, strain_de
         sl = slice(p0, p1)
         n = n_pts[sl]
         e0 = int(ends[p0 - 1]) if p0 else 0
-        idx = np.repeat(first[sl] - (ends[sl] - n - e0), n) + np.arange(int(ends[p1 - 1]) - e0)
-        u = idx - np.repeat(pos[sl], n)
-        x2 = u * np.repeat(2.0 * step / gam[sl], n)  # x = 2(2θ − c)/Γ
+        # (ndarray.repeat: np.repeat's dispatch costs as much as the work on a small render.)
+        idx = (first[sl] - (ends[sl] - n - e0)).repeat(n) + np.arange(int(ends[p1 - 1]) - e0)
+        u = idx - pos[sl].repeat(n)
+        x2 = u * (2.0 * step / gam[sl]).repeat(n)  # x = 2(2θ − c)/Γ
         x2 *= x2
         e = eta[sl]
         # η/(1 + x²) + (1 − η)·√(π ln2)·exp(−ln2 x²), in place.
         prof = np.multiply(x2, -_LN2)
         np.exp(prof, out=prof)
-        prof *= np.repeat((1.0 - e) * c_g, n)
+        prof *= ((1.0 - e) * c_g).repeat(n)
         x2 += 1.0
-        prof += np.divide(np.repeat(e, n), x2, out=x2)
+        prof += np.divide(e.repeat(n), x2, out=x2)
         # Area-exact: the window sum (× step) is the peak's area, wherever it falls between points.
         norm = np.add.reduceat(prof, ends[sl] - n - e0) * step
-        prof *= np.repeat(area[sl] / np.maximum(norm, 1e-300), n)
-        idx += pad if offset is None else np.repeat(offset[sl], n)
+        prof *= (area[sl] / np.maximum(norm, 1e-300)).repeat(n)
+        idx += pad if offset is None else offset[sl].repeat(n)
         out += np.bincount(idx, weights=prof, minlength=n_rows * width)
     return np.ascontiguousarray(out.reshape(n_rows, width)[:, pad : pad + N])
 
