@@ -177,6 +177,14 @@ def test_screening_denominators_are_cached_per_weights(cif_library):
     assert _screen(m, screen, m.w * m.y, [], set()) == ranked(m)
 
 
+def test_refinement_gradient_is_numpys_on_a_uniform_step():
+    from xrdid.mixtures.refine import _gradient
+
+    f = np.random.default_rng(3).random((3, 50))
+    np.testing.assert_array_equal(_gradient(f, 0.02), np.gradient(f, 0.02, axis=-1))
+    np.testing.assert_array_equal(_gradient(f[1], 0.02), np.gradient(f[1], 0.02))
+
+
 def test_kalpha2_for_known_anodes():
     assert kalpha2_for(1.540598) == pytest.approx(1.544414, abs=1e-4)
     assert kalpha2_for(0.7297) is None
