@@ -16,8 +16,11 @@ rescaled so that its sum over the window times the grid step equals A exactly (a
 what the weight fractions need); the grid can be any uniform 2θ grid; and many scale factors ``s``
 (:func:`render_phase`) or many phases with their own size and strain (:func:`render_phases`, what the
 refinement and the screening use) can be rendered in one vectorised call, as rows of the output. A row
-is the very numbers (to the last bit) of that row rendered alone: its peaks are grouped, summed and
-accumulated in the same order, so the fit's answers do not depend on what was rendered together.
+is the very numbers (to the last bit) of that row rendered alone: its peaks are evaluated, summed and
+accumulated in the same order and cut into the same pieces, so the fit's answers do not depend on what
+was rendered together. The peaks of a call are evaluated as one flat run of values, each on its own
+window (the grid points within ±h of its centre): numpy's per-call cost, not the arithmetic, is most of a
+small render's time.
 """
 
 from __future__ import annotations
