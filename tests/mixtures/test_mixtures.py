@@ -140,6 +140,51 @@ def test_columns_are_each_phase_rendered_alone(cif_library, monkeypatch, chunk):
     assert m.columns([], g).shape == (0, grid.size)
 
 
+def test_screening_denominators_are_cached_per_weights(cif_library):
+    """_screen's gain denominators (c·W·c of every screening column) are computed once per fit and kept on the
+    model: the cached ones must be the very numbers computed afresh, and must follow the weights when the
+    foreign-peak mask replaces them (Model.mask)."""
+    from xrdid.mixtures.fit import _gain_den, _scale_gains, _screen, _screen_columns, _screen_dens
+    from xrdid.mixtures.model import Model
+
+    lib = load_library(cif_library, 0.8 / 1.03)
+    grid = np.linspace(15.0, 100.0, 1701)
+    y = 50.0 + 1e4 * render_phase(lib.phases[0].d, lib.phases[0].f2m, grid, Optics(CU), width_scale=4.0)
+    m = Model(grid, y, lib, Optics(CU), background_degree=4)
+    screen = _screen_columns(m, 0.12, FitSettings())
+    scales, cols, coarse = screen
+
+    def binned(w):
+        return np.add.reduceat(w, coarse)[: coarse.size].astype(np.float32)
+
+    def ranked(model):  # _screen written out without the cache
+        r = np.add.reduceat(model.w * model.y, coarse)[: coarse.size].astype(np.float32)
+        out = []
+        for i, c in enumerate(cols):
+            gain = _scale_gains(c, r, binned(model.w))
+            j = int(np.argmax(gain))
+            if gain[j] > 0:
+                out.append((float(gain[j]), i, float(scales[j])))
+        return [(i, s) for _, i, s in sorted(out, reverse=True)]
+
+    assert _screen(m, screen, m.w * m.y, [], set()) == ranked(m)
+    before = [d.copy() for d in _screen_dens(m, cols, binned(m.w))]
+    m.mask(grid < 40.0)
+    dens = _screen_dens(m, cols, binned(m.w))
+    for c, d, d0 in zip(cols, dens, before):
+        np.testing.assert_array_equal(d, _gain_den(c, binned(m.w)))
+    assert any(not np.array_equal(d, d0) for d, d0 in zip(dens, before))
+    assert _screen(m, screen, m.w * m.y, [], set()) == ranked(m)
+
+
+def test_refinement_gradient_is_numpys_on_a_uniform_step():
+    from xrdid.mixtures.refine import _gradient
+
+    f = np.random.default_rng(3).random((3, 50))
+    np.testing.assert_array_equal(_gradient(f, 0.02), np.gradient(f, 0.02, axis=-1))
+    np.testing.assert_array_equal(_gradient(f[1], 0.02), np.gradient(f[1], 0.02))
+
+
 def test_kalpha2_for_known_anodes():
     assert kalpha2_for(1.540598) == pytest.approx(1.544414, abs=1e-4)
     assert kalpha2_for(0.7297) is None

@@ -1158,11 +1158,28 @@ def _foreign_lobes(m: Model, screen, fwhm: float, st: FitSettings, with_calc: bo
     return out
 
 
-def _scale_gains(c: np.ndarray, r: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _scale_gains(c: np.ndarray, r: np.ndarray, w: np.ndarray, den: np.ndarray | None = None) -> np.ndarray:
     """The χ² drop of adding each row of ``c`` (a phase's column at each lattice scale) alone to a fit whose
-    weighted residual is ``r`` (weights ``w``): (r·c)²/(c·W·c) where r·c > 0, else 0."""
+    weighted residual is ``r`` (weights ``w``): (r·c)²/(c·W·c) where r·c > 0, else 0. ``den``: the
+    denominators max(c·W·c, 1e-30), when already known (:func:`_screen_dens`)."""
     num = c @ r
-    return np.where(num > 0, num * num / np.maximum((c * c) @ w, 1e-30), 0.0)
+    if den is None:
+        den = _gain_den(c, w)
+    return np.where(num > 0, num * num / den, 0.0)
+
+
+def _gain_den(c: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return np.maximum((c * c) @ w, 1e-30)
+
+
+def _screen_dens(m: Model, cols: list, w: np.ndarray) -> list[np.ndarray]:
+    """Every screening column's gain denominators under the model's weights: the same for every hypothesis
+    of a fit, so computed once per fit (again if the weights change: :meth:`Model.mask` replaces ``m.w``)."""
+    cached = m.__dict__.get("_screen_dens")
+    if cached is None or cached[0] is not cols or cached[1] is not m.w:
+        cached = (cols, m.w, [_gain_den(c, w) for c in cols])
+        m.__dict__["_screen_dens"] = cached
+    return cached[2]
 
 
 def _screen(m: Model, screen, resid_w: np.ndarray, phases: list[PhaseState], exclude: set[int]):
@@ -1179,11 +1196,12 @@ def _screen(m: Model, screen, resid_w: np.ndarray, phases: list[PhaseState], exc
     w = np.add.reduceat(m.w, coarse)[:n].astype(np.float32)
     taken = {p.index for p in phases} | exclude
     chosen = {(m.lib.phases[p.index].formula, m.lib.phases[p.index].space_group) for p in phases}
+    dens = _screen_dens(m, cols, w)
     out = []
     for i, c in enumerate(cols):
         if i in taken or (m.lib.phases[i].formula, m.lib.phases[i].space_group) in chosen:
             continue
-        gain = _scale_gains(c, r, w)
+        gain = _scale_gains(c, r, w, dens[i])
         j = int(np.argmax(gain))
         if gain[j] > 0:
             out.append((float(gain[j]), i, float(scales[j])))

@@ -16,8 +16,11 @@ rescaled so that its sum over the window times the grid step equals A exactly (a
 what the weight fractions need); the grid can be any uniform 2θ grid; and many scale factors ``s``
 (:func:`render_phase`) or many phases with their own size and strain (:func:`render_phases`, what the
 refinement and the screening use) can be rendered in one vectorised call, as rows of the output. A row
-is the very numbers (to the last bit) of that row rendered alone: its peaks are grouped, summed and
-accumulated in the same order, so the fit's answers do not depend on what was rendered together.
+is the very numbers (to the last bit) of that row rendered alone: its peaks are evaluated, summed and
+accumulated in the same order and cut into the same pieces, so the fit's answers do not depend on what
+was rendered together. The peaks of a call are evaluated as one flat run of values, each on its own
+window (the grid points within ±h of its centre): numpy's per-call cost, not the arithmetic, is most of a
+small render's time.
 """
 
 from __future__ import annotations
@@ -202,103 +205,71 @@ def _render(dd, ff, row, n_rows: int, grid, optics: Optics, *, size_A, strain_de
     pad = max(0, h_max + 1 - math.floor(pos.min()))
     width = pad + max(N, math.ceil(pos.max()) + h_max + 2)
     out = np.zeros(n_rows * width)
-    bucket = _BUCKET[h_pts]
     if row is None:
-        offset = np.full(pos.size, pad)
-        blocks = _blocks_one_row(bucket, h_pts)
+        offset = None
     else:
         rowv = np.tile(row, len(lams))[vis.ravel()]
+        if n_rows > 1 and (rowv[1:] < rowv[:-1]).any():
+            # Each row's peaks together, in their order (the order in which a render of that row alone sums them).
+            order = np.argsort(rowv, kind="stable")
+            rowv, pos, gam, eta, area, h_pts = rowv[order], pos[order], gam[order], eta[order], area[order], h_pts[order]
         offset = rowv * width + pad
-        blocks = _blocks_rows(bucket, h_pts, rowv)
+    # Every peak's window, the grid points within ±h of its centre, as one flat run of values.
+    first = np.ceil(pos - h_pts).astype(np.int64)
+    n_pts = np.floor(pos + h_pts).astype(np.int64) - first + 1
+    ends = np.cumsum(n_pts)
     c_g = math.sqrt(math.pi * _LN2)
-    for sl, h in blocks:
-        p = pos[sl, None]
-        idx = np.rint(p).astype(np.int64) + np.arange(-h, h + 1)
-        u = idx - p
-        x2 = u * (2.0 * step / gam[sl, None])  # x = 2(2θ − c)/Γ
+    for p0, p1 in _pieces(ends, None if row is None else rowv):
+        sl = slice(p0, p1)
+        n = n_pts[sl]
+        e0 = int(ends[p0 - 1]) if p0 else 0
+        # (ndarray.repeat: np.repeat's dispatch costs as much as the work on a small render.)
+        idx = (first[sl] - (ends[sl] - n - e0)).repeat(n) + np.arange(int(ends[p1 - 1]) - e0)
+        u = idx - pos[sl].repeat(n)
+        x2 = u * (2.0 * step / gam[sl]).repeat(n)  # x = 2(2θ − c)/Γ
         x2 *= x2
-        e = eta[sl, None]
+        e = eta[sl]
         # η/(1 + x²) + (1 − η)·√(π ln2)·exp(−ln2 x²), in place.
         prof = np.multiply(x2, -_LN2)
         np.exp(prof, out=prof)
-        prof *= (1.0 - e) * c_g
+        prof *= ((1.0 - e) * c_g).repeat(n)
         x2 += 1.0
-        prof += np.divide(e, x2, out=x2)
-        prof *= np.abs(u, out=u) <= h_pts[sl, None]
+        prof += np.divide(e.repeat(n), x2, out=x2)
         # Area-exact: the window sum (× step) is the peak's area, wherever it falls between points.
-        norm = prof.sum(axis=1, keepdims=True) * step
-        prof *= area[sl, None] / np.maximum(norm, 1e-300)
-        idx += offset[sl, None]
-        out += np.bincount(idx.ravel(), weights=prof.ravel(), minlength=n_rows * width)
+        norm = np.add.reduceat(prof, ends[sl] - n - e0) * step
+        prof *= (area[sl] / np.maximum(norm, 1e-300)).repeat(n)
+        idx += pad if offset is None else offset[sl].repeat(n)
+        out += np.bincount(idx, weights=prof, minlength=n_rows * width)
     return np.ascontiguousarray(out.reshape(n_rows, width)[:, pad : pad + N])
 
 
-# Values (peaks × window points) per dense block of a render: bounds its memory. The blocks of one row
-# (phase) are what its sums depend on, so render_phase and render_phases cut them alike.
+# Values (peaks × window points) per piece of a render: bounds its memory. The pieces of one row (phase)
+# are what its sums depend on, so render_phase and render_phases cut them alike.
 _CHUNK_VALUES = 1 << 18
 
 
-def _chunk(h: int) -> int:
-    """Peaks per block of window half-width h (points): about _CHUNK_VALUES values."""
-    return max(1, _CHUNK_VALUES // (2 * h + 1))
-
-
-def _blocks_one_row(bucket: np.ndarray, h_pts: np.ndarray):
-    """(peak indices, window half-width) of each dense block: peaks grouped by window size (powers of 1.5),
-    in chunks; a stable sort keeps each group's peaks in their order (the order in which they are summed)."""
-    order = np.argsort(bucket, kind="stable")
-    counts = np.bincount(bucket)
-    start = 0
-    for end in np.cumsum(counts)[counts > 0].tolist():
-        sel, start = order[start:end], end
-        h = int(h_pts[sel].max())
-        c = _chunk(h)
-        for c0 in range(0, sel.size, c):
-            yield sel[c0 : c0 + c], h
-
-
-def _blocks_rows(bucket: np.ndarray, h_pts: np.ndarray, rowv: np.ndarray):
-    """As _blocks_one_row for each row on its own (the same groups, chunks and half-widths, so each row sums
-    the same numbers in the same order as a render of that row alone), with the groups of different rows
-    that share (group, chunk, half-width) merged into one block (up to ~2^20 values)."""
-    key = rowv * 32 + bucket  # bucket < 32
-    order = np.argsort(key, kind="stable")
-    ks = key[order]
-    first = np.empty(ks.size, dtype=bool)
-    first[0] = True
-    np.not_equal(ks[1:], ks[:-1], out=first[1:])
-    starts = np.flatnonzero(first)
-    gid = np.cumsum(first) - 1  # (row, group) of each sorted peak
-    h_grp = np.maximum.reduceat(h_pts[order], starts)
-    chunk = np.maximum(1, _CHUNK_VALUES // (2 * h_grp + 1))
-    hp = h_grp[gid]
-    bkey = (ks & 31) << 33
-    if ks.size > chunk.min() and (np.diff(starts, append=ks.size) > chunk).any():
-        bkey += ((np.arange(ks.size) - starts[gid]) // chunk[gid]) << 13
-    bkey += hp  # (group, chunk, half-width ≤ 4096)
-    o2 = np.argsort(bkey, kind="stable")
-    final, bk = order[o2], bkey[o2]
-    edge = np.empty(bk.size, dtype=bool)
-    edge[0] = True
-    np.not_equal(bk[1:], bk[:-1], out=edge[1:])
-    bstarts = np.flatnonzero(edge).tolist() + [bk.size]
-    for b0, b1 in itertools.pairwise(bstarts):
-        h = int(bk[b0] & 8191)
-        most = max(_chunk(h), 4 * _CHUNK_VALUES // (2 * h + 1))
-        if b1 - b0 <= most:
-            yield final[b0:b1], h
-            continue
-        # Cut only between rows: a row's group stays in one block.
-        rows = rowv[final[b0:b1]]
-        cuts = (np.flatnonzero(rows[1:] != rows[:-1]) + b0 + 1).tolist() + [b1]
-        s0, last = b0, b0
-        for c in cuts:
-            if c - s0 > most and last > s0:
-                yield final[s0:last], h
-                s0 = last
-            last = c
-        yield final[s0:b1], h
-
-
-# Window half-width (points) → its group in render_phase: powers of 1.5.
-_BUCKET = np.ceil(np.log(np.maximum(np.arange(4097), 3)) / math.log(1.5)).astype(np.int64)
+def _pieces(ends: np.ndarray, rowv: np.ndarray | None):
+    """(first, end) peak of each piece of a render, ``ends`` being the peaks' cumulative window sizes (rows
+    contiguous). A row is cut every _CHUNK_VALUES values from its own start, whatever else is rendered with it;
+    whole pieces of different rows are packed together up to _CHUNK_VALUES values, never two of one row."""
+    if int(ends[-1]) <= _CHUNK_VALUES:
+        yield 0, ends.size
+        return
+    starts = np.concatenate([[0], ends[:-1]])
+    if rowv is None:
+        piece = starts // _CHUNK_VALUES
+        yield from itertools.pairwise([0, *(np.flatnonzero(np.diff(piece)) + 1).tolist(), ends.size])
+        return
+    new_row = np.diff(rowv) != 0
+    row_first = np.concatenate([[0], np.flatnonzero(new_row) + 1])
+    row_of = np.concatenate([[0], np.cumsum(new_row)])
+    piece = (starts - starts[row_first][row_of]) // _CHUNK_VALUES
+    units = [0, *(np.flatnonzero(new_row | (np.diff(piece) != 0)) + 1).tolist(), ends.size]
+    c0, size = 0, 0
+    for u0, u1 in itertools.pairwise(units):
+        n = int(ends[u1 - 1] - starts[u0])
+        if u0 > c0 and (size + n > _CHUNK_VALUES or rowv[u0] == rowv[u0 - 1]):
+            yield c0, u0
+            c0, size = u0, 0
+        size += n
+    yield c0, ends.size
