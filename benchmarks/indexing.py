@@ -195,6 +195,12 @@ def main(argv=None) -> int:
                     help="set xrdid.indexing.peaks.MATCHED_FILTER_SIGMA (matched-filter peak detection; 0 = off, the default)")
     ap.add_argument("--refine-first-lines", type=int, default=None, metavar="N",
                     help="set xrdid.indexing.search.REFINE_FIRST_LINES (trial cells refined on their first N lines first; 0 = off, the default)")
+    ap.add_argument("--blend-weight", type=float, default=None, metavar="W",
+                    help="set xrdid.indexing.search.BLEND_WEIGHT (weight of overlapped lines in the cell refinement; 1 = off, the default)")
+    ap.add_argument("--blend-keep-better", action="store_true",
+                    help="turn on xrdid.indexing.search.BLEND_KEEP_BETTER (with --blend-weight: both refinements, the one indexing more kept)")
+    ap.add_argument("--dedupe-acceptable-first", action="store_true",
+                    help="turn on xrdid.indexing.search.DEDUPE_ACCEPTABLE_FIRST (an acceptable description of a lattice kept before a rejected one)")
     args = ap.parse_args(argv)
     from xrdid.indexing import combine, peaks, search
 
@@ -202,6 +208,10 @@ def main(argv=None) -> int:
         peaks.MATCHED_FILTER_SIGMA = args.matched_filter
     if args.refine_first_lines is not None:
         search.REFINE_FIRST_LINES = args.refine_first_lines
+    if args.blend_weight is not None:
+        search.BLEND_WEIGHT = args.blend_weight
+    search.BLEND_KEEP_BETTER = search.BLEND_KEEP_BETTER or args.blend_keep_better
+    search.DEDUPE_ACCEPTABLE_FIRST = search.DEDUPE_ACCEPTABLE_FIRST or args.dedupe_acceptable_first
 
     combine.WEAK_LINE_RETRY = combine.WEAK_LINE_RETRY or args.weak_line_retry or args.weak_line_search
     combine.WEAK_LINE_SEARCH = combine.WEAK_LINE_SEARCH or args.weak_line_search

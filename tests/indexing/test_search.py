@@ -496,6 +496,75 @@ def test_a_trial_cell_is_refined_on_the_first_lines_first(monkeypatch):
     assert right_rank(result.cells[:3], [Lattice.orthorhombic(3.64, 4.29, 10.42)]) is not None, [c.to_dict() for c in result.cells]
 
 
+@pytest.mark.parametrize("keep_better", [False, True])
+def test_overlapped_lines_weigh_little_in_the_refinement(monkeypatch, keep_better):
+    """The same 18 lines, the true cell as a trial, no first-lines refinement: with BLEND_WEIGHT (off by default) the
+    lines that have a second calculated line within half their FWHM weigh little in the least squares, the overlapped
+    high-angle lines no longer pull the zero shift, and the cell indexes 16 and is accepted (14 and rejected with
+    every line weighed alike); the search finds it among the first three. With BLEND_KEEP_BETTER the weighted
+    refinement is the one kept (it indexes more lines)."""
+    import numpy as np
+    from pymatgen.core import Lattice
+
+    from xrdid.indexing import search
+    from xrdid.indexing.evaluate import right_rank
+    from xrdid.indexing.peaks import PeakList
+
+    monkeypatch.setattr(search, "REFINE_FIRST_LINES", 0)
+    monkeypatch.setattr(search, "BLEND_WEIGHT", 0.1)
+    monkeypatch.setattr(search, "BLEND_KEEP_BETTER", keep_better)
+    peaks = PeakList.from_positions(_OP8_TWO_THETA, 1.5405929, intensity=_OP8_INTENSITY, sigma=_OP8_SIGMA, fwhm=_OP8_FWHM)
+    lines = search.lines_from_peaks(peaks)
+    truth = np.array([1 / 3.64**2, 1 / 10.42**2, 1 / 4.29**2])
+    cell = search._solutions("orthorhombic", truth, "P", lines, 0.0, "trial", refine_zero=True)[0]
+    assert cell.n_indexed >= 16 and search.acceptable(cell), cell.to_dict()
+    assert abs(cell.zero_deg) < 0.03
+    result = search.index_peaks(peaks, systems=("orthorhombic",), time_budget_s=20)
+    assert right_rank(result.cells[:3], [Lattice.orthorhombic(3.64, 4.29, 10.42)]) is not None, [c.to_dict() for c in result.cells]
+
+
+# AB_hP12_194 (hP 3.01 × 14.61 Å), one augmented rendering's default peak list (Cu Kα1): 6 broad lines.
+_HP12_TWO_THETA = [34.887, 36.577, 39.112, 42.515, 61.632, 73.929]
+_HP12_SIGMA = [0.020962, 0.0086565, 0.0047949, 0.01153, 0.026089, 0.020241]
+_HP12_FWHM = [0.3158, 0.52703, 0.34782, 0.27703, 0.69937, 0.51316]
+_HP12_INTENSITY = [610.85, 3202.0, 2012.6, 1351.2, 1759.1, 1191.0]
+
+
+@pytest.mark.parametrize("acceptable_first", [False, True])
+def test_a_rejected_description_does_not_hide_the_accepted_one(monkeypatch, acceptable_first):
+    """With the blends weighed less (BLEND_WEIGHT, BLEND_KEEP_BETTER) one trial refines to hP 3.009 × 14.620 Å, which
+    indexes 4 of the 6 lines very closely (M_N ~2300, rejected), another to 3.005 × 14.663 Å, all 6 (accepted): one
+    lattice, and keeping the better-ranked description drops the accepted one (nothing indexed);
+    DEDUPE_ACCEPTABLE_FIRST keeps it."""
+    from xrdid.indexing import search
+    from xrdid.indexing.peaks import PeakList
+
+    monkeypatch.setattr(search, "BLEND_WEIGHT", 0.1)
+    monkeypatch.setattr(search, "BLEND_KEEP_BETTER", True)
+    monkeypatch.setattr(search, "DEDUPE_ACCEPTABLE_FIRST", acceptable_first)
+    peaks = PeakList.from_positions(_HP12_TWO_THETA, 1.5405929, intensity=_HP12_INTENSITY, sigma=_HP12_SIGMA, fwhm=_HP12_FWHM)
+    result = search.index_peaks(peaks, time_budget_s=20)
+    if acceptable_first:
+        assert result.best is not None and result.best.bravais == "hP" and result.best.n_indexed == 6, result.message
+        assert abs(result.best.parameters[0] - 3.01) < 0.02 and abs(result.best.parameters[2] - 14.61) < 0.1
+    else:  # the behaviour the setting fixes
+        assert not result.indexed, [c.to_dict() for c in result.cells]
+
+
+def test_a_line_with_a_second_calculated_line_within_its_width_is_blended():
+    """_blended: a second distinct calculated line within ±half_q makes a blend; one farther away, or a copy of the
+    assigned line's Q (symmetry-equivalent hkl), does not."""
+    import numpy as np
+
+    from xrdid.indexing import search
+
+    qc = np.array([0.10, 0.10, 0.2000, 0.2030, 0.3000, 0.3100])
+    q_obs = np.array([0.1001, 0.2012, 0.3002])
+    pick = np.array([0, 2, 4])
+    got = search._blended(qc, pick, q_obs, np.full(3, 0.004))
+    assert got.tolist() == [False, True, False]
+
+
 # AB2_oC24_41 (oC 6.48 × 12.15 × 6.48 Å, pseudo-tetragonal), one augmented rendering's default peak list (Cu Kα1,
 # the first 24 lines): a tP 6.478 × 12.153 Å cell and the true oC one both index all 20 lines, the tP first.
 _OC24_TWO_THETA = [14.518, 20.6451, 27.4558, 29.3312, 30.7782, 31.2056, 31.6627, 34.2029, 38.0989, 39.2477, 40.619, 42.0025, 43.0472,
