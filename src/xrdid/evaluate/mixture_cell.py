@@ -39,7 +39,9 @@ whether one phase's lattice indexes the others' lines, how many phases are frame
 misses lie, never as features; ``--add-facts TABLE`` adds them to a table written before (rendering the same
 patterns again without indexing); ``--misses --score T --reference J`` breaks J's AUROC on T down by them
 (:func:`misses`), and against the single phases whose best cell is or is not their own (:func:`own_cell`).
-Results: reports/vae/mixture_cell.md.
+The tables also record the search's best and next cell (:data:`CELLS`, :func:`cell_facts`: lattice system,
+chance figure, …), for analysis; ``--add-cells TABLE`` adds them to a table written before (re-rendering and
+re-indexing the same patterns). Results: reports/vae/mixture_cell.md.
 """
 
 from __future__ import annotations
