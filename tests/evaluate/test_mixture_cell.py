@@ -365,3 +365,50 @@ def test_a_best_cell_is_the_phases_own_up_to_its_setting():
     score = np.array([0.0, 0.1, 0.2, 5.0, 0.3, 0.4, 1.0, 1.0])
     t = against_own_cell(df, score)
     assert t.loc["own", "n"] == 3 and t.loc["own", "auroc"] == 1.0 and t.loc["other", "auroc"] == 0.0
+
+
+def _cell(system: str, volume: float, m20: float = 10.0):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(system=system, volume=volume, m20=m20, chance_log10p=-5.0, n_possible=30, n_indexed=18)
+
+
+def test_the_cells_columns_are_the_best_cell_and_the_next_one():
+    from types import SimpleNamespace
+
+    from xrdid.evaluate.mixture_cell import CELLS, cell_facts
+
+    accepted = SimpleNamespace(cells=[_cell("cubic", 100.0)], rejected=[_cell("tetragonal", 200.0, 5.0)], budget_exhausted=False)
+    out = cell_facts(accepted)
+    assert set(out) == set(CELLS)
+    assert out["cell_system"] == "cubic" and out["cell_accepted"] == 1.0 and out["cell_n_indexed"] == 18.0
+    assert out["next_system"] == "tetragonal" and out["next_log_volume"] == pytest.approx(math.log(200.0))
+    assert out["next_log_m20"] == pytest.approx(math.log1p(5.0))
+    # None accepted: the best rejected cell is the best cell (as one_cell_features takes it), the next rejected the next.
+    rejected = SimpleNamespace(cells=[], rejected=[_cell("monoclinic", 900.0), _cell("triclinic", 450.0)], budget_exhausted=True)
+    out = cell_facts(rejected)
+    assert (out["cell_system"], out["next_system"], out["cell_accepted"], out["cell_budget_exhausted"]) == ("monoclinic", "triclinic", 0.0, 1.0)
+    out = cell_facts(None)
+    assert out["cell_system"] is None and out["next_system"] is None and math.isnan(out["next_log_volume"])
+
+
+def test_the_classifier_probability_of_the_best_cells_system():
+    from xrdid.evaluate.mixture_cell import cell_system_probability
+
+    df = pd.DataFrame({"cell_system": ["rhombohedral", "monoclinic", None], "p_hexagonal": [0.2, 0.0, 0.1],
+                       "p_trigonal": [0.5, 0.0, 0.1], "p_monoclinic": [0.1, 0.7, 0.8]})
+    p = cell_system_probability(df)
+    assert p[0] == pytest.approx(0.7) and p[1] == pytest.approx(0.7) and math.isnan(p[2])
+
+
+def test_cells_are_added_only_to_the_same_patterns():
+    from xrdid.evaluate.mixture_cell import CELLS, add_cells
+
+    old = _table(n=10)
+    new = old.assign(**{c: np.arange(len(old), dtype=float) for c in CELLS})
+    new.loc[0, "unindexed_strong"] += 0.5  # the search came out otherwise once (it stops on CPU time)
+    out, same = add_cells(old, new)
+    assert all(np.array_equal(out[c], new[c]) for c in CELLS) and same == pytest.approx(1 - 1 / len(old))
+    assert out.loc[0, "unindexed_strong"] == old.loc[0, "unindexed_strong"]  # the table's own features are kept
+    with pytest.raises(ValueError, match="not the same patterns"):
+        add_cells(old, new.iloc[1:])

@@ -39,7 +39,9 @@ whether one phase's lattice indexes the others' lines, how many phases are frame
 misses lie, never as features; ``--add-facts TABLE`` adds them to a table written before (rendering the same
 patterns again without indexing); ``--misses --score T --reference J`` breaks J's AUROC on T down by them
 (:func:`misses`), and against the single phases whose best cell is or is not their own (:func:`own_cell`).
-Results: reports/vae/mixture_cell.md.
+The tables also record the search's best and next cell (:data:`CELLS`, :func:`cell_facts`: lattice system,
+chance figure, …), for analysis; ``--add-cells TABLE`` adds them to a table written before (re-rendering and
+re-indexing the same patterns). Results: reports/vae/mixture_cell.md.
 """
 
 from __future__ import annotations
@@ -91,8 +93,48 @@ def gated(features: tuple[str, ...], gate: str = INDEXABLE) -> tuple[str, ...]:
     return tuple(f"{f}*{gate}" for f in features) + (gate,)
 
 
-def _index(pattern, cs_p: np.ndarray, wavelength_A: float | None = None) -> tuple[dict, float]:
-    """The indexing ``xrdid predict`` runs (same search order and budget), as features, and its CPU time."""
+# What rendered_features records of the search's cells besides the features (cell_facts): for finding whether
+# the best cell is the phase's own, never in the shipped combination unless measured.
+CELLS = ("cell_system", "cell_log10p", "cell_n_possible", "cell_n_indexed", "cell_accepted", "cell_budget_exhausted",
+         "next_system", "next_log_volume", "next_log_m20")
+
+
+def cell_facts(result) -> dict:
+    """The search's best cell (accepted or not, as :func:`xrdid.indexing.combine.one_cell_features` takes it) and
+    the next one (the second accepted, else the first rejected after it) as columns (:data:`CELLS`):
+    ``cell_system`` its lattice system (None without a cell), ``cell_log10p`` its chance log10 p,
+    ``cell_n_possible`` its calculated lines up to the last line used, ``cell_n_indexed`` the lines it indexes,
+    ``cell_accepted`` how many cells were accepted, ``cell_budget_exhausted`` 1 when the search ran out of time,
+    ``next_system``, ``next_log_volume`` and ``next_log_m20`` the next cell's (None/NaN without one)."""
+    cells = [] if result is None else list(result.cells) + list(result.rejected)
+    best = cells[0] if cells else None
+    nxt = cells[1] if len(cells) > 1 else None
+    return {"cell_system": best.system if best else None,
+            "cell_log10p": float(best.chance_log10p) if best else math.nan,
+            "cell_n_possible": float(best.n_possible) if best else math.nan,
+            "cell_n_indexed": float(best.n_indexed) if best else math.nan,
+            "cell_accepted": float(len(result.cells)) if result is not None else 0.0,
+            "cell_budget_exhausted": float(result.budget_exhausted) if result is not None else 0.0,
+            "next_system": nxt.system if nxt else None,
+            "next_log_volume": math.log(max(float(nxt.volume), 1.0)) if nxt else math.nan,
+            "next_log_m20": math.log1p(max(nxt.m20, 0.0)) if nxt else math.nan}
+
+
+def cell_system_probability(df: pd.DataFrame) -> np.ndarray:
+    """The classifier's probability of the crystal system of each row's best cell (``cell_system``; hexagonal and
+    rhombohedral lattices: P(hexagonal) + P(trigonal)); NaN without a cell."""
+    out = np.full(len(df), math.nan)
+    for i, s in enumerate(df["cell_system"].to_numpy()):
+        if s in ("hexagonal", "rhombohedral"):
+            out[i] = df["p_hexagonal"].iat[i] + df["p_trigonal"].iat[i]
+        elif isinstance(s, str):
+            out[i] = df[f"p_{s}"].iat[i]
+    return out
+
+
+def _index(pattern, cs_p: np.ndarray, wavelength_A: float | None = None, second: bool = True) -> tuple[dict, float]:
+    """The indexing ``xrdid predict`` runs (same search order and budget), as features (and :func:`cell_facts`),
+    and its CPU time; ``second`` False: without the second-cell search."""
     from xrdid.indexing.peaks import IndexingError, find_peaks
     from xrdid.indexing.search import index_peaks
 
@@ -103,8 +145,10 @@ def _index(pattern, cs_p: np.ndarray, wavelength_A: float | None = None) -> tupl
         idx = index_peaks(peaks, system_probabilities=probs, time_budget_s=PREDICT_TIME_BUDGET_S)
     except IndexingError:
         peaks, idx = None, None
-    feats = one_cell_features(idx, peaks)
+    feats = {**one_cell_features(idx, peaks), **cell_facts(idx)}
     seconds = time.process_time() - t0
+    if not second:
+        return feats, seconds
     # The second-cell search on the leftover lines (xrdid.indexing.combine.second_cell_features), timed apart.
     t1 = time.process_time()
     feats.update(second_cell_features(idx, peaks))
@@ -126,7 +170,7 @@ def _peaks_context(pattern, wavelength_A: float | None = None) -> tuple[dict, fl
 
 @torch.no_grad()
 def _rows(bundle, x: torch.Tensor | None, kind: str, phases: int, patterns=None, names=None, wavelengths=None,
-          index: bool = True, facts: list[dict] | None = None) -> list[dict]:
+          index: bool | str = True, facts: list[dict] | None = None) -> list[dict]:
     """Detector probability, classifier crystal-system probabilities and indexing features of inputs ``x``
     (None: ``patterns`` prepared as xrdid predict prepares them); ``index`` False: the peaks' context only;
     ``facts`` (one dict per pattern, :func:`mixture_facts`) joined to each row."""
@@ -155,7 +199,7 @@ def _rows(bundle, x: torch.Tensor | None, kind: str, phases: int, patterns=None,
         sg, cs, _ = bundle.model.forward_features(x[i : i + 1])
         _, cs_p = bundle.probabilities(sg, cs)
         if index:
-            feats, seconds = _index(pattern, cs_p[0].numpy(), lam)
+            feats, seconds = _index(pattern, cs_p[0].numpy(), lam, second=index != "cells")
         else:
             feats, seconds = _peaks_context(pattern, lam)
         systems = {f"p_{name}": float(cs_p[0, k]) for k, name in enumerate(CRYSTAL_SYSTEMS)}
@@ -279,12 +323,12 @@ def mixture_facts(table, picks: np.ndarray, scales: np.ndarray, instrument) -> l
 
 
 def rendered_features(*, sticks: str | Path, split: str, n: int, cnn: str | Path | None = None, vae: str | Path | None = None,
-                      seed: int = 2025, threads: int = 1, index: bool = True) -> pd.DataFrame:
+                      seed: int = 2025, threads: int = 1, index: bool | str = True) -> pd.DataFrame:
     """Single phases and 2-/3-phase mixtures of ``split``'s structures (``n`` each), rendered as the novelty
     benchmark renders them, with the detector's probability, the indexing features (module docstring) and what
     each pattern's draw was (:func:`mixture_facts`; ``name`` the structures' ids, joined by "+");
     ``index`` False: the same patterns with only the peaks' context (to add it to a table of the same
-    arguments written without it)."""
+    arguments written without it); ``"cells"``: indexed without the second-cell search (:func:`add_cells`)."""
     from xrdid.data import StickTable
     from xrdid.evaluate.novelty import _gen, mixture_draws, render_known, render_mixtures
     from xrdid.instrument import Augment, Instrument, Renderer
@@ -369,6 +413,21 @@ def add_facts(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     for c in (*FACTS, "phase_ids", "name"):
         out[c] = new[c].to_numpy()
     return out
+
+
+def add_cells(old: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """``old`` (a table written before the tables carried :data:`CELLS`) with ``new``'s, ``new`` the same patterns
+    rendered and indexed again, and the share of patterns whose one-cell features came out the same (the search
+    stops on CPU time, so a few may differ). ValueError when they are not the same patterns."""
+    if len(old) != len(new) or list(old["kind"]) != list(new["kind"]) or not np.allclose(old["p_detector"], new["p_detector"], atol=1e-5):
+        raise ValueError("not the same patterns: render with the --split, --n and --seed the table was written with")
+    out = old.copy()
+    for c in CELLS:
+        out[c] = new[c].to_numpy()
+    same = np.ones(len(old), bool)
+    for c in FEATURES:
+        same &= np.isclose(old[c].to_numpy(np.float64), new[c].to_numpy(np.float64), atol=1e-6)
+    return out, float(same.mean())
 
 
 def _logit(p) -> np.ndarray:
@@ -645,6 +704,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--add-facts", default=None,
                     help="a table written by --sticks with the same --split/--n/--seed before the tables carried FACTS: "
                          "render the same patterns again (no indexing), add their draws' facts and names and write --out")
+    ap.add_argument("--add-cells", default=None,
+                    help="a table written by --sticks with the same --split/--n/--seed before the tables carried CELLS: "
+                         "render and index the same patterns again (no second-cell search), add the cells' columns, write --out")
     ap.add_argument("--fit", nargs="+", default=None, help="feature tables to fit the combination on")
     ap.add_argument("--score", nargs="+", default=None, help="feature tables to report AUROC on")
     ap.add_argument("--json", default=None, help="write the comparison here")
@@ -671,7 +733,14 @@ def main(argv: list[str] | None = None) -> int:
                          "bin of each of the tables' facts (MISS_BINS; tables written with them, or --add-facts)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.add_facts:
+    if args.add_cells:
+        old = pd.read_parquet(args.add_cells)
+        new = rendered_features(sticks=args.sticks, split=args.split, n=args.n, cnn=args.cnn, seed=args.seed, index="cells")
+        df, same = add_cells(old, new)
+        df.to_parquet(args.out or args.add_cells)
+        print(f"one-cell features the same as the table's for {same:.1%} of the patterns")
+        print(pd.crosstab(df["kind"], df["cell_system"].fillna("none")).to_string())
+    elif args.add_facts:
         old = pd.read_parquet(args.add_facts)
         new = rendered_features(sticks=args.sticks, split=args.split, n=args.n, cnn=args.cnn, seed=args.seed, index=False)
         df = add_facts(old, new)
