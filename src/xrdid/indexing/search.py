@@ -1223,7 +1223,8 @@ def _adds_lines(real_basis: np.ndarray, q_miss: np.ndarray, tol_miss: np.ndarray
 # tolerance, which any denser cell indexes. SUPERCELL_MIN_ADDED: the fewest (counted) lines a super-cell must add.
 # 1.0 FWHM with DEDUPE_ACCEPTABLE_FIRST (chosen on 168 tuning patterns, 111 → 118 right cells first, none lost): on the
 # benchmark's test half 38 → 44 of 56 right cells first (none lost, top 3 unchanged), the measured and random patterns
-# unchanged, the same CPU (benchmarks/README.md, sixteenth round; 0.0 turns it off). SUPERCELL_MIN_ADDED 1 (2 not measured).
+# unchanged, the same CPU (benchmarks/README.md, sixteenth round; 0.0 turns it off). SUPERCELL_MIN_ADDED 2 moved right
+# cells both ways on the tuning draws (+4, −3): left at 1.
 SUPERCELL_NEAR_PARENT_FWHM = 1.0
 SUPERCELL_MIN_ADDED = 1
 
