@@ -199,8 +199,14 @@ def main(argv=None) -> int:
                     help="set xrdid.indexing.search.BLEND_WEIGHT (weight of overlapped lines in the cell refinement; 1 = off, the default)")
     ap.add_argument("--blend-keep-better", action="store_true",
                     help="turn on xrdid.indexing.search.BLEND_KEEP_BETTER (with --blend-weight: both refinements, the one indexing more kept)")
-    ap.add_argument("--dedupe-acceptable-first", action="store_true",
-                    help="turn on xrdid.indexing.search.DEDUPE_ACCEPTABLE_FIRST (an acceptable description of a lattice kept before a rejected one)")
+    ap.add_argument("--dedupe-acceptable-first", action=argparse.BooleanOptionalAction, default=None,
+                    help="set xrdid.indexing.search.DEDUPE_ACCEPTABLE_FIRST (an acceptable description of a lattice kept before a rejected one; "
+                         "on, the default)")
+    ap.add_argument("--supercell-near-parent", type=float, default=None, metavar="FWHMS",
+                    help="set xrdid.indexing.search.SUPERCELL_NEAR_PARENT_FWHM (a parent's unindexed line within this many FWHM of one of "
+                         "its calculated reflections is not counted as added by a super-cell; 1.0, the default; 0 = off)")
+    ap.add_argument("--supercell-min-added", type=int, default=None, metavar="N",
+                    help="set xrdid.indexing.search.SUPERCELL_MIN_ADDED (the fewest lines a super-cell must add; 1, the default)")
     args = ap.parse_args(argv)
     from xrdid.indexing import combine, peaks, search
 
@@ -211,7 +217,12 @@ def main(argv=None) -> int:
     if args.blend_weight is not None:
         search.BLEND_WEIGHT = args.blend_weight
     search.BLEND_KEEP_BETTER = search.BLEND_KEEP_BETTER or args.blend_keep_better
-    search.DEDUPE_ACCEPTABLE_FIRST = search.DEDUPE_ACCEPTABLE_FIRST or args.dedupe_acceptable_first
+    if args.dedupe_acceptable_first is not None:
+        search.DEDUPE_ACCEPTABLE_FIRST = args.dedupe_acceptable_first
+    if args.supercell_near_parent is not None:
+        search.SUPERCELL_NEAR_PARENT_FWHM = args.supercell_near_parent
+    if args.supercell_min_added is not None:
+        search.SUPERCELL_MIN_ADDED = args.supercell_min_added
 
     combine.WEAK_LINE_RETRY = combine.WEAK_LINE_RETRY or args.weak_line_retry or args.weak_line_search
     combine.WEAK_LINE_SEARCH = combine.WEAK_LINE_SEARCH or args.weak_line_search
