@@ -67,6 +67,7 @@ from xrdid.indexing.combine import (
     one_cell_features,
     second_cell_features,
 )
+from xrdid.io import atomic_path
 from xrdid.labels import CRYSTAL_SYSTEMS
 
 log = logging.getLogger(__name__)
@@ -415,6 +416,13 @@ def add_facts(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _write_table(df: pd.DataFrame, path: str | Path) -> None:
+    """Write a feature table atomically: ``--add-*`` without ``--out`` rewrites its input, which an interrupted
+    write must not leave half-written."""
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp)
+
+
 def add_cells(old: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFrame, float]:
     """``old`` (a table written before the tables carried :data:`CELLS`) with ``new``'s, ``new`` the same patterns
     rendered and indexed again, and the share of patterns whose one-cell features came out the same (the search
@@ -737,20 +745,20 @@ def main(argv: list[str] | None = None) -> int:
         old = pd.read_parquet(args.add_cells)
         new = rendered_features(sticks=args.sticks, split=args.split, n=args.n, cnn=args.cnn, seed=args.seed, index="cells")
         df, same = add_cells(old, new)
-        df.to_parquet(args.out or args.add_cells)
+        _write_table(df, args.out or args.add_cells)
         print(f"one-cell features the same as the table's for {same:.1%} of the patterns")
         print(pd.crosstab(df["kind"], df["cell_system"].fillna("none")).to_string())
     elif args.add_facts:
         old = pd.read_parquet(args.add_facts)
         new = rendered_features(sticks=args.sticks, split=args.split, n=args.n, cnn=args.cnn, seed=args.seed, index=False)
         df = add_facts(old, new)
-        df.to_parquet(args.out or args.add_facts)
+        _write_table(df, args.out or args.add_facts)
         print(df.groupby("kind")[["p_detector", *(f for f in FACTS if "system" not in f)]].mean().to_string())
     elif args.add_context:
         old = pd.read_parquet(args.add_context)
         new = rendered_features(sticks=args.sticks, split=args.split, n=args.n, cnn=args.cnn, seed=args.seed, index=False)
         df = add_context(old, new)
-        df.to_parquet(args.out or args.add_context)
+        _write_table(df, args.out or args.add_context)
         print(df.groupby("kind")[["p_detector", *CONTEXT]].mean().to_string())
     elif args.sticks or args.measured:
         if args.sticks:
@@ -758,8 +766,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             df = measured_features(measured=args.measured, mixtures=args.mixtures, cnn=args.cnn)
         if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            df.to_parquet(args.out)
+            _write_table(df, args.out)
         print(df.groupby("kind")[["p_detector", *FEATURES, *CONTEXT, *(c for c in SECOND if c in df), "index_cpu_s"]].mean().to_string())
     if args.misses:
         if not (args.score and args.reference):
