@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
 
 import pyarrow as pa
 import pytest
@@ -57,10 +56,12 @@ def test_error_creating_the_temporary_file_names_the_output(tmp_path, monkeypatc
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", kwargs.get("dir"))
 
-    monkeypatch.setattr(tempfile, "mkstemp", denied)
     out = tmp_path / "out.json"
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(StorageError, match=r"cannot write .*out\.json: permission denied \(EACCES\)"):
         write_text("{}", out)
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_library_error_without_errno_is_recognised_by_its_message(tmp_path, monkeypatch):
@@ -108,10 +109,12 @@ def test_sigterm_removes_the_temporary_file(tmp_path):
 
 
 @pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
-@pytest.mark.parametrize("where", ["cleanup", "rename"])
-def test_signal_during_cleanup_or_rename_leaves_nothing(tmp_path, signum, where):
-    """A signal that lands after the block, while the temporary file is being removed (the block failed)
-    or renamed (it succeeded), still leaves no temporary file: the default handlers come back only after."""
+@pytest.mark.parametrize("where", ["creation", "cleanup", "rename"])
+def test_signal_during_creation_cleanup_or_rename_leaves_nothing(tmp_path, signum, where):
+    """A signal that lands just as the temporary file is created (before atomic_path has its name back), or
+    after the block, while the file is being removed (the block failed) or renamed (it succeeded), still
+    leaves no temporary file: its name is known before it exists, and the default handlers come back only
+    after the cleanup."""
     import signal
     import subprocess
     import sys
@@ -133,7 +136,15 @@ def test_signal_during_cleanup_or_rename_leaves_nothing(tmp_path, signum, where)
             return wrapper
 
         fired = []
-        if where == "rename":
+        if where == "creation":
+            def created(original):  # creates the file, then signals before returning its descriptor
+                def wrapper(*args, **kwargs):
+                    fd = original(*args, **kwargs)
+                    firing(lambda: None)()
+                    return fd
+                return wrapper
+            os.open = created(os.open)
+        elif where == "rename":
             os.replace = firing(os.replace)
         else:
             pathlib.Path.unlink = firing(pathlib.Path.unlink)

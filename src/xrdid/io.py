@@ -6,7 +6,6 @@ import contextlib
 import errno
 import os
 import signal
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,11 +29,10 @@ def _process_umask() -> int:
     return mask
 
 
-# Outputs get the mode a plain open() would give them (0o666 less the umask), not mkstemp's private 0o600:
-# results on a shared file system stay readable by the group, as any other file the user writes.
-_UMASK = _process_umask()
-_OUTPUT_MODE = 0o666 & ~_UMASK
-DIRECTORY_MODE = 0o777 & ~_UMASK  # for an output directory made with mkdtemp (0o700)
+# Outputs get the mode a plain open() would give them (0o666 less the umask; _create_temporary opens them so),
+# not mkstemp's private 0o600: results on a shared file system stay readable by the group, as any other file
+# the user writes. Output directories made with mkdtemp (0o700) are given DIRECTORY_MODE.
+DIRECTORY_MODE = 0o777 & ~_process_umask()
 
 # errno -> (what happened, what to do about it)
 _STORAGE_ERRORS = {
@@ -127,6 +125,30 @@ def _signals_remove_temporaries() -> Iterator[None]:
                 del _REPLACED[signum]
 
 
+def _create_temporary(path: Path) -> Path:
+    """Create an empty temporary file beside ``path`` (mode 0o666 less the umask, as ``open`` gives), listed in
+    ``_OPEN`` *before* it exists.
+
+    A signal handler can run between any two bytecodes; with the name listed first, one that runs after the
+    file is created always finds it (removing a name not yet created is harmless), where ``mkstemp`` returned a
+    file the handler could not know of yet. A name another file already has is skipped; with 64 random bits
+    that is all but impossible, and only then could a signal in that instant remove a file not ours.
+    """
+    pid = os.getpid()
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{os.urandom(8).hex()}.part"
+        _OPEN[tmp] = pid
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666))
+            return tmp
+        except FileExistsError:
+            _OPEN.pop(tmp, None)
+        except BaseException:
+            _OPEN.pop(tmp, None)
+            raise
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(path.parent))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -141,15 +163,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     with _signals_remove_temporaries():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+            tmp = _create_temporary(path)
         except OSError as exc:
             raise _storage_error(exc, path) from exc
-        tmp = Path(name)
-        _OPEN[tmp] = os.getpid()
         try:
-            with contextlib.suppress(OSError):  # a file system without POSIX modes keeps its own
-                os.fchmod(fd, _OUTPUT_MODE)
-            os.close(fd)
             yield tmp
             os.replace(tmp, path)
         except BaseException as exc:
