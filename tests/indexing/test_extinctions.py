@@ -188,3 +188,10 @@ def test_system_first_lists_the_system_then_the_rest_by_probability():
     p[0], p[224], p[226], p[193] = 0.5, 0.2, 0.3, 0.4  # P1, Fm-3m, Fd-3m, P6_3/mmc
     order = system_first(p, "cubic") + 1
     assert order[:2].tolist() == [227, 225] and all(n >= 195 for n in order[:36]) and order[36] == 1
+
+
+@pytest.mark.parametrize("number", [1, 2, 14, 15, 62, 136, 148, 166, 194, 227, 230])
+def test_the_stored_absences_are_the_computed_ones(number):
+    """The shipped table (``python -m xrdid.indexing.extinctions``) is used, and matches pyxtal's general position."""
+    assert X._stored_masks() is not None
+    np.testing.assert_array_equal(X.allowed_reflections(number), X.computed_allowed_reflections(number))
