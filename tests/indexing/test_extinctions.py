@@ -10,7 +10,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from xrdid.indexing import extinctions as X
-from xrdid.indexing.combine import Weights, combined_scores, group_scores, second_opinion
+from xrdid.indexing.combine import Gate, Weights, cell_quality, combined_scores, gate_open, group_scores, second_opinion, system_first
 from xrdid.indexing.peaks import find_peaks
 from xrdid.indexing.search import index_peaks
 
@@ -127,3 +127,71 @@ def test_predict_gains_cell_and_the_rerank_option(checkpoint, tmp_path, capsys):
     assert main(["predict", str(path), "--wavelength", str(INST.wavelength_A), "--model", str(checkpoint)]) == 0
     out = capsys.readouterr().out
     assert "cell            cF a 5.43" in out and "tentative" not in out
+
+
+def _si_opinion(sg_p, cs_p, **kw):
+    si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]])
+    result = {"space_group": {"number": int(np.argmax(sg_p)) + 1}, "top_k": [], "crystal_system": {"name": "cubic", "probability": 1.0}}
+    return second_opinion(result, sg_p, cs_p, pattern=render(si), top_k=3, rerank=True, weights=Weights(12.0, 1.0, 0.0), **kw)
+
+
+def _fm3m_favoured():
+    sg_p = np.full(230, 0.1 / 228)
+    sg_p[224], sg_p[226] = 0.5, 0.4
+    return sg_p, np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+
+
+def test_a_closed_gate_leaves_the_classifier_answer():
+    """The classifier's top probability 0.5 is above the gate's 0.3: Fm-3m stays first, and the result says so."""
+    result = _si_opinion(*_fm3m_favoured(), gate=Gate(max_top_probability=0.3))
+    assert result["space_group"]["number"] == 225 and result["rerank"]["applied"] is False
+    assert result["cell"]["indexed"]
+
+
+def test_an_open_gate_reorders_as_without_one():
+    result = _si_opinion(*_fm3m_favoured(), gate=Gate(min_m20=5.0, max_log10p=-3.0, min_indexed=5, max_top_probability=0.6))
+    assert result["space_group"]["number"] == 227 and result["rerank"]["applied"] is True
+
+
+def test_the_crystal_system_level_keeps_the_classifier_order_within_the_system():
+    """Silicon called hexagonal by the classifier: the cubic cell moves the crystal system to cubic, and the
+    space groups listed are the classifier's own cubic ones (Fm-3m before Fd-3m), not the extinction order."""
+    sg_p = np.full(230, 0.05 / 227)
+    sg_p[193], sg_p[224], sg_p[226] = 0.8, 0.1, 0.05
+    cs_p = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.9, 0.1])
+    plain = _si_opinion(sg_p, cs_p)
+    assert plain["crystal_system"]["name"] == "cubic" and plain["space_group"]["number"] == 227
+    result = _si_opinion(sg_p, cs_p, gate=Gate(level="crystal_system"))
+    assert result["crystal_system"]["name"] == "cubic"
+    assert [r["number"] for r in result["top_k"]][:2] == [225, 227]
+
+
+@pytest.mark.parametrize(
+    "gate, opens",
+    [
+        (Gate(), True), (Gate(min_m20=20.0), True), (Gate(min_m20=21.0), False), (Gate(max_log10p=-8.0), True),
+        (Gate(max_log10p=-9.0), False), (Gate(min_indexed=12), True), (Gate(min_indexed=13), False),
+        (Gate(max_top_probability=0.5), True), (Gate(max_top_probability=0.49), False),
+    ],
+)
+def test_gate_thresholds(gate, opens):
+    quality = {"indexed": True, "m20": 20.0, "log10p": -8.5, "n_indexed": 12, "system": "cubic"}
+    p = np.full(230, 0.5 / 229)
+    p[0] = 0.5
+    assert gate_open(gate, quality, p) is opens
+    assert gate_open(None, cell_quality(None), p) is True
+    assert gate_open(Gate(), cell_quality(None), p) is False  # no accepted cell: nothing to trust
+
+
+def test_system_first_lists_the_system_then_the_rest_by_probability():
+    p = np.full(230, 1e-4)
+    p[0], p[224], p[226], p[193] = 0.5, 0.2, 0.3, 0.4  # P1, Fm-3m, Fd-3m, P6_3/mmc
+    order = system_first(p, "cubic") + 1
+    assert order[:2].tolist() == [227, 225] and all(n >= 195 for n in order[:36]) and order[36] == 1
+
+
+@pytest.mark.parametrize("number", [1, 2, 14, 15, 62, 136, 148, 166, 194, 227, 230])
+def test_the_stored_absences_are_the_computed_ones(number):
+    """The shipped table (``python -m xrdid.indexing.extinctions``) is used, and matches pyxtal's general position."""
+    assert X._stored_masks() is not None
+    np.testing.assert_array_equal(X.allowed_reflections(number), X.computed_allowed_reflections(number))

@@ -5,7 +5,9 @@ r"""Systematic absences of the 230 space groups, and how well a group's allowed 
   systematically absent when Σ over the operations with hR = h of exp(2πi h·t) vanishes (the sum of a
   character over the stabiliser of h: zero unless every phase is 1). Site-specific absences (Si's 222)
   are not group absences and stay allowed. Cached on a box |h|, |k|, |l| ≤ ``HMAX``; beyond it a
-  reflection counts as allowed.
+  reflection counts as allowed. The 230 masks ship bit-packed in ``xrdid/data/absences.npz`` (12 kB), so
+  a process does not recompute them (~70 ms a group); rewrite it with ``python -m xrdid.indexing.extinctions``
+  after changing ``HMAX`` or the computation (a file for another ``HMAX`` is ignored).
 * **Settings**: an indexed cell is in *a* conventional setting, the group's conditions in its standard
   one. The check tries each setting of the crystal system — the 6 axis permutations of orthorhombic
   groups, the 3 cell choices × 2 axis orders of monoclinic ones (b unique), 1 otherwise — as integer
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 from functools import cache, lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -43,9 +46,42 @@ def _box() -> np.ndarray:
     return np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
 
 
+# The 230 groups' masks, stored by :func:`write_absences` (``python -m xrdid.indexing.extinctions``): computing
+# them from pyxtal takes ~70 ms a group, ~16 s of CPU in a process that ranks all 230 once (``xrdid predict --rerank``).
+ABSENCES_FILE = Path(__file__).resolve().parents[1] / "data" / "absences.npz"
+
+
+@cache
+def _stored_masks() -> np.ndarray | None:
+    """The stored masks, (230, box) bool, or None when the file is missing or was written for another HMAX."""
+    try:
+        with np.load(ABSENCES_FILE) as z:
+            if int(z["hmax"]) != HMAX:
+                return None
+            return np.unpackbits(z["allowed"], axis=1, count=len(_box())).astype(bool)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 @cache
 def allowed_reflections(number: int) -> np.ndarray:
-    """Boolean mask over the box |h|, |k|, |l| ≤ HMAX (C order): True where group ``number`` allows hkl."""
+    """Boolean mask over the box |h|, |k|, |l| ≤ HMAX (C order): True where group ``number`` allows hkl
+    (from :data:`ABSENCES_FILE` when it holds them, else :func:`computed_allowed_reflections`)."""
+    stored = _stored_masks()
+    if stored is not None:
+        return stored[int(number) - 1]
+    return computed_allowed_reflections(number)
+
+
+def write_absences(path: Path = ABSENCES_FILE) -> Path:
+    """Compute the 230 groups' masks and store them (bit-packed) for :func:`allowed_reflections`."""
+    masks = np.stack([computed_allowed_reflections(n) for n in range(1, 231)])
+    np.savez_compressed(path, hmax=np.int64(HMAX), allowed=np.packbits(masks, axis=1))
+    return Path(path)
+
+
+def computed_allowed_reflections(number: int) -> np.ndarray:
+    """:func:`allowed_reflections` from the general position of pyxtal's ``Group(number)`` (module docstring)."""
     from pyxtal.symmetry import Group
 
     hkl = _box()
@@ -170,3 +206,7 @@ def cells_for_system(cells, system: str) -> list[tuple[np.ndarray, object]]:
 
 def triclinic_p6(p6) -> np.ndarray:
     return TRANSFORM["triclinic"] @ np.asarray(p6)
+
+
+if __name__ == "__main__":
+    print(write_absences())
