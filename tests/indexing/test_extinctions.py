@@ -195,3 +195,20 @@ def test_the_stored_absences_are_the_computed_ones(number):
     """The shipped table (``python -m xrdid.indexing.extinctions``) is used, and matches pyxtal's general position."""
     assert X._stored_masks() is not None
     np.testing.assert_array_equal(X.allowed_reflections(number), X.computed_allowed_reflections(number))
+
+
+def test_written_absences_read_back_and_leave_no_temporary(tmp_path, monkeypatch):
+    """``write_absences`` stores what ``_stored_masks`` reads (the packed bits cut back to the box), written
+    atomically under the exact name given."""
+    rng = np.random.default_rng(0)
+    masks = rng.random((230, len(X._box()))) < 0.5
+    monkeypatch.setattr(X, "computed_allowed_reflections", lambda n: masks[n - 1])
+    out = tmp_path / "absences.npz"
+    assert X.write_absences(out) == out
+    assert [p.name for p in tmp_path.iterdir()] == ["absences.npz"]
+    monkeypatch.setattr(X, "ABSENCES_FILE", out)
+    X._stored_masks.cache_clear()
+    try:
+        np.testing.assert_array_equal(X._stored_masks(), masks)
+    finally:
+        X._stored_masks.cache_clear()

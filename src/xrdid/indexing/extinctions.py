@@ -75,8 +75,11 @@ def allowed_reflections(number: int) -> np.ndarray:
 
 def write_absences(path: Path = ABSENCES_FILE) -> Path:
     """Compute the 230 groups' masks and store them (bit-packed) for :func:`allowed_reflections`."""
+    from xrdid.io import atomic_path
+
     masks = np.stack([computed_allowed_reflections(n) for n in range(1, 231)])
-    np.savez_compressed(path, hmax=np.int64(HMAX), allowed=np.packbits(masks, axis=1))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no ".npz" to the name
+        np.savez_compressed(f, hmax=np.int64(HMAX), allowed=np.packbits(masks, axis=1))
     return Path(path)
 
 
