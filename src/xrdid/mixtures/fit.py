@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
-from scipy.optimize import lsq_linear
 
 from xrdid.mixtures.library import Library
-from xrdid.mixtures.model import Globals, Model, PhaseState, weights
+from xrdid.mixtures.model import Globals, Model, PhaseState, bounded_lstsq, weights
 from xrdid.mixtures.peaks import unexplained_peaks
 from xrdid.mixtures.profile import Optics, kalpha2_for, render_phases
 from xrdid.mixtures.refine import Bounds, refine, slots_for
@@ -1128,7 +1127,7 @@ def _foreign_lobes(m: Model, screen, fwhm: float, st: FitSettings, with_calc: bo
         # The same bounded least squares on the QR-reduced system (min |R c − Qᵀb|², k × k): BVLS's
         # repeated solves then cost k³, not n k² each.
         q, rr = np.linalg.qr((D * swc).T)
-        coef = lsq_linear(rr, q.T @ (yc * swc), bounds=(lo, np.inf), method="bvls").x
+        coef = bounded_lstsq(rr, q.T @ (yc * swc), lo)
         calc = coef @ D
         if it == st.foreign_passes - 1:
             break
