@@ -160,7 +160,8 @@ def test_columns_are_each_phase_rendered_alone(cif_library, monkeypatch, chunk):
 def test_screening_denominators_are_cached_per_weights(cif_library):
     """_screen's gain denominators (c·W·c of every screening column) are computed once per fit and kept on the
     model: the cached ones must be the very numbers computed afresh, and must follow the weights when the
-    foreign-peak mask replaces them (Model.mask)."""
+    foreign-peak mask replaces them (Model.mask). _screen scores every phase in one batched product: its
+    ranking (gains included) must be that of each phase scored alone."""
     from xrdid.mixtures.fit import _gain_den, _scale_gains, _screen, _screen_columns, _screen_dens
     from xrdid.mixtures.model import Model
 
