@@ -1,6 +1,6 @@
 """Speed of `xrdid phases` on the measured development mixtures against a 100-phase library.
 
-    python benchmarks/phases_speed.py [--library-size 100] [--limit N] [--repeat 1] [--profile OUT.prof]
+    python benchmarks/phases_speed.py [--library-size 100] [--limit N] [--only ID ...] [--profile OUT.prof]
                                       [--data ../shared/data]
 
 The library: the 90 reference CIFs of ../shared/data/library topped up to ``--library-size`` with
@@ -42,6 +42,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--library-size", type=int, default=100)
     ap.add_argument("--limit", type=int, default=None, help="time only the first N mixtures")
+    ap.add_argument("--only", nargs="+", default=None, metavar="ID",
+                    help="time only the mixtures whose id contains one of these strings (after --limit)")
     ap.add_argument("--profile", type=Path, default=None, help="write a cProfile of the timed fits here")
     ap.add_argument("--anomalous", action="store_true", help="library sticks with anomalous dispersion at Cu Kα1")
     args = ap.parse_args(argv)
@@ -61,6 +63,8 @@ def main(argv=None) -> int:
         return 1
     with open(mix_dir / "labels.csv") as fh:
         rows = list(csv.DictReader(fh))[: args.limit]
+    if args.only:
+        rows = [r for r in rows if any(o in r["id"] for o in args.only)]
     settings = FitSettings()
     with tempfile.TemporaryDirectory() as tmp:
         build_library(args.data, args.library_size, Path(tmp))

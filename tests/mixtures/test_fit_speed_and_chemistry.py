@@ -55,6 +55,24 @@ def test_linear_solve_with_the_cached_background_block_is_the_weighted_least_squ
     assert m.linear(np.zeros((0, m.grid.size)))[3] > chi2  # the background alone fits worse
 
 
+def test_bounded_lstsq_is_lsq_linear_bvls_to_the_last_bit():
+    """bounded_lstsq (the fit's bounded solves without lsq_linear's wrapper) gives lsq_linear's numbers,
+    bit for bit: when the unbounded solution is feasible and when BVLS has to move off it."""
+    from xrdid.mixtures.model import bounded_lstsq
+
+    rng = np.random.default_rng(3)
+    moved = 0
+    for trial in range(40):
+        k, nb = int(rng.integers(1, 6)), int(rng.integers(2, 8))
+        A = np.triu(rng.normal(size=(k + nb, k + nb))) + 3 * np.eye(k + nb)
+        b = rng.normal(size=k + nb)
+        lo = np.concatenate((np.zeros(k), np.full(nb, -np.inf)))
+        ref = lsq_linear(A, b, bounds=(lo, np.inf), method="bvls").x
+        moved += bool((np.linalg.lstsq(A, b, rcond=-1)[0] < lo).any())
+        np.testing.assert_array_equal(bounded_lstsq(A, b, lo), ref)
+    assert 5 < moved < 35  # both cases were exercised
+
+
 def test_a_candidate_is_placed_at_its_lattice_scale_with_two_renders(library, monkeypatch):
     """_add_phase finds a phase's lattice scale 1.5 screening steps from the screening's guess, rendering it
     twice (a Levenberg–Marquardt refinement took five or more renders)."""

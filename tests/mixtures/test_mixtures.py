@@ -94,6 +94,23 @@ def test_render_phase_on_part_of_a_grid_and_at_many_scales():
         np.testing.assert_array_equal(r, render_phase(st.d * s, st.f2m, grid, Optics(CU), kalpha2_ratio=0.4, **kw))
 
 
+def test_window_offsets_are_a_shared_read_only_run(monkeypatch):
+    """The window points' offsets 0, 1, … come from one run shared by every render (xrdid.mixtures.profile._run),
+    grown on demand: it must hold exactly 0 … n−1 (int64 and float64), stay read-only, and a render after it
+    grew must be the render before, to the last bit."""
+    from xrdid.mixtures import profile
+
+    grid = np.linspace(20.0, 80.0, 6001)
+    _, ref = _render_si(grid, width_scale=30.0)
+    monkeypatch.setattr(profile, "_RUN", (np.zeros(0, np.int64), np.zeros(0)))
+    i, f = profile._run(70_000)
+    np.testing.assert_array_equal(i, np.arange(70_000))
+    np.testing.assert_array_equal(f, np.arange(70_000, dtype=np.float64))
+    assert i.dtype == np.int64 and not i.flags.writeable and not f.flags.writeable
+    monkeypatch.setattr(profile, "_RUN", (np.arange(3, dtype=np.int64), np.arange(3.0)))
+    np.testing.assert_array_equal(_render_si(grid, width_scale=30.0)[1], ref)
+
+
 def test_phase_state_copy_and_set_share_nothing_they_change():
     from xrdid.mixtures.model import Globals, PhaseState
     from xrdid.mixtures.refine import _set
@@ -143,7 +160,8 @@ def test_columns_are_each_phase_rendered_alone(cif_library, monkeypatch, chunk):
 def test_screening_denominators_are_cached_per_weights(cif_library):
     """_screen's gain denominators (c·W·c of every screening column) are computed once per fit and kept on the
     model: the cached ones must be the very numbers computed afresh, and must follow the weights when the
-    foreign-peak mask replaces them (Model.mask)."""
+    foreign-peak mask replaces them (Model.mask). _screen scores every phase in one batched product: its
+    ranking (gains included) must be that of each phase scored alone."""
     from xrdid.mixtures.fit import _gain_den, _scale_gains, _screen, _screen_columns, _screen_dens
     from xrdid.mixtures.model import Model
 

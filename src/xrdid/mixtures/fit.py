@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
-from scipy.optimize import lsq_linear
 
 from xrdid.mixtures.library import Library
-from xrdid.mixtures.model import Globals, Model, PhaseState, weights
+from xrdid.mixtures.model import Globals, Model, PhaseState, bounded_lstsq, weights
 from xrdid.mixtures.peaks import unexplained_peaks
 from xrdid.mixtures.profile import Optics, kalpha2_for, render_phases
 from xrdid.mixtures.refine import Bounds, refine, slots_for
@@ -1039,7 +1038,7 @@ def _screen_columns(m: Model, fwhm: float, st: FitSettings):
     ``screen_step_per_fwhm`` × FWHM, so a step moves a peak at 2θ ≈ 40° by about half a FWHM. Each phase
     is rendered once, at scale 1 on a grid padded by the scale range, and mapped to the other scales:
     scaling d by s moves a peak from 2θ' to 2θ with sin θ' = s sin θ (widths follow, which screening
-    does not mind). Returns (scales, list of (S, N/2) float32 arrays, coarse index).
+    does not mind). Returns (scales, (phases, S, N/2) float32 array: row i is phase i's columns, coarse index).
     """
     lo, hi = st.screen_step_bounds
     step = min(max(st.screen_step_per_fwhm * fwhm, lo), hi)
@@ -1056,14 +1055,15 @@ def _screen_columns(m: Model, fwhm: float, st: FitSettings):
         dx = x[1] - x[0]
         pad_lo = math.floor(min(src.min(), x[0]) / dx) * dx
         pad = np.arange(pad_lo, max(src.max(), x[-1]) + 2 * dx, dx)
-        cols = []
         n = len(m.lib.phases)
+        # One array for all phases, so that _screen scores them all with one (batched) product.
+        cols = np.empty((n, *src.shape), dtype=np.float32)
         bases = render_phases([(p.d, p.f2m) for p in m.lib.phases], pad, m.optics, size_nm=[5000.0] * n,
                               strain=[0.0] * n, width_scale=ws, kalpha2_ratio=0.5, window_fwhm=3.0)
-        for base in bases:
+        for i, base in enumerate(bases):
             c = np.interp(src.ravel(), pad, base).reshape(src.shape)
             nrm = np.sqrt((c * c).sum(axis=1, keepdims=True))
-            cols.append((c / np.maximum(nrm, 1e-300)).astype(np.float32))
+            cols[i] = c / np.maximum(nrm, 1e-300)
         m.lib.screen_cache.clear()  # one grid at a time: bounded memory
         m.lib.screen_cache[key] = cols
     return scales, m.lib.screen_cache[key], coarse
@@ -1128,7 +1128,7 @@ def _foreign_lobes(m: Model, screen, fwhm: float, st: FitSettings, with_calc: bo
         # The same bounded least squares on the QR-reduced system (min |R c − Qᵀb|², k × k): BVLS's
         # repeated solves then cost k³, not n k² each.
         q, rr = np.linalg.qr((D * swc).T)
-        coef = lsq_linear(rr, q.T @ (yc * swc), bounds=(lo, np.inf), method="bvls").x
+        coef = bounded_lstsq(rr, q.T @ (yc * swc), lo)
         calc = coef @ D
         if it == st.foreign_passes - 1:
             break
@@ -1172,12 +1172,13 @@ def _gain_den(c: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.maximum((c * c) @ w, 1e-30)
 
 
-def _screen_dens(m: Model, cols: list, w: np.ndarray) -> list[np.ndarray]:
-    """Every screening column's gain denominators under the model's weights: the same for every hypothesis
-    of a fit, so computed once per fit (again if the weights change: :meth:`Model.mask` replaces ``m.w``)."""
+def _screen_dens(m: Model, cols: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Every screening column's gain denominators under the model's weights, (phases, S): the same for every
+    hypothesis of a fit, so computed once per fit (again if the weights change: :meth:`Model.mask` replaces
+    ``m.w``)."""
     cached = m.__dict__.get("_screen_dens")
     if cached is None or cached[0] is not cols or cached[1] is not m.w:
-        cached = (cols, m.w, [_gain_den(c, w) for c in cols])
+        cached = (cols, m.w, np.array([_gain_den(c, w) for c in cols]))
         m.__dict__["_screen_dens"] = cached
     return cached[2]
 
@@ -1197,13 +1198,16 @@ def _screen(m: Model, screen, resid_w: np.ndarray, phases: list[PhaseState], exc
     taken = {p.index for p in phases} | exclude
     chosen = {(m.lib.phases[p.index].formula, m.lib.phases[p.index].space_group) for p in phases}
     dens = _screen_dens(m, cols, w)
+    # Every phase at once: numpy's product of a stack of matrices with a vector is the same matrix-vector
+    # product (BLAS gemv) of each, so each row is that phase's _scale_gains to the last bit.
+    num = cols @ r
+    gain = np.where(num > 0, num * num / dens, 0.0)
+    best = gain.argmax(axis=1)
     out = []
-    for i, c in enumerate(cols):
+    for i, j in enumerate(best.tolist()):
         if i in taken or (m.lib.phases[i].formula, m.lib.phases[i].space_group) in chosen:
             continue
-        gain = _scale_gains(c, r, w, dens[i])
-        j = int(np.argmax(gain))
-        if gain[j] > 0:
-            out.append((float(gain[j]), i, float(scales[j])))
+        if gain[i, j] > 0:
+            out.append((float(gain[i, j]), i, float(scales[j])))
     out.sort(reverse=True)
     return [(i, s) for _, i, s in out]

@@ -194,21 +194,26 @@ def _render(dd, ff, row, n_rows: int, grid, optics: Optics, *, size_A, strain_de
     area = np.array(wgts)[:, None] * ff * lp
     half = window_fwhm * gam
     vis = ok & (centre + half > grid[0]) & (centre - half < grid[-1]) & (area > 0)
-    centre, area, gam, eta = centre[vis], area[vis], gam[vis], eta[vis]
+    every = bool(vis.all())  # most renders: no peak to leave out, a flat view instead of a selection
+    if every:
+        centre, area, gam, eta, half = centre.ravel(), area.ravel(), gam.ravel(), eta.ravel(), half.ravel()
+    else:
+        centre, area, gam, eta, half = centre[vis], area[vis], gam[vis], eta[vis], half[vis]
     if centre.size == 0:
         return np.zeros((n_rows, N))
     pos = (centre - grid[0]) / step
-    h_pts = np.minimum(np.ceil(window_fwhm * gam / step), 4096).astype(np.int64)
+    h_pts = np.minimum(np.ceil(half / step), 4096).astype(np.int64)
     # Window points off the grid are accumulated in padding either side and cut off at the end, rather
     # than masked out one by one.
     h_max = int(h_pts.max())
     pad = max(0, h_max + 1 - math.floor(pos.min()))
     width = pad + max(N, math.ceil(pos.max()) + h_max + 2)
-    out = np.zeros(n_rows * width)
     if row is None:
         offset = None
     else:
-        rowv = np.tile(row, len(lams))[vis.ravel()]
+        rowv = row if len(lams) == 1 else np.concatenate((row, row))
+        if not every:
+            rowv = rowv[vis.ravel()]
         if n_rows > 1 and (rowv[1:] < rowv[:-1]).any():
             # Each row's peaks together, in their order (the order in which a render of that row alone sums them).
             order = np.argsort(rowv, kind="stable")
@@ -219,13 +224,20 @@ def _render(dd, ff, row, n_rows: int, grid, optics: Optics, *, size_A, strain_de
     n_pts = np.floor(pos + h_pts).astype(np.int64) - first + 1
     ends = np.cumsum(n_pts)
     c_g = math.sqrt(math.pi * _LN2)
+    out = None
     for p0, p1 in _pieces(ends, None if row is None else rowv):
         sl = slice(p0, p1)
         n = n_pts[sl]
         e0 = int(ends[p0 - 1]) if p0 else 0
+        # Window point k of a peak is grid point first + k: a run 0, 1, … over the piece less each window's
+        # start. The point's offset from the centre, idx − pos, is taken in floating point (exact integers):
+        # the same numbers as from int64 indices, without the mixed-type subtraction's conversion.
         # (ndarray.repeat: np.repeat's dispatch costs as much as the work on a small render.)
-        idx = (first[sl] - (ends[sl] - n - e0)).repeat(n) + np.arange(int(ends[p1 - 1]) - e0)
-        u = idx - pos[sl].repeat(n)
+        run = _run(int(ends[p1 - 1]) - e0)
+        back = first[sl] - (ends[sl] - n - e0)
+        u = back.astype(np.float64).repeat(n)
+        u += run[1]
+        u -= pos[sl].repeat(n)
         x2 = u * (2.0 * step / gam[sl]).repeat(n)  # x = 2(2θ − c)/Γ
         x2 *= x2
         e = eta[sl]
@@ -238,14 +250,38 @@ def _render(dd, ff, row, n_rows: int, grid, optics: Optics, *, size_A, strain_de
         # Area-exact: the window sum (× step) is the peak's area, wherever it falls between points.
         norm = np.add.reduceat(prof, ends[sl] - n - e0) * step
         prof *= (area[sl] / np.maximum(norm, 1e-300)).repeat(n)
-        idx += pad if offset is None else offset[sl].repeat(n)
-        out += np.bincount(idx, weights=prof, minlength=n_rows * width)
+        idx = (back + (pad if offset is None else offset[sl])).repeat(n)
+        idx += run[0]
+        acc = np.bincount(idx, weights=prof, minlength=n_rows * width)
+        # (The first piece's sums are the output: 0 + v is v for the sums of non-negative values here.)
+        if out is None:
+            out = acc
+        else:
+            out += acc
     return np.ascontiguousarray(out.reshape(n_rows, width)[:, pad : pad + N])
 
 
 # Values (peaks × window points) per piece of a render: bounds its memory. The pieces of one row (phase)
 # are what its sums depend on, so render_phase and render_phases cut them alike.
 _CHUNK_VALUES = 1 << 18
+
+# 0, 1, 2, … (int64 and float64), grown on demand and shared by every render: the window points' offsets
+# from the start of a piece (a slice of these costs nothing; a fresh arange costs a pass over the piece).
+_RUN: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))
+
+
+def _run(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(0 … n−1 as int64, the same as float64), read-only views of the shared run."""
+    global _RUN
+    run = _RUN
+    if run[0].size < n:
+        size = max(n, 2 * run[0].size, 1 << 16)
+        i = np.arange(size, dtype=np.int64)
+        f = i.astype(np.float64)
+        i.flags.writeable = False
+        f.flags.writeable = False
+        run = _RUN = (i, f)
+    return run[0][:n], run[1][:n]
 
 
 def _pieces(ends: np.ndarray, rowv: np.ndarray | None):
