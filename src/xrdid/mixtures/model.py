@@ -288,4 +288,7 @@ def bounded_lstsq(A: np.ndarray, b: np.ndarray, lb: np.ndarray) -> np.ndarray:
     x = np.linalg.lstsq(A, b, rcond=-1)[0]
     if np.all(x >= lb):  # lsq_linear's in_bounds (x ≤ inf holds for every number)
         return x
-    return _bvls(A, b, x, lb, np.full(lb.size, np.inf), 1e-10, None, 0).x
+    try:
+        return _bvls(A, b, x, lb, np.full(lb.size, np.inf), 1e-10, None, 0).x
+    except TypeError:  # pragma: no cover - a scipy whose private solver takes other arguments
+        return lsq_linear(A, b, bounds=(lb, np.inf), method="bvls").x
