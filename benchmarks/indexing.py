@@ -207,22 +207,33 @@ def main(argv=None) -> int:
                          "its calculated reflections is not counted as added by a super-cell; 1.0, the default; 0 = off)")
     ap.add_argument("--supercell-min-added", type=int, default=None, metavar="N",
                     help="set xrdid.indexing.search.SUPERCELL_MIN_ADDED (the fewest lines a super-cell must add; 1, the default)")
+    ap.add_argument("--search-keep", nargs="+", default=None, metavar="SYSTEM=N",
+                    help="set entries of xrdid.indexing.search.SEARCH_KEEP (trial cells refined per system; monoclinic=24 triclinic=24 …)")
+    ap.add_argument("--monoclinic-zone-keep", type=int, default=None, metavar="N",
+                    help="set xrdid.indexing.search.MONOCLINIC_ZONE_KEEP (h0l zones the monoclinic trials start from; 24, the default)")
+    ap.add_argument("--triclinic-first-lines", type=int, default=None, metavar="N",
+                    help="set xrdid.indexing.search.TRICLINIC_FIRST_LINES (lines that may be a*, b*, c*; 10, the default)")
+    ap.add_argument("--triclinic-cross-order", type=int, default=None, metavar="N",
+                    help="set xrdid.indexing.search.TRICLINIC_CROSS_ORDER (largest multiple in the zone relations; 2, the default)")
+    ap.add_argument("--triclinic-complete", type=int, default=None, metavar="N",
+                    help="set xrdid.indexing.search.TRICLINIC_COMPLETE (a cross term solved from a line off the zones; 0 = off, the default)")
     args = ap.parse_args(argv)
     from xrdid.indexing import combine, peaks, search
 
-    if args.matched_filter is not None:
-        peaks.MATCHED_FILTER_SIGMA = args.matched_filter
-    if args.refine_first_lines is not None:
-        search.REFINE_FIRST_LINES = args.refine_first_lines
-    if args.blend_weight is not None:
-        search.BLEND_WEIGHT = args.blend_weight
+    # Settings given on the command line (None: the module's default).
+    for name, module, attr in (("matched_filter", peaks, "MATCHED_FILTER_SIGMA"), ("refine_first_lines", search, "REFINE_FIRST_LINES"),
+                               ("blend_weight", search, "BLEND_WEIGHT"), ("dedupe_acceptable_first", search, "DEDUPE_ACCEPTABLE_FIRST"),
+                               ("supercell_near_parent", search, "SUPERCELL_NEAR_PARENT_FWHM"),
+                               ("supercell_min_added", search, "SUPERCELL_MIN_ADDED"),
+                               ("monoclinic_zone_keep", search, "MONOCLINIC_ZONE_KEEP"),
+                               ("triclinic_cross_order", search, "TRICLINIC_CROSS_ORDER"),
+                               ("triclinic_first_lines", search, "TRICLINIC_FIRST_LINES"),
+                               ("triclinic_complete", search, "TRICLINIC_COMPLETE")):
+        if getattr(args, name) is not None:
+            setattr(module, attr, getattr(args, name))
     search.BLEND_KEEP_BETTER = search.BLEND_KEEP_BETTER or args.blend_keep_better
-    if args.dedupe_acceptable_first is not None:
-        search.DEDUPE_ACCEPTABLE_FIRST = args.dedupe_acceptable_first
-    if args.supercell_near_parent is not None:
-        search.SUPERCELL_NEAR_PARENT_FWHM = args.supercell_near_parent
-    if args.supercell_min_added is not None:
-        search.SUPERCELL_MIN_ADDED = args.supercell_min_added
+    if args.search_keep:
+        search.SEARCH_KEEP = {**search.SEARCH_KEEP, **{k: int(v) for k, v in (kv.split("=") for kv in args.search_keep)}}
 
     combine.WEAK_LINE_RETRY = combine.WEAK_LINE_RETRY or args.weak_line_retry or args.weak_line_search
     combine.WEAK_LINE_SEARCH = combine.WEAK_LINE_SEARCH or args.weak_line_search

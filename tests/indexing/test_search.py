@@ -626,3 +626,30 @@ def test_a_super_cell_line_near_a_parent_reflection_is_not_counted(monkeypatch, 
     assert ("super-cell" in cells[0].source) == preferred, [(x.bravais, x.parameters[:3], x.source) for x in cells]
     if preferred:
         assert np.allclose(cells[0].parameters[:3], (a, a, 2 * c), rtol=1e-3)
+
+
+@pytest.mark.parametrize("complete", [0, 2])
+def test_a_triclinic_cross_term_from_a_line_off_the_zones(monkeypatch, complete):
+    """A_aP4_2-like triclinic cell (2.794 × 3.308 × 7.414 Å, 85.7°, 89.07°, 85.18°) without its 100 line: its
+    first lines hold 001, 010 and 10-1 as a basis, but the zone of 001 and 10-1 no line beyond them in reach of
+    ITO's relations (100, 10-2, 101, 10-3, 20-1, 20-3 absent), so its cross term is missing and the triclinic trials miss
+    the cell (a wrong aP cell is accepted instead); 110 = 001 + 010 + 10-1 gives it (TRICLINIC_COMPLETE, 2 by default; 0 = off)."""
+    import numpy as np
+    from pymatgen.core import Lattice
+
+    from xrdid.indexing import search
+    from xrdid.indexing.evaluate import right_rank
+    from xrdid.indexing.peaks import PeakList
+
+    monkeypatch.setattr(search, "TRICLINIC_COMPLETE", complete)
+    lat = Lattice.from_parameters(2.794, 3.308, 7.414, 85.699, 89.068, 85.175)
+    gs = np.linalg.inv(lat.matrix @ lat.matrix.T)
+    hkl = np.array([(0, 0, 1), (0, 1, 0), (0, 1, 1), (0, 1, -1), (1, 0, -1), (0, 1, 2), (0, 1, -2), (1, 0, 2), (1, 1, 0), (1, -1, 0),
+                    (1, -1, -1), (1, -1, 1), (0, 0, 4), (1, -1, -2), (0, 2, 0), (0, 2, 1), (1, 1, -3), (0, 2, -1), (0, 2, 2), (1, 1, 4)])
+    q = np.sort(np.einsum("ni,ij,nj->n", hkl, gs, hkl))
+    lam = 1.5405929
+    peaks = PeakList.from_positions(2 * np.degrees(np.arcsin(lam * np.sqrt(q) / 2)), lam, intensity=np.full(len(q), 100.0),
+                                    fwhm=np.full(len(q), 0.1))
+    result = search.index_peaks(peaks, systems=("triclinic",))
+    assert result.indexed
+    assert (right_rank(result.cells[:1], [lat]) == 1) == bool(complete), [c.to_dict() for c in result.cells[:3]]

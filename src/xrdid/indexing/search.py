@@ -14,7 +14,8 @@ families of trial cells, all classic:
   with an axis halved, for glide absences) plus a perpendicular b* (B from a line's excess over a zone
   point, or from a line as 010 or 020), or a rectangular zone holding b* (0kl, hk0) with A and the cross
   term E from lines as 100/110 and 101/111. **Triclinic** cells are three lines as a*, b*, c* with the cross
-  terms of the zones they pair in; each triclinic solution is also symmetrised by its metric (spglib on
+  terms of the zones they pair in (or one of them from a line as a* ± b* ± c*, when a pair's zone holds no
+  other line); each triclinic solution is also symmetrised by its metric (spglib on
   one lattice point: the Bravais lattice of the cell) and refined in that system, which finds the
   centred lattices (mC, oC, oI, oF, tI, cI, cF, hR) the axis-aligned searches may miss.
 * **Screening**: every trial cell is scored by the lines it indexes minus the lines a random cell of its
@@ -658,9 +659,13 @@ def _zones(q: np.ndarray, tol: np.ndarray, n_first: int, keep: int, basis: np.nd
     return [_Zone(*z[o], score[o]) for o in order]
 
 
+# The h0l zones the monoclinic trials start from (the best by the lines they index beyond chance).
+MONOCLINIC_ZONE_KEEP = 24
+
+
 def _monoclinic_trials(q: np.ndarray, tol: np.ndarray, basis: np.ndarray | None = None) -> np.ndarray:
     """(A, B, C, E) trial cells: an oblique or rectangular zone (halved axes too) plus a perpendicular b*."""
-    zones = _zones(q, tol, n_first=10, keep=24, basis=basis)
+    zones = _zones(q, tol, n_first=10, keep=MONOCLINIC_ZONE_KEEP, basis=basis)
     out = []
     small = np.array([(h, l) for h in range(3) for l in range(-2, 3)], np.float64)
     for zn in zones:
@@ -709,21 +714,36 @@ def _monoclinic_b_zone_trials(q: np.ndarray, tol: np.ndarray, basis: np.ndarray 
     return _unique_rows(np.asarray(out)) if out else np.zeros((0, 4))
 
 
-def _triclinic_trials(q: np.ndarray, tol: np.ndarray, n_first: int = 10, per_pair: int = 5, basis: np.ndarray | None = None) -> np.ndarray:
+# Triclinic trials: the first lines that may be a*, b*, c*, the cross terms kept per pair of them (the best by
+# the lines their zone indexes), and the largest multiple m, n of the pair's vectors in the lines that give a
+# cross term (a line as m h1 ± n h2, m and n coprime: 2 is ITO's h1 ± h2, h1 ± 2h2, 2h1 ± h2; 3 adds
+# h1 ± 3h2, 3h1 ± h2, 2h1 ± 3h2, 3h1 ± 2h2 — a pattern whose first lines miss a low-index one (a weak or
+# extinct 100, or lines cut at low angle) may need them).
+TRICLINIC_FIRST_LINES = 10
+TRICLINIC_PER_PAIR = 5
+TRICLINIC_CROSS_ORDER = 2
+
+
+def _triclinic_trials(q: np.ndarray, tol: np.ndarray, n_first: int | None = None, per_pair: int | None = None,
+                      basis: np.ndarray | None = None) -> np.ndarray:
     """Three lines as a*, b*, c* with cross terms from their zones (module docstring)."""
+    n_first = TRICLINIC_FIRST_LINES if n_first is None else n_first
+    per_pair = TRICLINIC_PER_PAIR if per_pair is None else per_pair
+    mults = [(m, nn) for m in range(1, TRICLINIC_CROSS_ORDER + 1) for nn in range(1, TRICLINIC_CROSS_ORDER + 1) if math.gcd(m, nn) == 1]
     first = (np.arange(len(q)) if basis is None else np.asarray(basis))[:n_first].tolist()
     n = len(first)
     if n < 3:
         return np.zeros((0, 6))
-    cross = {}
+    cross, ranked = {}, {}
     mn = np.array([(m, nn) for m in range(5) for nn in range(-4, 5) if (m > 0 or nn > 0)], np.float64)
     for a, i in enumerate(first):
         for j in first[a + 1 :]:
             q1, q2 = q[i], q[j]
             rs = {0.0}
             for line in range(len(q)):
-                # The line as h1 ± h2, h1 ± 2h2 or 2h1 ± h2 (ITO's relations).
-                for r in (q[line] - q1 - q2, (q[line] - q1 - 4 * q2) / 2, (q[line] - 4 * q1 - q2) / 2):
+                # The line as m h1 ± n h2 (ITO's relations: h1 ± h2, h1 ± 2h2, 2h1 ± h2 with order 2).
+                for m, nn in mults:
+                    r = (q[line] - m * m * q1 - nn * nn * q2) / (m * nn)
                     if abs(r) < 2 * math.sqrt(q1 * q2):  # any basis, not only a reduced one
                         rs.add(float(r))
                         rs.add(float(-r))
@@ -735,12 +755,48 @@ def _triclinic_trials(q: np.ndarray, tol: np.ndarray, n_first: int = 10, per_pai
                 hits += (np.abs(qc - q[li]) <= tol[li]).any(axis=0)
             best = rs[np.argsort(-hits, kind="stable")[:per_pair]]
             cross[(i, j)] = np.unique(np.concatenate([best, [0.0]]))
+            ranked[(i, j)] = np.concatenate([best[best != 0.0][: TRICLINIC_COMPLETE - 1], [0.0]]) if TRICLINIC_COMPLETE else best
     out = []
     for i, j, k in itertools.combinations(first, 3):
         for d, e, f in itertools.product(cross[(i, j)], cross[(i, k)], cross[(j, k)]):
             out.append((q[i], q[j], q[k], d, e, f))
     p = np.asarray(out)
+    if TRICLINIC_COMPLETE:
+        p = np.concatenate([p, _completed(q, first, ranked)])
     return _unique_rows(p[is_positive_definite(p)])
+
+
+# Triclinic trials also with one cross term solved from a line as a* ± b* ± c* (the other two from their zones,
+# the best TRICLINIC_COMPLETE − 1 of each and 0): a pair of axes whose zone holds no line beyond them (a weak
+# or extinct h1 ± h2) gets its cross term from a line off every zone (A_aP4_2 without its 100 line). 0 = off.
+# 2 chosen on three draws of 56 prototypes outside benchmarks/indexing.py (pooled 130 / 118 → 132 / 120 of 168
+# right cells in the top 3 / first: A_aP4_2 and A_mP16_11 found, none lost); on the test half nothing moves, at
+# 1.03× the CPU (benchmarks/README.md, seventeenth round; `--triclinic-complete`). 4 times the triclinic trials.
+TRICLINIC_COMPLETE = 2
+TRICLINIC_COMPLETE_LINES = 12
+
+
+def _completed(q: np.ndarray, first: list, ranked: dict) -> np.ndarray:
+    """Triclinic trials (A, B, C, D, E, F) from three of the ``first`` lines, two cross terms from ``ranked``
+    and the third from one of the first lines as h a* + k b* + l c*, h = 1, k, l = ±1."""
+    qs = q[:TRICLINIC_COMPLETE_LINES]
+    signs = np.array([(1, 1), (1, -1), (-1, 1), (-1, -1)], np.float64)
+    out = []
+    for i, j, k in itertools.combinations(first, 3):
+        a, b, c = q[i], q[j], q[k]
+        rest = qs[:, None] - (a + b + c)  # (lines, 1)
+        s1, s2 = signs[:, 0][None, :], signs[:, 1][None, :]  # k, l
+        # Q = A + B + C + k D + l E + k l F (h = 1).
+        for d, e in itertools.product(ranked[(i, j)], ranked[(i, k)]):
+            f = (rest - s1 * d - s2 * e) / (s1 * s2)
+            out.append(np.column_stack([np.full((f.size, 3), (a, b, c)), np.full(f.size, d), np.full(f.size, e), f.ravel()]))
+        for d, f in itertools.product(ranked[(i, j)], ranked[(j, k)]):
+            e = (rest - s1 * d - s1 * s2 * f) / s2
+            out.append(np.column_stack([np.full((e.size, 3), (a, b, c)), np.full(e.size, d), e.ravel(), np.full(e.size, f)]))
+        for e, f in itertools.product(ranked[(i, k)], ranked[(j, k)]):
+            d = (rest - s2 * e - s1 * s2 * f) / s1
+            out.append(np.column_stack([np.full((d.size, 3), (a, b, c)), d.ravel(), np.full(d.size, e), np.full(d.size, f)]))
+    return np.concatenate(out) if out else np.zeros((0, 6))
 
 
 # ------------------------------------------------------------------------------------- refinement
@@ -805,7 +861,8 @@ BLEND_KEEP_BETTER = False
 
 def _blended(qc: np.ndarray, pick: np.ndarray, q_obs: np.ndarray, half_q: np.ndarray) -> np.ndarray:
     """Whether each observed line (at ``q_obs``, assigned to ``qc[pick]``) has another distinct calculated line within ±``half_q``."""
-    qu = np.unique(np.round(qc / max(float(qc[-1]), 1e-300), 7)) * max(float(qc[-1]), 1e-300)
+    scale = max(float(qc[-1]), 1e-300)
+    qu = np.unique(np.round(qc / scale, 7)) * scale
     n_in = np.searchsorted(qu, q_obs + half_q, side="right") - np.searchsorted(qu, q_obs - half_q, side="left")
     own = np.abs(qc[pick] - q_obs) <= half_q
     return n_in - own.astype(np.int64) >= 1
@@ -1357,6 +1414,10 @@ def _dedupe(cells: list[Cell], enough: int | None = None, min_m20: dict | None =
     return kept
 
 
+# The trial cells refined per system (the best distinct ones by the screening score).
+SEARCH_KEEP = {"cubic": 6, "tetragonal": 10, "hexagonal": 10, "orthorhombic": 16, "monoclinic": 24, "triclinic": 24}
+
+
 def index_peaks(
     peaks: PeakList, *, system_probabilities: dict[str, float] | None = None, time_budget_s: float = TIME_BUDGET_S,
     systems: tuple[str, ...] | None = None, n_cells: int = 5, min_m20: dict | None = None,
@@ -1392,7 +1453,7 @@ def index_peaks(
             break
         if _settled(system, cells, min_m20) and (prob is None or prob(system) < LOW_SYMMETRY_PROBABILITY):
             continue
-        keep = {"cubic": 6, "tetragonal": 10, "hexagonal": 10, "orthorhombic": 16, "monoclinic": 24, "triclinic": 24}[system]
+        keep = SEARCH_KEEP[system]
         try:
             found = _search_system(system, lines, zero, refine_zero, keep, deadline=t0 + time_budget_s)
         except np.linalg.LinAlgError as exc:  # a singular trial cell; the other systems still run
