@@ -216,7 +216,10 @@ def main(argv=None) -> int:
     ap.add_argument("--triclinic-cross-order", type=int, default=None, metavar="N",
                     help="set xrdid.indexing.search.TRICLINIC_CROSS_ORDER (largest multiple in the zone relations; 2, the default)")
     ap.add_argument("--triclinic-complete", type=int, default=None, metavar="N",
-                    help="set xrdid.indexing.search.TRICLINIC_COMPLETE (a cross term solved from a line off the zones; 0 = off, the default)")
+                    help="set xrdid.indexing.search.TRICLINIC_COMPLETE (a cross term solved from a line off the zones; 0 = off; 2, the default)")
+    ap.add_argument("--monoclinic-complete", type=int, default=None, metavar="N",
+                    help="set xrdid.indexing.search.MONOCLINIC_COMPLETE (an h0l zone's cross term solved from one of the first N lines "
+                         "as 1k1; 0 = off, the default)")
     args = ap.parse_args(argv)
     from xrdid.indexing import combine, peaks, search
 
@@ -228,7 +231,8 @@ def main(argv=None) -> int:
                                ("monoclinic_zone_keep", search, "MONOCLINIC_ZONE_KEEP"),
                                ("triclinic_cross_order", search, "TRICLINIC_CROSS_ORDER"),
                                ("triclinic_first_lines", search, "TRICLINIC_FIRST_LINES"),
-                               ("triclinic_complete", search, "TRICLINIC_COMPLETE")):
+                               ("triclinic_complete", search, "TRICLINIC_COMPLETE"),
+                               ("monoclinic_complete", search, "MONOCLINIC_COMPLETE")):
         if getattr(args, name) is not None:
             setattr(module, attr, getattr(args, name))
     search.BLEND_KEEP_BETTER = search.BLEND_KEEP_BETTER or args.blend_keep_better

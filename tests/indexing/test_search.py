@@ -653,3 +653,32 @@ def test_a_triclinic_cross_term_from_a_line_off_the_zones(monkeypatch, complete)
     result = search.index_peaks(peaks, systems=("triclinic",))
     assert result.indexed
     assert (right_rank(result.cells[:1], [lat]) == 1) == bool(complete), [c.to_dict() for c in result.cells[:3]]
+
+
+@pytest.mark.parametrize("complete", [0, 6])
+def test_a_monoclinic_cross_term_from_a_general_line(monkeypatch, complete):
+    """AB3_mC16_12-like C cell (5.912 × 10.237 × 6.147 Å, β 108.28°) from 15°: its h0l lines are 001, 002, 20-2 and
+    00l only (no 200, 10-2, 201 …), so no h0l zone holds a cross-term line and no rectangular zone holds b*; the
+    monoclinic trials miss the cell (a wrong mP cell is accepted instead). E solved from 110 or 11-1 as a 1k1 line
+    of the zone of 001 and 10-1 gives it (MONOCLINIC_COMPLETE, 0 = off)."""
+    import numpy as np
+    from pymatgen.core import Lattice
+
+    from xrdid.indexing import search
+    from xrdid.indexing.evaluate import right_rank
+    from xrdid.indexing.peaks import PeakList
+
+    monkeypatch.setattr(search, "MONOCLINIC_COMPLETE", complete)
+    lat = Lattice.from_parameters(5.912, 10.237, 6.147, 90, 108.28, 90)
+    gs = np.linalg.inv(lat.matrix @ lat.matrix.T)
+    hkl = np.array([(0, 0, 1), (1, 1, 0), (1, 1, -1), (0, 0, 2), (1, 3, -1), (1, -3, 1), (2, 0, -2), (1, -3, 2), (1, 3, -3), (3, 3, -1),
+                    (0, 0, 4), (2, -6, -2)])
+    q = np.sort(np.einsum("ni,ij,nj->n", hkl, gs, hkl))
+    lam = 1.5405929
+    peaks = PeakList.from_positions(2 * np.degrees(np.arcsin(lam * np.sqrt(q) / 2)), lam, intensity=np.full(len(q), 100.0),
+                                    fwhm=np.full(len(q), 0.1))
+    result = search.index_peaks(peaks, systems=("monoclinic",))
+    assert result.indexed
+    m = lat.matrix
+    primitive = Lattice([(m[0] + m[1]) / 2, (m[1] - m[0]) / 2, m[2]])  # C centring: h + k even
+    assert (right_rank(result.cells[:1], [primitive]) == 1) == bool(complete), [c.to_dict() for c in result.cells[:3]]

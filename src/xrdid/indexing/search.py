@@ -666,7 +666,7 @@ MONOCLINIC_ZONE_KEEP = 24
 def _monoclinic_trials(q: np.ndarray, tol: np.ndarray, basis: np.ndarray | None = None) -> np.ndarray:
     """(A, B, C, E) trial cells: an oblique or rectangular zone (halved axes too) plus a perpendicular b*."""
     zones = _zones(q, tol, n_first=10, keep=MONOCLINIC_ZONE_KEEP, basis=basis)
-    out = []
+    out, done, pairs = [], [], set()
     small = np.array([(h, l) for h in range(3) for l in range(-2, 3)], np.float64)
     for zn in zones:
         for fa, fc in ((1, 1), (4, 1), (1, 4)):
@@ -682,7 +682,50 @@ def _monoclinic_trials(q: np.ndarray, tol: np.ndarray, basis: np.ndarray | None 
             for B in bs:
                 out.append((A, B, C, E))
                 out.append((A, B, C, -E))
-    return _unique_rows(np.asarray(out)) if out else np.zeros((0, 4))
+            if MONOCLINIC_COMPLETE and (zn.q1, zn.q2, fa, fc) not in pairs:
+                pairs.add((zn.q1, zn.q2, fa, fc))
+                done.append(_monoclinic_completed(q, A, C, np.fromiter(bs, np.float64)))
+    p = np.concatenate([np.asarray(out).reshape(-1, 4), *done])
+    return _unique_rows(p) if len(p) else np.zeros((0, 4))
+
+
+# Monoclinic trials also with E solved from one of the first MONOCLINIC_COMPLETE lines as 1k1 (k = 0, 1, 2:
+# A + k²B + C + E, either sign) for each pair of h0l axes the zones keep: a C cell whose h0l lines are 001, 002 and
+# 20-2 only (no 200, 10-2 …: no zone holds a cross-term line) gets E from 110 or 11-1 (AB3_mC16_12 cut below 15°).
+# 0 = off. 6 on three draws of 56 prototypes outside benchmarks/indexing.py: pooled 132 / 120 → 133 / 121 of 168
+# right cells in the top 3 / first (AB3_mC16_12 found, none lost), 1.08× the CPU. Off: the test half ran (unchanged,
+# 1.15× the CPU) before the zones were reduced, and one measured cell came out skew (β 137°); the reduced
+# version awaits its run (benchmarks/README.md, eighteenth round; `--monoclinic-complete`).
+MONOCLINIC_COMPLETE = 0
+
+
+def _monoclinic_completed(q: np.ndarray, A: float, C: float, bs: np.ndarray) -> np.ndarray:
+    """(A, B, C, E) rows, B each of ``bs``, E from each of the first MONOCLINIC_COMPLETE lines as 1k1, k ≤ 2 (either
+    sign), the zone reduced, as it is and with A and C swapped."""
+    k2 = np.array([0.0, 1.0, 4.0])
+    E = q[:MONOCLINIC_COMPLETE][None, :, None] - A - C - k2[None, None, :] * bs[:, None, None]  # (B, line, k)
+    B = np.broadcast_to(bs[:, None, None], E.shape).ravel()
+    E = E.ravel()
+    good = (E != 0.0) & (A * C - E * E / 4 > 0)
+    B, E = B[good], E[good]
+    a, c, e = _reduced_zone(np.full(len(E), A), np.full(len(E), C), E)
+    rows = np.column_stack([a, B, c, e])
+    # The zone's axes swapped too: an A-centred setting (k + l even) screened as C (h + k even).
+    return np.concatenate([rows, rows[:, [2, 1, 0, 3]]])
+
+
+def _reduced_zone(A: np.ndarray, C: np.ndarray, E: np.ndarray, rounds: int = 12):
+    """The h0l zones (A, C, E) Gauss-reduced (A ≤ C, 0 ≤ E ≤ A): the same lattices in their reduced basis (β nearest
+    90°; E's sign is l → −l). A zone solved from a general line is often in a skew basis."""
+    A, C, E = A.copy(), C.copy(), E.copy()
+    for _ in range(rounds):
+        swap = A > C
+        A[swap], C[swap] = C[swap], A[swap].copy()
+        m = np.round(E / (2 * A))
+        if not np.any(m):
+            break
+        C, E = C - m * E + m * m * A, E - 2 * m * A
+    return A, C, np.abs(E)
 
 
 # Monoclinic trials also from rectangular zones that hold b* (0kl or hk0): a C cell's first lines can be
