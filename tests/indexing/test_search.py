@@ -639,17 +639,12 @@ def test_a_triclinic_cross_term_from_a_line_off_the_zones(monkeypatch, complete)
 
     from xrdid.indexing import search
     from xrdid.indexing.evaluate import right_rank
-    from xrdid.indexing.peaks import PeakList
 
     monkeypatch.setattr(search, "TRICLINIC_COMPLETE", complete)
     lat = Lattice.from_parameters(2.794, 3.308, 7.414, 85.699, 89.068, 85.175)
-    gs = np.linalg.inv(lat.matrix @ lat.matrix.T)
     hkl = np.array([(0, 0, 1), (0, 1, 0), (0, 1, 1), (0, 1, -1), (1, 0, -1), (0, 1, 2), (0, 1, -2), (1, 0, 2), (1, 1, 0), (1, -1, 0),
                     (1, -1, -1), (1, -1, 1), (0, 0, 4), (1, -1, -2), (0, 2, 0), (0, 2, 1), (1, 1, -3), (0, 2, -1), (0, 2, 2), (1, 1, 4)])
-    q = np.sort(np.einsum("ni,ij,nj->n", hkl, gs, hkl))
-    lam = 1.5405929
-    peaks = PeakList.from_positions(2 * np.degrees(np.arcsin(lam * np.sqrt(q) / 2)), lam, intensity=np.full(len(q), 100.0),
-                                    fwhm=np.full(len(q), 0.1))
+    peaks = _line_list(lat, hkl)
     result = search.index_peaks(peaks, systems=("triclinic",))
     assert result.indexed
     assert (right_rank(result.cells[:1], [lat]) == 1) == bool(complete), [c.to_dict() for c in result.cells[:3]]
@@ -666,19 +661,26 @@ def test_a_monoclinic_cross_term_from_a_general_line(monkeypatch, complete):
 
     from xrdid.indexing import search
     from xrdid.indexing.evaluate import right_rank
-    from xrdid.indexing.peaks import PeakList
 
     monkeypatch.setattr(search, "MONOCLINIC_COMPLETE", complete)
     lat = Lattice.from_parameters(5.912, 10.237, 6.147, 90, 108.28, 90)
-    gs = np.linalg.inv(lat.matrix @ lat.matrix.T)
     hkl = np.array([(0, 0, 1), (1, 1, 0), (1, 1, -1), (0, 0, 2), (1, 3, -1), (1, -3, 1), (2, 0, -2), (1, -3, 2), (1, 3, -3), (3, 3, -1),
                     (0, 0, 4), (2, -6, -2)])
-    q = np.sort(np.einsum("ni,ij,nj->n", hkl, gs, hkl))
-    lam = 1.5405929
-    peaks = PeakList.from_positions(2 * np.degrees(np.arcsin(lam * np.sqrt(q) / 2)), lam, intensity=np.full(len(q), 100.0),
-                                    fwhm=np.full(len(q), 0.1))
+    peaks = _line_list(lat, hkl)
     result = search.index_peaks(peaks, systems=("monoclinic",))
     assert result.indexed
     m = lat.matrix
     primitive = Lattice([(m[0] + m[1]) / 2, (m[1] - m[0]) / 2, m[2]])  # C centring: h + k even
     assert (right_rank(result.cells[:1], [primitive]) == 1) == bool(complete), [c.to_dict() for c in result.cells[:3]]
+
+
+def _line_list(lat, hkl, wavelength_A: float = 1.5405929):
+    """A peak list of ``lat``'s reflections ``hkl`` at Cu Kα1, equal intensities and 0.1° FWHM, in order of angle."""
+    import numpy as np
+
+    from xrdid.indexing.peaks import PeakList
+
+    gs = np.linalg.inv(lat.matrix @ lat.matrix.T)
+    q = np.sort(np.einsum("ni,ij,nj->n", hkl, gs, hkl))
+    return PeakList.from_positions(2 * np.degrees(np.arcsin(wavelength_A * np.sqrt(q) / 2)), wavelength_A,
+                                   intensity=np.full(len(q), 100.0), fwhm=np.full(len(q), 0.1))
