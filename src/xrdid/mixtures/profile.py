@@ -211,7 +211,7 @@ def _render(dd, ff, row, n_rows: int, grid, optics: Optics, *, size_A, strain_de
     if row is None:
         offset = None
     else:
-        rowv = row if len(lams) == 1 else np.concatenate((row, row))
+        rowv = row if len(lams) == 1 else np.concatenate([row] * len(lams))  # each wavelength's peaks, rows alike
         if not every:
             rowv = rowv[vis.ravel()]
         if n_rows > 1 and (rowv[1:] < rowv[:-1]).any():
