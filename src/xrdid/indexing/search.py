@@ -87,6 +87,7 @@ from xrdid.indexing.lattice import (
     hkl_box,
     is_positive_definite,
     lattice_symmetry,
+    monoclinic_c_setting,
     multiplicity,
     niggli,
     p6_from_metric,
@@ -1007,8 +1008,14 @@ def _cell(system: str, p: np.ndarray, centring: str, lines: Lines, zero: float, 
     # Unindexed lines weighed by intensity against the median line: a weak impurity or noise line counts
     # little, a strong line no cell explains counts fully.
     weak_share = float(np.minimum(1.0, inten[missed] / max(float(np.median(inten)), 1e-300)).sum())
-    cell = Cell(system=system, centring=centring, p6=TRANSFORM[system] @ p, zero_deg=zero if lines.angular else None, m20=f["m20"],
-                f_n=f["f_n"], f_n_mean_deg=f["f_n_mean"], n_possible=f["n_calc"], n_lines=f["n"], n_indexed=n_idx, hkl=f["hkl"],
+    p6, hkl = TRANSFORM[system] @ p, f["hkl"]
+    if system == "monoclinic" and centring != "P":
+        # The conventional mC cell (conventional()): a change of basis, so the figures stand; the indices follow.
+        p6, T = monoclinic_c_setting(p6, centring)
+        p6[[3, 5]] = 0.0
+        centring, hkl = "C", [None if h is None else [int(v) for v in T @ h] for h in hkl]
+    cell = Cell(system=system, centring=centring, p6=p6, zero_deg=zero if lines.angular else None, m20=f["m20"],
+                f_n=f["f_n"], f_n_mean_deg=f["f_n_mean"], n_possible=f["n_calc"], n_lines=f["n"], n_indexed=n_idx, hkl=hkl,
                 unindexed_two_theta=unindexed, source=source,
                 unindexed_intensity=float(inten[missed].sum() / max(float(inten.sum()), 1e-300)), unindexed_weighted=weak_share)
     n = f["n"]
@@ -1042,7 +1049,16 @@ def _chance_log10p(rate: np.ndarray, k: int) -> float:
 
 def conventional(system: str, p: np.ndarray) -> np.ndarray:
     """The conventional description of a refined cell: triclinic cells Niggli-reduced; monoclinic ones with
-    β ≥ 90° (E ≥ 0, since cos β* = E / 2√(AC) and β = 180° − β*); others as found (their axes are fixed)."""
+    β ≥ 90° (E ≥ 0, since cos β* = E / 2√(AC) and β = 180° − β*); others as found (their axes are fixed).
+
+    A centred monoclinic cell (b unique) is searched and refined in whichever of the C, A and I centrings its
+    axes give, and goes out (:func:`_cell`, once the centring is chosen) as the conventional mC cell of
+    International Tables A: C-centred, b unique, a the shortest translation perpendicular to b that the C
+    centring allows as a, c the shortest one completing the cell (so β is the closest to 90° of the C cells
+    with this a), β ≥ 90° and the handedness kept (:func:`xrdid.indexing.lattice.monoclinic_c_setting`;
+    A → C is the swap a ↔ c with b → −b, I → C takes a + c or a − c as a). The indexed lines' hkl are
+    transformed with the cell; the figures of merit are those of the same lattice. A primitive monoclinic
+    cell keeps the a and c it was found with."""
     if system == "monoclinic":
         return np.array([p[0], p[1], p[2], abs(p[3])])
     if system == "triclinic":
