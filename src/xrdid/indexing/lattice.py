@@ -308,6 +308,11 @@ def monoclinic_c_setting(p6, centring: str) -> tuple[np.ndarray, np.ndarray]:
     return transformed(p6, T), T
 
 
+# Orthorhombic A and B cells as C cells by a cyclic change of axes (det +1): A (a' = b, b' = c, c' = a), B (a' = c,
+# b' = a, c' = b); the centred face becomes the ab face.
+ORTHORHOMBIC_C_SETTING = {"A": np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0]]), "B": np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]])}
+
+
 def transformed(p6, T) -> np.ndarray:
     """p6 of the cell whose axes are the rows of ``T`` in the axes of ``p6``'s cell (indices h' = T h)."""
     g = np.linalg.inv(metric_from_p6(p6))

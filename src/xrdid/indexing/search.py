@@ -79,6 +79,7 @@ import numpy as np
 from xrdid.indexing.lattice import (
     CENTRINGS,
     N_PARAMS,
+    ORTHORHOMBIC_C_SETTING,
     SYSTEMS,
     TRANSFORM,
     bravais_symbol,
@@ -96,6 +97,7 @@ from xrdid.indexing.lattice import (
     real_lengths,
     same_reduced,
     to_pymatgen,
+    transformed,
     volume,
 )
 from xrdid.indexing.peaks import PeakList
@@ -1009,10 +1011,14 @@ def _cell(system: str, p: np.ndarray, centring: str, lines: Lines, zero: float, 
     # little, a strong line no cell explains counts fully.
     weak_share = float(np.minimum(1.0, inten[missed] / max(float(np.median(inten)), 1e-300)).sum())
     p6, hkl = TRANSFORM[system] @ p, f["hkl"]
-    if system == "monoclinic" and centring != "P":
-        # The conventional mC cell (conventional()): a change of basis, so the figures stand; the indices follow.
-        p6, T = monoclinic_c_setting(p6, centring)
-        p6[[3, 5]] = 0.0
+    if system == "monoclinic" and centring != "P" or system == "orthorhombic" and centring in ORTHORHOMBIC_C_SETTING:
+        # The conventional mC or oC cell (conventional()): a change of basis, so the figures stand; the indices follow.
+        if system == "monoclinic":
+            p6, T = monoclinic_c_setting(p6, centring)
+        else:
+            T = ORTHORHOMBIC_C_SETTING[centring]
+            p6 = transformed(p6, T)
+        p6[[3, 4, 5] if system == "orthorhombic" else [3, 5]] = 0.0
         centring, hkl = "C", [None if h is None else [int(v) for v in T @ h] for h in hkl]
     cell = Cell(system=system, centring=centring, p6=p6, zero_deg=zero if lines.angular else None, m20=f["m20"],
                 f_n=f["f_n"], f_n_mean_deg=f["f_n_mean"], n_possible=f["n_calc"], n_lines=f["n"], n_indexed=n_idx, hkl=hkl,
@@ -1058,7 +1064,9 @@ def conventional(system: str, p: np.ndarray) -> np.ndarray:
     with this a), β ≥ 90° and the handedness kept (:func:`xrdid.indexing.lattice.monoclinic_c_setting`;
     A → C is the swap a ↔ c with b → −b, I → C takes a + c or a − c as a). The indexed lines' hkl are
     transformed with the cell; the figures of merit are those of the same lattice. A primitive monoclinic
-    cell keeps the a and c it was found with."""
+    cell keeps the a and c it was found with. Likewise an A- or B-centred orthorhombic cell goes out as oC,
+    its axes cycled so that the centred face is ab (:data:`~xrdid.indexing.lattice.ORTHORHOMBIC_C_SETTING`);
+    other orthorhombic cells keep the axes they were found with (no a < b < c order)."""
     if system == "monoclinic":
         return np.array([p[0], p[1], p[2], abs(p[3])])
     if system == "triclinic":
