@@ -1,4 +1,5 @@
-"""Indexed cells in the conventional setting: centred monoclinic lattices as mC (b unique, C centring)."""
+"""Indexed cells in the conventional setting: centred monoclinic lattices as mC (b unique, C centring), base-centred
+orthorhombic ones as oC."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from xrdid.indexing.combine import index_pattern
 from xrdid.indexing.lattice import (
+    ORTHORHOMBIC_C_SETTING,
     centring_allows,
     forms6,
     hkl_box,
@@ -17,6 +19,7 @@ from xrdid.indexing.lattice import (
     parameters,
     primitive_lattice,
     same_lattice,
+    transformed,
 )
 from xrdid.indexing.search import lines_from_peaks
 
@@ -78,3 +81,26 @@ def test_a_centred_monoclinic_lattice_goes_out_as_mc(label):
         tt = 2 * math.degrees(math.asin(math.sqrt(q) * lines.wavelength_A / 2))
         assert abs(lines.two_theta[i] - (best.zero_deg or 0.0) - tt) < 0.05, (h, lines.two_theta[i], tt)
     assert best.to_dict()["bravais"] == "mC"
+
+
+@pytest.mark.parametrize("centring", ["A", "B"])
+def test_orthorhombic_a_and_b_cells_as_c_cells(centring):
+    p6 = p6_from_parameters(4.0, 5.0, 7.0, 90.0, 90.0, 90.0)
+    T = ORTHORHOMBIC_C_SETTING[centring]
+    assert round(np.linalg.det(T)) == 1
+    p2 = transformed(p6, T)
+    assert sorted(parameters(p2)[:3]) == pytest.approx([4.0, 5.0, 7.0]) and parameters(p2)[3:] == pytest.approx((90.0,) * 3)
+    hkl = hkl_box(3, 3, 3)
+    assert np.array_equal(centring_allows(hkl, centring), centring_allows(hkl @ T.T, "C"))
+    assert same_lattice(primitive_lattice(p6, centring), primitive_lattice(p2, "C"))
+
+
+def test_a_base_centred_orthorhombic_lattice_goes_out_as_oc():
+    """AB2_mC6_12_a_i: a C2/m structure whose lattice is metrically orthorhombic (the orthorhombic search finds it
+    in an A setting)."""
+    s = prototype("AB2_mC6_12_a_i")
+    _, result = index_pattern(render(s))
+    best = result.best
+    assert best is not None and best.bravais == "oC", [c.to_dict() for c in result.cells]
+    assert same_lattice(best.primitive(), true_lattice(s))
+    assert all((h[0] + h[1]) % 2 == 0 for h in best.hkl if h is not None)
