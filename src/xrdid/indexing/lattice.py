@@ -258,20 +258,22 @@ def multiplicity(centring: str) -> int:
 _MONOCLINIC_PARITY = {"C": (1, 0), "A": (0, 1), "I": (1, 1)}
 
 
-def monoclinic_c_setting(p6, centring: str) -> tuple[np.ndarray, np.ndarray]:
-    """The conventional mC cell (b unique, C centring) of the monoclinic lattice with conventional cell ``p6``
-    (b unique) and ``centring`` C, A or I: (p6', T), T the integer matrix whose rows are the new axes in the old
-    ones (a' = T₀₀a + T₀₂c, b' = ±b, c' = T₂₀a + T₂₂c; det T = +1, so the handedness is kept), the new
-    indices h' = T h.
+def monoclinic_setting(p6, centring: str) -> tuple[np.ndarray, np.ndarray]:
+    """The conventional cell of the monoclinic lattice with conventional cell ``p6`` (b unique) and ``centring``
+    P, C, A or I: (p6', T), T the integer matrix whose rows are the new axes in the old ones (a' = T₀₀a + T₀₂c,
+    b' = ±b, c' = T₂₀a + T₂₂c; det T = +1, so the handedness is kept), the new indices h' = T h. A centred
+    lattice goes out C-centred (mC), a primitive one as mP.
 
     The translations perpendicular to b are the integer combinations of a and c in any of the three
     centrings (each centring vector has ½b), and a cell on two of them is C-centred exactly when a' is
     congruent (mod 2) to the centring vector's part in the ac plane (twice it: a for C, c for A, a + c
-    for I). The rule: a' the shortest such translation, c' the shortest one completing the basis
-    (|a'·c'| ≤ a'²/2, hence of the C cells with this a', the one with β closest to 90°), the signs chosen
-    so that β ≥ 90° (c' → −c') and det T = +1 (b' → −b). A → C is then mostly the swap a' = c, c' = a (b' = −b); I → C puts
-    the body diagonal's projection a + c (or a − c, the shorter of the class) as a'. C cells are reduced
-    by the same rule, so every description of one mC lattice goes out as one cell."""
+    for I). The rule: a' the shortest such translation (mP: the shortest of all), c' the shortest one
+    completing the basis (|a'·c'| ≤ a'²/2, hence of the cells with this a', the one with β closest to
+    90°), the signs chosen so that β ≥ 90° (c' → −c') and det T = +1 (b' → −b). A → C is then mostly the
+    swap a' = c, c' = a (b' = −b); I → C puts the body diagonal's projection a + c (or a − c, the shorter
+    of the class) as a'. C cells are reduced by the same rule, so every description of one mC lattice
+    goes out as one cell. An mP cell whose a and c are reduced already (|a·c| ≤ min(a², c²)/2, β ≤ 120°)
+    is kept as it is (T = 1 when β ≥ 90°): both orders of a and c are conventional."""
     g = np.linalg.inv(metric_from_p6(p6))
     m = np.array([[g[0, 0], g[0, 2]], [g[0, 2], g[2, 2]]])
 
@@ -288,16 +290,19 @@ def monoclinic_c_setting(p6, centring: str) -> tuple[np.ndarray, np.ndarray]:
         if n == 0:
             break
         w = w - n * u
-    par = np.array(_MONOCLINIC_PARITY[centring])
-    best = None
-    for i, j in itertools.product(range(-2, 3), repeat=2):
-        x = i * u + j * w
-        if np.any((x - par) % 2) or math.gcd(int(x[0]), int(x[1])) != 1:
-            continue
-        key = (round(norm2(x), 9), tuple(-x))  # ties (special metrics) broken the same way every time
-        if best is None or key < best[0]:
-            best = (key, x)
-    x = best[1]
+    if centring == "P" and abs(m[0, 1]) <= min(m[0, 0], m[1, 1]) / 2 * (1 + 1e-9):
+        x = np.array([1, 0])  # reduced already: a and c kept, in their order
+    else:
+        par = _MONOCLINIC_PARITY.get(centring)
+        best = None
+        for i, j in itertools.product(range(-2, 3), repeat=2):
+            x = i * u + j * w
+            if (par is not None and np.any((x - par) % 2)) or math.gcd(int(x[0]), int(x[1])) != 1:
+                continue
+            key = (round(norm2(x), 9), tuple(-x))  # ties (special metrics) broken the same way every time
+            if best is None or key < best[0]:
+                best = (key, x)
+        x = best[1]
     # A completing vector y (x₀y₁ − x₁y₀ = ±1, extended Euclid), then shortened along x.
     y = _completing(x)
     y = y - round(float(x @ m @ y) / norm2(x)) * x
@@ -305,7 +310,7 @@ def monoclinic_c_setting(p6, centring: str) -> tuple[np.ndarray, np.ndarray]:
         y = -y
     s = 1 if x[0] * y[1] - x[1] * y[0] > 0 else -1  # b' = ±b: det T = +1
     T = np.array([[x[0], 0, x[1]], [0, s, 0], [y[0], 0, y[1]]], dtype=np.int64)
-    return transformed(p6, T), T
+    return (np.array(p6, np.float64) if np.array_equal(T, np.eye(3)) else transformed(p6, T)), T
 
 
 # Orthorhombic A and B cells as C cells by a cyclic change of axes (det +1): A (a' = b, b' = c, c' = a), B (a' = c,
