@@ -51,8 +51,9 @@ beside a second phase's strong lines) — and only when it indexes more lines th
 that a random cell with as many distinct calculated lines hits that many of the N lines (beyond one per free
 parameter) must be under 10^(−``CHANCE_LOG10P_PER_LINE`` · N); otherwise the pattern is reported as not
 indexed. An accepted cell whose p is over 10^``TENTATIVE_LOG10P`` is marked tentative (:func:`confidence`):
-with few lines a chance fit passes the bound. Cells go out in the conventional setting; the centring is the most restrictive
-one every indexed line obeys.
+with few lines a chance fit passes the bound. Cells go out in the conventional setting (:func:`conventional`: centred
+monoclinic lattices as mC, base-centred orthorhombic ones as oC); the centring is the most restrictive one every indexed
+line obeys.
 
 **Order and budget.** Systems are searched highest symmetry first, or in the order of a classifier's
 crystal-system probabilities when given; the orthorhombic, monoclinic and triclinic searches (most of the
