@@ -219,7 +219,7 @@ def main(argv=None) -> int:
                     help="set xrdid.indexing.search.TRICLINIC_COMPLETE (a cross term solved from a line off the zones; 0 = off; 2, the default)")
     ap.add_argument("--monoclinic-complete", type=int, default=None, metavar="N",
                     help="set xrdid.indexing.search.MONOCLINIC_COMPLETE (an h0l zone's cross term solved from one of the first N lines "
-                         "as 1k1; 0 = off, the default)")
+                         "as 1k1; 0 = off; 6, the default)")
     args = ap.parse_args(argv)
     from xrdid.indexing import combine, peaks, search
 

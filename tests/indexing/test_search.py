@@ -655,7 +655,7 @@ def test_a_monoclinic_cross_term_from_a_general_line(monkeypatch, complete):
     """AB3_mC16_12-like C cell (5.912 × 10.237 × 6.147 Å, β 108.28°) from 15°: its h0l lines are 001, 002, 20-2 and
     00l only (no 200, 10-2, 201 …), so no h0l zone holds a cross-term line and no rectangular zone holds b*; the
     monoclinic trials miss the cell (a wrong mP cell is accepted instead). E solved from 110 or 11-1 as a 1k1 line
-    of the zone of 001 and 10-1 gives it (MONOCLINIC_COMPLETE, 0 = off)."""
+    of the zone of 001 and 10-1 gives it (MONOCLINIC_COMPLETE; 6, the default; 0 = off)."""
     import numpy as np
     from pymatgen.core import Lattice
 

@@ -693,10 +693,10 @@ def _monoclinic_trials(q: np.ndarray, tol: np.ndarray, basis: np.ndarray | None 
 # A + k²B + C + E, either sign) for each pair of h0l axes the zones keep: a C cell whose h0l lines are 001, 002 and
 # 20-2 only (no 200, 10-2 …: no zone holds a cross-term line) gets E from 110 or 11-1 (AB3_mC16_12 cut below 15°).
 # 0 = off. 6 on three draws of 56 prototypes outside benchmarks/indexing.py: pooled 132 / 120 → 133 / 121 of 168
-# right cells in the top 3 / first (AB3_mC16_12 found, none lost), 1.08× the CPU. Off: the test half ran (unchanged,
-# 1.15× the CPU) before the zones were reduced, and one measured cell came out skew (β 137°); the reduced
-# version awaits its run (benchmarks/README.md, eighteenth round; `--monoclinic-complete`).
-MONOCLINIC_COMPLETE = 0
+# right cells in the top 3 / first (AB3_mC16_12 found, none lost), 1.08× the CPU. An unreduced first version left
+# one measured cell skew (β 137°); with the zones reduced the test half, measured and random patterns are the same
+# row for row as off, at 0.92× its CPU (benchmarks/README.md, eighteenth round; `--monoclinic-complete`): on.
+MONOCLINIC_COMPLETE = 6
 
 
 def _monoclinic_completed(q: np.ndarray, A: float, C: float, bs: np.ndarray) -> np.ndarray:
