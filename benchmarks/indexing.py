@@ -222,7 +222,7 @@ def main(argv=None) -> int:
                          "as 1k1; 0 = off; 6, the default)")
     ap.add_argument("--monoclinic-triple-zones", type=int, default=None, metavar="N",
                     help="set xrdid.indexing.search.MONOCLINIC_TRIPLE_ZONES (h0l zones solved from three lines as h0l forms, the best N "
-                         "kept; 0 = off, the default)")
+                         "kept; 0 = off; 2000, the default)")
     args = ap.parse_args(argv)
     from xrdid.indexing import combine, peaks, search
 

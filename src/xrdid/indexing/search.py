@@ -736,8 +736,11 @@ def _reduced_zone(A: np.ndarray, C: np.ndarray, E: np.ndarray, rounds: int = 12)
 # MONOCLINIC_TRIPLE_ZONES by the lines they index beyond chance, each with B from one of the first
 # MONOCLINIC_TRIPLE_B lines as 010 or 020. A pattern cut above its low-index lines can hold no two h0l lines that
 # span the zone, which the pair zones need (A_mP16_11 from 23°: 103, 004, 20-3). The zones are chosen at the first
-# zero trial; the same lines and forms give them at the others. 0 = off.
-MONOCLINIC_TRIPLE_ZONES = 0
+# zero trial; the same lines and forms give them at the others. 0 = off. 2000 on three draws of 56 prototypes outside
+# benchmarks/indexing.py: pooled 133 / 118 → 134 / 119 of 168 right cells in the top 3 / first (A_mP16_11 found,
+# none lost), 1.04× the CPU; the test half, measured and random patterns the same row for row, 1.05× the CPU
+# (benchmarks/README.md, nineteenth round; `--monoclinic-triple-zones`): on.
+MONOCLINIC_TRIPLE_ZONES = 2000
 MONOCLINIC_TRIPLE_LINES = 8
 MONOCLINIC_TRIPLE_B = 12
 _TRIPLE_FORMS = (2, 4)
