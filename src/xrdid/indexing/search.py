@@ -11,7 +11,8 @@ families of trial cells, all classic:
 * **Zones** (ITO, Visser, J. Appl. Cryst. 2 (1969) 89): two lines Q₁, Q₂ span a 2D reciprocal lattice with
   Q(m, n) = m²Q₁ + n²Q₂ + mnR, and a third line at Q₁ + Q₂ ± R gives R (R = 0 included). Zones are scored
   by the lines they index beyond chance. **Monoclinic** cells are a zone (the h0l plane, A, C, E; also
-  with an axis halved, for glide absences) plus a perpendicular b* (B from a line's excess over a zone
+  with an axis halved, for glide absences; or solved from three lines as three h0l forms, TREOR's trial and error on
+  the zone) plus a perpendicular b* (B from a line's excess over a zone
   point, or from a line as 010 or 020), or a rectangular zone holding b* (0kl, hk0) with A and the cross
   term E from lines as 100/110 and 101/111. **Triclinic** cells are three lines as a*, b*, c* with the cross
   terms of the zones they pair in (or one of them from a line as a* ± b* ± c*, when a pair's zone holds no
