@@ -253,3 +253,33 @@ def test_refinement_stops_when_an_iteration_gains_less_than_rtol(library, monkey
     loose = refine(m, start, g, slots, Bounds(), 12, rtol=0.05)
     assert len(calls) < n_tight
     assert loose[5] >= tight[5]
+
+
+def test_a_trial_step_the_trust_region_made_equal_to_a_rejected_one_is_not_evaluated_again(library, monkeypatch):
+    """After a rejected step λ grows; where each parameter's largest step had cut the step back, the next
+    λ gives the same step again. Such a step is not evaluated (fewer renders and solves), and here, where
+    it would have been rejected again, the refinement ends on the very same numbers."""
+    from xrdid.mixtures.model import Globals, Model, PhaseState
+    from xrdid.mixtures.refine import Bounds, _same_step, refine, slots_for
+
+    assert _same_step(np.array([1.0, 0.5]), np.array([1.0, 0.52]), 0.05)
+    assert not _same_step(np.array([1.0, 0.5]), np.array([1.0, 0.6]), 0.05)
+    assert not _same_step(np.array([1.0, 0.5]), np.array([1.0, 0.5]), 0.0)
+    i = next(k for k, p in enumerate(library.phases) if p.formula == "TiO2")
+    m = _model(library)
+    g = Globals(log_width=math.log(3.0))
+    y = m.render(PhaseState(i, s=1.004, q=np.array([0.003]), log_size=math.log(60.0)), g)
+    m = _model(library, np.random.default_rng(5).poisson(2e4 * y / y.max() + 300).astype(float))
+    start = [PhaseState(i, q=np.zeros(1))]
+    slots = slots_for(start, m, phase_kinds=("s", "q", "size", "strain"), global_kinds=("zero", "width"))
+    calls = []
+    real = Model.linear
+    monkeypatch.setattr(Model, "linear", lambda self, c: calls.append(1) or real(self, c))
+    # Refined to convergence: the last iteration's steps are all rejected.
+    every = refine(m, start, g, slots, Bounds(), 30, rtol=1e-12, skip_rtol=0.0)
+    n_every = len(calls)
+    calls.clear()
+    skipped = refine(m, start, g, slots, Bounds(), 30, rtol=1e-12)
+    assert len(calls) < n_every
+    assert skipped[5] == every[5]
+    assert skipped[0][0].s == every[0][0].s and skipped[1].log_width == every[1].log_width

@@ -20,6 +20,9 @@ _DEG = 180.0 / math.pi
 
 from xrdid.mixtures.model import Globals, Model, PhaseState
 
+# A trial step this close to the step just rejected is not evaluated (:func:`refine`).
+SKIP_RTOL = 0.05
+
 # (lower, upper, finite-difference step) of each parameter kind.
 PHASE_KINDS = ("s", "q", "size", "strain", "r")
 GLOBAL_KINDS = ("zero", "disp", "width", "ka2")
@@ -118,10 +121,23 @@ def _gradient(f: np.ndarray, dx: float) -> np.ndarray:
     return out
 
 
+def _same_step(move: np.ndarray, rejected: np.ndarray, rtol: float) -> bool:
+    """Whether the step ``move`` differs from the ``rejected`` one by less than the fraction ``rtol`` of its
+    largest component (both in units of each parameter's largest step)."""
+    if rtol <= 0:
+        return False
+    return float(np.max(np.abs(move - rejected))) < rtol * float(np.max(np.abs(rejected)))
+
+
 def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple], bounds: Bounds,
-           max_iter: int, cols: np.ndarray | None = None, rtol: float = 1e-5):
+           max_iter: int, cols: np.ndarray | None = None, rtol: float = 1e-5, skip_rtol: float = SKIP_RTOL):
     """Refine ``slots`` (see :func:`slots_for`) by LM, at most ``max_iter`` iterations, stopping when one
-    lowers χ² by less than the fraction ``rtol``; returns (phases, globals, columns, scales, calc, χ²)."""
+    lowers χ² by less than the fraction ``rtol``; returns (phases, globals, columns, scales, calc, χ²).
+
+    After a rejected step λ grows (×4); where the trust region (each parameter's largest step) had cut
+    the step back, the next λ's step is often the same one again. A step within ``skip_rtol`` (relative,
+    see :func:`_same_step`) of the step just rejected is not evaluated (it is taken as rejected too and λ
+    grows again); 0 evaluates every step."""
     lo, hi, hs, smax = (np.array(v) for v in zip(*(_slot_bounds(k, bounds) for k, _, _ in slots))) if slots else (
         np.zeros(0),) * 4
     theta = np.clip(np.array([_get(phases, g, s) for s in slots]), lo, hi)
@@ -183,6 +199,7 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
         JtJ = Dw @ Dw.T
         Jtr = Dw @ (model.sw * (model.y - calc))
         improved, rel = False, 0.0
+        rejected = None  # the last step (in units of smax) that raised χ²
         for _ in range(6):
             A = JtJ + lam * np.diag(np.diag(JtJ) + 1e-30)
             try:
@@ -202,6 +219,10 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
             if over > 1:
                 dt = dt / over  # a trust region: no parameter moves further than its largest step
             t_new = np.clip(theta + dt, lo, hi)
+            move = (t_new - theta) / smax
+            if rejected is not None and _same_step(move, rejected, skip_rtol):
+                lam *= 4  # the step the trust region cut back is the one just rejected: not evaluated again
+                continue
             res = evaluate(t_new, cols)
             if res[5] < chi2:
                 rel = (chi2 - res[5]) / chi2
@@ -210,6 +231,7 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
                 lam = max(lam / 3, 1e-7)
                 improved = True
                 break
+            rejected = move
             lam *= 4
         if not improved or rel < rtol:
             break
