@@ -283,3 +283,42 @@ def test_a_trial_step_the_trust_region_made_equal_to_a_rejected_one_is_not_evalu
     assert len(calls) < n_every
     assert skipped[5] == every[5]
     assert skipped[0][0].s == every[0][0].s and skipped[1].log_width == every[1].log_width
+
+
+def test_negative_scales_held_at_zero_give_the_bounded_optimum_without_bvls(library, monkeypatch):
+    """Model.linear, where the unbounded solve gives a phase a negative scale, holds it at 0 and re-solves
+    the rest (checked optimal); that is BVLS's answer within rounding, and BVLS is not run. Where holding
+    every negative scale at 0 is not the optimum, _clamped_solve says so (None: BVLS then)."""
+    from xrdid.mixtures import model as M
+    from xrdid.mixtures.model import Globals, PhaseState
+
+    cols = np.array([_model(library).render(PhaseState(i), Globals(log_width=math.log(3.0))) for i in range(3)])
+    y = np.random.default_rng(1).poisson(cols[0] * 50 + cols[2] * 40 + 200).astype(float)
+    y -= 30 * cols[1] / cols[1].max()  # the data lack phase 1: its unbounded scale is negative
+    m = _model(library, y)
+    calls = []
+    real = M.bounded_lstsq
+    monkeypatch.setattr(M, "bounded_lstsq", lambda *a: calls.append(1) or real(*a))
+    m.clamp_first = False
+    ref = m.linear(cols)
+    assert calls and ref[0][1] == 0.0
+    calls.clear()
+    m.clamp_first = True
+    got = m.linear(cols)
+    assert not calls  # held at 0, no BVLS
+    assert got[0][1] == 0.0
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-10)
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-9, atol=1e-9 * np.abs(ref[1]).max())
+    assert got[3] == pytest.approx(ref[3], rel=1e-12)
+    # Both unbounded scales negative, but at the optimum (0, 0.5) only the first is held at 0: holding both
+    # is not optimal, and _clamped_solve says so.
+    G = np.array([[1.0, -0.9], [-0.9, 1.0]])
+    Mb = np.array([-1.0, 0.5])
+    c0 = np.linalg.solve(G, Mb)
+    assert (c0 < 0).all()
+    assert M._clamped_solve(G, Mb, 2, c0) is None
+    # One negative: held at 0, the other re-solved, optimal.
+    Mb = np.array([-1.0, 1.0])
+    c0 = np.linalg.solve(G, Mb)
+    assert c0[0] < 0 < c0[1]
+    np.testing.assert_allclose(M._clamped_solve(G, Mb, 2, c0), [0.0, 1.0])
