@@ -322,3 +322,36 @@ def test_negative_scales_held_at_zero_give_the_bounded_optimum_without_bvls(libr
     c0 = np.linalg.solve(G, Mb)
     assert c0[0] < 0 < c0[1]
     np.testing.assert_allclose(M._clamped_solve(G, Mb, 2, c0), [0.0, 1.0])
+
+
+def test_the_kalpha2_derivative_is_the_kalpha2_peaks_alone(library, monkeypatch):
+    """The columns are Kα1 + ratio × Kα2 peaks: Model.line_columns(…, 1) is their derivative with respect to
+    the ratio (a finite difference agrees to rounding), and the refinement uses it instead of re-rendering
+    both lines (fewer rendered peaks, the same refined numbers within rounding)."""
+    from xrdid.mixtures import profile as P
+    from xrdid.mixtures.model import Globals, PhaseState
+    from xrdid.mixtures.refine import Bounds, refine, slots_for
+
+    m = _model(library)
+    states = [PhaseState(i, log_size=math.log(40.0 + 30 * i)) for i in range(3)]
+    g = Globals(log_width=math.log(3.0), kalpha2_ratio=0.45, zero_deg=0.02)
+    k2 = m.line_columns(states, g, 1)
+    fd = (m.columns(states, g.copy(kalpha2_ratio=0.47)) - m.columns(states, g)) / 0.02
+    np.testing.assert_allclose(k2, fd, rtol=0, atol=1e-9 * np.abs(fd).max())
+    assert np.abs(k2).max() > 0
+    y = np.random.default_rng(2).poisson(np.array([2.0, 1.0, 0.5]) @ m.columns(states, g) * 80 + 300).astype(float)
+    m = _model(library, y)
+    start = [PhaseState(i) for i in range(3)]
+    slots = slots_for(start, m, phase_kinds=("s", "size"), global_kinds=("zero", "width", "ka2"))
+    peaks = []
+    real = P._render
+    # Peaks rendered: sticks × wavelengths (_render's arguments: sticks, |F|²m, rows, n_rows, grid, optics).
+    monkeypatch.setattr(P, "_render", lambda dd, *a, **k: peaks.append(dd.size * len(a[4].wavelengths_A))
+                        or real(dd, *a, **k))
+    fd_run = refine(m, start, Globals(log_width=math.log(3.0)), slots, Bounds(), 6, analytic_ka2=False)
+    n_fd = sum(peaks)
+    peaks.clear()
+    run = refine(m, start, Globals(log_width=math.log(3.0)), slots, Bounds(), 6)
+    assert sum(peaks) < n_fd
+    assert run[1].kalpha2_ratio == pytest.approx(fd_run[1].kalpha2_ratio, rel=1e-6)
+    assert run[5] == pytest.approx(fd_run[5], rel=1e-9)

@@ -232,6 +232,20 @@ class Model:
             window_fwhm=self.window,
         )
 
+    def line_columns(self, phases: list[PhaseState], g: Globals, line: int) -> np.ndarray:
+        """Every phase's peaks of wavelength ``line`` alone, at weight 1, (len(phases), N): the columns are
+        Kα1 + ratio × this for ``line`` 1, so it is their derivative with respect to the Kα2 ratio."""
+        if not phases:
+            return np.zeros((0, self.grid.size))
+        pds = [self.data(p.index) for p in phases]
+        optics = replace(self.optics, wavelengths_A=(self.optics.wavelengths_A[line],))
+        return render_phases(
+            [(pd.d(p), pd.f2m * pd.texture(p)) for pd, p in zip(pds, phases)], self.grid, optics,
+            size_nm=[math.exp(p.log_size) for p in phases], strain=[p.strain for p in phases], zero_deg=g.zero_deg,
+            displacement_deg=g.displacement_deg, width_scale=math.exp(g.log_width), kalpha2_ratio=1.0,
+            window_fwhm=self.window,
+        )
+
     def linear(self, cols: np.ndarray):
         """Scales (≥ 0) and background coefficients minimising the weighted χ², by bounded least squares.
 

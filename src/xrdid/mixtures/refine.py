@@ -6,7 +6,8 @@ Jacobian (the derivative columns projected off the span of the linear columns). 
 shift, the sample displacement and a phase's isotropic lattice scale move peaks by a known function of
 2θ, so their columns are −∂y/∂2θ, −cos θ·∂y/∂2θ (of the phase sum) and 2 tanθ/s·∂y_i/∂2θ (no render);
 any other phase parameter re-renders that phase only (finite difference);
-the width scale and the Kα2 ratio re-render every phase. Bounds by clipping.
+the width scale re-renders every phase, the Kα2 ratio renders every phase's Kα2 peaks alone (the
+columns are linear in it). Bounds by clipping.
 """
 
 from __future__ import annotations
@@ -130,14 +131,16 @@ def _same_step(move: np.ndarray, rejected: np.ndarray, rtol: float) -> bool:
 
 
 def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple], bounds: Bounds,
-           max_iter: int, cols: np.ndarray | None = None, rtol: float = 1e-5, skip_rtol: float = SKIP_RTOL):
+           max_iter: int, cols: np.ndarray | None = None, rtol: float = 1e-5, skip_rtol: float = SKIP_RTOL,
+           analytic_ka2: bool = True):
     """Refine ``slots`` (see :func:`slots_for`) by LM, at most ``max_iter`` iterations, stopping when one
     lowers χ² by less than the fraction ``rtol``; returns (phases, globals, columns, scales, calc, χ²).
 
     After a rejected step λ grows (×4); where the trust region (each parameter's largest step) had cut
     the step back, the next λ's step is often the same one again. A step within ``skip_rtol`` (relative,
     see :func:`_same_step`) of the step just rejected is not evaluated (it is taken as rejected too and λ
-    grows again); 0 evaluates every step."""
+    grows again); 0 evaluates every step. ``analytic_ka2``: the Kα2 ratio's derivative from the Kα2 peaks
+    alone (:meth:`Model.line_columns`; the columns are linear in it), not by a finite difference."""
     lo, hi, hs, smax = (np.array(v) for v in zip(*(_slot_bounds(k, bounds) for k, _, _ in slots))) if slots else (
         np.zeros(0),) * 4
     theta = np.clip(np.array([_get(phases, g, s) for s in slots]), lo, hi)
@@ -178,6 +181,9 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
             elif kind == "s":
                 # d → s·d moves every peak of the phase by ∂2θ/∂s = −2 tanθ / s (rad): no render needed.
                 D[r] = a[i] * grads[i] * model.tan_theta * (2.0 * _DEG / phs[i].s)
+            elif kind == "ka2" and analytic_ka2 and len(model.optics.wavelengths_A) > 1:
+                # The columns are linear in the Kα2 ratio: its derivative is the Kα2 peaks alone (half a render).
+                D[r] = a @ model.line_columns(phs, gg, 1)
             elif i is not None:
                 t2 = theta.copy()
                 t2[r] += hs[r] if theta[r] + hs[r] <= hi[r] else -hs[r]
