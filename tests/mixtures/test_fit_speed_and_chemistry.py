@@ -355,3 +355,18 @@ def test_the_kalpha2_derivative_is_the_kalpha2_peaks_alone(library, monkeypatch)
     assert sum(peaks) < n_fd
     assert run[1].kalpha2_ratio == pytest.approx(fd_run[1].kalpha2_ratio, rel=1e-6)
     assert run[5] == pytest.approx(fd_run[5], rel=1e-9)
+
+
+def test_the_qr_reduced_system_is_r_and_q_transpose_b_of_the_reduced_qr():
+    """_qr_reduced (the foreign-peak union fit's least squares, from the R factor of [A | b] alone) gives
+    the reduced QR's R and Qᵀb, and so the same least-squares solution."""
+    from xrdid.mixtures.fit import _qr_reduced
+
+    rng = np.random.default_rng(4)
+    A = rng.normal(size=(300, 40))
+    b = rng.normal(size=300)
+    r, qtb = _qr_reduced(A, b)
+    q, r_ref = np.linalg.qr(A)
+    np.testing.assert_allclose(r, r_ref, rtol=0, atol=1e-12 * np.abs(r_ref).max())
+    np.testing.assert_allclose(qtb, q.T @ b, rtol=0, atol=1e-12 * np.abs(b).max())
+    np.testing.assert_allclose(np.linalg.solve(r, qtb), np.linalg.lstsq(A, b, rcond=None)[0], rtol=1e-9)
