@@ -370,3 +370,24 @@ def test_the_qr_reduced_system_is_r_and_q_transpose_b_of_the_reduced_qr():
     np.testing.assert_allclose(r, r_ref, rtol=0, atol=1e-12 * np.abs(r_ref).max())
     np.testing.assert_allclose(qtb, q.T @ b, rtol=0, atol=1e-12 * np.abs(b).max())
     np.testing.assert_allclose(np.linalg.solve(r, qtb), np.linalg.lstsq(A, b, rcond=None)[0], rtol=1e-9)
+
+
+def test_the_projected_jacobian_is_orthogonal_to_the_columns_and_background_before_and_after_a_mask(library):
+    """refine's Kaufman projection (the background's Gram block cached on the model) leaves derivative rows
+    orthogonal to every weighted column and background row, and equals the projection done from scratch;
+    after Model.mask the cached block follows the new weights."""
+    from xrdid.mixtures.model import Globals, PhaseState
+    from xrdid.mixtures.refine import _projected
+
+    m = _model(library, np.random.default_rng(6).poisson(500, 1501).astype(float), degree=8)
+    cols = np.array([m.render(PhaseState(i), Globals(log_width=math.log(3.0))) for i in range(3)])
+    cols /= cols.max(axis=1, keepdims=True)
+    D = np.random.default_rng(7).normal(size=(4, m.grid.size))
+    for step in range(2):
+        if step:
+            m.mask(np.arange(m.grid.size) % 7 != 0)
+        L = np.vstack([cols, m.bg]) * m.sw
+        got = _projected(m, cols, D)
+        ref = D * m.sw - np.linalg.lstsq(L.T, (D * m.sw).T, rcond=None)[0].T @ L
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-8 * np.abs(D * m.sw).max())
+        assert np.abs(got @ L.T).max() < 1e-7 * np.abs(D * m.sw).max() * np.abs(L).max()

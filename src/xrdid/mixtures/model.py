@@ -205,6 +205,7 @@ class Model:
         self.w = np.where(keep, self.w, 0.0)
         self.sw = np.sqrt(self.w)
         self.__dict__.pop("_bg_gram", None)  # cached with the old weights
+        self.__dict__.pop("bg_weighted", None)
 
     def data(self, index: int) -> PhaseData:
         if index not in self._data:
@@ -287,6 +288,12 @@ class Model:
             calc = calc + coef[:n] @ cols
         chi2 = float(np.sum(self.w * (self.y - calc) ** 2))
         return coef[:n], coef[n:], calc, chi2
+
+    @functools.cached_property
+    def bg_weighted(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the weighted background rows bg·√w, their Gram matrix): fixed per pattern (refine's projection)."""
+        Bw = self.bg * self.sw
+        return Bw, Bw @ Bw.T
 
     @functools.cached_property
     def _bg_gram(self):

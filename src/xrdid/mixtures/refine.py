@@ -130,6 +130,27 @@ def _same_step(move: np.ndarray, rejected: np.ndarray, rtol: float) -> bool:
     return float(np.max(np.abs(move - rejected))) < rtol * float(np.max(np.abs(rejected)))
 
 
+def _projected(model: Model, cols: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """The weighted derivative rows D·√w projected off the span of the weighted columns and background
+    (Kaufman's Jacobian). The background's block of the Gram matrix is the same at every iteration
+    (:attr:`Model.bg_weighted`); only the columns' rows are new."""
+    Bw, Gbb = model.bg_weighted
+    if len(cols):
+        Cw = cols * model.sw
+        L = np.vstack([Cw, Bw])
+        k = len(cols)
+        G = np.empty((L.shape[0],) * 2)
+        G[:k, :k] = Cw @ Cw.T
+        G[:k, k:] = Cw @ Bw.T
+        G[k:, :k] = G[:k, k:].T
+        G[k:, k:] = Gbb
+    else:
+        L, G = Bw, Gbb.copy()
+    Dw = D * model.sw
+    G.flat[:: G.shape[0] + 1] += 1e-12 * np.trace(G) / G.shape[0]  # the diagonal
+    return Dw - np.linalg.solve(G, L @ Dw.T).T @ L
+
+
 def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple], bounds: Bounds,
            max_iter: int, cols: np.ndarray | None = None, rtol: float = 1e-5, skip_rtol: float = SKIP_RTOL,
            analytic_ka2: bool = True):
@@ -197,11 +218,7 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
         if fd:
             for (r, i, _, step), col in zip(fd, model.columns([f[2] for f in fd], gg)):
                 D[r] = a[i] * (col - cols[i]) / step
-        L = np.vstack([cols, model.bg]) * model.sw if len(cols) else model.bg * model.sw
-        Dw = D * model.sw
-        G = L @ L.T
-        G.flat[:: G.shape[0] + 1] += 1e-12 * np.trace(G) / G.shape[0]  # the diagonal
-        Dw = Dw - np.linalg.solve(G, L @ Dw.T).T @ L
+        Dw = _projected(model, cols, D)
         JtJ = Dw @ Dw.T
         Jtr = Dw @ (model.sw * (model.y - calc))
         improved, rel = False, 0.0
