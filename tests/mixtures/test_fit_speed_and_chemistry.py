@@ -253,3 +253,141 @@ def test_refinement_stops_when_an_iteration_gains_less_than_rtol(library, monkey
     loose = refine(m, start, g, slots, Bounds(), 12, rtol=0.05)
     assert len(calls) < n_tight
     assert loose[5] >= tight[5]
+
+
+def test_a_trial_step_the_trust_region_made_equal_to_a_rejected_one_is_not_evaluated_again(library, monkeypatch):
+    """After a rejected step λ grows; where each parameter's largest step had cut the step back, the next
+    λ gives the same step again. Such a step is not evaluated (fewer renders and solves), and here, where
+    it would have been rejected again, the refinement ends on the very same numbers."""
+    from xrdid.mixtures.model import Globals, Model, PhaseState
+    from xrdid.mixtures.refine import Bounds, _same_step, refine, slots_for
+
+    assert _same_step(np.array([1.0, 0.5]), np.array([1.0, 0.52]), 0.05)
+    assert not _same_step(np.array([1.0, 0.5]), np.array([1.0, 0.6]), 0.05)
+    assert not _same_step(np.array([1.0, 0.5]), np.array([1.0, 0.5]), 0.0)
+    i = next(k for k, p in enumerate(library.phases) if p.formula == "TiO2")
+    m = _model(library)
+    g = Globals(log_width=math.log(3.0))
+    y = m.render(PhaseState(i, s=1.004, q=np.array([0.003]), log_size=math.log(60.0)), g)
+    m = _model(library, np.random.default_rng(5).poisson(2e4 * y / y.max() + 300).astype(float))
+    start = [PhaseState(i, q=np.zeros(1))]
+    slots = slots_for(start, m, phase_kinds=("s", "q", "size", "strain"), global_kinds=("zero", "width"))
+    calls = []
+    real = Model.linear
+    monkeypatch.setattr(Model, "linear", lambda self, c: calls.append(1) or real(self, c))
+    # Refined to convergence: the last iteration's steps are all rejected.
+    every = refine(m, start, g, slots, Bounds(), 30, rtol=1e-12, skip_rtol=0.0)
+    n_every = len(calls)
+    calls.clear()
+    skipped = refine(m, start, g, slots, Bounds(), 30, rtol=1e-12)
+    assert len(calls) < n_every
+    assert skipped[5] == every[5]
+    assert skipped[0][0].s == every[0][0].s and skipped[1].log_width == every[1].log_width
+
+
+def test_negative_scales_held_at_zero_give_the_bounded_optimum_without_bvls(library, monkeypatch):
+    """Model.linear, where the unbounded solve gives a phase a negative scale, holds it at 0 and re-solves
+    the rest (checked optimal); that is BVLS's answer within rounding, and BVLS is not run. Where holding
+    every negative scale at 0 is not the optimum, _clamped_solve says so (None: BVLS then)."""
+    from xrdid.mixtures import model as M
+    from xrdid.mixtures.model import Globals, PhaseState
+
+    cols = np.array([_model(library).render(PhaseState(i), Globals(log_width=math.log(3.0))) for i in range(3)])
+    y = np.random.default_rng(1).poisson(cols[0] * 50 + cols[2] * 40 + 200).astype(float)
+    y -= 30 * cols[1] / cols[1].max()  # the data lack phase 1: its unbounded scale is negative
+    m = _model(library, y)
+    calls = []
+    real = M.bounded_lstsq
+    monkeypatch.setattr(M, "bounded_lstsq", lambda *a: calls.append(1) or real(*a))
+    m.clamp_first = False
+    ref = m.linear(cols)
+    assert calls and ref[0][1] == 0.0
+    calls.clear()
+    m.clamp_first = True
+    got = m.linear(cols)
+    assert not calls  # held at 0, no BVLS
+    assert got[0][1] == 0.0
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-10)
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-9, atol=1e-9 * np.abs(ref[1]).max())
+    assert got[3] == pytest.approx(ref[3], rel=1e-12)
+    # Both unbounded scales negative, but at the optimum (0, 0.5) only the first is held at 0: holding both
+    # is not optimal, and _clamped_solve says so.
+    G = np.array([[1.0, -0.9], [-0.9, 1.0]])
+    Mb = np.array([-1.0, 0.5])
+    c0 = np.linalg.solve(G, Mb)
+    assert (c0 < 0).all()
+    assert M._clamped_solve(G, Mb, 2, c0) is None
+    # One negative: held at 0, the other re-solved, optimal.
+    Mb = np.array([-1.0, 1.0])
+    c0 = np.linalg.solve(G, Mb)
+    assert c0[0] < 0 < c0[1]
+    np.testing.assert_allclose(M._clamped_solve(G, Mb, 2, c0), [0.0, 1.0])
+
+
+def test_the_kalpha2_derivative_is_the_kalpha2_peaks_alone(library, monkeypatch):
+    """The columns are Kα1 + ratio × Kα2 peaks: Model.line_columns(…, 1) is their derivative with respect to
+    the ratio (a finite difference agrees to rounding), and the refinement uses it instead of re-rendering
+    both lines (fewer rendered peaks, the same refined numbers within rounding)."""
+    from xrdid.mixtures import profile as P
+    from xrdid.mixtures.model import Globals, PhaseState
+    from xrdid.mixtures.refine import Bounds, refine, slots_for
+
+    m = _model(library)
+    states = [PhaseState(i, log_size=math.log(40.0 + 30 * i)) for i in range(3)]
+    g = Globals(log_width=math.log(3.0), kalpha2_ratio=0.45, zero_deg=0.02)
+    k2 = m.line_columns(states, g, 1)
+    fd = (m.columns(states, g.copy(kalpha2_ratio=0.47)) - m.columns(states, g)) / 0.02
+    np.testing.assert_allclose(k2, fd, rtol=0, atol=1e-9 * np.abs(fd).max())
+    assert np.abs(k2).max() > 0
+    y = np.random.default_rng(2).poisson(np.array([2.0, 1.0, 0.5]) @ m.columns(states, g) * 80 + 300).astype(float)
+    m = _model(library, y)
+    start = [PhaseState(i) for i in range(3)]
+    slots = slots_for(start, m, phase_kinds=("s", "size"), global_kinds=("zero", "width", "ka2"))
+    peaks = []
+    real = P._render
+    # Peaks rendered: sticks × wavelengths (_render's arguments: sticks, |F|²m, rows, n_rows, grid, optics).
+    monkeypatch.setattr(P, "_render", lambda dd, *a, **k: peaks.append(dd.size * len(a[4].wavelengths_A))
+                        or real(dd, *a, **k))
+    fd_run = refine(m, start, Globals(log_width=math.log(3.0)), slots, Bounds(), 6, analytic_ka2=False)
+    n_fd = sum(peaks)
+    peaks.clear()
+    run = refine(m, start, Globals(log_width=math.log(3.0)), slots, Bounds(), 6)
+    assert sum(peaks) < n_fd
+    assert run[1].kalpha2_ratio == pytest.approx(fd_run[1].kalpha2_ratio, rel=1e-6)
+    assert run[5] == pytest.approx(fd_run[5], rel=1e-9)
+
+
+def test_the_qr_reduced_system_is_r_and_q_transpose_b_of_the_reduced_qr():
+    """_qr_reduced (the foreign-peak union fit's least squares, from the R factor of [A | b] alone) gives
+    the reduced QR's R and Qᵀb, and so the same least-squares solution."""
+    from xrdid.mixtures.fit import _qr_reduced
+
+    rng = np.random.default_rng(4)
+    A = rng.normal(size=(300, 40))
+    b = rng.normal(size=300)
+    r, qtb = _qr_reduced(A, b)
+    q, r_ref = np.linalg.qr(A)
+    np.testing.assert_allclose(r, r_ref, rtol=0, atol=1e-12 * np.abs(r_ref).max())
+    np.testing.assert_allclose(qtb, q.T @ b, rtol=0, atol=1e-12 * np.abs(b).max())
+    np.testing.assert_allclose(np.linalg.solve(r, qtb), np.linalg.lstsq(A, b, rcond=None)[0], rtol=1e-9)
+
+
+def test_the_projected_jacobian_is_orthogonal_to_the_columns_and_background_before_and_after_a_mask(library):
+    """refine's Kaufman projection (the background's Gram block cached on the model) leaves derivative rows
+    orthogonal to every weighted column and background row, and equals the projection done from scratch;
+    after Model.mask the cached block follows the new weights."""
+    from xrdid.mixtures.model import Globals, PhaseState
+    from xrdid.mixtures.refine import _projected
+
+    m = _model(library, np.random.default_rng(6).poisson(500, 1501).astype(float), degree=8)
+    cols = np.array([m.render(PhaseState(i), Globals(log_width=math.log(3.0))) for i in range(3)])
+    cols /= cols.max(axis=1, keepdims=True)
+    D = np.random.default_rng(7).normal(size=(4, m.grid.size))
+    for step in range(2):
+        if step:
+            m.mask(np.arange(m.grid.size) % 7 != 0)
+        L = np.vstack([cols, m.bg]) * m.sw
+        got = _projected(m, cols, D)
+        ref = D * m.sw - np.linalg.lstsq(L.T, (D * m.sw).T, rcond=None)[0].T @ L
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-8 * np.abs(D * m.sw).max())
+        assert np.abs(got @ L.T).max() < 1e-7 * np.abs(D * m.sw).max() * np.abs(L).max()

@@ -1127,8 +1127,7 @@ def _foreign_lobes(m: Model, screen, fwhm: float, st: FitSettings, with_calc: bo
         D = np.vstack([A, m.bg[:, coarse]])
         # The same bounded least squares on the QR-reduced system (min |R c − Qᵀb|², k × k): BVLS's
         # repeated solves then cost k³, not n k² each.
-        q, rr = np.linalg.qr((D * swc).T)
-        coef = bounded_lstsq(rr, q.T @ (yc * swc), lo)
+        coef = bounded_lstsq(*_qr_reduced((D * swc).T, yc * swc), lo)
         calc = coef @ D
         if it == st.foreign_passes - 1:
             break
@@ -1156,6 +1155,14 @@ def _foreign_lobes(m: Model, screen, fwhm: float, st: FitSettings, with_calc: bo
         lobe = (xc[lo_i] - 0.5 * dxc, xc[hi_i] + 0.5 * dxc, share)
         out.append((*lobe, calc, slice(lo_i, hi_i + 1)) if with_calc else lobe)
     return out
+
+
+def _qr_reduced(A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R, Qᵀb) of A = QR (A: n × k, n ≥ k): min |Ax − b| is min |Rx − Qᵀb|. Both from the R factor of
+    [A | b] (its last column is Qᵀb), so Q is never formed: a third of the time of the reduced QR."""
+    k = A.shape[1]
+    r = np.linalg.qr(np.column_stack([A, b]), mode="r")
+    return r[:k, :k], r[:k, k]
 
 
 def _scale_gains(c: np.ndarray, r: np.ndarray, w: np.ndarray, den: np.ndarray | None = None) -> np.ndarray:

@@ -6,7 +6,8 @@ Jacobian (the derivative columns projected off the span of the linear columns). 
 shift, the sample displacement and a phase's isotropic lattice scale move peaks by a known function of
 2θ, so their columns are −∂y/∂2θ, −cos θ·∂y/∂2θ (of the phase sum) and 2 tanθ/s·∂y_i/∂2θ (no render);
 any other phase parameter re-renders that phase only (finite difference);
-the width scale and the Kα2 ratio re-render every phase. Bounds by clipping.
+the width scale re-renders every phase, the Kα2 ratio renders every phase's Kα2 peaks alone (the
+columns are linear in it). Bounds by clipping.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import numpy as np
 _DEG = 180.0 / math.pi
 
 from xrdid.mixtures.model import Globals, Model, PhaseState
+
+# A trial step this close to the step just rejected is not evaluated (:func:`refine`).
+SKIP_RTOL = 0.05
 
 # (lower, upper, finite-difference step) of each parameter kind.
 PHASE_KINDS = ("s", "q", "size", "strain", "r")
@@ -118,10 +122,46 @@ def _gradient(f: np.ndarray, dx: float) -> np.ndarray:
     return out
 
 
+def _same_step(move: np.ndarray, rejected: np.ndarray, rtol: float) -> bool:
+    """Whether the step ``move`` differs from the ``rejected`` one by less than the fraction ``rtol`` of its
+    largest component (both in units of each parameter's largest step)."""
+    if rtol <= 0:
+        return False
+    return float(np.max(np.abs(move - rejected))) < rtol * float(np.max(np.abs(rejected)))
+
+
+def _projected(model: Model, cols: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """The weighted derivative rows D·√w projected off the span of the weighted columns and background
+    (Kaufman's Jacobian). The background's block of the Gram matrix is the same at every iteration
+    (:attr:`Model.bg_weighted`); only the columns' rows are new."""
+    Bw, Gbb = model.bg_weighted
+    if len(cols):
+        Cw = cols * model.sw
+        L = np.vstack([Cw, Bw])
+        k = len(cols)
+        G = np.empty((L.shape[0],) * 2)
+        G[:k, :k] = Cw @ Cw.T
+        G[:k, k:] = Cw @ Bw.T
+        G[k:, :k] = G[:k, k:].T
+        G[k:, k:] = Gbb
+    else:
+        L, G = Bw, Gbb.copy()
+    Dw = D * model.sw
+    G.flat[:: G.shape[0] + 1] += 1e-12 * np.trace(G) / G.shape[0]  # the diagonal
+    return Dw - np.linalg.solve(G, L @ Dw.T).T @ L
+
+
 def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple], bounds: Bounds,
-           max_iter: int, cols: np.ndarray | None = None, rtol: float = 1e-5):
+           max_iter: int, cols: np.ndarray | None = None, rtol: float = 1e-5, skip_rtol: float = SKIP_RTOL,
+           analytic_ka2: bool = True):
     """Refine ``slots`` (see :func:`slots_for`) by LM, at most ``max_iter`` iterations, stopping when one
-    lowers χ² by less than the fraction ``rtol``; returns (phases, globals, columns, scales, calc, χ²)."""
+    lowers χ² by less than the fraction ``rtol``; returns (phases, globals, columns, scales, calc, χ²).
+
+    After a rejected step λ grows (×4); where the trust region (each parameter's largest step) had cut
+    the step back, the next λ's step is often the same one again. A step within ``skip_rtol`` (relative,
+    see :func:`_same_step`) of the step just rejected is not evaluated (it is taken as rejected too and λ
+    grows again); 0 evaluates every step. ``analytic_ka2``: the Kα2 ratio's derivative from the Kα2 peaks
+    alone (:meth:`Model.line_columns`; the columns are linear in it), not by a finite difference."""
     lo, hi, hs, smax = (np.array(v) for v in zip(*(_slot_bounds(k, bounds) for k, _, _ in slots))) if slots else (
         np.zeros(0),) * 4
     theta = np.clip(np.array([_get(phases, g, s) for s in slots]), lo, hi)
@@ -162,6 +202,9 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
             elif kind == "s":
                 # d → s·d moves every peak of the phase by ∂2θ/∂s = −2 tanθ / s (rad): no render needed.
                 D[r] = a[i] * grads[i] * model.tan_theta * (2.0 * _DEG / phs[i].s)
+            elif kind == "ka2" and analytic_ka2 and len(model.optics.wavelengths_A) > 1:
+                # The columns are linear in the Kα2 ratio: its derivative is the Kα2 peaks alone (half a render).
+                D[r] = a @ model.line_columns(phs, gg, 1)
             elif i is not None:
                 t2 = theta.copy()
                 t2[r] += hs[r] if theta[r] + hs[r] <= hi[r] else -hs[r]
@@ -175,14 +218,11 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
         if fd:
             for (r, i, _, step), col in zip(fd, model.columns([f[2] for f in fd], gg)):
                 D[r] = a[i] * (col - cols[i]) / step
-        L = np.vstack([cols, model.bg]) * model.sw if len(cols) else model.bg * model.sw
-        Dw = D * model.sw
-        G = L @ L.T
-        G.flat[:: G.shape[0] + 1] += 1e-12 * np.trace(G) / G.shape[0]  # the diagonal
-        Dw = Dw - np.linalg.solve(G, L @ Dw.T).T @ L
+        Dw = _projected(model, cols, D)
         JtJ = Dw @ Dw.T
         Jtr = Dw @ (model.sw * (model.y - calc))
         improved, rel = False, 0.0
+        rejected = None  # the last step (in units of smax) that raised χ²
         for _ in range(6):
             A = JtJ + lam * np.diag(np.diag(JtJ) + 1e-30)
             try:
@@ -202,6 +242,10 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
             if over > 1:
                 dt = dt / over  # a trust region: no parameter moves further than its largest step
             t_new = np.clip(theta + dt, lo, hi)
+            move = (t_new - theta) / smax
+            if rejected is not None and _same_step(move, rejected, skip_rtol):
+                lam *= 4  # the step the trust region cut back is the one just rejected: not evaluated again
+                continue
             res = evaluate(t_new, cols)
             if res[5] < chi2:
                 rel = (chi2 - res[5]) / chi2
@@ -210,6 +254,7 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
                 lam = max(lam / 3, 1e-7)
                 improved = True
                 break
+            rejected = move
             lam *= 4
         if not improved or rel < rtol:
             break
