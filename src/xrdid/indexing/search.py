@@ -744,8 +744,10 @@ def _reduced_zone(A: np.ndarray, C: np.ndarray, E: np.ndarray, rounds: int = 12)
 # zero trial; the same lines and forms give them at the others. 0 = off. 2000 on three draws of 56 prototypes outside
 # benchmarks/indexing.py: pooled 133 / 118 → 134 / 119 of 168 right cells in the top 3 / first (A_mP16_11 found,
 # none lost), 1.04× the CPU; the test half, measured and random patterns the same row for row, 1.05× the CPU
-# (benchmarks/README.md, nineteenth round; `--monoclinic-triple-zones`): on.
-MONOCLINIC_TRIPLE_ZONES = 2000
+# (benchmarks/README.md, nineteenth round; `--monoclinic-triple-zones`). Off: on the patterns predict indexes
+# (held-out real types and their mixtures, `xrdid.evaluate.mixture_cell`, 73 patterns) it cost 1.17× the CPU
+# (median 1.19×, 90th percentile 1.37×) and moved no single phase to its own cell; one tuning pattern is the gain.
+MONOCLINIC_TRIPLE_ZONES = 0
 MONOCLINIC_TRIPLE_LINES = 8
 MONOCLINIC_TRIPLE_B = 12
 _TRIPLE_FORMS = (2, 4)
