@@ -8,8 +8,8 @@ r"""Systematic absences of the 230 space groups, and how well a group's allowed 
   reflection counts as allowed. The 230 masks ship bit-packed in ``xrdid/data/absences.npz`` (12 kB), so
   a process does not recompute them (~70 ms a group); rewrite it with ``python -m xrdid.indexing.extinctions``
   after changing ``HMAX`` or the computation (a file for another ``HMAX`` is ignored).
-* **Settings**: an indexed cell is in *a* conventional setting, the group's conditions in its standard
-  one. The check tries each setting of the crystal system — the 6 axis permutations of orthorhombic
+* **Settings**: an indexed cell is in *a* conventional setting (mC and oC cells C-centred, but their a, c
+  or axis order not the group's), the group's conditions in its standard one. The check tries each setting of the crystal system — the 6 axis permutations of orthorhombic
   groups, the 3 cell choices × 2 axis orders of monoclinic ones (b unique), 1 otherwise — as integer
   matrices S with h_std = S h_cell, and keeps the best.
 * **Group fit** (:func:`group_fit`): of the first ``N_PEAKS`` observed lines (zero shift corrected),

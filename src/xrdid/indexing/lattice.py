@@ -20,6 +20,7 @@ change of basis (``Lattice.find_mapping``), so two descriptions of one lattice c
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -250,3 +251,88 @@ def _system_of_number(n: int) -> str:
 
 def multiplicity(centring: str) -> int:
     return _MULTIPLICITY[centring.split("_")[0]]
+
+
+# The parity class (mod 2, in the coordinates of a and c) of the in-plane part of a monoclinic centring vector
+# (b unique): C ½(a + b), A ½(b + c), I ½(a + b + c).
+_MONOCLINIC_PARITY = {"C": (1, 0), "A": (0, 1), "I": (1, 1)}
+
+
+def monoclinic_setting(p6, centring: str) -> tuple[np.ndarray, np.ndarray]:
+    """The conventional cell of the monoclinic lattice with conventional cell ``p6`` (b unique) and ``centring``
+    P, C, A or I: (p6', T), T the integer matrix whose rows are the new axes in the old ones (a' = T₀₀a + T₀₂c,
+    b' = ±b, c' = T₂₀a + T₂₂c; det T = +1, so the handedness is kept), the new indices h' = T h. A centred
+    lattice goes out C-centred (mC), a primitive one as mP.
+
+    The translations perpendicular to b are the integer combinations of a and c in any of the three
+    centrings (each centring vector has ½b), and a cell on two of them is C-centred exactly when a' is
+    congruent (mod 2) to the centring vector's part in the ac plane (twice it: a for C, c for A, a + c
+    for I). The rule: a' the shortest such translation (mP: the shortest of all), c' the shortest one
+    completing the basis (|a'·c'| ≤ a'²/2, hence of the cells with this a', the one with β closest to
+    90°), the signs chosen so that β ≥ 90° (c' → −c') and det T = +1 (b' → −b). A → C is then mostly the
+    swap a' = c, c' = a (b' = −b); I → C puts the body diagonal's projection a + c (or a − c, the shorter
+    of the class) as a'. C cells are reduced by the same rule, so every description of one mC lattice
+    goes out as one cell. An mP cell whose a and c are reduced already (|a·c| ≤ min(a², c²)/2, β ≤ 120°)
+    is kept as it is (T = 1 when β ≥ 90°): both orders of a and c are conventional."""
+    g = np.linalg.inv(metric_from_p6(p6))
+    m = np.array([[g[0, 0], g[0, 2]], [g[0, 2], g[2, 2]]])
+
+    def norm2(x):
+        return float(x @ m @ x)
+
+    # Gauss-reduce (a, c) first: the shortest vector of a class mod 2 is then within one step of the
+    # reduced basis (u, w, u ± w), so a small search finds it however oblique the found cell.
+    u, w = np.array([1, 0]), np.array([0, 1])
+    for _ in range(100):
+        if norm2(u) > norm2(w):
+            u, w = w, u
+        n = round(float(u @ m @ w) / norm2(u))
+        if n == 0:
+            break
+        w = w - n * u
+    if centring == "P" and abs(m[0, 1]) <= min(m[0, 0], m[1, 1]) / 2 * (1 + 1e-9):
+        x = np.array([1, 0])  # reduced already: a and c kept, in their order
+    else:
+        par = _MONOCLINIC_PARITY.get(centring)
+        best = None
+        for i, j in itertools.product(range(-2, 3), repeat=2):
+            x = i * u + j * w
+            if (par is not None and np.any((x - par) % 2)) or math.gcd(int(x[0]), int(x[1])) != 1:
+                continue
+            key = (round(norm2(x), 9), tuple(-x))  # ties (special metrics) broken the same way every time
+            if best is None or key < best[0]:
+                best = (key, x)
+        x = best[1]
+    # A completing vector y (x₀y₁ − x₁y₀ = ±1, extended Euclid), then shortened along x.
+    y = _completing(x)
+    y = y - round(float(x @ m @ y) / norm2(x)) * x
+    if float(x @ m @ y) > 0:  # β < 90°: c' → −c'
+        y = -y
+    s = 1 if x[0] * y[1] - x[1] * y[0] > 0 else -1  # b' = ±b: det T = +1
+    T = np.array([[x[0], 0, x[1]], [0, s, 0], [y[0], 0, y[1]]], dtype=np.int64)
+    return (np.array(p6, np.float64) if np.array_equal(T, np.eye(3)) else transformed(p6, T)), T
+
+
+# Orthorhombic A and B cells as C cells by a cyclic change of axes (det +1): A (a' = b, b' = c, c' = a), B (a' = c,
+# b' = a, c' = b); the centred face becomes the ab face.
+ORTHORHOMBIC_C_SETTING = {"A": np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0]]), "B": np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]])}
+
+
+def transformed(p6, T) -> np.ndarray:
+    """p6 of the cell whose axes are the rows of ``T`` in the axes of ``p6``'s cell (indices h' = T h)."""
+    g = np.linalg.inv(metric_from_p6(p6))
+    T = np.asarray(T, np.float64)
+    return p6_from_metric(np.linalg.inv(T @ g @ T.T))
+
+
+def _completing(x) -> np.ndarray:
+    """An integer y with x₀y₁ − x₁y₀ = ±1 for a primitive integer vector x (extended Euclid)."""
+    a, b = int(x[0]), int(x[1])
+    old_r, r, old_s, s_, old_t, t = a, b, 1, 0, 0, 1
+    while r != 0:
+        q = old_r // r
+        old_r, r = r, old_r - q * r
+        old_s, s_ = s_, old_s - q * s_
+        old_t, t = t, old_t - q * t
+    # old_s·a + old_t·b = ±1, so y = (−old_t, old_s) has a·y₁ − b·y₀ = ±1.
+    return np.array([-old_t, old_s])

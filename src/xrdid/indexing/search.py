@@ -51,8 +51,9 @@ beside a second phase's strong lines) — and only when it indexes more lines th
 that a random cell with as many distinct calculated lines hits that many of the N lines (beyond one per free
 parameter) must be under 10^(−``CHANCE_LOG10P_PER_LINE`` · N); otherwise the pattern is reported as not
 indexed. An accepted cell whose p is over 10^``TENTATIVE_LOG10P`` is marked tentative (:func:`confidence`):
-with few lines a chance fit passes the bound. Cells go out in the conventional setting; the centring is the most restrictive
-one every indexed line obeys.
+with few lines a chance fit passes the bound. Cells go out in the conventional setting (:func:`conventional`: centred
+monoclinic lattices as mC, base-centred orthorhombic ones as oC); the centring is the most restrictive one every indexed
+line obeys.
 
 **Order and budget.** Systems are searched highest symmetry first, or in the order of a classifier's
 crystal-system probabilities when given; the orthorhombic, monoclinic and triclinic searches (most of the
@@ -79,6 +80,7 @@ import numpy as np
 from xrdid.indexing.lattice import (
     CENTRINGS,
     N_PARAMS,
+    ORTHORHOMBIC_C_SETTING,
     SYSTEMS,
     TRANSFORM,
     bravais_symbol,
@@ -87,6 +89,7 @@ from xrdid.indexing.lattice import (
     hkl_box,
     is_positive_definite,
     lattice_symmetry,
+    monoclinic_setting,
     multiplicity,
     niggli,
     p6_from_metric,
@@ -95,6 +98,7 @@ from xrdid.indexing.lattice import (
     real_lengths,
     same_reduced,
     to_pymatgen,
+    transformed,
     volume,
 )
 from xrdid.indexing.peaks import PeakList
@@ -1007,8 +1011,21 @@ def _cell(system: str, p: np.ndarray, centring: str, lines: Lines, zero: float, 
     # Unindexed lines weighed by intensity against the median line: a weak impurity or noise line counts
     # little, a strong line no cell explains counts fully.
     weak_share = float(np.minimum(1.0, inten[missed] / max(float(np.median(inten)), 1e-300)).sum())
-    cell = Cell(system=system, centring=centring, p6=TRANSFORM[system] @ p, zero_deg=zero if lines.angular else None, m20=f["m20"],
-                f_n=f["f_n"], f_n_mean_deg=f["f_n_mean"], n_possible=f["n_calc"], n_lines=f["n"], n_indexed=n_idx, hkl=f["hkl"],
+    p6, hkl = TRANSFORM[system] @ p, f["hkl"]
+    if system == "monoclinic" or system == "orthorhombic" and centring in ORTHORHOMBIC_C_SETTING:
+        # The conventional mP, mC or oC cell (conventional()): a change of basis, so the figures stand; the
+        # indices follow.
+        if system == "monoclinic":
+            p6, T = monoclinic_setting(p6, centring)
+        else:
+            T = ORTHORHOMBIC_C_SETTING[centring]
+            p6 = transformed(p6, T)
+        p6[[3, 4, 5] if system == "orthorhombic" else [3, 5]] = 0.0
+        if not np.array_equal(T, np.eye(3)):
+            hkl = [None if h is None else [int(v) for v in T @ h] for h in hkl]
+        centring = "P" if centring == "P" else "C"
+    cell = Cell(system=system, centring=centring, p6=p6, zero_deg=zero if lines.angular else None, m20=f["m20"],
+                f_n=f["f_n"], f_n_mean_deg=f["f_n_mean"], n_possible=f["n_calc"], n_lines=f["n"], n_indexed=n_idx, hkl=hkl,
                 unindexed_two_theta=unindexed, source=source,
                 unindexed_intensity=float(inten[missed].sum() / max(float(inten.sum()), 1e-300)), unindexed_weighted=weak_share)
     n = f["n"]
@@ -1042,7 +1059,20 @@ def _chance_log10p(rate: np.ndarray, k: int) -> float:
 
 def conventional(system: str, p: np.ndarray) -> np.ndarray:
     """The conventional description of a refined cell: triclinic cells Niggli-reduced; monoclinic ones with
-    β ≥ 90° (E ≥ 0, since cos β* = E / 2√(AC) and β = 180° − β*); others as found (their axes are fixed)."""
+    β ≥ 90° (E ≥ 0, since cos β* = E / 2√(AC) and β = 180° − β*); others as found (their axes are fixed).
+
+    A monoclinic cell (b unique) goes out (:func:`_cell`, once the centring is chosen) as the conventional
+    cell of International Tables A (:func:`xrdid.indexing.lattice.monoclinic_setting`). A centred one,
+    searched and refined in whichever of the C, A and I centrings its axes give, as mC: C-centred, b
+    unique, a the shortest translation perpendicular to b that the C centring allows as a, c the shortest
+    one completing the cell (so β is the closest to 90° of the C cells with this a), β ≥ 90° and the
+    handedness kept (A → C is the swap a ↔ c with b → −b, I → C takes a + c or a − c as a). A primitive
+    one as mP with a and c the two shortest translations perpendicular to b (β between 90° and 120°; a
+    cell reduced already keeps its order of a and c). The indexed lines' hkl are transformed with the
+    cell; the figures of merit are those of the same lattice. An A- or B-centred orthorhombic cell goes
+    out as oC, its axes cycled so that the centred face is ab
+    (:data:`~xrdid.indexing.lattice.ORTHORHOMBIC_C_SETTING`); other orthorhombic cells keep the axes they
+    were found with (no a < b < c order)."""
     if system == "monoclinic":
         return np.array([p[0], p[1], p[2], abs(p[3])])
     if system == "triclinic":
