@@ -220,6 +220,9 @@ def main(argv=None) -> int:
     ap.add_argument("--monoclinic-complete", type=int, default=None, metavar="N",
                     help="set xrdid.indexing.search.MONOCLINIC_COMPLETE (an h0l zone's cross term solved from one of the first N lines "
                          "as 1k1; 0 = off; 6, the default)")
+    ap.add_argument("--monoclinic-triple-zones", type=int, default=None, metavar="N",
+                    help="set xrdid.indexing.search.MONOCLINIC_TRIPLE_ZONES (h0l zones solved from three lines as h0l forms, the best N "
+                         "kept; 0 = off; 2000, the default)")
     args = ap.parse_args(argv)
     from xrdid.indexing import combine, peaks, search
 
@@ -232,7 +235,8 @@ def main(argv=None) -> int:
                                ("triclinic_cross_order", search, "TRICLINIC_CROSS_ORDER"),
                                ("triclinic_first_lines", search, "TRICLINIC_FIRST_LINES"),
                                ("triclinic_complete", search, "TRICLINIC_COMPLETE"),
-                               ("monoclinic_complete", search, "MONOCLINIC_COMPLETE")):
+                               ("monoclinic_complete", search, "MONOCLINIC_COMPLETE"),
+                               ("monoclinic_triple_zones", search, "MONOCLINIC_TRIPLE_ZONES")):
         if getattr(args, name) is not None:
             setattr(module, attr, getattr(args, name))
     search.BLEND_KEEP_BETTER = search.BLEND_KEEP_BETTER or args.blend_keep_better

@@ -674,6 +674,29 @@ def test_a_monoclinic_cross_term_from_a_general_line(monkeypatch, complete):
     assert (right_rank(result.cells[:1], [primitive]) == 1) == bool(complete), [c.to_dict() for c in result.cells[:3]]
 
 
+@pytest.mark.parametrize("zones", [0, 2000])
+def test_a_monoclinic_zone_from_three_h0l_lines(monkeypatch, zones):
+    """A_mP16_11-like cell (6.183 × 4.822 × 10.963 Å, β 101.79°) from 23°: its h0l lines are 103, 004, 20-3, 005,
+    30-2 and 20-5 (no 100, 001, 10-1 …), so no two of them span the zone, and its first lines hold no basis of the
+    lattice either; no monoclinic trial reaches the cell (nothing is accepted). The zone solved from 103, 004 and
+    20-3 as three h0l forms gives it (MONOCLINIC_TRIPLE_ZONES, 0 = off)."""
+    import numpy as np
+    from pymatgen.core import Lattice
+
+    from xrdid.indexing import search
+    from xrdid.indexing.evaluate import right_rank
+
+    monkeypatch.setattr(search, "MONOCLINIC_TRIPLE_ZONES", zones)
+    lat = Lattice.from_parameters(6.183, 4.822, 10.963, 90, 101.79, 90)
+    hkl = np.array([(0, 1, 2), (1, 1, 2), (0, 1, -3), (1, 0, 3), (1, 1, -3), (0, 0, 4), (2, 0, -3), (2, -1, -2), (0, 2, 0), (2, -1, 1),
+                    (0, 1, 4), (1, -1, -4), (2, -1, -3), (2, 1, 2), (0, 0, 5), (3, 0, -2), (2, 0, -5), (3, 1, -2), (2, -2, 1)])
+    result = search.index_peaks(_line_list(lat, hkl), systems=("monoclinic",))
+    if zones:
+        assert right_rank(result.cells[:1], [lat]) == 1, [c.to_dict() for c in result.cells[:3]]
+    else:
+        assert right_rank(result.cells[:3], [lat]) is None
+
+
 def _line_list(lat, hkl, wavelength_A: float = 1.5405929):
     """A peak list of ``lat``'s reflections ``hkl`` at Cu Kα1, equal intensities and 0.1° FWHM, in order of angle."""
     import numpy as np

@@ -11,7 +11,8 @@ families of trial cells, all classic:
 * **Zones** (ITO, Visser, J. Appl. Cryst. 2 (1969) 89): two lines Q₁, Q₂ span a 2D reciprocal lattice with
   Q(m, n) = m²Q₁ + n²Q₂ + mnR, and a third line at Q₁ + Q₂ ± R gives R (R = 0 included). Zones are scored
   by the lines they index beyond chance. **Monoclinic** cells are a zone (the h0l plane, A, C, E; also
-  with an axis halved, for glide absences) plus a perpendicular b* (B from a line's excess over a zone
+  with an axis halved, for glide absences; or solved from three lines as three h0l forms, TREOR's trial and error on
+  the zone) plus a perpendicular b* (B from a line's excess over a zone
   point, or from a line as 010 or 020), or a rectangular zone holding b* (0kl, hk0) with A and the cross
   term E from lines as 100/110 and 101/111. **Triclinic** cells are three lines as a*, b*, c* with the cross
   terms of the zones they pair in (or one of them from a line as a* ± b* ± c*, when a pair's zone holds no
@@ -667,8 +668,9 @@ def _zones(q: np.ndarray, tol: np.ndarray, n_first: int, keep: int, basis: np.nd
 MONOCLINIC_ZONE_KEEP = 24
 
 
-def _monoclinic_trials(q: np.ndarray, tol: np.ndarray, basis: np.ndarray | None = None) -> np.ndarray:
-    """(A, B, C, E) trial cells: an oblique or rectangular zone (halved axes too) plus a perpendicular b*."""
+def _monoclinic_trials(q: np.ndarray, tol: np.ndarray, basis: np.ndarray | None = None, memo: dict | None = None) -> np.ndarray:
+    """(A, B, C, E) trial cells: an oblique or rectangular zone (halved axes too) plus a perpendicular b*. ``memo``:
+    carries the three-line zones' choice from one zero trial to the next (:func:`_triple_zone_trials`)."""
     zones = _zones(q, tol, n_first=10, keep=MONOCLINIC_ZONE_KEEP, basis=basis)
     out, done, pairs = [], [], set()
     small = np.array([(h, l) for h in range(3) for l in range(-2, 3)], np.float64)
@@ -689,6 +691,8 @@ def _monoclinic_trials(q: np.ndarray, tol: np.ndarray, basis: np.ndarray | None 
             if MONOCLINIC_COMPLETE and (zn.q1, zn.q2, fa, fc) not in pairs:
                 pairs.add((zn.q1, zn.q2, fa, fc))
                 done.append(_monoclinic_completed(q, A, C, np.fromiter(bs, np.float64)))
+    if MONOCLINIC_TRIPLE_ZONES:
+        done.append(_triple_zone_trials(q, tol, basis, memo))
     p = np.concatenate([np.asarray(out).reshape(-1, 4), *done])
     return _unique_rows(p) if len(p) else np.zeros((0, 4))
 
@@ -730,6 +734,80 @@ def _reduced_zone(A: np.ndarray, C: np.ndarray, E: np.ndarray, rounds: int = 12)
             break
         C, E = C - m * E + m * m * A, E - 2 * m * A
     return A, C, np.abs(E)
+
+
+# Monoclinic trials also from h0l zones solved from three of the first MONOCLINIC_TRIPLE_LINES lines assigned to three
+# h0l forms (h ≤ 2, |l| ≤ 4, TREOR's trial and error on the zone: A, C and E from a 3 × 3 solve), reduced, the best
+# MONOCLINIC_TRIPLE_ZONES by the lines they index beyond chance, each with B from one of the first
+# MONOCLINIC_TRIPLE_B lines as 010 or 020. A pattern cut above its low-index lines can hold no two h0l lines that
+# span the zone, which the pair zones need (A_mP16_11 from 23°: 103, 004, 20-3). The zones are chosen at the first
+# zero trial; the same lines and forms give them at the others. 0 = off. 2000 on three draws of 56 prototypes outside
+# benchmarks/indexing.py: pooled 133 / 118 → 134 / 119 of 168 right cells in the top 3 / first (A_mP16_11 found,
+# none lost), 1.04× the CPU; the test half, measured and random patterns the same row for row, 1.05× the CPU
+# (benchmarks/README.md, nineteenth round; `--monoclinic-triple-zones`): on.
+MONOCLINIC_TRIPLE_ZONES = 2000
+MONOCLINIC_TRIPLE_LINES = 8
+MONOCLINIC_TRIPLE_B = 12
+_TRIPLE_FORMS = (2, 4)
+_TRIPLE_INV: dict = {}
+
+
+def _triple_inverses() -> np.ndarray:
+    """Inverses of the 3 × 3 (h², l², hl) matrices of every ordered triple of distinct h0l forms that spans the zone."""
+    key = _TRIPLE_FORMS
+    if key not in _TRIPLE_INV:
+        hm, lm = key
+        f = np.array([(h * h, l * l, h * l) for h in range(hm + 1) for l in range(-lm, lm + 1) if h > 0 or l > 0], np.float64)
+        m = f[np.array(list(itertools.permutations(range(len(f)), 3)))]
+        _TRIPLE_INV[key] = np.linalg.inv(m[np.abs(np.linalg.det(m)) > 1e-9])
+    return _TRIPLE_INV[key]
+
+
+def _triple_zone_trials(q: np.ndarray, tol: np.ndarray, basis: np.ndarray | None = None, memo: dict | None = None) -> np.ndarray:
+    """(A, B, C, E) trial cells from h0l zones solved from three lines (MONOCLINIC_TRIPLE_ZONES). With ``memo``, the
+    (lines, forms) choices of the zones kept are stored in it, and reused when it holds them."""
+    first = (np.arange(len(q)) if basis is None else np.asarray(basis))[:MONOCLINIC_TRIPLE_LINES]
+    if len(first) < 3:
+        return np.zeros((0, 4))
+    inv = _triple_inverses()
+    combos = np.array(list(itertools.combinations(first.tolist(), 3)), np.int64)
+    picks = memo.get("triple") if memo is not None else None
+    if picks is not None:
+        c, f = np.divmod(picks, len(inv))
+        z = np.einsum("nij,nj->ni", inv[f], q[combos[c]])
+    else:
+        z = np.einsum("fij,cj->cfi", inv, q[combos]).reshape(-1, 3)
+    valid = np.flatnonzero((z[:, 0] > 0) & (z[:, 1] > 0) & (z[:, 0] * z[:, 1] - z[:, 2] ** 2 / 4 > 0))
+    z = np.column_stack(_reduced_zone(z[valid, 0], z[valid, 1], z[valid, 2]))
+    if len(z) == 0:
+        return np.zeros((0, 4))
+    if picks is None:
+        z, first_rows = _unique_rows(z, return_index=True)
+        z, order = _best_zones(z, q, tol)
+        if memo is not None:
+            memo["triple"] = valid[first_rows[order]]
+    return _with_b(z, q)
+
+
+def _best_zones(z: np.ndarray, q: np.ndarray, tol: np.ndarray):
+    """The best MONOCLINIC_TRIPLE_ZONES of zones ``z`` (A, C, E rows) by the lines they index beyond chance, and
+    their rows."""
+    n = min(len(q), N_LINES)
+    # The lines each zone indexes (as _zones: m ≤ 5, |n| ≤ 5), looked up in one table of the lines' windows.
+    mn = np.array([(m, nn) for m in range(6) for nn in range(-5, 6) if (m > 0 or nn > 0)], np.float64)
+    qc = np.column_stack([mn[:, 0] ** 2, mn[:, 1] ** 2, mn[:, 0] * mn[:, 1]]) @ z.T
+    hits = _popcount(np.bitwise_or.reduce(_LineMap(q[:n], tol[:n]).words(qc), axis=0))
+    area = np.sqrt(np.clip(z[:, 0] * z[:, 1] - z[:, 2] ** 2 / 4, 1e-300, None))
+    chance = np.minimum(1.0, tol[None, :n] * np.pi / area[:, None]).sum(axis=1)
+    order = np.argsort(-(hits - chance), kind="stable")[:MONOCLINIC_TRIPLE_ZONES]
+    return z[order], order
+
+
+def _with_b(z: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """(A, B, C, E) rows: each zone of ``z`` with B from each of the first MONOCLINIC_TRIPLE_B lines as 010 or 020."""
+    qb = q[:MONOCLINIC_TRIPLE_B]
+    bs = np.concatenate([qb, qb / 4])
+    return np.column_stack([np.repeat(z[:, 0], len(bs)), np.tile(bs, len(z)), np.repeat(z[:, 1], len(bs)), np.repeat(z[:, 2], len(bs))])
 
 
 # Monoclinic trials also from rectangular zones that hold b* (0kl or hk0): a C cell's first lines can be
@@ -1159,6 +1237,7 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
     n_screen = min(lines.n, N_LINES)
     n0, hmax0, keep0 = _PRE_PASS
     shared = None  # the form seeds the first zero trial's pre-pass kept, as (choice, assignment) pairs
+    memo: dict = {}  # the monoclinic three-line zones chosen at the first zero trial
     for z in zeros:
         if time.process_time() > deadline:
             break
@@ -1176,7 +1255,7 @@ def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, ke
             else:
                 trials, pairs = _form_seeds(system, q, n_first, basis=basis, return_pairs=True)
         elif system == "monoclinic":
-            trials = _monoclinic_trials(q, tol, basis=basis)
+            trials = _monoclinic_trials(q, tol, basis=basis, memo=memo)
             if MONOCLINIC_B_ZONES:
                 extra = _monoclinic_b_zone_trials(q, tol, basis=basis)
                 if len(extra):
