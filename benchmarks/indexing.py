@@ -226,6 +226,9 @@ def main(argv=None) -> int:
     ap.add_argument("--consensus-zero-offsets", type=float, nargs="+", default=None, metavar="DEG",
                     help="set xrdid.indexing.search.CONSENSUS_ZERO_OFFSETS_DEG (offsets from an estimated zero shift also tried in the "
                          "monoclinic search, e.g. -0.02 0.02; 0 alone = off, the default)")
+    ap.add_argument("--consensus-zero-unindexed", action="store_true",
+                    help="set xrdid.indexing.search.CONSENSUS_ZERO_UNINDEXED (the offsets only when no cell is acceptable after every "
+                         "system's search: the monoclinic search run again around the estimated zero)")
     args = ap.parse_args(argv)
     from xrdid.indexing import combine, peaks, search
 
@@ -244,6 +247,7 @@ def main(argv=None) -> int:
             setattr(module, attr, getattr(args, name))
     if args.consensus_zero_offsets is not None:
         search.CONSENSUS_ZERO_OFFSETS_DEG = tuple(d for d in args.consensus_zero_offsets if d != 0.0)
+    search.CONSENSUS_ZERO_UNINDEXED = search.CONSENSUS_ZERO_UNINDEXED or args.consensus_zero_unindexed
     search.BLEND_KEEP_BETTER = search.BLEND_KEEP_BETTER or args.blend_keep_better
     if args.search_keep:
         search.SEARCH_KEEP = {**search.SEARCH_KEEP, **{k: int(v) for k, v in (kv.split("=") for kv in args.search_keep)}}

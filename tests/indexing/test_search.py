@@ -697,11 +697,12 @@ def test_a_monoclinic_zone_from_three_h0l_lines(monkeypatch, zones):
         assert right_rank(result.cells[:3], [lat]) is None
 
 
-@pytest.mark.parametrize("offsets", [(), (-0.02, 0.02)])
-def test_monoclinic_zero_trials_around_an_estimated_zero(monkeypatch, offsets):
+@pytest.mark.parametrize(("offsets", "unindexed"), [((), False), ((-0.02, 0.02), False), ((-0.02, 0.02), True)])
+def test_monoclinic_zero_trials_around_an_estimated_zero(monkeypatch, offsets, unindexed):
     """AB3_mC16_12's 15 lines from a rendered pattern (Cu Kα1, from 15°): the orders of reflections agree on a zero
     shift of −0.0001°, the cell's is +0.022°; at the estimate its monoclinic trial is cut in the pre-pass and no
-    right cell is accepted. Trials at the estimate ± 0.02° (CONSENSUS_ZERO_OFFSETS_DEG; () = off) find it."""
+    right cell is accepted. Trials at the estimate ± 0.02° (CONSENSUS_ZERO_OFFSETS_DEG; () = off) find it, in the
+    first monoclinic search or, with CONSENSUS_ZERO_UNINDEXED, in the search run again when nothing is acceptable."""
     from pymatgen.core import Lattice
 
     from xrdid.indexing import search
@@ -709,6 +710,7 @@ def test_monoclinic_zero_trials_around_an_estimated_zero(monkeypatch, offsets):
     from xrdid.indexing.peaks import PeakList
 
     monkeypatch.setattr(search, "CONSENSUS_ZERO_OFFSETS_DEG", offsets)
+    monkeypatch.setattr(search, "CONSENSUS_ZERO_UNINDEXED", unindexed)
     tt = [15.1854, 17.3469, 18.0212, 20.1423, 24.4814, 30.6286, 31.9654, 36.6156, 47.5199, 52.0609, 53.6934, 63.7716, 66.8403, 77.789,
           88.0381]
     sigma = [0.0039, 0.0053, 0.003, 0.0048, 0.0057, 0.0021, 0.0049, 0.0018, 0.0383, 0.0038, 0.0033, 0.0079, 0.0081, 0.0109, 0.0208]

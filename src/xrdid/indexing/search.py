@@ -34,7 +34,8 @@ families of trial cells, all classic:
   calculated lines) beats the true cell's.
 
 **Zero shift.** Before the search, pairs of lines whose Q ratio is 4 or 9 under some zero shift within
-±``MAX_ZERO_DEG`` (orders h, 2h, 3h) vote for it; a shift with ≥ 2 consistent pairs is applied. Every
+±``MAX_ZERO_DEG`` (orders h, 2h, 3h) vote for it; a shift with ≥ 2 consistent pairs is applied (the monoclinic
+search can also try it ± ``CONSENSUS_ZERO_OFFSETS_DEG``, each zero keeping its own best trials; off). Every
 refinement then fits z with the cell (weighted linear least squares on Q, linearised in z, iterated), for
 2θ data.
 
@@ -177,6 +178,9 @@ ZERO_TRIALS_DEG = (0.0, -0.06, 0.06)
 # −0.0001°, refined +0.022°; the trial ranks 9191st of the pre-pass at the estimate, 269th at the refined zero).
 # () = off (benchmarks/README.md, twentieth round; `--consensus-zero-offsets`).
 CONSENSUS_ZERO_OFFSETS_DEG: tuple = ()
+# With CONSENSUS_ZERO_OFFSETS_DEG: try them only when every system's search is done and no cell is acceptable (the
+# monoclinic search run again, around the estimate), not in the first monoclinic search.
+CONSENSUS_ZERO_UNINDEXED = False
 TIME_BUDGET_S = 10.0
 # Centrings each trial cell is screened in (CENTRINGS; monoclinic A and I are C in another setting).
 SCREEN_CENTRINGS = {"cubic": ("P", "I", "F"), "tetragonal": ("P", "I"), "hexagonal": ("P", "R"),
@@ -1233,11 +1237,13 @@ def _p_of(system: str, p6: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ driver
 
 
-def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, keep: int, deadline: float = math.inf) -> list[Cell]:
+def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, keep: int, deadline: float = math.inf,
+                   around_zero: bool | None = None) -> list[Cell]:
     if lines.n < 2 * N_PARAMS[system] + 2:
         return []  # too few lines to tell a cell of this many parameters from chance
     zeros = [zero] if zero != 0.0 or not refine_zero or system == "triclinic" else list(ZERO_TRIALS_DEG)
-    around = zero != 0.0 and refine_zero and system == "monoclinic" and any(d != 0.0 for d in CONSENSUS_ZERO_OFFSETS_DEG)
+    around = (zero != 0.0 and refine_zero and system == "monoclinic" and any(d != 0.0 for d in CONSENSUS_ZERO_OFFSETS_DEG)
+              and (not CONSENSUS_ZERO_UNINDEXED if around_zero is None else around_zero))
     if around:
         zeros += [zero + d for d in CONSENSUS_ZERO_OFFSETS_DEG if d != 0.0]
     pooled, scores, zs = [], [], []
@@ -1626,6 +1632,13 @@ def index_peaks(
             found = []
         cells.extend(found)
         searched.append(system)
+    if (CONSENSUS_ZERO_UNINDEXED and CONSENSUS_ZERO_OFFSETS_DEG and zero != 0.0 and refine_zero and "monoclinic" in searched
+            and time.process_time() - t0 <= time_budget_s and not any(acceptable(c, min_m20) for c in cells)):
+        try:
+            cells.extend(_search_system("monoclinic", lines, zero, refine_zero, SEARCH_KEEP["monoclinic"], deadline=t0 + time_budget_s,
+                                        around_zero=True))
+        except np.linalg.LinAlgError as exc:
+            log.debug("monoclinic search around the zero failed: %s", exc)
     # Enough cells for the report, the super-cells' parents, and a margin for the cells a super-cell replaces.
     enough = max(n_cells, N_SUPERCELL_PARENTS) + N_SUPERCELL_PARENTS
     cells = _dedupe(cells, enough, min_m20)
