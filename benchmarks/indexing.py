@@ -223,6 +223,13 @@ def main(argv=None) -> int:
     ap.add_argument("--monoclinic-triple-zones", type=int, default=None, metavar="N",
                     help="set xrdid.indexing.search.MONOCLINIC_TRIPLE_ZONES (h0l zones solved from three lines as h0l forms, the best N "
                          "kept; 0 = off; 2000, the default)")
+    ap.add_argument("--consensus-zero-offsets", type=float, nargs="+", default=None, metavar="DEG",
+                    help="set xrdid.indexing.search.CONSENSUS_ZERO_OFFSETS_DEG (offsets from an estimated zero shift also tried in the "
+                         "monoclinic search; 0 alone = off; -0.02 0.02, the default)")
+    ap.add_argument("--consensus-zero-unindexed", type=int, choices=(0, 1), default=None,
+                    help="set xrdid.indexing.search.CONSENSUS_ZERO_UNINDEXED (1, the default: the offsets only when no cell is acceptable "
+                         "after every system's search, the monoclinic search run again around the estimated zero; 0: in every "
+                         "monoclinic search)")
     args = ap.parse_args(argv)
     from xrdid.indexing import combine, peaks, search
 
@@ -239,6 +246,10 @@ def main(argv=None) -> int:
                                ("monoclinic_triple_zones", search, "MONOCLINIC_TRIPLE_ZONES")):
         if getattr(args, name) is not None:
             setattr(module, attr, getattr(args, name))
+    if args.consensus_zero_offsets is not None:
+        search.CONSENSUS_ZERO_OFFSETS_DEG = tuple(d for d in args.consensus_zero_offsets if d != 0.0)
+    if args.consensus_zero_unindexed is not None:
+        search.CONSENSUS_ZERO_UNINDEXED = bool(args.consensus_zero_unindexed)
     search.BLEND_KEEP_BETTER = search.BLEND_KEEP_BETTER or args.blend_keep_better
     if args.search_keep:
         search.SEARCH_KEEP = {**search.SEARCH_KEEP, **{k: int(v) for k, v in (kv.split("=") for kv in args.search_keep)}}

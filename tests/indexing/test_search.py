@@ -697,6 +697,33 @@ def test_a_monoclinic_zone_from_three_h0l_lines(monkeypatch, zones):
         assert right_rank(result.cells[:3], [lat]) is None
 
 
+@pytest.mark.parametrize(("offsets", "unindexed"), [((), False), ((-0.02, 0.02), False), ((-0.02, 0.02), True)])
+def test_monoclinic_zero_trials_around_an_estimated_zero(monkeypatch, offsets, unindexed):
+    """AB3_mC16_12's 15 lines from a rendered pattern (Cu Kα1, from 15°): the orders of reflections agree on a zero
+    shift of −0.0001°, the cell's is +0.022°; at the estimate its monoclinic trial is cut in the pre-pass and no
+    right cell is accepted. Trials at the estimate ± 0.02° (CONSENSUS_ZERO_OFFSETS_DEG; () = off) find it, in the
+    first monoclinic search or, with CONSENSUS_ZERO_UNINDEXED, in the search run again when nothing is acceptable."""
+    from pymatgen.core import Lattice
+
+    from xrdid.indexing import search
+    from xrdid.indexing.evaluate import right_rank
+    from xrdid.indexing.peaks import PeakList
+
+    monkeypatch.setattr(search, "CONSENSUS_ZERO_OFFSETS_DEG", offsets)
+    monkeypatch.setattr(search, "CONSENSUS_ZERO_UNINDEXED", unindexed)
+    tt = [15.1854, 17.3469, 18.0212, 20.1423, 24.4814, 30.6286, 31.9654, 36.6156, 47.5199, 52.0609, 53.6934, 63.7716, 66.8403, 77.789,
+          88.0381]
+    sigma = [0.0039, 0.0053, 0.003, 0.0048, 0.0057, 0.0021, 0.0049, 0.0018, 0.0383, 0.0038, 0.0033, 0.0079, 0.0081, 0.0109, 0.0208]
+    fwhm = [0.1286, 0.0741, 0.1502, 0.162, 0.1499, 0.153, 0.2583, 0.1604, 0.1581, 0.1909, 0.1896, 0.2608, 0.3141, 0.409, 0.5212]
+    intensity = [0.4879, 0.0635, 0.2034, 0.1232, 0.0692, 0.3221, 0.8977, 1.0, 0.1436, 0.2712, 0.3407, 0.1634, 0.3501, 0.2199, 0.1894]
+    peaks = PeakList.from_positions(tt, 1.5405929, intensity=intensity, sigma=sigma, fwhm=fwhm)
+    assert abs(search.estimate_zero(search.lines_from_peaks(peaks))) < 0.005
+    lat = Lattice.from_parameters(5.90995, 5.90995, 6.148, 80.98523, 99.01477, 60.04532)  # primitive
+    result = search.index_peaks(peaks, systems=("monoclinic",))
+    rank = right_rank(result.cells[:3], [lat])
+    assert (rank is not None) == bool(offsets), [c.to_dict() for c in result.cells[:3]]
+
+
 def _line_list(lat, hkl, wavelength_A: float = 1.5405929):
     """A peak list of ``lat``'s reflections ``hkl`` at Cu Kα1, equal intensities and 0.1° FWHM, in order of angle."""
     import numpy as np
