@@ -230,16 +230,23 @@ def test_a_phase_bent_to_several_bounds_is_dropped(library, monkeypatch):
     assert {p.index for p in F._final(m, h, st, b, ("zero", "width"), ne).phases} == {i}
 
 
-def test_refinement_stops_when_an_iteration_gains_less_than_rtol(library, monkeypatch):
-    """rtol (the fit passes lm_stop / N_eff: a tenth of a BIC unit) ends the refinement early."""
-    from xrdid.mixtures.model import Globals, Model, PhaseState
-    from xrdid.mixtures.refine import Bounds, refine, slots_for
+def _noisy_tio2(library):
+    """(TiO2's library index, a model of a noisy TiO2 pattern slightly off its library cell, the globals)."""
+    from xrdid.mixtures.model import Globals, PhaseState
 
     i = next(k for k, p in enumerate(library.phases) if p.formula == "TiO2")
     m = _model(library)
     g = Globals(log_width=math.log(3.0))
     y = m.render(PhaseState(i, s=1.004, q=np.array([0.003]), log_size=math.log(60.0)), g)
-    m = _model(library, np.random.default_rng(5).poisson(2e4 * y / y.max() + 300).astype(float))
+    return i, _model(library, np.random.default_rng(5).poisson(2e4 * y / y.max() + 300).astype(float)), g
+
+
+def test_refinement_stops_when_an_iteration_gains_less_than_rtol(library, monkeypatch):
+    """rtol (the fit passes lm_stop / N_eff: a tenth of a BIC unit) ends the refinement early."""
+    from xrdid.mixtures.model import Model, PhaseState
+    from xrdid.mixtures.refine import Bounds, refine, slots_for
+
+    i, m, g = _noisy_tio2(library)
     start = [PhaseState(i, q=np.zeros(1))]
     slots = slots_for(start, m, phase_kinds=("s", "q", "size"), global_kinds=())
     calls = []
@@ -259,17 +266,13 @@ def test_a_trial_step_the_trust_region_made_equal_to_a_rejected_one_is_not_evalu
     """After a rejected step λ grows; where each parameter's largest step had cut the step back, the next
     λ gives the same step again. Such a step is not evaluated (fewer renders and solves), and here, where
     it would have been rejected again, the refinement ends on the very same numbers."""
-    from xrdid.mixtures.model import Globals, Model, PhaseState
+    from xrdid.mixtures.model import Model, PhaseState
     from xrdid.mixtures.refine import Bounds, _same_step, refine, slots_for
 
     assert _same_step(np.array([1.0, 0.5]), np.array([1.0, 0.52]), 0.05)
     assert not _same_step(np.array([1.0, 0.5]), np.array([1.0, 0.6]), 0.05)
     assert not _same_step(np.array([1.0, 0.5]), np.array([1.0, 0.5]), 0.0)
-    i = next(k for k, p in enumerate(library.phases) if p.formula == "TiO2")
-    m = _model(library)
-    g = Globals(log_width=math.log(3.0))
-    y = m.render(PhaseState(i, s=1.004, q=np.array([0.003]), log_size=math.log(60.0)), g)
-    m = _model(library, np.random.default_rng(5).poisson(2e4 * y / y.max() + 300).astype(float))
+    i, m, g = _noisy_tio2(library)
     start = [PhaseState(i, q=np.zeros(1))]
     slots = slots_for(start, m, phase_kinds=("s", "q", "size", "strain"), global_kinds=("zero", "width"))
     calls = []
