@@ -328,7 +328,7 @@ def test_negative_scales_held_at_zero_give_the_bounded_optimum_without_bvls(libr
 
 
 def test_the_kalpha2_derivative_is_the_kalpha2_peaks_alone(library, monkeypatch):
-    """The columns are Kα1 + ratio × Kα2 peaks: Model.line_columns(…, 1) is their derivative with respect to
+    """The columns are Kα1 + ratio × Kα2 peaks: Model.columns(…, line=1) is their derivative with respect to
     the ratio (a finite difference agrees to rounding), and the refinement uses it instead of re-rendering
     both lines (fewer rendered peaks, the same refined numbers within rounding)."""
     from xrdid.mixtures import profile as P
@@ -338,7 +338,7 @@ def test_the_kalpha2_derivative_is_the_kalpha2_peaks_alone(library, monkeypatch)
     m = _model(library)
     states = [PhaseState(i, log_size=math.log(40.0 + 30 * i)) for i in range(3)]
     g = Globals(log_width=math.log(3.0), kalpha2_ratio=0.45, zero_deg=0.02)
-    k2 = m.line_columns(states, g, 1)
+    k2 = m.columns(states, g, line=1)
     fd = (m.columns(states, g.copy(kalpha2_ratio=0.47)) - m.columns(states, g)) / 0.02
     np.testing.assert_allclose(k2, fd, rtol=0, atol=1e-9 * np.abs(fd).max())
     assert np.abs(k2).max() > 0

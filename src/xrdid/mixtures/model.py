@@ -221,29 +221,20 @@ class Model:
             strain=ps.strain, kalpha2_ratio=g.kalpha2_ratio, window_fwhm=self.window,
         )
 
-    def columns(self, phases: list[PhaseState], g: Globals) -> np.ndarray:
-        """Every phase's column, (len(phases), N): the same numbers as :meth:`render` of each, in one call."""
+    def columns(self, phases: list[PhaseState], g: Globals, line: int | None = None) -> np.ndarray:
+        """Every phase's column, (len(phases), N): the same numbers as :meth:`render` of each, in one call.
+        ``line``: every phase's peaks of that wavelength alone, at weight 1 — the columns are Kα1 + ratio ×
+        those of line 1, so ``line=1`` gives their derivative with respect to the Kα2 ratio."""
         if not phases:
             return np.zeros((0, self.grid.size))
         pds = [self.data(p.index) for p in phases]
-        return render_phases(
-            [(pd.d(p), pd.f2m * pd.texture(p)) for pd, p in zip(pds, phases)], self.grid, self.optics,
-            size_nm=[math.exp(p.log_size) for p in phases], strain=[p.strain for p in phases], zero_deg=g.zero_deg,
-            displacement_deg=g.displacement_deg, width_scale=math.exp(g.log_width), kalpha2_ratio=g.kalpha2_ratio,
-            window_fwhm=self.window,
-        )
-
-    def line_columns(self, phases: list[PhaseState], g: Globals, line: int) -> np.ndarray:
-        """Every phase's peaks of wavelength ``line`` alone, at weight 1, (len(phases), N): the columns are
-        Kα1 + ratio × this for ``line`` 1, so it is their derivative with respect to the Kα2 ratio."""
-        if not phases:
-            return np.zeros((0, self.grid.size))
-        pds = [self.data(p.index) for p in phases]
-        optics = replace(self.optics, wavelengths_A=(self.optics.wavelengths_A[line],))
+        optics, ratio = self.optics, g.kalpha2_ratio
+        if line is not None:
+            optics, ratio = replace(self.optics, wavelengths_A=(self.optics.wavelengths_A[line],)), 1.0
         return render_phases(
             [(pd.d(p), pd.f2m * pd.texture(p)) for pd, p in zip(pds, phases)], self.grid, optics,
             size_nm=[math.exp(p.log_size) for p in phases], strain=[p.strain for p in phases], zero_deg=g.zero_deg,
-            displacement_deg=g.displacement_deg, width_scale=math.exp(g.log_width), kalpha2_ratio=1.0,
+            displacement_deg=g.displacement_deg, width_scale=math.exp(g.log_width), kalpha2_ratio=ratio,
             window_fwhm=self.window,
         )
 

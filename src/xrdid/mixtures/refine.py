@@ -161,7 +161,7 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
     the step back, the next λ's step is often the same one again. A step within ``skip_rtol`` (relative,
     see :func:`_same_step`) of the step just rejected is not evaluated (it is taken as rejected too and λ
     grows again); 0 evaluates every step. ``analytic_ka2``: the Kα2 ratio's derivative from the Kα2 peaks
-    alone (:meth:`Model.line_columns`; the columns are linear in it), not by a finite difference."""
+    alone (:meth:`Model.columns` with ``line=1``; the columns are linear in it), not by a finite difference."""
     lo, hi, hs, smax = (np.array(v) for v in zip(*(_slot_bounds(k, bounds) for k, _, _ in slots))) if slots else (
         np.zeros(0),) * 4
     theta = np.clip(np.array([_get(phases, g, s) for s in slots]), lo, hi)
@@ -204,7 +204,7 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
                 D[r] = a[i] * grads[i] * model.tan_theta * (2.0 * _DEG / phs[i].s)
             elif kind == "ka2" and analytic_ka2 and len(model.optics.wavelengths_A) > 1:
                 # The columns are linear in the Kα2 ratio: its derivative is the Kα2 peaks alone (half a render).
-                D[r] = a @ model.line_columns(phs, gg, 1)
+                D[r] = a @ model.columns(phs, gg, line=1)
             elif i is not None:
                 t2 = theta.copy()
                 t2[r] += hs[r] if theta[r] + hs[r] <= hi[r] else -hs[r]
