@@ -222,10 +222,10 @@ def main(argv=None) -> int:
                          "as 1k1; 0 = off; 6, the default)")
     ap.add_argument("--monoclinic-triple-zones", type=int, default=None, metavar="N",
                     help="set xrdid.indexing.search.MONOCLINIC_TRIPLE_ZONES (h0l zones solved from three lines as h0l forms, the best N "
-                         "kept; 0 = off; 2000, the default)")
+                         "kept; 0 = off, the default; 2000 measured)")
     ap.add_argument("--consensus-zero-offsets", type=float, nargs="+", default=None, metavar="DEG",
                     help="set xrdid.indexing.search.CONSENSUS_ZERO_OFFSETS_DEG (offsets from an estimated zero shift also tried in the "
-                         "monoclinic search; 0 alone = off; -0.02 0.02, the default)")
+                         "monoclinic search; 0 alone = off, the default; -0.02 0.02 measured)")
     ap.add_argument("--consensus-zero-unindexed", type=int, choices=(0, 1), default=None,
                     help="set xrdid.indexing.search.CONSENSUS_ZERO_UNINDEXED (1, the default: the offsets only when no cell is acceptable "
                          "after every system's search, the monoclinic search run again around the estimated zero; 0: in every "
