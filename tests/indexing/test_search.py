@@ -734,3 +734,28 @@ def _line_list(lat, hkl, wavelength_A: float = 1.5405929):
     q = np.sort(np.einsum("ni,ij,nj->n", hkl, gs, hkl))
     return PeakList.from_positions(2 * np.degrees(np.arcsin(wavelength_A * np.sqrt(q) / 2)), wavelength_A,
                                    intensity=np.full(len(q), 100.0), fwhm=np.full(len(q), 0.1))
+
+
+@pytest.mark.parametrize("spare", [2, 1])
+def test_a_two_parameter_search_on_five_lines(monkeypatch, spare):
+    """A_hR1_166's 5 lines from a rendered pattern (Cu Kα1; seed 7000 + n of the benchmark's tuning draws): its hR
+    cell indexes all five (M5 ≈ 380, tentative), but a 2-parameter search needs 2 × 2 + FEW_PARAMETER_SPARE_LINES
+    lines; with 2 (the default) the hexagonal search does not run and no right cell is accepted, with 1 the hR cell is
+    among the first three (tied with a tI cell that indexes the five lines as well: five lines say little)."""
+    from pymatgen.core import Lattice
+
+    from xrdid.indexing import search
+    from xrdid.indexing.evaluate import right_rank
+    from xrdid.indexing.peaks import PeakList
+
+    monkeypatch.setattr(search, "FEW_PARAMETER_SPARE_LINES", spare)
+    peaks = PeakList.from_positions([32.7329, 40.4499, 52.8831, 63.64, 68.7013], 1.5405929, intensity=[1.0, 0.7989, 0.2705, 0.3726, 0.3139],
+                                    sigma=[0.0026, 0.0032, 0.0088, 0.005, 0.0054], fwhm=[0.129, 0.1807, 0.1893, 0.3833, 0.2091])
+    lat = Lattice.from_parameters(2.986301, 2.986301, 2.986301, 70.743377, 70.743377, 70.743377)  # primitive
+    result = search.index_peaks(peaks)
+    if spare == 2:
+        assert "hexagonal" not in [c.system for c in result.cells] and right_rank(result.cells[:3], [lat]) is None
+    else:
+        rank = right_rank(result.cells[:3], [lat])
+        assert rank is not None, [c.to_dict() for c in result.cells[:3]]
+        assert search.confidence(result.cells[rank - 1]) == "tentative"
