@@ -288,6 +288,9 @@ def main(argv=None) -> int:
     ap.add_argument("--few-parameter-spare-lines", type=int, default=None, metavar="N",
                     help="set xrdid.indexing.search.FEW_PARAMETER_SPARE_LINES (the cubic to orthorhombic searches run on 2 × parameters "
                          "+ N lines or more; 2, the default; 1 measured)")
+    ap.add_argument("--supercell-rejected-parents", type=int, default=None, metavar="N",
+                    help="set xrdid.indexing.search.SUPERCELL_REJECTED_PARENTS (when no cell is acceptable, super-cells of the best N "
+                         "rejected cells too; 0 = off, the default; 3 measured)")
     args = ap.parse_args(argv)
     from xrdid.indexing import combine, peaks, search
 
@@ -302,7 +305,8 @@ def main(argv=None) -> int:
                                ("triclinic_complete", search, "TRICLINIC_COMPLETE"),
                                ("monoclinic_complete", search, "MONOCLINIC_COMPLETE"),
                                ("monoclinic_triple_zones", search, "MONOCLINIC_TRIPLE_ZONES"),
-                               ("few_parameter_spare_lines", search, "FEW_PARAMETER_SPARE_LINES")):
+                               ("few_parameter_spare_lines", search, "FEW_PARAMETER_SPARE_LINES"),
+                               ("supercell_rejected_parents", search, "SUPERCELL_REJECTED_PARENTS")):
         if getattr(args, name) is not None:
             setattr(module, attr, getattr(args, name))
     if args.consensus_zero_offsets is not None:

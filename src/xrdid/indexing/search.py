@@ -1478,6 +1478,12 @@ def _adds_lines(real_basis: np.ndarray, q_miss: np.ndarray, tol_miss: np.ndarray
 # cells both ways on the tuning draws (+4, −3): left at 1.
 SUPERCELL_NEAR_PARENT_FWHM = 1.0
 SUPERCELL_MIN_ADDED = 1
+# When no cell is acceptable, the best SUPERCELL_REJECTED_PARENTS rejected cells (of at most MAX_SUPERCELL_PARAMETERS
+# parameters, indexing at least half their lines) are super-cell parents too: a sub-cell that leaves a
+# super-structure's lines unindexed can be too poor to accept (A2B_tI24_141 from 37.9°: its c/3 tI cell indexes 11 of
+# 20 lines, the true tI, its ×3 super-cell, all 20 — and the true cell's own trial is screened out). 0 = off, the
+# default (benchmarks/README.md, twenty-first round; `--supercell-rejected-parents N`).
+SUPERCELL_REJECTED_PARENTS = 0
 
 
 def _near_parent(par: Cell, lines: Lines, n: int, fwhms: float) -> np.ndarray:
@@ -1492,11 +1498,14 @@ def _near_parent(par: Cell, lines: Lines, n: int, fwhms: float) -> np.ndarray:
 
 
 def _prefer_supercells(cells: list[Cell], lines: Lines, refine_zero: bool, min_m20: dict | None, enough: int | None = None) -> list[Cell]:
-    """Add the super-cells (:func:`_supercells`) of the best accepted cells, each ranked just above its parent
+    """Add the super-cells (:func:`_supercells`) of the best accepted cells (with SUPERCELL_REJECTED_PARENTS and none
+    accepted, of the best rejected ones), each ranked just above its parent
     when the lines it adds are more than its extra reflections would index by chance (expected chance hits
     from the density of its additional calculated lines at each line the parent leaves unindexed) and at least
     SUPERCELL_MIN_ADDED; with SUPERCELL_NEAR_PARENT_FWHM, lines near a parent's reflection are not counted."""
     parents = [c for c in cells if acceptable(c, min_m20) and N_PARAMS[c.system] <= MAX_SUPERCELL_PARAMETERS][:N_SUPERCELL_PARENTS]
+    if SUPERCELL_REJECTED_PARENTS > 0 and not any(acceptable(c, min_m20) for c in cells):
+        parents = [c for c in cells if N_PARAMS[c.system] <= MAX_SUPERCELL_PARAMETERS and 2 * c.n_indexed >= c.n_lines][:SUPERCELL_REJECTED_PARENTS]
     added = []
     for par in parents:
         miss = ~_mask(par)
