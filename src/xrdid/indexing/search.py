@@ -1248,8 +1248,10 @@ def _p_of(system: str, p6: np.ndarray) -> np.ndarray:
 # A system's search runs only on at least 2 N + SEARCH_SPARE_LINES lines (N its free parameters; fewer cannot tell a
 # cell from chance). FEW_PARAMETER_SPARE_LINES replaces it for the systems of at most 3 parameters (cubic to
 # orthorhombic), whose cells the acceptance's chance bound and the tentative mark still guard: 1 lets the
-# tetragonal and hexagonal searches run on 5 lines and the orthorhombic one on 7 (benchmarks/README.md,
-# twenty-first round: three tuning patterns whose acceptable true cell was never searched for).
+# tetragonal and hexagonal searches run on 5 lines and the orthorhombic one on 7. Measured with 1: four tuning
+# patterns whose acceptable true cell was never searched for found (168: 133 → 137 in the top 3, all tentative), the
+# test half unchanged, but random 5–7-line patterns falsely indexed 16 → 26 of 60 (all tentative): off, 2
+# (benchmarks/README.md, twenty-first round; `--few-parameter-spare-lines`).
 SEARCH_SPARE_LINES = 2
 FEW_PARAMETER_SPARE_LINES = 2
 
@@ -1481,8 +1483,9 @@ SUPERCELL_MIN_ADDED = 1
 # When no cell is acceptable, the best SUPERCELL_REJECTED_PARENTS rejected cells (of at most MAX_SUPERCELL_PARAMETERS
 # parameters, indexing at least half their lines) are super-cell parents too: a sub-cell that leaves a
 # super-structure's lines unindexed can be too poor to accept (A2B_tI24_141 from 37.9°: its c/3 tI cell indexes 11 of
-# 20 lines, the true tI, its ×3 super-cell, all 20 — and the true cell's own trial is screened out). 0 = off, the
-# default (benchmarks/README.md, twenty-first round; `--supercell-rejected-parents N`).
+# 20 lines, the true tI, its ×3 super-cell, all 20 — and the true cell's own trial is screened out). Measured with 3:
+# tuning draws 133 → 134 in the top 3, the test half unchanged, random 5–7-line patterns falsely indexed 16 → 18 of 60
+# (tentative): 0 = off, the default (benchmarks/README.md, twenty-first round; `--supercell-rejected-parents N`).
 SUPERCELL_REJECTED_PARENTS = 0
 
 
