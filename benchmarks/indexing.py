@@ -1,7 +1,7 @@
 """Powder indexing: is the right cell (within 0.5 % of a Niggli-equivalent cell) among the top 3? (xrdid.indexing)
 
     .venv/bin/python benchmarks/indexing.py [--instrument cu] [--points 8501] [--draws 1] [--limit N] [--time-budget 10]
-                                            [--measured ../shared/data/measured] [--out results.json]
+                                            [--measured ../shared/data/measured] [--tuning SEED …] [--out results.json]
 
 1. The AFLOW prototypes shipped with pymatgen (ordered ones; truth: spglib's primitive cell), each rendered
    ``--draws`` times on a laboratory Cu Kα1/Kα2 scan (5–90°, 0.01° steps by default) with the realistic
