@@ -1,7 +1,7 @@
 """Powder indexing: is the right cell (within 0.5 % of a Niggli-equivalent cell) among the top 3? (xrdid.indexing)
 
     .venv/bin/python benchmarks/indexing.py [--instrument cu] [--points 8501] [--draws 1] [--limit N] [--time-budget 10]
-                                            [--measured ../shared/data/measured] [--out results.json]
+                                            [--measured ../shared/data/measured] [--tuning SEED …] [--out results.json]
 
 1. The AFLOW prototypes shipped with pymatgen (ordered ones; truth: spglib's primitive cell), each rendered
    ``--draws`` times on a laboratory Cu Kα1/Kα2 scan (5–90°, 0.01° steps by default) with the realistic
@@ -17,6 +17,10 @@
    ``--weak-line-retry``, xrdid.indexing.combine.WEAK_LINE_RETRY; ``--weak-line-search``, that and WEAK_LINE_SEARCH;
    ``--supercell-weak-lines``, SUPERCELL_WEAK_LINES) does not touch them; ``--random-patterns N``
    draws the first N of the short lists as noisy patterns and indexes them through the peak search.
+4. With ``--tuning SEED …``: instead of 1 (the test half) and 2, the 56 tuning prototypes — every 5th ordered
+   prototype from the 3rd (indices 2, 7, 12, …; disjoint from the test half's 0, 5, 10, …, though two AFLOW labels
+   occur in both, each time for a different structure) — rendered once per seed (pattern n with seed SEED + n, as
+   1) and indexed as 1; a table per seed and one pooled. The draws tuned on: ``--tuning 7000 8000 9000``.
 
 Prints success per true crystal system (right cell first, in the top 3) and time per pattern, with the
 time of the peak search alone measured in the same run as the reference (the indexing's cost is the
@@ -47,9 +51,10 @@ def _table(title: str, summary: dict) -> str:
     return "\n".join(lines)
 
 
-def prototype_items(inst, limit: int | None, draws: int = 1) -> list:
+def prototype_items(inst, limit: int | None, draws: int = 1, tuning: bool = False) -> list:
     """(id, crystal system, StickBatch of one, [true lattice]) of the ordered AFLOW prototypes (module docstring,
-    1), every k-th so that about ``limit`` are used, each ``draws`` times."""
+    1), every k-th so that about ``limit`` are used, each ``draws`` times; ``tuning``: the 56 tuning prototypes
+    instead (module docstring, 4; ``limit`` ignored)."""
     from xrdid.evaluate.real import aflow_prototypes, spglib_number
     from xrdid.indexing.evaluate import primitive_lattice_of
     from xrdid.instrument import StickBatch
@@ -57,7 +62,9 @@ def prototype_items(inst, limit: int | None, draws: int = 1) -> list:
     from xrdid.simulate.sticks import compute_sticks
 
     protos = [(label, s) for label, s in aflow_prototypes() if s.is_ordered]
-    if limit:
+    if tuning:
+        protos = protos[TUNING_START::TUNING_STEP][:TUNING_N]
+    elif limit:
         protos = protos[:: max(1, len(protos) // limit)][:limit]
     items = []
     for label, s in protos:
@@ -72,6 +79,51 @@ def prototype_items(inst, limit: int | None, draws: int = 1) -> list:
         for k in range(draws):
             items.append((f"{label}#{k}", system, sticks, [truth]))
     return items
+
+
+# The tuning prototypes (module docstring, 4): every TUNING_STEP-th ordered prototype from index TUNING_START.
+TUNING_START, TUNING_STEP, TUNING_N = 2, 5, 56
+
+
+def _tuning(args, inst) -> dict:
+    """Render and index the tuning prototypes once per seed of ``args.tuning`` (module docstring, 4)."""
+    from xrdid.indexing.evaluate import index_rendered, summarise
+    from xrdid.instrument import Augment
+
+    items = prototype_items(inst, None, tuning=True)
+    print(f"{len(items)} tuning prototypes × {len(args.tuning)} draws ({inst.name}, {args.points} points); load average {os.getloadavg()[0]:.1f}")
+    draws, pooled = {}, []
+    for seed in args.tuning:
+        t0 = time.perf_counter()
+        rows = [{**r, "seed": seed} for r in index_rendered(items, inst, Augment(), seed=seed, time_budget_s=args.time_budget)]
+        summary = summarise(rows)
+        print(_table(f"Tuning prototypes, seeds {seed} + n ({len(rows)} patterns, {time.perf_counter() - t0:.0f} s wall, "
+                     f"{sum(r['seconds'] for r in rows):.1f} CPU s)", summary))
+        print("failures (top 3):", ", ".join(f"{r['id']} [{r['crystal_system']}: {r['best']}]" for r in rows if not (r["rank"] and r["rank"] <= 3)))
+        print()
+        draws[seed] = {"summary": summary, "rows": rows}
+        pooled += rows
+    summary = summarise(pooled)
+    print(_counts_table(f"Tuning prototypes pooled over seeds {', '.join(map(str, args.tuning))} ({len(pooled)} patterns, "
+                        f"{sum(r['seconds'] for r in pooled):.1f} CPU s)", pooled))
+    print("per draw (top 3 / first):", ", ".join(f"{s}: {_n(d['rows'], 3)} / {_n(d['rows'], 1)}" for s, d in draws.items()))
+    print(_tentative_line(pooled))
+    return {"summary": summary, "draws": draws, "rows": pooled}
+
+
+def _n(rows: list[dict], top: int) -> int:
+    return sum(1 for r in rows if r["rank"] and r["rank"] <= top)
+
+
+def _counts_table(title: str, rows: list[dict]) -> str:
+    """Per true crystal system: right cell in the top 3 / first as counts (the README's tuning tables)."""
+    lines = [title, "", "| true crystal system | n | in the top 3 / first |", "|---|---|---|"]
+    for name in ("cubic", "tetragonal", "hexagonal", "trigonal", "orthorhombic", "monoclinic", "triclinic"):
+        rs = [r for r in rows if r["crystal_system"] == name]
+        if rs:
+            lines.append(f"| {name} | {len(rs)} | {_n(rs, 3)} / {_n(rs, 1)} |")
+    lines.append(f"| **pooled** | {len(rows)} | **{_n(rows, 3)} / {_n(rows, 1)}** |")
+    return "\n".join(lines)
 
 
 def _simulated(args, inst) -> dict:
@@ -184,6 +236,9 @@ def main(argv=None) -> int:
     ap.add_argument("--measured", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "measured"))
     ap.add_argument("--out", default=None, help="write all rows and summaries as JSON here")
     ap.add_argument("--measured-only", action="store_true", help="skip the simulated patterns")
+    ap.add_argument("--tuning", type=int, nargs="+", default=None, metavar="SEED",
+                    help="index the 56 tuning prototypes rendered with each seed (SEED + n) instead of the test half and the measured "
+                         "patterns (module docstring, 4; the draws tuned on: 7000 8000 9000)")
     ap.add_argument("--random", type=int, default=0, help="also index this many random line lists (false indexing)")
     ap.add_argument("--random-short", type=int, default=0, help="also index this many random lists of 5–7 lines")
     ap.add_argument("--random-patterns", type=int, default=0, help="also index the first N random-short line lists drawn as noisy patterns")
@@ -230,6 +285,12 @@ def main(argv=None) -> int:
                     help="set xrdid.indexing.search.CONSENSUS_ZERO_UNINDEXED (1, the default: the offsets only when no cell is acceptable "
                          "after every system's search, the monoclinic search run again around the estimated zero; 0: in every "
                          "monoclinic search)")
+    ap.add_argument("--few-parameter-spare-lines", type=int, default=None, metavar="N",
+                    help="set xrdid.indexing.search.FEW_PARAMETER_SPARE_LINES (the cubic to orthorhombic searches run on 2 × parameters "
+                         "+ N lines or more; 2, the default; 1 measured)")
+    ap.add_argument("--supercell-rejected-parents", type=int, default=None, metavar="N",
+                    help="set xrdid.indexing.search.SUPERCELL_REJECTED_PARENTS (when no cell is acceptable, super-cells of the best N "
+                         "rejected cells too; 0 = off, the default; 3 measured)")
     args = ap.parse_args(argv)
     from xrdid.indexing import combine, peaks, search
 
@@ -243,7 +304,9 @@ def main(argv=None) -> int:
                                ("triclinic_first_lines", search, "TRICLINIC_FIRST_LINES"),
                                ("triclinic_complete", search, "TRICLINIC_COMPLETE"),
                                ("monoclinic_complete", search, "MONOCLINIC_COMPLETE"),
-                               ("monoclinic_triple_zones", search, "MONOCLINIC_TRIPLE_ZONES")):
+                               ("monoclinic_triple_zones", search, "MONOCLINIC_TRIPLE_ZONES"),
+                               ("few_parameter_spare_lines", search, "FEW_PARAMETER_SPARE_LINES"),
+                               ("supercell_rejected_parents", search, "SUPERCELL_REJECTED_PARENTS")):
         if getattr(args, name) is not None:
             setattr(module, attr, getattr(args, name))
     if args.consensus_zero_offsets is not None:
@@ -263,10 +326,14 @@ def main(argv=None) -> int:
 
     inst = get_instrument({"preset": args.instrument, "n_points": args.points})
     out = {}
-    if not args.measured_only:
+    if args.tuning:
+        out["tuning"] = _tuning(args, inst)
+    elif not args.measured_only:
         out["simulated"] = _simulated(args, inst)
     folder = Path(args.measured)
-    if (folder / "index.csv").is_file():
+    if args.tuning:  # the tuning draws only (module docstring, 4)
+        pass
+    elif (folder / "index.csv").is_file():
         mrows = index_measured(folder, time_budget_s=args.time_budget)
         n_ok = sum(1 for r in mrows if r["rank"] and r["rank"] <= 3)
         print(f"\nMeasured patterns with a stated wavelength: right cell in the top 3 for {n_ok} of {len(mrows)}\n")

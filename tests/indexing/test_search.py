@@ -734,3 +734,58 @@ def _line_list(lat, hkl, wavelength_A: float = 1.5405929):
     q = np.sort(np.einsum("ni,ij,nj->n", hkl, gs, hkl))
     return PeakList.from_positions(2 * np.degrees(np.arcsin(wavelength_A * np.sqrt(q) / 2)), wavelength_A,
                                    intensity=np.full(len(q), 100.0), fwhm=np.full(len(q), 0.1))
+
+
+@pytest.mark.parametrize("spare", [2, 1])
+def test_a_two_parameter_search_on_five_lines(monkeypatch, spare):
+    """A_hR1_166's 5 lines from a rendered pattern (Cu Kα1; seed 7000 + n of the benchmark's tuning draws): its hR
+    cell indexes all five (M5 ≈ 380, tentative), but a 2-parameter search needs 2 × 2 + FEW_PARAMETER_SPARE_LINES
+    lines; with 2 (the default) the hexagonal search does not run and no right cell is accepted, with 1 the hR cell is
+    among the first three (tied with a tI cell that indexes the five lines as well: five lines say little)."""
+    from pymatgen.core import Lattice
+
+    from xrdid.indexing import search
+    from xrdid.indexing.evaluate import right_rank
+    from xrdid.indexing.peaks import PeakList
+
+    monkeypatch.setattr(search, "FEW_PARAMETER_SPARE_LINES", spare)
+    peaks = PeakList.from_positions([32.7329, 40.4499, 52.8831, 63.64, 68.7013], 1.5405929, intensity=[1.0, 0.7989, 0.2705, 0.3726, 0.3139],
+                                    sigma=[0.0026, 0.0032, 0.0088, 0.005, 0.0054], fwhm=[0.129, 0.1807, 0.1893, 0.3833, 0.2091])
+    lat = Lattice.from_parameters(2.986301, 2.986301, 2.986301, 70.743377, 70.743377, 70.743377)  # primitive
+    result = search.index_peaks(peaks)
+    if spare == 2:
+        assert "hexagonal" not in [c.system for c in result.cells] and right_rank(result.cells[:3], [lat]) is None
+    else:
+        rank = right_rank(result.cells[:3], [lat])
+        assert rank is not None, [c.to_dict() for c in result.cells[:3]]
+        assert search.confidence(result.cells[rank - 1]) == "tentative"
+
+
+@pytest.mark.parametrize("parents", [0, 3])
+def test_a_supercell_of_a_rejected_subcell(monkeypatch, parents):
+    """A2B_tI24_141's 23 lines from a rendered pattern (Cu Kα1 from 37.9°; seed 9000 + n of the benchmark's tuning
+    draws): its tI 4.05 × 25.45 Å cell indexes all 20 first lines, but its trial is screened out; the tI cell with c/3
+    indexes 11 and is rejected, so no super-cell of it is tried and nothing is accepted. With
+    SUPERCELL_REJECTED_PARENTS the rejected cell's ×3 super-cell, the right one, comes first."""
+    from pymatgen.core import Lattice
+
+    from xrdid.indexing import search
+    from xrdid.indexing.evaluate import right_rank
+    from xrdid.indexing.peaks import PeakList
+
+    monkeypatch.setattr(search, "SUPERCELL_REJECTED_PARENTS", parents)
+    tt = [37.8854, 38.8017, 42.5821, 44.743, 50.5107, 51.8276, 53.6448, 56.7675, 58.9728, 60.2551, 60.6955, 63.4872, 65.1428, 69.7674,
+          70.8363, 72.359, 74.8383, 76.0592, 76.9687, 77.9107, 80.997, 83.1402, 86.7796]
+    sigma = [0.001, 0.0025, 0.001, 0.0011, 0.0016, 0.003, 0.0027, 0.0026, 0.0024, 0.0025, 0.0029, 0.001, 0.0013, 0.0089, 0.0035, 0.0044,
+             0.0021, 0.0062, 0.0031, 0.0013, 0.0014, 0.0106, 0.031]
+    fwhm = [0.1242, 0.1153, 0.1323, 0.14, 0.1375, 0.1346, 0.1869, 0.1526, 0.1499, 0.1699, 0.1232, 0.1687, 0.1723, 0.1601, 0.189, 0.2136,
+            0.2276, 0.1471, 0.2102, 0.2122, 0.224, 0.251, 0.243]
+    intensity = [1.0, 0.0591, 0.1804, 0.3873, 0.0617, 0.0451, 0.0805, 0.0508, 0.0422, 0.0444, 0.0253, 0.1785, 0.1171, 0.0144, 0.034, 0.032,
+                 0.097, 0.0187, 0.0428, 0.2831, 0.1047, 0.0316, 0.0181]
+    peaks = PeakList.from_positions(tt, 1.5405929, intensity=intensity, sigma=sigma, fwhm=fwhm)
+    lat = Lattice.from_parameters(13.040697, 13.040697, 13.040697, 162.151358, 162.151358, 25.346013)  # primitive
+    result = search.index_peaks(peaks, systems=("cubic", "tetragonal", "hexagonal"))
+    if parents:
+        assert right_rank(result.cells[:1], [lat]) == 1, [c.to_dict() for c in result.cells[:3]]
+    else:
+        assert not result.indexed, [c.to_dict() for c in result.cells[:3]]

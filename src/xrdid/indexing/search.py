@@ -1245,10 +1245,26 @@ def _p_of(system: str, p6: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ driver
 
+# A system's search runs only on at least 2 N + SEARCH_SPARE_LINES lines (N its free parameters; fewer cannot tell a
+# cell from chance). FEW_PARAMETER_SPARE_LINES replaces it for the systems of at most 3 parameters (cubic to
+# orthorhombic), whose cells the acceptance's chance bound and the tentative mark still guard: 1 lets the
+# tetragonal and hexagonal searches run on 5 lines and the orthorhombic one on 7. Measured with 1: four tuning
+# patterns whose acceptable true cell was never searched for found (168: 133 → 137 in the top 3, all tentative), the
+# test half unchanged, but random 5–7-line patterns falsely indexed 16 → 26 of 60 (all tentative): off, 2
+# (benchmarks/README.md, twenty-first round; `--few-parameter-spare-lines`).
+SEARCH_SPARE_LINES = 2
+FEW_PARAMETER_SPARE_LINES = 2
+
+
+def _min_search_lines(system: str) -> int:
+    """The fewest lines ``system``'s search runs on (SEARCH_SPARE_LINES, FEW_PARAMETER_SPARE_LINES)."""
+    spare = FEW_PARAMETER_SPARE_LINES if N_PARAMS[system] <= 3 else SEARCH_SPARE_LINES
+    return 2 * N_PARAMS[system] + spare
+
 
 def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, keep: int, deadline: float = math.inf,
                    around_zero: bool | None = None) -> list[Cell]:
-    if lines.n < 2 * N_PARAMS[system] + 2:
+    if lines.n < _min_search_lines(system):
         return []  # too few lines to tell a cell of this many parameters from chance
     zeros = [zero] if zero != 0.0 or not refine_zero or system == "triclinic" else list(ZERO_TRIALS_DEG)
     around = (zero != 0.0 and refine_zero and system == "monoclinic" and any(d != 0.0 for d in CONSENSUS_ZERO_OFFSETS_DEG)
@@ -1464,6 +1480,13 @@ def _adds_lines(real_basis: np.ndarray, q_miss: np.ndarray, tol_miss: np.ndarray
 # cells both ways on the tuning draws (+4, −3): left at 1.
 SUPERCELL_NEAR_PARENT_FWHM = 1.0
 SUPERCELL_MIN_ADDED = 1
+# When no cell is acceptable, the best SUPERCELL_REJECTED_PARENTS rejected cells (of at most MAX_SUPERCELL_PARAMETERS
+# parameters, indexing at least half their lines) are super-cell parents too: a sub-cell that leaves a
+# super-structure's lines unindexed can be too poor to accept (A2B_tI24_141 from 37.9°: its c/3 tI cell indexes 11 of
+# 20 lines, the true tI, its ×3 super-cell, all 20 — and the true cell's own trial is screened out). Measured with 3:
+# tuning draws 133 → 134 in the top 3, the test half unchanged, random 5–7-line patterns falsely indexed 16 → 18 of 60
+# (tentative): 0 = off, the default (benchmarks/README.md, twenty-first round; `--supercell-rejected-parents N`).
+SUPERCELL_REJECTED_PARENTS = 0
 
 
 def _near_parent(par: Cell, lines: Lines, n: int, fwhms: float) -> np.ndarray:
@@ -1478,11 +1501,14 @@ def _near_parent(par: Cell, lines: Lines, n: int, fwhms: float) -> np.ndarray:
 
 
 def _prefer_supercells(cells: list[Cell], lines: Lines, refine_zero: bool, min_m20: dict | None, enough: int | None = None) -> list[Cell]:
-    """Add the super-cells (:func:`_supercells`) of the best accepted cells, each ranked just above its parent
+    """Add the super-cells (:func:`_supercells`) of the best accepted cells (with SUPERCELL_REJECTED_PARENTS and none
+    accepted, of the best rejected ones), each ranked just above its parent
     when the lines it adds are more than its extra reflections would index by chance (expected chance hits
     from the density of its additional calculated lines at each line the parent leaves unindexed) and at least
     SUPERCELL_MIN_ADDED; with SUPERCELL_NEAR_PARENT_FWHM, lines near a parent's reflection are not counted."""
     parents = [c for c in cells if acceptable(c, min_m20) and N_PARAMS[c.system] <= MAX_SUPERCELL_PARAMETERS][:N_SUPERCELL_PARENTS]
+    if SUPERCELL_REJECTED_PARENTS > 0 and not any(acceptable(c, min_m20) for c in cells):
+        parents = [c for c in cells if N_PARAMS[c.system] <= MAX_SUPERCELL_PARAMETERS and 2 * c.n_indexed >= c.n_lines][:SUPERCELL_REJECTED_PARENTS]
     added = []
     for par in parents:
         miss = ~_mask(par)
