@@ -70,11 +70,18 @@ def main(argv=None) -> int:
                     help="library sticks with a Debye–Waller factor: the CIFs' own displacement parameters, else B "
                          "(Å²) (load_library displacement_B; default: none, B = 0)")
     add_setting_arguments(ap)
+    ap.add_argument("--shared-derivatives", nargs="*", default=None, metavar="KIND",
+                    help="set xrdid.mixtures.refine.SHARED_KINDS: the refined parameter kinds (q r size strain width ka2) "
+                         "whose derivative columns come from one shared-profile render (default: its own, q r size "
+                         "width ka2; the flag alone: none, a render per parameter)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from xrdid.mixtures import default_cache_dir, identify_phases, load_library
+    from xrdid.mixtures import default_cache_dir, identify_phases, load_library, refine
+
+    if args.shared_derivatives is not None:
+        refine.SHARED_KINDS = tuple(args.shared_derivatives)
     from xrdid.mixtures.evaluate import score_mixture, split_of, summarise
     from xrdid.readers import read_pattern
     from xrdid.simulate.sticks import d_min_for

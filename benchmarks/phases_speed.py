@@ -1,7 +1,7 @@
 """Speed of `xrdid phases` on the measured development mixtures against a 100-phase library.
 
     python benchmarks/phases_speed.py [--library-size 100] [--limit N] [--only ID ...] [--profile OUT.prof]
-                                      [--data ../shared/data]
+                                      [--data ../shared/data] [--shared-derivatives KIND ...]
 
 The library: the 90 reference CIFs of ../shared/data/library topped up to ``--library-size`` with
 pymatgen's AFLOW prototypes (as benchmarks/eval_synthetic_mixtures.py). The patterns: the measured
@@ -46,17 +46,22 @@ def main(argv=None) -> int:
                     help="time only the mixtures whose id contains one of these strings (after --limit)")
     ap.add_argument("--profile", type=Path, default=None, help="write a cProfile of the timed fits here")
     ap.add_argument("--anomalous", action="store_true", help="library sticks with anomalous dispersion at Cu Kα1")
+    ap.add_argument("--shared-derivatives", nargs="*", default=None, metavar="KIND",
+                    help="set xrdid.mixtures.refine.SHARED_KINDS (q r size strain width ka2: derivative columns from "
+                         "one shared-profile render; default q r size width ka2; the flag alone: none)")
     args = ap.parse_args(argv)
 
     from eval_synthetic_mixtures import build_library
     from render_reference import render_reference
 
-    from xrdid.mixtures import identify_phases, load_library
+    from xrdid.mixtures import identify_phases, load_library, refine
     from xrdid.mixtures.fit import FitSettings
     from xrdid.mixtures.profile import Optics
     from xrdid.readers import read_pattern
     from xrdid.simulate.sticks import d_min_for
 
+    if args.shared_derivatives is not None:
+        refine.SHARED_KINDS = tuple(args.shared_derivatives)
     mix_dir = args.data / "mixtures"
     if not (mix_dir / "labels.csv").is_file():
         print(f"no measured mixtures under {mix_dir}", file=sys.stderr)

@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - a scipy that moved it: lsq_linear itse
     _bvls = None
 
 from xrdid.mixtures.library import Library, LibraryPhase
-from xrdid.mixtures.profile import Optics, render_phase, render_phases
+from xrdid.mixtures.profile import Optics, _size_A, _strain_deg, render_derivatives, render_phase, render_phases
 
 # Candidate texture axes (reciprocal-lattice directions of the library cell), deduplicated per phase by
 # the Laue group: the cell axes and the two low-index diagonals cover the habits of most powders.
@@ -236,6 +236,63 @@ class Model:
             size_nm=[math.exp(p.log_size) for p in phases], strain=[p.strain for p in phases], zero_deg=g.zero_deg,
             displacement_deg=g.displacement_deg, width_scale=math.exp(g.log_width), kalpha2_ratio=ratio,
             window_fwhm=self.window,
+        )
+
+    def derivative_columns(self, phases: list[PhaseState], g: Globals, a: np.ndarray, moves: list[tuple],
+                           ka2: bool = False) -> np.ndarray:
+        """Derivatives of the calculated pattern Σ aᵢ·column(phases[i]), one row per move, from one shared-profile
+        render (:func:`~xrdid.mixtures.profile.render_derivatives`), (len(moves) + ka2, N).
+
+        A move is (i, state, globals, step): phase position i moved to ``state`` (its column's derivative times
+        a[i]), or i None: every phase under ``globals`` (the width scale). ``ka2``: a last row, the derivative
+        with respect to the Kα2 ratio. The finite difference (column(moved) − column)/step of each, to first order."""
+        n_cols = len(moves) + int(ka2)
+        if not phases or not n_cols:
+            return np.zeros((n_cols, self.grid.size))
+        every = ka2 or any(i is None for i, *_ in moves)
+        used = list(range(len(phases))) if every else sorted({i for i, *_ in moves})
+        pds = {i: self.data(phases[i].index) for i in used}
+        ds = {i: pds[i].d(phases[i]) for i in used}
+        counts = np.array([ds[i].size for i in used], dtype=np.int64)
+        off = dict(zip(used, np.concatenate([[0], np.cumsum(counts)[:-1]]).tolist()))
+        n = int(counts.sum())
+        row = np.repeat(np.asarray(used), counts)
+        # Each move's sticks: the base sticks it changes, copied after the base, its changed quantity overwritten.
+        segs = [(0, n) if i is None else (off[i], off[i] + ds[i].size) for i, *_ in moves]
+        sizes = np.array([b - a_ for a_, b in segs], dtype=np.int64)
+        src = np.concatenate([np.arange(n)] + [np.arange(a_, b) for a_, b in segs])
+        cw = np.concatenate([[0], np.cumsum(sizes)]) + n
+        base_size = np.repeat([_size_A(math.exp(phases[i].log_size)) for i in used], counts)
+        base_strain = np.repeat([_strain_deg(phases[i].strain) for i in used], counts)
+        sticks = {
+            "d": np.concatenate([ds[i] for i in used])[src],
+            "f2m": np.concatenate([pds[i].f2m * pds[i].texture(phases[i]) for i in used])[src],
+            "size_A": base_size[src],
+            "strain_deg": base_strain[src],
+            "width_scale": np.full(src.size, math.exp(g.log_width)),
+            "src": src,
+        }
+        coef = np.empty(cw[-1] - n)
+        for k, (i, state, gg, step) in enumerate(moves):
+            sl = slice(cw[k], cw[k + 1])
+            if i is None:
+                sticks["width_scale"][sl] = math.exp(gg.log_width)
+                coef[sl.start - n : sl.stop - n] = a[row] / step
+                continue
+            p, pd = phases[i], pds[i]
+            if state.s != p.s or not np.array_equal(state.q, p.q):
+                sticks["d"][sl] = pd.d(state)
+            if state.r != p.r or state.axis != p.axis:
+                sticks["f2m"][sl] = pd.f2m * pd.texture(state)
+            if state.log_size != p.log_size:
+                sticks["size_A"][sl] = _size_A(math.exp(state.log_size))
+            if state.strain != p.strain:
+                sticks["strain_deg"][sl] = _strain_deg(state.strain)
+            coef[sl.start - n : sl.stop - n] = a[i] / step
+        return render_derivatives(
+            sticks, n, np.repeat(np.arange(len(moves)), sizes), coef, n_cols, self.grid, self.optics,
+            zero_deg=g.zero_deg, displacement_deg=g.displacement_deg, kalpha2_ratio=g.kalpha2_ratio,
+            window_fwhm=self.window, line2=(len(moves), a[row]) if ka2 else None,
         )
 
     def linear(self, cols: np.ndarray):

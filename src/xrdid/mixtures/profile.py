@@ -21,6 +21,10 @@ accumulated in the same order and cut into the same pieces, so the fit's answers
 was rendered together. The peaks of a call are evaluated as one flat run of values, each on its own
 window (the grid points within ±h of its centre): numpy's per-call cost, not the arithmetic, is most of a
 small render's time.
+
+:func:`render_derivatives` gives weighted derivative columns of a render (one per refined parameter) from
+one evaluation of each peak's profile: the moves of the peaks' centres, widths, η and areas times the
+profile's analytic derivatives, accumulated by one sparse product.
 """
 
 from __future__ import annotations
@@ -168,32 +172,9 @@ def _render(dd, ff, row, n_rows: int, grid, optics: Optics, *, size_A, strain_de
     step = (grid[-1] - grid[0]) / (N - 1)
     if dd.size == 0:
         return np.zeros((n_rows, N))
-    U, V, W = (width_scale * c for c in optics.caglioti_uvw_deg2)
-    km = optics.polarisation_k * math.cos(math.radians(optics.monochromator_two_theta_deg)) ** 2
-    lams, wgts = [optics.wavelengths_A[0]], [1.0]
-    if len(optics.wavelengths_A) > 1 and kalpha2_ratio > 0:
-        lams.append(optics.wavelengths_A[1])
-        wgts.append(float(kalpha2_ratio))
-    # Gaussian FWHM² of one grid bin (a measured point averages over its bin) and a floor of 1.2 steps,
-    # as the training renderer, so that a peak's sum over the grid does not alias.
-    bin_g2 = 8 * _LN2 * step**2 / 12
-    min_g2 = (1.2 * step) ** 2
-    # Both lines at once: rows of (lines, reflections); flattened, the Kα1 peaks come first.
-    lam = np.array(lams)[:, None]
-    s = lam / (2.0 * dd)
-    ok = s < 1.0
-    theta = np.arcsin(np.minimum(s, 1.0 - 1e-9))
-    sin_t, cos_t = np.sin(theta), np.cos(theta)
-    tan_t = sin_t / cos_t
-    cos2t = 1.0 - 2.0 * sin_t * sin_t
-    lp = (1.0 + km * cos2t * cos2t) / ((1.0 + km) * sin_t * sin_t * cos_t)
-    centre = 2.0 * _DEG * theta + zero_deg + displacement_deg * cos_t
-    g2 = np.maximum(U * tan_t * tan_t + V * tan_t + W + bin_g2 + (strain_deg * tan_t) ** 2, min_g2)
-    gam_l = _DEG * _SCHERRER_K * lam / (size_A * cos_t)
-    gam, eta = _tch(np.sqrt(g2), gam_l)
-    area = np.array(wgts)[:, None] * ff * lp
-    half = window_fwhm * gam
-    vis = ok & (centre + half > grid[0]) & (centre - half < grid[-1]) & (area > 0)
+    lines, centre, area, gam, eta, half, vis = _peaks(
+        dd, ff, grid, optics, step, size_A=size_A, strain_deg=strain_deg, zero_deg=zero_deg,
+        displacement_deg=displacement_deg, width_scale=width_scale, kalpha2_ratio=kalpha2_ratio, window_fwhm=window_fwhm)
     every = bool(vis.all())  # most renders: no peak to leave out, a flat view instead of a selection
     if every:
         centre, area, gam, eta, half = centre.ravel(), area.ravel(), gam.ravel(), eta.ravel(), half.ravel()
@@ -211,7 +192,7 @@ def _render(dd, ff, row, n_rows: int, grid, optics: Optics, *, size_A, strain_de
     if row is None:
         offset = None
     else:
-        rowv = row if len(lams) == 1 else np.concatenate([row] * len(lams))  # each wavelength's peaks, rows alike
+        rowv = row if lines == 1 else np.concatenate([row] * lines)  # each wavelength's peaks, rows alike
         if not every:
             rowv = rowv[vis.ravel()]
         if n_rows > 1 and (rowv[1:] < rowv[:-1]).any():
@@ -259,6 +240,40 @@ def _render(dd, ff, row, n_rows: int, grid, optics: Optics, *, size_A, strain_de
         else:
             out += acc
     return np.ascontiguousarray(out.reshape(n_rows, width)[:, pad : pad + N])
+
+
+def _peaks(dd, ff, grid, optics: Optics, step: float, *, size_A, strain_deg, zero_deg, displacement_deg, width_scale,
+           kalpha2_ratio, window_fwhm):
+    """Every peak of the sticks (d in Å, |F|²m) as (number of lines, centre, area, FWHM Γ, η, window half-width,
+    visible), each (lines, sticks), the Kα1 row first. ``size_A``, ``strain_deg``, ``width_scale``: scalars or
+    one value per stick. The numbers :func:`_render` renders (the same arithmetic)."""
+    U, V, W = (width_scale * c for c in optics.caglioti_uvw_deg2)
+    km = optics.polarisation_k * math.cos(math.radians(optics.monochromator_two_theta_deg)) ** 2
+    lams, wgts = [optics.wavelengths_A[0]], [1.0]
+    if len(optics.wavelengths_A) > 1 and kalpha2_ratio > 0:
+        lams.append(optics.wavelengths_A[1])
+        wgts.append(float(kalpha2_ratio))
+    # Gaussian FWHM² of one grid bin (a measured point averages over its bin) and a floor of 1.2 steps,
+    # as the training renderer, so that a peak's sum over the grid does not alias.
+    bin_g2 = 8 * _LN2 * step**2 / 12
+    min_g2 = (1.2 * step) ** 2
+    # Both lines at once: rows of (lines, reflections); flattened, the Kα1 peaks come first.
+    lam = np.array(lams)[:, None]
+    s = lam / (2.0 * dd)
+    ok = s < 1.0
+    theta = np.arcsin(np.minimum(s, 1.0 - 1e-9))
+    sin_t, cos_t = np.sin(theta), np.cos(theta)
+    tan_t = sin_t / cos_t
+    cos2t = 1.0 - 2.0 * sin_t * sin_t
+    lp = (1.0 + km * cos2t * cos2t) / ((1.0 + km) * sin_t * sin_t * cos_t)
+    centre = 2.0 * _DEG * theta + zero_deg + displacement_deg * cos_t
+    g2 = np.maximum(U * tan_t * tan_t + V * tan_t + W + bin_g2 + (strain_deg * tan_t) ** 2, min_g2)
+    gam_l = _DEG * _SCHERRER_K * lam / (size_A * cos_t)
+    gam, eta = _tch(np.sqrt(g2), gam_l)
+    area = np.array(wgts)[:, None] * ff * lp
+    half = window_fwhm * gam
+    vis = ok & (centre + half > grid[0]) & (centre - half < grid[-1]) & (area > 0)
+    return len(lams), centre, area, gam, eta, half, vis
 
 
 # Values (peaks × window points) per piece of a render: bounds its memory. The pieces of one row (phase)
@@ -309,3 +324,134 @@ def _pieces(ends: np.ndarray, rowv: np.ndarray | None):
             c0, size = u0, 0
         size += n
     yield c0, ends.size
+
+
+def _csc_matvecs(n_row, n_col, n_vecs, indptr, indices, data, X, Y) -> None:
+    """Y += A X for the sparse A (n_row × n_col) of compressed columns (indptr, indices, data), X and Y dense
+    (C order): scipy's own kernel, without building a sparse matrix object (its checks cost more than the
+    product on a refinement's few columns)."""
+    try:
+        from scipy.sparse._sparsetools import csc_matvecs
+    except ImportError:  # pragma: no cover - a scipy that moved it
+        from scipy.sparse import csc_matrix
+
+        Y += csc_matrix((data, indices, indptr), shape=(n_row, n_col)) @ X
+        return
+    csc_matvecs(n_row, n_col, n_vecs, indptr, indices, data, np.ascontiguousarray(X).ravel(), Y.ravel())
+
+
+def render_derivatives(sticks: dict, n: int, col: np.ndarray, coef: np.ndarray, n_cols: int, grid: np.ndarray,
+                       optics: Optics, *, zero_deg: float = 0.0, displacement_deg: float = 0.0,
+                       kalpha2_ratio: float = 0.5, window_fwhm: float = 8.0, line2=None) -> np.ndarray:
+    r"""Weighted derivative columns of a render, (n_cols, N), each peak's profile computed once.
+
+    ``sticks``: per-stick arrays ``d`` (Å), ``f2m``, ``size_A``, ``strain_deg``, ``width_scale`` (see
+    :func:`_render`) and ``src``: first the sticks as rendered (``n`` of them, ``src`` 0 … n−1), then one
+    entry m per moved stick, base stick ``src[m]`` with one parameter moved by a step, for column ``col[m − n]``
+    at weight ``coef[m − n]``. Column k is
+    :math:`\sum_m coef_m (y_{src_m}' - y_{src_m})` linearised in the peak's centre c, FWHM Γ, η and area A:
+    the moves of those four (per peak, from the two stick states) times the exact derivatives of the
+    area-exact rendered profile (the window normalisation included), on the base peak's window. A finite
+    difference of two renders is this plus terms of second order in the step. ``line2``: (column, per-stick
+    coefficient) for the Kα2 ratio, the Kα2 peaks alone (the render is linear in the ratio).
+
+    Per window point the profile and its derivatives in x = 2(2θ − c)/Γ and η are computed once, and the
+    columns accumulated in one sparse product (points × 4 peaks' bases by 4 peaks × columns)."""
+    grid = np.asarray(grid, dtype=np.float64)
+    N = grid.size
+    step = (grid[-1] - grid[0]) / (N - 1)
+    src = sticks["src"][n:]
+    out = np.zeros((n_cols, N))
+    if n == 0 or (src.size == 0 and line2 is None):
+        return out
+    kw = {"zero_deg": zero_deg, "displacement_deg": displacement_deg, "kalpha2_ratio": kalpha2_ratio,
+          "window_fwhm": window_fwhm}
+    lines, centre, area, gam, eta, half, vis = _peaks(
+        sticks["d"], sticks["f2m"], grid, optics, step, size_A=sticks["size_A"], strain_deg=sticks["strain_deg"],
+        width_scale=sticks["width_scale"], **kw)
+    # Moves of each perturbed peak (lines, m) against its base peak.
+    b = (slice(None), src)
+    p = (slice(None), slice(n, None))
+    d_c, d_g, d_e = centre[p] - centre[b], gam[p] - gam[b], eta[p] - eta[b]
+    area_b = area[:, :n]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d_la = np.where(area[b] > 0, area[p] / area[b] - 1.0, 0.0)
+    vis = vis[:, :n]
+    centre, area, gam, eta, half = centre[:, :n][vis], area_b[vis], gam[:, :n][vis], eta[:, :n][vis], half[:, :n][vis]
+    P = centre.size
+    if P == 0:
+        return out
+    peak_of = np.full(vis.shape, -1, np.int64)  # (line, stick) → visible peak
+    peak_of[vis] = np.arange(P)
+    pos = (centre - grid[0]) / step
+    h_pts = np.minimum(np.ceil(half / step), 4096).astype(np.int64)
+    h_max = int(h_pts.max())
+    pad = max(0, h_max + 1 - math.floor(pos.min()))
+    width = pad + max(N, math.ceil(pos.max()) + h_max + 2)
+    first = np.ceil(pos - h_pts).astype(np.int64)
+    n_pts = np.floor(pos + h_pts).astype(np.int64) - first + 1
+    ends = np.cumsum(n_pts)
+    starts = ends - n_pts
+    T = int(ends[-1])
+    run = _run(T)
+    back = first - starts
+    idx = back.repeat(n_pts)
+    idx += run[0]
+    idx += pad
+    x = back.astype(np.float64).repeat(n_pts)
+    x += run[1]
+    x -= pos.repeat(n_pts)
+    x *= (2.0 * step / gam).repeat(n_pts)  # x = 2(2θ − c)/Γ
+    # The raw profile g = η L + (1 − η) G (L = 1/(1 + x²), G = √(π ln2)·exp(−ln2 x²)) and its derivatives
+    # ∂g/∂η = L − G, ∂g/∂x = −2x (η L² + (1 − η) ln2 G), written into one array of four bases, each
+    # multiplied per peak (in the coefficients) by what turns it into the rendered peak's derivative.
+    bases = np.empty((4, T))
+    g, gx, xgx, ge = bases
+    x2 = np.multiply(x, x, out=xgx)
+    G = np.multiply(x2, -_LN2, out=g)
+    np.exp(G, out=G)
+    G *= math.sqrt(math.pi * _LN2)
+    x2 += 1.0
+    L = np.divide(1.0, x2, out=x2)
+    e = eta.repeat(n_pts)
+    np.subtract(L, G, out=ge)
+    L *= L
+    G *= _LN2
+    L -= G  # L² − ln2 G
+    L *= e
+    L += G  # η L² + (1 − η) ln2 G
+    np.multiply(L, x, out=gx)  # −½ ∂g/∂x
+    G *= 1.0 / _LN2
+    np.multiply(e, ge, out=e)
+    np.add(G, e, out=g)
+    np.multiply(gx, x, out=xgx)
+    sums = np.add.reduceat(bases, starts, axis=1) * step  # (4, P)
+    norm = np.maximum(sums[0], 1e-300)
+    scale = area / norm  # the render's peak is scale·g
+    # Moves of c (deg), Γ (deg), η and log A: the peak changes by scale·(∂g/∂x ∂x + ∂g/∂η dη) + dlogA·scale·g
+    # less scale·g times the relative change of its window sum (the render keeps that sum the area).
+    # ∂x/∂c = −2/Γ, ∂x/∂Γ = −x/Γ; ∂g/∂x = −2 gx.
+    f_c = 4.0 * scale / gam
+    f_g = 2.0 * scale / gam
+    r_c, r_g, r_e = f_c * sums[1] / norm, f_g * sums[2] / norm, scale * sums[3] / norm
+    C = np.zeros((4, P, n_cols))
+    for ln in range(lines):
+        pk = peak_of[ln, src]
+        ok = pk >= 0
+        pk, cc, w = pk[ok], col[ok], coef[ok]
+        dc, dg, de = d_c[ln, ok] * w, d_g[ln, ok] * w, d_e[ln, ok] * w
+        C[1, pk, cc] = dc * f_c[pk]
+        C[2, pk, cc] = dg * f_g[pk]
+        C[3, pk, cc] = de * scale[pk]
+        C[0, pk, cc] = scale[pk] * d_la[ln, ok] * w - (dc * r_c[pk] + dg * r_g[pk] + de * r_e[pk])
+    if line2 is not None and lines > 1:
+        k, w2 = line2
+        pk = peak_of[1]
+        ok = pk >= 0
+        C[0, pk[ok], k] += scale[pk[ok]] * np.broadcast_to(w2, n)[ok] / kalpha2_ratio
+    indptr = np.concatenate([[0], ends])
+    acc = np.zeros((width, n_cols))
+    for B, Cb in zip(bases, C):
+        if Cb.any():
+            _csc_matvecs(width, P, n_cols, indptr, idx, B, Cb, acc)
+    return np.ascontiguousarray(acc[pad : pad + N].T)

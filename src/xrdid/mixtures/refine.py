@@ -8,6 +8,15 @@ shift, the sample displacement and a phase's isotropic lattice scale move peaks 
 any other phase parameter re-renders that phase only (finite difference);
 the width scale re-renders every phase, the Kα2 ratio renders every phase's Kα2 peaks alone (the
 columns are linear in it). Bounds by clipping.
+
+By default (:data:`SHARED_KINDS`) the columns of the anisotropic lattice, the texture, the size, the width
+scale and the Kα2 ratio come instead from one shared-profile render (:meth:`Model.derivative_columns`):
+the same finite step, taken in each peak's centre, FWHM, η and area, times the render's exact
+derivatives in those, with no window edge moving. The finite differences of size, strain and width carry
+the jumps of the ±5-FWHM windows (10–50 % of the column at the steps used); the shared columns do not,
+and cost less than a render per parameter once every phase is in the render (the width's). Strain keeps
+its finite difference (shared, it changed an answer on the tune half; benchmarks/README, phase
+identification).
 """
 
 from __future__ import annotations
@@ -23,6 +32,10 @@ from xrdid.mixtures.model import Globals, Model, PhaseState
 
 # A trial step this close to the step just rejected is not evaluated (:func:`refine`).
 SKIP_RTOL = 0.05
+
+# The parameter kinds ("q", "r", "size", "strain", "width", "ka2") whose derivative columns refine takes from
+# one shared-profile render (its ``shared``), not from a render per parameter (see the module's docstring).
+SHARED_KINDS: tuple[str, ...] = ("q", "r", "size", "width", "ka2")
 
 # (lower, upper, finite-difference step) of each parameter kind.
 PHASE_KINDS = ("s", "q", "size", "strain", "r")
@@ -153,7 +166,7 @@ def _projected(model: Model, cols: np.ndarray, D: np.ndarray) -> np.ndarray:
 
 def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple], bounds: Bounds,
            max_iter: int, cols: np.ndarray | None = None, rtol: float = 1e-5, skip_rtol: float = SKIP_RTOL,
-           analytic_ka2: bool = True):
+           analytic_ka2: bool = True, shared: tuple[str, ...] | None = None):
     """Refine ``slots`` (see :func:`slots_for`) by LM, at most ``max_iter`` iterations, stopping when one
     lowers χ² by less than the fraction ``rtol``; returns (phases, globals, columns, scales, calc, χ²).
 
@@ -161,7 +174,12 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
     the step back, the next λ's step is often the same one again. A step within ``skip_rtol`` (relative,
     see :func:`_same_step`) of the step just rejected is not evaluated (it is taken as rejected too and λ
     grows again); 0 evaluates every step. ``analytic_ka2``: the Kα2 ratio's derivative from the Kα2 peaks
-    alone (:meth:`Model.columns` with ``line=1``; the columns are linear in it), not by a finite difference."""
+    alone (:meth:`Model.columns` with ``line=1``; the columns are linear in it), not by a finite difference.
+    ``shared`` (default :data:`SHARED_KINDS`): the parameter kinds whose derivatives come from one
+    shared-profile render (:meth:`Model.derivative_columns`: each peak's profile computed once, the finite
+    step taken in the peaks' centres, widths, η and areas), instead of one render per parameter; () for none
+    (every column as before: a render per parameter). "ka2" there only with ``analytic_ka2``."""
+    shared = SHARED_KINDS if shared is None else tuple(shared)
     lo, hi, hs, smax = (np.array(v) for v in zip(*(_slot_bounds(k, bounds) for k, _, _ in slots))) if slots else (
         np.zeros(0),) * 4
     theta = np.clip(np.array([_get(phases, g, s) for s in slots]), lo, hi)
@@ -193,7 +211,8 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
         # ∂y/∂2θ of every phase with a free lattice scale, in one call (row by row the same numbers).
         s_rows = sorted({i for kind, i, _ in slots if kind == "s"})
         grads = dict(zip(s_rows, _gradient(cols[s_rows], dx))) if s_rows else {}
-        fd = []  # (row of D, phase position, state, step): rendered together below
+        fd = []  # (row of D, phase position or None, state, globals, step): rendered together below
+        sh, ka2_row = [], None  # the same, from the shared-profile render
         for r, (kind, i, j) in enumerate(slots):
             if kind in ("zero", "disp"):
                 if dtot is None:
@@ -203,20 +222,24 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
                 # d → s·d moves every peak of the phase by ∂2θ/∂s = −2 tanθ / s (rad): no render needed.
                 D[r] = a[i] * grads[i] * model.tan_theta * (2.0 * _DEG / phs[i].s)
             elif kind == "ka2" and analytic_ka2 and len(model.optics.wavelengths_A) > 1:
-                # The columns are linear in the Kα2 ratio: its derivative is the Kα2 peaks alone (half a render).
-                D[r] = a @ model.columns(phs, gg, line=1)
-            elif i is not None:
-                t2 = theta.copy()
-                t2[r] += hs[r] if theta[r] + hs[r] <= hi[r] else -hs[r]
-                step = t2[r] - theta[r]
-                p2, _ = _set(phs, gg, [slots[r]], [t2[r]])
-                fd.append((r, i, p2[i], step))
+                if "ka2" in shared and gg.kalpha2_ratio > 0:
+                    ka2_row = r  # with the shared-profile render below
+                else:
+                    # The columns are linear in the Kα2 ratio: its derivative is the Kα2 peaks alone (half a render).
+                    D[r] = a @ model.columns(phs, gg, line=1)
+            elif i is not None or (kind == "width" and kind in shared):
+                t2 = theta[r] + (hs[r] if theta[r] + hs[r] <= hi[r] else -hs[r])
+                p2, g2 = _set(phs, gg, [slots[r]], [t2])
+                (sh if kind in shared else fd).append((r, i, None if i is None else p2[i], g2, t2 - theta[r]))
             else:
                 t2 = theta[r] + (hs[r] if theta[r] + hs[r] <= hi[r] else -hs[r])
                 p2, g2 = _set(phs, gg, [slots[r]], [t2])
                 D[r] = (a @ model.columns(p2, g2) - total) / (t2 - theta[r])
+        if sh or ka2_row is not None:
+            rows = [f[0] for f in sh] + ([] if ka2_row is None else [ka2_row])
+            D[rows] = model.derivative_columns(phs, gg, a, [f[1:] for f in sh], ka2=ka2_row is not None)
         if fd:
-            for (r, i, _, step), col in zip(fd, model.columns([f[2] for f in fd], gg)):
+            for (r, i, _, _, step), col in zip(fd, model.columns([f[2] for f in fd], gg)):
                 D[r] = a[i] * (col - cols[i]) / step
         Dw = _projected(model, cols, D)
         JtJ = Dw @ Dw.T
