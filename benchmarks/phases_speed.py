@@ -1,7 +1,7 @@
 """Speed of `xrdid phases` on the measured development mixtures against a 100-phase library.
 
     python benchmarks/phases_speed.py [--library-size 100] [--limit N] [--only ID ...] [--profile OUT.prof]
-                                      [--data ../shared/data]
+                                      [--data ../shared/data] [--setting NAME=VALUE ...]
 
 The library: the 90 reference CIFs of ../shared/data/library topped up to ``--library-size`` with
 pymatgen's AFLOW prototypes (as benchmarks/eval_synthetic_mixtures.py). The patterns: the measured
@@ -46,9 +46,11 @@ def main(argv=None) -> int:
                     help="time only the mixtures whose id contains one of these strings (after --limit)")
     ap.add_argument("--profile", type=Path, default=None, help="write a cProfile of the timed fits here")
     ap.add_argument("--anomalous", action="store_true", help="library sticks with anomalous dispersion at Cu Kα1")
+    ap.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="a FitSettings field for the timed fits (a number, true / false, or none); repeatable")
     args = ap.parse_args(argv)
 
-    from eval_synthetic_mixtures import build_library
+    from eval_synthetic_mixtures import build_library, with_settings
     from render_reference import render_reference
 
     from xrdid.mixtures import identify_phases, load_library
@@ -65,7 +67,7 @@ def main(argv=None) -> int:
         rows = list(csv.DictReader(fh))[: args.limit]
     if args.only:
         rows = [r for r in rows if any(o in r["id"] for o in args.only)]
-    settings = FitSettings()
+    settings = with_settings(FitSettings(), args.setting)
     with tempfile.TemporaryDirectory() as tmp:
         build_library(args.data, args.library_size, Path(tmp))
         d_min = d_min_for(1.5444, max(float(r["two_theta_max"]) for r in rows)) / (1 + settings.d_scale_range)
