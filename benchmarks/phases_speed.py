@@ -2,6 +2,7 @@
 
     python benchmarks/phases_speed.py [--library-size 100] [--limit N] [--only ID ...] [--profile OUT.prof]
                                       [--data ../shared/data] [--shared-derivatives KIND ...]
+                                      [--setting NAME=VALUE ...]
 
 The library: the 90 reference CIFs of ../shared/data/library topped up to ``--library-size`` with
 pymatgen's AFLOW prototypes (as benchmarks/eval_synthetic_mixtures.py). The patterns: the measured
@@ -49,9 +50,11 @@ def main(argv=None) -> int:
     ap.add_argument("--shared-derivatives", nargs="*", default=None, metavar="KIND",
                     help="set xrdid.mixtures.refine.SHARED_KINDS (q r size strain width ka2: derivative columns from "
                          "one shared-profile render; default q r size width ka2; the flag alone: none)")
+    ap.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="a FitSettings field for the timed fits (a number, true / false, or none); repeatable")
     args = ap.parse_args(argv)
 
-    from eval_synthetic_mixtures import build_library
+    from eval_synthetic_mixtures import build_library, with_settings
     from render_reference import render_reference
 
     from xrdid.mixtures import identify_phases, load_library, refine
@@ -70,7 +73,7 @@ def main(argv=None) -> int:
         rows = list(csv.DictReader(fh))[: args.limit]
     if args.only:
         rows = [r for r in rows if any(o in r["id"] for o in args.only)]
-    settings = FitSettings()
+    settings = with_settings(FitSettings(), args.setting)
     with tempfile.TemporaryDirectory() as tmp:
         build_library(args.data, args.library_size, Path(tmp))
         d_min = d_min_for(1.5444, max(float(r["two_theta_max"]) for r in rows)) / (1 + settings.d_scale_range)

@@ -434,3 +434,47 @@ def test_a_lone_phase_explaining_little_of_the_pattern_is_refined_without_textur
     identify_phases(grid, y, CU[0], library_without_si, kalpha2_A=CU[1], settings=FitSettings(lone_texture_share=None))
     assert 1 in seen
     assert FitSettings().lone_texture_share == 0.5  # on by default
+
+
+def test_completion_adds_the_phases_a_beam_lost_at_its_gate_and_only_with_substance(library_without_si):
+    """A beam whose gate no placement passes (beam_min_coverage above 1) ends with no phase, as the
+    synthetic five-phase sets that collapsed to one phase when every second-level addition covered 0.6–0.7.
+    The completion (complete_rounds) offers the best fully refined set the screening's candidates for what
+    it leaves, judged after the full refinement: with it (the default, benchmarks/README.md) NaCl + TiO2 are
+    found, with their weight fractions; off, nothing is; and a completion phase must hold
+    complete_min_fraction of the set."""
+    grid, y = _pattern({"NaCl": 0.6, "TiO2": 0.4}, seed=5)
+    lost = FitSettings(beam_min_coverage=1.01, complete_rounds=0)
+    assert identify_phases(grid, y, CU[0], library_without_si, kalpha2_A=CU[1], settings=lost).phases == []
+    on = FitSettings(beam_min_coverage=1.01)
+    assert (on.complete_rounds, on.complete_margin, on.complete_min_fraction) == (5, 10.0, 0.05)
+    fit = identify_phases(grid, y, CU[0], library_without_si, kalpha2_A=CU[1], settings=on)
+    found = {p.formula: p.weight_fraction for p in fit.phases}
+    assert set(found) == {"NaCl", "TiO2"}, found
+    assert found["NaCl"] == pytest.approx(0.6, abs=0.05)
+    # One round adds one phase; a floor above TiO2's 40 % keeps it out (NaCl alone would be its whole set).
+    one = identify_phases(grid, y, CU[0], library_without_si, kalpha2_A=CU[1],
+                          settings=FitSettings(beam_min_coverage=1.01, complete_rounds=1))
+    assert len(one.phases) == 1
+    floor = identify_phases(grid, y, CU[0], library_without_si, kalpha2_A=CU[1],
+                            settings=FitSettings(beam_min_coverage=1.01, complete_rounds=3, complete_min_fraction=0.5))
+    assert [p.formula for p in floor.phases] == ["NaCl"]
+
+
+def test_least_new_fraction_is_the_added_phases_share_of_the_set_by_mass(library_without_si):
+    """_least_new_fraction: S·V·M of each phase (Hill & Howard), the smallest of the phases not in the parent."""
+    from xrdid.mixtures import fit as F
+    from xrdid.mixtures.model import Globals, Model, PhaseState
+
+    grid, y = _pattern({"NaCl": 0.5}, seed=1)
+    m = Model(grid, y, library_without_si, Optics(CU), background_degree=6)
+    ids = {p.formula: k for k, p in enumerate(library_without_si.phases)}
+    ph = [PhaseState(ids[f], q=np.zeros(m.data(ids[f]).n_aniso)) for f in ("NaCl", "TiO2", "CsCl")]
+    mass = [m.data(p.index).volume(p) * library_without_si.phases[p.index].cell_mass_amu for p in ph]
+    scales = np.array([3.0 / mass[0], 1.0 / mass[1], 6.0 / mass[2]])  # masses 3 : 1 : 6
+    z = np.zeros((3, grid.size))
+    f = F._Hyp(ph, Globals(), z, scales, z[0], 1.0)
+    parent = F._Hyp(ph[:1], Globals(), z[:1], scales[:1], z[0], 1.0)
+    assert F._least_new_fraction(m, f, parent) == pytest.approx(0.1)
+    assert F._least_new_fraction(m, f, F._Hyp(ph[:2], Globals(), z[:2], scales[:2], z[0], 1.0)) == pytest.approx(0.6)
+    assert F._least_new_fraction(m, parent, parent) == 1.0

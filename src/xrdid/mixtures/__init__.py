@@ -59,7 +59,13 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    reference (a real sample's cell is closer than that to its reference; a phase stretched further is
    a stand-in whose peaks were put on those of a phase the library lacks), or whose refined March–Dollase
    r ends outside 1/``max_march_dollase``–``max_march_dollase`` (0.6–1.67: a stand-in bent onto such peaks
-   by an extreme texture), are pruned. Then each phase is swapped for the screening's best
+   by an extreme texture), are pruned. Then the best set is completed (``complete_rounds``, 5): the
+   screening's best ``complete_candidates`` for what it leaves are placed as in the beam, without the
+   beam's coverage gate, and the one whose quick fit lowers C most (by more than ``complete_margin``, 10)
+   gets the full refinement and its pruning; it is kept if C then drops by more than the margin and it
+   holds at least ``complete_min_fraction`` (5 wt%) of the set, and the next round starts from it (a
+   real phase placed at its reference cell shape, size and texture often covers 0.5–0.7 and fails the
+   beam's gate; a four- or five-phase set then lost it for good). Then each phase is swapped for the screening's best
    replacements (refined the same way): a better C is taken; swaps within ``alternative_margin``
    (10, "strong evidence" in BIC units) are reported as the phase's alternatives (polymorphs,
    isostructural or same-formula phases the data cannot tell apart), and other phase sets within the

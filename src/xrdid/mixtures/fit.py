@@ -143,6 +143,28 @@ class FitSettings:
     swap_margin: float = 60.0
     swap_candidates: int = 3
     swap_rounds: int = 2
+    # Completion after the search (complete_rounds 0: off): rounds in which the best fully refined hypothesis is offered the
+    # ``complete_candidates`` library phases that best fit what it leaves (the screening on its residual),
+    # each placed as in the beam; the ``complete_finals`` whose quick fit lowers the criterion most get the
+    # full refinement and its pruning (min_coverage, stand-in signs), and the best that beats the hypothesis
+    # by more than ``complete_margin`` (BIC units) replaces it. No coverage gate at the placement: the
+    # beam's gate judges a phase placed at its reference cell shape, size and texture, and on synthetic 4-
+    # and 5-phase mixtures the misses were sets the criterion prefers by hundreds to thousands of units
+    # (the true set injected among the final hypotheses wins and keeps every phase) whose real phases
+    # covered 0.5–0.7 at their placement in the beam, down to sets of one phase where every addition at
+    # the second level failed the gate (benchmarks/README.md).
+    # A completion phase must lower the criterion by more than complete_margin both placed and refined, and
+    # hold at least complete_min_fraction of the set by weight: without that floor it added a 3 wt% MnO2 beside
+    # the tune half's Mn2O3 (the stand-in the looser beam gate admitted too). On: synthetic tuning seeds 1, 3,
+    # 5 (4 and 5 phases) 32 → 41 of 48 exact sets; tune half 11/17 → 12/17 found (ZrO2), no wrong phase
+    # added; withheld-phase seeds 3 and 4 one stand-in more (7 wt% rutile) in 40 mixtures; fresh seed 41
+    # exact sets 9, 8, 4, 4 → 10, 9, 6, 7 of 10, one wrong phase fewer; held-out half unchanged; median
+    # CPU ratio on the measured mixtures 1.18× (mean 1.31×).
+    complete_rounds: int = 5
+    complete_candidates: int = 4
+    complete_finals: int = 1
+    complete_margin: float = 10.0
+    complete_min_fraction: float = 0.05
     # Before the search, peaks that no combination of library phases explains (a fit of all of them at
     # once leaves them standing above the noise, with at least ``foreign_share`` of their height: it puts
     # less than a tenth of the peak there; 0.6 masked the enhanced reflections of a textured phase) are
@@ -532,9 +554,14 @@ def identify_phases(
         f = _final(m, h, st, bounds, glob_kinds, ne)
         if f.key not in finals or _crit(m, f, ne) < _crit(m, finals[f.key], ne):
             finals[f.key] = f
+    best = min(finals.values(), key=lambda h: _crit(m, h, ne))
+    for _round in range(st.complete_rounds):
+        better = _complete(m, best, screen, st, bounds, glob_kinds, ne, finals)
+        if better is None:
+            break
+        best = better
     # Local search: a phase swapped for a close library candidate (a polymorph, an isostructural phase
     # at another lattice scale), refined with the same physics, replaces it when the criterion says so.
-    best = min(finals.values(), key=lambda h: _crit(m, h, ne))
     swaps: list[list] = []
     for _round in range(st.swap_rounds):
         swaps, better = _alternatives(m, best, screen, st, bounds, glob_kinds, ne, finals)
@@ -1007,6 +1034,44 @@ def _alternatives(m: Model, h: _Hyp, screen, st: FitSettings, bounds: Bounds, gl
                              "delta_criterion": round(float(delta), 2)})
         out.append(sorted(alts, key=lambda d: d["delta_criterion"]))
     return out, better
+
+
+def _complete(m: Model, h: _Hyp, screen, st: FitSettings, bounds: Bounds, glob_kinds, ne: float,
+              finals: dict) -> _Hyp | None:
+    """h (fully refined) plus the library phase that best completes it, or None: the screening's best
+    ``complete_candidates`` for what h leaves, each placed as in the beam (no coverage gate); the
+    ``complete_finals`` whose quick fit lowers the criterion most get the full refinement and its pruning
+    (stored in ``finals``); the best of those that beats h by more than ``complete_margin`` is returned."""
+    crit_h = _crit(m, h, ne)
+    quick = []
+    for idx, s0 in _screen(m, screen, m.w * (m.y - h.calc), h.phases, exclude=set())[: st.complete_candidates]:
+        c = _add_phase(m, h, idx, s0, st, bounds, screen[0][1] - screen[0][0])
+        if c is None:
+            continue
+        c.final = True  # judged as h is: every phase charged for its anisotropic lattice
+        delta = _crit(m, c, ne) - crit_h
+        log.debug("complete %s + %s: quick delta %.1f", [m.lib.phases[p.index].id for p in h.phases],
+                  m.lib.phases[idx].id, delta)
+        if delta < -st.complete_margin:
+            quick.append((delta, c))
+    best = None
+    for _delta, c in sorted(quick, key=lambda t: t[0])[: st.complete_finals]:
+        if c.key not in finals:
+            finals[c.key] = _final(m, c, st, bounds, glob_kinds, ne)
+        f = finals[c.key]
+        crit_f = _crit(m, f, ne)
+        log.debug("  refined: delta %.1f (%s)", crit_f - crit_h, [m.lib.phases[p.index].id for p in f.phases])
+        if (f.key != h.key and crit_f < crit_h - st.complete_margin and _least_new_fraction(m, f, h) >= st.complete_min_fraction
+                and (best is None or crit_f < _crit(m, best, ne))):
+            best = f
+    return best
+
+
+def _least_new_fraction(m: Model, f: _Hyp, h: _Hyp) -> float:
+    """The smallest weight fraction (of f's set) of a phase in f that is not in h (1 if there is none)."""
+    mass = np.array([a * m.data(p.index).volume(p) * m.lib.phases[p.index].cell_mass_amu for p, a in zip(f.phases, f.scales)])
+    new = [i for i, p in enumerate(f.phases) if p.index not in h.key]
+    return float(min(mass[new]) / mass.sum()) if new and mass.sum() > 0 else 1.0
 
 
 def _ticks(pd, ph: PhaseState, g: Globals, optics: Optics, x: np.ndarray) -> list[tuple[float, float]]:
