@@ -211,8 +211,8 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
         # ∂y/∂2θ of every phase with a free lattice scale, in one call (row by row the same numbers).
         s_rows = sorted({i for kind, i, _ in slots if kind == "s"})
         grads = dict(zip(s_rows, _gradient(cols[s_rows], dx))) if s_rows else {}
-        fd = []  # (row of D, phase position or None, state, globals, step): rendered together below
-        sh, ka2_row = [], None  # the same, from the shared-profile render
+        fd = []  # (row of D, phase position, state, step): rendered together below
+        sh, ka2_row = [], None  # (row of D, phase position or None, state, globals, step): the shared-profile render
         for r, (kind, i, j) in enumerate(slots):
             if kind in ("zero", "disp"):
                 if dtot is None:
@@ -227,19 +227,22 @@ def refine(model: Model, phases: list[PhaseState], g: Globals, slots: list[tuple
                 else:
                     # The columns are linear in the Kα2 ratio: its derivative is the Kα2 peaks alone (half a render).
                     D[r] = a @ model.columns(phs, gg, line=1)
-            elif i is not None or (kind == "width" and kind in shared):
-                t2 = theta[r] + (hs[r] if theta[r] + hs[r] <= hi[r] else -hs[r])
-                p2, g2 = _set(phs, gg, [slots[r]], [t2])
-                (sh if kind in shared else fd).append((r, i, None if i is None else p2[i], g2, t2 - theta[r]))
             else:
+                # A finite step: a phase's parameter renders that phase alone, a global one every phase; either
+                # from the shared-profile render when its kind is shared (the width alone of the globals).
                 t2 = theta[r] + (hs[r] if theta[r] + hs[r] <= hi[r] else -hs[r])
                 p2, g2 = _set(phs, gg, [slots[r]], [t2])
-                D[r] = (a @ model.columns(p2, g2) - total) / (t2 - theta[r])
+                if kind in shared and (i is not None or kind == "width"):
+                    sh.append((r, i, None if i is None else p2[i], g2, t2 - theta[r]))
+                elif i is not None:
+                    fd.append((r, i, p2[i], t2 - theta[r]))
+                else:
+                    D[r] = (a @ model.columns(p2, g2) - total) / (t2 - theta[r])
         if sh or ka2_row is not None:
             rows = [f[0] for f in sh] + ([] if ka2_row is None else [ka2_row])
             D[rows] = model.derivative_columns(phs, gg, a, [f[1:] for f in sh], ka2=ka2_row is not None)
         if fd:
-            for (r, i, _, _, step), col in zip(fd, model.columns([f[2] for f in fd], gg)):
+            for (r, i, _, step), col in zip(fd, model.columns([f[2] for f in fd], gg)):
                 D[r] = a[i] * (col - cols[i]) / step
         Dw = _projected(model, cols, D)
         JtJ = Dw @ Dw.T
