@@ -291,6 +291,11 @@ def main(argv=None) -> int:
     ap.add_argument("--supercell-rejected-parents", type=int, default=None, metavar="N",
                     help="set xrdid.indexing.search.SUPERCELL_REJECTED_PARENTS (when no cell is acceptable, super-cells of the best N "
                          "rejected cells too; 0 = off, the default; 3 measured)")
+    ap.add_argument("--supercell-same-lines", nargs="*", default=None, metavar="SYSTEM",
+                    help="set xrdid.indexing.search.SUPERCELL_SAME_LINES_SYSTEMS (the winner's pseudo-symmetric super-cells, indexing "
+                         "the same lines, second; none = off, the default; cubic measured)")
+    ap.add_argument("--supercell-same-lines-extra-parameters", type=int, default=None, metavar="N",
+                    help="set xrdid.indexing.search.SUPERCELL_SAME_LINES_EXTRA_PARAMETERS (0, the default: same symmetry only)")
     args = ap.parse_args(argv)
     from xrdid.indexing import combine, peaks, search
 
@@ -306,9 +311,12 @@ def main(argv=None) -> int:
                                ("monoclinic_complete", search, "MONOCLINIC_COMPLETE"),
                                ("monoclinic_triple_zones", search, "MONOCLINIC_TRIPLE_ZONES"),
                                ("few_parameter_spare_lines", search, "FEW_PARAMETER_SPARE_LINES"),
-                               ("supercell_rejected_parents", search, "SUPERCELL_REJECTED_PARENTS")):
+                               ("supercell_rejected_parents", search, "SUPERCELL_REJECTED_PARENTS"),
+                               ("supercell_same_lines_extra_parameters", search, "SUPERCELL_SAME_LINES_EXTRA_PARAMETERS")):
         if getattr(args, name) is not None:
             setattr(module, attr, getattr(args, name))
+    if args.supercell_same_lines is not None:
+        search.SUPERCELL_SAME_LINES_SYSTEMS = tuple(args.supercell_same_lines)
     if args.consensus_zero_offsets is not None:
         search.CONSENSUS_ZERO_OFFSETS_DEG = tuple(d for d in args.consensus_zero_offsets if d != 0.0)
     if args.consensus_zero_unindexed is not None:

@@ -789,3 +789,27 @@ def test_a_supercell_of_a_rejected_subcell(monkeypatch, parents):
         assert right_rank(result.cells[:1], [lat]) == 1, [c.to_dict() for c in result.cells[:3]]
     else:
         assert not result.indexed, [c.to_dict() for c in result.cells[:3]]
+
+
+@pytest.mark.parametrize("systems", [(), ("cubic",)])
+def test_a_pseudo_symmetric_super_cell_of_the_winner(monkeypatch, systems):
+    """AB_cF8_225's five lines from a rendered pattern (Cu Kα1 from 36.2°; seed 9000 + n of the benchmark's tuning
+    draws): only its all-even reflections are found (220 … 422; 311 and 331 are under 4 % of the strongest), which a
+    cP of half its edge indexes, first, with a cI of the same lines beside it; the cF, an index-2 super-cell of that cP,
+    adds no line, so the super-cell step never tries it. With SUPERCELL_SAME_LINES_SYSTEMS it is second."""
+    from pymatgen.core import Lattice
+
+    from xrdid.indexing import search
+    from xrdid.indexing.evaluate import right_rank
+    from xrdid.indexing.peaks import PeakList
+
+    monkeypatch.setattr(search, "SUPERCELL_SAME_LINES_SYSTEMS", systems)
+    peaks = PeakList.from_positions([45.4798, 56.5064, 66.2603, 75.3187, 84.042], 1.5405929, intensity=[0.98, 1.0, 0.1545, 0.3003, 0.2625],
+                                    sigma=[0.0015, 0.0017, 0.0079, 0.004, 0.005], fwhm=[0.2485, 0.2887, 0.369, 0.3652, 0.3996])
+    lat = Lattice.from_parameters(3.98759, 3.98759, 3.98759, 60.0, 60.0, 60.0)  # primitive
+    result = search.index_peaks(peaks, systems=("cubic", "tetragonal", "hexagonal"))
+    assert result.cells[0].bravais == "cP" and result.cells[0].parameters[0] == pytest.approx(2.819, abs=0.01)
+    if systems:
+        assert right_rank(result.cells[:3], [lat]) == 2, [c.to_dict() for c in result.cells[:3]]
+    else:
+        assert right_rank(result.cells[:3], [lat]) is None, [c.to_dict() for c in result.cells[:3]]

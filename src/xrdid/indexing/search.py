@@ -31,7 +31,9 @@ families of trial cells, all classic:
   sublattices of index 2 and 3, each symmetrised to its Bravais lattice and refined; same or higher
   symmetry only); one that indexes every line its parent does and more than chance would is ranked just
   above it — a super-structure's weak lines are what a sub-cell leaves out, and the sub-cell's M20 (fewer
-  calculated lines) beats the true cell's.
+  calculated lines) beats the true cell's. With ``SUPERCELL_SAME_LINES_SYSTEMS`` (off by default) the winner's
+  super-cells that index the same lines (its sub-cell's distinguishing lines too weak to be found) are tried too,
+  the best put second.
 
 **Zero shift.** Before the search, pairs of lines whose Q ratio is 4 or 9 under some zero shift within
 ±``MAX_ZERO_DEG`` (orders h, 2h, 3h) vote for it; a shift with ≥ 2 consistent pairs is applied (the monoclinic
@@ -1488,6 +1490,59 @@ SUPERCELL_MIN_ADDED = 1
 # (tentative): 0 = off, the default (benchmarks/README.md, twenty-first round; `--supercell-rejected-parents N`).
 SUPERCELL_REJECTED_PARENTS = 0
 
+# Pseudo-symmetric super-cells of the winner. The super-cell step needs unindexed lines; a sub-cell that indexes every
+# line found hides a super-cell whose own lines (the ones that tell them apart) are too weak to be found: a rock-salt
+# structure of two scatterers of near-equal power shows only its all-even reflections, which a cP of half its edge
+# indexes (AB_cF8_225, tuning draws 8000 and 9000: the cF is an index-2 super-cell of that cP, same lines, ranked
+# nowhere). With the winner's (the first accepted cell's) system in SUPERCELL_SAME_LINES_SYSTEMS, its super-cells of
+# index 2 and 3 of the same symmetry (up to SUPERCELL_SAME_LINES_EXTRA_PARAMETERS more free parameters) that index every
+# line it does and are acceptable are refined, and the best goes just below it: second, an alternative, not a
+# replacement (the lines do not prefer it). Nothing is added where nothing is accepted. () = off, the default.
+SUPERCELL_SAME_LINES_SYSTEMS: tuple = ()
+SUPERCELL_SAME_LINES_EXTRA_PARAMETERS = 0
+
+
+def _same_line_supercell(cells: list[Cell], lines: Lines, refine_zero: bool, min_m20: dict | None, enough: int | None = None) -> list[Cell]:
+    """``cells`` with the best pseudo-symmetric super-cell of the winner (SUPERCELL_SAME_LINES_SYSTEMS) just below it."""
+    from pymatgen.core import Lattice
+
+    if not cells or not acceptable(cells[0], min_m20) or cells[0].system not in SUPERCELL_SAME_LINES_SYSTEMS:
+        return cells
+    par = cells[0]
+    try:
+        base = par.primitive().matrix
+    except Exception:  # a degenerate cell has no super-cells worth trying
+        return cells
+    have = _mask(par)
+    good, seen = [], set()
+    for H in SUPERCELLS:
+        try:
+            lt = lattice_symmetry(niggli(Lattice(H @ base)), symprec_rel=5e-3)
+        except Exception:  # spglib fails on a degenerate metric; that super-cell is skipped
+            continue
+        if N_PARAMS[lt.system] > N_PARAMS[par.system] + SUPERCELL_SAME_LINES_EXTRA_PARAMETERS:
+            continue
+        key = (lt.system, lt.centring, tuple(np.round(np.asarray(lt.p6, float), 4)))
+        if key in seen:
+            continue
+        seen.add(key)
+        for c in _solutions(lt.system, _p_of(lt.system, lt.p6), lt.centring, lines, par.zero_deg or 0.0,
+                            f"{par.bravais} super-cell ×{round(abs(np.linalg.det(H)))} (indexes the same lines)", refine_zero=refine_zero,
+                            choose_centring=False):
+            m = _mask(c)
+            if len(m) == len(have) and np.all(m[have]) and acceptable(c, min_m20):
+                good.append(c)
+    if not good:
+        return cells
+    sup = max(good, key=lambda c: c.rank_score)
+    # Second, also before a cell that ties with the winner (a cI and a cP of the same lines have the same score).
+    sup.rank_score = min(sup.rank_score, par.rank_score)
+    kept = _dedupe(cells + [sup], enough, min_m20)
+    if sup not in kept:
+        return kept
+    rest = [c for c in kept if c is not par and c is not sup]
+    return [par, sup] + rest
+
 
 def _near_parent(par: Cell, lines: Lines, n: int, fwhms: float) -> np.ndarray:
     """Which of the first ``n`` lines lie within ±``fwhms`` × their FWHM (in Q, at the parent's zero shift) of one of
@@ -1679,6 +1734,8 @@ def index_peaks(
     cells = _dedupe(cells, enough, min_m20)
     if time.process_time() - t0 <= time_budget_s:
         cells = _prefer_supercells(cells, lines, refine_zero, min_m20, enough)
+    if SUPERCELL_SAME_LINES_SYSTEMS and time.process_time() - t0 <= time_budget_s:
+        cells = _same_line_supercell(cells, lines, refine_zero, min_m20, enough)
     if prob is not None and CLASSIFIER_RANK_WEIGHT > 0:
         cells = sorted(cells, key=lambda c: -(math.log(max(c.rank_score, 1e-300)) + CLASSIFIER_RANK_WEIGHT * math.log(max(prob(c.system), 1e-6))))
     accepted = [c for c in cells if acceptable(c, min_m20)]
