@@ -478,3 +478,40 @@ def test_least_new_fraction_is_the_added_phases_share_of_the_set_by_mass(library
     assert F._least_new_fraction(m, f, parent) == pytest.approx(0.1)
     assert F._least_new_fraction(m, f, F._Hyp(ph[:2], Globals(), z[:2], scales[:2], z[0], 1.0)) == pytest.approx(0.6)
     assert F._least_new_fraction(m, parent, parent) == 1.0
+
+
+def test_a_completion_candidate_that_loses_its_added_phase_stops_at_the_set_it_completes(library_without_si, monkeypatch):
+    """complete_stop_at_parent: _final with ``parent`` returns the parent itself once the pruning leaves exactly
+    its set (here TiO2, added to a fully refined NaCl on a NaCl scan, holds nothing and is pruned), without
+    refining NaCl again; without ``parent`` that set is refined again (more refinements, another object)."""
+    from xrdid.mixtures import fit as F
+    from xrdid.mixtures.model import Globals, Model, PhaseState
+    from xrdid.mixtures.refine import Bounds
+
+    assert FitSettings().complete_stop_at_parent is False  # a setting, off (benchmarks/README.md)
+    grid, y = _pattern({"NaCl": 1.0}, seed=3)
+    st = FitSettings()
+    m = Model(grid, y, library_without_si, Optics(CU), background_degree=6)
+    m.lattice_sigma, m.fwhm_deg, m.beam_aniso_params = st.lattice_sigma, 0.1, st.beam_aniso_params
+    ids = {p.formula: k for k, p in enumerate(library_without_si.phases)}
+    bounds, ne, gk = Bounds(d_scale=st.d_scale_range, aniso=2 * st.lattice_sigma), F.n_effective(m.grid, 0.1), ("zero", "width")
+    g = Globals(log_width=math.log(1.0), kalpha2_ratio=0.5)
+
+    def hyp(names):
+        ph = [PhaseState(ids[f], q=np.zeros(m.data(ids[f]).n_aniso)) for f in names]
+        cols = m.columns(ph, g)
+        a, _b, calc, chi2 = m.linear(cols)
+        return F._Hyp(ph, g, cols, a, calc, chi2)
+
+    parent = F._final(m, hyp(["NaCl"]), st, bounds, gk, ne)
+    assert parent.key == (ids["NaCl"],)
+    calls = []
+    real = F.refine
+    monkeypatch.setattr(F, "refine", lambda *a, **k: calls.append(1) or real(*a, **k))
+    stopped = F._final(m, hyp(["NaCl", "TiO2"]), st, bounds, gk, ne, parent=parent)
+    n_stopped = len(calls)
+    calls.clear()
+    again = F._final(m, hyp(["NaCl", "TiO2"]), st, bounds, gk, ne)
+    assert stopped is parent
+    assert again.key == parent.key and again is not parent
+    assert n_stopped < len(calls)
