@@ -288,6 +288,10 @@ def main(argv=None) -> int:
     ap.add_argument("--few-parameter-spare-lines", type=int, default=None, metavar="N",
                     help="set xrdid.indexing.search.FEW_PARAMETER_SPARE_LINES (the cubic to orthorhombic searches run on 2 × parameters "
                          "+ N lines or more; 2, the default; 1 measured)")
+    ap.add_argument("--guarded-few-line-search", type=float, default=None, metavar="PER_LINE",
+                    help="set xrdid.indexing.search.GUARDED_LOG10P_PER_LINE (the cubic to orthorhombic searches also run on 2 × "
+                         "parameters + 1 lines, keeping only cells with p under 10^(−PER_LINE × lines); 0.48, the default; 0 = off: "
+                         "GUARDED_FEW_LINE_SEARCH False)")
     ap.add_argument("--supercell-rejected-parents", type=int, default=None, metavar="N",
                     help="set xrdid.indexing.search.SUPERCELL_REJECTED_PARENTS (when no cell is acceptable, super-cells of the best N "
                          "rejected cells too; 0 = off, the default; 3 measured)")
@@ -315,6 +319,9 @@ def main(argv=None) -> int:
                                ("supercell_same_lines_extra_parameters", search, "SUPERCELL_SAME_LINES_EXTRA_PARAMETERS")):
         if getattr(args, name) is not None:
             setattr(module, attr, getattr(args, name))
+    if args.guarded_few_line_search is not None:
+        search.GUARDED_FEW_LINE_SEARCH = args.guarded_few_line_search > 0
+        search.GUARDED_LOG10P_PER_LINE = args.guarded_few_line_search or search.GUARDED_LOG10P_PER_LINE
     if args.supercell_same_lines is not None:
         search.SUPERCELL_SAME_LINES_SYSTEMS = tuple(args.supercell_same_lines)
     if args.consensus_zero_offsets is not None:

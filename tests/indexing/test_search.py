@@ -377,12 +377,15 @@ def test_the_weak_line_retry_keeps_the_first_cells_unless_it_betters_them(monkey
 def test_weak_line_search_indexes_a_five_line_pattern(monkeypatch):
     """WEAK_LINE_SEARCH (off): A_hR1_166 (α-Hg type, seed 7018) gives five lines and no accepted cell — nothing for
     the weak lines to confirm; searching the 4 σ list itself (six lines) finds the true cell, confident (a tI cell
-    ties with it on these six lines: α-Hg's rhombohedral metric is close to a body-centred tetragonal one)."""
-    from xrdid.indexing import combine
+    ties with it on these six lines: α-Hg's rhombohedral metric is close to a body-centred tetragonal one). The guarded
+    few-line search (GUARDED_FEW_LINE_SEARCH, on by default) finds the hR cell on the five lines themselves; it is off
+    here, so that the five lines give nothing."""
+    from xrdid.indexing import combine, search
     from xrdid.indexing.search import confidence
 
     s = prototype("A_hR1_166_a")
     pattern = render(s, AUGMENT, seed=7018)
+    monkeypatch.setattr(search, "GUARDED_FEW_LINE_SEARCH", False)
     monkeypatch.setattr(combine, "WEAK_LINE_RETRY", True)
     peaks, result = index_pattern(pattern, time_budget_s=20)
     assert len(peaks) == 5 and not result.indexed
@@ -740,8 +743,9 @@ def _line_list(lat, hkl, wavelength_A: float = 1.5405929):
 def test_a_two_parameter_search_on_five_lines(monkeypatch, spare):
     """A_hR1_166's 5 lines from a rendered pattern (Cu Kα1; seed 7000 + n of the benchmark's tuning draws): its hR
     cell indexes all five (M5 ≈ 380, tentative), but a 2-parameter search needs 2 × 2 + FEW_PARAMETER_SPARE_LINES
-    lines; with 2 (the default) the hexagonal search does not run and no right cell is accepted, with 1 the hR cell is
-    among the first three (tied with a tI cell that indexes the five lines as well: five lines say little)."""
+    lines; with 2 (the default) the hexagonal search does not run (the guarded few-line search off) and no right cell is
+    accepted, with 1 the hR cell is among the first three (tied with a tI cell that indexes the five lines as well: five
+    lines say little)."""
     from pymatgen.core import Lattice
 
     from xrdid.indexing import search
@@ -749,6 +753,7 @@ def test_a_two_parameter_search_on_five_lines(monkeypatch, spare):
     from xrdid.indexing.peaks import PeakList
 
     monkeypatch.setattr(search, "FEW_PARAMETER_SPARE_LINES", spare)
+    monkeypatch.setattr(search, "GUARDED_FEW_LINE_SEARCH", False)
     peaks = PeakList.from_positions([32.7329, 40.4499, 52.8831, 63.64, 68.7013], 1.5405929, intensity=[1.0, 0.7989, 0.2705, 0.3726, 0.3139],
                                     sigma=[0.0026, 0.0032, 0.0088, 0.005, 0.0054], fwhm=[0.129, 0.1807, 0.1893, 0.3833, 0.2091])
     lat = Lattice.from_parameters(2.986301, 2.986301, 2.986301, 70.743377, 70.743377, 70.743377)  # primitive
@@ -759,6 +764,31 @@ def test_a_two_parameter_search_on_five_lines(monkeypatch, spare):
         rank = right_rank(result.cells[:3], [lat])
         assert rank is not None, [c.to_dict() for c in result.cells[:3]]
         assert search.confidence(result.cells[rank - 1]) == "tentative"
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_guarded_search_on_five_lines(monkeypatch, guarded):
+    """The guarded few-line search (GUARDED_FEW_LINE_SEARCH, on by default): the hexagonal search runs on A_hR1_166's 5 lines (as in
+    test_a_two_parameter_search_on_five_lines) and its hR cell (log10 p ≈ −2.7, under the guard's −0.48 × 5) is among the
+    first three; on a random 5-line list (seed 5003 of the scratch checks) the same search's tP cell (M5 ≈ 140, log10 p
+    ≈ −1.9: under the acceptance's −0.33 × 5, so accepted with FEW_PARAMETER_SPARE_LINES = 1) is dropped and nothing is
+    indexed. Off, neither search runs."""
+    from pymatgen.core import Lattice
+
+    from xrdid.indexing import search
+    from xrdid.indexing.evaluate import right_rank
+    from xrdid.indexing.peaks import PeakList
+
+    monkeypatch.setattr(search, "GUARDED_FEW_LINE_SEARCH", guarded)
+    peaks = PeakList.from_positions([32.7329, 40.4499, 52.8831, 63.64, 68.7013], 1.5405929, intensity=[1.0, 0.7989, 0.2705, 0.3726, 0.3139],
+                                    sigma=[0.0026, 0.0032, 0.0088, 0.005, 0.0054], fwhm=[0.129, 0.1807, 0.1893, 0.3833, 0.2091])
+    lat = Lattice.from_parameters(2.986301, 2.986301, 2.986301, 70.743377, 70.743377, 70.743377)  # primitive
+    rank = right_rank(search.index_peaks(peaks).cells[:3], [lat])
+    assert (rank is not None) == guarded
+    rand = PeakList.from_positions([21.4522, 33.1345, 42.7316, 48.7786, 58.7653], 1.5406, intensity=[72.9, 66.18, 77.96, 62.65, 69.8])
+    assert not search.index_peaks(rand, time_budget_s=3.0).indexed
+    monkeypatch.setattr(search, "FEW_PARAMETER_SPARE_LINES", 1)  # the unguarded search accepts a cell there
+    assert search.index_peaks(rand, time_budget_s=3.0).indexed
 
 
 @pytest.mark.parametrize("parents", [0, 3])
