@@ -73,3 +73,47 @@ def test_a_low_symmetry_phase_refined_into_a_wrong_basin_is_kept_after_its_cell_
     assert F._coverage(m, on)[li] > 0.8
     assert abs(on.phases[li].s - 0.99892) < 5e-4 and abs(on.phases[li].q[0] + 0.002) < 5e-4
     assert F._crit(m, on, ne) < F._crit(m, off, ne) - 100
+
+
+def test_a_phase_pruned_for_its_texture_alone_is_refined_again_without_it(tmp_path, monkeypatch):
+    """texture_restart: TiO2 (no texture in the data) enters the full refinement with a March–Dollase r of 0.45,
+    beyond max_march_dollase, and keeps it (the texture step is held to re-solving the scales here, as when no
+    trial texture pays): off, it is pruned as a stand-in; on, its texture is dropped, it is refined again
+    without one (the texture step skips it) and kept."""
+    from test_mixtures import _mixture, _structures
+
+    structures = _structures()
+    for name in ("NaCl", "CsCl", "TiO2"):
+        structures[name].to(filename=str(tmp_path / f"{name}.cif"))
+    lib = load_library(tmp_path, 0.8 / 1.03)
+    ids = {p.formula: k for k, p in enumerate(lib.phases)}
+    grid, y = _mixture({"NaCl": 0.5, "TiO2": 0.5}, seed=2)
+    optics = Optics(CU, caglioti_uvw_deg2=(0.004, -0.002, 0.002))
+    st = FitSettings()
+    m = Model(grid, y, lib, optics, background_degree=12)
+    m.lattice_sigma, m.fwhm_deg, m.beam_aniso_params = st.lattice_sigma, F.estimate_fwhm(grid, y), st.beam_aniso_params
+    ne = F.n_effective(grid, m.fwhm_deg)
+    bounds = Bounds(d_scale=st.d_scale_range, aniso=2 * st.lattice_sigma)
+    start = [PhaseState(ids["NaCl"], log_size=math.log(120.0)),
+             PhaseState(ids["TiO2"], q=np.zeros(m.data(ids["TiO2"]).n_aniso), log_size=math.log(120.0), axis=0, r=0.45)]
+    g0 = Globals(zero_deg=0.03, log_width=math.log(4.0))
+    cols = m.columns(start, g0)
+    a, _b, calc, chi2 = m.linear(cols)
+    h = F._Hyp(start, g0, cols, a, calc, chi2)
+    skipped = []
+
+    def held(m, phases, g, cols, chi2, bounds, ne, st, skip=frozenset()):
+        skipped.append(set(skip))
+        a, _b, calc, chi2 = m.linear(cols)
+        return phases, g, cols, a, calc, chi2
+
+    monkeypatch.setattr(F, "_texture", held)
+    glob = ("zero", "width")
+    off = F._final(m, h, FitSettings(texture_restart=False), bounds, glob, ne)
+    assert [lib.phases[p.index].formula for p in off.phases] == ["NaCl"]
+    skipped.clear()
+    on = F._final(m, h, FitSettings(texture_restart=True), bounds, glob, ne)
+    assert sorted(lib.phases[p.index].formula for p in on.phases) == ["NaCl", "TiO2"]
+    assert all(p.axis == -1 for p in on.phases)
+    assert skipped[0] == set() and skipped[-1] == {ids["TiO2"]}
+    assert min(F._coverage(m, on)) > 0.8

@@ -115,6 +115,14 @@ class FitSettings:
     # measured mixtures it changes no answer, median CPU the same, mean +15–20 %, slowest pattern ×1.5. Off:
     # the rule declared before seed 47 asked for 2 more exact sets there.
     cell_restarts: int = 0
+    # A phase about to be pruned in the full refinement for its texture alone (r beyond max_march_dollase, no
+    # other sign, the criterion needing it) is refined again without texture, and no texture is tried for it
+    # again in that refinement; it is then judged as any other (False: pruned). A weak phase beside others can
+    # take an extreme r to fit their misfit: a true cubic La2O3 (9.5 wt%, no texture simulated) refined from its
+    # true parameters ended at r 0.53 and was pruned (benchmarks/README.md). Measured: synthetic seed 2 (4 and 5
+    # phases) one exact set more, seeds 1, 3–5 the same; but it lets back stand-ins the texture rule drops
+    # (withheld seed 3 precision 0.94 → 0.91, tune half the Zr2O stand-in for In2O3 again, exact 4/11 → 3/11). Off.
+    texture_restart: bool = False
     # A phase whose refined isotropic lattice scale ends further than this many lattice_sigma from its
     # reference's after the full refinement is dropped (None: no such test). The search still ranges over
     # ±4σ, but a phase stretched further than a real sample's cell is from its reference is a stand-in that
@@ -774,6 +782,7 @@ def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: f
     kinds = ("s", "q", "size", "strain")
     gk = (*glob_kinds, "disp")
     restarted: set[int] = set()  # library indices whose cell was restarted (cell_restarts)
+    untextured: set[int] = set()  # library indices refined without texture after an extreme one (texture_restart)
     while True:
         if not phases:
             _, _, calc, chi2 = m.linear(np.zeros((0, m.grid.size)))
@@ -792,7 +801,7 @@ def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: f
                 cols = m.columns(phases, g)
                 a, _b, calc, chi2 = m.linear(cols)
         else:
-            phases, g, cols, a, calc, chi2 = _texture(m, phases, g, cols, chi2, bounds, ne, st)
+            phases, g, cols, a, calc, chi2 = _texture(m, phases, g, cols, chi2, bounds, ne, st, untextured)
         hyp = _Hyp(phases, g, cols, a, calc, chi2, final=True)
         sig = _removal_significance(m, hyp, ne)
         cov = _coverage(m, hyp, st.coverage_window)
@@ -806,6 +815,12 @@ def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: f
             return hyp
         worst = _first_to_prune(bad, limits, signs, gate, sig, st)
         p = phases[worst]
+        if (st.texture_restart and p.axis >= 0 and signs[worst] == ["texture"] and sig[worst] > 0
+                and p.index not in untextured):
+            untextured.add(p.index)
+            log.debug("%s: texture r %.2f dropped, refined again without", m.lib.phases[p.index].id, p.r)
+            phases = [q.copy(axis=-1, r=1.0) if k == worst else q for k, q in enumerate(phases)]
+            continue
         if (st.cell_restarts and p.index not in restarted and m.data(p.index).n_aniso and sig[worst] > 0
                 and (gate[worst] < st.min_coverage or signs[worst] == ["texture"])
                 and len(at_limits(m, p, bounds)) < st.max_params_at_limits and "lattice" not in signs[worst]):
@@ -938,11 +953,13 @@ def _explained_share(m: Model, contrib: np.ndarray, calc: np.ndarray) -> float:
     return float(contrib.sum()) / net if net > 0 else 0.0
 
 
-def _texture(m: Model, phases, g, cols, chi2, bounds: Bounds, ne: float, st: FitSettings):
+def _texture(m: Model, phases, g, cols, chi2, bounds: Bounds, ne: float, st: FitSettings, skip=frozenset()):
     """For each phase, the March–Dollase axis (of the candidates) and r (plates 0.7 or needles 1.4) that
     lower χ² most, kept only if that pays for the parameter and its prior; then r refined with the rest."""
     changed = False
     for i, p in enumerate(phases):
+        if p.index in skip:  # library indices refined without texture (texture_restart)
+            continue
         best = (chi2, None)
         # Every trial's column in one call (Model.columns: the same numbers as one render each).
         states = [p.copy(axis=ax, r=r) for ax in range(len(m.data(p.index).axes)) for r in (0.7, 1.4)]
