@@ -59,7 +59,10 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
    reference (a real sample's cell is closer than that to its reference; a phase stretched further is
    a stand-in whose peaks were put on those of a phase the library lacks), or whose refined March–Dollase
    r ends outside 1/``max_march_dollase``–``max_march_dollase`` (0.6–1.67: a stand-in bent onto such peaks
-   by an extreme texture), are pruned. Then the best set is completed (``complete_rounds``, 5): the
+   by an extreme texture), are pruned (with ``cell_restarts``, off, a phase with anisotropic lattice changes
+   that the criterion needs is first refined again from restarted cells: a few isotropic scales about its
+   reference at its reference cell shape, blurred LM steps of its own cell; a wrong basin of those changes
+   left true low-symmetry phases of synthetic mixtures covering 0.6). Then the best set is completed (``complete_rounds``, 5): the
    screening's best ``complete_candidates`` for what it leaves are placed as in the beam, without the
    beam's coverage gate, and the one whose quick fit lowers C most (by more than ``complete_margin``, 10)
    gets the full refinement and its pruning; it is kept if C then drops by more than the margin and it

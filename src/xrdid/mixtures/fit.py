@@ -98,6 +98,31 @@ class FitSettings:
     # A phase with this many kinds of refined parameter at their bounds (lattice, strain, size, texture;
     # see fit.at_limits) after the full refinement is dropped.
     max_params_at_limits: int = 2
+    # Restarts of a low-symmetry phase's cell before the full refinement prunes it (0: none). A phase with
+    # symmetry-allowed anisotropic lattice changes that the criterion needs (significance > 0) but whose
+    # coverage after the full refinement is below min_coverage (or whose texture ends beyond
+    # max_march_dollase) is given its cell again from ``cell_restarts`` isotropic scales 1 + k·0.4·σ_a (k
+    # symmetric about 0) at the reference cell shape, no texture or strain: each start a few LM steps of its
+    # own cell with the peaks blurred (the others and the globals held), the best by χ² at the peaks' own
+    # widths (the blurred χ² preferred a wrong basin) polished, then the full refinement again; taken if the
+    # criterion drops (else the phase is pruned as before). Once per phase and full refinement. A phase placed at its reference cell shape starts with an isotropic scale
+    # chosen against that shape (the screening's), 0.2–0.3 % from its true one, and the LM of the full
+    # refinement then ends in a wrong basin of the anisotropic changes: on synthetic mixtures (simulated from
+    # the library's own sticks) the true Li2O2 P2₁/c and TiF4 Pnma covered 0.61 and 0.67 refined from there,
+    # 0.92 and 0.81 restarted so (5 starts), at a criterion lower by 1,115 and 581 units. Measured at 5
+    # (benchmarks/README.md): synthetic seed 1 (2–5 phases) 27 → 29 of 32 exact sets, tuning seeds 1–5 (4 and 5
+    # phases) and the tune half every set the same, fresh seed 47 31 → 32 of 40 (no more wrong phases); on the
+    # measured mixtures it changes no answer, median CPU the same, mean +15–20 %, slowest pattern ×1.5. Off:
+    # the rule declared before seed 47 asked for 2 more exact sets there.
+    cell_restarts: int = 0
+    # A phase about to be pruned in the full refinement for its texture alone (r beyond max_march_dollase, no
+    # other sign, the criterion needing it) is refined again without texture, and no texture is tried for it
+    # again in that refinement; it is then judged as any other (False: pruned). A weak phase beside others can
+    # take an extreme r to fit their misfit: a true cubic La2O3 (9.5 wt%, no texture simulated) refined from its
+    # true parameters ended at r 0.53 and was pruned (benchmarks/README.md). Measured: synthetic seed 2 (4 and 5
+    # phases) one exact set more, seeds 1, 3–5 the same; but it lets back stand-ins the texture rule drops
+    # (withheld seed 3 precision 0.94 → 0.91, tune half the Zr2O stand-in for In2O3 again, exact 4/11 → 3/11). Off.
+    texture_restart: bool = False
     # A phase whose refined isotropic lattice scale ends further than this many lattice_sigma from its
     # reference's after the full refinement is dropped (None: no such test). The search still ranges over
     # ±4σ, but a phase stretched further than a real sample's cell is from its reference is a stand-in that
@@ -765,6 +790,8 @@ def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: f
     phases, g = h.phases, h.g
     kinds = ("s", "q", "size", "strain")
     gk = (*glob_kinds, "disp")
+    restarted: set[int] = set()  # library indices whose cell was restarted (cell_restarts)
+    untextured: set[int] = set()  # library indices refined without texture after an extreme one (texture_restart)
     while True:
         if not phases:
             _, _, calc, chi2 = m.linear(np.zeros((0, m.grid.size)))
@@ -783,7 +810,7 @@ def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: f
                 cols = m.columns(phases, g)
                 a, _b, calc, chi2 = m.linear(cols)
         else:
-            phases, g, cols, a, calc, chi2 = _texture(m, phases, g, cols, chi2, bounds, ne, st)
+            phases, g, cols, a, calc, chi2 = _texture(m, phases, g, cols, chi2, bounds, ne, st, untextured)
         hyp = _Hyp(phases, g, cols, a, calc, chi2, final=True)
         sig = _removal_significance(m, hyp, ne)
         cov = _coverage(m, hyp, st.coverage_window)
@@ -796,12 +823,57 @@ def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: f
         if not bad:
             return hyp
         worst = _first_to_prune(bad, limits, signs, gate, sig, st)
+        p = phases[worst]
+        if (st.texture_restart and p.axis >= 0 and signs[worst] == ["texture"] and sig[worst] > 0
+                and p.index not in untextured):
+            untextured.add(p.index)
+            log.debug("%s: texture r %.2f dropped, refined again without", m.lib.phases[p.index].id, p.r)
+            phases = [q.copy(axis=-1, r=1.0) if k == worst else q for k, q in enumerate(phases)]
+            continue
+        if (st.cell_restarts and p.index not in restarted and m.data(p.index).n_aniso and sig[worst] > 0
+                and (gate[worst] < st.min_coverage or signs[worst] == ["texture"])
+                and len(at_limits(m, p, bounds)) < st.max_params_at_limits and "lattice" not in signs[worst]):
+            restarted.add(p.index)
+            again = _restart_cell(m, hyp, worst, st, bounds, gk, ne)
+            log.debug("%s: cell restarted: criterion %.1f → %.1f, coverage %.2f → %.2f", m.lib.phases[p.index].id,
+                      _crit(m, hyp, ne), _crit(m, again, ne), cov[worst], _coverage(m, again, st.coverage_window)[worst])
+            if _crit(m, again, ne) < _crit(m, hyp, ne):
+                phases, g = again.phases, again.g
+                continue
         log.debug("pruning %s (significance %.1f, coverage %.2f, at limits: %s, stand-in: %s)",
                   m.lib.phases[phases[worst].index].id, sig[worst], cov[worst], at_limits(m, phases[worst], bounds),
                   signs[worst])
         phases = phases[:worst] + phases[worst + 1 :]
         if parent is not None and tuple(sorted(p.index for p in phases)) == parent.key:
             return parent
+
+
+def _restart_cell(m: Model, h: _Hyp, i: int, st: FitSettings, bounds: Bounds, gk, ne: float) -> _Hyp:
+    """h fully refined again from phase i's cell restarted (see ``FitSettings.cell_restarts``): from each
+    isotropic scale 1 + k·0.4·σ_a at the reference cell shape (no texture, no strain), a few LM steps of
+    phase i's cell alone with the peaks blurred (×3 FWHM), the others and the globals held; the start
+    that ends at the least χ² with the peaks' own widths polished with them, then every phase and global
+    refined as in _final (texture tried again)."""
+    p = h.phases[i].copy(q=np.zeros(m.data(h.phases[i].index).n_aniso), axis=-1, r=1.0, strain=0.0)
+    blurred = h.g.copy(log_width=h.g.log_width + math.log(9.0))
+    own = slots_for(h.phases, m, phase_kinds=("s", "q"), which={i}, global_kinds=())
+    half = (st.cell_restarts - 1) / 2
+    best = None
+    for k in range(st.cell_restarts):
+        phases = list(h.phases)
+        phases[i] = p.copy(s=1.0 + 0.4 * st.lattice_sigma * (k - half))
+        phases = refine(m, phases, blurred, own, bounds, st.nfev_final // 2, rtol=st.lm_stop / ne)[0]
+        cols = h.cols.copy()
+        cols[i] = m.render(phases[i], h.g)
+        chi2 = m.linear(cols)[3]  # judged with the peaks' own widths: the blurred χ² prefers wrong basins
+        if best is None or chi2 < best[1]:
+            best = (phases, chi2)
+    phases = best[0]
+    phases, g, cols, _a, _calc, _chi2 = refine(m, phases, h.g, own, bounds, st.nfev_final, rtol=st.lm_stop / ne)
+    phases, g, cols, a, calc, chi2 = refine(m, phases, g, slots_for(phases, m, phase_kinds=("s", "q", "size", "strain"),
+                                                                      global_kinds=gk), bounds, st.nfev_final, rtol=st.lm_stop / ne)
+    phases, g, cols, a, calc, chi2 = _texture(m, phases, g, cols, chi2, bounds, ne, st)
+    return _Hyp(phases, g, cols, a, calc, chi2, final=True)
 
 
 def _first_to_prune(bad: list[int], limits: list[int], signs: list[list[str]], cov: list[float], sig: list[float],
@@ -892,11 +964,13 @@ def _explained_share(m: Model, contrib: np.ndarray, calc: np.ndarray) -> float:
     return float(contrib.sum()) / net if net > 0 else 0.0
 
 
-def _texture(m: Model, phases, g, cols, chi2, bounds: Bounds, ne: float, st: FitSettings):
+def _texture(m: Model, phases, g, cols, chi2, bounds: Bounds, ne: float, st: FitSettings, skip=frozenset()):
     """For each phase, the March–Dollase axis (of the candidates) and r (plates 0.7 or needles 1.4) that
     lower χ² most, kept only if that pays for the parameter and its prior; then r refined with the rest."""
     changed = False
     for i, p in enumerate(phases):
+        if p.index in skip:  # library indices refined without texture (texture_restart)
+            continue
         best = (chi2, None)
         # Every trial's column in one call (Model.columns: the same numbers as one render each).
         states = [p.copy(axis=ax, r=r) for ax in range(len(m.data(p.index).axes)) for r in (0.7, 1.4)]
