@@ -67,3 +67,33 @@ def test_a_mixtures_leftover_lines_index_on_a_second_cell_a_single_phase_leaves_
     assert mixed["leftover_strong"] >= 3 and mixed["leftover_lines"] >= 4
     assert mixed["second_indexed"] > 0.8 and mixed["second_accepted"] == 1.0 and mixed["second_log10p"] > 0.33
     assert second_cell_features(None, None) == dict.fromkeys(SECOND, 0.0)
+
+
+def test_the_second_cell_search_keeps_the_search_the_detector_was_fitted_on(monkeypatch):
+    """The shipped detector's second-cell terms were fitted on second cells searched without the guarded few-line
+    search: ``second_cell_features`` asks for it off, whatever the default (on 5 leftover lines it would add
+    tetragonal and hexagonal cells); ``guarded_few_lines=False`` does turn it off (A_hR1_166's 5 lines, whose hR cell
+    only the guarded search finds)."""
+    from pymatgen.core import Lattice
+
+    from xrdid.indexing import combine, search
+    from xrdid.indexing.evaluate import right_rank
+    from xrdid.indexing.peaks import PeakList
+
+    five = PeakList.from_positions([32.7329, 40.4499, 52.8831, 63.64, 68.7013], 1.5405929, intensity=[1.0, 0.7989, 0.2705, 0.3726, 0.3139],
+                                   sigma=[0.0026, 0.0032, 0.0088, 0.005, 0.0054], fwhm=[0.129, 0.1807, 0.1893, 0.3833, 0.2091])
+    lat = Lattice.from_parameters(2.986301, 2.986301, 2.986301, 70.743377, 70.743377, 70.743377)
+    monkeypatch.setattr(search, "GUARDED_FEW_LINE_SEARCH", True)
+    assert right_rank(search.index_peaks(five).cells[:3], [lat]) is not None
+    assert right_rank(search.index_peaks(five, guarded_few_lines=False).cells[:3], [lat]) is None
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("guarded_few_lines"))
+        return search.index_peaks(*args, **kwargs)
+
+    peaks, result = index_pattern(_two_phase())
+    monkeypatch.setattr(combine, "index_peaks", spy)
+    assert combine.second_cell_features(result, peaks)["leftover_lines"] >= 4
+    assert calls == [False]

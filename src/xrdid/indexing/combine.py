@@ -380,7 +380,9 @@ def second_cell_features(result: IndexingResult | None, peaks: PeakList | None, 
         return out
     from xrdid.indexing.search import acceptable
 
-    second = index_peaks(left, time_budget_s=time_budget_s, systems=systems)
+    # Without the guarded few-line search: the shipped detector's terms (pretrained/mixture_cell.json) were fitted on
+    # second cells searched without it (on 5 leftover lines it would add tetragonal and hexagonal cells).
+    second = index_peaks(left, time_budget_s=time_budget_s, systems=systems, guarded_few_lines=False)
     best = second.best or (second.rejected[0] if second.rejected else None)
     if best is None:
         return out

@@ -1280,12 +1280,13 @@ def _min_search_lines(system: str) -> int:
 
 
 def _search_system(system: str, lines: Lines, zero: float, refine_zero: bool, keep: int, deadline: float = math.inf,
-                   around_zero: bool | None = None) -> list[Cell]:
+                   around_zero: bool | None = None, guarded: bool | None = None) -> list[Cell]:
     """The cells of ``system``'s search, best first; none on too few lines (:func:`_min_search_lines`), or, with
-    GUARDED_FEW_LINE_SEARCH, on one line fewer only those under the stricter chance bound."""
+    the guarded few-line search (``guarded``; None: GUARDED_FEW_LINE_SEARCH), on one line fewer only those under the
+    stricter chance bound."""
     if lines.n >= _min_search_lines(system):
         return _search_lines(system, lines, zero, refine_zero, keep, deadline, around_zero)
-    if not GUARDED_FEW_LINE_SEARCH or N_PARAMS[system] > 3 or lines.n < 2 * N_PARAMS[system] + 1:
+    if not (GUARDED_FEW_LINE_SEARCH if guarded is None else guarded) or N_PARAMS[system] > 3 or lines.n < 2 * N_PARAMS[system] + 1:
         return []  # too few lines to tell a cell of this many parameters from chance
     cells = _search_lines(system, lines, zero, refine_zero, keep, deadline, around_zero)
     return [c for c in cells if c.chance_log10p <= -GUARDED_LOG10P_PER_LINE * c.n_lines]
@@ -1709,10 +1710,11 @@ SEARCH_KEEP = {"cubic": 6, "tetragonal": 10, "hexagonal": 10, "orthorhombic": 16
 
 def index_peaks(
     peaks: PeakList, *, system_probabilities: dict[str, float] | None = None, time_budget_s: float = TIME_BUDGET_S,
-    systems: tuple[str, ...] | None = None, n_cells: int = 5, min_m20: dict | None = None,
+    systems: tuple[str, ...] | None = None, n_cells: int = 5, min_m20: dict | None = None, guarded_few_lines: bool | None = None,
 ) -> IndexingResult:
     """Index a peak list (module docstring). ``system_probabilities``: a classifier's crystal-system
     probabilities (cubic … triclinic, trigonal counted for both hexagonal lattices) to order the search.
+    ``guarded_few_lines``: the guarded few-line search on or off (None: GUARDED_FEW_LINE_SEARCH).
     Returns up to ``n_cells`` accepted cells, best first, or none with the reason in ``message``."""
     t0 = time.process_time()
     lines = lines_from_peaks(peaks)
@@ -1744,7 +1746,7 @@ def index_peaks(
             continue
         keep = SEARCH_KEEP[system]
         try:
-            found = _search_system(system, lines, zero, refine_zero, keep, deadline=t0 + time_budget_s)
+            found = _search_system(system, lines, zero, refine_zero, keep, deadline=t0 + time_budget_s, guarded=guarded_few_lines)
         except np.linalg.LinAlgError as exc:  # a singular trial cell; the other systems still run
             log.debug("%s search failed: %s", system, exc)
             found = []
