@@ -117,9 +117,9 @@ class FitSettings:
     cell_restarts: int = 0
     # The cell restart only for a phase whose coverage (gate) after the full refinement is at least this
     # (0: any). A true phase in a wrong basin of its anisotropic lattice covered 0.61–0.67 on the synthetic
-    # mixtures; most low-symmetry candidates failing the gate on measured mixtures cover less, and the restart
-    # (a polish and a full refinement again) is the slowest pattern's extra cost. Measured with cell_restarts 3
-    # at 0.55 (benchmarks/README.md).
+    # mixtures. Measured with cell_restarts 3 at 0.55 (benchmarks/README.md): the candidates it restarts on the
+    # measured mixtures cover 0.58–0.69 (all six restarts of cell_restarts 5 fire again), so it saves only the
+    # two outer starts; synthetic seed 1 27 → 28 of 32 exact (5 starts: 29), fresh seed 49 29 → 29 of 40. Off.
     cell_restart_min_coverage: float = 0.0
     # A phase about to be pruned in the full refinement for its texture alone (r beyond max_march_dollase, no
     # other sign, the criterion needing it) is refined again without texture, and no texture is tried for it
