@@ -62,6 +62,25 @@ def test_the_cell_restart_is_held_to_phases_covering_at_least_its_minimum(tmp_pa
     assert outside.key == off.key and outside.chi2 == off.chi2
 
 
+@pytest.mark.skipif(not (SHARED / "library").is_dir(), reason="shared development data absent")
+def test_a_low_symmetry_phase_placed_from_several_scales_before_the_full_refinement_is_kept(tmp_path):
+    """cell_starts_final: Li2O2 enters the full refinement at q = 0 (not yet refined); its isotropic scale tried
+    from five starts before the refinement, it ends at its true cell and is kept with no restart after it; the
+    phases already refined (q ≠ 0) are left where they are."""
+    m, h, ids, bounds, glob, ne = _li2o2_case(tmp_path)
+    li2o2 = ids["xrdaa__Example__Li2O2_14.cif"]
+    off = F._final(m, h, FitSettings(cell_starts_final=0), bounds, glob, ne)
+    assert li2o2 not in off.key
+    placed, cols = F._best_start(m, h.phases, h.g, h.cols, 0, 5, FitSettings(), bounds, ne)
+    assert all(p.s == q.s and np.array_equal(p.q, q.q) for p, q in zip(placed[1:], h.phases[1:]))
+    assert m.linear(cols)[3] < h.chi2
+    on = F._final(m, h, FitSettings(cell_starts_final=5), bounds, glob, ne)
+    assert on.key == tuple(sorted(ids.values()))
+    li = next(k for k, p in enumerate(on.phases) if p.index == li2o2)
+    assert F._coverage(m, on)[li] > 0.8
+    assert abs(on.phases[li].s - 0.99892) < 5e-4 and abs(on.phases[li].q[0] + 0.002) < 5e-4
+
+
 def _li2o2_case(tmp_path):
     """The seed-1 four-phase mixture and the start the search gave the full refinement (Li2O2 at q = 0)."""
     for f in TRUTH:
