@@ -34,6 +34,55 @@ def test_a_low_symmetry_phase_refined_into_a_wrong_basin_is_kept_after_its_cell_
     from there its cell drifts (q₂ ≈ −0.008) and it covers about 0.6: pruned at min_coverage 0.7. Restarted
     from scales about its reference (cell_restarts 5) it lands on its true cell, covers about 0.9 and the
     criterion drops by hundreds of units: all four phases are kept."""
+    m, h, ids, bounds, glob, ne = _li2o2_case(tmp_path)
+    off = F._final(m, h, FitSettings(cell_restarts=0), bounds, glob, ne)
+    assert ids["xrdaa__Example__Li2O2_14.cif"] not in off.key and len(off.phases) == 3
+    on = F._final(m, h, FitSettings(cell_restarts=5), bounds, glob, ne)
+    assert on.key == tuple(sorted(ids.values()))
+    li = next(k for k, p in enumerate(on.phases) if p.index == ids["xrdaa__Example__Li2O2_14.cif"])
+    assert F._coverage(m, on)[li] > 0.8
+    assert abs(on.phases[li].s - 0.99892) < 5e-4 and abs(on.phases[li].q[0] + 0.002) < 5e-4
+    assert F._crit(m, on, ne) < F._crit(m, off, ne) - 100
+
+
+@pytest.mark.skipif(not (SHARED / "library").is_dir(), reason="shared development data absent")
+def test_the_cell_restart_is_held_to_phases_covering_at_least_its_minimum(tmp_path):
+    """cell_restart_min_coverage: Li2O2 refined into the wrong basin covers 0.67. Three restarts for phases
+    covering at least 0.55 keep it at its true cell; for phases covering at least 0.69 it is not restarted and
+    is pruned as with no restarts (the same hypothesis as cell_restarts 0)."""
+    m, h, ids, bounds, glob, ne = _li2o2_case(tmp_path)
+    li2o2 = ids["xrdaa__Example__Li2O2_14.cif"]
+    inside = F._final(m, h, FitSettings(cell_restarts=3, cell_restart_min_coverage=0.55), bounds, glob, ne)
+    assert inside.key == tuple(sorted(ids.values()))
+    li = next(k for k, p in enumerate(inside.phases) if p.index == li2o2)
+    assert F._coverage(m, inside)[li] > 0.8
+    outside = F._final(m, h, FitSettings(cell_restarts=3, cell_restart_min_coverage=0.69), bounds, glob, ne)
+    assert li2o2 not in outside.key and len(outside.phases) == 3
+    off = F._final(m, h, FitSettings(cell_restarts=0), bounds, glob, ne)
+    assert outside.key == off.key and outside.chi2 == off.chi2
+
+
+@pytest.mark.skipif(not (SHARED / "library").is_dir(), reason="shared development data absent")
+def test_a_low_symmetry_phase_placed_from_several_scales_before_the_full_refinement_is_kept(tmp_path):
+    """cell_starts_final: Li2O2 enters the full refinement at q = 0 (not yet refined); its isotropic scale tried
+    from five starts before the refinement, it ends at its true cell and is kept with no restart after it; the
+    phases already refined (q ≠ 0) are left where they are."""
+    m, h, ids, bounds, glob, ne = _li2o2_case(tmp_path)
+    li2o2 = ids["xrdaa__Example__Li2O2_14.cif"]
+    off = F._final(m, h, FitSettings(cell_starts_final=0), bounds, glob, ne)
+    assert li2o2 not in off.key
+    placed, cols = F._best_start(m, h.phases, h.g, h.cols, 0, 5, FitSettings(), bounds, ne)
+    assert all(p.s == q.s and np.array_equal(p.q, q.q) for p, q in zip(placed[1:], h.phases[1:]))
+    assert m.linear(cols)[3] < h.chi2
+    on = F._final(m, h, FitSettings(cell_starts_final=5), bounds, glob, ne)
+    assert on.key == tuple(sorted(ids.values()))
+    li = next(k for k, p in enumerate(on.phases) if p.index == li2o2)
+    assert F._coverage(m, on)[li] > 0.8
+    assert abs(on.phases[li].s - 0.99892) < 5e-4 and abs(on.phases[li].q[0] + 0.002) < 5e-4
+
+
+def _li2o2_case(tmp_path):
+    """The seed-1 four-phase mixture and the start the search gave the full refinement (Li2O2 at q = 0)."""
     for f in TRUTH:
         shutil.copy(SHARED / "library" / f, tmp_path / f)
     lib = load_library(tmp_path, 0.8 / 1.03)
@@ -64,15 +113,7 @@ def test_a_low_symmetry_phase_refined_into_a_wrong_basin_is_kept_after_its_cell_
     a, _b, calc, chi2 = m.linear(cols)
     h = F._Hyp(start, g0, cols, a, calc, chi2)
     glob = ("zero", "width", "ka2")
-
-    off = F._final(m, h, FitSettings(cell_restarts=0), bounds, glob, ne)
-    assert ids["xrdaa__Example__Li2O2_14.cif"] not in off.key and len(off.phases) == 3
-    on = F._final(m, h, FitSettings(cell_restarts=5), bounds, glob, ne)
-    assert on.key == tuple(sorted(ids.values()))
-    li = next(k for k, p in enumerate(on.phases) if p.index == ids["xrdaa__Example__Li2O2_14.cif"])
-    assert F._coverage(m, on)[li] > 0.8
-    assert abs(on.phases[li].s - 0.99892) < 5e-4 and abs(on.phases[li].q[0] + 0.002) < 5e-4
-    assert F._crit(m, on, ne) < F._crit(m, off, ne) - 100
+    return m, h, ids, bounds, glob, ne
 
 
 def test_a_phase_pruned_for_its_texture_alone_is_refined_again_without_it(tmp_path, monkeypatch):

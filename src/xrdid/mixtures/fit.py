@@ -115,6 +115,20 @@ class FitSettings:
     # measured mixtures it changes no answer, median CPU the same, mean +15–20 %, slowest pattern ×1.5. Off:
     # the rule declared before seed 47 asked for 2 more exact sets there.
     cell_restarts: int = 0
+    # The cell restart only for a phase whose coverage (gate) after the full refinement is at least this
+    # (0: any). A true phase in a wrong basin of its anisotropic lattice covered 0.61–0.67 on the synthetic
+    # mixtures. Measured with cell_restarts 3 at 0.55 (benchmarks/README.md): the candidates it restarts on the
+    # measured mixtures cover 0.58–0.69 (all six restarts of cell_restarts 5 fire again), so it saves only the
+    # two outer starts; synthetic seed 1 27 → 28 of 32 exact (5 starts: 29), fresh seed 49 29 → 29 of 40. Off.
+    cell_restart_min_coverage: float = 0.0
+    # Starts of the isotropic lattice scale (1 + k·0.4·σ_a, k symmetric about 0) for each phase with anisotropic
+    # lattice changes that enters the full refinement at its reference cell shape (q = 0: not yet refined), tried
+    # before the full refinement as the cell restart's starts are (own cell only, blurred, judged by χ² at the
+    # peaks' own widths); 0: none, the phase starts where the search put it. Measured (benchmarks/README.md):
+    # 5 starts find what cell_restarts 5 finds (synthetic seed 1 27 → 29 of 32 exact, seed 2 and the tune half the
+    # same) but every full refinement with such a phase pays them: median CPU ×1.4–1.7, slowest ×1.5; 3 starts
+    # find nothing (27 of 32). Off.
+    cell_starts_final: int = 0
     # A phase about to be pruned in the full refinement for its texture alone (r beyond max_march_dollase, no
     # other sign, the criterion needing it) is refined again without texture, and no texture is tried for it
     # again in that refinement; it is then judged as any other (False: pruned). A weak phase beside others can
@@ -791,6 +805,11 @@ def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: f
     kinds = ("s", "q", "size", "strain")
     gk = (*glob_kinds, "disp")
     restarted: set[int] = set()  # library indices whose cell was restarted (cell_restarts)
+    if st.cell_starts_final:
+        cols = h.cols
+        for i, p in enumerate(phases):
+            if m.data(p.index).n_aniso and not np.any(p.q):
+                phases, cols = _best_start(m, phases, g, cols, i, st.cell_starts_final, st, bounds, ne)
     untextured: set[int] = set()  # library indices refined without texture after an extreme one (texture_restart)
     while True:
         if not phases:
@@ -832,6 +851,7 @@ def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: f
             continue
         if (st.cell_restarts and p.index not in restarted and m.data(p.index).n_aniso and sig[worst] > 0
                 and (gate[worst] < st.min_coverage or signs[worst] == ["texture"])
+                and gate[worst] >= st.cell_restart_min_coverage
                 and len(at_limits(m, p, bounds)) < st.max_params_at_limits and "lattice" not in signs[worst]):
             restarted.add(p.index)
             again = _restart_cell(m, hyp, worst, st, bounds, gk, ne)
@@ -846,6 +866,27 @@ def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: f
         phases = phases[:worst] + phases[worst + 1 :]
         if parent is not None and tuple(sorted(p.index for p in phases)) == parent.key:
             return parent
+
+
+def _best_start(m: Model, phases: list[PhaseState], g, cols: np.ndarray, i: int, n: int, st: FitSettings,
+                bounds: Bounds, ne: float) -> tuple[list[PhaseState], np.ndarray]:
+    """Phase i's cell from n isotropic scales 1 + k·0.4·σ_a at its current shape: a few blurred LM steps of its
+    own cell each (the others and the globals held); the start, kept as it is too, with the least χ² at the peaks'
+    own widths (``cell_starts_final``)."""
+    blurred = g.copy(log_width=g.log_width + math.log(9.0))
+    own = slots_for(phases, m, phase_kinds=("s", "q"), which={i}, global_kinds=())
+    best = (list(phases), cols, m.linear(cols)[3])
+    half = (n - 1) / 2
+    for k in range(n):
+        trial = list(phases)
+        trial[i] = phases[i].copy(s=1.0 + 0.4 * st.lattice_sigma * (k - half))
+        trial = refine(m, trial, blurred, own, bounds, st.nfev_final // 2, rtol=st.lm_stop / ne)[0]
+        c = cols.copy()
+        c[i] = m.render(trial[i], g)
+        chi2 = m.linear(c)[3]
+        if chi2 < best[2]:
+            best = (trial, c, chi2)
+    return best[0], best[1]
 
 
 def _restart_cell(m: Model, h: _Hyp, i: int, st: FitSettings, bounds: Bounds, gk, ne: float) -> _Hyp:
