@@ -869,13 +869,14 @@ def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: f
 
 
 def _best_start(m: Model, phases: list[PhaseState], g, cols: np.ndarray, i: int, n: int, st: FitSettings,
-                bounds: Bounds, ne: float) -> tuple[list[PhaseState], np.ndarray]:
+                bounds: Bounds, ne: float, keep_current: bool = True) -> tuple[list[PhaseState], np.ndarray]:
     """Phase i's cell from n isotropic scales 1 + k·0.4·σ_a at its current shape: a few blurred LM steps of its
-    own cell each (the others and the globals held); the start, kept as it is too, with the least χ² at the peaks'
-    own widths (``cell_starts_final``)."""
+    own cell each (the others and the globals held); the start with the least χ² at the peaks' own widths (the
+    blurred χ² prefers wrong basins), ``phases`` as they are competing too with ``keep_current``
+    (``cell_starts_final``; the cell restart's starts without)."""
     blurred = g.copy(log_width=g.log_width + math.log(9.0))
     own = slots_for(phases, m, phase_kinds=("s", "q"), which={i}, global_kinds=())
-    best = (list(phases), cols, m.linear(cols)[3])
+    best = (list(phases), cols, m.linear(cols)[3] if keep_current else math.inf)
     half = (n - 1) / 2
     for k in range(n):
         trial = list(phases)
@@ -895,21 +896,10 @@ def _restart_cell(m: Model, h: _Hyp, i: int, st: FitSettings, bounds: Bounds, gk
     phase i's cell alone with the peaks blurred (×3 FWHM), the others and the globals held; the start
     that ends at the least χ² with the peaks' own widths polished with them, then every phase and global
     refined as in _final (texture tried again)."""
-    p = h.phases[i].copy(q=np.zeros(m.data(h.phases[i].index).n_aniso), axis=-1, r=1.0, strain=0.0)
-    blurred = h.g.copy(log_width=h.g.log_width + math.log(9.0))
-    own = slots_for(h.phases, m, phase_kinds=("s", "q"), which={i}, global_kinds=())
-    half = (st.cell_restarts - 1) / 2
-    best = None
-    for k in range(st.cell_restarts):
-        phases = list(h.phases)
-        phases[i] = p.copy(s=1.0 + 0.4 * st.lattice_sigma * (k - half))
-        phases = refine(m, phases, blurred, own, bounds, st.nfev_final // 2, rtol=st.lm_stop / ne)[0]
-        cols = h.cols.copy()
-        cols[i] = m.render(phases[i], h.g)
-        chi2 = m.linear(cols)[3]  # judged with the peaks' own widths: the blurred χ² prefers wrong basins
-        if best is None or chi2 < best[1]:
-            best = (phases, chi2)
-    phases = best[0]
+    phases = list(h.phases)
+    phases[i] = h.phases[i].copy(q=np.zeros(m.data(h.phases[i].index).n_aniso), axis=-1, r=1.0, strain=0.0)
+    own = slots_for(phases, m, phase_kinds=("s", "q"), which={i}, global_kinds=())
+    phases, _cols = _best_start(m, phases, h.g, h.cols, i, st.cell_restarts, st, bounds, ne, keep_current=False)
     phases, g, cols, _a, _calc, _chi2 = refine(m, phases, h.g, own, bounds, st.nfev_final, rtol=st.lm_stop / ne)
     phases, g, cols, a, calc, chi2 = refine(m, phases, g, slots_for(phases, m, phase_kinds=("s", "q", "size", "strain"),
                                                                       global_kinds=gk), bounds, st.nfev_final, rtol=st.lm_stop / ne)
