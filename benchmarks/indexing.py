@@ -292,6 +292,9 @@ def main(argv=None) -> int:
                     help="set xrdid.indexing.search.GUARDED_LOG10P_PER_LINE (the cubic to orthorhombic searches also run on 2 × "
                          "parameters + 1 lines, keeping only cells with p under 10^(−PER_LINE × lines); 0.48, the default; 0 = off: "
                          "GUARDED_FEW_LINE_SEARCH False)")
+    ap.add_argument("--settled-monoclinic-m20", type=float, default=None, metavar="M",
+                    help="set xrdid.indexing.search.SETTLED_MONOCLINIC_M20 (the monoclinic search skipped only behind a convincing cell of "
+                         "M_N ≥ M; 0 = off, the default: GOOD_M20; 50 measured)")
     ap.add_argument("--supercell-rejected-parents", type=int, default=None, metavar="N",
                     help="set xrdid.indexing.search.SUPERCELL_REJECTED_PARENTS (when no cell is acceptable, super-cells of the best N "
                          "rejected cells too; 0 = off, the default; 3 measured)")
@@ -316,6 +319,7 @@ def main(argv=None) -> int:
                                ("monoclinic_triple_zones", search, "MONOCLINIC_TRIPLE_ZONES"),
                                ("few_parameter_spare_lines", search, "FEW_PARAMETER_SPARE_LINES"),
                                ("supercell_rejected_parents", search, "SUPERCELL_REJECTED_PARENTS"),
+                               ("settled_monoclinic_m20", search, "SETTLED_MONOCLINIC_M20"),
                                ("supercell_same_lines_extra_parameters", search, "SUPERCELL_SAME_LINES_EXTRA_PARAMETERS")):
         if getattr(args, name) is not None:
             setattr(module, attr, getattr(args, name))

@@ -843,3 +843,29 @@ def test_a_pseudo_symmetric_super_cell_of_the_winner(monkeypatch, systems):
         assert right_rank(result.cells[:3], [lat]) == 2, [c.to_dict() for c in result.cells[:3]]
     else:
         assert right_rank(result.cells[:3], [lat]) is None, [c.to_dict() for c in result.cells[:3]]
+
+
+@pytest.mark.parametrize("settled_m20", [0.0, 50.0])
+def test_a_monoclinic_search_not_skipped_behind_a_weak_convincing_cell(monkeypatch, settled_m20):
+    """A2B_mP12_14's 14 lines from a rendered pattern (Cu Kα1; a fresh tuning draw, seed 14000 + n of the benchmark's
+    tuning prototypes): an oC cell indexes all 14 with M14 22 (over GOOD_M20, so convincing) and the monoclinic search
+    is skipped — no right cell. With SETTLED_MONOCLINIC_M20 50 the oC does not settle it, and the true mP (13 of 14,
+    M14 118, ten times the oC's rank) is among the first three."""
+    from pymatgen.core import Lattice
+
+    from xrdid.indexing import search
+    from xrdid.indexing.evaluate import right_rank
+    from xrdid.indexing.peaks import PeakList
+
+    monkeypatch.setattr(search, "SETTLED_MONOCLINIC_M20", settled_m20)
+    tt = [17.4596, 21.2242, 24.0618, 24.4628, 28.1821, 31.4747, 34.1571, 35.295, 40.7207, 49.2584, 50.1016, 54.0687, 55.3701, 57.1201]
+    sigma = [0.0102, 0.0079, 0.006, 0.0033, 0.0011, 0.0028, 0.0048, 0.0045, 0.0046, 0.0113, 0.0048, 0.004, 0.0201, 0.0087]
+    fwhm = [0.1145, 0.0955, 0.1595, 0.1113, 0.1352, 0.1464, 0.1721, 0.1334, 0.1871, 0.1884, 0.1816, 0.1563, 0.2739, 0.2289]
+    intensity = [98.9619, 64.2193, 206.3156, 108.0447, 1037.7761, 507.8016, 239.5988, 139.0675, 165.1864, 192.0894, 262.2414, 111.9451,
+                 216.1196, 129.9875]
+    peaks = PeakList.from_positions(tt, 1.5405929, intensity=intensity, sigma=sigma, fwhm=fwhm)
+    lat = Lattice.from_parameters(5.1505, 5.2116, 5.3173, 90.0, 99.23, 90.0)
+    result = search.index_peaks(peaks)
+    rank = right_rank(result.cells[:3], [lat])
+    assert ("monoclinic" in result.searched) == (settled_m20 > 0), result.searched
+    assert (rank is not None) == (settled_m20 > 0), [c.to_dict() for c in result.cells[:3]]

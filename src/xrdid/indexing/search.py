@@ -164,6 +164,12 @@ SETTLED_MIN_PARAMETERS = 3
 # tI cell indexes all 9 lines of AB_oF8_69 with M9 64, a tP all 20 of AB2_oC24_41 with M20 61. Chosen on
 # 56 prototypes outside benchmarks/indexing.py (top 3 39 → 41 of 55); the benchmark unchanged, 1.08× CPU.
 SETTLED_ORTHORHOMBIC_M20 = 100.0
+# The monoclinic search is skipped only behind a cell of M_N ≥ this (0 = off: GOOD_M20, as for the others): an oC
+# cell indexes all 14 lines of A2B_mP12_14 with M14 22 (its chance at the bound, 10^−4.7), the true mP 13 of them
+# with M14 118 and ten times its rank; skipped behind the oC, the monoclinic search never ran (a fresh tuning draw,
+# seed 14000 + n). Measured with 50: the tuning draws 7000 / 8000 / 9000 unchanged row by row (136 / 121 of 168) at
+# 1.07× the CPU — no gain, so off (benchmarks/README.md, twenty-fourth round; `--settled-monoclinic-m20`).
+SETTLED_MONOCLINIC_M20 = 0.0
 UNINDEXED_PENALTY = 0.5
 # Parsimony: the rank of a solution is divided by exp(PARAMETER_PENALTY) per free lattice parameter beyond
 # one, so a lower symmetry must index clearly better to outrank a higher one (with few lines, a cell of
@@ -1882,7 +1888,11 @@ def _settled(system: str, cells: list[Cell], min_m20: dict | None) -> bool:
     convincing cell of fewer is already found. The cubic, tetragonal and hexagonal searches always run: a
     cubic cell can index every line of a tetragonal pattern by its larger cell's many lines while the
     tetragonal cell, with fewer, ranks higher (AB_tP8_136's nine lines: cP M9 152, the tP first)."""
-    good = max(GOOD_M20, SETTLED_ORTHORHOMBIC_M20) if system == "orthorhombic" else GOOD_M20
+    good = GOOD_M20
+    if system == "orthorhombic":
+        good = max(GOOD_M20, SETTLED_ORTHORHOMBIC_M20)
+    elif system == "monoclinic" and SETTLED_MONOCLINIC_M20 > 0:
+        good = max(GOOD_M20, SETTLED_MONOCLINIC_M20)
     return N_PARAMS[system] >= SETTLED_MIN_PARAMETERS and any(
         N_PARAMS[c.system] < N_PARAMS[system] and convincing(c, min_m20, good) for c in cells)
 
