@@ -138,7 +138,9 @@ class FitSettings:
     # A cell restart that is taken is judged (pruning) as the restart refined it (True), rather than after one
     # more full refinement from there (False): that second full refinement is what a taken restart costs most.
     # Measured with cell_restarts 5 (tuning data and speed only; benchmarks/README.md): synthetic seed 1 (2–5
-    # phases) the same 29 of 32, tune half the same; slowest pattern CPU ×1.3 over the default instead of ×1.5. Off.
+    # phases) the same 29 of 32, tune half the same; slowest pattern CPU ×1.4 (with cell_restart_gate 0.6: ×1.16,
+    # median ×0.96, tuning seeds 1–5 every 4-/5-phase exact count the same) over the default's. No fresh seed
+    # was left to decide it on. Off.
     cell_restart_judge_taken: bool = False
     # Starts of the isotropic lattice scale (1 + k·0.4·σ_a, k symmetric about 0) for each phase with anisotropic
     # lattice changes that enters the full refinement at its reference cell shape (q = 0: not yet refined), tried
