@@ -63,6 +63,58 @@ def test_the_cell_restart_is_held_to_phases_covering_at_least_its_minimum(tmp_pa
 
 
 @pytest.mark.skipif(not (SHARED / "library").is_dir(), reason="shared development data absent")
+def test_the_cell_restart_stops_before_its_full_refinement_when_its_polished_start_fails_a_gate(tmp_path):
+    """cell_restart_min_move and cell_restart_gate: Li2O2's polished best start has moved its cell by about 0.0019
+    from where the full refinement left it and covers about 0.66. Gates below those let the restart go on to the
+    full refinement (Li2O2 kept at its true cell); a gate above either stops the restart before it, and the
+    result is the same hypothesis as with no restart."""
+    m, h, ids, bounds, glob, ne = _li2o2_case(tmp_path)
+    li2o2 = ids["xrdaa__Example__Li2O2_14.cif"]
+    off = F._final(m, h, FitSettings(cell_restarts=0), bounds, glob, ne)
+    for gates in ({"cell_restart_min_move": 0.0012}, {"cell_restart_gate": 0.6}):
+        on = F._final(m, h, FitSettings(cell_restarts=5, **gates), bounds, glob, ne)
+        assert on.key == tuple(sorted(ids.values())), gates
+        li = next(k for k, p in enumerate(on.phases) if p.index == li2o2)
+        assert F._coverage(m, on)[li] > 0.8
+    for gates in ({"cell_restart_min_move": 0.0026}, {"cell_restart_gate": 0.7}):
+        stopped = F._final(m, h, FitSettings(cell_restarts=5, **gates), bounds, glob, ne)
+        assert li2o2 not in stopped.key and stopped.key == off.key and stopped.chi2 == off.chi2, gates
+
+
+@pytest.mark.skipif(not (SHARED / "library").is_dir(), reason="shared development data absent")
+def test_a_taken_cell_restart_is_judged_as_the_restart_refined_it(tmp_path, monkeypatch):
+    """cell_restart_judge_taken: the Li2O2 restart is taken; judged as the restart left it, all four phases are
+    kept at once (Li2O2 at its true cell, the hypothesis the restart returned), with fewer refinements than when
+    the full refinement is run once more from there (the default)."""
+    m, h, ids, bounds, glob, ne = _li2o2_case(tmp_path)
+    li2o2 = ids["xrdaa__Example__Li2O2_14.cif"]
+    calls, restarts = [], []
+    real_refine, real_restart = F.refine, F._restart_cell
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real_refine(*args, **kwargs)
+
+    def kept(*args, **kwargs):
+        restarts.append(real_restart(*args, **kwargs))
+        return restarts[-1]
+
+    monkeypatch.setattr(F, "refine", counted)
+    monkeypatch.setattr(F, "_restart_cell", kept)
+    again = F._final(m, h, FitSettings(cell_restarts=5), bounds, glob, ne)
+    n_again = len(calls)
+    calls.clear()
+    restarts.clear()
+    judged = F._final(m, h, FitSettings(cell_restarts=5, cell_restart_judge_taken=True), bounds, glob, ne)
+    assert again.key == judged.key == tuple(sorted(ids.values()))
+    assert len(restarts) == 1 and judged is restarts[0]
+    assert len(calls) < n_again
+    li = next(k for k, p in enumerate(judged.phases) if p.index == li2o2)
+    assert F._coverage(m, judged)[li] > 0.8
+    assert abs(judged.phases[li].s - 0.99892) < 5e-4 and abs(judged.phases[li].q[0] + 0.002) < 5e-4
+
+
+@pytest.mark.skipif(not (SHARED / "library").is_dir(), reason="shared development data absent")
 def test_a_low_symmetry_phase_placed_from_several_scales_before_the_full_refinement_is_kept(tmp_path):
     """cell_starts_final: Li2O2 enters the full refinement at q = 0 (not yet refined); its isotropic scale tried
     from five starts before the refinement, it ends at its true cell and is kept with no restart after it; the
@@ -158,3 +210,29 @@ def test_a_phase_pruned_for_its_texture_alone_is_refined_again_without_it(tmp_pa
     assert all(p.axis == -1 for p in on.phases)
     assert skipped[0] == set() and skipped[-1] == {ids["TiO2"]}
     assert min(F._coverage(m, on)) > 0.8
+
+
+def test_the_beam_tries_the_starts_for_a_just_added_low_symmetry_phase_only_when_set(tmp_path, monkeypatch):
+    """beam_cell_starts: a beam hypothesis whose just added phase has anisotropic changes at q = 0 (TiO2,
+    tetragonal) gets that phase's isotropic-scale starts before the beam refines it; a cubic phase (NaCl) never
+    does; off (0, the default), no starts. Both find the same set."""
+    from test_mixtures import _mixture, _structures
+
+    structures = _structures()
+    for name in ("NaCl", "CsCl", "TiO2"):
+        structures[name].to(filename=str(tmp_path / f"{name}.cif"))
+    lib = load_library(tmp_path, 0.8 / 1.03)
+    grid, y = _mixture({"NaCl": 0.5, "TiO2": 0.5}, seed=2, zero=0.02)
+    calls = []
+    real = F._best_start
+
+    def counted(m, phases, g, cols, i, n, st, bounds, ne, keep_current=True):
+        calls.append((lib.phases[phases[i].index].formula, n, keep_current))
+        return real(m, phases, g, cols, i, n, st, bounds, ne, keep_current)
+
+    monkeypatch.setattr(F, "_best_start", counted)
+    off = F.identify_phases(grid, y, CU[0], lib)
+    assert calls == []
+    on = F.identify_phases(grid, y, CU[0], lib, settings=FitSettings(beam_cell_starts=5))
+    assert calls and all(c == ("TiO2", 5, True) for c in calls)
+    assert sorted(p.formula for p in on.phases) == sorted(p.formula for p in off.phases) == ["NaCl", "TiO2"]

@@ -121,6 +121,27 @@ class FitSettings:
     # measured mixtures cover 0.58–0.69 (all six restarts of cell_restarts 5 fire again), so it saves only the
     # two outer starts; synthetic seed 1 27 → 28 of 32 exact (5 starts: 29), fresh seed 49 29 → 29 of 40. Off.
     cell_restart_min_coverage: float = 0.0
+    # The cell restart's full refinement only if the restarted phase covers at least this (gate) once its
+    # best start is polished (its own cell refined, the others and the globals held); else the restart stops
+    # there and the phase is pruned as with no restart (0: always refined). The full refinement and texture
+    # trials are most of a restart's cost, and most restarted phases are pruned after them anyway. Measured
+    # with cell_restarts 5 at 0.6 (benchmarks/README.md): the true phases' polished starts cover 0.61–0.66, the
+    # false ones' 0.49–0.82, so it stops only 4 of the 6 restarts on the measured mixtures and not the slowest
+    # pattern's costly one (slowest CPU still ×1.6); fresh seeds 51 and 53 (4 and 5 phases) every set the same. Off.
+    cell_restart_gate: float = 0.0
+    # The cell restart's full refinement only if the restarted phase's polished best start has moved its cell
+    # (isotropic scale or any anisotropic change) by at least this from where the full refinement left it; a
+    # restart back in the same basin stops there and the phase is pruned as with no restart (0: always refined).
+    # Logged (benchmarks/README.md): the true TiF4 Pnma of synthetic seed 1 moved 0.00057, false candidates
+    # 0–0.0031; no threshold keeps it and stops most. Off.
+    cell_restart_min_move: float = 0.0
+    # A cell restart that is taken is judged (pruning) as the restart refined it (True), rather than after one
+    # more full refinement from there (False): that second full refinement is what a taken restart costs most.
+    # Measured with cell_restarts 5 (tuning data and speed only; benchmarks/README.md): synthetic seed 1 (2–5
+    # phases) the same 29 of 32, tune half the same; slowest pattern CPU ×1.4 (with cell_restart_gate 0.6: ×1.16,
+    # median ×0.96, tuning seeds 1–5 every 4-/5-phase exact count the same) over the default's. No fresh seed
+    # was left to decide it on. Off.
+    cell_restart_judge_taken: bool = False
     # Starts of the isotropic lattice scale (1 + k·0.4·σ_a, k symmetric about 0) for each phase with anisotropic
     # lattice changes that enters the full refinement at its reference cell shape (q = 0: not yet refined), tried
     # before the full refinement as the cell restart's starts are (own cell only, blurred, judged by χ² at the
@@ -129,6 +150,12 @@ class FitSettings:
     # same) but every full refinement with such a phase pays them: median CPU ×1.4–1.7, slowest ×1.5; 3 starts
     # find nothing (27 of 32). Off.
     cell_starts_final: int = 0
+    # The same starts for the phase a beam hypothesis has just added, when it has anisotropic lattice changes
+    # still at its reference shape (q = 0), before the beam refines the hypothesis: the phase is placed at its
+    # cell when the search first adds it rather than in the full refinement (0: none). Measured at 5
+    # (benchmarks/README.md): synthetic seed 1 (2–5 phases) 27 → 26 of 32 exact (neither TiF4 nor Li2O2 found,
+    # a five-phase set lost), phases_speed median CPU ×1.9. Off.
+    beam_cell_starts: int = 0
     # A phase about to be pruned in the full refinement for its texture alone (r beyond max_march_dollase, no
     # other sign, the criterion needing it) is refined again without texture, and no texture is tried for it
     # again in that refinement; it is then judged as any other (False: pruned). A weak phase beside others can
@@ -586,6 +613,11 @@ def identify_phases(
         ranked = sorted(children.values(), key=lambda c: _crit(m, c, ne))[: st.beam_width]
         beam = []
         for c in ranked:
+            last = len(c.phases) - 1
+            if st.beam_cell_starts and m.data(c.phases[last].index).n_aniso and not np.any(c.phases[last].q):
+                phs, cols = _best_start(m, c.phases, c.g, c.cols, last, st.beam_cell_starts, st, bounds, ne)
+                a, _b, calc, chi2 = m.linear(cols)
+                c = _Hyp(phs, c.g, cols, a, calc, chi2)
             phs, g, cols, a, calc, chi2 = refine(m, c.phases, c.g, slots_for(c.phases, m, global_kinds=glob_kinds),
                                                  bounds, st.nfev_beam, rtol=st.lm_stop / ne)
             h = _Hyp(phs, g, cols, a, calc, chi2)
@@ -811,26 +843,31 @@ def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: f
             if m.data(p.index).n_aniso and not np.any(p.q):
                 phases, cols = _best_start(m, phases, g, cols, i, st.cell_starts_final, st, bounds, ne)
     untextured: set[int] = set()  # library indices refined without texture after an extreme one (texture_restart)
+    taken: _Hyp | None = None
     while True:
         if not phases:
             _, _, calc, chi2 = m.linear(np.zeros((0, m.grid.size)))
             return _Hyp([], g, np.zeros((0, m.grid.size)), np.zeros(0), calc, chi2, final=True)
-        # Positions first with peaks blurred (×3 FWHM: a wide basin for the anisotropic lattice), then all.
-        blurred = g.copy(log_width=g.log_width + math.log(9.0))
-        phases, gb, *_ = refine(m, phases, blurred, slots_for(phases, m, phase_kinds=("s", "q"), global_kinds=("zero",)),
-                                bounds, st.nfev_final // 3, rtol=st.lm_stop / ne)
-        g = gb.copy(log_width=g.log_width)
-        phases, g, cols, a, calc, chi2 = refine(m, phases, g, slots_for(phases, m, phase_kinds=kinds, global_kinds=gk),
-                                                bounds, st.nfev_final, rtol=st.lm_stop / ne)
-        if (st.lone_texture_share is not None and len(phases) == 1
-                and _explained_share(m, a[0] * cols[0], calc) < st.lone_texture_share):
-            if phases[0].axis >= 0:  # a texture from a larger set it was in
-                phases = [phases[0].copy(axis=-1, r=1.0)]
-                cols = m.columns(phases, g)
-                a, _b, calc, chi2 = m.linear(cols)
+        if taken is not None:  # a cell restart taken, judged as it was refined (cell_restart_judge_taken)
+            hyp, taken = taken, None
+            phases, g = hyp.phases, hyp.g
         else:
-            phases, g, cols, a, calc, chi2 = _texture(m, phases, g, cols, chi2, bounds, ne, st, untextured)
-        hyp = _Hyp(phases, g, cols, a, calc, chi2, final=True)
+            # Positions first with peaks blurred (×3 FWHM: a wide basin for the anisotropic lattice), then all.
+            blurred = g.copy(log_width=g.log_width + math.log(9.0))
+            phases, gb, *_ = refine(m, phases, blurred, slots_for(phases, m, phase_kinds=("s", "q"), global_kinds=("zero",)),
+                                    bounds, st.nfev_final // 3, rtol=st.lm_stop / ne)
+            g = gb.copy(log_width=g.log_width)
+            phases, g, cols, a, calc, chi2 = refine(m, phases, g, slots_for(phases, m, phase_kinds=kinds, global_kinds=gk),
+                                                    bounds, st.nfev_final, rtol=st.lm_stop / ne)
+            if (st.lone_texture_share is not None and len(phases) == 1
+                    and _explained_share(m, a[0] * cols[0], calc) < st.lone_texture_share):
+                if phases[0].axis >= 0:  # a texture from a larger set it was in
+                    phases = [phases[0].copy(axis=-1, r=1.0)]
+                    cols = m.columns(phases, g)
+                    a, _b, calc, chi2 = m.linear(cols)
+            else:
+                phases, g, cols, a, calc, chi2 = _texture(m, phases, g, cols, chi2, bounds, ne, st, untextured)
+            hyp = _Hyp(phases, g, cols, a, calc, chi2, final=True)
         sig = _removal_significance(m, hyp, ne)
         cov = _coverage(m, hyp, st.coverage_window)
         gate = _beyond_chance(m, hyp, cov) if st.chance_coverage else cov
@@ -859,6 +896,8 @@ def _final(m: Model, h: _Hyp, st: FitSettings, bounds: Bounds, glob_kinds, ne: f
                       _crit(m, hyp, ne), _crit(m, again, ne), cov[worst], _coverage(m, again, st.coverage_window)[worst])
             if _crit(m, again, ne) < _crit(m, hyp, ne):
                 phases, g = again.phases, again.g
+                if st.cell_restart_judge_taken:
+                    taken = again
                 continue
         log.debug("pruning %s (significance %.1f, coverage %.2f, at limits: %s, stand-in: %s)",
                   m.lib.phases[phases[worst].index].id, sig[worst], cov[worst], at_limits(m, phases[worst], bounds),
@@ -895,12 +934,22 @@ def _restart_cell(m: Model, h: _Hyp, i: int, st: FitSettings, bounds: Bounds, gk
     isotropic scale 1 + k·0.4·σ_a at the reference cell shape (no texture, no strain), a few LM steps of
     phase i's cell alone with the peaks blurred (×3 FWHM), the others and the globals held; the start
     that ends at the least χ² with the peaks' own widths polished with them, then every phase and global
-    refined as in _final (texture tried again)."""
+    refined as in _final (texture tried again). h itself when the polished start fails ``cell_restart_gate``
+    (its coverage) or ``cell_restart_min_move`` (how far its cell moved)."""
     phases = list(h.phases)
     phases[i] = h.phases[i].copy(q=np.zeros(m.data(h.phases[i].index).n_aniso), axis=-1, r=1.0, strain=0.0)
     own = slots_for(phases, m, phase_kinds=("s", "q"), which={i}, global_kinds=())
     phases, _cols = _best_start(m, phases, h.g, h.cols, i, st.cell_restarts, st, bounds, ne, keep_current=False)
-    phases, g, cols, _a, _calc, _chi2 = refine(m, phases, h.g, own, bounds, st.nfev_final, rtol=st.lm_stop / ne)
+    phases, g, cols, a, calc, chi2 = refine(m, phases, h.g, own, bounds, st.nfev_final, rtol=st.lm_stop / ne)
+    if st.cell_restart_gate or st.cell_restart_min_move:
+        polished = _Hyp(phases, g, cols, a, calc, chi2, final=True)
+        cov = _coverage(m, polished, st.coverage_window)
+        gate = (_beyond_chance(m, polished, cov) if st.chance_coverage else cov)[i]
+        moved = max(abs(phases[i].s - h.phases[i].s), float(np.max(np.abs(phases[i].q - h.phases[i].q))))
+        log.debug("%s: restart polished: coverage %.2f, cell moved %.5f, criterion %.1f → %.1f",
+                  m.lib.phases[phases[i].index].id, gate, moved, _crit(m, h, ne), _crit(m, polished, ne))
+        if gate < st.cell_restart_gate or moved < st.cell_restart_min_move:
+            return h
     phases, g, cols, a, calc, chi2 = refine(m, phases, g, slots_for(phases, m, phase_kinds=("s", "q", "size", "strain"),
                                                                       global_kinds=gk), bounds, st.nfev_final, rtol=st.lm_stop / ne)
     phases, g, cols, a, calc, chi2 = _texture(m, phases, g, cols, chi2, bounds, ne, st)
