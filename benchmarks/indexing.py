@@ -292,6 +292,9 @@ def main(argv=None) -> int:
                     help="set xrdid.indexing.search.GUARDED_LOG10P_PER_LINE (the cubic to orthorhombic searches also run on 2 × "
                          "parameters + 1 lines, keeping only cells with p under 10^(−PER_LINE × lines); 0.48, the default; 0 = off: "
                          "GUARDED_FEW_LINE_SEARCH False)")
+    ap.add_argument("--guarded-orthorhombic", type=float, default=None, metavar="PER_LINE",
+                    help="set xrdid.indexing.search.GUARDED_ORTHORHOMBIC_LOG10P_PER_LINE (the guarded orthorhombic search on 7 lines "
+                         "keeps cells with p under 10^(−PER_LINE × lines); 0 = off, the default: the general bound; 0.40 measured)")
     ap.add_argument("--supercell-rejected-parents", type=int, default=None, metavar="N",
                     help="set xrdid.indexing.search.SUPERCELL_REJECTED_PARENTS (when no cell is acceptable, super-cells of the best N "
                          "rejected cells too; 0 = off, the default; 3 measured)")
@@ -315,6 +318,7 @@ def main(argv=None) -> int:
                                ("monoclinic_complete", search, "MONOCLINIC_COMPLETE"),
                                ("monoclinic_triple_zones", search, "MONOCLINIC_TRIPLE_ZONES"),
                                ("few_parameter_spare_lines", search, "FEW_PARAMETER_SPARE_LINES"),
+                               ("guarded_orthorhombic", search, "GUARDED_ORTHORHOMBIC_LOG10P_PER_LINE"),
                                ("supercell_rejected_parents", search, "SUPERCELL_REJECTED_PARENTS"),
                                ("supercell_same_lines_extra_parameters", search, "SUPERCELL_SAME_LINES_EXTRA_PARAMETERS")):
         if getattr(args, name) is not None:
