@@ -295,6 +295,10 @@ def main(argv=None) -> int:
     ap.add_argument("--guarded-orthorhombic", type=float, default=None, metavar="PER_LINE",
                     help="set xrdid.indexing.search.GUARDED_ORTHORHOMBIC_LOG10P_PER_LINE (the guarded orthorhombic search on 7 lines "
                          "keeps cells with p under 10^(−PER_LINE × lines); 0 = off, the default: the general bound; 0.40 measured)")
+    ap.add_argument("--supercell-extra-parameters", type=int, default=None, metavar="N",
+                    help="set xrdid.indexing.search.SUPERCELL_EXTRA_PARAMETERS (super-cells of up to N more free parameters than "
+                         "their parent, refined from scaled starts too, adding more lines beyond chance than parameters; 0 = off, the default; "
+                         "1 measured)")
     ap.add_argument("--supercell-rejected-parents", type=int, default=None, metavar="N",
                     help="set xrdid.indexing.search.SUPERCELL_REJECTED_PARENTS (when no cell is acceptable, super-cells of the best N "
                          "rejected cells too; 0 = off, the default; 3 measured)")
@@ -319,6 +323,7 @@ def main(argv=None) -> int:
                                ("monoclinic_triple_zones", search, "MONOCLINIC_TRIPLE_ZONES"),
                                ("few_parameter_spare_lines", search, "FEW_PARAMETER_SPARE_LINES"),
                                ("guarded_orthorhombic", search, "GUARDED_ORTHORHOMBIC_LOG10P_PER_LINE"),
+                               ("supercell_extra_parameters", search, "SUPERCELL_EXTRA_PARAMETERS"),
                                ("supercell_rejected_parents", search, "SUPERCELL_REJECTED_PARENTS"),
                                ("supercell_same_lines_extra_parameters", search, "SUPERCELL_SAME_LINES_EXTRA_PARAMETERS")):
         if getattr(args, name) is not None:
