@@ -294,11 +294,11 @@ def main(argv=None) -> int:
                          "GUARDED_FEW_LINE_SEARCH False)")
     ap.add_argument("--guarded-orthorhombic", type=float, default=None, metavar="PER_LINE",
                     help="set xrdid.indexing.search.GUARDED_ORTHORHOMBIC_LOG10P_PER_LINE (the guarded orthorhombic search on 7 lines "
-                         "keeps cells with p under 10^(−PER_LINE × lines); 0 = off, the default: the general bound; 0.40 measured)")
+                         "keeps cells with p under 10^(−PER_LINE × lines); 0.40, the default; 0 = the general bound)")
     ap.add_argument("--supercell-extra-parameters", type=int, default=None, metavar="N",
                     help="set xrdid.indexing.search.SUPERCELL_EXTRA_PARAMETERS (super-cells of up to N more free parameters than "
-                         "their parent, refined from scaled starts too, adding more lines beyond chance than parameters; 0 = off, the default; "
-                         "1 measured)")
+                         "their parent, refined from scaled starts too, adding more lines beyond chance than parameters; 1, the default; "
+                         "0 = off)")
     ap.add_argument("--supercell-rejected-parents", type=int, default=None, metavar="N",
                     help="set xrdid.indexing.search.SUPERCELL_REJECTED_PARENTS (when no cell is acceptable, super-cells of the best N "
                          "rejected cells too; 0 = off, the default; 3 measured)")

@@ -857,7 +857,7 @@ _OP4_59_LINES = {
 
 @pytest.mark.parametrize("per_line", [0.0, 0.40])
 def test_a_guarded_orthorhombic_search_on_seven_lines(monkeypatch, per_line):
-    """GUARDED_ORTHORHOMBIC_LOG10P_PER_LINE (0, off): the guarded orthorhombic search on AB_oP4_59's 7 lines finds its oP
+    """GUARDED_ORTHORHOMBIC_LOG10P_PER_LINE (0.40, the default; 0: the general bound): the guarded orthorhombic search on AB_oP4_59's 7 lines finds its oP
     (log10 p ≈ −0.40 × 7), which the general guard (−0.48 × 7) drops, so nothing is indexed; with 0.40 it is kept and
     first. A random 7-line list (seed 20080 of this round's calibration) gets an oP at 0.41 per line:
     indexed with 0.40 as well — why no bound between the two was shipped."""
@@ -895,7 +895,7 @@ _TI80_141_LINES = {
 
 @pytest.mark.parametrize("extra", [0, 1])
 def test_a_lower_symmetry_supercell_from_scaled_starts(monkeypatch, extra):
-    """SUPERCELL_EXTRA_PARAMETERS (0, off): A2B3_tI80_141's lines give a cF 10.76 Å that leaves 4 of 18 unindexed, first;
+    """SUPERCELL_EXTRA_PARAMETERS (1, the default; 0 = off): A2B3_tI80_141's lines give a cF 10.76 Å that leaves 4 of 18 unindexed, first;
     the true tI is its ×3 super-cell with one more parameter, which from the cF metric alone refines to 16 of 18 lines
     (not acceptable) and from c 0.2 % longer to 18 of 18. With 1 the tI is first."""
     from pymatgen.core import Lattice
