@@ -1515,7 +1515,8 @@ def _supercells(parent: Cell, lines: Lines, refine_zero: bool, extra_parameters:
 # from the cF metric, 18 of 18 from c 0.2 % longer): it is refined from each parameter scaled by 1 ± each of
 # SUPERCELL_START_SCALES too, every refined cell kept. 1, on with GUARDED_ORTHORHOMBIC_LOG10P_PER_LINE by the round's
 # rule (A2B3_tI80_141 first in three draws of five; benchmarks/README.md, twenty-fourth round;
-# `--supercell-extra-parameters`; 0 = off).
+# `--supercell-extra-parameters`; 0 = off). Its cost is the scaled starts: CPU 1.06× on the test half, 1.07× on the
+# tuning draws, but 1.28× on a fresh draw (seed 12000 + n), cubic parents that leave lines unindexed paying most.
 SUPERCELL_EXTRA_PARAMETERS = 1
 SUPERCELL_START_SCALES = (0.002, 0.004)
 
