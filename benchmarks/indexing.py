@@ -295,6 +295,13 @@ def main(argv=None) -> int:
     ap.add_argument("--settled-monoclinic-m20", type=float, default=None, metavar="M",
                     help="set xrdid.indexing.search.SETTLED_MONOCLINIC_M20 (the monoclinic search skipped only behind a convincing cell of "
                          "M_N ≥ M; 0 = off, the default: GOOD_M20; 50 measured)")
+    ap.add_argument("--guarded-orthorhombic", type=float, default=None, metavar="PER_LINE",
+                    help="set xrdid.indexing.search.GUARDED_ORTHORHOMBIC_LOG10P_PER_LINE (the guarded orthorhombic search on 7 lines "
+                         "keeps cells with p under 10^(−PER_LINE × lines); 0.40, the default; 0 = the general bound)")
+    ap.add_argument("--supercell-extra-parameters", type=int, default=None, metavar="N",
+                    help="set xrdid.indexing.search.SUPERCELL_EXTRA_PARAMETERS (super-cells of up to N more free parameters than "
+                         "their parent, refined from scaled starts too, adding more lines beyond chance than parameters; 1, the default; "
+                         "0 = off)")
     ap.add_argument("--supercell-rejected-parents", type=int, default=None, metavar="N",
                     help="set xrdid.indexing.search.SUPERCELL_REJECTED_PARENTS (when no cell is acceptable, super-cells of the best N "
                          "rejected cells too; 0 = off, the default; 3 measured)")
@@ -318,6 +325,8 @@ def main(argv=None) -> int:
                                ("monoclinic_complete", search, "MONOCLINIC_COMPLETE"),
                                ("monoclinic_triple_zones", search, "MONOCLINIC_TRIPLE_ZONES"),
                                ("few_parameter_spare_lines", search, "FEW_PARAMETER_SPARE_LINES"),
+                               ("guarded_orthorhombic", search, "GUARDED_ORTHORHOMBIC_LOG10P_PER_LINE"),
+                               ("supercell_extra_parameters", search, "SUPERCELL_EXTRA_PARAMETERS"),
                                ("supercell_rejected_parents", search, "SUPERCELL_REJECTED_PARENTS"),
                                ("settled_monoclinic_m20", search, "SETTLED_MONOCLINIC_M20"),
                                ("supercell_same_lines_extra_parameters", search, "SUPERCELL_SAME_LINES_EXTRA_PARAMETERS")):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from xrdid.indexing.combine import index_pattern
@@ -843,6 +844,76 @@ def test_a_pseudo_symmetric_super_cell_of_the_winner(monkeypatch, systems):
         assert right_rank(result.cells[:3], [lat]) == 2, [c.to_dict() for c in result.cells[:3]]
     else:
         assert right_rank(result.cells[:3], [lat]) is None, [c.to_dict() for c in result.cells[:3]]
+
+
+# AB_oP4_59's 7 lines (rendered, seed 8000 + n of the benchmark's tuning draws; oP 3.15 × 4.09 × 6.95 Å).
+_OP4_59_LINES = {
+    "two_theta": [12.7799, 25.2923, 31.2042, 38.3573, 44.7336, 55.1568, 78.2548],
+    "sigma": [0.0054, 0.004, 0.0039, 0.0133, 0.0062, 0.0095, 0.0029],
+    "fwhm": [0.1195, 0.1944, 0.2413, 0.2007, 0.2657, 0.2447, 0.0517],
+    "intensity": [217.8937, 1215.6755, 1531.1413, 288.225, 871.3123, 271.1624, 48.7288],
+}
+
+
+@pytest.mark.parametrize("per_line", [0.0, 0.40])
+def test_a_guarded_orthorhombic_search_on_seven_lines(monkeypatch, per_line):
+    """GUARDED_ORTHORHOMBIC_LOG10P_PER_LINE (0.40, the default; 0: the general bound): the guarded orthorhombic search on AB_oP4_59's 7 lines finds its oP
+    (log10 p ≈ −0.40 × 7), which the general guard (−0.48 × 7) drops, so nothing is indexed; with 0.40 it is kept and
+    first. A random 7-line list (seed 20080 of this round's calibration) gets an oP at 0.41 per line:
+    indexed with 0.40 as well — why no bound between the two was shipped."""
+    from pymatgen.core import Lattice
+
+    from xrdid.indexing import search
+    from xrdid.indexing.evaluate import right_rank
+    from xrdid.indexing.peaks import PeakList
+
+    monkeypatch.setattr(search, "GUARDED_ORTHORHOMBIC_LOG10P_PER_LINE", per_line)
+    peaks = PeakList.from_positions(_OP4_59_LINES["two_theta"], 1.5405929, intensity=_OP4_59_LINES["intensity"],
+                                    sigma=_OP4_59_LINES["sigma"], fwhm=_OP4_59_LINES["fwhm"])
+    result = search.index_peaks(peaks)
+    rank = right_rank(result.cells[:3], [Lattice.orthorhombic(3.15, 4.09, 6.95)])
+    assert rank == (1 if per_line else None), [c.to_dict() for c in result.cells[:3]]
+    rng = np.random.default_rng(20080)
+    k = int(rng.integers(5, 8))
+    assert k == 7
+    rand = PeakList.from_positions(np.sort(rng.uniform(12, 85, k)), 1.5405929, intensity=rng.uniform(5, 100, k))
+    assert search.index_peaks(rand, time_budget_s=3.0).indexed == bool(per_line)
+
+
+# A2B3_tI80_141's 18 lines (rendered, seed 7000 + n of the benchmark's tuning draws; tI 7.59 × 32.35 Å).
+_TI80_141_LINES = {
+    "two_theta": [12.0441, 14.3331, 17.4693, 23.4671, 27.5655, 28.8106, 33.3901, 41.154, 43.8008, 47.8784, 56.0843, 59.5755, 66.8356,
+                  70.0987, 76.7324, 79.7252, 86.4498, 89.1822],
+    "sigma": [0.0071, 0.002, 0.0052, 0.0046, 0.0017, 0.0053, 0.0039, 0.0223, 0.0047, 0.0018, 0.0259, 0.0189, 0.0175, 0.0256, 0.0377, 0.163,
+              0.0064, 0.0265],
+    "fwhm": [0.1287, 0.1153, 0.1347, 0.1688, 0.2221, 0.1779, 0.2798, 0.14, 0.3132, 0.2877, 0.3525, 0.4141, 0.3603, 0.5281, 0.5544, 0.3892,
+             0.0624, 0.5048],
+    "intensity": [50.2519, 331.7594, 171.2254, 323.5381, 1338.3221, 227.7703, 647.8321, 69.7393, 587.3968, 826.8129, 148.6541, 196.8668,
+                  204.2178, 215.9513, 223.7092, 160.8094, 17.9928, 281.7662],
+}
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_a_lower_symmetry_supercell_from_scaled_starts(monkeypatch, extra):
+    """SUPERCELL_EXTRA_PARAMETERS (1, the default; 0 = off): A2B3_tI80_141's lines give a cF 10.76 Å that leaves 4 of 18 unindexed, first;
+    the true tI is its ×3 super-cell with one more parameter, which from the cF metric alone refines to 16 of 18 lines
+    (not acceptable) and from c 0.2 % longer to 18 of 18. With 1 the tI is first."""
+    from pymatgen.core import Lattice
+
+    from xrdid.indexing import search
+    from xrdid.indexing.evaluate import right_rank
+    from xrdid.indexing.peaks import PeakList
+
+    monkeypatch.setattr(search, "SUPERCELL_EXTRA_PARAMETERS", extra)
+    peaks = PeakList.from_positions(_TI80_141_LINES["two_theta"], 1.5405929, intensity=_TI80_141_LINES["intensity"],
+                                    sigma=_TI80_141_LINES["sigma"], fwhm=_TI80_141_LINES["fwhm"])
+    result = search.index_peaks(peaks, systems=("cubic", "tetragonal", "hexagonal"))
+    assert result.best.bravais == ("tI" if extra else "cF")
+    truth = Lattice.from_parameters(17.043917, 17.043917, 17.043917, 154.2566, 154.2566, 36.726748)
+    assert right_rank(result.cells[:1], [truth]) == (1 if extra else None), [c.to_dict() for c in result.cells[:3]]
+    if extra:
+        monkeypatch.setattr(search, "SUPERCELL_START_SCALES", ())  # the tI from the cF metric alone: not acceptable
+        assert search.index_peaks(peaks, systems=("cubic", "tetragonal", "hexagonal")).best.bravais == "cF"
 
 
 @pytest.mark.parametrize("settled_m20", [0.0, 50.0])
