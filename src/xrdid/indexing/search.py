@@ -1513,7 +1513,7 @@ def _supercells(parent: Cell, lines: Lines, refine_zero: bool, extra_parameters:
     return out
 
 
-# Super-cells of lower symmetry (SUPERCELL_EXTRA_PARAMETERS; 0 = off, the default): the super-cell step also tries
+# Super-cells of lower symmetry (SUPERCELL_EXTRA_PARAMETERS; 1, the default; 0 = off): the super-cell step also tries
 # super-cells of up to this many more free parameters than their parent (at most MAX_SUPERCELL_PARAMETERS), which must
 # add more lines beyond chance than their extra parameters (each can fit a stray line). Such a cell starts from its
 # parent's metric, where the parameter the parent fixed (a tI's c/a over a cF) is only as good as the parent's fit, and
