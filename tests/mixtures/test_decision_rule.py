@@ -515,3 +515,53 @@ def test_a_completion_candidate_that_loses_its_added_phase_stops_at_the_set_it_c
     assert stopped is parent
     assert again.key == parent.key and again is not parent
     assert n_stopped < len(calls)
+
+
+def test_further_completion_tries_refine_the_next_quick_candidates_until_one_beats_the_set(monkeypatch):
+    """complete_tries: when the best quick candidate's full refinement prunes its phase (the set falls back to
+    the one it completes), the next candidates in quick order are refined one at a time and the first that
+    beats the set is taken; none beyond it is refined, and none at all when the first already beats it
+    (0, the default: the round ends with the first)."""
+    from types import SimpleNamespace as NS
+
+    from xrdid.mixtures import fit as F
+
+    assert FitSettings().complete_tries == 0  # a setting, off (benchmarks/README.md)
+    lib = NS(phases=[NS(id=f"p{i}") for i in range(5)])
+    m = NS(lib=lib, w=np.ones(3), y=np.zeros(3))
+    h = NS(key=(0,), phases=[NS(index=0)], calc=np.zeros(3), crit=1000.0)
+    quick = {1: 880.0, 2: 900.0, 3: 950.0}  # candidate index -> quick criterion (1 best)
+    refined = {}  # candidate index -> its fully refined hypothesis
+
+    def add_phase(_m, parent, idx, *_a):
+        return NS(key=(0, idx), idx=idx, phases=[NS(index=0), NS(index=idx)], crit=quick[idx])
+
+    calls = []
+
+    def final(_m, c, *_a, **_k):
+        calls.append(c.idx)
+        return refined[c.idx]
+
+    monkeypatch.setattr(F, "_screen", lambda *a, **k: [(1, 1.0), (2, 1.0), (3, 1.0)])
+    monkeypatch.setattr(F, "_add_phase", add_phase)
+    monkeypatch.setattr(F, "_crit", lambda _m, x, _ne: x.crit)
+    monkeypatch.setattr(F, "_final", final)
+    monkeypatch.setattr(F, "_least_new_fraction", lambda *a: 1.0)
+    screen = [(0.0, 1.0)]
+
+    def complete(**kw):
+        calls.clear()
+        return F._complete(m, h, screen, FitSettings(**kw), None, (), 1.0, {})
+
+    refined.update({1: NS(key=(0,), phases=h.phases, crit=1000.0),  # its phase pruned: back to h
+                    2: NS(key=(0, 2), phases=h.phases, crit=990.5),  # beats h, but not by the margin (10)
+                    3: NS(key=(0, 3), phases=h.phases, crit=700.0)})  # the set the completion should find
+    assert complete() is None and calls == [1]
+    assert complete(complete_tries=1) is None and calls == [1, 2]
+    assert complete(complete_tries=2) is refined[3] and calls == [1, 2, 3]
+    refined[2] = NS(key=(0, 2), phases=h.phases, crit=800.0)
+    assert complete(complete_tries=2) is refined[2] and calls == [1, 2]  # the first that beats h ends the tries
+    refined[1] = NS(key=(0, 1), phases=h.phases, crit=850.0)
+    assert complete(complete_tries=2) is refined[1] and calls == [1]
+    # complete_finals refined together still pick the best of them; tries follow only if none beats h
+    assert complete(complete_finals=2, complete_tries=1) is refined[2] and calls == [1, 2]
