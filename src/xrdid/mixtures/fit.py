@@ -238,6 +238,8 @@ class FitSettings:
     # one does (0: none). On synthetic mixtures the best quick candidate is often a stand-in the full
     # refinement prunes (LiOH beside a missed TiMnO3 R-3 that lowers the criterion by ~690 once refined,
     # third in the quick order), and the round, and so the completion, ends there (benchmarks/README.md).
+    # At 3 it makes those mixtures exact, but that kind is rare (3 of 96 fresh mixtures, none of 144 others):
+    # under a rule declared before fresh seeds 67–73 it gained no set there (52 of 64 either way). Off.
     complete_tries: int = 0
     # A completion candidate whose full refinement prunes the added phase and is left with exactly the set it
     # completes: stop there, the completed set (already fully refined) its result, rather than refine that set
