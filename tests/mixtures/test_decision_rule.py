@@ -565,3 +565,47 @@ def test_further_completion_tries_refine_the_next_quick_candidates_until_one_bea
     assert complete(complete_tries=2) is refined[1] and calls == [1]
     # complete_finals refined together still pick the best of them; tries follow only if none beats h
     assert complete(complete_finals=2, complete_tries=1) is refined[2] and calls == [1, 2]
+
+
+def test_same_formula_swaps_are_refined_whatever_their_quick_fit(monkeypatch):
+    """swap_same_formula: a polymorph of a phase of the set is swapped in and fully refined even when the
+    screening ranks it below swap_candidates and its quick fit (at its reference cell shape) runs beyond
+    swap_margin; a refined swap that beats the set is taken. Off (the default) it is never tried."""
+    from types import SimpleNamespace as NS
+
+    from xrdid.mixtures import fit as F
+
+    assert FitSettings().swap_same_formula is False  # a setting, off (benchmarks/README.md)
+    formulas = ["Zr3O", "LiF", "ZrO2", "ZrO2", "MnO", "Zr3O"]  # index 5: a polymorph of phase 0
+    lib = NS(phases=[NS(id=f"p{i}", formula=f, space_group=1) for i, f in enumerate(formulas)])
+    m = NS(lib=lib, w=np.ones(3), y=np.zeros(3), linear=lambda cols: (np.zeros(len(cols)), None, np.zeros(3), 0.0))
+    h = F._Hyp([NS(index=0), NS(index=1)], None, np.zeros((2, 3)), np.zeros(2), np.zeros(3), 0.0)
+    crit = {(0, 1): 1000.0, (1, 2): 1500.0, (1, 3): 1500.0, (1, 4): 1500.0, (1, 5): 1392.0,
+            (0, 2): 1500.0, (0, 3): 1500.0, (0, 4): 1500.0}
+    refined_crit = {(1, 5): 900.0}
+    calls = []
+
+    def add_phase(_m, base, idx, *_a):
+        ph = [*base.phases, NS(index=idx)]
+        return F._Hyp(ph, None, np.zeros((len(ph), 3)), np.zeros(len(ph)), np.zeros(3), 0.0)
+
+    def final(_m, c, *_a, **_k):
+        calls.append(c.key)
+        f = F._Hyp(c.phases, None, c.cols, c.scales, c.calc, 0.0)
+        f.final = True
+        return f
+
+    def crit_of(_m, x, _ne):
+        return refined_crit.get(x.key, crit[x.key]) if x.final else crit[x.key]
+
+    h.final = True
+    monkeypatch.setattr(F, "_screen", lambda *a, **k: [(2, 1.0), (3, 1.0), (4, 1.0), (5, 1.0)])
+    monkeypatch.setattr(F, "_add_phase", add_phase)
+    monkeypatch.setattr(F, "_crit", crit_of)
+    monkeypatch.setattr(F, "_final", final)
+
+    alts, better = F._alternatives(m, h, [(0.0, 1.0)], FitSettings(), None, (), 1.0, {})
+    assert better is None and calls == []  # every quick swap beyond swap_margin (60): none refined
+    alts, better = F._alternatives(m, h, [(0.0, 1.0)], FitSettings(swap_same_formula=True), None, (), 1.0, {})
+    assert calls == [(1, 5)]  # only the polymorph of phase 0, and only where it replaces phase 0
+    assert better is not None and better.key == (1, 5)

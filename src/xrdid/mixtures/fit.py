@@ -210,6 +210,12 @@ class FitSettings:
     # Swapped hypotheses whose quick fit is within this margin get the full refinement; rounds of swaps.
     swap_margin: float = 60.0
     swap_candidates: int = 3
+    # Every library phase of the same formula as a phase of the set (its polymorphs and duplicate entries),
+    # wherever the screening ranks it, is swapped in and fully refined whatever its quick fit (placed at its
+    # reference cell shape, a polymorph's quick fit runs hundreds of units behind the refined incumbent: the
+    # Zr3O P6₃22 → R-3c swap of a synthetic mixture, 392), so that the criterion compares refined polymorphs
+    # and the alternatives name them (False: the screening's swap_candidates within swap_margin only).
+    swap_same_formula: bool = False
     swap_rounds: int = 2
     # Completion after the search (complete_rounds 0: off): rounds in which the best fully refined hypothesis is offered the
     # ``complete_candidates`` library phases that best fit what it leaves (the screening on its residual),
@@ -1176,7 +1182,8 @@ def _alternatives(m: Model, h: _Hyp, screen, st: FitSettings, bounds: Bounds, gl
                   finals: dict) -> tuple[list[list], _Hyp | None]:
     """Per phase of h, the library phases that could replace it: the screening's best candidates for the
     data the other phases leave, each put in its place (quick fit); those within ``swap_margin`` of h get
-    the full refinement (stored in ``finals``). Returns (per phase, the replacements within
+    the full refinement (stored in ``finals``); with ``swap_same_formula`` the phase's same-formula library
+    entries are added to the candidates and refined whatever their quick fit. Returns (per phase, the replacements within
     ``alternative_margin`` of h: polymorphs, isostructural or same-formula candidates the data cannot
     tell apart; the best swapped hypothesis if it beats h, else None)."""
     crit_h = _crit(m, h, ne)
@@ -1188,13 +1195,20 @@ def _alternatives(m: Model, h: _Hyp, screen, st: FitSettings, bounds: Bounds, gl
         a, _b, calc, chi2 = m.linear(cols)
         base = _Hyp(others, h.g, cols, a, calc, chi2)
         alts = []
-        for idx, s0 in _screen(m, screen, m.w * (m.y - calc), others, exclude=taken)[: st.swap_candidates]:
+        ranked = _screen(m, screen, m.w * (m.y - calc), others, exclude=taken)
+        cands = ranked[: st.swap_candidates]
+        forced = set()  # same-formula candidates (swap_same_formula): refined whatever their quick fit
+        if st.swap_same_formula:
+            formula = m.lib.phases[h.phases[i].index].formula
+            forced = {idx for idx, _s in ranked if m.lib.phases[idx].formula == formula}
+            cands = cands + [(idx, s0) for idx, s0 in ranked[st.swap_candidates:] if idx in forced]
+        for idx, s0 in cands:
             c = _add_phase(m, base, idx, s0, st, bounds, screen[0][1] - screen[0][0])
             if c is None:
                 continue
             delta = _crit(m, c, ne) - crit_h
             log.debug("swap %s -> %s: quick delta %.1f", m.lib.phases[h.phases[i].index].id, m.lib.phases[idx].id, delta)
-            if delta > st.swap_margin:
+            if delta > st.swap_margin and idx not in forced:
                 continue
             if c.key not in finals:
                 finals[c.key] = _final(m, c, st, bounds, glob_kinds, ne)
