@@ -605,7 +605,8 @@ def test_same_formula_swaps_are_refined_whatever_their_quick_fit(monkeypatch):
     monkeypatch.setattr(F, "_final", final)
 
     alts, better = F._alternatives(m, h, [(0.0, 1.0)], FitSettings(), None, (), 1.0, {})
-    assert better is None and calls == []  # every quick swap beyond swap_margin (60): none refined
+    assert better is None and calls == [] and alts == [[], []]  # every quick swap beyond swap_margin (60)
     alts, better = F._alternatives(m, h, [(0.0, 1.0)], FitSettings(swap_same_formula=True), None, (), 1.0, {})
     assert calls == [(1, 5)]  # only the polymorph of phase 0, and only where it replaces phase 0
     assert better is not None and better.key == (1, 5)
+    assert [a["id"] for a in alts[0]] == ["p5"] and alts[1] == []  # and the alternatives name it
