@@ -215,6 +215,9 @@ class FitSettings:
     # reference cell shape, a polymorph's quick fit runs hundreds of units behind the refined incumbent: the
     # Zr3O P6₃22 → R-3c swap of a synthetic mixture, 392), so that the criterion compares refined polymorphs
     # and the alternatives name them (False: the screening's swap_candidates within swap_margin only).
+    # Measured (benchmarks/README.md): tuning seeds 1–5 (4 and 5 phases) 67 → 70 of 80 exact, but under a
+    # rule declared before fresh seeds 75–85, 75 → 76 of 96 (a library duplicate), at about 2.4× the median
+    # CPU. Off.
     swap_same_formula: bool = False
     swap_rounds: int = 2
     # Completion after the search (complete_rounds 0: off): rounds in which the best fully refined hypothesis is offered the
