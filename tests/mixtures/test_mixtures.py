@@ -558,3 +558,39 @@ def test_cli_plot_and_folder_batch(cif_library, tmp_path, capsys):
     assert set(rows["mix.xy"]["phases"].split(";")) == {"NaCl.cif", "CsCl.cif"}
     assert (tmp_path / "out" / "figures" / "mix.png").read_bytes().startswith(b"\x89PNG")
     assert json.loads((tmp_path / "out" / "figures" / "mix.json").read_text())["phases"]
+
+
+def test_entries_of_one_structure_are_named_beside_the_one_answered(tmp_path, capsys):
+    """A library holding NaCl from two sources (cells 0.8 % apart) answers one and names the other
+    (Library.same_structure, PhaseResult.same_structure, the table and the JSON); NaCl at a cell 5 % larger
+    (density 14 % lower) is not the same structure, nor is CsCl, nor the rock-salt NaCl of another formula."""
+    from xrdid.cli import main
+
+    s = _structures()
+    s["NaCl"].to(filename=str(tmp_path / "NaCl.cif"))
+    Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64 * 1.008), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
+        filename=str(tmp_path / "NaCl_second_source.cif"))
+    Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64 * 1.05), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
+        filename=str(tmp_path / "NaCl_expanded.cif"))
+    Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["K", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
+        filename=str(tmp_path / "KCl_on_NaCl_cell.cif"))
+    s["CsCl"].to(filename=str(tmp_path / "CsCl.cif"))
+    lib = load_library(tmp_path, 0.8 / 1.03)
+    ids = [p.id for p in lib.phases]
+    same = {ids[i]: sorted(ids[j] for j in lib.same_structure(i)) for i in range(len(ids))}
+    assert same == {"NaCl.cif": ["NaCl_second_source.cif"], "NaCl_second_source.cif": ["NaCl.cif"],
+                    "NaCl_expanded.cif": [], "KCl_on_NaCl_cell.cif": [], "CsCl.cif": []}
+
+    grid, y = _mixture({"NaCl": 0.7, "CsCl": 0.3}, seed=4)
+    fit = identify_phases(grid, y, CU[0], lib, kalpha2_A=CU[1])
+    nacl = [p for p in fit.phases if p.id.startswith("NaCl")]
+    assert len(nacl) == 1 and nacl[0].id in ("NaCl.cif", "NaCl_second_source.cif"), [p.id for p in fit.phases]
+    assert nacl[0].same_structure == same[nacl[0].id]
+    assert [p.same_structure for p in fit.phases if p.id == "CsCl.cif"] == [[]]
+    f = _write_xy(tmp_path / "mix.xy", grid, y)
+    assert main(["phases", str(f), "--library", str(tmp_path), "--wavelength", "1.5406", "--no-cache"]) == 0
+    out = capsys.readouterr().out
+    assert f"the same structure as {same[nacl[0].id][0]}" in out
+    assert main(["phases", str(f), "--library", str(tmp_path), "--wavelength", "1.5406", "--json", "--no-cache"]) == 0
+    js = json.loads(capsys.readouterr().out)
+    assert [p["same_structure"] for p in js["phases"] if p["id"].startswith("NaCl")] == [same[nacl[0].id]]

@@ -138,6 +138,8 @@ def _table(file, fit) -> str:
         for p in fit.phases:
             lines.append(f"  {100 * p.weight_fraction:8.1f}  {p.confidence:10.2f}  {p.formula:<14} "
                          f"{p.space_group or '-':>4}  {p.d_scale:7.4f}  {p.id}")
+            if p.same_structure:
+                lines.append(f"  {'':8}  {'':10}  the same structure as {', '.join(p.same_structure)} (not told apart)")
             for a in p.alternatives:
                 lines.append(f"  {'':8}  {'':10}  or {a['formula']:<11} {a['space_group'] or '-':>4}  "
                              f"{'':7}  {a['id']} (criterion +{a['delta_criterion']:.1f})")

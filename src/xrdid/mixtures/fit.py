@@ -362,6 +362,8 @@ class PhaseResult:
     strain: float = 0.0  # microstrain Δd/d
     texture: dict | None = None  # {"axis": [h, k, l], "march_dollase_r": r} when refined
     alternatives: list = field(default_factory=list)  # [{id, formula, space_group, delta_criterion}]
+    # Library entries of the same structure (Library.same_structure), which the fit does not choose between.
+    same_structure: list = field(default_factory=list)  # [id, ...]
     # Its calculated lines of at least 10 % of its strongest that stand 5σ above the noise: [2θ of Kα1,
     # relative intensity 0–100, share of the line's calculated intensity the data hold, its share of all
     # phases' calculated intensity there] (see line_support).
@@ -705,7 +707,7 @@ def identify_phases(
             confidence=_confidence(sig, cov), scale=float(s), d_scale=float(ph.s), size_nm=float(math.exp(ph.log_size)),
             significance=float(sig), coverage=float(cov), cell=pd.cell(ph), strain=float(ph.strain),
             texture=None if ph.axis < 0 else {"axis": [int(v) for v in pd.axes[ph.axis]], "march_dollase_r": round(ph.r, 4)},
-            alternatives=alts, lines=ln,
+            alternatives=alts, lines=ln, same_structure=[library.phases[j].id for j in library.same_structure(ph.index)],
         ))
         ticks.append(_ticks(pd, ph, best.g, optics, x_full))
     order = np.argsort([-r.weight_fraction for r in results])

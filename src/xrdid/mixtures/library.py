@@ -38,6 +38,14 @@ class NoPhaseOfElements(LibraryError):
     is what to change)."""
 
 
+# Two entries of one formula and space group whose densities differ by at most this are one structure
+# (Library.same_structure), their cells within the fit's lattice range of each other (4σ: 2 % in d, about
+# 6 % in density). In the shared development library the duplicates of one structure agree within 3 % (rutile
+# from three sources 1.5 %, two Li2O refinements 2.9 %) and its one pair of distinct polymorphs of one space
+# group (ZrO2 Pnma, orthorhombic-I and cotunnite) differs by 15 %.
+SAME_STRUCTURE_DENSITY = 0.05
+
+
 @dataclass
 class LibraryPhase:
     """One reference phase: sticks (d Å, |F|²·m, one representative hkl each) of the cell whose volume (Å³)
@@ -74,6 +82,19 @@ class Library:
 
     def __len__(self) -> int:
         return len(self.phases)
+
+    def same_structure(self, i: int) -> list[int]:
+        """The other entries of phase ``i``'s structure: the same formula and space group and a density
+        (cell mass over cell volume, whatever cell the CIF chose) within ``SAME_STRUCTURE_DENSITY``. When a
+        library holds one structure twice (rutile from two sources), the fit answers one entry and names the
+        others: the pattern cannot choose between them beyond their small differences of cell."""
+        p = self.phases[i]
+        if p.space_group is None:
+            return []
+        rho = p.cell_mass_amu / p.volume_A3
+        return [j for j, q in enumerate(self.phases)
+                if j != i and q.formula == p.formula and q.space_group == p.space_group
+                and abs(q.cell_mass_amu / q.volume_A3 / rho - 1) <= SAME_STRUCTURE_DENSITY]
 
     def restricted_to(self, elements) -> Library:
         """The phases made only of ``elements`` (symbols; a chemistry filter such as the elements of the

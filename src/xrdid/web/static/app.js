@@ -216,6 +216,7 @@ function render(res) {
       if (ph.confidence != null) parts.push(`confidence ${ph.confidence.toFixed(2)}`);
       const alts = (ph.alternatives || []).map((a) => a.formula + (a.space_group != null ? ` (No. ${a.space_group})` : ""));
       if (alts.length) parts.push(`or ${alts.join(", ")}`);
+      if (ph.same_structure && ph.same_structure.length) parts.push(`same structure as ${ph.same_structure.join(", ")} (not told apart)`);
       li.textContent = parts.join(" · ");
       ul.append(li);
     }
