@@ -134,6 +134,8 @@ def main(argv=None) -> int:
               + f"  Rwp {fit.rwp:.4f} (bg only {fit.rwp_background_only:.4f})  {fit.seconds:.1f} s")
         where = ", ".join(f"{p['two_theta_deg']:.2f}" for p in fit.unexplained[:6])
         print(f"  verdict: {fit.verdict}" + (f"; unexplained peaks at {where}°" if fit.unexplained else ""))
+        for h in fit.superstructure:
+            print(f"  hint: {h['text']}")
         out.append({"id": r["id"], "split": split_of(r["id"]), "true": names, "refs": refs, "nominal": fracs,
                     "fit": fit.to_dict(), "score": sc.__dict__})
         sys.stdout.flush()

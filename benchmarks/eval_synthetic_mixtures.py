@@ -193,7 +193,8 @@ def main(argv=None) -> int:
         by_n.setdefault(n, []).append(sc)
         if args.dump:
             dumped.append({"n": n, "truth": truth, "nominal": list(map(float, mix.weight_fractions)),
-                           "phases": [p.to_dict() for p in fit.phases], "matched": sc.matched, "exact": sc.exact})
+                           "phases": [p.to_dict() for p in fit.phases], "matched": sc.matched, "exact": sc.exact,
+                           "superstructure": fit.superstructure})
         if not sc.exact:
             print(f"  {n} phases, not exact: true {sorted(mix.phase_ids)}; found {sorted(p.id for p in fit.phases)}")
     print(f"\n{'phases':>6} {'n':>3} {'exact':>7} {'recall':>7} {'precision':>9} {'wt err (wt%)':>12}")

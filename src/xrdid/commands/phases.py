@@ -144,6 +144,8 @@ def _table(file, fit) -> str:
                 lines.append(f"  {'':8}  {'':10}  or {a['formula']:<11} {a['space_group'] or '-':>4}  "
                              f"{'':7}  {a['id']} (criterion +{a['delta_criterion']:.1f})")
     lines.append(f"  {fit.verdict}")
+    for h in fit.superstructure:
+        lines.append(f"  hint: {h['text']}")
     for u in fit.unexplained:
         lines.append(f"  unexplained peak at 2θ {u['two_theta_deg']:8.3f}°: height {u['height']:.4g} "
                      f"({100 * u['relative_height']:.1f} % of the strongest), area {u['area']:.4g}")

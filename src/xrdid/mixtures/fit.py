@@ -18,6 +18,8 @@ from xrdid.mixtures.model import Globals, Model, PhaseState, bounded_lstsq, weig
 from xrdid.mixtures.peaks import unexplained_peaks
 from xrdid.mixtures.profile import Optics, kalpha2_for, render_phases
 from xrdid.mixtures.refine import Bounds, refine, slots_for
+from xrdid.mixtures.superstructure import TOL_FWHM as SUPERSTRUCTURE_TOL_FWHM
+from xrdid.mixtures.superstructure import hints as superstructure_hints
 
 log = logging.getLogger(__name__)
 
@@ -407,6 +409,8 @@ class MixtureFit:
     alternatives: list = field(default_factory=list)  # other phase sets within the margin
     criterion: float = 0.0
     verdict: str = ""
+    # Unexplained peaks that index on a doubled cell of a phase found (superstructure.hints).
+    superstructure: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -425,6 +429,7 @@ class MixtureFit:
             "unexplained_peaks": self.unexplained,
             "unexplained_fraction": round(self.unexplained_fraction, 4),
             "alternatives": self.alternatives,
+            "superstructure": self.superstructure,
             "verdict": self.verdict,
             "seconds": round(self.seconds, 3),
         }
@@ -718,6 +723,9 @@ def identify_phases(
                                     min_relative=st.unexplained_min_relative)
     net = float(np.clip(y_full - background, 0, None).sum() * step)
     frac = sum(p["area"] for p in unexplained) / net if net > 0 else 0.0
+    hints = superstructure_hints(results, unexplained, wavelength_A=optics.wavelengths_A[0], zero_deg=best.g.zero_deg,
+                                 displacement_deg=best.g.displacement_deg, two_theta_range=(x_full[0], x_full[-1]),
+                                 tol_deg=SUPERSTRUCTURE_TOL_FWHM * fwhm)
     return MixtureFit(
         phases=results, rwp=rwp, rexp=rexp, gof=gof, rwp_background_only=math.sqrt(chi2_bg / sum_wy2),
         zero_shift_deg=best.g.zero_deg, width_scale=math.exp(best.g.log_width),
@@ -725,6 +733,7 @@ def identify_phases(
         two_theta=x_full, y_obs=y_full, y_calc=calc, background=background, seconds=time.perf_counter() - t0,
         steps=steps, displacement_deg=best.g.displacement_deg, phase_curves=curves, ticks=ticks,
         unexplained=unexplained, unexplained_fraction=float(frac), alternatives=alt_sets, criterion=crits[best_key],
+        superstructure=hints,
         verdict=_verdict(results, unexplained, frac, st),
     )
 

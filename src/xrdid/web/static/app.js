@@ -223,7 +223,8 @@ function render(res) {
     if (phases.length === 0) ul.textContent = "no library phase found";
     // The fit's verdict (unexplained peaks: a phase not in the library?) and its figure.
     const fit = Array.isArray(res.phases) ? null : res.phases;
-    $("r-phase-verdict").textContent = fit && fit.verdict ? fit.verdict : "";
+    const hints = fit && Array.isArray(fit.superstructure) ? fit.superstructure.map((h) => ` Hint: ${h.text}.`) : [];
+    $("r-phase-verdict").textContent = (fit && fit.verdict ? fit.verdict : "") + hints.join("");
     const img = $("r-phase-figure");
     img.hidden = !(fit && fit.figure);
     if (fit && fit.figure) img.src = fit.figure;
