@@ -22,7 +22,7 @@ MULTIPLES = ((2, 1, 1), (1, 2, 1), (1, 1, 2), (2, 2, 1), (2, 1, 2), (1, 2, 2), (
 MAX_CHANCE = 1e-3  # the largest Bonferroni-corrected chance probability reported
 MIN_MATCHED = 4
 MAX_COVERAGE = 0.5  # supercell reflections covering more of the range than this: nothing to judge
-MAX_INDICES = 60  # |h|, |k|, |l| beyond this (a cell far larger than d_min): skipped
+MAX_INDICES = 30  # indices of the doubled cell beyond this (a cell over ~15 Å at d 1 Å, whose doubled lines crowd the range): skipped
 TOL_FWHM = 0.25  # a peak matches a reflection within this many FWHM (the fit's estimate)
 
 
@@ -33,23 +33,33 @@ def _reciprocal_metric(cell) -> np.ndarray:
     return np.linalg.inv(g)
 
 
-def supercell_lines(cell, multiples, wavelength_A: float, d_min_A: float) -> np.ndarray:
-    """2θ (deg, Bragg, sorted, distinct to 0.001°) of the reflections of ``cell`` with its axes multiplied by
-    ``multiples`` that the cell itself does not have, down to ``d_min_A``; None when the indices needed
-    exceed MAX_INDICES."""
-    m = np.asarray(multiples, float)
-    lengths = np.asarray(cell[:3], float) * m
-    hmax = np.floor(lengths / d_min_A).astype(int) + 1
+def _doubled_reflections(cell, d_min_A: float):
+    """(H, 1/d²) of every reflection of ``cell`` with all three axes doubled, d ≥ ``d_min_A``, one of each
+    ±H pair; None when the indices needed exceed MAX_INDICES. Every doubling's reflections are among them."""
+    hmax = np.floor(2 * np.asarray(cell[:3], float) / d_min_A).astype(int) + 1
     if np.any(hmax > MAX_INDICES):
         return None
     axes = [np.arange(-h, h + 1) for h in hmax]
     hkl = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    new = np.any(hkl % np.asarray(multiples) != 0, axis=1)
-    hkl = hkl[new]
-    gs = _reciprocal_metric(cell) / np.outer(m, m)  # the supercell's G*: hkl_super / m in the cell's basis
-    inv_d2 = np.einsum("ij,jk,ik->i", hkl, gs, hkl)
-    s = wavelength_A * np.sqrt(inv_d2) / 2
-    s = s[(s > 0) & (s < 1) & (inv_d2 <= 1 / d_min_A**2)]
+    first = np.where(hkl[:, 0] != 0, hkl[:, 0], np.where(hkl[:, 1] != 0, hkl[:, 1], hkl[:, 2]))
+    hkl = hkl[first > 0]
+    inv_d2 = np.einsum("ij,jk,ik->i", hkl, _reciprocal_metric(cell) / 4.0, hkl)
+    keep = inv_d2 <= 1 / d_min_A**2
+    return hkl[keep], inv_d2[keep]
+
+
+def supercell_lines(cell, multiples, wavelength_A: float, d_min_A: float, doubled=None) -> np.ndarray:
+    """2θ (deg, Bragg, sorted, distinct to 0.001°) of the reflections of ``cell`` with its axes multiplied by
+    ``multiples`` (1 or 2 each) that the cell itself does not have, down to ``d_min_A``; None when the indices
+    needed exceed MAX_INDICES. ``doubled``: _doubled_reflections(cell, d_min_A), when already computed."""
+    doubled = _doubled_reflections(cell, d_min_A) if doubled is None else doubled
+    if doubled is None:
+        return None
+    hkl, inv_d2 = doubled
+    step = 2 // np.asarray(multiples)  # an axis not doubled takes only even indices of the doubled cell
+    ok = np.all(hkl % step == 0, axis=1) & np.any(hkl % 2 != 0, axis=1)
+    s = wavelength_A * np.sqrt(inv_d2[ok]) / 2
+    s = s[s < 1]
     return np.unique(np.round(np.degrees(2 * np.arcsin(s)), 3))
 
 
@@ -88,8 +98,9 @@ def hints(phases, unexplained: list[dict], *, wavelength_A: float, zero_deg: flo
         if not p.cell:
             continue
         best = None
+        doubled = _doubled_reflections(p.cell, d_min)
         for mult in MULTIPLES:
-            tt = supercell_lines(p.cell, mult, wavelength_A, d_min)
+            tt = supercell_lines(p.cell, mult, wavelength_A, d_min, doubled)
             if tt is None or tt.size == 0:
                 continue
             th = np.radians(tt) / 2
