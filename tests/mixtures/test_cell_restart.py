@@ -4,7 +4,9 @@ basin of its anisotropic lattice changes, covering too little to be kept althoug
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 import shutil
 
 import numpy as np
@@ -63,20 +65,26 @@ def test_the_cell_restart_is_held_to_phases_covering_at_least_its_minimum(tmp_pa
 
 
 @pytest.mark.skipif(not (SHARED / "library").is_dir(), reason="shared development data absent")
-def test_the_cell_restart_stops_before_its_full_refinement_when_its_polished_start_fails_a_gate(tmp_path):
-    """cell_restart_min_move and cell_restart_gate: Li2O2's polished best start has moved its cell by about 0.0019
-    from where the full refinement left it and covers about 0.66. Gates below those let the restart go on to the
-    full refinement (Li2O2 kept at its true cell); a gate above either stops the restart before it, and the
-    result is the same hypothesis as with no restart."""
+def test_the_cell_restart_stops_before_its_full_refinement_when_its_polished_start_fails_a_gate(tmp_path, caplog):
+    """cell_restart_min_move and cell_restart_gate: Li2O2's polished best start covers about 0.65 and has moved its
+    cell from where the full refinement left it (by 0.0019 on one machine, 0.0050 on another: the full refinement's
+    wrong basin is not the same to the last digit, so the move is read from the fit's log). Gates below those let
+    the restart go on to the full refinement (Li2O2 kept at its true cell); a gate above either stops the restart
+    before it, and the result is the same hypothesis as with no restart."""
     m, h, ids, bounds, glob, ne = _li2o2_case(tmp_path)
     li2o2 = ids["xrdaa__Example__Li2O2_14.cif"]
     off = F._final(m, h, FitSettings(cell_restarts=0), bounds, glob, ne)
-    for gates in ({"cell_restart_min_move": 0.0012}, {"cell_restart_gate": 0.6}):
+    with caplog.at_level(logging.DEBUG, logger="xrdid.mixtures.fit"):
+        F._final(m, h, FitSettings(cell_restarts=5, cell_restart_min_move=1e-9), bounds, glob, ne)
+    polished = [r.getMessage() for r in caplog.records if "Li2O2_14.cif: restart polished" in r.getMessage()]
+    moved = float(re.search(r"cell moved ([0-9.]+)", polished[0]).group(1))
+    assert 0.0005 < moved < 0.02 and re.search(r"coverage 0\.6[0-9]", polished[0]), polished
+    for gates in ({"cell_restart_min_move": moved / 2}, {"cell_restart_gate": 0.6}):
         on = F._final(m, h, FitSettings(cell_restarts=5, **gates), bounds, glob, ne)
         assert on.key == tuple(sorted(ids.values())), gates
         li = next(k for k, p in enumerate(on.phases) if p.index == li2o2)
         assert F._coverage(m, on)[li] > 0.8
-    for gates in ({"cell_restart_min_move": 0.0026}, {"cell_restart_gate": 0.7}):
+    for gates in ({"cell_restart_min_move": moved * 1.5}, {"cell_restart_gate": 0.7}):
         stopped = F._final(m, h, FitSettings(cell_restarts=5, **gates), bounds, glob, ne)
         assert li2o2 not in stopped.key and stopped.key == off.key and stopped.chi2 == off.chi2, gates
 
