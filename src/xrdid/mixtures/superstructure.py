@@ -18,6 +18,8 @@ import math
 import numpy as np
 from scipy.stats import binom
 
+from xrdid.indexing.lattice import hkl_box, metric_from_p6, p6_from_parameters
+
 MULTIPLES = ((2, 1, 1), (1, 2, 1), (1, 1, 2), (2, 2, 1), (2, 1, 2), (1, 2, 2), (2, 2, 2))
 MAX_CHANCE = 1e-3  # the largest Bonferroni-corrected chance probability reported
 MIN_MATCHED = 4
@@ -26,24 +28,14 @@ MAX_INDICES = 30  # indices of the doubled cell beyond this (a cell over ~15 Å 
 TOL_FWHM = 0.25  # a peak matches a reflection within this many FWHM (the fit's estimate)
 
 
-def _reciprocal_metric(cell) -> np.ndarray:
-    a, b, c, al, be, ga = cell
-    ca, cb, cg = (math.cos(math.radians(v)) for v in (al, be, ga))
-    g = np.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
-    return np.linalg.inv(g)
-
-
 def _doubled_reflections(cell, d_min_A: float):
     """(H, 1/d²) of every reflection of ``cell`` with all three axes doubled, d ≥ ``d_min_A``, one of each
     ±H pair; None when the indices needed exceed MAX_INDICES. Every doubling's reflections are among them."""
     hmax = np.floor(2 * np.asarray(cell[:3], float) / d_min_A).astype(int) + 1
     if np.any(hmax > MAX_INDICES):
         return None
-    axes = [np.arange(-h, h + 1) for h in hmax]
-    hkl = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    first = np.where(hkl[:, 0] != 0, hkl[:, 0], np.where(hkl[:, 1] != 0, hkl[:, 1], hkl[:, 2]))
-    hkl = hkl[first > 0]
-    inv_d2 = np.einsum("ij,jk,ik->i", hkl, _reciprocal_metric(cell) / 4.0, hkl)
+    hkl = hkl_box(*(int(h) for h in hmax))
+    inv_d2 = np.einsum("ij,jk,ik->i", hkl, metric_from_p6(p6_from_parameters(*cell)) / 4.0, hkl)
     keep = inv_d2 <= 1 / d_min_A**2
     return hkl[keep], inv_d2[keep]
 
