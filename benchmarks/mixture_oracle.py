@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     truth: list[int] = []
     injected: dict = {}
-    worth_refining = F._worth_refining
+    worth_refining, final = F._worth_refining, F._final
 
     def with_truth(m, ranked, st_, ne):
         out = worth_refining(m, ranked, st_, ne)
@@ -81,13 +81,17 @@ def main(argv: list[str] | None = None) -> int:
         grid = F._screen_columns(m, m.fwhm_deg, st_)[0]
         for idx in truth:
             h = F._add_phase(m, h, idx, 1.0, st_, bounds, grid[1] - grid[0]) or h
-        kinds = ("zero", "width", "ka2") if len(m.optics.wavelengths_A) > 1 else ("zero", "width")
-        f = F._final(m, h, st_, bounds, kinds, ne)
-        injected.update(placed=[library.phases[p.index].id for p in h.phases],
-                        refined=[library.phases[p.index].id for p in f.phases], criterion=round(F._crit(m, f, ne), 1))
+        injected.update(hypothesis=h, placed=[library.phases[p.index].id for p in h.phases])
         return [*out, h]
 
-    F._worth_refining = with_truth
+    def recording_final(m, h, st_, bounds, glob_kinds, ne, **kw):
+        """The fit's own full refinement; for the injected set, what its pruning leaves and its criterion."""
+        f = final(m, h, st_, bounds, glob_kinds, ne, **kw)
+        if h is injected.get("hypothesis"):
+            injected.update(refined=[library.phases[p.index].id for p in f.phases], criterion=round(F._crit(m, f, ne), 1))
+        return f
+
+    F._worth_refining, F._final = with_truth, recording_final
     try:
         for r in rows:
             refs = [[Path(c).name for c in ref.split("|") if c] for ref in r["reference_cifs"].split(";")]
@@ -110,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                                          kalpha2_ratio=ratio, settings=st)
             print(json.dumps({"id": r["id"], "true": r["phases"].split(";"), "findable": len(truth),
                               "answer": _answer(first, refs), "with_truth_injected": _answer(second, refs),
-                              "injected": dict(injected)}), flush=True)
+                              "injected": {k: v for k, v in injected.items() if k != "hypothesis"}}), flush=True)
     finally:
-        F._worth_refining = worth_refining
+        F._worth_refining, F._final = worth_refining, final
     return 0
 
 
