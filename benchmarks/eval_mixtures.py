@@ -136,6 +136,8 @@ def main(argv=None) -> int:
         print(f"  verdict: {fit.verdict}" + (f"; unexplained peaks at {where}°" if fit.unexplained else ""))
         for h in fit.superstructure:
             print(f"  hint: {h['text']}")
+        if fit.stand_ins:
+            print(f"  withdrawn: {'; '.join(f'{p.formula}[{p.id.split(chr(95) * 2)[-1]}]' for p in fit.stand_ins)}")
         out.append({"id": r["id"], "split": split_of(r["id"]), "true": names, "refs": refs, "nominal": fracs,
                     "fit": fit.to_dict(), "score": sc.__dict__})
         sys.stdout.flush()

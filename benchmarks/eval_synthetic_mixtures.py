@@ -194,7 +194,7 @@ def main(argv=None) -> int:
         if args.dump:
             dumped.append({"n": n, "truth": truth, "nominal": list(map(float, mix.weight_fractions)),
                            "phases": [p.to_dict() for p in fit.phases], "matched": sc.matched, "exact": sc.exact,
-                           "superstructure": fit.superstructure})
+                           "superstructure": fit.superstructure, "stand_ins": [p.id for p in fit.stand_ins]})
         if not sc.exact:
             print(f"  {n} phases, not exact: true {sorted(mix.phase_ids)}; found {sorted(p.id for p in fit.phases)}")
     print(f"\n{'phases':>6} {'n':>3} {'exact':>7} {'recall':>7} {'precision':>9} {'wt err (wt%)':>12}")

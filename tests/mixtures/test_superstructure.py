@@ -61,7 +61,7 @@ def test_the_hints_reach_the_table():
             "chance": 2e-4}
     hint["text"] = S.describe(hint)
     fit = NS(phases=[], rwp=0.1, rwp_background_only=0.3, rexp=0.05, gof=2.0, zero_shift_deg=0.0, kalpha2_ratio=None,
-             verdict="explained, except 16 weak peak(s)", unexplained=[], superstructure=[hint])
+             verdict="explained, except 16 weak peak(s)", unexplained=[], superstructure=[hint], stand_ins=[])
     out = _table("mix.xy", fit)
     assert "hint: 9 of the 16 unexplained peaks index on Zr2O's cell doubled along a, b, c" in out
 
@@ -95,3 +95,44 @@ def test_the_fit_asks_for_hints_on_its_phases_and_unexplained_peaks(monkeypatch,
     assert 0 < seen["tol_deg"] < 0.2 and seen["two_theta_range"] == (grid[0], grid[-1])
     assert fit.superstructure == [{"id": "NaCl.cif", "text": "a hint"}]
     assert fit.to_dict()["superstructure"] == fit.superstructure
+
+
+def test_a_hinted_phase_is_withdrawn_as_a_stand_in(monkeypatch, tmp_path):
+    """With withdraw_superstructure_stand_ins, a phase a superstructure hint names leaves the answer: it is
+    listed among the stand-ins (JSON, table, verdict, figure) and the other phases' weight fractions add up to
+    1 again; without the setting the same fit keeps it."""
+    from pymatgen.core import Lattice, Structure
+
+    from xrdid.commands.phases import _table
+    from xrdid.mixtures import fit as F
+    from xrdid.mixtures import identify_phases, load_library
+    from xrdid.mixtures.plot import save_fit_figure
+    from xrdid.mixtures.profile import Optics, render_phase
+    from xrdid.simulate.sticks import compute_sticks
+
+    grid = np.linspace(15.0, 90.0, 3751)
+    y = np.zeros_like(grid)
+    for name, a, w in (("NaCl", 5.64, 1.0), ("KCl", 6.29, 0.6)):
+        s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [name[:-2] if name != "NaCl" else "Na", "Cl"],
+                                      [[0, 0, 0], [0.5, 0.5, 0.5]])
+        s.to(filename=str(tmp_path / f"{name}.cif"))
+        st = compute_sticks(s, 0.8)
+        p = render_phase(st.d, st.f2m, grid, Optics((CU, 1.544414)), width_scale=4.0, size_nm=120.0, kalpha2_ratio=0.5)
+        y += w * p / p.max()
+    y = np.random.default_rng(2).poisson(20000 * y + 300).astype(float)
+    monkeypatch.setattr(F, "superstructure_hints",
+                        lambda phases, unexplained, **kw: [{"id": "KCl.cif", "text": "a hint"}]
+                        if "KCl.cif" in [p.id for p in phases] else [])
+    lib = load_library(tmp_path, 0.8 / 1.03)
+    kept = identify_phases(grid, y, CU, lib, kalpha2_A=1.544414,
+                           settings=F.FitSettings(withdraw_superstructure_stand_ins=False))
+    assert sorted(p.id for p in kept.phases) == ["KCl.cif", "NaCl.cif"] and kept.stand_ins == []
+    fit = identify_phases(grid, y, CU, lib, kalpha2_A=1.544414,
+                          settings=F.FitSettings(withdraw_superstructure_stand_ins=True))
+    assert [p.id for p in fit.phases] == ["NaCl.cif"] and [p.id for p in fit.stand_ins] == ["KCl.cif"]
+    assert fit.phases[0].weight_fraction == 1.0 and fit.phase_curves.shape == (1, grid.size)
+    assert fit.stand_in_curves.shape == (1, grid.size) and fit.stand_ins[0].weight_fraction < 1.0
+    assert fit.verdict.startswith("the library explains the pattern only in part: KCl (225) withdrawn")
+    assert fit.to_dict()["stand_ins"][0]["id"] == "KCl.cif"
+    assert "withdrawn: KCl (225) KCl.cif" in _table("mix.xy", fit)
+    assert save_fit_figure(fit, tmp_path / "fit.png").stat().st_size > 0

@@ -143,6 +143,8 @@ def _table(file, fit) -> str:
             for a in p.alternatives:
                 lines.append(f"  {'':8}  {'':10}  or {a['formula']:<11} {a['space_group'] or '-':>4}  "
                              f"{'':7}  {a['id']} (criterion +{a['delta_criterion']:.1f})")
+    for p in fit.stand_ins:
+        lines.append(f"  withdrawn: {p.formula} ({p.space_group or '-'}) {p.id}, a stand-in for a phase the library lacks")
     lines.append(f"  {fit.verdict}")
     for h in fit.superstructure:
         lines.append(f"  hint: {h['text']}")

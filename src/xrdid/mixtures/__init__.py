@@ -92,7 +92,10 @@ Method (whole-pattern fitting with a physical model of the scan and several comp
 5. **Not in the library** (:mod:`xrdid.mixtures.peaks`): peaks of the final residual that stand
    significantly above the noise (σ from counting statistics × the GoF) are reported with position,
    height and area; the verdict says when they carry more than ``unexplained_warn`` of the diffracted
-   intensity, or when no phase explains the pattern at all.
+   intensity, or when no phase explains the pattern at all. When those peaks index on a found phase's
+   cell doubled beyond chance (:mod:`xrdid.mixtures.superstructure`), that phase stands on the sublattice
+   of a phase the library lacks: it is withdrawn from the answer into ``stand_ins``
+   (``withdraw_superstructure_stand_ins``) and the others' fractions renormalised.
 6. **Outputs**: per phase the weight fraction, a confidence (coverage × (1 − exp(−ΔC/10)), ΔC the rise
    of C without the phase), the refined cell, lattice scale, size, strain and texture, and the
    alternatives; for the fit Rwp, Rexp, GoF, zero shift, displacement, the unexplained peaks, the

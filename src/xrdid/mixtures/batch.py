@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 # Pattern files the readers accept (two-column text, PANalytical, pyFAI/McXtrace, vendor formats).
 PATTERN_SUFFIXES = (".xy", ".xye", ".dat", ".csv", ".txt", ".xrdml", ".raw", ".brml", ".rasx", ".chi")
 
-SUMMARY_FIELDS = ("file", "status", "phases", "weight_fractions", "alternatives", "same_structure", "rwp", "gof",
-                  "unexplained_peaks", "unexplained_fraction", "verdict", "seconds", "error")
+SUMMARY_FIELDS = ("file", "status", "phases", "weight_fractions", "alternatives", "same_structure", "stand_ins", "rwp",
+                  "gof", "unexplained_peaks", "unexplained_fraction", "verdict", "seconds", "error")
 
 
 def identify_folder(
@@ -75,6 +75,7 @@ def identify_folder(
             "weight_fractions": ";".join(f"{p.weight_fraction:.4f}" for p in fit.phases),
             "alternatives": ";".join("|".join(a["id"] for a in p.alternatives) for p in fit.phases),
             "same_structure": ";".join("|".join(p.same_structure) for p in fit.phases),
+            "stand_ins": ";".join(p.id for p in fit.stand_ins),
             "rwp": f"{fit.rwp:.5f}", "gof": f"{fit.gof:.3f}",
             "unexplained_peaks": ";".join(f"{u['two_theta_deg']:.3f}" for u in fit.unexplained),
             "unexplained_fraction": f"{fit.unexplained_fraction:.4f}", "verdict": fit.verdict,

@@ -33,6 +33,10 @@ def fit_figure(fit: MixtureFit, title: str = ""):
     for i, (p, c) in enumerate(zip(fit.phases, curves)):
         ax.plot(x, fit.background + c, lw=0.7, color=colours[(i + 2) % len(colours)],
                 label=f"{p.formula} ({p.space_group or '?'}) {100 * p.weight_fraction:.1f} wt%")
+    if fit.stand_in_curves is not None:
+        for p, c in zip(fit.stand_ins, fit.stand_in_curves):
+            ax.plot(x, fit.background + c, lw=0.7, color="0.45", ls="-.",
+                    label=f"{p.formula} ({p.space_group or '?'}): withdrawn, a stand-in")
     for u in fit.unexplained:
         ax.axvline(u["two_theta_deg"], color="tab:purple", lw=0.6, ls=":", alpha=0.8)
     if fit.unexplained:

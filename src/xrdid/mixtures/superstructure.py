@@ -7,7 +7,8 @@ found and each doubling of its cell's axes (seven), the unexplained peaks are ma
 of the larger cell that the phase's own cell lacks (no extinctions assumed), at the fit's zero shift and
 displacement, within ``tol`` degrees; the count is judged against chance, the share of the scanned range
 that those reflections cover (a binomial tail, Bonferroni over the doublings and phases). A hint reports
-the phase, the doubling, the peaks matched and that probability; it changes no answer. A large or
+the phase, the doubling, the peaks matched and that probability; the fit then withdraws that phase from its
+answer (``FitSettings.withdraw_superstructure_stand_ins``). A large or
 low-symmetry cell covers most of the range, leaves nothing to judge, and gets no hint.
 """
 

@@ -224,6 +224,13 @@ function render(res) {
     // The fit's verdict (unexplained peaks: a phase not in the library?) and its figure.
     const fit = Array.isArray(res.phases) ? null : res.phases;
     const hints = fit && Array.isArray(fit.superstructure) ? fit.superstructure.map((h) => ` Hint: ${h.text}.`) : [];
+    // Phases the fit placed but withdrew: stand-ins for a phase the library lacks (named in the verdict too).
+    for (const ph of (fit && Array.isArray(fit.stand_ins) ? fit.stand_ins : [])) {
+      const li = document.createElement("li");
+      li.className = "stand-in";
+      li.textContent = `not ${ph.formula}${ph.space_group != null ? ` (No. ${ph.space_group})` : ""}: its lines belong to a phase the library lacks`;
+      ul.append(li);
+    }
     $("r-phase-verdict").textContent = (fit && fit.verdict ? fit.verdict : "") + hints.join("");
     const img = $("r-phase-figure");
     img.hidden = !(fit && fit.figure);
