@@ -80,7 +80,8 @@ def with_settings(settings, pairs: list[str]):
         elif isinstance(old, bool) or v in ("true", "false"):
             new = v == "true"
         else:
-            new = int(value) if isinstance(old, int) else float(value)
+            # An integer literal for a field now None (an optional count) stays an integer.
+            new = int(value) if isinstance(old, int) or (old is None and value.lstrip("-").isdigit()) else float(value)
         settings = replace(settings, **{name: new})
     return settings
 

@@ -4,6 +4,7 @@ tick marks per phase and the unexplained peaks (matplotlib, Agg: no display need
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,8 @@ def fit_figure(fit: MixtureFit, title: str = ""):
         ax.plot([], [], color="tab:purple", lw=0.6, ls=":", label=f"unexplained peaks ({len(fit.unexplained)})")
     ax.set_ylabel("intensity")
     ax.legend(fontsize=8, loc="upper right")
-    ax.set_title(title + (": " if title else "") + fit.verdict, fontsize=9)
+    # A long verdict (a stand-in withdrawn, unexplained peaks) wraps instead of running off the figure.
+    ax.set_title("\n".join(textwrap.wrap(title + (": " if title else "") + fit.verdict, 150)), fontsize=9)
     diff = fit.y_obs - fit.y_calc
     axd.plot(x, diff, lw=0.6, color="tab:blue")
     axd.axhline(0, color="0.5", lw=0.5)
