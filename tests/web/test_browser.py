@@ -215,3 +215,30 @@ def test_the_phase_search_takes_the_sample_elements(tiny_model, browser, tmp_pat
         wait.until(lambda d: "NaCl" in d.find_element(By.ID, "r-phase-list").text)
         assert not browser.find_element(By.ID, "error").is_displayed()
     assert console_errors(browser) == []
+
+
+def test_a_withdrawn_stand_in_is_named_on_the_page(tiny_model, browser, tmp_path, make_xy, nacl, monkeypatch):
+    """A phase the fit withdraws as a stand-in (a superstructure hint names it) is not listed as found: the page
+    says its lines belong to a phase the library lacks, and the verdict says so too."""
+    from xrdid.mixtures import fit as F
+    from xrdid.web import create_app
+
+    library = tmp_path / "lib"
+    library.mkdir()
+    nacl.to(filename=str(library / "NaCl.cif"))
+    monkeypatch.setattr(F, "superstructure_hints", lambda phases, unexplained, **kw: [
+        {"id": p.id, "formula": p.formula, "text": f"peaks on {p.formula}'s doubled cell"} for p in phases])
+    path = tmp_path / "scan.xy"
+    path.write_text(make_xy())
+    with serving(create_app(tiny_model, library=library)) as url:
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, 30)
+        browser.find_element(By.ID, "wavelength").send_keys("1.5406")
+        upload(browser, path)
+        wait.until(EC.visibility_of_element_located((By.ID, "r-phases")))
+        listed = browser.find_element(By.ID, "r-phase-list").text
+        assert "not NaCl (No. 225): its lines belong to a phase the library lacks" in listed
+        assert "by weight" not in listed
+        verdict = browser.find_element(By.ID, "r-phase-verdict").text
+        assert "NaCl (225) withdrawn" in verdict and "Hint: peaks on NaCl's doubled cell" in verdict
+    assert console_errors(browser) == []
