@@ -136,3 +136,23 @@ def test_a_hinted_phase_is_withdrawn_as_a_stand_in(monkeypatch, tmp_path):
     assert fit.to_dict()["stand_ins"][0]["id"] == "KCl.cif"
     assert "withdrawn: KCl (225) KCl.cif" in _table("mix.xy", fit)
     assert save_fit_figure(fit, tmp_path / "fit.png").stat().st_size > 0
+    # The folder batch (withdrawal on by default): the stand-in in its own column of the summary.
+    import csv
+
+    from xrdid.mixtures.batch import identify_folder
+
+    (tmp_path / "scans").mkdir()
+    np.savetxt(tmp_path / "scans" / "mix.xy", np.column_stack([grid, y]))
+    assert identify_folder(tmp_path / "scans", lib.source, tmp_path / "summary.csv", tmp_path / "figs",
+                           wavelength_A=CU) == 0
+    row = next(csv.DictReader((tmp_path / "summary.csv").read_text().splitlines()))
+    assert row["phases"] == "NaCl.cif" and row["stand_ins"] == "KCl.cif" and "withdrawn" in row["verdict"]
+
+
+def test_the_verdict_when_only_a_stand_in_was_found():
+    from xrdid.mixtures.fit import FitSettings, _verdict
+
+    z = NS(formula="Zr2O", space_group=224)
+    v = _verdict([], [{"two_theta_deg": 21.5}] * 9, 0.3, FitSettings(), [z])
+    assert v.startswith("no library phase explains the pattern: Zr2O (224) withdrawn") and "9 unexplained" in v
+    assert _verdict([], [], 0.0, FitSettings()) == "no library phase explains the pattern"
